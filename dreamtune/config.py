@@ -1,0 +1,256 @@
+"""Typed, strict configuration: frozen dataclasses loaded from YAML plus dotted overrides.
+
+An unknown or misspelled key is an error that names the key and the closest valid one
+(ai-toolkit's ``.get``-based configs silently ignore typos; ours refuse them).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from dreamtune.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    pretrained: str = ""              # local diffusers folder or hub id
+    revision: str | None = None
+    variant: str | None = None        # e.g. "fp16" weight files
+    allow_pickle: bool = False        # load .bin/.ckpt weights (executes pickled code)
+    from_scratch: bool = False        # random init from the pretrained folder's configs
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    instance_dir: str = ""            # raw photo folder or a `dreamtune prepare` output
+    instance_prompt: str = ""         # used when images carry no caption
+    resolution: int = 512
+    crop: Literal["center", "random", "face"] = "center"
+    buckets: bool = False             # aspect-ratio buckets instead of square crops
+    grayscale: bool = False
+    background: str = "white"         # alpha is composited on this colour
+    repeats: int = 1
+    flip_p: float = 0.5
+    rotate_degrees: float = 0.0
+    rotate_p: float = 0.0
+    color_jitter: float = 0.0         # max relative change of brightness/contrast/saturation
+    color_jitter_p: float = 0.0
+    caption_dropout: float = 0.0      # replace caption by "" (classifier-free guidance)
+    cache_latents: bool = True
+    cache_dir: str = ""               # default: <output_dir>/../.dreamtune-cache
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    rank: int = 4
+    alpha: float = 4.0
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+    text_encoder: bool = False
+    text_encoder_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
+    dora: bool = False
+
+
+@dataclass(frozen=True)
+class TextualInversionConfig:
+    placeholder_token: str = "<sks>"
+    initializer_token: str = ""       # empty: initialise from the class noun's first token
+    num_vectors: int = 1
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    kind: Literal["dreambooth", "lora", "textual_inversion", "scratch"] = "lora"
+    train_text_encoder: bool = False  # full DreamBooth only
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    textual_inversion: TextualInversionConfig = field(default_factory=TextualInversionConfig)
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    enabled: bool = False
+    class_prompt: str = ""
+    class_dir: str = ""               # default: <output_dir>/class_images
+    num_class_images: int = 100
+    loss_weight: float = 1.0
+    sample_steps: int = 25
+    guidance_scale: float = 7.5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    output_dir: str = "runs/dreamtune"
+    steps: int = 400
+    batch_size: int = 1
+    grad_accum: int = 1
+    lr: float = 1e-4
+    text_encoder_lr: float | None = None
+    lr_scheduler: Literal["constant", "linear", "cosine", "constant_with_warmup"] = "constant"
+    warmup_steps: int = 0
+    optimizer: Literal["adamw", "adamw8bit"] = "adamw"
+    weight_decay: float = 1e-2
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    gradient_checkpointing: bool = False
+    min_snr_gamma: float | None = None
+    noise_offset: float = 0.0
+    ema_decay: float | None = None
+    seed: int = 0
+    checkpoint_every: int = 0         # 0: no intermediate checkpoints
+    keep_checkpoints: int = 2
+    validate_every: int = 0
+    validation_prompts: tuple[str, ...] = ()
+    validation_seeds: tuple[int, ...] = (0,)
+    validation_steps: int = 25
+    log_every: int = 10
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.prior.enabled and not self.prior.class_prompt:
+            raise UserError("prior.enabled is true but prior.class_prompt is empty; set it, e.g. prior.class_prompt='a photo of a dog'.")
+        if self.method.kind == "textual_inversion" and self.method.train_text_encoder:
+            raise UserError("method.train_text_encoder cannot be combined with textual_inversion; set it to false.")
+        ti_token = self.method.textual_inversion.placeholder_token
+        if self.method.kind == "textual_inversion" and self.data.instance_prompt and ti_token not in self.data.instance_prompt:
+            raise UserError(f"textual inversion learns the token {ti_token}, but data.instance_prompt "
+                            f"'{self.data.instance_prompt}' does not contain it; write e.g. 'a photo of {ti_token} dog'.")
+        for name in ("flip_p", "rotate_p", "color_jitter_p", "caption_dropout"):
+            value = getattr(self.data, name)
+            if not 0.0 <= value <= 1.0:
+                raise UserError(f"data.{name} is {value}; a probability must lie in [0, 1].")
+        if self.train.steps < 1 or self.train.batch_size < 1 or self.train.grad_accum < 1:
+            raise UserError("train.steps, train.batch_size and train.grad_accum must each be at least 1.")
+        if self.data.resolution % 8:
+            raise UserError(f"data.resolution is {self.data.resolution}; it must be a multiple of 8 (the VAE downsamples by 8).")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp, key: str):
+    """Check and convert one YAML value to the annotated type ``tp``; error names ``key``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"config key '{key}' must be a mapping of settings, not {value!r}.")
+        return _build(tp, value, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except UserError:
+                continue
+        raise UserError(f"config key '{key}' got {value!r}; expected {_type_name(tp)}.")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise UserError(f"config key '{key}' got {value!r}; choose one of {', '.join(map(repr, choices))}.")
+        return value
+    if origin is tuple:
+        if isinstance(value, (str, int, float)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config key '{key}' must be a list, not {value!r}.")
+        (item_type, _) = typing.get_args(tp)
+        return tuple(_coerce(v, item_type, key) for v in value)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise UserError(f"config key '{key}' must be true or false, not {value!r}.")
+    if tp in (int, str) and (not isinstance(value, tp) or isinstance(value, bool)):
+        raise UserError(f"config key '{key}' must be {tp.__name__}, not {value!r}.")
+    return value
+
+
+def _build(cls, raw: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys here: {', '.join(names)}."
+            raise UserError(f"unknown config key '{prefix}{key}'{hint}")
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in raw.items()}
+    return cls(**kwargs)
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Apply one ``a.b.c=value`` override to the nested dict ``raw`` (value parsed as YAML)."""
+    if "=" not in override:
+        raise UserError(f"override '{override}' has no '='; write it as section.key=value, e.g. train.lr=1e-4.")
+    dotted, text = override.split("=", 1)
+    parts = dotted.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"override '{override}': '{part}' is a value, not a section.")
+    node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+
+
+def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML recipe (optional) and dotted overrides into a validated :class:`Config`."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file {path} does not exist; pass the path of a YAML recipe, e.g. configs/lora-sd15.yaml.")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"config file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix its syntax.") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"config file {path} must hold a mapping of sections (model:, data:, ...).")
+    for override in overrides:
+        apply_override(raw, override)
+    return _build(Config, raw)
+
+
+def to_dict(config) -> dict:
+    """Plain nested dict (tuples as lists) for saving beside outputs."""
+    def plain(value):
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return plain(dataclasses.asdict(config))
+
+
+def replace(config: Config, **sections) -> Config:
+    """Return a copy with whole sections or ``section__key`` fields replaced."""
+    updates = {}
+    for key, value in sections.items():
+        if "__" in key:
+            section, name = key.split("__", 1)
+            current = updates.get(section, getattr(config, section))
+            updates[section] = dataclasses.replace(current, **{name: value})
+        else:
+            updates[key] = value
+    return dataclasses.replace(config, **updates)

@@ -1,0 +1,147 @@
+"""Prepared image sets and the dataset batch source of the training loop.
+
+The batch for step ``s`` is a pure function of (seed, s): data order, augmentation and
+caption dropout are all drawn from generators seeded by the step, so resuming at step ``s``
+continues exactly the sequence an uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from dreamtune.data import augment
+from dreamtune.data.ingest import MANIFEST
+from dreamtune.errors import UserError
+
+
+@dataclass(frozen=True)
+class Example:
+    pixels: torch.Tensor        # (3,H,W) float32 in [-1,1]
+    caption: str
+    content_hash: str
+
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB -> (3,H,W) float32 in [-1,1]."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+class ImageSet:
+    """The images and captions of a ``dreamtune prepare`` output folder, held in memory."""
+
+    def __init__(self, folder: str | Path, default_caption: str = ""):
+        folder = Path(folder)
+        manifest = folder / MANIFEST
+        if not manifest.is_file():
+            raise UserError(f"{folder} is not a prepared image folder (no {MANIFEST}); run dreamtune prepare on it first.")
+        self.examples: list[Example] = []
+        for line in manifest.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            with Image.open(folder / record["file_name"]) as image:
+                pixels = image_to_tensor(image)
+            caption = record.get("text") or default_caption
+            if not caption:
+                raise UserError(f"{record['file_name']} in {folder} has no caption; set data.instance_prompt (e.g. 'a photo of sks dog').")
+            self.examples.append(Example(pixels, caption, record.get("content_hash", "")))
+        if not self.examples:
+            raise UserError(f"{folder} holds no images; run dreamtune prepare on a folder of photos.")
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+def _epoch_batches(sizes: list[tuple[int, int]], repeats: int, global_batch: int, seed: int, epoch: int) -> list[list[int]]:
+    """All global batches of one epoch: shuffled, same-size images together (buckets)."""
+    generator = torch.Generator().manual_seed(seed * 9_973 + epoch)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index in [i for i in range(len(sizes)) for _ in range(repeats)]:
+        groups.setdefault(sizes[index], []).append(index)
+    batches = []
+    for key in sorted(groups):
+        members = groups[key]
+        order = [members[i] for i in torch.randperm(len(members), generator=generator)]
+        for start in range(0, len(order), global_batch):
+            chunk = order[start:start + global_batch]
+            chunk += [order[i % len(order)] for i in range(global_batch - len(chunk))]
+            batches.append(chunk)
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+
+
+def _fit(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Cover-resize and centre-crop (3,H,W) to (3,h,w) = size (w,h); used to match buckets."""
+    (width, height), (_, h0, w0) = size, pixels.shape
+    if (w0, h0) == (width, height):
+        return pixels
+    scale = max(width / w0, height / h0)
+    resized = F.interpolate(pixels[None], size=(max(height, round(h0 * scale)), max(width, round(w0 * scale))), mode="bilinear", antialias=True, align_corners=False)[0]
+    top, left = (resized.shape[1] - height) // 2, (resized.shape[2] - width) // 2
+    return resized[:, top:top + height, left:left + width]
+
+
+LatentEncoder = Callable[[torch.Tensor, str], torch.Tensor]  # (pixels (3,H,W), cache key part) -> (C,h,w)
+
+
+class DatasetBatches:
+    """Batch source: ``batch(step)`` -> {"pixels"|"latents", "prompts", "is_prior", "sizes"}."""
+
+    def __init__(self, instances: ImageSet, batch_size: int, seed: int, plan: augment.AugmentPlan,
+                 repeats: int = 1, caption_dropout: float = 0.0, classes: ImageSet | None = None,
+                 process_index: int = 0, num_processes: int = 1, latent_encoder: LatentEncoder | None = None):
+        self.instances, self.classes = instances, classes
+        self.batch_size, self.seed, self.plan = batch_size, seed, plan
+        self.repeats, self.caption_dropout = repeats, caption_dropout
+        self.process_index, self.num_processes = process_index, num_processes
+        self.latent_encoder = None if plan.pixel_only else latent_encoder
+        self._sizes = [tuple(e.pixels.shape[2:0:-1]) for e in instances.examples]
+        self._epochs: dict[int, list[list[int]]] = {}
+
+    def _instance_indices(self, step: int) -> list[int]:
+        global_batch = self.batch_size * self.num_processes
+        per_epoch = len(_epoch_batches(self._sizes, self.repeats, global_batch, self.seed, 0))
+        epoch, position = divmod(step, per_epoch)
+        if epoch not in self._epochs:
+            self._epochs = {epoch: _epoch_batches(self._sizes, self.repeats, global_batch, self.seed, epoch)}
+        start = self.process_index * self.batch_size
+        return self._epochs[epoch][position][start:start + self.batch_size]
+
+    def _class_indices(self, step: int) -> list[int]:
+        count = len(self.classes)
+        first = (step * self.num_processes + self.process_index) * self.batch_size
+        generator = torch.Generator().manual_seed(self.seed * 31 + 17 + first // count)
+        order = torch.randperm(count, generator=generator).tolist()
+        return [order[(first + i) % count] for i in range(self.batch_size)]
+
+    def _sample(self, example: Example, size, step: int, slot: int):
+        generator = augment.sample_generator(self.seed, step, slot + self.process_index * 1000)
+        flip = augment.decide_flip(self.plan, generator)
+        pixels = _fit(example.pixels, size)
+        if torch.rand((), generator=generator) < self.caption_dropout:
+            caption = ""
+        else:
+            caption = example.caption
+        if self.latent_encoder is not None:
+            key = f"{example.content_hash}|{size}|flip={flip}"
+            return self.latent_encoder(pixels.flip(-1) if flip else pixels, key), caption
+        return augment.apply_pixels(pixels, self.plan, flip, generator), caption
+
+    def batch(self, step: int) -> dict:
+        chosen = [self.instances.examples[i] for i in self._instance_indices(step)]
+        is_prior = [False] * len(chosen)
+        if self.classes is not None:
+            chosen += [self.classes.examples[i] for i in self._class_indices(step)]
+            is_prior += [True] * self.batch_size
+        size = tuple(chosen[0].pixels.shape[2:0:-1])
+        tensors, prompts = zip(*(self._sample(ex, size, step, slot) for slot, ex in enumerate(chosen)))
+        key = "latents" if self.latent_encoder is not None else "pixels"
+        return {key: torch.stack(tensors), "prompts": list(prompts),
+                "is_prior": torch.tensor(is_prior), "sizes": torch.tensor([[size[1], size[0]]] * len(chosen))}

@@ -1,0 +1,171 @@
+"""What a method trains, and how its result is exported in diffusers' own formats.
+
+* full (DreamBooth / from scratch): UNet (and optionally text encoder) -> pipeline folder
+* lora (peft; optional text-encoder LoRA, DoRA) -> ``pytorch_lora_weights.safetensors``
+* textual inversion (new token rows only) -> ``learned_embeds.safetensors``
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dreamtune.config import Config
+from dreamtune.errors import UserError
+from dreamtune.models.loading import Components, freeze
+
+
+class TrainableParts:
+    """Named trainable modules of a method; exports the trained result."""
+
+    kind = "full"
+
+    def __init__(self, components: Components, modules: dict[str, nn.Module]):
+        self.components = components
+        self.modules = modules
+
+    def module_dict(self) -> nn.ModuleDict:
+        return nn.ModuleDict(self.modules)
+
+    def export(self, out_dir: Path) -> Path:
+        """Full fine-tune: a complete diffusers pipeline folder."""
+        from diffusers import DDPMScheduler, DiffusionPipeline
+
+        pipeline = DiffusionPipeline.from_pretrained(self.components.source, **self._component_kwargs())
+        pipeline.save_pretrained(out_dir, safe_serialization=True)
+        return out_dir
+
+    def _component_kwargs(self) -> dict:
+        c = self.components
+        kwargs = {"unet": c.unet, "vae": c.vae, "text_encoder": c.text_encoders[0], "tokenizer": c.tokenizers[0]}
+        if c.family == "sdxl":
+            kwargs.update(text_encoder_2=c.text_encoders[1], tokenizer_2=c.tokenizers[1])
+        return kwargs
+
+
+class LoraParts(TrainableParts):
+    kind = "lora"
+
+    def export(self, out_dir: Path) -> Path:
+        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+        from diffusers.utils import convert_state_dict_to_diffusers
+        from peft.utils import get_peft_model_state_dict
+
+        layers = {"unet_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(self.modules["unet"]))}
+        for index, name in enumerate(("text_encoder", "text_encoder_2")):
+            if name in self.modules:
+                layers[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(get_peft_model_state_dict(self.modules[name]))
+        pipeline_class = StableDiffusionXLPipeline if self.components.family == "sdxl" else StableDiffusionPipeline
+        out_dir.mkdir(parents=True, exist_ok=True)
+        pipeline_class.save_lora_weights(out_dir, safe_serialization=True, **layers)
+        return out_dir / "pytorch_lora_weights.safetensors"
+
+
+class NewTokenEmbedding(nn.Module):
+    """A token embedding whose first rows are frozen and whose last ``n`` rows train."""
+
+    def __init__(self, base: nn.Embedding, initial_rows: torch.Tensor):
+        super().__init__()
+        self.register_buffer("base_weight", base.weight.detach().clone(), persistent=False)
+        self.new_rows = nn.Parameter(initial_rows.detach().clone().float())
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return torch.cat([self.base_weight, self.new_rows.to(self.base_weight.dtype)], dim=0)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return nn.functional.embedding(input_ids, self.weight)
+
+
+class TextualInversionParts(TrainableParts):
+    kind = "textual_inversion"
+
+    def __init__(self, components: Components, modules: dict[str, nn.Module], tokens: list[str]):
+        super().__init__(components, modules)
+        self.tokens = tokens
+
+    def export(self, out_dir: Path) -> Path:
+        from safetensors.torch import save_file
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows = [m.new_rows.detach().float().cpu().contiguous() for m in self.modules.values()]
+        if self.components.family == "sdxl":
+            tensors = {"clip_l": rows[0], "clip_g": rows[1]}
+        else:
+            tensors = {self.tokens[0]: rows[0]}
+        path = out_dir / "learned_embeds.safetensors"
+        save_file(tensors, str(path))
+        return path
+
+
+def placeholder_tokens(token: str, count: int) -> list[str]:
+    """diffusers' multi-vector convention: ``tok``, ``tok_1``, ``tok_2`` ..."""
+    return [token] + [f"{token}_{i}" for i in range(1, count)]
+
+
+def expand_placeholder(prompt: str, token: str, count: int) -> str:
+    return prompt.replace(token, " ".join(placeholder_tokens(token, count))) if count > 1 else prompt
+
+
+def _add_textual_inversion(components: Components, config: Config) -> TextualInversionParts:
+    settings = config.method.textual_inversion
+    tokens = placeholder_tokens(settings.placeholder_token, settings.num_vectors)
+    initializer = settings.initializer_token or (config.prior.class_prompt.split() or ["a"])[-1]
+    modules = {}
+    for index, (tokenizer, encoder) in enumerate(zip(components.tokenizers, components.text_encoders)):
+        if tokenizer.add_tokens(tokens) != len(tokens):
+            raise UserError(f"placeholder token {settings.placeholder_token} already exists in the tokenizer; pick a new one, e.g. '<my-subject>'.")
+        init_ids = tokenizer.encode(initializer, add_special_tokens=False)
+        if not init_ids:
+            raise UserError(f"initializer token '{initializer}' tokenizes to nothing; set method.textual_inversion.initializer_token to a word like 'dog'.")
+        base = encoder.get_input_embeddings()
+        rows = base.weight[init_ids[0]].detach().unsqueeze(0).repeat(len(tokens), 1)
+        replacement = NewTokenEmbedding(base, rows)
+        encoder.set_input_embeddings(replacement)
+        encoder.config.vocab_size = len(tokenizer)
+        modules[f"text_encoder{'_2' if index else ''}"] = replacement
+    return TextualInversionParts(components, modules, tokens)
+
+
+def _add_lora(components: Components, config: Config) -> LoraParts:
+    from peft import LoraConfig as PeftLoraConfig
+
+    settings = config.method.lora
+    def peft_config(targets):
+        return PeftLoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                              init_lora_weights="gaussian", target_modules=list(targets), use_dora=settings.dora)
+    try:
+        components.unet.add_adapter(peft_config(settings.target_modules))
+    except ValueError as exc:
+        raise UserError(f"method.lora.target_modules {list(settings.target_modules)} match no UNet layer ({exc}); use names like to_q, to_k, to_v, to_out.0.") from None
+    modules = {"unet": components.unet}
+    if settings.text_encoder:
+        for index, encoder in enumerate(components.text_encoders):
+            encoder.add_adapter(peft_config(settings.text_encoder_target_modules))
+            modules[f"text_encoder{'_2' if index else ''}"] = encoder
+    return LoraParts(components, modules)
+
+
+def make_trainable(components: Components, config: Config) -> TrainableParts:
+    """Freeze everything, then unfreeze / add exactly what ``config.method`` trains."""
+    freeze(components.unet, components.vae, *components.text_encoders)
+    kind = config.method.kind
+    if kind == "lora":
+        parts = _add_lora(components, config)
+    elif kind == "textual_inversion":
+        parts = _add_textual_inversion(components, config)
+    else:
+        components.unet.requires_grad_(True)
+        modules = {"unet": components.unet}
+        if config.method.train_text_encoder:
+            for index, encoder in enumerate(components.text_encoders):
+                encoder.requires_grad_(True)
+                modules[f"text_encoder{'_2' if index else ''}"] = encoder
+        parts = TrainableParts(components, modules)
+    for module in parts.modules.values():
+        module.train()
+        for parameter in module.parameters():
+            if parameter.requires_grad:
+                parameter.data = parameter.data.float()  # trainable weights stay fp32 under mixed precision
+    return parts

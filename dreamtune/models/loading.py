@@ -1,0 +1,125 @@
+"""The only place that loads model weights (``from_pretrained``) or builds them from configs.
+
+Weights load only from ``.safetensors``: pickle files (``.bin``, ``.ckpt``, ``.pt``) can run
+arbitrary code, so they are refused unless the user opts in with ``model.allow_pickle``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dreamtune.config import ModelConfig
+from dreamtune.errors import UserError
+
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+SDXL_PIPELINES = {"StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"}
+
+
+def quiet_libraries() -> None:
+    """Silence the libraries' own progress bars and info logs; dreamtune shows its own."""
+    import diffusers
+    import transformers
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+@dataclass
+class Components:
+    """The parts of a Stable Diffusion pipeline that training touches."""
+    family: str                         # "sd" (1.x/2.x) or "sdxl"
+    unet: nn.Module
+    vae: nn.Module
+    text_encoders: list[nn.Module]
+    tokenizers: list
+    noise_scheduler: object             # DDPMScheduler with the model's training schedule
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def prediction_type(self) -> str:
+        return self.noise_scheduler.config.prediction_type
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+
+def _check_local_weights(folder: Path, allow_pickle: bool) -> None:
+    weights = [p for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES + (".safetensors",)]
+    pickles = [p for p in weights if p.suffix in PICKLE_SUFFIXES]
+    if pickles and not allow_pickle and not any(p.suffix == ".safetensors" for p in weights):
+        raise UserError(f"{folder} holds only pickle weights ({pickles[0].name}), which can run code when loaded; "
+                        "convert them to .safetensors or set model.allow_pickle=true if you trust the file.")
+
+
+def resolve_model(config: ModelConfig) -> tuple[str, dict]:
+    """Check the model location; returns (path or hub id, model_index.json contents)."""
+    if not config.pretrained:
+        raise UserError("model.pretrained is empty; set it to a diffusers model folder or hub id, e.g. model.pretrained=runwayml/stable-diffusion-v1-5.")
+    path = Path(config.pretrained).expanduser()
+    if path.exists():
+        if not (path / "model_index.json").is_file():
+            raise UserError(f"{path} is not a diffusers model folder (no model_index.json); pass the folder that holds unet/, vae/, text_encoder/.")
+        _check_local_weights(path, config.allow_pickle)
+        return str(path), json.loads((path / "model_index.json").read_text())
+    if config.pretrained.count("/") != 1 or config.pretrained.startswith((".", "/", "~")):
+        raise UserError(f"model {config.pretrained} is neither a local folder nor a hub id (owner/name); check the path.")
+    try:
+        from huggingface_hub import hf_hub_download
+        index = hf_hub_download(config.pretrained, "model_index.json", revision=config.revision)
+    except Exception as exc:  # offline, unknown repo, gated repo: all end the same way for the user
+        raise UserError(f"model {config.pretrained} is not a local folder and could not be fetched from the hub "
+                        f"({type(exc).__name__}); download it once with network access, or pass a local folder.") from None
+    return config.pretrained, json.loads(Path(index).read_text())
+
+
+def _load(cls, location: str, subfolder: str, config: ModelConfig, **kwargs):
+    try:
+        return cls.from_pretrained(location, subfolder=subfolder, revision=config.revision, variant=config.variant,
+                                   use_safetensors=not config.allow_pickle, **kwargs)
+    except (OSError, EnvironmentError) as exc:
+        raise UserError(f"cannot load {subfolder} of {location} ({str(exc).splitlines()[0][:160]}); "
+                        "check the model folder, or set model.allow_pickle=true for trusted .bin weights.") from None
+
+
+def load_components(config: ModelConfig) -> Components:
+    """Load (or, with ``from_scratch``, randomly initialise) the UNet, VAE, text encoders, tokenizers."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    quiet_libraries()
+    location, index = resolve_model(config)
+    family = "sdxl" if index.get("_class_name") in SDXL_PIPELINES or "text_encoder_2" in index else "sd"
+    if config.from_scratch:
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(location, subfolder="unet"))
+    else:
+        unet = _load(UNet2DConditionModel, location, "unet", config)
+    vae = _load(AutoencoderKL, location, "vae", config)
+    tokenizers = [CLIPTokenizer.from_pretrained(location, subfolder="tokenizer", revision=config.revision)]
+    text_encoders = [_load(CLIPTextModel, location, "text_encoder", config)]
+    if family == "sdxl":
+        tokenizers.append(CLIPTokenizer.from_pretrained(location, subfolder="tokenizer_2", revision=config.revision))
+        text_encoders.append(_load(CLIPTextModelWithProjection, location, "text_encoder_2", config))
+    noise_scheduler = DDPMScheduler.from_pretrained(location, subfolder="scheduler", revision=config.revision)
+    return Components(family, unet, vae, text_encoders, tokenizers, noise_scheduler, source=location,
+                      extra={"model_index": index})
+
+
+def freeze(*modules: nn.Module) -> None:
+    for module in modules:
+        module.requires_grad_(False)
+        module.eval()
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def weight_dtype(mixed_precision: str) -> torch.dtype:
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)

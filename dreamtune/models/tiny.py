@@ -1,0 +1,64 @@
+"""Tiny, randomly initialised diffusers pipelines built from configs (tests, smoke runs).
+
+Same component classes as Stable Diffusion 1.x / 2.x (v-prediction) / SDXL, a few
+thousand parameters each, so every real code path runs in seconds on a CPU with nothing
+downloaded (the pattern of diffusers' ``get_dummy_components``).
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+from dreamtune.models.tokenizer import build_clip_tokenizer
+
+FAMILIES = ("sd1", "sd2-v", "sdxl")
+
+
+def _text_config(vocab_size: int, projection_dim: int = 32) -> CLIPTextConfig:
+    return CLIPTextConfig(bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+                          hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                          vocab_size=vocab_size, max_position_embeddings=77, projection_dim=projection_dim)
+
+
+def _vae() -> AutoencoderKL:
+    return AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4,
+                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                         norm_num_groups=4, sample_size=32)
+
+
+def _unet(family: str) -> UNet2DConditionModel:
+    common = dict(block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                  up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    if family == "sdxl":
+        return UNet2DConditionModel(**common, cross_attention_dim=64, attention_head_dim=(2, 4), use_linear_projection=True,
+                                    addition_embed_type="text_time", addition_time_embed_dim=8,
+                                    projection_class_embeddings_input_dim=32 + 6 * 8)
+    return UNet2DConditionModel(**common, cross_attention_dim=32, attention_head_dim=(2, 4),
+                                use_linear_projection=family == "sd2-v")
+
+
+def build_tiny_pipeline(folder: str | Path, family: str = "sd1", seed: int = 0) -> Path:
+    """Write a tiny diffusers pipeline folder of ``family`` (sd1 | sd2-v | sdxl); returns it."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}")
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer = build_clip_tokenizer(Path(scratch) / "tok")
+    vocab_size = len(tokenizer)
+    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, steps_offset=1,
+                              prediction_type="v_prediction" if family == "sd2-v" else "epsilon", num_train_timesteps=1000)
+    parts = dict(vae=_vae(), unet=_unet(family), scheduler=scheduler, tokenizer=tokenizer,
+                 text_encoder=CLIPTextModel(_text_config(vocab_size)))
+    if family == "sdxl":
+        parts.update(tokenizer_2=tokenizer, text_encoder_2=CLIPTextModelWithProjection(_text_config(vocab_size)))
+        pipeline = StableDiffusionXLPipeline(**parts)
+    else:
+        pipeline = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder

@@ -1,0 +1,48 @@
+"""Build a sampling pipeline from in-memory components (validation, class images)."""
+from __future__ import annotations
+
+import torch
+
+from dreamtune.models.loading import Components
+
+SCHEDULERS = ("ddim", "euler", "euler_a", "dpm++", "pndm", "ddpm")
+
+
+def scheduler_for(name: str, config):
+    from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                           EulerDiscreteScheduler, PNDMScheduler)
+
+    classes = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "euler_a": EulerAncestralDiscreteScheduler,
+               "dpm++": DPMSolverMultistepScheduler, "pndm": PNDMScheduler, "ddpm": DDPMScheduler}
+    return classes[name].from_config(config)
+
+
+def pipeline_from_components(components: Components, scheduler: str = "ddim"):
+    """A StableDiffusion(XL)Pipeline sharing the given modules (no copies, no loading)."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    parts = dict(unet=components.unet, vae=components.vae, text_encoder=components.text_encoders[0],
+                 tokenizer=components.tokenizers[0], scheduler=scheduler_for(scheduler, components.noise_scheduler.config))
+    if components.family == "sdxl":
+        pipeline = StableDiffusionXLPipeline(**parts, text_encoder_2=components.text_encoders[1], tokenizer_2=components.tokenizers[1])
+    else:
+        pipeline = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def default_resolution(components: Components) -> int:
+    return components.unet.config.sample_size * components.vae_scale_factor
+
+
+@torch.no_grad()
+def sample(pipeline, prompts: list[str], seeds: list[int], steps: int, guidance_scale: float, resolution: int,
+           negative_prompt: str | None = None):
+    """One image per (prompt, seed) pair, each from its own seeded CPU generator."""
+    images = []
+    for prompt, seed in zip(prompts, seeds):
+        generator = torch.Generator("cpu").manual_seed(seed)
+        result = pipeline(prompt, num_inference_steps=steps, guidance_scale=guidance_scale, height=resolution,
+                          width=resolution, generator=generator, negative_prompt=negative_prompt)
+        images.append(result.images[0])
+    return images

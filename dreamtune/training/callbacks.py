@@ -1,0 +1,55 @@
+"""Callbacks of the training loop: metric log, periodic checkpoints, validation images."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dreamtune.sampling.contact_sheet import contact_sheet, save_png
+from dreamtune.training import checkpoint
+from dreamtune.training.checkpoint import TrainingState
+
+
+class MetricLog:
+    """Appends one JSON line of metrics per step to ``log_path``."""
+
+    def __init__(self, log_path: Path, enabled: bool = True):
+        self.log_path = Path(log_path)
+        self.enabled = enabled
+        self.history: list[dict] = []
+
+    def on_step_end(self, state: TrainingState, metrics: dict[str, float]) -> None:
+        record = {"step": state.step, **{k: round(v, 6) for k, v in metrics.items()}}
+        self.history.append(record)
+        if self.enabled:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a", encoding="utf-8") as log:
+                log.write(json.dumps(record) + "\n")
+
+
+class Checkpointer:
+    def __init__(self, output_dir: Path, every: int, keep: int, enabled: bool = True):
+        self.output_dir, self.every, self.keep, self.enabled = Path(output_dir), every, keep, enabled
+        self.last_saved: Path | None = None
+
+    def on_step_end(self, state: TrainingState, metrics: dict[str, float]) -> None:
+        if self.enabled and self.every and state.step % self.every == 0:
+            self.last_saved = checkpoint.save(state, self.output_dir, self.keep)
+
+
+class Validator:
+    """Every ``every`` steps, renders the validation prompts with fixed seeds into a contact sheet."""
+
+    def __init__(self, render, prompts: list[str], seeds: list[int], every: int, folder: Path, enabled: bool = True):
+        self.render, self.prompts, self.seeds = render, prompts, seeds
+        self.every, self.folder, self.enabled = every, Path(folder), enabled
+
+    def on_step_end(self, state: TrainingState, metrics: dict[str, float]) -> None:
+        if self.enabled and self.every and self.prompts and state.step % self.every == 0:
+            self.run(state.step)
+
+    def run(self, step: int) -> Path:
+        pairs = [(p, s) for p in self.prompts for s in self.seeds]
+        images = self.render([p for p, _ in pairs], [s for _, s in pairs])
+        sheet = contact_sheet(images, [f"{p} (seed {s})" for p, s in pairs], columns=len(self.seeds) * min(4, len(self.prompts)),
+                              title=f"step {step}")
+        return save_png(sheet, self.folder / f"step-{step:06d}.png")

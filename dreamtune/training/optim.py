@@ -1,0 +1,40 @@
+"""Optimizers and learning-rate schedules, built per optimizer name of an objective."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dreamtune.config import TrainConfig
+from dreamtune.errors import UserError
+
+
+def trainable_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    return [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+
+
+def build_optimizer(module: nn.Module, train: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
+    """AdamW (or bitsandbytes' 8-bit AdamW) over the trainable parameters of ``module``;
+    parameters under a ``text_encoder`` prefix get ``train.text_encoder_lr`` when set."""
+    lr = lr if lr is not None else train.lr
+    named = trainable_parameters(module)
+    if not named:
+        raise UserError("the chosen method leaves no parameter to train; check method.kind and its settings.")
+    text_lr = train.text_encoder_lr if train.text_encoder_lr is not None else lr
+    groups = [{"params": [p for n, p in named if not n.startswith("text_encoder")], "lr": lr},
+              {"params": [p for n, p in named if n.startswith("text_encoder")], "lr": text_lr}]
+    groups = [g for g in groups if g["params"]]
+    kwargs = dict(betas=(train.adam_beta1, train.adam_beta2), weight_decay=train.weight_decay)
+    if train.optimizer == "adamw8bit":
+        try:
+            import bitsandbytes
+        except ImportError:
+            raise UserError("train.optimizer is adamw8bit but bitsandbytes is not installed; pip install 'dreamtune[8bit]' or use train.optimizer=adamw.") from None
+        return bitsandbytes.optim.AdamW8bit(groups, **kwargs)
+    return torch.optim.AdamW(groups, **kwargs)
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig):
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler(train.lr_scheduler, optimizer=optimizer, num_warmup_steps=train.warmup_steps,
+                         num_training_steps=train.steps)

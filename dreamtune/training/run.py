@@ -1,0 +1,214 @@
+"""``dreamtune train``: build the pieces from a config and hand them to the one loop.
+
+config -> data (prepare, class images, batches) -> models (load, make trainable)
+       -> objective (denoising, wrapped by prior preservation) -> loop -> export
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from dreamtune import config as config_module
+from dreamtune.atomic import atomic_dir, atomic_file
+from dreamtune.config import Config
+from dreamtune.data import augment
+from dreamtune.data.cache import TensorCache, key_of, model_identity
+from dreamtune.data.datasets import DatasetBatches, ImageSet
+from dreamtune.data.prepare import PrepareOptions, is_prepared, prepare, summary
+from dreamtune.errors import TrainingDiverged, UserError
+from dreamtune.models.adapters import TrainableParts, expand_placeholder, make_trainable
+from dreamtune.models.loading import Components, load_components, weight_dtype
+from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings, encode_images
+from dreamtune.objectives.prior import PriorPreservation
+from dreamtune.sampling.pipeline import pipeline_from_components, sample
+from dreamtune.training import checkpoint
+from dreamtune.training.callbacks import Checkpointer, MetricLog, Validator
+from dreamtune.training.class_images import ensure_class_images
+from dreamtune.training.checkpoint import TrainingState
+from dreamtune.training.ema import EMA
+from dreamtune.training.loop import LoopSettings, run_loop
+from dreamtune.training.optim import build_optimizer, build_schedule
+
+
+@dataclass
+class RunResult:
+    output_dir: Path
+    model_dir: Path
+    history: list[dict]
+    state: TrainingState
+    components: Components
+    parts: TrainableParts
+
+
+def ensure_prepared(config: Config, output_dir: Path, log=print) -> Path:
+    """A prepared instance folder: the configured one, or one prepared now from raw photos."""
+    source = Path(config.data.instance_dir)
+    if not config.data.instance_dir:
+        raise UserError("data.instance_dir is empty; set it to your folder of subject photos, e.g. data.instance_dir=photos/.")
+    if is_prepared(source):
+        return source
+    options = PrepareOptions(resolution=config.data.resolution, crop=config.data.crop, buckets=config.data.buckets,
+                             grayscale=config.data.grayscale, background=config.data.background,
+                             caption=config.data.instance_prompt or None, seed=config.train.seed)
+    target = output_dir / "data"
+    log(summary(prepare(source, target, options)))
+    return target
+
+
+def _place_frozen(components: Components, accelerator, dtype: torch.dtype) -> None:
+    """Frozen modules in the weight dtype on the accelerator's device; trainable ones stay fp32."""
+    for module in [components.vae, components.unet, *components.text_encoders]:
+        module.to(accelerator.device)
+        for parameter in module.parameters():
+            if not parameter.requires_grad:
+                parameter.data = parameter.data.to(dtype)
+
+
+def _latent_encoder(components: Components, config: Config, cache_dir: Path):
+    cache = TensorCache(cache_dir / "latents")
+    vae_id = model_identity(components.source, "vae")
+    dtype = str(next(components.vae.parameters()).dtype)
+
+    def encode(pixels: torch.Tensor, sample_key: str) -> torch.Tensor:
+        key = key_of(sample_key, vae_id, dtype, config.data.resolution, config.data.crop)
+        compute = lambda: {"latents": encode_images(components.vae, pixels[None])[0].float()}
+        with torch.no_grad():
+            return cache.get_or_compute(key, compute)["latents"]
+    return encode if config.data.cache_latents else None
+
+
+def _batches(config: Config, instance_dir: Path, class_dir: Path | None, accelerator, encoder) -> DatasetBatches:
+    d = config.data
+    plan = augment.AugmentPlan(d.flip_p, d.rotate_degrees, d.rotate_p, d.color_jitter, d.color_jitter_p)
+    classes = ImageSet(class_dir, config.prior.class_prompt) if class_dir else None
+    return DatasetBatches(ImageSet(instance_dir, d.instance_prompt), config.train.batch_size, config.train.seed, plan,
+                          d.repeats, d.caption_dropout, classes, accelerator.process_index, accelerator.num_processes, encoder)
+
+
+def _wrap_trainable(components: Components, accelerator) -> Components:
+    """Data-parallel wrappers for the top-level modules that hold trainable parameters."""
+    def wrap(module):
+        return accelerator.prepare(module) if any(p.requires_grad for p in module.parameters()) else module
+    return dataclasses.replace(components, unet=wrap(components.unet), text_encoders=[wrap(e) for e in components.text_encoders])
+
+
+def build_objective(config: Config, components: Components, parts: TrainableParts, accelerator, text_cache=None):
+    ti = config.method.textual_inversion
+    rewrite = (lambda p: expand_placeholder(p, ti.placeholder_token, ti.num_vectors)) if parts.kind == "textual_inversion" else None
+    settings = NoiseSettings(config.train.seed, config.train.noise_offset, config.train.min_snr_gamma, accelerator.process_index)
+    objective = DenoisingObjective(_wrap_trainable(components, accelerator), parts.modules, settings, rewrite)
+    return PriorPreservation(objective, config.prior.loss_weight) if config.prior.enabled else objective
+
+
+def _training_state(objective, config: Config, accelerator) -> TrainingState:
+    modules = objective.trainable_modules()
+    optimizers, schedules, emas = {}, {}, {}
+    for name, module in modules.items():
+        optimizer = build_optimizer(module, config.train)
+        schedules[name] = build_schedule(optimizer, config.train)
+        optimizers[name] = accelerator.prepare(optimizer)
+        if config.train.ema_decay:
+            emas[name] = EMA(module, config.train.ema_decay)
+    return TrainingState(modules, optimizers, schedules, emas)
+
+
+def _renderer(components: Components, config: Config, parts: TrainableParts, resolution: int):
+    ti = config.method.textual_inversion
+    def render(prompts: list[str], seeds: list[int]):
+        if parts.kind == "textual_inversion":
+            prompts = [expand_placeholder(p, ti.placeholder_token, ti.num_vectors) for p in prompts]
+        pipeline = pipeline_from_components(components)
+        for module in parts.modules.values():
+            module.eval()
+        try:
+            return sample(pipeline, prompts, seeds, config.train.validation_steps, 7.5, resolution)
+        finally:
+            for module in parts.modules.values():
+                module.train()
+    return render
+
+
+def export(parts: TrainableParts, state: TrainingState, config: Config, output_dir: Path) -> Path:
+    """Write ``output_dir/model`` atomically (EMA weights when EMA is on) plus its description."""
+    final = output_dir / "model"
+    with atomic_dir(final) as temp:
+        emas = [ema.swapped_in() for ema in state.emas.values()]
+        for context in emas:
+            context.__enter__()
+        try:
+            weights = parts.export(temp)
+        finally:
+            for context in emas:
+                context.__exit__(None, None, None)
+        description = {"kind": parts.kind, "base_model": config.model.pretrained, "family": parts.components.family,
+                       "weights": Path(weights).name, "instance_prompt": config.data.instance_prompt,
+                       "class_prompt": config.prior.class_prompt, "steps": state.step,
+                       "placeholder_token": config.method.textual_inversion.placeholder_token if parts.kind == "textual_inversion" else None,
+                       "num_vectors": config.method.textual_inversion.num_vectors}
+        (temp / "dreamtune.json").write_text(json.dumps(description, indent=2))
+    return final
+
+
+def save_resolved_config(config: Config, output_dir: Path) -> None:
+    with atomic_file(output_dir / "config.yaml") as temp:
+        temp.write_text(yaml.safe_dump(config_module.to_dict(config), sort_keys=False), encoding="utf-8")
+
+
+def train(config: Config, resume: str | None = None, show_progress: bool = True, log=print) -> RunResult:
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(mixed_precision=config.train.mixed_precision)
+    main = accelerator.is_main_process
+    output_dir = Path(config.train.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    instance_dir = ensure_prepared(config, output_dir, log) if main else Path(config.data.instance_dir)
+    accelerator.wait_for_everyone()
+    if not main and not is_prepared(instance_dir):
+        instance_dir = output_dir / "data"
+    components = load_components(config.model)
+    parts = make_trainable(components, config)
+    if config.train.gradient_checkpointing:
+        components.unet.enable_gradient_checkpointing()
+        for encoder in components.text_encoders:
+            encoder.gradient_checkpointing_enable()
+    _place_frozen(components, accelerator, weight_dtype(config.train.mixed_precision))
+    resolution = config.data.resolution
+    class_dir = None
+    if config.prior.enabled:
+        class_dir = Path(config.prior.class_dir or output_dir / "class_images")
+        if main:
+            ensure_class_images(components, config.prior, class_dir, resolution, config.train.seed, show_progress)
+        accelerator.wait_for_everyone()
+    cache_dir = Path(config.data.cache_dir or output_dir / "cache")
+    source = _batches(config, instance_dir, class_dir, accelerator, _latent_encoder(components, config, cache_dir))
+    objective = build_objective(config, components, parts, accelerator)
+    state = _training_state(objective, config, accelerator)
+    if resume:
+        found = checkpoint.find(output_dir, resume)
+        checkpoint.load(state, found)
+        log(f"resumed from {found} at step {state.step}")
+    if main:
+        save_resolved_config(config, output_dir)
+    t = config.train
+    metric_log = MetricLog(output_dir / "metrics.jsonl", enabled=main)
+    checkpointer = Checkpointer(output_dir, t.checkpoint_every, t.keep_checkpoints, enabled=main)
+    validator = Validator(_renderer(components, config, parts, resolution), list(t.validation_prompts), list(t.validation_seeds),
+                          t.validate_every, output_dir / "validation", enabled=main)
+    settings = LoopSettings(t.steps, t.grad_accum, t.max_grad_norm, t.seed, accelerator.process_index, show_progress and main)
+    try:
+        run_loop(objective, source, state, accelerator, settings, [metric_log, checkpointer, validator])
+    except TrainingDiverged as exc:
+        last = checkpoint.list_checkpoints(output_dir)
+        kept = f"the last good checkpoint {last[-1]} is intact" if last else "no checkpoint was written yet"
+        raise TrainingDiverged(f"{exc}: likely a learning rate too high (train.lr={t.lr}) or fp16 overflow "
+                               f"(try train.mixed_precision=bf16); {kept}.") from None
+    accelerator.wait_for_everyone()
+    model_dir = output_dir / "model"
+    if main:
+        model_dir = export(parts, state, config, output_dir)
+    return RunResult(output_dir, model_dir, metric_log.history, state, components, parts)
