@@ -179,8 +179,13 @@ def _coerce(value: Any, tp, key: str):
             raise UserError(f"config key '{key}' must be a list, not {value!r}.")
         (item_type, _) = typing.get_args(tp)
         return tuple(_coerce(v, item_type, key) for v in value)
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if tp is float:
+        try:  # YAML 1.1 reads "3e-5" as a string; accept any number spelled as text
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"config key '{key}' must be a number, not {value!r}.") from None
     if tp is bool and not isinstance(value, bool):
         raise UserError(f"config key '{key}' must be true or false, not {value!r}.")
     if tp in (int, str) and (not isinstance(value, tp) or isinstance(value, bool)):

@@ -96,7 +96,7 @@ def _decode(entry: Entry, min_size: int) -> Entry:
         return entry.skip("not an image Pillow can read")
     except (OSError, SyntaxError, ValueError) as exc:
         text = str(exc)
-        reason = "truncated image file" if "truncated" in text or "broken data" in text else f"unreadable image ({text[:80]})"
+        reason = "truncated image file" if "truncated" in text.lower() or "broken data" in text else f"unreadable image ({text[:80]})"
         return entry.skip(reason)
     if min(entry.image.size) < min_size:
         return entry.skip(f"too small ({entry.image.width}x{entry.image.height}, need at least {min_size} px on the short side)")

@@ -1,0 +1,115 @@
+"""Command line: thin. Parses arguments, builds the pieces, calls them; user errors end in
+one sentence and exit status 2, never a traceback."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dreamtune.errors import UserError
+
+
+def _prepare(args) -> None:
+    from dreamtune.data.prepare import PrepareOptions, prepare, summary
+
+    options = PrepareOptions(resolution=args.resolution, crop=args.crop, buckets=args.buckets, grayscale=args.grayscale,
+                             background=args.background, resample=args.resample, min_size=args.min_size,
+                             caption=args.instance_prompt, seed=args.seed, strict=args.strict)
+    report = prepare(Path(args.src), Path(args.out), options)
+    print(summary(report))
+    print(f"report: {Path(args.out) / 'report.json'}")
+
+
+def _train(args) -> None:
+    from dreamtune import config
+    from dreamtune.training.run import train
+
+    result = train(config.load(args.config, args.overrides), resume=args.resume)
+    print(f"trained {result.state.step} steps; model written to {result.model_dir}")
+
+
+def _generate(args) -> None:
+    from dreamtune.sampling.generate import GenerateRequest, generate, read_prompts
+
+    prompts = list(args.prompt or []) + (read_prompts(Path(args.prompts_file)) if args.prompts_file else [])
+    request = GenerateRequest(base_model=args.model or "", trained=args.trained or "", prompts=tuple(prompts),
+                              subject=args.subject, class_noun=args.class_noun, images_per_prompt=args.images_per_prompt,
+                              seed=args.seed, guidance_scale=args.guidance_scale, steps=args.steps,
+                              scheduler=args.scheduler, resolution=args.resolution, negative_prompt=args.negative_prompt,
+                              allow_pickle=args.allow_pickle, lora_scale=args.lora_scale)
+    record = generate(request, Path(args.out))
+    print(f"wrote {len(record['images'])} image(s) and contact_sheet.png to {args.out}")
+
+
+def _tiny_model(args) -> None:
+    from dreamtune.models.tiny import build_tiny_pipeline
+
+    print(f"tiny {args.family} pipeline written to {build_tiny_pipeline(Path(args.out), args.family, args.seed)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dreamtune", description="Personalize text-to-image diffusion models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("prepare", help="validate and standardize a folder of photos")
+    p.add_argument("src"); p.add_argument("--out", required=True)
+    p.add_argument("--resolution", type=int, default=512)
+    p.add_argument("--crop", choices=["center", "random", "face"], default="center")
+    p.add_argument("--buckets", action="store_true", help="aspect-ratio buckets instead of square crops")
+    p.add_argument("--grayscale", action="store_true")
+    p.add_argument("--background", default="white", help="colour that transparent pixels are composited on")
+    p.add_argument("--resample", default="lanczos", help="resize filter: lanczos, bicubic, bilinear, box, nearest")
+    p.add_argument("--min-size", type=int, default=None, help="shortest side below this is skipped (default: resolution/2)")
+    p.add_argument("--instance-prompt", default=None, help="caption for images without their own")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strict", action="store_true", help="any skipped file is an error")
+    p.set_defaults(handler=_prepare)
+
+    t = commands.add_parser("train", help="fine-tune a model from a YAML recipe")
+    t.add_argument("config", nargs="?", default=None, help="YAML recipe (see configs/)")
+    t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4")
+    t.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
+    t.set_defaults(handler=_train)
+
+    g = commands.add_parser("generate", help="render prompts with a base model and a trained result")
+    g.add_argument("--model", help="base model folder or hub id (default: the one the run was trained on)")
+    g.add_argument("--trained", help="a run's model/ folder")
+    g.add_argument("--prompt", action="append", help="a prompt; may repeat; {subject} and {class} are filled in")
+    g.add_argument("--prompts-file", help="one prompt per line, or DreamBench's prompt list")
+    g.add_argument("--subject", default="sks", help="identifier that replaces {subject}")
+    g.add_argument("--class-noun", default="", help="noun that replaces {class}")
+    g.add_argument("--images-per-prompt", type=int, default=1)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--guidance-scale", type=float, default=7.5)
+    g.add_argument("--steps", type=int, default=30)
+    g.add_argument("--scheduler", default="ddim")
+    g.add_argument("--resolution", type=int, default=None)
+    g.add_argument("--negative-prompt", default=None)
+    g.add_argument("--lora-scale", type=float, default=1.0)
+    g.add_argument("--allow-pickle", action="store_true")
+    g.add_argument("--out", required=True)
+    g.set_defaults(handler=_generate)
+
+    m = commands.add_parser("tiny-model", help="write a tiny random pipeline (smoke tests, no download)")
+    m.add_argument("--family", choices=["sd1", "sd2-v", "sdxl"], default="sd1")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", required=True)
+    m.set_defaults(handler=_tiny_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; completed checkpoints and outputs are intact.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

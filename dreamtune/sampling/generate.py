@@ -1,0 +1,130 @@
+"""``dreamtune generate``: a base model plus any dreamtune output -> images, sheet, record.
+
+Prompts may use ``{subject}`` and ``{class}`` placeholders; the DreamBench prompt templates
+(``'a {0} {1} in the jungle'``) work as they are, with {0} = subject token, {1} = class noun.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dreamtune.atomic import atomic_file, write_json
+from dreamtune.config import ModelConfig
+from dreamtune.errors import UserError
+from dreamtune.models.loading import quiet_libraries, resolve_model
+from dreamtune.sampling.contact_sheet import contact_sheet, save_png
+from dreamtune.sampling.pipeline import SCHEDULERS, scheduler_for
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    base_model: str = ""
+    trained: str = ""                   # a run's model/ folder (LoRA, TI or full pipeline); "" = base only
+    prompts: tuple[str, ...] = ()
+    subject: str = "sks"
+    class_noun: str = ""
+    images_per_prompt: int = 1
+    seed: int = 0
+    guidance_scale: float = 7.5
+    steps: int = 30
+    scheduler: str = "ddim"
+    resolution: int | None = None
+    negative_prompt: str | None = None
+    allow_pickle: bool = False
+    lora_scale: float = 1.0
+    extra: dict = field(default_factory=dict)
+
+
+def read_prompts(path: Path) -> list[str]:
+    """One prompt per line; a DreamBench-style Python list of quoted templates is accepted too."""
+    if not Path(path).is_file():
+        raise UserError(f"prompt file {path} does not exist; pass a text file with one prompt per line.")
+    text = Path(path).read_text(encoding="utf-8")
+    quoted = re.findall(r"^\s*'(.*?)'\.format", text, flags=re.M)
+    if quoted:
+        return quoted
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def fill_prompt(template: str, subject: str, class_noun: str) -> str:
+    filled = template.replace("{subject}", subject).replace("{class}", class_noun)
+    return filled.replace("{0}", subject).replace("{1}", class_noun)
+
+
+def _describe(trained: Path) -> dict:
+    info = trained / "dreamtune.json"
+    return json.loads(info.read_text()) if info.is_file() else {}
+
+
+def load_pipeline(request: GenerateRequest):
+    """The base pipeline with the trained LoRA / textual inversion applied, or a full fine-tune."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    quiet_libraries()
+    trained = Path(request.trained) if request.trained else None
+    description = _describe(trained) if trained else {}
+    base = request.base_model or description.get("base_model", "")
+    if description.get("kind") in ("full", "dreambooth", "scratch") or (trained and (trained / "model_index.json").is_file()):
+        base = str(trained)
+    location, _ = resolve_model(ModelConfig(pretrained=base, allow_pickle=request.allow_pickle))
+    dtype = torch.float16 if torch.cuda.is_available() else torch.float32
+    pipeline = DiffusionPipeline.from_pretrained(location, use_safetensors=not request.allow_pickle, torch_dtype=dtype)
+    pipeline.scheduler = scheduler_for(request.scheduler, pipeline.scheduler.config)
+    if trained and (trained / "pytorch_lora_weights.safetensors").is_file():
+        pipeline.load_lora_weights(str(trained), weight_name="pytorch_lora_weights.safetensors")
+    if trained and (trained / "learned_embeds.safetensors").is_file():
+        _load_textual_inversion(pipeline, trained / "learned_embeds.safetensors", description)
+    pipeline.to("cuda" if torch.cuda.is_available() else "cpu")
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline, description
+
+
+def _load_textual_inversion(pipeline, path: Path, description: dict) -> None:
+    from safetensors.torch import load_file
+
+    token = description.get("placeholder_token") or "<sks>"
+    tensors = load_file(str(path))
+    if "clip_l" in tensors:  # SDXL: one embedding per text encoder
+        pipeline.load_textual_inversion(tensors["clip_l"], token=token, text_encoder=pipeline.text_encoder, tokenizer=pipeline.tokenizer)
+        pipeline.load_textual_inversion(tensors["clip_g"], token=token, text_encoder=pipeline.text_encoder_2, tokenizer=pipeline.tokenizer_2)
+    else:
+        pipeline.load_textual_inversion(str(path))
+
+
+def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True) -> dict:
+    """Render every prompt ``images_per_prompt`` times; writes PNGs, contact_sheet.png, generations.json."""
+    import torch
+    from tqdm.auto import tqdm
+
+    if request.scheduler not in SCHEDULERS:
+        raise UserError(f"scheduler '{request.scheduler}' is unknown; choose one of {', '.join(SCHEDULERS)}.")
+    if not request.prompts:
+        raise UserError("no prompt given; pass --prompt TEXT or --prompts-file FILE.")
+    pipeline, description = load_pipeline(request)
+    subject = description.get("placeholder_token") or request.subject
+    resolution = request.resolution or pipeline.unet.config.sample_size * pipeline.vae_scale_factor
+    out_dir = Path(out_dir)
+    records, images = [], []
+    jobs = [(p, i) for p in request.prompts for i in range(request.images_per_prompt)]
+    kwargs = {"cross_attention_kwargs": {"scale": request.lora_scale}} if request.lora_scale != 1.0 else {}
+    for number, (template, index) in enumerate(tqdm(jobs, desc="generating", unit="img", disable=not show_progress)):
+        prompt = fill_prompt(template, subject, request.class_noun)
+        seed = request.seed + index
+        generator = torch.Generator("cpu").manual_seed(seed)
+        image = pipeline(prompt, num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
+                         height=resolution, width=resolution, generator=generator,
+                         negative_prompt=request.negative_prompt, **kwargs).images[0]
+        name = f"{number:04d}.png"
+        with atomic_file(out_dir / name) as temp:
+            image.save(temp, format="PNG")
+        images.append(image)
+        records.append({"file": name, "prompt": prompt, "template": template, "seed": seed})
+    sheet = contact_sheet(images, [f"{r['prompt']} #{r['seed']}" for r in records], columns=max(1, request.images_per_prompt) if len(request.prompts) > 1 else 4)
+    save_png(sheet, out_dir / "contact_sheet.png")
+    record = {"request": {k: v for k, v in request.__dict__.items() if k != "extra"}, "resolution": resolution,
+              "trained": description, "images": records}
+    write_json(out_dir / "generations.json", record)
+    return record
