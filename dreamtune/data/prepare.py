@@ -74,7 +74,7 @@ def prepare(src: Path, dst: Path, options: PrepareOptions) -> dict:
                 image.save(temp / name)
                 records.append({"file_name": name, "text": entry.caption or "", "source": entry.path.name,
                                 "content_hash": entry.content_hash, "size": list(image.size)})
-            verdicts.append({"file": entry.path.name, "kept": entry.kept, "reason": entry.reason,
+            verdicts.append({"file": entry.path.name if entry.path.parent == src else str(entry.path), "kept": entry.kept, "reason": entry.reason,
                              "notes": entry.notes, "caption": entry.caption})
         if not records:
             raise UserError(f"no usable image in {src} ({len(entries)} entries, all skipped); see the reasons above and add JPEG or PNG photos.")
