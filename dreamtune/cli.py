@@ -24,7 +24,10 @@ def _train(args) -> None:
     from dreamtune import config
     from dreamtune.training.run import train
 
-    result = train(config.load(args.config, args.overrides), resume=args.resume)
+    recipe, overrides = args.config, list(args.overrides)
+    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+        recipe, overrides = None, [recipe] + overrides  # only overrides were given
+    result = train(config.load(recipe, overrides), resume=args.resume)
     print(f"trained {result.state.step} steps; model written to {result.model_dir}")
 
 

@@ -169,6 +169,8 @@ def _coerce(value: Any, tp, key: str):
         raise UserError(f"config key '{key}' got {value!r}; expected {_type_name(tp)}.")
     if origin is Literal:
         choices = typing.get_args(tp)
+        if value is False and "no" in choices:
+            value = "no"  # YAML 1.1 reads a bare `no` as false
         if value not in choices:
             raise UserError(f"config key '{key}' got {value!r}; choose one of {', '.join(map(repr, choices))}.")
         return value

@@ -160,10 +160,18 @@ def save_resolved_config(config: Config, output_dir: Path) -> None:
 
 
 def train(config: Config, resume: str | None = None, show_progress: bool = True, log=print) -> RunResult:
-    from accelerate import Accelerator
+    import os
 
-    accelerator = Accelerator(mixed_precision=config.train.mixed_precision)
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    if "WORLD_SIZE" not in os.environ:  # a second run in one process may use another precision
+        AcceleratorState._reset_state(reset_partial_state=True)
+    # without cpu=True accelerate ignores torchrun's WORLD_SIZE on GPU-less machines
+    accelerator = Accelerator(mixed_precision=config.train.mixed_precision, cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
+    if main:
+        log(f"training on {accelerator.num_processes} process(es), device {accelerator.device}, mixed precision {accelerator.mixed_precision}")
     output_dir = Path(config.train.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     instance_dir = ensure_prepared(config, output_dir, log) if main else Path(config.data.instance_dir)
@@ -211,4 +219,5 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     model_dir = output_dir / "model"
     if main:
         model_dir = export(parts, state, config, output_dir)
+    accelerator.end_training()
     return RunResult(output_dir, model_dir, metric_log.history, state, components, parts)
