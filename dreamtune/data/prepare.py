@@ -77,7 +77,8 @@ def prepare(src: Path, dst: Path, options: PrepareOptions) -> dict:
             verdicts.append({"file": entry.path.name if entry.path.parent == src else str(entry.path), "kept": entry.kept, "reason": entry.reason,
                              "notes": entry.notes, "caption": entry.caption})
         if not records:
-            raise UserError(f"no usable image in {src} ({len(entries)} entries, all skipped); see the reasons above and add JPEG or PNG photos.")
+            example = f"; e.g. {skipped[0].path.name}: {skipped[0].reason}" if skipped else ""
+            raise UserError(f"no usable image in {src} ({len(entries)} entries, all skipped{example}); add JPEG or PNG photos.")
         with open(temp / ingest.MANIFEST, "w", encoding="utf-8") as manifest:
             for record in records:
                 manifest.write(json.dumps(record, ensure_ascii=False) + "\n")

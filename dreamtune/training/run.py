@@ -22,7 +22,7 @@ from dreamtune.data.datasets import DatasetBatches, ImageSet
 from dreamtune.data.prepare import PrepareOptions, is_prepared, prepare, summary
 from dreamtune.errors import TrainingDiverged, UserError
 from dreamtune.models.adapters import TrainableParts, expand_placeholder, make_trainable
-from dreamtune.models.loading import Components, load_components, weight_dtype
+from dreamtune.models.loading import Components, load_components, resolve_model, weight_dtype
 from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings, encode_images
 from dreamtune.objectives.prior import PriorPreservation
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
@@ -173,12 +173,14 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     if main:
         log(f"training on {accelerator.num_processes} process(es), device {accelerator.device}, mixed precision {accelerator.mixed_precision}")
     output_dir = Path(config.train.output_dir)
+    resolve_model(config.model)  # a wrong model path fails before any work is done
     output_dir.mkdir(parents=True, exist_ok=True)
     instance_dir = ensure_prepared(config, output_dir, log) if main else Path(config.data.instance_dir)
     accelerator.wait_for_everyone()
     if not main and not is_prepared(instance_dir):
         instance_dir = output_dir / "data"
     components = load_components(config.model)
+    torch.manual_seed(config.train.seed)  # LoRA / from-scratch initialisation is part of the run's seed
     parts = make_trainable(components, config)
     if config.train.gradient_checkpointing:
         components.unet.enable_gradient_checkpointing()

@@ -1,0 +1,116 @@
+"""Resume equivalence, divergence handling, recipes, CLI errors, multi-process launch."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dreamtune import config
+from dreamtune.errors import TrainingDiverged, UserError
+from dreamtune.training import loop
+from dreamtune.training.run import train
+from tests.conftest import tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
+RESUME_SETTINGS = {"train.steps": 6, "train.lr": 5e-3, "train.lr_scheduler": "cosine", "train.warmup_steps": 2,
+                   "train.ema_decay": 0.8, "method.lora.dropout": 0.1, "prior.enabled": True,
+                   "prior.class_prompt": "a photo of dog", "data.instance_prompt": "a photo of sks dog",
+                   "train.checkpoint_every": 2, "train.keep_checkpoints": 2, "data.rotate_p": 0.5, "data.rotate_degrees": 8}
+
+
+def test_interrupted_and_resumed_run_is_bit_identical(tiny_models, photos, tmp_path, monkeypatch):
+    full = train(config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "full", **RESUME_SETTINGS)),
+                 show_progress=False, log=lambda *_: None)
+    interrupted = config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "cut", **RESUME_SETTINGS))
+    real_step = loop.run_step
+
+    def crash_at_five(objective, source, state, accelerator, settings):
+        if state.step == 5:
+            raise KeyboardInterrupt  # the machine "dies" mid-run, after checkpoint-000004
+        return real_step(objective, source, state, accelerator, settings)
+
+    monkeypatch.setattr(loop, "run_step", crash_at_five)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, show_progress=False, log=lambda *_: None)
+    monkeypatch.setattr(loop, "run_step", real_step)
+    checkpoints = sorted(p.name for p in (tmp_path / "cut").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-000002", "checkpoint-000004"]  # rotation kept the last two
+    resumed = train(interrupted, resume="latest", show_progress=False, log=lambda *_: None)
+    assert resumed.state.step == 6
+    a = load_file(str(full.model_dir / "pytorch_lora_weights.safetensors"))
+    b = load_file(str(resumed.model_dir / "pytorch_lora_weights.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["loss"] for r in full.history[4:]] == [r["loss"] for r in resumed.history]
+
+
+def test_nan_loss_stops_with_step_and_keeps_checkpoint(tiny_models, photos, tmp_path):
+    overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{"train.steps": 6, "train.checkpoint_every": 1,
+                               "train.lr": 1e30, "train.max_grad_norm": 0, "method.kind": "dreambooth",
+                               "data.instance_prompt": "a photo of sks dog", "train.weight_decay": 0})
+    with pytest.raises(TrainingDiverged) as error:
+        train(config.load(None, overrides), show_progress=False, log=lambda *_: None)
+    message = str(error.value)
+    assert "step" in message and "train.lr" in message and "intact" in message
+    for folder in (tmp_path / "run").glob("checkpoint-*"):
+        weights = load_file(str(folder / "trainable-model.safetensors"))
+        assert all(torch.isfinite(v).all() for v in weights.values()) or folder.name != sorted(
+            p.name for p in (tmp_path / "run").glob("checkpoint-*"))[0]
+    assert not list((tmp_path / "run").glob(".checkpoint-*"))  # no half-written checkpoint
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_recipe_runs_two_steps_on_a_tiny_model(recipe, tiny_models, photos, tmp_path):
+    family = "sdxl" if "sdxl" in recipe.stem else "sd2-v" if "sd2" in recipe.stem else "sd1"
+    cfg = config.load(recipe, tiny_overrides(tiny_models[family], photos, tmp_path / "run", **{"train.validate_every": 2}))
+    result = train(cfg, show_progress=False, log=lambda *_: None)
+    assert result.state.step == 2 and (result.model_dir / "dreamtune.json").is_file()
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    if cfg.train.validation_prompts:
+        assert (tmp_path / "run" / "validation" / "step-000002.png").is_file()
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "dreamtune.cli", *args], capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "train.lrr=1"], "did you mean 'train.lr'"),
+    (["train", "model.pretrained=/nonexistent/model", "data.instance_dir=/tmp"], "neither a local folder nor a hub id"),
+    (["prepare", "/nonexistent/photos", "--out", "/tmp/x-dreamtune"], "does not exist"),
+    (["generate", "--model", "/nonexistent/m", "--prompt", "x", "--out", "/tmp/x"], "neither a local folder"),
+])
+def test_user_errors_are_one_sentence_without_traceback(args, fragment):
+    result = _cli(*args)
+    assert result.returncode == 2
+    assert fragment in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_pickle_only_model_is_refused(tiny_models, tmp_path, photos):
+    model = shutil.copytree(tiny_models["sd1"], tmp_path / "pickled")
+    for weights in model.rglob("*.safetensors"):
+        torch.save({}, weights.with_suffix(".bin"))
+        weights.unlink()
+    with pytest.raises(UserError, match="allow_pickle"):
+        train(config.load(None, tiny_overrides(model, photos, tmp_path / "run", **{"data.instance_prompt": "x"})),
+              show_progress=False, log=lambda *_: None)
+
+
+def test_accelerate_launch_with_two_cpu_processes(tiny_models, photos, tmp_path):
+    launcher = Path(sys.executable).with_name("accelerate")
+    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
+               "-m", "dreamtune.cli", "train", *tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run",
+               **{"data.instance_prompt": "a photo of sks dog", "train.steps": 3, "train.checkpoint_every": 3})]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "training on 2 process(es)" in result.stdout
+    assert (tmp_path / "run" / "model" / "pytorch_lora_weights.safetensors").is_file()
+    assert (tmp_path / "run" / "checkpoint-000003" / "state.json").is_file()
