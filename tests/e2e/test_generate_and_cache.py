@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dreamtune import config
+from dreamtune.cli import main
+from dreamtune.sampling.generate import fill_prompt, read_prompts
+from dreamtune.training.run import train
+from tests.conftest import DREAMBENCH, tiny_overrides
+
+
+def test_fill_prompt_handles_both_placeholder_styles():
+    assert fill_prompt("a {subject} {class} on the beach", "sks", "dog") == "a sks dog on the beach"
+    assert fill_prompt("a {0} {1} in the jungle", "sks", "dog") == "a sks dog in the jungle"
+
+
+@pytest.mark.skipif(not (DREAMBENCH / "prompts_and_classes.txt").is_file(), reason="../shared/dreambench is not present")
+def test_dreambench_prompt_list_reads_as_is():
+    prompts = read_prompts(DREAMBENCH / "prompts_and_classes.txt")
+    assert len(prompts) == 50 and prompts[0] == "a {0} {1} in the jungle"
+
+
+def test_generate_cli_writes_images_sheet_and_record(tiny_models, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# comment\na {subject} {class} on the beach\na {0} {1} in the snow\n")
+    code = main(["generate", "--model", str(tiny_models["sd1"]), "--prompts-file", str(prompts), "--class-noun", "dog",
+                 "--images-per-prompt", "2", "--steps", "2", "--scheduler", "euler", "--out", str(tmp_path / "out")])
+    assert code == 0
+    record = json.loads((tmp_path / "out" / "generations.json").read_text())
+    assert [r["prompt"] for r in record["images"]] == ["a sks dog on the beach"] * 2 + ["a sks dog in the snow"] * 2
+    assert [r["seed"] for r in record["images"]] == [0, 1, 0, 1]
+    assert (tmp_path / "out" / "contact_sheet.png").is_file() and (tmp_path / "out" / "0003.png").is_file()
+
+
+def test_latent_cache_is_reused_across_runs(tiny_models, photos, tmp_path):
+    shared_cache = tmp_path / "cache"
+    def run(name, **extra):
+        overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / name, **{"data.cache_dir": str(shared_cache),
+                                   "data.instance_prompt": "a photo of sks dog", **extra})
+        train(config.load(None, overrides), show_progress=False, log=lambda *_: None)
+        return sorted(p.name for p in (shared_cache / "latents").iterdir())
+    first = run("a")
+    assert first
+    assert run("b") == first                       # same images, model, resolution: nothing new
+    assert len(run("c", **{"data.crop": "random"})) > len(first)  # a changed key part adds entries
