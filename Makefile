@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo bench clean
 
 $(BIN)/dreamtune: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,9 @@ test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 demo: setup
-	@echo "The miniature-model demo arrives with issue 3; meanwhile: make smoke"
+	$(BIN)/dreamtune demo --out runs/demo
 
-smoke: setup
-	$(BIN)/dreamtune tiny-model --family sd1 --out runs/tiny-sd1
+bench: setup
 	$(BIN)/python benchmarks/tiny_lora_run.py
 
 clean:

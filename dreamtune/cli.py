@@ -50,6 +50,12 @@ def _tiny_model(args) -> None:
     print(f"tiny {args.family} pipeline written to {build_tiny_pipeline(Path(args.out), args.family, args.seed)}")
 
 
+def _demo(args) -> None:
+    from dreamtune.demo import run_demo
+
+    run_demo(Path(args.out), Path(args.images) if args.images else None, args.steps)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamtune", description="Personalize text-to-image diffusion models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--allow-pickle", action="store_true")
     g.add_argument("--out", required=True)
     g.set_defaults(handler=_generate)
+
+    d = commands.add_parser("demo", help="run prepare -> train -> generate offline on an embedded model")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--images", default=None, help="your own photo folder instead of the synthetic subject")
+    d.add_argument("--steps", type=int, default=60)
+    d.set_defaults(handler=_demo)
 
     m = commands.add_parser("tiny-model", help="write a tiny random pipeline (smoke tests, no download)")
     m.add_argument("--family", choices=["sd1", "sd2-v", "sdxl"], default="sd1")

@@ -71,7 +71,7 @@ def load_pipeline(request: GenerateRequest):
         base = str(trained)
     location, _ = resolve_model(ModelConfig(pretrained=base, allow_pickle=request.allow_pickle))
     dtype = torch.float16 if torch.cuda.is_available() else torch.float32
-    pipeline = DiffusionPipeline.from_pretrained(location, use_safetensors=not request.allow_pickle, torch_dtype=dtype)
+    pipeline = DiffusionPipeline.from_pretrained(location, use_safetensors=not request.allow_pickle, dtype=dtype)
     pipeline.scheduler = scheduler_for(request.scheduler, pipeline.scheduler.config)
     if trained and (trained / "pytorch_lora_weights.safetensors").is_file():
         pipeline.load_lora_weights(str(trained), weight_name="pytorch_lora_weights.safetensors")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from dreamtune.sampling.contact_sheet import contact_sheet, save_png
@@ -16,9 +17,11 @@ class MetricLog:
         self.log_path = Path(log_path)
         self.enabled = enabled
         self.history: list[dict] = []
+        self.started = time.perf_counter()
 
     def on_step_end(self, state: TrainingState, metrics: dict[str, float]) -> None:
-        record = {"step": state.step, **{k: round(v, 6) for k, v in metrics.items()}}
+        record = {"step": state.step, "seconds": round(time.perf_counter() - self.started, 4),
+                  **{k: round(v, 6) for k, v in metrics.items()}}
         self.history.append(record)
         if self.enabled:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
