@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamtune.data.augment import sample_generator
+from dreamtune.data.cache import TensorCache, key_of, model_identity
 from dreamtune.diffusion import noise as diffusion
 from dreamtune.models.conditioning import encode_prompts, unet_kwargs
 from dreamtune.models.loading import Components
@@ -35,13 +36,16 @@ class DenoisingObjective:
     """Per-sample MSE between the UNet output and the DDPM target, optionally Min-SNR weighted."""
 
     def __init__(self, components: Components, trainable: dict[str, nn.Module], settings: NoiseSettings,
-                 prompt_rewrite=None):
+                 prompt_rewrite=None, text_cache: TensorCache | None = None):
         self.components = components
         self.trainable = trainable
         self.settings = settings
         self.prompt_rewrite = prompt_rewrite or (lambda prompt: prompt)
         self.text_frozen = not any(p.requires_grad for e in components.text_encoders for p in e.parameters())
         self._text_memo: dict[str, dict[str, Tensor]] = {}
+        self.text_cache = text_cache
+        dtype = str(next(components.text_encoders[0].parameters()).dtype)
+        self._text_identity = [model_identity(components.source, f"text_encoder{s}") for s in ("", "_2")] + [dtype]
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"model": nn.ModuleDict(self.trainable)}
@@ -55,12 +59,19 @@ class DenoisingObjective:
         if not self.text_frozen:
             return encode_prompts(self.components, prompts, self.device)
         missing = [p for p in dict.fromkeys(prompts) if p not in self._text_memo]
-        if missing:
-            with torch.no_grad():
-                encoded = encode_prompts(self.components, missing, self.device)
-            for index, prompt in enumerate(missing):
-                self._text_memo[prompt] = {k: v[index].detach() for k, v in encoded.items()}
+        for prompt in missing:
+            self._text_memo[prompt] = self._encode_frozen(prompt)
         return {k: torch.stack([self._text_memo[p][k] for p in prompts]) for k in self._text_memo[prompts[0]]}
+
+    def _encode_frozen(self, prompt: str) -> dict[str, Tensor]:
+        """One prompt's embeddings from a frozen text encoder, through the on-disk cache."""
+        def compute():
+            with torch.no_grad():
+                return {k: v[0].float() for k, v in encode_prompts(self.components, [prompt], self.device).items()}
+        if self.text_cache is None:
+            return compute()
+        cached = self.text_cache.get_or_compute(key_of(prompt, self._text_identity), compute)
+        return {k: v.to(self.device) for k, v in cached.items()}
 
     def latents_of(self, batch: Mapping[str, Tensor]) -> Tensor:
         if "latents" in batch:

@@ -101,7 +101,7 @@ def build_objective(config: Config, components: Components, parts: TrainablePart
     ti = config.method.textual_inversion
     rewrite = (lambda p: expand_placeholder(p, ti.placeholder_token, ti.num_vectors)) if parts.kind == "textual_inversion" else None
     settings = NoiseSettings(config.train.seed, config.train.noise_offset, config.train.min_snr_gamma, accelerator.process_index)
-    objective = DenoisingObjective(_wrap_trainable(components, accelerator), parts.modules, settings, rewrite)
+    objective = DenoisingObjective(_wrap_trainable(components, accelerator), parts.modules, settings, rewrite, text_cache)
     return PriorPreservation(objective, config.prior.loss_weight) if config.prior.enabled else objective
 
 
@@ -179,7 +179,9 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     accelerator.wait_for_everyone()
     if not main and not is_prepared(instance_dir):
         instance_dir = output_dir / "data"
-    components = load_components(config.model)
+    torch.manual_seed(config.train.seed)
+    from_scratch = config.model.from_scratch or config.method.kind == "scratch"
+    components = load_components(dataclasses.replace(config.model, from_scratch=from_scratch))
     torch.manual_seed(config.train.seed)  # LoRA / from-scratch initialisation is part of the run's seed
     parts = make_trainable(components, config)
     if config.train.gradient_checkpointing:
@@ -196,7 +198,8 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
         accelerator.wait_for_everyone()
     cache_dir = Path(config.data.cache_dir or output_dir / "cache")
     source = _batches(config, instance_dir, class_dir, accelerator, _latent_encoder(components, config, cache_dir))
-    objective = build_objective(config, components, parts, accelerator)
+    text_cache = TensorCache(cache_dir / "text") if config.data.cache_latents else None
+    objective = build_objective(config, components, parts, accelerator, text_cache)
     state = _training_state(objective, config, accelerator)
     if resume:
         found = checkpoint.find(output_dir, resume)

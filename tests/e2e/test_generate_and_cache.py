@@ -45,3 +45,4 @@ def test_latent_cache_is_reused_across_runs(tiny_models, photos, tmp_path):
     assert first
     assert run("b") == first                       # same images, model, resolution: nothing new
     assert len(run("c", **{"data.crop": "random"})) > len(first)  # a changed key part adds entries
+    assert len(list((shared_cache / "text").iterdir())) >= 1     # text embeddings of the frozen encoder
