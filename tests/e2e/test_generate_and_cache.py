@@ -46,3 +46,17 @@ def test_latent_cache_is_reused_across_runs(tiny_models, photos, tmp_path):
     assert run("b") == first                       # same images, model, resolution: nothing new
     assert len(run("c", **{"data.crop": "random"})) > len(first)  # a changed key part adds entries
     assert len(list((shared_cache / "text").iterdir())) >= 1     # text embeddings of the frozen encoder
+
+
+def test_class_images_are_generated_once_and_reused(tiny_models, photos, tmp_path):
+    class_dir = tmp_path / "classes"
+    def run(name, count):
+        overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / name, **{"prior.enabled": True,
+                                   "prior.class_prompt": "a photo of dog", "prior.class_dir": str(class_dir),
+                                   "prior.num_class_images": count, "data.instance_prompt": "a photo of sks dog"})
+        train(config.load(None, overrides), show_progress=False, log=lambda *_: None)
+        return {p.name: p.stat().st_mtime_ns for p in (class_dir / "images").iterdir()}
+    first = run("a", 2)
+    assert len(first) == 2
+    second = run("b", 3)                       # tops up to 3; the first two are not regenerated
+    assert len(second) == 3 and all(second[name] == stamp for name, stamp in first.items())
