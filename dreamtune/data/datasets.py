@@ -104,13 +104,13 @@ class DatasetBatches:
         self.latent_encoder = None if plan.pixel_only else latent_encoder
         self._sizes = [tuple(e.pixels.shape[2:0:-1]) for e in instances.examples]
         self._epochs: dict[int, list[list[int]]] = {}
+        self._global_batch = batch_size * num_processes
+        self._batches_per_epoch = len(_epoch_batches(self._sizes, repeats, self._global_batch, seed, 0))
 
     def _instance_indices(self, step: int) -> list[int]:
-        global_batch = self.batch_size * self.num_processes
-        per_epoch = len(_epoch_batches(self._sizes, self.repeats, global_batch, self.seed, 0))
-        epoch, position = divmod(step, per_epoch)
-        if epoch not in self._epochs:
-            self._epochs = {epoch: _epoch_batches(self._sizes, self.repeats, global_batch, self.seed, epoch)}
+        epoch, position = divmod(step, self._batches_per_epoch)
+        if epoch not in self._epochs:  # keep only the current epoch's order
+            self._epochs = {epoch: _epoch_batches(self._sizes, self.repeats, self._global_batch, self.seed, epoch)}
         start = self.process_index * self.batch_size
         return self._epochs[epoch][position][start:start + self.batch_size]
 

@@ -30,7 +30,7 @@ class TrainableParts:
 
     def export(self, out_dir: Path) -> Path:
         """Full fine-tune: a complete diffusers pipeline folder."""
-        from diffusers import DDPMScheduler, DiffusionPipeline
+        from diffusers import DiffusionPipeline
 
         pipeline = DiffusionPipeline.from_pretrained(self.components.source, **self._component_kwargs())
         pipeline.save_pretrained(out_dir, safe_serialization=True)
@@ -53,7 +53,7 @@ class LoraParts(TrainableParts):
         from peft.utils import get_peft_model_state_dict
 
         layers = {"unet_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(self.modules["unet"]))}
-        for index, name in enumerate(("text_encoder", "text_encoder_2")):
+        for name in ("text_encoder", "text_encoder_2"):
             if name in self.modules:
                 layers[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(get_peft_model_state_dict(self.modules[name]))
         pipeline_class = StableDiffusionXLPipeline if self.components.family == "sdxl" else StableDiffusionPipeline

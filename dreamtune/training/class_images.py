@@ -45,5 +45,6 @@ def ensure_class_images(components: Components, prior: PriorConfig, folder: Path
             temp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     write_json(folder / "report.json", {"source": "generated", "prompt": prior.class_prompt, "kept": len(records)})
     del pipeline
-    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return folder
