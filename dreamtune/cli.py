@@ -56,6 +56,20 @@ def _demo(args) -> None:
     run_demo(Path(args.out), Path(args.images) if args.images else None, args.steps)
 
 
+def _pretrain(args) -> None:
+    if args.recipe == "assemble":
+        from dreamtune.miniature.assemble import MODEL_DIR, assemble
+
+        print(f"miniature pipeline written to {assemble(Path(args.root), Path(args.out) if args.out else MODEL_DIR)}")
+        return
+    from dreamtune.miniature.pretrain import pretrain
+
+    recipe, overrides = args.recipe, list(args.overrides)
+    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+        recipe, overrides = None, [recipe] + overrides
+    print(f"stage written to {pretrain(recipe, overrides)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamtune", description="Personalize text-to-image diffusion models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--allow-pickle", action="store_true")
     g.add_argument("--out", required=True)
     g.set_defaults(handler=_generate)
+
+    r = commands.add_parser("pretrain", help="build the miniature model: a stage recipe (configs/miniature/) or 'assemble'")
+    r.add_argument("recipe", help="configs/miniature/{clip,vae,unet}.yaml, or 'assemble'")
+    r.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=100")
+    r.add_argument("--root", default="runs/miniature", help="assemble: where the stages were trained")
+    r.add_argument("--out", default=None, help="assemble: output folder (default: the packaged model)")
+    r.set_defaults(handler=_pretrain)
 
     d = commands.add_parser("demo", help="run prepare -> train -> generate offline on an embedded model")
     d.add_argument("--out", default="runs/demo")

@@ -223,6 +223,11 @@ def apply_override(raw: dict, override: str) -> None:
 
 def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Load a YAML recipe (optional) and dotted overrides into a validated :class:`Config`."""
+    return load_as(Config, path, overrides)
+
+
+def load_as(schema, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()):
+    """Load a YAML recipe and overrides into the frozen dataclass ``schema`` (strict keys)."""
     raw: dict = {}
     if path is not None:
         path = Path(path)
@@ -236,7 +241,7 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
             raise UserError(f"config file {path} must hold a mapping of sections (model:, data:, ...).")
     for override in overrides:
         apply_override(raw, override)
-    return _build(Config, raw)
+    return _build(schema, raw)
 
 
 def to_dict(config) -> dict:

@@ -38,3 +38,19 @@ def build_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig):
 
     return get_scheduler(train.lr_scheduler, optimizer=optimizer, num_warmup_steps=train.warmup_steps,
                          num_training_steps=train.steps)
+
+
+def build_training_state(objective, train: TrainConfig, accelerator):
+    """Optimizer, LR schedule (and EMA) for every trainable module the objective names."""
+    from dreamtune.training.checkpoint import TrainingState
+    from dreamtune.training.ema import EMA
+
+    modules = objective.trainable_modules()
+    optimizers, schedules, emas = {}, {}, {}
+    for name, module in modules.items():
+        optimizer = build_optimizer(module, train)
+        schedules[name] = build_schedule(optimizer, train)
+        optimizers[name] = accelerator.prepare(optimizer)
+        if train.ema_decay:
+            emas[name] = EMA(module, train.ema_decay)
+    return TrainingState(modules, optimizers, schedules, emas)

@@ -30,9 +30,8 @@ from dreamtune.training import checkpoint
 from dreamtune.training.callbacks import Checkpointer, MetricLog, Validator
 from dreamtune.training.class_images import ensure_class_images
 from dreamtune.training.checkpoint import TrainingState
-from dreamtune.training.ema import EMA
 from dreamtune.training.loop import LoopSettings, run_loop
-from dreamtune.training.optim import build_optimizer, build_schedule
+from dreamtune.training.optim import build_training_state
 
 
 @dataclass
@@ -103,18 +102,6 @@ def build_objective(config: Config, components: Components, parts: TrainablePart
     settings = NoiseSettings(config.train.seed, config.train.noise_offset, config.train.min_snr_gamma, accelerator.process_index)
     objective = DenoisingObjective(_wrap_trainable(components, accelerator), parts.modules, settings, rewrite, text_cache)
     return PriorPreservation(objective, config.prior.loss_weight) if config.prior.enabled else objective
-
-
-def _training_state(objective, config: Config, accelerator) -> TrainingState:
-    modules = objective.trainable_modules()
-    optimizers, schedules, emas = {}, {}, {}
-    for name, module in modules.items():
-        optimizer = build_optimizer(module, config.train)
-        schedules[name] = build_schedule(optimizer, config.train)
-        optimizers[name] = accelerator.prepare(optimizer)
-        if config.train.ema_decay:
-            emas[name] = EMA(module, config.train.ema_decay)
-    return TrainingState(modules, optimizers, schedules, emas)
 
 
 def _renderer(components: Components, config: Config, parts: TrainableParts, resolution: int):
@@ -200,7 +187,7 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     source = _batches(config, instance_dir, class_dir, accelerator, _latent_encoder(components, config, cache_dir))
     text_cache = TensorCache(cache_dir / "text") if config.data.cache_latents else None
     objective = build_objective(config, components, parts, accelerator, text_cache)
-    state = _training_state(objective, config, accelerator)
+    state = build_training_state(objective, config.train, accelerator)
     if resume:
         found = checkpoint.find(output_dir, resume)
         checkpoint.load(state, found)

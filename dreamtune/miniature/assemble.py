@@ -1,0 +1,53 @@
+"""Assemble the trained stages into a diffusers StableDiffusionPipeline folder (fp16)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from dreamtune.atomic import atomic_dir
+from dreamtune.miniature import architecture
+from dreamtune.models.loading import Components, freeze, quiet_libraries
+
+MODEL_DIR = Path(__file__).parent / "model"
+
+
+def frozen_components(root: Path) -> Components:
+    """Trained VAE and the mini CLIP's text tower (frozen) for the UNet stage."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
+
+    quiet_libraries()
+    root = Path(root)
+    clip = CLIPModel.from_pretrained(str(root / "clip" / "final"), use_safetensors=True)
+    text_encoder = CLIPTextModel(clip.config.text_config)
+    text_encoder.load_state_dict(clip.text_model.state_dict())
+    tokenizer = CLIPTokenizer.from_pretrained(str(root / "clip" / "final"))
+    vae = AutoencoderKL.from_pretrained(str(root / "vae" / "final"), use_safetensors=True)
+    freeze(vae, text_encoder)
+    return Components("sd", None, vae, [text_encoder], [tokenizer], architecture.noise_scheduler(), source=str(root))
+
+
+def assemble(root: Path, out: Path = MODEL_DIR) -> Path:
+    """Write ``out``: a StableDiffusionPipeline (fp16 safetensors) plus clip/ for metrics."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    root = Path(root)
+    components = frozen_components(root)
+    unet = UNet2DConditionModel.from_pretrained(str(root / "unet" / "final"), use_safetensors=True)
+    scheduler = DDIMScheduler.from_config(architecture.noise_scheduler().config)
+    pipeline = StableDiffusionPipeline(vae=components.vae, text_encoder=components.text_encoders[0],
+                                       tokenizer=components.tokenizers[0], unet=unet, scheduler=scheduler,
+                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipeline.to(torch.float16)
+    with atomic_dir(out) as temp:
+        pipeline.save_pretrained(temp, safe_serialization=True)
+        from transformers import CLIPModel
+        clip = CLIPModel.from_pretrained(str(root / "clip" / "final"), use_safetensors=True).to(torch.float16)
+        clip.save_pretrained(temp / "clip", safe_serialization=True)
+        components.tokenizers[0].save_pretrained(temp / "clip")
+        card = Path(__file__).parent / "MODEL_CARD.md"
+        if card.is_file():
+            shutil.copy(card, temp / "README.md")
+    return out

@@ -1,0 +1,142 @@
+"""``dreamtune pretrain STAGE``: build the miniature model with the one training loop.
+
+Stages (each resumable: rerunning continues from the newest checkpoint of its folder):
+  clip  mini CLIP, contrastive on world renders + captions   -> <root>/clip/final
+  vae   mini VAE on world renders                            -> <root>/vae/final
+  unet  UNet from scratch on cached latents, frozen text tower, caption dropout (for CFG)
+        -> <root>/unet/final
+  assemble  a diffusers StableDiffusionPipeline folder in fp16 (+ the CLIP for metrics)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from dreamtune import config as config_module
+from dreamtune.atomic import atomic_dir
+from dreamtune.config import TrainConfig
+from dreamtune.errors import UserError
+from dreamtune.miniature import architecture
+from dreamtune.miniature.pool import Pool, PoolBatches, build_pool
+from dreamtune.miniature.vocabulary import build_tokenizer
+from dreamtune.training import checkpoint
+from dreamtune.training.callbacks import Checkpointer, MetricLog
+from dreamtune.training.loop import LoopSettings, run_loop
+from dreamtune.training.optim import build_training_state
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    pool_size: int = 20000
+    seed: int = 0
+    caption_dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    stage: Literal["clip", "vae", "unet"] = "clip"
+    root: str = "runs/miniature"
+    world: WorldConfig = field(default_factory=WorldConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _accelerator(train: TrainConfig):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(mixed_precision=train.mixed_precision, cpu=not torch.cuda.is_available())
+
+
+def _train(objective, source, folder: Path, train: TrainConfig, show_progress: bool):
+    accelerator = _accelerator(train)
+    for module in objective.trainable_modules().values():
+        module.to(accelerator.device)
+    state = build_training_state(objective, train, accelerator)
+    if checkpoint.list_checkpoints(folder):
+        checkpoint.load(state, checkpoint.list_checkpoints(folder)[-1])
+        print(f"resuming {folder.name} at step {state.step}")
+    callbacks = [MetricLog(folder / "metrics.jsonl"), Checkpointer(folder, train.checkpoint_every, train.keep_checkpoints)]
+    settings = LoopSettings(train.steps, train.grad_accum, train.max_grad_norm, train.seed, 0, show_progress)
+    run_loop(objective, source, state, accelerator, settings, callbacks)
+    return state
+
+
+def _tokenizer(root: Path):
+    return build_tokenizer(root / "tokenizer", architecture.MAX_TOKENS)
+
+
+def stage_clip(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
+    from dreamtune.objectives.contrastive import ContrastiveObjective
+
+    root = Path(cfg.root)
+    tokenizer = _tokenizer(root)
+    torch.manual_seed(cfg.train.seed)
+    model = architecture.clip_model(len(tokenizer), tokenizer.eos_token_id, tokenizer.bos_token_id)
+    source = PoolBatches(pool, cfg.train.batch_size, cfg.train.seed, pairs=True)
+    state = _train(ContrastiveObjective(model, tokenizer), source, root / "clip", cfg.train, show_progress)
+    with atomic_dir(root / "clip" / "final") as temp:
+        _with_ema(state, lambda: model.save_pretrained(temp, safe_serialization=True))
+        tokenizer.save_pretrained(temp)
+    return root / "clip" / "final"
+
+
+def stage_vae(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
+    from dreamtune.objectives.autoencoder import AutoencoderObjective
+
+    root = Path(cfg.root)
+    torch.manual_seed(cfg.train.seed)
+    vae = architecture.vae()
+    source = PoolBatches(pool, cfg.train.batch_size, cfg.train.seed)
+    state = _train(AutoencoderObjective(vae, seed=cfg.train.seed), source, root / "vae", cfg.train, show_progress)
+    with torch.no_grad(), _ema_weights(state):
+        sample = pool.tensor(range(0, len(pool.scenes), max(1, len(pool.scenes) // 512)))
+        latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in sample.split(64)])
+        vae.register_to_config(scaling_factor=float(1.0 / latents.flatten().std()))  # unit-variance latents, as SD
+        with atomic_dir(root / "vae" / "final") as temp:
+            vae.save_pretrained(temp, safe_serialization=True)
+    return root / "vae" / "final"
+
+
+def _ema_weights(state):
+    import contextlib
+    emas = list(state.emas.values())
+    return emas[0].swapped_in() if emas else contextlib.nullcontext()
+
+
+def _with_ema(state, save) -> None:
+    with _ema_weights(state):
+        save()
+
+
+def stage_unet(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
+    from dreamtune.miniature.latent_source import LatentPoolBatches, encode_pool
+    from dreamtune.miniature.assemble import frozen_components
+    from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings
+
+    root = Path(cfg.root)
+    components = frozen_components(root)
+    torch.manual_seed(cfg.train.seed)
+    components.unet = architecture.unet()
+    latents = encode_pool(components.vae, pool, root / "cache", show_progress)
+    source = LatentPoolBatches(latents, pool, cfg.train.batch_size, cfg.train.seed, cfg.world.caption_dropout)
+    objective = DenoisingObjective(components, {"unet": components.unet},
+                                   NoiseSettings(cfg.train.seed, cfg.train.noise_offset, cfg.train.min_snr_gamma))
+    state = _train(objective, source, root / "unet", cfg.train, show_progress)
+    with atomic_dir(root / "unet" / "final") as temp:
+        _with_ema(state, lambda: components.unet.save_pretrained(temp, safe_serialization=True))
+    return root / "unet" / "final"
+
+
+STAGES = {"clip": stage_clip, "vae": stage_vae, "unet": stage_unet}
+
+
+def pretrain(recipe: str | Path | None, overrides: list[str], show_progress: bool = True) -> Path:
+    cfg = config_module.load_as(PretrainConfig, recipe, overrides)
+    if cfg.stage == "unet" and not (Path(cfg.root) / "vae" / "final").is_dir():
+        raise UserError(f"the unet stage needs the vae and clip stages first; run dreamtune pretrain configs/miniature/vae.yaml (root {cfg.root}).")
+    pool = build_pool(cfg.world.pool_size, cfg.world.seed, Path(cfg.root) / "cache", show_progress)
+    return STAGES[cfg.stage](cfg, pool, show_progress)
