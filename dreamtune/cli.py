@@ -51,9 +51,10 @@ def _tiny_model(args) -> None:
 
 
 def _demo(args) -> None:
-    from dreamtune.demo import run_demo
+    from dreamtune.miniature.demo import run_demo
 
-    run_demo(Path(args.out), Path(args.images) if args.images else None, args.steps)
+    run_demo(Path(args.out), args.subject, Path(args.images) if args.images else None, args.class_noun,
+             args.seeds, args.overrides)
 
 
 def _pretrain(args) -> None:
@@ -120,10 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="assemble: output folder (default: the packaged model)")
     r.set_defaults(handler=_pretrain)
 
-    d = commands.add_parser("demo", help="run prepare -> train -> generate offline on an embedded model")
+    d = commands.add_parser("demo", help="personalize a subject on the embedded miniature model, offline; writes report.html")
+    d.add_argument("overrides", nargs="*", help="dotted overrides of configs/miniature-lora.yaml, e.g. train.steps=200")
     d.add_argument("--out", default="runs/demo")
-    d.add_argument("--images", default=None, help="your own photo folder instead of the synthetic subject")
-    d.add_argument("--steps", type=int, default=60)
+    d.add_argument("--subject", default="dog3", help="a held-out world instance (dog3, cat3, backpack3, teapot3, ...)")
+    d.add_argument("--images", default=None, help="your own photo folder instead of a world subject")
+    d.add_argument("--class-noun", default=None, help="class of your own subject, e.g. dog")
+    d.add_argument("--seeds", type=int, default=2, help="images per context")
     d.set_defaults(handler=_demo)
 
     m = commands.add_parser("tiny-model", help="write a tiny random pipeline (smoke tests, no download)")

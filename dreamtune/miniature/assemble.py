@@ -8,7 +8,7 @@ import torch
 
 from dreamtune.atomic import atomic_dir
 from dreamtune.miniature import architecture
-from dreamtune.models.loading import Components, freeze, quiet_libraries
+from dreamtune.models.loading import Components, freeze, load_folder, quiet_libraries
 
 MODEL_DIR = Path(__file__).parent / "model"
 
@@ -20,11 +20,11 @@ def frozen_components(root: Path) -> Components:
 
     quiet_libraries()
     root = Path(root)
-    clip = CLIPModel.from_pretrained(str(root / "clip" / "final"), use_safetensors=True)
+    clip = load_folder(CLIPModel, root / "clip" / "final")
     text_encoder = CLIPTextModel(clip.config.text_config)
     text_encoder.load_state_dict(clip.text_model.state_dict())
     tokenizer = CLIPTokenizer.from_pretrained(str(root / "clip" / "final"))
-    vae = AutoencoderKL.from_pretrained(str(root / "vae" / "final"), use_safetensors=True)
+    vae = load_folder(AutoencoderKL, root / "vae" / "final")
     freeze(vae, text_encoder)
     return Components("sd", None, vae, [text_encoder], [tokenizer], architecture.noise_scheduler(), source=str(root))
 
@@ -35,7 +35,7 @@ def assemble(root: Path, out: Path = MODEL_DIR) -> Path:
 
     root = Path(root)
     components = frozen_components(root)
-    unet = UNet2DConditionModel.from_pretrained(str(root / "unet" / "final"), use_safetensors=True)
+    unet = load_folder(UNet2DConditionModel, root / "unet" / "final")
     scheduler = DDIMScheduler.from_config(architecture.noise_scheduler().config)
     pipeline = StableDiffusionPipeline(vae=components.vae, text_encoder=components.text_encoders[0],
                                        tokenizer=components.tokenizers[0], unet=unet, scheduler=scheduler,
@@ -44,7 +44,7 @@ def assemble(root: Path, out: Path = MODEL_DIR) -> Path:
     with atomic_dir(out) as temp:
         pipeline.save_pretrained(temp, safe_serialization=True)
         from transformers import CLIPModel
-        clip = CLIPModel.from_pretrained(str(root / "clip" / "final"), use_safetensors=True).to(torch.float16)
+        clip = load_folder(CLIPModel, root / "clip" / "final").to(torch.float16)
         clip.save_pretrained(temp / "clip", safe_serialization=True)
         components.tokenizers[0].save_pretrained(temp / "clip")
         card = Path(__file__).parent / "MODEL_CARD.md"

@@ -88,6 +88,16 @@ def _load(cls, location: str, subfolder: str, config: ModelConfig, **kwargs):
                         "check the model folder, or set model.allow_pickle=true for trusted .bin weights.") from None
 
 
+def load_folder(cls, folder: str | Path, **kwargs):
+    """One diffusers/transformers component saved in ``folder`` (safetensors only)."""
+    if not Path(folder).is_dir():
+        raise UserError(f"{folder} does not exist; build or download that model first.")
+    try:
+        return cls.from_pretrained(str(folder), use_safetensors=True, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load {folder} ({str(exc).splitlines()[0][:160]}); check that it holds .safetensors weights.") from None
+
+
 def load_components(config: ModelConfig) -> Components:
     """Load (or, with ``from_scratch``, randomly initialise) the UNet, VAE, text encoders, tokenizers."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel

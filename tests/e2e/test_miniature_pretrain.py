@@ -25,3 +25,21 @@ def test_stages_resume_and_assemble_into_a_plain_diffusers_pipeline(tmp_path):
     assert type(pipeline).__name__ == "StableDiffusionPipeline"
     image = pipeline("a sks dog on the beach", num_inference_steps=2, output_type="np").images[0]
     assert image.shape == (64, 64, 3) and np.isfinite(image).all()
+
+
+def test_demo_runs_end_to_end_on_a_freshly_pretrained_miniature(tmp_path):
+    from dreamtune.miniature.demo import run_demo
+
+    root = tmp_path / "mini"
+    common = [f"root={root}", "world.pool_size=64", "train.batch_size=4", "train.steps=2"]
+    for stage in ("clip", "vae", "unet"):
+        pretrain(f"configs/miniature/{stage}.yaml", common, show_progress=False)
+    model = assemble(root, tmp_path / "model")
+    metrics = run_demo(tmp_path / "demo", subject="cat3", seeds=1, model_dir=model,
+                       overrides=["train.steps=3", "prior.num_class_images=2", "prior.sample_steps=2"])
+    for row in ("floor", "personalized", "ceiling"):
+        assert set(metrics[row]) == {"clip_i", "clip_t"} and all(np.isfinite(v) for v in metrics[row].values())
+    assert json.loads((tmp_path / "demo" / "metrics.json").read_text())["subject"] == "cat3"
+    page = (tmp_path / "demo" / "report.html").read_text()
+    for picture in ("inputs.png", "personalized/contact_sheet.png", "side_by_side.png", "loss.png"):
+        assert picture in page and (tmp_path / "demo" / picture).is_file()

@@ -30,7 +30,8 @@ def test_nothing_imports_cli_and_lower_layers_do_not_import_training():
 def test_only_models_loading_calls_from_pretrained_for_training_components():
     offenders = []
     for path in PACKAGE.rglob("*.py"):
-        if "from_pretrained(" in path.read_text() and path.name not in ("loading.py", "generate.py", "adapters.py"):
+        weight_loads = path.read_text().replace("Tokenizer.from_pretrained(", "")  # tokenizers hold no weights
+        if "from_pretrained(" in weight_loads and path.name not in ("loading.py", "generate.py", "adapters.py"):
             offenders.append(path.name)
     assert offenders == []
 

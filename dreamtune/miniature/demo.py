@@ -1,0 +1,132 @@
+"""``dreamtune demo --out DIR``: the whole mission offline on the miniature model.
+
+A held-out world instance (never seen in pretraining) is photographed 5 times in 2 contexts,
+personalized with LoRA DreamBooth + prior preservation, then rendered in 8 contexts it was
+never shown. The same run measures three rows with the mini CLIP:
+  floor        the base model prompted with the class noun ("a dog in the jungle")
+  personalized the fine-tuned model prompted with the identifier ("a sks dog in the jungle")
+  ceiling      ground-truth world renders of the subject in those contexts
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from dreamtune import config
+from dreamtune.atomic import write_json
+from dreamtune.errors import UserError
+from dreamtune.evaluation.features import load_clip
+from dreamtune.evaluation.metrics import prompt_fidelity, subject_fidelity
+from dreamtune.evaluation.plots import line_plot
+from dreamtune.miniature import scenery, world
+from dreamtune.miniature.assemble import MODEL_DIR
+from dreamtune.sampling.contact_sheet import contact_sheet, save_png
+from dreamtune.sampling.generate import GenerateRequest, generate
+from dreamtune.training.run import train
+
+RECIPE = Path(__file__).resolve().parents[2] / "configs" / "miniature-lora.yaml"
+TRAIN_CONTEXTS = (None, "wooden_floor")
+EVAL_CONTEXTS = ("jungle", "snow", "beach", "cobblestone", "city", "mountain", "blue_house", "autumn_tree")
+IDENTIFIER = "sks"
+
+
+def photograph(subject: str, folder: Path, count: int = 5) -> Path:
+    """``count`` renders of ``subject`` in TRAIN_CONTEXTS, captioned, as an imagefolder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for index in range(count):
+        scene = world.Scene(subject, TRAIN_CONTEXTS[index % len(TRAIN_CONTEXTS)])
+        name = f"photo{index}.png"
+        world.render(scene, 50_000 + index).save(folder / name)
+        records.append({"file_name": name, "text": scene.caption(IDENTIFIER)})
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+def _images(record: dict, folder: Path) -> list[Image.Image]:
+    return [Image.open(folder / r["file"]).convert("RGB") for r in record["images"]]
+
+
+def _measure(clip, images, real, class_prompts) -> dict:
+    features = clip.images(images)
+    return {"clip_i": subject_fidelity(features, real), "clip_t": prompt_fidelity(features, clip.texts(class_prompts))}
+
+
+def run_demo(out: Path, subject: str = "dog3", images: Path | None = None, class_noun: str | None = None,
+             seeds: int = 2, overrides: list[str] = (), model_dir: Path = MODEL_DIR) -> dict:
+    started = time.perf_counter()
+    out, model_dir = Path(out), Path(model_dir)
+    if not (model_dir / "model_index.json").is_file():
+        raise UserError(f"the miniature model is missing from {model_dir}; build it with bash benchmarks/pretrain_miniature.sh.")
+    if images is None and subject not in world.HELD_OUT:
+        raise UserError(f"--subject {subject} is not a held-out instance; choose one of {', '.join(world.HELD_OUT)}.")
+    noun = class_noun or (world.instance(subject).class_noun if images is None else "object")
+    photos = Path(images) if images else photograph(subject, out / "photos")
+    run = train(config.load(RECIPE, [f"model.pretrained={model_dir}", f"data.instance_dir={photos}",
+                                     f"data.instance_prompt=a {IDENTIFIER} {noun}", f"train.output_dir={out / 'run'}",
+                                     f"prior.class_prompt=a {noun}", *overrides]))
+    phrases = [scenery.PHRASES[c] for c in EVAL_CONTEXTS]
+    pairs = [(p, s) for p in phrases for s in range(seeds)]
+    common = dict(images_per_prompt=seeds, steps=25, guidance_scale=4.0, resolution=64)
+    tuned = generate(GenerateRequest(trained=str(run.model_dir), prompts=tuple(f"a {IDENTIFIER} {noun} {p}" for p in phrases), **common), out / "personalized")
+    base = generate(GenerateRequest(base_model=str(model_dir), prompts=tuple(f"a {noun} {p}" for p in phrases), **common), out / "floor")
+    clip = load_clip(model_dir / "clip", name="mini-CLIP")
+    real = clip.images([Image.open(p).convert("RGB") for p in sorted(photos.glob("*.png")) + sorted(photos.glob("*.jpg"))])
+    class_prompts = [f"a {noun} {p}" for p, _ in pairs]
+    rows = {"floor": _measure(clip, _images(base, out / "floor"), real, class_prompts),
+            "personalized": _measure(clip, _images(tuned, out / "personalized"), real, class_prompts)}
+    truth = []
+    if images is None:
+        truth = [world.render(world.Scene(subject, c), 90_000 + s) for c in EVAL_CONTEXTS for s in range(seeds)]
+        rows["ceiling"] = _measure(clip, truth, real, class_prompts)
+    metrics = summarize(rows, time.perf_counter() - started, subject, noun)
+    write_json(out / "metrics.json", metrics)
+    _report(out, run, base, tuned, truth, metrics, noun)
+    print(f"demo finished in {metrics['wall_seconds']:.0f} s: report {out / 'report.html'}")
+    return metrics
+
+
+def summarize(rows: dict, wall_seconds: float, subject: str, noun: str) -> dict:
+    result = {"subject": subject, "class": noun, "features": "mini-CLIP (stands in for OpenAI CLIP offline)", **rows,
+              "wall_seconds": round(wall_seconds, 1)}
+    if "ceiling" in rows:
+        gap = rows["ceiling"]["clip_i"] - rows["floor"]["clip_i"]
+        result["clip_i_gap_closed"] = (rows["personalized"]["clip_i"] - rows["floor"]["clip_i"]) / gap if gap else None
+        result["clip_t_vs_ceiling"] = rows["personalized"]["clip_t"] / rows["ceiling"]["clip_t"]
+    return result
+
+
+def _report(out: Path, run, base: dict, tuned: dict, truth: list, metrics: dict, noun: str) -> None:
+    from dreamtune.evaluation.report import Report
+
+    inputs = [Image.open(p) for p in sorted((out / "run" / "data" / "images").glob("*.png"))]
+    save_png(contact_sheet(inputs, [f"input {i}" for i in range(len(inputs))], columns=5, cell=128), out / "inputs.png")
+    triples, captions = [], []
+    for index, (b, t) in enumerate(zip(base["images"], tuned["images"])):
+        triples += [Image.open(out / "floor" / b["file"]), Image.open(out / "personalized" / t["file"])]
+        captions += [f"base: {b['prompt']}", f"personalized: {t['prompt']}"]
+        if truth:
+            triples.append(truth[index])
+            captions.append("ground truth")
+    save_png(contact_sheet(triples, captions, columns=3 if truth else 2, cell=128), out / "side_by_side.png")
+    curve = [(r["step"], r["loss"]) for r in run.history]
+    line_plot({"loss": curve}, "training loss (moving average of 20 steps)", smooth=20).save(out / "loss.png")
+    report = Report(f"dreamtune demo — personalizing a {noun} on the miniature model")
+    report.heading("Input photos")
+    report.image("inputs.png")
+    report.heading("Metrics")
+    report.text(f"Features: {metrics['features']}. CLIP-I: mean cosine to the input photos; CLIP-T: to the prompt without the identifier.")
+    report.table([{"row": k, **metrics[k]} for k in ("floor", "personalized", "ceiling") if k in metrics], ["row", "clip_i", "clip_t"])
+    if "clip_i_gap_closed" in metrics:
+        report.text(f"Personalized CLIP-I closes {metrics['clip_i_gap_closed']:.0%} of the floor→ceiling gap; "
+                    f"CLIP-T is {metrics['clip_t_vs_ceiling']:.0%} of the ceiling's. Wall time {metrics['wall_seconds']:.0f} s.")
+    report.heading("Generations in contexts never shown")
+    report.image("personalized/contact_sheet.png")
+    report.heading("Base model vs personalized" + (" vs ground truth" if truth else ""))
+    report.image("side_by_side.png")
+    report.heading("Training loss")
+    report.image("loss.png")
+    report.write(out / "report.html")
