@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo pretrain bench clean
 
 $(BIN)/dreamtune: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ test: setup
 
 demo: setup
 	$(BIN)/dreamtune demo --out runs/demo
+
+pretrain: setup
+	bash benchmarks/pretrain_miniature.sh runs/miniature
 
 bench: setup
 	$(BIN)/python benchmarks/tiny_lora_run.py

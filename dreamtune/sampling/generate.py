@@ -108,20 +108,23 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
     resolution = request.resolution or pipeline.unet.config.sample_size * pipeline.vae_scale_factor
     out_dir = Path(out_dir)
     records, images = [], []
-    jobs = [(p, i) for p in request.prompts for i in range(request.images_per_prompt)]
     kwargs = {"cross_attention_kwargs": {"scale": request.lora_scale}} if request.lora_scale != 1.0 else {}
-    for number, (template, index) in enumerate(tqdm(jobs, desc="generating", unit="img", disable=not show_progress)):
+    seeds = [request.seed + i for i in range(request.images_per_prompt)]
+    progress = tqdm(total=len(request.prompts) * len(seeds), desc="generating", unit="img", disable=not show_progress)
+    for template in request.prompts:  # one batch per prompt: its seeds side by side
         prompt = fill_prompt(template, subject, request.class_noun)
-        seed = request.seed + index
-        generator = torch.Generator("cpu").manual_seed(seed)
-        image = pipeline(prompt, num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
-                         height=resolution, width=resolution, generator=generator,
-                         negative_prompt=request.negative_prompt, **kwargs).images[0]
-        name = f"{number:04d}.png"
-        with atomic_file(out_dir / name) as temp:
-            image.save(temp, format="PNG")
-        images.append(image)
-        records.append({"file": name, "prompt": prompt, "template": template, "seed": seed})
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        negative = [request.negative_prompt] * len(seeds) if request.negative_prompt else None
+        batch = pipeline([prompt] * len(seeds), num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
+                         height=resolution, width=resolution, generator=generators, negative_prompt=negative, **kwargs).images
+        for seed, image in zip(seeds, batch):
+            name = f"{len(records):04d}.png"
+            with atomic_file(out_dir / name) as temp:
+                image.save(temp, format="PNG")
+            images.append(image)
+            records.append({"file": name, "prompt": prompt, "template": template, "seed": seed})
+        progress.update(len(seeds))
+    progress.close()
     sheet = contact_sheet(images, [f"{r['prompt']} #{r['seed']}" for r in records], columns=max(1, request.images_per_prompt) if len(request.prompts) > 1 else 4)
     save_png(sheet, out_dir / "contact_sheet.png")
     record = {"request": {k: v for k, v in request.__dict__.items() if k != "extra"}, "resolution": resolution,

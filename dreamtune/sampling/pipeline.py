@@ -37,12 +37,14 @@ def default_resolution(components: Components) -> int:
 
 @torch.no_grad()
 def sample(pipeline, prompts: list[str], seeds: list[int], steps: int, guidance_scale: float, resolution: int,
-           negative_prompt: str | None = None):
-    """One image per (prompt, seed) pair, each from its own seeded CPU generator."""
+           negative_prompt: str | None = None, batch_size: int = 8):
+    """One image per (prompt, seed) pair, each from its own seeded CPU generator (batched)."""
     images = []
-    for prompt, seed in zip(prompts, seeds):
-        generator = torch.Generator("cpu").manual_seed(seed)
-        result = pipeline(prompt, num_inference_steps=steps, guidance_scale=guidance_scale, height=resolution,
-                          width=resolution, generator=generator, negative_prompt=negative_prompt)
-        images.append(result.images[0])
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(prompts[start:start + batch_size])
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[start:start + batch_size]]
+        negative = [negative_prompt] * len(chunk) if negative_prompt else None
+        result = pipeline(chunk, num_inference_steps=steps, guidance_scale=guidance_scale, height=resolution,
+                          width=resolution, generator=generators, negative_prompt=negative)
+        images.extend(result.images)
     return images

@@ -33,16 +33,21 @@ def ensure_class_images(components: Components, prior: PriorConfig, folder: Path
     (folder / "images").mkdir(parents=True, exist_ok=True)
     pipeline = pipeline_from_components(components)
     records = [json.loads(l) for l in (folder / MANIFEST).read_text().splitlines() if l.strip()] if have else []
-    for index in tqdm(range(have, prior.num_class_images), desc="class images", unit="img", disable=not show_progress):
-        image = sample(pipeline, [prior.class_prompt], [seed * 100_003 + index], prior.sample_steps,
-                       prior.guidance_scale, resolution)[0]
-        name = f"images/class-{index:05d}.png"
-        with atomic_file(folder / name) as temp:
-            image.save(temp, format="PNG")
-        records.append({"file_name": name, "text": prior.class_prompt, "content_hash": f"class-{seed}-{index}-{prior.class_prompt}",
-                        "size": list(image.size)})
-        with atomic_file(folder / MANIFEST) as temp:  # manifest after each image: an interrupted run keeps its work
+    progress = tqdm(total=prior.num_class_images, initial=have, desc="class images", unit="img", disable=not show_progress)
+    for start in range(have, prior.num_class_images, 8):
+        indices = list(range(start, min(start + 8, prior.num_class_images)))
+        images = sample(pipeline, [prior.class_prompt] * len(indices), [seed * 100_003 + i for i in indices],
+                        prior.sample_steps, prior.guidance_scale, resolution)
+        for index, image in zip(indices, images):
+            name = f"images/class-{index:05d}.png"
+            with atomic_file(folder / name) as temp:
+                image.save(temp, format="PNG")
+            records.append({"file_name": name, "text": prior.class_prompt, "size": list(image.size),
+                            "content_hash": f"class-{seed}-{index}-{prior.class_prompt}"})
+        with atomic_file(folder / MANIFEST) as temp:  # manifest after each batch: an interrupted run keeps its work
             temp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        progress.update(len(indices))
+    progress.close()
     write_json(folder / "report.json", {"source": "generated", "prompt": prior.class_prompt, "kept": len(records)})
     del pipeline
     if torch.cuda.is_available():
