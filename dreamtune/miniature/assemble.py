@@ -40,7 +40,10 @@ def assemble(root: Path, out: Path = MODEL_DIR) -> Path:
     pipeline = StableDiffusionPipeline(vae=components.vae, text_encoder=components.text_encoders[0],
                                        tokenizer=components.tokenizers[0], unet=unet, scheduler=scheduler,
                                        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipeline.to(torch.float16)
+    # fp16 on disk for size; diffusers loads the UNet and VAE back as fp32, but transformers keeps a
+    # text encoder's saved dtype, so it stays fp32 (0.9 M parameters) for a pipeline that runs as loaded
+    unet.to(torch.float16)
+    components.vae.to(torch.float16)
     with atomic_dir(out) as temp:
         pipeline.save_pretrained(temp, safe_serialization=True)
         from transformers import CLIPModel

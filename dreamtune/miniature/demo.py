@@ -74,7 +74,7 @@ def run_demo(out: Path, subject: str = "dog3", images: Path | None = None, class
     tuned = generate(GenerateRequest(trained=str(run.model_dir), prompts=tuple(f"a {IDENTIFIER} {noun} {p}" for p in phrases), **common), out / "personalized")
     base = generate(GenerateRequest(base_model=str(model_dir), prompts=tuple(f"a {noun} {p}" for p in phrases), **common), out / "floor")
     clip = load_clip(model_dir / "clip", name="mini-CLIP")
-    real = clip.images([Image.open(p).convert("RGB") for p in sorted(photos.glob("*.png")) + sorted(photos.glob("*.jpg"))])
+    real = clip.images([Image.open(p).convert("RGB") for p in sorted((out / "run" / "data" / "images").glob("*.png"))])
     class_prompts = [f"a {noun} {p}" for p, _ in pairs]
     rows = {"floor": _measure(clip, _images(base, out / "floor"), real, class_prompts),
             "personalized": _measure(clip, _images(tuned, out / "personalized"), real, class_prompts)}

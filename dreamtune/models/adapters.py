@@ -49,13 +49,14 @@ class LoraParts(TrainableParts):
 
     def export(self, out_dir: Path) -> Path:
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-        from diffusers.utils import convert_state_dict_to_diffusers
         from peft.utils import get_peft_model_state_dict
 
-        layers = {"unet_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(self.modules["unet"]))}
+        # PEFT key names as they are: diffusers loads them directly, and converting them to its
+        # legacy names renames attention keys but not conv keys, a mix its loader misreads
+        layers = {"unet_lora_layers": get_peft_model_state_dict(self.modules["unet"])}
         for name in ("text_encoder", "text_encoder_2"):
             if name in self.modules:
-                layers[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(get_peft_model_state_dict(self.modules[name]))
+                layers[f"{name}_lora_layers"] = get_peft_model_state_dict(self.modules[name])
         pipeline_class = StableDiffusionXLPipeline if self.components.family == "sdxl" else StableDiffusionPipeline
         out_dir.mkdir(parents=True, exist_ok=True)
         pipeline_class.save_lora_weights(out_dir, safe_serialization=True, **layers)

@@ -87,3 +87,18 @@ def test_min_snr_noise_offset_ema_bf16_and_checkpointing_run(tiny_models, photos
                   "data.rotate_degrees=10", "data.color_jitter=0.1", "data.color_jitter_p=0.5"])
     assert all(np.isfinite(r["loss"]) for r in result.history)
     assert (result.model_dir / "pytorch_lora_weights.safetensors").is_file()
+
+
+def test_lora_on_attention_and_convs_reloads_completely(tiny_models, photos, tmp_path):
+    """Every saved LoRA tensor must come back as a LoRA parameter in diffusers (a mix of
+    key-name styles once made its loader drop the attention ones silently)."""
+    from diffusers import DiffusionPipeline
+    from safetensors.torch import load_file
+
+    result = _run(tiny_models, "sd1", "lora", photos, tmp_path, ["method.lora.target_modules=[to_q, to_k, to_v, to_out.0, conv1, conv2]"])
+    saved = load_file(str(result.model_dir / "pytorch_lora_weights.safetensors"))
+    pipeline = DiffusionPipeline.from_pretrained(str(tiny_models["sd1"]))
+    pipeline.load_lora_weights(str(result.model_dir), weight_name="pytorch_lora_weights.safetensors")
+    loaded = [n for n, _ in pipeline.unet.named_parameters() if "lora_" in n]
+    assert len(loaded) == len(saved)
+    assert any("attn1.to_q" in n for n in loaded) and any("conv1" in n for n in loaded)
