@@ -9,6 +9,13 @@ from pathlib import Path
 from dreamtune.errors import UserError
 
 
+def _recipe_and_overrides(recipe: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
+    """The recipe argument is optional: a first positional like ``train.lr=1e-4`` is an override."""
+    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+        return None, [recipe, *overrides]
+    return recipe, list(overrides)
+
+
 def _prepare(args) -> None:
     from dreamtune.data.prepare import PrepareOptions, prepare, summary
 
@@ -24,9 +31,7 @@ def _train(args) -> None:
     from dreamtune import config
     from dreamtune.training.run import train
 
-    recipe, overrides = args.config, list(args.overrides)
-    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
-        recipe, overrides = None, [recipe] + overrides  # only overrides were given
+    recipe, overrides = _recipe_and_overrides(args.config, args.overrides)
     result = train(config.load(recipe, overrides), resume=args.resume)
     print(f"trained {result.state.step} steps; model written to {result.model_dir}")
 
@@ -65,9 +70,7 @@ def _pretrain(args) -> None:
         return
     from dreamtune.miniature.pretrain import pretrain
 
-    recipe, overrides = args.recipe, list(args.overrides)
-    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
-        recipe, overrides = None, [recipe] + overrides
+    recipe, overrides = _recipe_and_overrides(args.recipe, args.overrides)
     print(f"stage written to {pretrain(recipe, overrides)}")
 
 

@@ -84,7 +84,6 @@ def _shift_hue(rgba: np.ndarray, shift: float, target_hue: float | None = None) 
     rgb = rgba[..., :3].astype(np.float32) / 255.0
     high, low = rgb.max(-1), rgb.min(-1)
     delta = high - low
-    hue = np.zeros_like(high)
     safe = np.where(delta == 0, 1, delta)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     hue = np.where(high == r, ((g - b) / safe) % 6, np.where(high == g, (b - r) / safe + 2, (r - g) / safe + 4)) / 6
