@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${1:-runs/miniature}
 BIN=${BIN:-.venv/bin}
-for stage in clip vae unet; do
+for stage in clip clip_image vae unet; do
   start=$(date +%s)
   "$BIN/dreamtune" pretrain "configs/miniature/$stage.yaml" "root=$ROOT"
   echo "stage $stage: $(( $(date +%s) - start )) s wall"

@@ -59,7 +59,7 @@ def _demo(args) -> None:
     from dreamtune.miniature.demo import run_demo
 
     run_demo(Path(args.out), args.subject, Path(args.images) if args.images else None, args.class_noun,
-             args.seeds, args.overrides)
+             args.seeds, args.overrides, guidance_scale=args.guidance_scale)
 
 
 def _pretrain(args) -> None:
@@ -131,7 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--images", default=None, help="your own photo folder instead of a world subject")
     d.add_argument("--class-noun", default=None, help="class of your own subject, e.g. dog")
     d.add_argument("--seeds", type=int, default=2, help="images per context")
+    d.add_argument("--guidance-scale", type=float, default=4.0, help="classifier-free guidance of every generated row")
     d.set_defaults(handler=_demo)
+
+    from dreamtune.bench.commands import add_commands
+    add_commands(commands)
 
     m = commands.add_parser("tiny-model", help="write a tiny random pipeline (smoke tests, no download)")
     m.add_argument("--family", choices=["sd1", "sd2-v", "sdxl"], default="sd1")

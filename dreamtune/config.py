@@ -115,12 +115,30 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """Overfitting / language-drift monitor (training/monitor.py): every ``every`` steps it renders
+    ``prompts`` (contexts the photos never showed) and class-prompt images, and logs subject
+    fidelity (CLIP-I), prompt fidelity (CLIP-T, identifier removed) and class drift (PRES)."""
+    every: int = 0                    # 0: off
+    prompts: tuple[str, ...] = ("in the jungle", "in the snow", "on the beach", "with a city in the background")
+    seeds: tuple[int, ...] = (0, 1)
+    class_images: int = 4             # class-prompt generations per point, for PRES
+    identifier: str = "sks"           # removed for CLIP-T (textual inversion: its placeholder token)
+    sample_steps: int = 25
+    guidance_scale: float = 7.5
+    clip: str = ""                    # default: the base model's clip/ (the miniature), else openai/clip-vit-base-patch32
+    select_best: Literal["", "clip_i_with_clip_t_floor", "clip_i"] = ""   # "": keep the last step
+    clip_t_floor: float = 0.95        # clip_i_with_clip_t_floor: eligible when CLIP-T >= this x its start value
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     def __post_init__(self):
         if self.prior.enabled and not self.prior.class_prompt:
@@ -131,6 +149,8 @@ class Config:
         if self.method.kind == "textual_inversion" and self.data.instance_prompt and ti_token not in self.data.instance_prompt:
             raise UserError(f"textual inversion learns the token {ti_token}, but data.instance_prompt "
                             f"'{self.data.instance_prompt}' does not contain it; write e.g. 'a photo of {ti_token} dog'.")
+        if self.monitor.select_best and not self.monitor.every:
+            raise UserError(f"monitor.select_best={self.monitor.select_best} needs the monitor; set monitor.every, e.g. monitor.every=50.")
         for name in ("flip_p", "rotate_p", "color_jitter_p", "caption_dropout"):
             value = getattr(self.data, name)
             if not 0.0 <= value <= 1.0:

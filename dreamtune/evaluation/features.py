@@ -1,25 +1,38 @@
 """Feature extractors as modules (k-diffusion's evaluation.py pattern): images or prompts in,
-unit-norm embeddings out. The miniature's CLIP stands in for OpenAI's CLIP offline."""
+unit-norm embeddings out. Metrics (metrics.py) are pure functions of these embeddings.
+
+  ClipFeatures  CLIP image + text embeddings (CLIP-I, CLIP-T); default openai/clip-vit-base-patch32,
+                the miniature's own CLIP offline
+  DinoFeatures  the [CLS] token of a self-supervised ViT (DINO); default facebook/dino-vits16
+
+Preprocessing (size, mean, std) comes from the model folder's preprocessor_config.json when it
+has one; the mini CLIP has none and was trained on pixels scaled to [-1, 1] (mean = std = 0.5).
+"""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from dreamtune.errors import UserError
 from dreamtune.models.clip import image_embeddings, text_embeddings
 from dreamtune.models.conditioning import tokenize
 
+DEFAULT_CLIP = "openai/clip-vit-base-patch32"
+DEFAULT_DINO = "facebook/dino-vits16"
 
-class ClipFeatures(nn.Module):
-    """CLIP image/text embeddings. ``size``, ``mean`` and ``std`` define its preprocessing;
-    the mini CLIP was trained on 64×64 pixels scaled to [-1, 1] (mean 0.5, std 0.5)."""
 
-    def __init__(self, model: nn.Module, tokenizer, size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), name: str = "clip"):
+class ImageFeatures(nn.Module):
+    """Shared preprocessing: resize to ``size``², scale to [0,1], normalise by mean/std."""
+
+    def __init__(self, size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), name: str = "features"):
         super().__init__()
-        self.model, self.tokenizer, self.size, self.name = model.eval(), tokenizer, size, name
+        self.size, self.name = size, name
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
@@ -27,25 +40,90 @@ class ClipFeatures(nn.Module):
         arrays = [np.asarray(im.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC), dtype=np.float32) / 255
                   for im in images]
         batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-        return ((batch - self.mean) / self.std).to(next(self.model.parameters()).dtype)
+        return ((batch - self.mean) / self.std).to(next(self.parameters()).dtype)
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     @torch.no_grad()
     def images(self, images: list[Image.Image]) -> torch.Tensor:
         """(N,D) unit-norm float32."""
-        return torch.cat([image_embeddings(self.model, self.pixels(images[i:i + 64])) for i in range(0, len(images), 64)])
+        return torch.cat([self.embed(self.pixels(images[i:i + 64])) for i in range(0, len(images), 64)])
+
+
+class ClipFeatures(ImageFeatures):
+    def __init__(self, model: nn.Module, tokenizer, size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), name: str = "clip"):
+        super().__init__(size, mean, std, name)
+        self.model, self.tokenizer = model.eval(), tokenizer
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        return image_embeddings(self.model, pixels)
 
     @torch.no_grad()
     def texts(self, prompts: list[str]) -> torch.Tensor:
         """(N,D) unit-norm float32."""
-        return text_embeddings(self.model, tokenize(self.tokenizer, prompts))
+        return torch.cat([text_embeddings(self.model, tokenize(self.tokenizer, prompts[i:i + 256]))
+                          for i in range(0, len(prompts), 256)])
 
 
-def load_clip(folder: str | Path, size: int | None = None, name: str = "clip") -> ClipFeatures:
+class DinoFeatures(ImageFeatures):
+    """DINO embedding as the DreamBooth paper uses it: the ViT's final [CLS] token."""
+
+    def __init__(self, model: nn.Module, size: int, mean, std, name: str = "dino"):
+        super().__init__(size, mean, std, name)
+        self.model = model.eval()
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.model(pixel_values=pixels).last_hidden_state[:, 0].float(), dim=-1)
+
+
+def _preprocessing(folder: Path, default_size: int, default_mean, default_std) -> tuple[int, tuple, tuple]:
+    path = folder / "preprocessor_config.json"
+    if not path.is_file():
+        return default_size, default_mean, default_std
+    config = json.loads(path.read_text())
+    size = config.get("crop_size") or config.get("size") or default_size
+    if isinstance(size, dict):
+        size = size.get("height") or size.get("shortest_edge") or default_size
+    return int(size), tuple(config.get("image_mean", default_mean)), tuple(config.get("image_std", default_std))
+
+
+def _local(name_or_folder: str | Path, what: str) -> Path:
+    """A local folder, or the hub cache's snapshot of a hub id; otherwise one clear sentence."""
+    path = Path(name_or_folder).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+        return Path(snapshot_download(str(name_or_folder), allow_patterns=["*.json", "*.safetensors", "*.txt"]))
+    except Exception as exc:
+        raise UserError(f"{what} model {name_or_folder} is not a local folder and could not be fetched "
+                        f"({type(exc).__name__}); download it once with network access, or pass a local folder.") from None
+
+
+def load_clip(folder: str | Path = DEFAULT_CLIP, size: int | None = None, name: str = "clip") -> ClipFeatures:
     """A CLIPModel folder (safetensors) with its tokenizer, e.g. the miniature's ``clip/``."""
     from transformers import CLIPModel, CLIPTokenizer
 
     from dreamtune.models.loading import load_folder
 
+    folder = _local(folder, "CLIP")
     model = load_folder(CLIPModel, folder, dtype=torch.float32)
     tokenizer = CLIPTokenizer.from_pretrained(str(folder))
-    return ClipFeatures(model, tokenizer, size or model.config.vision_config.image_size, name=name)
+    if tokenizer.model_max_length > model.config.text_config.max_position_embeddings:  # folder without the limit
+        tokenizer.model_max_length = model.config.text_config.max_position_embeddings
+    default = model.config.vision_config.image_size
+    size_found, mean, std = _preprocessing(folder, default, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    return ClipFeatures(model, tokenizer, size or size_found, mean, std, name=name)
+
+
+def load_dino(folder: str | Path = DEFAULT_DINO, name: str = "dino") -> DinoFeatures:
+    """A ViT folder (e.g. facebook/dino-vits16) as a DINO feature extractor."""
+    from transformers import ViTModel
+
+    from dreamtune.models.loading import load_folder
+
+    folder = _local(folder, "DINO")
+    model = load_folder(ViTModel, folder, dtype=torch.float32, add_pooling_layer=False)
+    size, mean, std = _preprocessing(folder, model.config.image_size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    return DinoFeatures(model, size, mean, std, name=name)

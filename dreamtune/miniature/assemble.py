@@ -47,7 +47,8 @@ def assemble(root: Path, out: Path = MODEL_DIR) -> Path:
     with atomic_dir(out) as temp:
         pipeline.save_pretrained(temp, safe_serialization=True)
         from transformers import CLIPModel
-        clip = load_folder(CLIPModel, root / "clip" / "final").to(torch.float16)
+        refined = root / "clip_image" / "final"     # same text tower, better image tower
+        clip = load_folder(CLIPModel, refined if refined.is_dir() else root / "clip" / "final").to(torch.float16)
         clip.save_pretrained(temp / "clip", safe_serialization=True)
         components.tokenizers[0].save_pretrained(temp / "clip")
         card = Path(__file__).parent / "MODEL_CARD.md"

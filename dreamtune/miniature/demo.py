@@ -56,7 +56,7 @@ def _measure(clip, images, real, class_prompts) -> dict:
 
 
 def run_demo(out: Path, subject: str = "dog3", images: Path | None = None, class_noun: str | None = None,
-             seeds: int = 2, overrides: list[str] = (), model_dir: Path = MODEL_DIR) -> dict:
+             seeds: int = 2, overrides: list[str] = (), model_dir: Path = MODEL_DIR, guidance_scale: float = 4.0) -> dict:
     started = time.perf_counter()
     out, model_dir = Path(out), Path(model_dir)
     if not (model_dir / "model_index.json").is_file():
@@ -70,7 +70,7 @@ def run_demo(out: Path, subject: str = "dog3", images: Path | None = None, class
                                      f"prior.class_prompt=a {noun}", *overrides]))
     phrases = [scenery.PHRASES[c] for c in EVAL_CONTEXTS]
     pairs = [(p, s) for p in phrases for s in range(seeds)]
-    common = dict(images_per_prompt=seeds, steps=25, guidance_scale=4.0, resolution=64)
+    common = dict(images_per_prompt=seeds, steps=25, guidance_scale=guidance_scale, resolution=64)
     tuned = generate(GenerateRequest(trained=str(run.model_dir), prompts=tuple(f"a {IDENTIFIER} {noun} {p}" for p in phrases), **common), out / "personalized")
     base = generate(GenerateRequest(base_model=str(model_dir), prompts=tuple(f"a {noun} {p}" for p in phrases), **common), out / "floor")
     clip = load_clip(model_dir / "clip", name="mini-CLIP")

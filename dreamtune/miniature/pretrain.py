@@ -2,6 +2,8 @@
 
 Stages (each resumable: rerunning continues from the newest checkpoint of its folder):
   clip  mini CLIP, contrastive on world renders + captions   -> <root>/clip/final
+  clip_image  the image tower again, text tower frozen, with distractor objects added so that
+        it tells unseen instances apart (CLIP-I, retrieval)        -> <root>/clip_image/final
   vae   mini VAE on world renders                            -> <root>/vae/final
   unet  UNet from scratch on cached latents, frozen text tower, caption dropout (for CFG)
         -> <root>/unet/final
@@ -37,8 +39,9 @@ class WorldConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    stage: Literal["clip", "vae", "unet"] = "clip"
+    stage: Literal["clip", "clip_image", "vae", "unet"] = "clip"
     root: str = "runs/miniature"
+    instance_weight: float = 1.0     # clip stages: weight of the image-image (instance) term
     world: WorldConfig = field(default_factory=WorldConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -77,11 +80,34 @@ def stage_clip(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
     torch.manual_seed(cfg.train.seed)
     model = architecture.clip_model(len(tokenizer), tokenizer.eos_token_id, tokenizer.bos_token_id)
     source = PoolBatches(pool, cfg.train.batch_size, cfg.train.seed, pairs=True)
-    state = _train(ContrastiveObjective(model, tokenizer), source, root / "clip", cfg.train, show_progress)
-    with atomic_dir(root / "clip" / "final") as temp:
+    objective = ContrastiveObjective(model, tokenizer, cfg.instance_weight)
+    return _save_clip(_train(objective, source, root / "clip", cfg.train, show_progress), model, tokenizer, root / "clip")
+
+
+def stage_clip_image(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
+    from transformers import CLIPModel, CLIPTokenizer
+
+    from dreamtune.miniature.distractors import ImageTowerBatches
+    from dreamtune.models.loading import load_folder, quiet_libraries
+    from dreamtune.objectives.contrastive import ContrastiveObjective
+
+    root = Path(cfg.root)
+    if not (root / "clip" / "final").is_dir():
+        raise UserError(f"the clip_image stage refines the clip stage's model; run dreamtune pretrain configs/miniature/clip.yaml (root {cfg.root}) first.")
+    quiet_libraries()
+    model = load_folder(CLIPModel, root / "clip" / "final")
+    tokenizer = CLIPTokenizer.from_pretrained(str(root / "clip" / "final"))
+    objective = ContrastiveObjective(model, tokenizer, cfg.instance_weight, freeze_text=True)
+    source = ImageTowerBatches(pool, cfg.train.batch_size, cfg.train.seed)
+    state = _train(objective, source, root / "clip_image", cfg.train, show_progress)
+    return _save_clip(state, model, tokenizer, root / "clip_image")
+
+
+def _save_clip(state, model, tokenizer, folder: Path) -> Path:
+    with atomic_dir(folder / "final") as temp:
         _with_ema(state, lambda: model.save_pretrained(temp, safe_serialization=True))
         tokenizer.save_pretrained(temp)
-    return root / "clip" / "final"
+    return folder / "final"
 
 
 def stage_vae(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
@@ -131,7 +157,7 @@ def stage_unet(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
     return root / "unet" / "final"
 
 
-STAGES = {"clip": stage_clip, "vae": stage_vae, "unet": stage_unet}
+STAGES = {"clip": stage_clip, "clip_image": stage_clip_image, "vae": stage_vae, "unet": stage_unet}
 
 
 def pretrain(recipe: str | Path | None, overrides: list[str], show_progress: bool = True) -> Path:

@@ -113,18 +113,23 @@ def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.choose(i[..., None], choices)
 
 
-@lru_cache(maxsize=512)
-def object_sprite(name: str, recolor: str | None = None) -> Image.Image:
-    """The RGBA sprite of an instance, optionally recoloured ("red", "purple")."""
-    spec = instance(name)
-    array = np.asarray(_glyph(spec.glyph))
-    if spec.hue_shift:
+@lru_cache(maxsize=2048)
+def glyph_sprite(glyph: str, hue_shift: float, recolor: str | None = None) -> Image.Image:
+    """The RGBA sprite of a glyph, hue-rotated (grey glyphs tinted), optionally recoloured."""
+    array = np.asarray(_glyph(glyph))
+    if hue_shift:
         colourful = _saturation(array).mean() > 0.25
         # a grey glyph has no hue to rotate: tint it instead so the instances stay distinct
-        array = _shift_hue(array, spec.hue_shift) if colourful else _shift_hue(array, 0.0, (spec.hue_shift + 0.08) % 1.0)
+        array = _shift_hue(array, hue_shift) if colourful else _shift_hue(array, 0.0, (hue_shift + 0.08) % 1.0)
     if recolor:
         array = _shift_hue(array, 0.0, RECOLORS[recolor])
     return Image.fromarray(array, "RGBA")
+
+
+def object_sprite(name: str, recolor: str | None = None) -> Image.Image:
+    """The RGBA sprite of an instance, optionally recoloured ("red", "purple")."""
+    spec = instance(name)
+    return glyph_sprite(spec.glyph, spec.hue_shift, recolor)
 
 
 @dataclass(frozen=True)
@@ -147,17 +152,21 @@ class Scene:
 
 def render(scene: Scene, seed: int) -> Image.Image:
     """A 64×64 RGB picture of ``scene``; the same (scene, seed) always gives the same pixels."""
+    return compose(object_sprite(scene.instance, scene.recolor), scene.context, seed)
+
+
+def compose(sprite: Image.Image, context: str | None, seed: int) -> Image.Image:
+    """A 64×64 RGB picture of ``sprite`` in ``context`` (None: plain studio background)."""
     rng = random.Random(seed)
     canvas = Image.new("RGB", (CANVAS, CANVAS))
     draw = ImageDraw.Draw(canvas)
-    ground = scenery.paint(scene.context, draw, rng, CANVAS)
-    sprite = object_sprite(scene.instance, scene.recolor)
+    ground = scenery.paint(context, draw, rng, CANVAS)
     size = rng.randint(52, 68)
     scale = size / max(sprite.size)
     sprite = sprite.resize((max(1, round(sprite.width * scale)), max(1, round(sprite.height * scale))), Image.Resampling.LANCZOS)
     x = rng.randint(14, CANVAS - 14 - sprite.width)
     y = min(CANVAS - 4 - sprite.height, max(8, ground - sprite.height + rng.randint(4, 16)))
-    if scene.context == "mirror":
+    if context == "mirror":
         reflection = sprite.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
         faded = reflection.copy()
         faded.putalpha(reflection.getchannel("A").point(lambda a: a * 0.45))

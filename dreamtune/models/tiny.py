@@ -62,3 +62,25 @@ def build_tiny_pipeline(folder: str | Path, family: str = "sd1", seed: int = 0) 
         pipeline = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipeline.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def build_tiny_feature_models(folder: str | Path, seed: int = 0) -> dict[str, Path]:
+    """Tiny random CLIP (with tokenizer) and DINO-style ViT folders, each with the
+    preprocessor_config.json the real ones have, for offline tests of the metrics code."""
+    import json
+
+    from transformers import CLIPConfig, CLIPModel, ViTConfig, ViTModel
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    clip_dir, dino_dir = folder / "clip", folder / "dino"
+    tokenizer = build_clip_tokenizer(clip_dir)
+    text = _text_config(len(tokenizer)).to_dict()
+    vision = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=8)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=32)).save_pretrained(clip_dir, safe_serialization=True)
+    ViTModel(ViTConfig(**vision), add_pooling_layer=False).save_pretrained(dino_dir, safe_serialization=True)
+    openai = {"image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711], "crop_size": {"height": 32, "width": 32}}
+    imagenet = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "size": {"height": 32, "width": 32}}
+    (clip_dir / "preprocessor_config.json").write_text(json.dumps(openai))
+    (dino_dir / "preprocessor_config.json").write_text(json.dumps(imagenet))
+    return {"clip": clip_dir, "dino": dino_dir}

@@ -50,7 +50,7 @@ def read_prompts(path: Path) -> list[str]:
 
 def fill_prompt(template: str, subject: str, class_noun: str) -> str:
     filled = template.replace("{subject}", subject).replace("{class}", class_noun)
-    return filled.replace("{0}", subject).replace("{1}", class_noun)
+    return " ".join(filled.replace("{0}", subject).replace("{1}", class_noun).split())  # an empty subject leaves no gap
 
 
 def _describe(trained: Path) -> dict:

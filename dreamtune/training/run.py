@@ -32,6 +32,7 @@ from dreamtune.training.class_images import ensure_class_images
 from dreamtune.training.checkpoint import TrainingState
 from dreamtune.training.loop import LoopSettings, run_loop
 from dreamtune.training.optim import build_training_state
+from dreamtune.training.report import write_run_report
 
 
 @dataclass
@@ -104,7 +105,8 @@ def build_objective(config: Config, components: Components, parts: TrainablePart
     return PriorPreservation(objective, config.prior.loss_weight) if config.prior.enabled else objective
 
 
-def _renderer(components: Components, config: Config, parts: TrainableParts, resolution: int):
+def _renderer(components: Components, config: Config, parts: TrainableParts, resolution: int,
+              steps: int | None = None, guidance_scale: float = 7.5):
     ti = config.method.textual_inversion
     def render(prompts: list[str], seeds: list[int]):
         if parts.kind == "textual_inversion":
@@ -113,18 +115,19 @@ def _renderer(components: Components, config: Config, parts: TrainableParts, res
         for module in parts.modules.values():
             module.eval()
         try:
-            return sample(pipeline, prompts, seeds, config.train.validation_steps, 7.5, resolution)
+            return sample(pipeline, prompts, seeds, steps or config.train.validation_steps, guidance_scale, resolution)
         finally:
             for module in parts.modules.values():
                 module.train()
     return render
 
 
-def export(parts: TrainableParts, state: TrainingState, config: Config, output_dir: Path) -> Path:
-    """Write ``output_dir/model`` atomically (EMA weights when EMA is on) plus its description."""
+def export(parts: TrainableParts, state: TrainingState, config: Config, output_dir: Path, selected: dict | None = None) -> Path:
+    """Write ``output_dir/model`` atomically (EMA weights when EMA is on, unless the monitor
+    selected a step: then the weights of that step) plus its description."""
     final = output_dir / "model"
     with atomic_dir(final) as temp:
-        emas = [ema.swapped_in() for ema in state.emas.values()]
+        emas = [ema.swapped_in() for ema in state.emas.values()] if not (selected and selected["step"] is not None) else []
         for context in emas:
             context.__enter__()
         try:
@@ -136,7 +139,7 @@ def export(parts: TrainableParts, state: TrainingState, config: Config, output_d
                        "weights": Path(weights).name, "instance_prompt": config.data.instance_prompt,
                        "class_prompt": config.prior.class_prompt, "steps": state.step,
                        "placeholder_token": config.method.textual_inversion.placeholder_token if parts.kind == "textual_inversion" else None,
-                       "num_vectors": config.method.textual_inversion.num_vectors}
+                       "num_vectors": config.method.textual_inversion.num_vectors, "selected": selected}
         (temp / "dreamtune.json").write_text(json.dumps(description, indent=2))
     return final
 
@@ -144,6 +147,24 @@ def export(parts: TrainableParts, state: TrainingState, config: Config, output_d
 def save_resolved_config(config: Config, output_dir: Path) -> None:
     with atomic_file(output_dir / "config.yaml") as temp:
         temp.write_text(yaml.safe_dump(config_module.to_dict(config), sort_keys=False), encoding="utf-8")
+
+
+def _monitor(config: Config, components: Components, parts: TrainableParts, instance_dir: Path, output_dir: Path, main: bool):
+    if not config.monitor.every:
+        return None
+    from PIL import Image
+
+    from dreamtune.evaluation.evaluate import load_features
+    from dreamtune.training.monitor import Monitor
+
+    m = config.monitor
+    local = Path(config.model.pretrained)
+    features = load_features(m.clip or None, "none", local if local.is_dir() else None)
+    identifier = config.method.textual_inversion.placeholder_token if parts.kind == "textual_inversion" else m.identifier
+    photos = [Image.open(p).convert("RGB") for p in sorted((Path(instance_dir) / "images").glob("*"))]
+    render = _renderer(components, config, parts, config.data.resolution, m.sample_steps, m.guidance_scale)
+    (output_dir / "monitor").mkdir(parents=True, exist_ok=True)
+    return Monitor(config, render, features, photos, parts.modules, output_dir / "monitor", identifier, enabled=main)
 
 
 def train(config: Config, resume: str | None = None, show_progress: bool = True, log=print) -> RunResult:
@@ -199,9 +220,12 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     checkpointer = Checkpointer(output_dir, t.checkpoint_every, t.keep_checkpoints, enabled=main)
     validator = Validator(_renderer(components, config, parts, resolution), list(t.validation_prompts), list(t.validation_seeds),
                           t.validate_every, output_dir / "validation", enabled=main)
+    monitor = _monitor(config, components, parts, instance_dir, output_dir, main)
     settings = LoopSettings(t.steps, t.grad_accum, t.max_grad_norm, t.seed, accelerator.process_index, show_progress and main)
     try:
-        run_loop(objective, source, state, accelerator, settings, [metric_log, checkpointer, validator])
+        if monitor:
+            monitor.observe(state.step)
+        run_loop(objective, source, state, accelerator, settings, [metric_log, checkpointer, validator, *([monitor] if monitor else [])])
     except TrainingDiverged as exc:
         last = checkpoint.list_checkpoints(output_dir)
         kept = f"the last good checkpoint {last[-1]} is intact" if last else "no checkpoint was written yet"
@@ -210,6 +234,10 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     accelerator.wait_for_everyone()
     model_dir = output_dir / "model"
     if main:
-        model_dir = export(parts, state, config, output_dir)
+        selected = monitor.selection() if monitor else None
+        if selected and selected["step"] is not None and monitor.restore_best():
+            log(f"monitor selected step {selected['step']}: {selected['reason']}")
+        model_dir = export(parts, state, config, output_dir, selected)
+        write_run_report(output_dir, metric_log.history, monitor, selected)
     accelerator.end_training()
     return RunResult(output_dir, model_dir, metric_log.history, state, components, parts)

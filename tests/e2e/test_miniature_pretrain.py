@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
+from safetensors.torch import load_file
 
 from dreamtune.miniature.assemble import assemble
 from dreamtune.miniature.pretrain import pretrain
@@ -15,9 +17,12 @@ def test_stages_resume_and_assemble_into_a_plain_diffusers_pipeline(tmp_path):
 
     root = tmp_path / "mini"
     common = [f"root={root}", "world.pool_size=64", "train.batch_size=4", "train.checkpoint_every=2"]
-    for stage in ("clip", "vae", "unet"):
+    for stage in ("clip", "clip_image", "vae", "unet"):
         pretrain(f"configs/miniature/{stage}.yaml", common + ["train.steps=2"], show_progress=False)
     pretrain("configs/miniature/unet.yaml", common + ["train.steps=3"], show_progress=False)  # resumes at 2
+    first, refined = (load_file(str(root / s / "final" / "model.safetensors")) for s in ("clip", "clip_image"))
+    assert all(torch.equal(first[k], refined[k]) for k in first if k.startswith(("text_model.", "text_projection")))
+    assert not all(torch.equal(first[k], refined[k]) for k in first if k.startswith("vision_model."))
     steps = [json.loads(l)["step"] for l in (root / "unet" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
     model = assemble(root, tmp_path / "model")

@@ -3,7 +3,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from dreamtune.evaluation.metrics import prompt_fidelity, subject_fidelity, top1_accuracy
+from dreamtune.evaluation.evaluate import strip_identifier
+from dreamtune.evaluation.metrics import (diversity, mean_and_spread, preservation, prompt_fidelity, subject_fidelity,
+                                          top1_accuracy)
 
 
 def test_subject_fidelity_is_mean_pairwise_cosine():
@@ -23,3 +25,32 @@ def test_top1_accuracy():
     queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     candidates = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.5, 0.5]])
     assert top1_accuracy(queries, candidates, torch.tensor([0, 2])) == 0.5
+
+
+def test_preservation_is_the_fidelity_formula_on_class_generations():
+    class_generated = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    real = torch.tensor([[1.0, 0.0]])
+    assert preservation(class_generated, real) == 0.5
+
+
+def test_diversity_averages_within_prompt_dissimilarity_and_skips_singletons():
+    s = math.sqrt(0.5)
+    features = torch.tensor([[1.0, 0.0], [0.0, 1.0],          # prompt a: orthogonal -> 1 - 0 = 1
+                             [1.0, 0.0], [s, s], [s, s],      # prompt b: pairs 1-.7071, 1-.7071, 1-1 -> mean .1953
+                             [0.0, 1.0]])                     # prompt c: a single image, no pair
+    groups = ["a", "a", "b", "b", "b", "c"]
+    expected_b = (2 * (1 - s) + 0.0) / 3
+    assert math.isclose(diversity(features, groups), (1.0 + expected_b) / 2, rel_tol=1e-5)
+    assert math.isnan(diversity(features[:1], ["a"]))
+
+
+def test_mean_and_spread_ignores_nan_and_uses_sample_deviation():
+    mean, spread = mean_and_spread([1.0, 3.0, float("nan")])
+    assert mean == 2.0 and math.isclose(spread, math.sqrt(2.0))
+    assert mean_and_spread([4.0]) == (4.0, 0.0)
+
+
+def test_identifier_is_removed_as_a_whole_word_only():
+    assert strip_identifier("a sks dog on the sksy beach", "sks") == "a dog on the sksy beach"
+    assert strip_identifier("a <sks> dog", "<sks>") == "a dog"
+    assert strip_identifier("a dog", "") == "a dog"
