@@ -35,6 +35,19 @@ def default_resolution(components: Components) -> int:
     return components.unet.config.sample_size * components.vae_scale_factor
 
 
+def _mixed_precision(pipeline):
+    """Autocast when modules disagree on dtype (a trained fp32 UNet beside a frozen bf16 VAE);
+    otherwise a no-op context."""
+    import contextlib
+
+    modules = [getattr(pipeline, name, None) for name in ("unet", "vae", "text_encoder")]
+    dtypes = {next(m.parameters()).dtype for m in modules if m is not None}
+    reduced = [d for d in dtypes if d in (torch.float16, torch.bfloat16)]
+    if len(dtypes) < 2 or not reduced:
+        return contextlib.nullcontext()
+    return torch.autocast(pipeline.device.type, dtype=reduced[0])
+
+
 @torch.no_grad()
 def sample(pipeline, prompts: list[str], seeds: list[int], steps: int, guidance_scale: float, resolution: int,
            negative_prompt: str | None = None, batch_size: int = 8):
@@ -44,7 +57,8 @@ def sample(pipeline, prompts: list[str], seeds: list[int], steps: int, guidance_
         chunk = list(prompts[start:start + batch_size])
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[start:start + batch_size]]
         negative = [negative_prompt] * len(chunk) if negative_prompt else None
-        result = pipeline(chunk, num_inference_steps=steps, guidance_scale=guidance_scale, height=resolution,
-                          width=resolution, generator=generators, negative_prompt=negative)
+        with _mixed_precision(pipeline):
+            result = pipeline(chunk, num_inference_steps=steps, guidance_scale=guidance_scale, height=resolution,
+                              width=resolution, generator=generators, negative_prompt=negative)
         images.extend(result.images)
     return images
