@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--every", type=int, default=100)
     parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--rule", default="clip_i_with_clip_t_floor")
+    parser.add_argument("--rule", default="clip_i")
     parser.add_argument("--floor", type=float, default=0.95)
     args = parser.parse_args()
     out = Path(args.out)

@@ -56,6 +56,7 @@ class LoraConfig:
     text_encoder: bool = False
     text_encoder_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
     dora: bool = False
+    init_from: str = ""               # start from a trained LoRA (a dreamtune model/ folder or .safetensors)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,38 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True)
+class RewardWeights:
+    """Weights of the rewards (dreamtune/rewards/) summed into the RL reward; 0 = unused."""
+    print_quality: float = 0.0
+    jpeg_compressibility: float = 0.0
+    jpeg_incompressibility: float = 0.0
+    clip_score: float = 0.0
+    subject_fidelity: float = 0.0     # CLIP-I to data.instance_dir's photos
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """Reward fine-tuning (objectives/ddpo.py, objectives/draft.py); "" = ordinary training."""
+    algorithm: Literal["", "ddpo", "draft"] = ""
+    rewards: RewardWeights = field(default_factory=RewardWeights)
+    prompts: tuple[str, ...] = ()     # training prompts; {subject} and {class} are filled in
+    subject: str = "sks"
+    class_noun: str = ""
+    sample_steps: int = 20
+    guidance_scale: float = 5.0
+    eta: float = 1.0                  # DDPO: DDIM noise (> 0: each step is a Gaussian with a log-probability)
+    samples_per_round: int = 16       # DDPO: trajectories sampled per round
+    images_per_prompt: int = 4        # DDPO: samples of one prompt (advantages are normalised per prompt)
+    inner_epochs: int = 1             # DDPO: passes over a round's transitions
+    timestep_fraction: float = 1.0    # DDPO: share of each trajectory's steps trained on
+    clip_range: float = 1.0e-4        # DDPO: PPO clip of the importance ratio
+    adv_clip: float = 5.0             # DDPO: advantages clipped to +-this
+    truncation_steps: int = 1         # DRaFT-K: sampler steps the gradient flows through
+    regularize_weight: float = 0.0    # + weight x denoising loss on data.instance_dir (and prior), keeps the subject
+    clip: str = ""                    # CLIP for clip_score / subject_fidelity (default: the model's clip/)
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -139,6 +172,7 @@ class Config:
     prior: PriorConfig = field(default_factory=PriorConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
 
     def __post_init__(self):
         if self.prior.enabled and not self.prior.class_prompt:
@@ -149,6 +183,18 @@ class Config:
         if self.method.kind == "textual_inversion" and self.data.instance_prompt and ti_token not in self.data.instance_prompt:
             raise UserError(f"textual inversion learns the token {ti_token}, but data.instance_prompt "
                             f"'{self.data.instance_prompt}' does not contain it; write e.g. 'a photo of {ti_token} dog'.")
+        if self.rl.algorithm:
+            weights = dataclasses.asdict(self.rl.rewards)
+            if not any(weights.values()):
+                raise UserError(f"rl.algorithm={self.rl.algorithm} needs a reward; set one of rl.rewards.{{{', '.join(weights)}}}, e.g. rl.rewards.print_quality=1.")
+            if not self.rl.prompts:
+                raise UserError("rl.prompts is empty; list the prompts to optimize, e.g. rl.prompts='[a dog on the beach]'.")
+            if self.rl.algorithm == "draft" and (self.rl.rewards.jpeg_compressibility or self.rl.rewards.jpeg_incompressibility):
+                raise UserError("JPEG rewards are not differentiable; use rl.algorithm=ddpo with them, or drop them for draft.")
+            if self.rl.algorithm == "ddpo" and self.rl.eta <= 0:
+                raise UserError("rl.eta must be > 0 for DDPO: with eta 0 the sampler is deterministic and has no log-probability.")
+            if self.rl.algorithm == "ddpo" and self.rl.samples_per_round % self.rl.images_per_prompt:
+                raise UserError("rl.samples_per_round must be a multiple of rl.images_per_prompt.")
         if self.monitor.select_best and not self.monitor.every:
             raise UserError(f"monitor.select_best={self.monitor.select_best} needs the monitor; set monitor.every, e.g. monitor.every=50.")
         for name in ("flip_p", "rotate_p", "color_jitter_p", "caption_dropout"):

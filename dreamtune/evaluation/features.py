@@ -42,6 +42,11 @@ class ImageFeatures(nn.Module):
         batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
         return ((batch - self.mean) / self.std).to(next(self.parameters()).dtype)
 
+    def tensor_pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) in [0,1] -> the model's input, differentiably (rewards backpropagate through it)."""
+        resized = F.interpolate(images.float(), size=(self.size, self.size), mode="bicubic", align_corners=False, antialias=True)
+        return ((resized - self.mean) / self.std).to(next(self.parameters()).dtype)
+
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

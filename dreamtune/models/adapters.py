@@ -145,7 +145,30 @@ def _add_lora(components: Components, config: Config) -> LoraParts:
         for index, encoder in enumerate(components.text_encoders):
             encoder.add_adapter(peft_config(settings.text_encoder_target_modules))
             modules[f"text_encoder{'_2' if index else ''}"] = encoder
+    if settings.init_from:
+        _load_lora(modules, Path(settings.init_from))
     return LoraParts(components, modules)
+
+
+def _load_lora(modules: dict[str, nn.Module], path: Path) -> None:
+    """Start from a trained LoRA (this exporter's PEFT key names, prefixed unet. / text_encoder.)."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    file = path / "pytorch_lora_weights.safetensors" if path.is_dir() else path
+    if not file.is_file():
+        raise UserError(f"method.lora.init_from: {path} holds no pytorch_lora_weights.safetensors; pass a dreamtune LoRA model/ folder.")
+    tensors = load_file(str(file))
+    for name, module in modules.items():
+        prefix = f"{name}."
+        own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if not own:
+            continue
+        result = set_peft_model_state_dict(module, own)
+        unexpected = getattr(result, "unexpected_keys", None) or []
+        if unexpected:
+            raise UserError(f"method.lora.init_from: {file} does not match this LoRA's layers ({len(unexpected)} unknown keys, "
+                            f"e.g. {unexpected[0]}); use the same rank and target_modules it was trained with.")
 
 
 def make_trainable(components: Components, config: Config) -> TrainableParts:

@@ -15,7 +15,7 @@ from dreamtune.config import ModelConfig
 from dreamtune.errors import UserError
 from dreamtune.models.loading import quiet_libraries, resolve_model
 from dreamtune.sampling.contact_sheet import contact_sheet, save_png
-from dreamtune.sampling.pipeline import SCHEDULERS, scheduler_for
+from dreamtune.sampling.pipeline import SCHEDULERS, sample, scheduler_for
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,6 @@ def _load_textual_inversion(pipeline, path: Path, description: dict) -> None:
 
 def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True) -> dict:
     """Render every prompt ``images_per_prompt`` times; writes PNGs, contact_sheet.png, generations.json."""
-    import torch
     from tqdm.auto import tqdm
 
     if request.scheduler not in SCHEDULERS:
@@ -107,23 +106,20 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
     subject = description.get("placeholder_token") or request.subject
     resolution = request.resolution or pipeline.unet.config.sample_size * pipeline.vae_scale_factor
     out_dir = Path(out_dir)
-    records, images = [], []
+    records = []
     kwargs = {"cross_attention_kwargs": {"scale": request.lora_scale}} if request.lora_scale != 1.0 else {}
     seeds = [request.seed + i for i in range(request.images_per_prompt)]
-    progress = tqdm(total=len(request.prompts) * len(seeds), desc="generating", unit="img", disable=not show_progress)
-    for template in request.prompts:  # one batch per prompt: its seeds side by side
-        prompt = fill_prompt(template, subject, request.class_noun)
-        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
-        negative = [request.negative_prompt] * len(seeds) if request.negative_prompt else None
-        batch = pipeline([prompt] * len(seeds), num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
-                         height=resolution, width=resolution, generator=generators, negative_prompt=negative, **kwargs).images
-        for seed, image in zip(seeds, batch):
-            name = f"{len(records):04d}.png"
-            with atomic_file(out_dir / name) as temp:
-                image.save(temp, format="PNG")
-            images.append(image)
-            records.append({"file": name, "prompt": prompt, "template": template, "seed": seed})
-        progress.update(len(seeds))
+    pairs = [(template, seed) for template in request.prompts for seed in seeds]
+    filled = [fill_prompt(template, subject, request.class_noun) for template, _ in pairs]
+    progress = tqdm(total=len(pairs), desc="generating", unit="img", disable=not show_progress)
+    # batches of 8 (prompt, seed) pairs across prompts; every image keeps its own seeded generator
+    images = sample(pipeline, filled, [seed for _, seed in pairs], request.steps, request.guidance_scale, resolution,
+                    request.negative_prompt, on_batch=progress.update, **kwargs)
+    for (template, seed), prompt, image in zip(pairs, filled, images):
+        name = f"{len(records):04d}.png"
+        with atomic_file(out_dir / name) as temp:
+            image.save(temp, format="PNG")
+        records.append({"file": name, "prompt": prompt, "template": template, "seed": seed})
     progress.close()
     sheet = contact_sheet(images, [f"{r['prompt']} #{r['seed']}" for r in records], columns=max(1, request.images_per_prompt) if len(request.prompts) > 1 else 4)
     save_png(sheet, out_dir / "contact_sheet.png")

@@ -50,8 +50,9 @@ def _mixed_precision(pipeline):
 
 @torch.no_grad()
 def sample(pipeline, prompts: list[str], seeds: list[int], steps: int, guidance_scale: float, resolution: int,
-           negative_prompt: str | None = None, batch_size: int = 8):
-    """One image per (prompt, seed) pair, each from its own seeded CPU generator (batched)."""
+           negative_prompt: str | None = None, batch_size: int = 8, on_batch=None, **pipeline_kwargs):
+    """One image per (prompt, seed) pair, each from its own seeded CPU generator (batched);
+    ``on_batch(n)`` is called after every batch (progress bars)."""
     images = []
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start:start + batch_size])
@@ -59,6 +60,8 @@ def sample(pipeline, prompts: list[str], seeds: list[int], steps: int, guidance_
         negative = [negative_prompt] * len(chunk) if negative_prompt else None
         with _mixed_precision(pipeline):
             result = pipeline(chunk, num_inference_steps=steps, guidance_scale=guidance_scale, height=resolution,
-                              width=resolution, generator=generators, negative_prompt=negative)
+                              width=resolution, generator=generators, negative_prompt=negative, **pipeline_kwargs)
         images.extend(result.images)
+        if on_batch:
+            on_batch(len(chunk))
     return images

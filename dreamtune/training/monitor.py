@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -32,8 +33,8 @@ def monitor_prompts(config: Config, identifier: str) -> tuple[list[str], str]:
     from dreamtune.sampling.generate import fill_prompt
 
     base = config.data.instance_prompt
-    noun = strip_identifier(base, identifier).split()[-1] if base else ""
-    prompts = [fill_prompt(p, identifier, noun) if "{" in p else f"{base} {p}" for p in config.monitor.prompts]
+    noun = strip_identifier(base, identifier).split()[-1] if base else config.rl.class_noun
+    prompts = [fill_prompt(p, identifier, noun) if "{" in p or not base else f"{base} {p}" for p in config.monitor.prompts]
     class_prompt = config.prior.class_prompt or strip_identifier(base, identifier)
     return prompts, class_prompt
 
@@ -56,11 +57,11 @@ def choose(records: list[dict], rule: str, clip_t_floor: float) -> tuple[dict | 
 
 class Monitor:
     def __init__(self, config: Config, render, features, subject_images: list, modules: dict, folder: Path,
-                 identifier: str, enabled: bool = True):
-        self.settings, self.render, self.features = config.monitor, render, features
+                 identifier: str, enabled: bool = True, rewards=None):
+        self.settings, self.render, self.features, self.rewards = config.monitor, render, features, rewards
         self.modules, self.folder, self.enabled, self.identifier = modules, Path(folder), enabled, identifier
         self.prompts, self.class_prompt = monitor_prompts(config, identifier)
-        self.real = features.clip.images(subject_images)
+        self.real = features.clip.images(subject_images) if subject_images else None
         log = self.folder / "monitor.jsonl"
         self.records = [json.loads(l) for l in log.read_text().splitlines() if l.strip()] if log.is_file() else []
 
@@ -86,12 +87,18 @@ class Monitor:
         seeds = list(self.settings.seeds)
         pairs = [(p, s) for p in self.prompts for s in seeds]
         images = self.render([p for p, _ in pairs], [s for _, s in pairs])
-        class_images = self.render([self.class_prompt] * self.settings.class_images, list(range(100, 100 + self.settings.class_images)))
         clip = self.features.clip
         generated = clip.images(images)
         texts = clip.texts([strip_identifier(p, self.identifier) for p, _ in pairs])
-        record = {"step": step, "clip_i": subject_fidelity(generated, self.real), "clip_t": prompt_fidelity(generated, texts),
-                  "pres": preservation(clip.images(class_images), self.real)}
+        record = {"step": step, "clip_t": prompt_fidelity(generated, texts)}
+        class_images = []
+        if self.real is not None:
+            class_images = self.render([self.class_prompt] * self.settings.class_images, list(range(100, 100 + self.settings.class_images)))
+            record.update(clip_i=subject_fidelity(generated, self.real), pres=preservation(clip.images(class_images), self.real))
+        if self.rewards is not None:
+            with torch.no_grad():
+                pixels = torch.stack([torch.from_numpy(np.array(i.convert("RGB"))).permute(2, 0, 1) for i in images]).float() / 255
+                record.update(self.rewards.evaluate(pixels, [p for p, _ in pairs], {})[1])
         from dreamtune.sampling.contact_sheet import contact_sheet, save_png
         sheet = contact_sheet(images + class_images, [f"{p} #{s}" for p, s in pairs] + [self.class_prompt] * len(class_images),
                               columns=len(seeds) * 2, cell=128, title=f"step {step}")
@@ -125,8 +132,9 @@ class Monitor:
     def plot(self, path: Path, selected: int | None = None) -> Path:
         from dreamtune.evaluation.plots import line_plot
 
-        series = {k: [(r["step"], r[k]) for r in self.records] for k in ("clip_i", "clip_t", "pres")}
-        title = "monitor: CLIP-I (subject), CLIP-T (prompt), PRES (class drift)"
+        keys = [k for k in ("clip_i", "clip_t", "pres", "reward") if k in self.records[0]]
+        series = {k: [(r["step"], r[k]) for r in self.records if k in r] for k in keys}
+        title = "monitor: " + ", ".join(keys)
         if selected is not None:
             title += f"; selected step {selected}"
         line_plot(series, title).save(path)

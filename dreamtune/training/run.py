@@ -149,11 +149,15 @@ def save_resolved_config(config: Config, output_dir: Path) -> None:
         temp.write_text(yaml.safe_dump(config_module.to_dict(config), sort_keys=False), encoding="utf-8")
 
 
-def _monitor(config: Config, components: Components, parts: TrainableParts, instance_dir: Path, output_dir: Path, main: bool):
+def _photos(instance_dir: Path | None) -> list:
+    from PIL import Image
+    return [Image.open(p).convert("RGB") for p in sorted((Path(instance_dir) / "images").glob("*"))] if instance_dir else []
+
+
+def _monitor(config: Config, components: Components, parts: TrainableParts, instance_dir: Path | None, output_dir: Path, main: bool,
+             rewards=None):
     if not config.monitor.every:
         return None
-    from PIL import Image
-
     from dreamtune.evaluation.evaluate import load_features
     from dreamtune.training.monitor import Monitor
 
@@ -161,10 +165,10 @@ def _monitor(config: Config, components: Components, parts: TrainableParts, inst
     local = Path(config.model.pretrained)
     features = load_features(m.clip or None, "none", local if local.is_dir() else None)
     identifier = config.method.textual_inversion.placeholder_token if parts.kind == "textual_inversion" else m.identifier
-    photos = [Image.open(p).convert("RGB") for p in sorted((Path(instance_dir) / "images").glob("*"))]
     render = _renderer(components, config, parts, config.data.resolution, m.sample_steps, m.guidance_scale)
     (output_dir / "monitor").mkdir(parents=True, exist_ok=True)
-    return Monitor(config, render, features, photos, parts.modules, output_dir / "monitor", identifier, enabled=main)
+    return Monitor(config, render, features, _photos(instance_dir), parts.modules, output_dir / "monitor", identifier,
+                   enabled=main, rewards=rewards)
 
 
 def train(config: Config, resume: str | None = None, show_progress: bool = True, log=print) -> RunResult:
@@ -183,9 +187,13 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     output_dir = Path(config.train.output_dir)
     resolve_model(config.model)  # a wrong model path fails before any work is done
     output_dir.mkdir(parents=True, exist_ok=True)
-    instance_dir = ensure_prepared(config, output_dir, log) if main else Path(config.data.instance_dir)
+    rl = config.rl
+    uses_photos = not rl.algorithm or bool(rl.regularize_weight or rl.rewards.subject_fidelity or config.data.instance_dir)
+    instance_dir = None
+    if uses_photos:
+        instance_dir = ensure_prepared(config, output_dir, log) if main else Path(config.data.instance_dir)
     accelerator.wait_for_everyone()
-    if not main and not is_prepared(instance_dir):
+    if uses_photos and not main and not is_prepared(instance_dir):
         instance_dir = output_dir / "data"
     torch.manual_seed(config.train.seed)
     from_scratch = config.model.from_scratch or config.method.kind == "scratch"
@@ -199,15 +207,21 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     _place_frozen(components, accelerator, weight_dtype(config.train.mixed_precision))
     resolution = config.data.resolution
     class_dir = None
-    if config.prior.enabled:
+    if config.prior.enabled and (not rl.algorithm or rl.regularize_weight):
         class_dir = Path(config.prior.class_dir or output_dir / "class_images")
         if main:
             ensure_class_images(components, config.prior, class_dir, resolution, config.train.seed, show_progress)
         accelerator.wait_for_everyone()
     cache_dir = Path(config.data.cache_dir or output_dir / "cache")
-    source = _batches(config, instance_dir, class_dir, accelerator, _latent_encoder(components, config, cache_dir))
     text_cache = TensorCache(cache_dir / "text") if config.data.cache_latents else None
-    objective = build_objective(config, components, parts, accelerator, text_cache)
+    source = objective = rewards = None
+    if not rl.algorithm or rl.regularize_weight:
+        source = _batches(config, instance_dir, class_dir, accelerator, _latent_encoder(components, config, cache_dir))
+        objective = build_objective(config, components, parts, accelerator, text_cache)
+    if rl.algorithm:
+        from dreamtune.training.reward_training import build_reward_training
+        objective, source, rewards = build_reward_training(config, components, parts, accelerator, _photos(instance_dir),
+                                                           (objective, source) if objective else None)
     state = build_training_state(objective, config.train, accelerator)
     if resume:
         found = checkpoint.find(output_dir, resume)
@@ -220,7 +234,7 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     checkpointer = Checkpointer(output_dir, t.checkpoint_every, t.keep_checkpoints, enabled=main)
     validator = Validator(_renderer(components, config, parts, resolution), list(t.validation_prompts), list(t.validation_seeds),
                           t.validate_every, output_dir / "validation", enabled=main)
-    monitor = _monitor(config, components, parts, instance_dir, output_dir, main)
+    monitor = _monitor(config, components, parts, instance_dir, output_dir, main, rewards)
     settings = LoopSettings(t.steps, t.grad_accum, t.max_grad_norm, t.seed, accelerator.process_index, show_progress and main)
     try:
         if monitor:

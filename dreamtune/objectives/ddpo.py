@@ -1,0 +1,63 @@
+"""DDPO (Black et al. 2023, "Training Diffusion Models with Reinforcement Learning"), the
+importance-sampled PPO variant (DDPO_IS): the denoising chain is an MDP whose actions are DDIM
+steps with η > 0. A batch holds stored transitions (x_t, x_{t-1}, t, old log-probability,
+advantage) from the rollout source (training/rollouts.py); the loss is PPO's clipped surrogate
+    L = mean(max(-A·r, -A·clip(r, 1-ε, 1+ε))),  r = p_θ(x_{t-1}|x_t) / p_old(x_{t-1}|x_t).
+Works on whatever the method trains (full UNet, LoRA)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from dreamtune.diffusion.ddim import ddim_step
+from dreamtune.models.loading import Components
+from dreamtune.objectives.base import LossOutput
+from dreamtune.objectives.guided import guided_prediction
+
+
+@dataclass(frozen=True)
+class DDPOSettings:
+    sample_steps: int = 20
+    guidance_scale: float = 5.0
+    eta: float = 1.0
+    clip_range: float = 1e-4
+    adv_clip: float = 5.0
+
+
+def ddim_scheduler(components: Components, steps: int):
+    from diffusers import DDIMScheduler
+
+    # the last step lands on ᾱ_0 (as SD's own DDIM config), not 1: a step of zero variance has no log-probability
+    scheduler = DDIMScheduler.from_config(components.noise_scheduler.config, set_alpha_to_one=False)
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+class DDPOObjective:
+    def __init__(self, components: Components, trainable: dict[str, nn.Module], settings: DDPOSettings):
+        self.components, self.trainable, self.settings = components, trainable, settings
+        self.scheduler = ddim_scheduler(components, settings.sample_steps)
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"model": nn.ModuleDict(self.trainable)}
+
+    def __call__(self, batch: Mapping, step: int) -> LossOutput:
+        s = self.settings
+        device = next(self.components.unet.parameters()).device
+        latents, following = batch["latents"].to(device), batch["next_latents"].to(device)
+        timesteps = batch["timesteps"].to(device)
+        prediction = guided_prediction(self.components, latents, timesteps, batch["conditioning"], s.guidance_scale)
+        _, log_prob, _ = ddim_step(self.scheduler, prediction, timesteps, latents, s.eta, self.components.prediction_type,
+                                   prev_sample=following)
+        old = batch["log_probs"].to(device)
+        advantages = batch["advantages"].to(device).clamp(-s.adv_clip, s.adv_clip)
+        ratio = torch.exp(log_prob - old)
+        unclipped = -advantages * ratio
+        clipped = -advantages * ratio.clamp(1 - s.clip_range, 1 + s.clip_range)
+        loss = torch.maximum(unclipped, clipped).mean()
+        metrics = {"loss": float(loss.detach()), "approx_kl": float(0.5 * ((log_prob.detach() - old) ** 2).mean()),
+                   "clipfrac": float(((ratio.detach() - 1).abs() > s.clip_range).float().mean()), **batch.get("round_metrics", {})}
+        return LossOutput({"model": loss}, metrics)

@@ -1,0 +1,66 @@
+"""Sampling pieces shared by the reward objectives and the rollout source: prompt conditioning
+with its unconditional twin, the classifier-free-guided UNet prediction, seeded initial latents,
+and VAE decoding to [0,1] images. Written out (not the diffusers pipeline) because DDPO needs
+every intermediate latent and DRaFT needs gradients through the last steps."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from dreamtune.models.conditioning import encode_prompts, unet_kwargs
+from dreamtune.models.loading import Components
+
+
+@dataclass
+class Conditioning:
+    cond: dict            # UNet kwargs for the prompts
+    uncond: dict          # UNet kwargs for the empty prompt, same batch size
+
+    def select(self, index: Tensor) -> "Conditioning":
+        pick = lambda kwargs: _map(kwargs, lambda t: t[index])
+        return Conditioning(pick(self.cond), pick(self.uncond))
+
+
+def _map(kwargs: dict, fn) -> dict:
+    return {k: _map(v, fn) if isinstance(v, dict) else fn(v) for k, v in kwargs.items()}
+
+
+def _cat(a: dict, b: dict) -> dict:
+    return {k: _cat(v, b[k]) if isinstance(v, dict) else torch.cat([v, b[k]]) for k, v in a.items()}
+
+
+@torch.no_grad()
+def condition(components: Components, prompts: list[str], resolution: int, device) -> Conditioning:
+    sizes = torch.tensor([[resolution, resolution]] * len(prompts))
+    cond = unet_kwargs(components, encode_prompts(components, prompts, device), sizes)
+    uncond = unet_kwargs(components, encode_prompts(components, [""] * len(prompts), device), sizes)
+    return Conditioning(_map(cond, lambda t: t.detach()), _map(uncond, lambda t: t.detach()))
+
+
+def guided_prediction(components: Components, latents: Tensor, timesteps: Tensor, conditioning: Conditioning,
+                      guidance_scale: float) -> Tensor:
+    """UNet output with classifier-free guidance (Ho & Salimans 2022); one batched call."""
+    unet = components.unet
+    dtype = next(p for p in unet.parameters()).dtype
+    both = torch.cat([latents, latents]).to(dtype)
+    steps = torch.cat([timesteps, timesteps]).to(latents.device)
+    kwargs = _cat(conditioning.uncond, conditioning.cond)
+    uncond, cond = unet(both, steps, **kwargs).sample.float().chunk(2)
+    return uncond + guidance_scale * (cond - uncond)
+
+
+def initial_latents(components: Components, seeds: list[int], resolution: int, device) -> Tensor:
+    channels = components.unet.config.in_channels
+    size = resolution // components.vae_scale_factor
+    noise = [torch.randn((channels, size, size), generator=torch.Generator("cpu").manual_seed(s)) for s in seeds]
+    return torch.stack(noise).to(device)
+
+
+def decode(components: Components, latents: Tensor) -> Tensor:
+    """Latents -> (B,3,H,W) images in [0,1]; differentiable with respect to the latents."""
+    vae = components.vae
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    pixels = vae.decode((latents / vae.config.scaling_factor + shift).to(vae.dtype)).sample
+    return ((pixels.float() + 1) / 2).clamp(0, 1)

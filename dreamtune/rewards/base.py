@@ -1,0 +1,56 @@
+"""The reward interface and weighted composition (the rewards' parts are logged one by one)."""
+from __future__ import annotations
+
+from typing import Mapping, Protocol, Sequence
+
+import torch
+from torch import Tensor
+
+
+class Reward(Protocol):
+    name: str
+    differentiable: bool
+
+    def __call__(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> Tensor:
+        """(B,3,H,W) in [0,1] -> (B,) higher is better."""
+
+    def parts(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> dict[str, Tensor]:
+        """Named (B,) components (a single-part reward returns {name: value})."""
+
+
+class SinglePart:
+    """Mixin: a reward with no sub-parts reports itself as its only part."""
+
+    def parts(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> dict[str, Tensor]:
+        return {self.name: self(images, prompts, meta)}
+
+
+class WeightedRewards:
+    """sum_i w_i * reward_i; ``evaluate`` also returns every reward's and part's batch mean."""
+
+    def __init__(self, terms: list[tuple[float, Reward]]):
+        if not terms:
+            raise ValueError("at least one reward with a non-zero weight is needed")
+        self.terms = terms
+        self.differentiable = all(r.differentiable for _, r in terms)
+        self.name = "+".join(f"{w:g}*{r.name}" for w, r in terms)
+
+    def evaluate(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> tuple[Tensor, dict[str, float]]:
+        with torch.autocast(images.device.type, enabled=False):    # rewards in fp32, also under mixed precision
+            return self._evaluate(images.float(), prompts, meta)
+
+    def _evaluate(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> tuple[Tensor, dict[str, float]]:
+        total = torch.zeros(images.shape[0], device=images.device)
+        logged: dict[str, float] = {}
+        for weight, reward in self.terms:
+            parts = reward.parts(images, prompts, meta)
+            value = reward(images, prompts, meta) if len(parts) != 1 else next(iter(parts.values()))
+            total = total + weight * value
+            logged[f"reward/{reward.name}"] = float(value.detach().float().mean())
+            if len(parts) > 1:
+                logged.update({f"reward/{reward.name}/{k}": float(v.detach().float().mean()) for k, v in parts.items()})
+        logged["reward"] = float(total.detach().float().mean())
+        return total, logged
+
+    def __call__(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> Tensor:
+        return self.evaluate(images, prompts, meta)[0]

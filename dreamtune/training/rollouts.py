@@ -1,0 +1,126 @@
+"""Rollouts as a batch source (DESIGN.md): prompts -> sampled DDIM trajectories (η > 0) with
+log-probabilities -> rewards -> per-prompt normalised advantages -> minibatches of transitions.
+
+A *round* samples ``samples_per_round`` trajectories with the current weights (on-policy), then
+serves ``inner_epochs`` shuffled passes over its transitions, ``batch_size`` per micro-step.
+Prompts, seeds and shuffles are functions of (seed, round); the samples depend on the weights,
+so a run resumed mid-round re-samples that round with the restored weights.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import torch
+
+from dreamtune.data.augment import sample_generator
+from dreamtune.diffusion.ddim import ddim_step
+from dreamtune.models.loading import Components
+from dreamtune.objectives.ddpo import ddim_scheduler
+from dreamtune.objectives.guided import condition, decode, guided_prediction, initial_latents
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    prompts: tuple[str, ...]
+    samples_per_round: int = 16
+    images_per_prompt: int = 4
+    inner_epochs: int = 1
+    batch_size: int = 16              # transitions per micro-step
+    timestep_fraction: float = 1.0
+    sample_steps: int = 20
+    guidance_scale: float = 5.0
+    eta: float = 1.0
+    resolution: int = 512
+    seed: int = 0
+
+
+def advantages_per_prompt(rewards: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    """(r - mean) / std within each prompt's samples (DDPO's per-prompt stat tracking); prompts
+    with a single sample use the batch's statistics."""
+    out = torch.empty_like(rewards, dtype=torch.float32)
+    overall = (rewards.float().mean(), rewards.float().std().clamp(min=1e-6) if len(rewards) > 1 else torch.tensor(1.0))
+    for prompt in set(prompts):
+        index = torch.tensor([i for i, p in enumerate(prompts) if p == prompt])
+        group = rewards[index].float()
+        mean, std = (group.mean(), group.std().clamp(min=1e-6)) if len(group) > 1 else overall
+        out[index] = (group - mean) / std
+    return out
+
+
+class RolloutSource:
+    def __init__(self, components: Components, rewards, settings: RolloutSettings, autocast=None, on_round=None):
+        self.components, self.rewards, self.settings = components, rewards, settings
+        self.autocast = autocast or (lambda: torch.autocast("cpu", enabled=False))
+        self.on_round = on_round or (lambda record: None)
+        self.scheduler = ddim_scheduler(components, settings.sample_steps)
+        self.round, self.data = -1, {}
+        trained_steps = max(1, round(settings.sample_steps * settings.timestep_fraction))
+        self.transitions = settings.samples_per_round * trained_steps
+        self.per_epoch = math.ceil(self.transitions / settings.batch_size)
+
+    @property
+    def steps_per_round(self) -> int:
+        return self.per_epoch * self.settings.inner_epochs
+
+    @torch.no_grad()
+    def sample(self, prompts: list[str], seeds: list[int]) -> dict:
+        """Trajectories: latents (B,T+1,...), log_probs (B,T), timesteps (T,), images (B,3,H,W)."""
+        s, c = self.settings, self.components
+        device = next(c.unet.parameters()).device
+        with self.autocast():
+            conditioning = condition(c, prompts, s.resolution, device)
+            latents = initial_latents(c, seeds, s.resolution, device)
+            generator = torch.Generator("cpu").manual_seed(seeds[0] * 7_919 + 1)
+            chain, log_probs = [latents.float()], []
+            for t in self.scheduler.timesteps:
+                steps = torch.full((len(prompts),), int(t), device=device)
+                prediction = guided_prediction(c, latents, steps, conditioning, s.guidance_scale)
+                latents, log_prob, _ = ddim_step(self.scheduler, prediction, steps, latents, s.eta, c.prediction_type, generator=generator)
+                chain.append(latents)
+                log_probs.append(log_prob)
+            images = decode(c, latents)
+        return {"latents": torch.stack(chain, 1), "log_probs": torch.stack(log_probs, 1), "timesteps": self.scheduler.timesteps.clone(),
+                "images": images, "conditioning": conditioning}
+
+    def _collect(self, round_index: int) -> None:
+        s = self.settings
+        rng = random.Random(s.seed * 1_000_003 + round_index)
+        groups = s.samples_per_round // s.images_per_prompt
+        prompts = [p for p in (rng.choice(s.prompts) for _ in range(groups)) for _ in range(s.images_per_prompt)]
+        seeds = [rng.randrange(2**31) for _ in prompts]
+        for module in self._trained_modules():
+            module.eval()
+        trajectories = self.sample(prompts, seeds)
+        for module in self._trained_modules():
+            module.train()
+        rewards, logged = self.rewards.evaluate(trajectories["images"], prompts, {"seeds": seeds})
+        advantages = advantages_per_prompt(rewards.detach().cpu(), prompts)
+        steps = len(trajectories["timesteps"])
+        kept = max(1, round(steps * s.timestep_fraction))
+        generator = sample_generator(s.seed, round_index, 0, stream=11)
+        chosen = torch.stack([torch.randperm(steps, generator=generator)[:kept] for _ in prompts])      # (B, kept)
+        sample_index = torch.arange(len(prompts)).repeat_interleave(kept)
+        step_index = chosen.flatten()
+        self.data = {"sample": sample_index, "step": step_index, "trajectories": trajectories, "advantages": advantages}
+        self.round_metrics = {f"round/{k}": v for k, v in logged.items()}
+        self.round = round_index
+        self.on_round({"round": round_index, **logged})
+
+    def _trained_modules(self):
+        return [self.components.unet]
+
+    def batch(self, micro_step: int) -> dict:
+        round_index, within = divmod(micro_step, self.steps_per_round)
+        if round_index != self.round:
+            self._collect(round_index)
+        epoch, k = divmod(within, self.per_epoch)
+        generator = sample_generator(self.settings.seed, round_index, 1 + epoch, stream=12)
+        order = torch.randperm(self.transitions, generator=generator)[k * self.settings.batch_size:(k + 1) * self.settings.batch_size]
+        sample_index, step_index = self.data["sample"][order], self.data["step"][order]
+        t = self.data["trajectories"]
+        return {"latents": t["latents"][sample_index, step_index], "next_latents": t["latents"][sample_index, step_index + 1],
+                "timesteps": t["timesteps"][step_index], "log_probs": t["log_probs"][sample_index, step_index],
+                "advantages": self.data["advantages"][sample_index], "conditioning": t["conditioning"].select(sample_index),
+                "round_metrics": self.round_metrics}

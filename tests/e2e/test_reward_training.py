@@ -1,0 +1,86 @@
+"""Reward fine-tuning through the one loop on tiny models: DDPO (rollout source, PPO ratio) and
+DRaFT-K (gradients through the last sampler steps), on LoRA and full weights, a personalized
+start (LoRA init_from) with the denoising regularizer, and the DDIM log-probability step."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dreamtune import config
+from dreamtune.diffusion.ddim import ddim_step
+from dreamtune.errors import UserError
+from dreamtune.training.rollouts import advantages_per_prompt
+from dreamtune.training.run import train
+from tests.conftest import tiny_overrides
+
+RL = ["rl.rewards.print_quality=1", "rl.prompts=[a dog on the beach, a cat in the snow]", "rl.sample_steps=4",
+      "rl.samples_per_round=4", "rl.images_per_prompt=2", "rl.clip_range=0.2", "data.resolution=32", "train.mixed_precision=no"]
+
+
+def _run(tmp_path, tiny_models, *extra, name="run"):
+    out = tmp_path / name
+    cfg = config.load(None, [f"model.pretrained={tiny_models['sd1']}", f"train.output_dir={out}", "train.steps=4", "train.lr=1e-3",
+                             "train.batch_size=4", *RL, *extra])
+    return train(cfg, show_progress=False, log=lambda *_: None), out
+
+
+def test_ddim_step_matches_diffusers_and_scores_its_own_sample():
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, set_alpha_to_one=False,
+                              clip_sample=False)   # as Stable Diffusion; ddim_step does not clip x0
+    scheduler.set_timesteps(10)
+    x, eps, t = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8), scheduler.timesteps[3]
+    reference = scheduler.step(eps, t, x, eta=1.0, generator=torch.Generator().manual_seed(0)).prev_sample
+    sample, log_prob, _ = ddim_step(scheduler, eps, torch.full((2,), int(t)), x, 1.0, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(sample, reference, atol=1e-6)
+    _, again, _ = ddim_step(scheduler, eps, torch.full((2,), int(t)), x, 1.0, prev_sample=sample)
+    assert torch.allclose(log_prob, again)
+    _, elsewhere, _ = ddim_step(scheduler, eps, torch.full((2,), int(t)), x, 1.0, prev_sample=sample + 0.5)
+    assert (elsewhere < log_prob).all()                  # a sample far from the mean is less likely
+
+
+def test_advantages_are_normalised_within_each_prompt():
+    rewards = torch.tensor([1.0, 3.0, 10.0, 30.0])
+    advantages = advantages_per_prompt(rewards, ["a", "a", "b", "b"])
+    assert torch.allclose(advantages, torch.tensor([-0.7071, 0.7071, -0.7071, 0.7071]), atol=1e-4)
+
+
+@pytest.mark.parametrize("algorithm, kind", [("ddpo", "lora"), ("ddpo", "dreambooth"), ("draft", "lora")])
+def test_reward_training_changes_only_the_trained_weights(tmp_path, tiny_models, algorithm, kind):
+    result, out = _run(tmp_path, tiny_models, f"rl.algorithm={algorithm}", f"method.kind={kind}")
+    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and all(r["reward"] if "reward" in r else r["round/reward"] for r in records)
+    if algorithm == "ddpo":
+        assert records[0]["approx_kl"] == 0.0            # first step of a round: same weights, ratio exactly 1
+    if kind == "lora":
+        weights = load_file(str(result.model_dir / "pytorch_lora_weights.safetensors"))
+        assert any(float(v.abs().max()) > 0 for k, v in weights.items() if "lora_B" in k)
+    else:
+        assert (result.model_dir / "model_index.json").is_file()
+
+
+def test_personalized_start_with_regularizer(tmp_path, tiny_models, photos):
+    first = train(config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "lora", **{"train.lr": 1e-2}) +
+                              ["method.kind=lora", "data.instance_prompt=a sks dog"]), show_progress=False, log=lambda *_: None)
+    start = load_file(str(first.model_dir / "pytorch_lora_weights.safetensors"))
+    result, out = _run(tmp_path, tiny_models, "method.kind=lora", "rl.algorithm=draft", f"method.lora.init_from={first.model_dir}",
+                       f"data.instance_dir={photos}", "data.instance_prompt=a sks dog", "rl.regularize_weight=0.5",
+                       "prior.enabled=true", "prior.class_prompt=a dog", "prior.num_class_images=2", "prior.sample_steps=2",
+                       "train.steps=1", "train.lr=1e-12", name="rl")
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert "denoise/loss" in record and "reward" in record
+    end = load_file(str(result.model_dir / "pytorch_lora_weights.safetensors"))
+    assert all(torch.allclose(start[k], end[k], atol=1e-6) for k in start)   # started from the trained LoRA (lr ~ 0)
+
+
+def test_reward_config_mistakes_are_one_sentence():
+    with pytest.raises(UserError, match="needs a reward"):
+        config.load(None, ["rl.algorithm=ddpo", "rl.prompts=[a dog]"])
+    with pytest.raises(UserError, match="not differentiable"):
+        config.load(None, ["rl.algorithm=draft", "rl.prompts=[a dog]", "rl.rewards.jpeg_compressibility=1"])
+    with pytest.raises(UserError, match="rl.prompts is empty"):
+        config.load(None, ["rl.algorithm=ddpo", "rl.rewards.print_quality=1"])
