@@ -60,10 +60,15 @@ def ensure_prepared(config: Config, output_dir: Path, log=print) -> Path:
     return target
 
 
-def _place_frozen(components: Components, accelerator, dtype: torch.dtype) -> None:
-    """Frozen modules in the weight dtype on the accelerator's device; trainable ones stay fp32."""
+def _place_frozen(components: Components, accelerator, dtype: torch.dtype, kind: str) -> None:
+    """Frozen modules in the weight dtype on the accelerator's device; trainable ones stay fp32.
+    Textual inversion keeps its text encoders fp32 (as diffusers' script): gradients run through
+    them to the new rows, and CPU autocast does not cover their layer norms."""
+    keep_fp32 = list(components.text_encoders) if kind == "textual_inversion" else []
     for module in [components.vae, components.unet, *components.text_encoders]:
         module.to(accelerator.device)
+        if any(module is kept for kept in keep_fp32):
+            continue
         for parameter in module.parameters():
             if not parameter.requires_grad:
                 parameter.data = parameter.data.to(dtype)
@@ -204,7 +209,7 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
         components.unet.enable_gradient_checkpointing()
         for encoder in components.text_encoders:
             encoder.gradient_checkpointing_enable()
-    _place_frozen(components, accelerator, weight_dtype(config.train.mixed_precision))
+    _place_frozen(components, accelerator, weight_dtype(config.train.mixed_precision), parts.kind)
     resolution = config.data.resolution
     class_dir = None
     if config.prior.enabled and (not rl.algorithm or rl.regularize_weight):

@@ -89,6 +89,13 @@ def test_min_snr_noise_offset_ema_bf16_and_checkpointing_run(tiny_models, photos
     assert (result.model_dir / "pytorch_lora_weights.safetensors").is_file()
 
 
+@pytest.mark.parametrize("family, method", [("sd1", "textual_inversion"), ("sdxl", "textual_inversion"), ("sd1", "dreambooth")])
+def test_every_method_trains_in_bf16(tiny_models, photos, tmp_path, family, method):
+    """CPU autocast does not cover every op: bf16 must work for each method, not just LoRA."""
+    result = _run(tiny_models, family, method, photos, tmp_path, ["train.mixed_precision=bf16"])
+    assert all(np.isfinite(r["loss"]) for r in result.history)
+
+
 def test_lora_on_attention_and_convs_reloads_completely(tiny_models, photos, tmp_path):
     """Every saved LoRA tensor must come back as a LoRA parameter in diffusers (a mix of
     key-name styles once made its loader drop the attention ones silently)."""

@@ -1,0 +1,61 @@
+"""Throughput of one DDPO round on the miniature: sampling (trajectories/s with log-probabilities
+and rewards) and the PPO updates over the round's transitions (transitions/s).
+
+    python benchmarks/ddpo_throughput.py [--samples 16] [--steps 20] [--batch 32] [--precision no|bf16]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dreamtune import config  # noqa: E402
+from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--precision", default="no")
+    args = parser.parse_args()
+
+    import torch
+    from accelerate import Accelerator
+
+    from dreamtune.models.adapters import make_trainable
+    from dreamtune.models.loading import load_components
+    from dreamtune.training.optim import build_training_state
+    from dreamtune.training.loop import LoopSettings, run_step
+    from dreamtune.training.reward_training import build_reward_training
+
+    cfg = config.load(Path(__file__).resolve().parents[1] / "configs" / "miniature-ddpo.yaml",
+                      [f"model.pretrained={MODEL_DIR}", f"rl.samples_per_round={args.samples}", f"rl.sample_steps={args.steps}",
+                       f"train.batch_size={args.batch}", f"train.mixed_precision={args.precision}", "train.output_dir=/tmp/ddpo-bench"])
+    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=True)
+    components = load_components(cfg.model)
+    parts = make_trainable(components, cfg)
+    objective, source, _ = build_reward_training(cfg, components, parts, accelerator, [])
+    state = build_training_state(objective, cfg.train, accelerator)
+    settings = LoopSettings(source.steps_per_round, 1, cfg.train.max_grad_norm, 0, 0, False)
+    started = time.perf_counter()
+    source.batch(0)                                  # samples the round (rollouts + rewards)
+    sampled = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(source.steps_per_round):
+        run_step(objective, source, state, accelerator, settings)
+        state.step += 1
+    trained = time.perf_counter() - started
+    transitions = source.transitions * cfg.rl.inner_epochs
+    print(f"threads {torch.get_num_threads()}, precision {args.precision}: one round = {args.samples} trajectories x {args.steps} steps")
+    print(f"  sampling: {sampled:.1f} s ({args.samples / sampled:.2f} trajectories/s, incl. rewards)")
+    print(f"  PPO updates: {trained:.1f} s for {transitions} transitions in {source.steps_per_round} steps ({transitions / trained:.1f} transitions/s)")
+    print(f"  round total: {sampled + trained:.1f} s ({args.samples / (sampled + trained):.2f} samples/s)")
+
+
+if __name__ == "__main__":
+    main()
