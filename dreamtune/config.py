@@ -129,6 +129,20 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True)
+class AdversarialConfig:
+    """Adversarial objective (objectives/adversarial.py): a discriminator on the model's x̂0."""
+    weight: float = 0.0               # 0: off; generator loss weight added to the denoising loss
+    warmup_steps: int = 0             # the weight ramps in linearly over these steps
+    lr: float = 1.0e-4                # the discriminator's own learning rate
+    r1_gamma: float = 1.0             # R1 gradient penalty on real images
+    instance_noise: float = 0.1       # max shared pixel noise level on real and fake
+    augment: bool = True              # DiffAugment: colour, translation, cutout
+    features: str = ""                # frozen CLIP image tower (default: the model's clip/, else OpenAI ViT-B/32)
+    layers: tuple[int, ...] = ()      # tapped layers (default: 4 spread over the tower)
+    hidden: int = 128                 # head width
+
+
+@dataclass(frozen=True)
 class RewardWeights:
     """Weights of the rewards (dreamtune/rewards/) summed into the RL reward; 0 = unused."""
     print_quality: float = 0.0
@@ -169,6 +183,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
     def __post_init__(self):
         if self.prior.enabled and not self.prior.class_prompt:

@@ -89,7 +89,9 @@ class DenoisingObjective:
         noisy = diffusion.add_noise(scheduler, latents, noise, timesteps)
         conditioning = unet_kwargs(self.components, self.encode_text(list(batch["prompts"])), batch["sizes"])
         prediction = self.components.unet(noisy, timesteps.to(self.device), **conditioning).sample
-        return {"latents": latents, "noise": noise, "timesteps": timesteps, "noisy": noisy, "prediction": prediction}
+        # kept for wrappers that need the same pass (the adversarial objective judges its x̂0)
+        self.last_pass = {"latents": latents, "noise": noise, "timesteps": timesteps, "noisy": noisy, "prediction": prediction}
+        return self.last_pass
 
     def per_sample_loss(self, batch: Mapping[str, Tensor], step: int) -> Tensor:
         """(B,) loss per sample, float32."""

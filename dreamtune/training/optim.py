@@ -46,11 +46,12 @@ def build_training_state(objective, train: TrainConfig, accelerator):
     from dreamtune.training.ema import EMA
 
     modules = objective.trainable_modules()
+    rates = objective.learning_rates() if hasattr(objective, "learning_rates") else {}
     optimizers, schedules, emas = {}, {}, {}
     for name, module in modules.items():
-        optimizer = build_optimizer(module, train)
+        optimizer = build_optimizer(module, train, rates.get(name))
         schedules[name] = build_schedule(optimizer, train)
         optimizers[name] = accelerator.prepare(optimizer)
-        if train.ema_decay:
+        if train.ema_decay and name == "model":     # EMA of the model only (not of a discriminator)
             emas[name] = EMA(module, train.ema_decay)
     return TrainingState(modules, optimizers, schedules, emas)

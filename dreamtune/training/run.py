@@ -106,8 +106,12 @@ def build_objective(config: Config, components: Components, parts: TrainablePart
     ti = config.method.textual_inversion
     rewrite = (lambda p: expand_placeholder(p, ti.placeholder_token, ti.num_vectors)) if parts.kind == "textual_inversion" else None
     settings = NoiseSettings(config.train.seed, config.train.noise_offset, config.train.min_snr_gamma, accelerator.process_index)
-    objective = DenoisingObjective(_wrap_trainable(components, accelerator), parts.modules, settings, rewrite, text_cache)
-    return PriorPreservation(objective, config.prior.loss_weight) if config.prior.enabled else objective
+    denoising = DenoisingObjective(_wrap_trainable(components, accelerator), parts.modules, settings, rewrite, text_cache)
+    objective = PriorPreservation(denoising, config.prior.loss_weight) if config.prior.enabled else denoising
+    if config.adversarial.weight:
+        from dreamtune.objectives.adversarial import build_adversarial
+        objective = build_adversarial(config, components, denoising, objective)
+    return objective
 
 
 def _renderer(components: Components, config: Config, parts: TrainableParts, resolution: int,

@@ -66,8 +66,19 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tiny_models, photos, tmp_
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_recipe_runs_two_steps_on_a_tiny_model(recipe, tiny_models, photos, tmp_path):
+    from dreamtune.models.tiny import build_tiny_feature_models
+
     family = "sdxl" if "sdxl" in recipe.stem else "sd2-v" if "sd2" in recipe.stem else "sd1"
-    cfg = config.load(recipe, tiny_overrides(tiny_models[family], photos, tmp_path / "run", **{"train.validate_every": 2}))
+    overrides = tiny_overrides(tiny_models[family], photos, tmp_path / "run", **{"train.validate_every": 2})
+    shipped = config.load(recipe, overrides)
+    clip = build_tiny_feature_models(tmp_path / "features")["clip"]       # the shipped CLIPs are not tiny
+    if shipped.adversarial.weight:
+        overrides.append(f"adversarial.features={clip}")
+    if shipped.monitor.every:
+        overrides += [f"monitor.clip={clip}", "monitor.every=2", "monitor.sample_steps=2", "monitor.seeds=[0]"]
+    if shipped.rl.algorithm:
+        overrides += ["rl.sample_steps=2", "rl.samples_per_round=4", "rl.images_per_prompt=2", "train.batch_size=4"]
+    cfg = config.load(recipe, overrides)
     result = train(cfg, show_progress=False, log=lambda *_: None)
     assert result.state.step == 2 and (result.model_dir / "dreamtune.json").is_file()
     assert (tmp_path / "run" / "config.yaml").is_file()
