@@ -16,6 +16,14 @@ def write_run_report(output_dir: Path, history: list[dict], monitor=None, select
                   smooth=20).save(output_dir / "loss.png")
         report.heading("Training loss")
         report.image("loss.png")
+    if history and any("adv/d_loss" in r for r in history):
+        line_plot({k: [(r["step"], r[f"adv/{k}"]) for r in history if f"adv/{k}" in r] for k in ("d_loss", "g_loss", "d_accuracy")},
+                  "adversarial: discriminator loss, generator loss, discriminator accuracy (moving average of 20)",
+                  smooth=20).save(output_dir / "adversarial.png")
+        report.heading("Adversarial game")
+        report.text("d_loss: hinge loss of the discriminator (+R1 is logged apart); g_loss: the generator term before its weight; "
+                    "d_accuracy: share of real judged real and x̂0 judged fake (0.5 = cannot tell).")
+        report.image("adversarial.png")
     if monitor is not None and monitor.records:
         step = selected["step"] if selected else None
         monitor.plot(output_dir / "monitor.png", step)
