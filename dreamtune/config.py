@@ -124,7 +124,7 @@ class MonitorConfig:
     sample_steps: int = 25
     guidance_scale: float = 7.5
     clip: str = ""                    # default: the base model's clip/ (the miniature), else openai/clip-vit-base-patch32
-    select_best: Literal["", "clip_i_with_clip_t_floor", "clip_i"] = ""   # "": keep the last step
+    select_best: Literal["", "clip_i_with_clip_t_floor", "clip_i", "reward_with_clip_t_floor"] = ""   # "": keep the last step
     clip_t_floor: float = 0.95        # clip_i_with_clip_t_floor: eligible when CLIP-T >= this x its start value
 
 
@@ -206,6 +206,8 @@ class Config:
                 raise UserError("rl.eta must be > 0 for DDPO: with eta 0 the sampler is deterministic and has no log-probability.")
             if self.rl.algorithm == "ddpo" and self.rl.samples_per_round % self.rl.images_per_prompt:
                 raise UserError("rl.samples_per_round must be a multiple of rl.images_per_prompt.")
+        if self.monitor.select_best.startswith("reward") and not self.rl.algorithm:
+            raise UserError("monitor.select_best=reward_with_clip_t_floor needs a reward; set rl.algorithm and rl.rewards.")
         if self.monitor.select_best and not self.monitor.every:
             raise UserError(f"monitor.select_best={self.monitor.select_best} needs the monitor; set monitor.every, e.g. monitor.every=50.")
         for name in ("flip_p", "rotate_p", "color_jitter_p", "caption_dropout"):

@@ -40,9 +40,13 @@ def monitor_prompts(config: Config, identifier: str) -> tuple[list[str], str]:
 
 
 def choose(records: list[dict], rule: str, clip_t_floor: float) -> tuple[dict | None, str]:
-    """The selected record under ``rule`` and a sentence saying why."""
+    """The selected record under ``rule`` and a sentence saying why. Rules: ``clip_i`` (best
+    subject fidelity), ``clip_i_with_clip_t_floor`` / ``reward_with_clip_t_floor`` (best CLIP-I /
+    reward among points whose CLIP-T stayed >= clip_t_floor x its start value)."""
     if not records:
         return None, "no monitor point was recorded"
+    key = "reward" if rule.startswith("reward") else "clip_i"
+    name = "reward" if key == "reward" else "CLIP-I"
     if rule == "clip_i":
         best = max(records, key=lambda r: r["clip_i"])
         return best, f"highest CLIP-I ({best['clip_i']:.4f}) of {len(records)} points"
@@ -50,8 +54,8 @@ def choose(records: list[dict], rule: str, clip_t_floor: float) -> tuple[dict | 
     eligible = [r for r in records if r["clip_t"] >= clip_t_floor * start]
     if not eligible:
         return records[0], f"no point kept CLIP-T >= {clip_t_floor:g} x start ({start:.4f}); kept the start"
-    best = max(eligible, key=lambda r: r["clip_i"])
-    return best, (f"highest CLIP-I ({best['clip_i']:.4f}) among the {len(eligible)} of {len(records)} points whose CLIP-T stayed "
+    best = max(eligible, key=lambda r: r[key])
+    return best, (f"highest {name} ({best[key]:.4f}) among the {len(eligible)} of {len(records)} points whose CLIP-T stayed "
                   f">= {clip_t_floor:g} x its start value {start:.4f} (here {best['clip_t']:.4f})")
 
 

@@ -21,6 +21,9 @@ def test_selection_rule_keeps_clip_t_above_its_floor():
     assert best["step"] == 10 and "2 of 3" in reason
     assert choose(records, "clip_i", 0.95)[0]["step"] == 20
     assert choose(records, "clip_i_with_clip_t_floor", 2.0)[0]["step"] == 0
+    rewarded = [{**r, "reward": r["clip_i"]} for r in records]
+    best, reason = choose(rewarded, "reward_with_clip_t_floor", 0.9)
+    assert best["step"] == 10 and reason.startswith("highest reward")
 
 
 def test_select_best_without_the_monitor_is_refused():
