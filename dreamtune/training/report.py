@@ -36,7 +36,8 @@ def write_run_report(output_dir: Path, history: list[dict], monitor=None, select
         if selected:
             report.text(f"Selected step {step} (rule {selected['rule']}): {selected['reason']}. The exported model holds that step's weights.")
         report.table([{**r, "selected": "◀" if r["step"] == step else ""} for r in monitor.records], ["step", "clip_i", "clip_t", "pres", "selected"])
-        shown = sorted({monitor.records[0]["step"], monitor.records[-1]["step"], *([step] if step is not None else [])})
+        middle = monitor.records[len(monitor.records) // 2]["step"]
+        shown = sorted({monitor.records[0]["step"], middle, monitor.records[-1]["step"], *([step] if step is not None else [])})
         for s in shown:
             report.image(f"monitor/step-{s:06d}.png", f"monitor samples at step {s}")
     validations = sorted((output_dir / "validation").glob("step-*.png"))
