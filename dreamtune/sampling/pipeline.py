@@ -36,12 +36,12 @@ def default_resolution(components: Components) -> int:
 
 
 def _mixed_precision(pipeline):
-    """Autocast when modules disagree on dtype (a trained fp32 UNet beside a frozen bf16 VAE);
-    otherwise a no-op context."""
+    """Autocast when parameters disagree on dtype (a trained fp32 UNet beside a frozen bf16 VAE,
+    fp32 LoRA layers inside a bf16 UNet); otherwise a no-op context."""
     import contextlib
 
     modules = [getattr(pipeline, name, None) for name in ("unet", "vae", "text_encoder")]
-    dtypes = {next(m.parameters()).dtype for m in modules if m is not None}
+    dtypes = {p.dtype for m in modules if m is not None for p in m.parameters()}
     reduced = [d for d in dtypes if d in (torch.float16, torch.bfloat16)]
     if len(dtypes) < 2 or not reduced:
         return contextlib.nullcontext()

@@ -52,12 +52,14 @@ def test_monitor_logs_points_and_the_export_holds_the_selected_step(tmp_path, ti
         assert all(float(v.abs().max()) == 0.0 for v in lora_b)
 
 
-def test_full_dreambooth_in_bf16_renders_validation_and_monitor_samples(tmp_path, tiny_models, photos):
-    """A trained fp32 UNet beside a frozen bf16 VAE: sampling during training must not mix dtypes."""
+@pytest.mark.parametrize("method", ["dreambooth", "lora"])
+def test_bf16_training_renders_validation_and_monitor_samples(tmp_path, tiny_models, photos, method):
+    """A trained fp32 UNet beside a frozen bf16 VAE, or fp32 LoRA convs inside a bf16 UNet:
+    sampling during training must not mix dtypes."""
     clip = build_tiny_feature_models(tmp_path / "features")["clip"]
     out = tmp_path / "run"
     overrides = tiny_overrides(tiny_models["sd1"], photos, out, **{"train.steps": 2, "train.mixed_precision": "bf16"}) + [
-        "method.kind=dreambooth", "data.instance_prompt=a sks dog", "train.validate_every=2", "train.validation_prompts=[a sks dog]",
+        f"method.kind={method}", "method.lora.target_modules=[to_q, conv1, conv2]", "data.instance_prompt=a sks dog", "train.validate_every=2", "train.validation_prompts=[a sks dog]",
         "monitor.every=2", "monitor.seeds=[0]", "monitor.class_images=1", "monitor.sample_steps=2", f"monitor.clip={clip}"]
     train(config.load(None, overrides), show_progress=False, log=lambda *_: None)
     assert (out / "validation" / "step-000002.png").is_file() and (out / "monitor" / "step-000002.png").is_file()
