@@ -84,3 +84,41 @@ def test_reward_config_mistakes_are_one_sentence():
         config.load(None, ["rl.algorithm=draft", "rl.prompts=[a dog]", "rl.rewards.jpeg_compressibility=1"])
     with pytest.raises(UserError, match="rl.prompts is empty"):
         config.load(None, ["rl.algorithm=ddpo", "rl.rewards.print_quality=1"])
+
+
+def test_a_ddpo_step_makes_good_steps_likelier_and_bad_ones_less_likely(tiny_models):
+    """The direction of the PPO update: after one step, log p(x_{t-1}|x_t) rises where the
+    advantage is positive and falls where it is negative."""
+    from dreamtune.diffusion.ddim import ddim_step
+    from dreamtune.models.adapters import make_trainable
+    from dreamtune.models.loading import load_components
+    from dreamtune.objectives.ddpo import DDPOObjective, DDPOSettings
+    from dreamtune.objectives.guided import guided_prediction
+    from dreamtune.rewards.base import WeightedRewards
+    from dreamtune.rewards.print_quality import PrintQuality
+    from dreamtune.training.rollouts import RolloutSettings, RolloutSource
+
+    cfg = config.load(None, [f"model.pretrained={tiny_models['sd1']}", "method.kind=dreambooth"])
+    components = load_components(cfg.model)
+    parts = make_trainable(components, cfg)
+    settings = DDPOSettings(sample_steps=4, guidance_scale=3.0, eta=1.0, clip_range=10.0)
+    objective = DDPOObjective(components, parts.modules, settings)
+    source = RolloutSource(components, WeightedRewards([(1.0, PrintQuality())]),
+                           RolloutSettings(("a dog", "a cat"), 8, 4, batch_size=32, sample_steps=4, guidance_scale=3.0, resolution=32))
+    batch = source.batch(0)
+
+    def log_probs():
+        with torch.no_grad():
+            prediction = guided_prediction(components, batch["latents"], batch["timesteps"], batch["conditioning"], 3.0)
+            return ddim_step(objective.scheduler, prediction, batch["timesteps"], batch["latents"], 1.0,
+                             prev_sample=batch["next_latents"])[1]
+
+    before = log_probs()
+    assert torch.allclose(before, batch["log_probs"], atol=1e-4)        # the stored log-probabilities are the model's
+    optimizer = torch.optim.SGD([p for p in components.unet.parameters() if p.requires_grad], lr=1e-3)
+    objective(batch, 0).losses["model"].backward()
+    optimizer.step()
+    change = log_probs() - before
+    advantages = batch["advantages"]
+    assert float((change * advantages).sum()) > 0
+    assert float(change[advantages > 0].mean()) > float(change[advantages < 0].mean())
