@@ -40,7 +40,8 @@ def main() -> None:
                  "prior.enabled=true", "prior.class_prompt=a dog", f"prior.class_dir={demo / 'class_images'}", "prior.loss_weight=0.35",
                  f"rl.prompts={['a {subject} {class} ' + c for c in contexts]}", "rl.subject=sks", "rl.class_noun=dog",
                  f"rl.regularize_weight={args.regularize}", f"monitor.prompts={['a {subject} {class} ' + c for c in held_out]}",
-                 "monitor.every=20", f"train.steps={args.steps}", f"train.output_dir={args.out}"]
+                 "monitor.every=10", "monitor.select_best=reward_with_clip_i_floor", "monitor.clip_i_floor=0.95",
+                 f"train.steps={args.steps}", f"train.output_dir={args.out}"]
     run = train(config.load(ROOT / "configs" / "miniature-draft.yaml", overrides))
     for line in (Path(args.out) / "monitor" / "monitor.jsonl").read_text().splitlines():
         r = json.loads(line)

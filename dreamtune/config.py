@@ -124,8 +124,9 @@ class MonitorConfig:
     sample_steps: int = 25
     guidance_scale: float = 7.5
     clip: str = ""                    # default: the base model's clip/ (the miniature), else openai/clip-vit-base-patch32
-    select_best: Literal["", "clip_i_with_clip_t_floor", "clip_i", "reward_with_clip_t_floor"] = ""   # "": keep the last step
-    clip_t_floor: float = 0.95        # clip_i_with_clip_t_floor: eligible when CLIP-T >= this x its start value
+    select_best: Literal["", "clip_i_with_clip_t_floor", "clip_i", "reward_with_clip_t_floor", "reward_with_clip_i_floor"] = ""
+    clip_t_floor: float = 0.95        # *_with_clip_t_floor: eligible when CLIP-T >= this x its start value ("" keeps the last step)
+    clip_i_floor: float = 0.95        # reward_with_clip_i_floor: eligible when CLIP-I >= this x its start value
 
 
 @dataclass(frozen=True)

@@ -39,24 +39,26 @@ def monitor_prompts(config: Config, identifier: str) -> tuple[list[str], str]:
     return prompts, class_prompt
 
 
-def choose(records: list[dict], rule: str, clip_t_floor: float) -> tuple[dict | None, str]:
+def choose(records: list[dict], rule: str, clip_t_floor: float, clip_i_floor: float = 0.95) -> tuple[dict | None, str]:
     """The selected record under ``rule`` and a sentence saying why. Rules: ``clip_i`` (best
-    subject fidelity), ``clip_i_with_clip_t_floor`` / ``reward_with_clip_t_floor`` (best CLIP-I /
-    reward among points whose CLIP-T stayed >= clip_t_floor x its start value)."""
+    subject fidelity); ``clip_i_with_clip_t_floor`` / ``reward_with_clip_t_floor`` (best CLIP-I /
+    reward among points whose CLIP-T stayed >= clip_t_floor x its start value);
+    ``reward_with_clip_i_floor`` (best reward among points whose CLIP-I stayed >= clip_i_floor x
+    its start: reward fine-tuning of a personalized model that must keep its subject)."""
     if not records:
         return None, "no monitor point was recorded"
-    key = "reward" if rule.startswith("reward") else "clip_i"
-    name = "reward" if key == "reward" else "CLIP-I"
     if rule == "clip_i":
         best = max(records, key=lambda r: r["clip_i"])
         return best, f"highest CLIP-I ({best['clip_i']:.4f}) of {len(records)} points"
-    start = records[0]["clip_t"]
-    eligible = [r for r in records if r["clip_t"] >= clip_t_floor * start]
+    key, name = ("reward", "reward") if rule.startswith("reward") else ("clip_i", "CLIP-I")
+    guard, label, floor = ("clip_i", "CLIP-I", clip_i_floor) if rule.endswith("clip_i_floor") else ("clip_t", "CLIP-T", clip_t_floor)
+    start = records[0][guard]
+    eligible = [r for r in records if r[guard] >= floor * start]
     if not eligible:
-        return records[0], f"no point kept CLIP-T >= {clip_t_floor:g} x start ({start:.4f}); kept the start"
+        return records[0], f"no point kept {label} >= {floor:g} x start ({start:.4f}); kept the start"
     best = max(eligible, key=lambda r: r[key])
-    return best, (f"highest {name} ({best[key]:.4f}) among the {len(eligible)} of {len(records)} points whose CLIP-T stayed "
-                  f">= {clip_t_floor:g} x its start value {start:.4f} (here {best['clip_t']:.4f})")
+    return best, (f"highest {name} ({best[key]:.4f}) among the {len(eligible)} of {len(records)} points whose {label} stayed "
+                  f">= {floor:g} x its start value {start:.4f} (here {best[guard]:.4f})")
 
 
 class Monitor:
@@ -118,7 +120,7 @@ class Monitor:
             log.write(json.dumps(record) + "\n")
         rule = self.settings.select_best
         if rule:
-            best, _ = choose(self.records, rule, self.settings.clip_t_floor)
+            best, _ = choose(self.records, rule, self.settings.clip_t_floor, self.settings.clip_i_floor)
             if best is record:
                 with atomic_file(self.folder / "best.safetensors") as temp:
                     save_file(self._weights(), str(temp))
@@ -130,7 +132,7 @@ class Monitor:
     def selection(self) -> dict | None:
         if not self.settings.select_best:
             return None
-        best, reason = choose(self.records, self.settings.select_best, self.settings.clip_t_floor)
+        best, reason = choose(self.records, self.settings.select_best, self.settings.clip_t_floor, self.settings.clip_i_floor)
         return {"rule": self.settings.select_best, "step": best["step"] if best else None, "reason": reason}
 
     def plot(self, path: Path, selected: int | None = None) -> Path:

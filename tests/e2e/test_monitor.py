@@ -24,6 +24,9 @@ def test_selection_rule_keeps_clip_t_above_its_floor():
     rewarded = [{**r, "reward": r["clip_i"]} for r in records]
     best, reason = choose(rewarded, "reward_with_clip_t_floor", 0.9)
     assert best["step"] == 10 and reason.startswith("highest reward")
+    assert choose(rewarded, "reward_with_clip_i_floor", 0.9, clip_i_floor=1.3)[0]["step"] == 20   # only 0.7 >= 0.65
+    best, reason = choose(rewarded, "reward_with_clip_i_floor", 0.9, clip_i_floor=1.5)
+    assert best["step"] == 0 and "CLIP-I" in reason and "kept the start" in reason
 
 
 def test_select_best_without_the_monitor_is_refused():
