@@ -134,10 +134,10 @@ class AdversarialConfig:
     """Adversarial objective (objectives/adversarial.py): a discriminator on the model's x̂0."""
     weight: float = 0.0               # 0: off; generator loss weight added to the denoising loss
     warmup_steps: int = 0             # the weight ramps in linearly over these steps
-    lr: float = 1.0e-4                # the discriminator's own learning rate
+    lr: float = 2.0e-4                # the discriminator's own learning rate
     r1_gamma: float = 1.0             # R1 gradient penalty on real images
     instance_noise: float = 0.1       # max shared pixel noise level on real and fake
-    augment: bool = True              # DiffAugment: colour, translation, cutout
+    augment: tuple[str, ...] = ("translation", "color", "cutout")   # DiffAugment policies ([] = none)
     features: str = ""                # frozen CLIP image tower (default: the model's clip/, else OpenAI ViT-B/32)
     layers: tuple[int, ...] = ()      # tapped layers (default: 4 spread over the tower)
     hidden: int = 128                 # head width

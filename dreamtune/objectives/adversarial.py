@@ -39,7 +39,7 @@ class AdversarialSettings:
     lr: float = 1e-4
     r1_gamma: float = 1.0
     instance_noise: float = 0.1
-    augment: bool = True
+    augment: tuple[str, ...] = ("translation", "color", "cutout")
     seed: int = 0
 
 
@@ -55,7 +55,7 @@ class AdversarialObjective:
 
     def _judged(self, images, generator, sigma):
         noisy = images + sigma * torch.randn(images.shape, generator=generator).to(images.device)
-        return diff_augment(noisy, generator) if self.settings.augment else noisy
+        return diff_augment(noisy, generator, self.settings.augment) if self.settings.augment else noisy
 
     def __call__(self, batch: Mapping, step: int) -> LossOutput:
         s = self.settings
@@ -108,5 +108,9 @@ def build_adversarial(config, components, denoising: DenoisingObjective, base) -
     source = a.features or (str(own) if (own / "config.json").is_file() else DEFAULT_CLIP)
     features = load_clip(source, name=source).to(next(components.unet.parameters()).device)
     discriminator = FeatureDiscriminator(features, tuple(a.layers) or None, a.hidden).to(next(components.unet.parameters()).device)
-    settings = AdversarialSettings(a.weight, a.warmup_steps, a.lr, a.r1_gamma, a.instance_noise, a.augment, config.train.seed)
+    unknown = set(a.augment) - {"translation", "color", "cutout"}
+    if unknown:
+        from dreamtune.errors import UserError
+        raise UserError(f"adversarial.augment has unknown policies {sorted(unknown)}; choose from translation, color, cutout.")
+    settings = AdversarialSettings(a.weight, a.warmup_steps, a.lr, a.r1_gamma, a.instance_noise, tuple(a.augment), config.train.seed)
     return AdversarialObjective(base, denoising, discriminator, settings)
