@@ -40,15 +40,20 @@ def _bench(args) -> None:
     if args.bench == "minidreambench":
         print(f"MiniDreamBench written to {write_minidreambench(out, seeds=args.seeds)}")
         return
-    miniature = args.bench == "methods" or not args.model and args.data is None
+    from dreamtune import config
+
     data = Path(args.data) if args.data else write_minidreambench(out / "minidreambench")
     bench = read_benchmark(data)
-    model = args.model or (str(MODEL_DIR) if miniature else "")
-    settings = BenchSettings(recipe=None if args.recipe == "base" else args.recipe, overrides=tuple(args.overrides), base_model=model,
+    recipe = None if args.recipe == "base" else args.recipe
+    trains = args.bench == "dreambench" and recipe not in (None, "ceiling")
+    recipe_model = config.load(recipe).model.pretrained if trains else ""
+    model = args.model or ("" if recipe_model else str(MODEL_DIR))      # the base/ceiling rows default to the miniature
+    miniature = Path(model or recipe_model).resolve() == MODEL_DIR.resolve()
+    settings = BenchSettings(recipe=recipe, overrides=tuple(args.overrides), base_model=model,
                              subjects=tuple(s for s in (args.subjects or "").split(",") if s), seeds=args.seeds,
                              sample_steps=args.sample_steps or (25 if miniature else 30),
                              guidance_scale=args.guidance_scale or (4.0 if miniature else 7.5), resolution=args.resolution)
-    features = load_features(args.clip, args.dino, model or None)
+    features = load_features(args.clip, args.dino, model or recipe_model or None)
     if args.bench == "methods":
         from dreamtune.bench.comparison import compare, comparison_markdown
         print(comparison_markdown(compare(bench, settings, features, out, steps=args.steps)))
@@ -72,7 +77,7 @@ def add_commands(commands) -> None:
     b = commands.add_parser("bench", help="DreamBench harness, MiniDreamBench, method comparison")
     b.add_argument("bench", choices=["dreambench", "minidreambench", "methods"],
                    help="dreambench: one recipe over a benchmark; minidreambench: write the miniature's; methods: the comparison table")
-    b.add_argument("overrides", nargs="*", help="dotted overrides for every training run, e.g. train.steps=200")
+    b.add_argument("overrides", nargs="*", help="dotted overrides for every training run, right after the benchmark name, e.g. train.steps=200")
     b.add_argument("--data", default=None, help="DreamBench folder (default: a MiniDreamBench under --out)")
     b.add_argument("--recipe", default="configs/miniature-lora.yaml", help="YAML recipe, 'base' (class noun) or 'ceiling'")
     b.add_argument("--model", default=None, help="base model (default: the miniature for MiniDreamBench)")

@@ -128,3 +128,19 @@ def test_reads_the_real_dreambench_layout():
     assert len(bench.classes) == 30 and len(bench.object_prompts) == 25 and len(bench.live_prompts) == 25
     assert bench.classes["dog8"] == "dog" and "wearing a red hat" in bench.prompts("dog8")[10]
     assert "a cube shaped {0} {1}" in bench.prompts("teapot") and "backpack" in bench.available
+
+
+def test_bench_command_runs_a_recipe_over_a_benchmark_folder(tmp_path, tiny_models, tiny_bench, feature_models, capsys):
+    out = tmp_path / "cli"
+    code = cli.main(["bench", "dreambench", *TINY_TRAINING, "--data", str(tiny_bench.root), "--recipe", "configs/lora-sd15.yaml",
+                     "--model", str(tiny_models["sd1"]), "--clip", str(feature_models["clip"]), "--dino", "none", "--subjects", "tin",
+                     "--seeds", "1", "--sample-steps", "2", "--resolution", "32", "--out", str(out)])
+    assert code == 0 and "| **all** |" in capsys.readouterr().out
+    assert (out / "tin" / "metrics.json").is_file() and (out / "report.html").is_file()
+
+
+def test_bench_command_scores_the_minidreambench_ceiling(tmp_path, capsys):
+    out = tmp_path / "mini"
+    assert cli.main(["bench", "dreambench", "--recipe", "ceiling", "--subjects", "can3", "--out", str(out)]) == 0
+    table = json.loads((out / "table.json").read_text())
+    assert table["rows"][0]["subject"] == "can3" and table["rows"][0]["clip_i"] > 0.5 and "mini-CLIP" in table["features"]
