@@ -60,15 +60,3 @@ class DraftObjective:
         loss = -reward.mean()
         return LossOutput({"model": loss}, {"loss": loss.item(), **logged})
 
-
-class PromptSource:
-    """DRaFT's batch source: ``batch_size`` prompts and seeds per micro-step, from (seed, step)."""
-
-    def __init__(self, prompts: tuple[str, ...], batch_size: int, seed: int):
-        self.prompts, self.batch_size, self.seed = prompts, batch_size, seed
-
-    def batch(self, step: int) -> dict:
-        import random
-        rng = random.Random(self.seed * 1_000_003 + step)
-        return {"prompts": [rng.choice(self.prompts) for _ in range(self.batch_size)],
-                "seeds": [rng.randrange(2**31) for _ in range(self.batch_size)]}

@@ -10,10 +10,10 @@ from dreamtune.models.adapters import TrainableParts
 from dreamtune.models.loading import Components
 from dreamtune.objectives.composite import JointSource, WeightedSum
 from dreamtune.objectives.ddpo import DDPOObjective, DDPOSettings
-from dreamtune.objectives.draft import DraftObjective, DraftSettings, PromptSource
+from dreamtune.objectives.draft import DraftObjective, DraftSettings
 from dreamtune.rewards.registry import build_rewards
 from dreamtune.sampling.generate import fill_prompt
-from dreamtune.training.rollouts import RolloutSettings, RolloutSource
+from dreamtune.training.rollouts import PromptSource, RolloutSettings, RolloutSource
 
 
 def reward_features(config: Config):

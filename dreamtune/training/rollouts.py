@@ -124,3 +124,15 @@ class RolloutSource:
                 "timesteps": t["timesteps"][step_index], "log_probs": t["log_probs"][sample_index, step_index],
                 "advantages": self.data["advantages"][sample_index], "conditioning": t["conditioning"].select(sample_index),
                 "round_metrics": self.round_metrics}
+
+
+class PromptSource:
+    """DRaFT's batch source: ``batch_size`` prompts and seeds per micro-step, from (seed, step)."""
+
+    def __init__(self, prompts: tuple[str, ...], batch_size: int, seed: int):
+        self.prompts, self.batch_size, self.seed = prompts, batch_size, seed
+
+    def batch(self, step: int) -> dict:
+        rng = random.Random(self.seed * 1_000_003 + step)
+        return {"prompts": [rng.choice(self.prompts) for _ in range(self.batch_size)],
+                "seeds": [rng.randrange(2**31) for _ in range(self.batch_size)]}
