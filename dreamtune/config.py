@@ -167,9 +167,11 @@ class RLConfig:
     samples_per_round: int = 16       # DDPO: trajectories sampled per round
     images_per_prompt: int = 4        # DDPO: samples of one prompt (advantages are normalised per prompt)
     inner_epochs: int = 1             # DDPO: passes over a round's transitions
-    timestep_fraction: float = 1.0    # DDPO: share of each trajectory's steps trained on
+    timestep_fraction: float = 1.0    # DDPO: share of each trajectory's (candidate) steps trained on
+    last_steps: int = 0               # DDPO: train only the last K sampler steps (0: all); late steps set colour, tone, sharpness
     clip_range: float = 1.0e-4        # DDPO: PPO clip of the importance ratio
     adv_clip: float = 5.0             # DDPO: advantages clipped to +-this
+    kl_weight: float = 0.0            # DDPO: + weight x KL(policy step || the run's starting weights' step)
     truncation_steps: int = 1         # DRaFT-K: sampler steps the gradient flows through
     regularize_weight: float = 0.0    # + weight x denoising loss on data.instance_dir (and prior), keeps the subject
     clip: str = ""                    # CLIP for clip_score / subject_fidelity (default: the model's clip/)

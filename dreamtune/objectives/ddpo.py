@@ -3,7 +3,13 @@ importance-sampled PPO variant (DDPO_IS): the denoising chain is an MDP whose ac
 steps with η > 0. A batch holds stored transitions (x_t, x_{t-1}, t, old log-probability,
 advantage) from the rollout source (training/rollouts.py); the loss is PPO's clipped surrogate
     L = mean(max(-A·r, -A·clip(r, 1-ε, 1+ε))),  r = p_θ(x_{t-1}|x_t) / p_old(x_{t-1}|x_t).
-Works on whatever the method trains (full UNet, LoRA)."""
+Works on whatever the method trains (full UNet, LoRA).
+
+``kl_weight`` > 0 adds β·KL(p_θ ‖ p_start) per trained step — the policy's Gaussian step against
+the same step of the run's starting weights (exact for two Gaussians of equal variance), as
+reward fine-tuning's usual leash (Fan et al. 2023, DPOK) that keeps the model near what it could
+do before. The start is a copy of the trainable parameters taken when the objective is built
+(LoRA: the adapter's few MB; full weights: one more copy of the UNet)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,7 +18,7 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
-from dreamtune.diffusion.ddim import ddim_step
+from dreamtune.diffusion.ddim import ddim_mean, gaussian_kl, gaussian_log_prob
 from dreamtune.models.loading import Components
 from dreamtune.objectives.base import LossOutput
 from dreamtune.objectives.guided import guided_prediction
@@ -25,6 +31,7 @@ class DDPOSettings:
     eta: float = 1.0
     clip_range: float = 1e-4
     adv_clip: float = 5.0
+    kl_weight: float = 0.0
 
 
 def ddim_scheduler(components: Components, steps: int):
@@ -40,6 +47,12 @@ class DDPOObjective:
     def __init__(self, components: Components, trainable: dict[str, nn.Module], settings: DDPOSettings):
         self.components, self.trainable, self.settings = components, trainable, settings
         self.scheduler = ddim_scheduler(components, settings.sample_steps)
+        unet = components.unet
+        self.start = ({name: p.detach().clone() for name, p in unet.named_parameters() if p.requires_grad}
+                      if settings.kl_weight else {})
+
+    def _start_unet(self, *args, **kwargs):
+        return torch.func.functional_call(self.components.unet, self.start, args, kwargs)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"model": nn.ModuleDict(self.trainable)}
@@ -50,14 +63,22 @@ class DDPOObjective:
         latents, following = batch["latents"].to(device), batch["next_latents"].to(device)
         timesteps = batch["timesteps"].to(device)
         prediction = guided_prediction(self.components, latents, timesteps, batch["conditioning"], s.guidance_scale)
-        _, log_prob, _ = ddim_step(self.scheduler, prediction, timesteps, latents, s.eta, self.components.prediction_type,
-                                   prev_sample=following)
+        mean, std, _ = ddim_mean(self.scheduler, prediction, timesteps, latents, s.eta, self.components.prediction_type)
+        log_prob = gaussian_log_prob(following, mean, std)
         old = batch["log_probs"].to(device)
         advantages = batch["advantages"].to(device).clamp(-s.adv_clip, s.adv_clip)
         ratio = torch.exp(log_prob - old)
         unclipped = -advantages * ratio
         clipped = -advantages * ratio.clamp(1 - s.clip_range, 1 + s.clip_range)
         loss = torch.maximum(unclipped, clipped).mean()
-        metrics = {"loss": float(loss.detach()), "approx_kl": float(0.5 * ((log_prob.detach() - old) ** 2).mean()),
+        extra = {}
+        if s.kl_weight:
+            with torch.no_grad():
+                start = guided_prediction(self.components, latents, timesteps, batch["conditioning"], s.guidance_scale, self._start_unet)
+                start_mean, _, _ = ddim_mean(self.scheduler, start, timesteps, latents, s.eta, self.components.prediction_type)
+            kl = gaussian_kl(mean, start_mean, std).mean()
+            loss = loss + s.kl_weight * kl
+            extra = {"kl_to_start": float(kl.detach())}
+        metrics = {"loss": float(loss.detach()), **extra, "approx_kl": float(0.5 * ((log_prob.detach() - old) ** 2).mean()),
                    "clipfrac": float(((ratio.detach() - 1).abs() > s.clip_range).float().mean()), **batch.get("round_metrics", {})}
         return LossOutput({"model": loss}, metrics)

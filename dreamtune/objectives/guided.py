@@ -40,10 +40,11 @@ def condition(components: Components, prompts: list[str], resolution: int, devic
 
 
 def guided_prediction(components: Components, latents: Tensor, timesteps: Tensor, conditioning: Conditioning,
-                      guidance_scale: float) -> Tensor:
-    """UNet output with classifier-free guidance (Ho & Salimans 2022); one batched call."""
-    unet = components.unet
-    dtype = next(p for p in unet.parameters()).dtype
+                      guidance_scale: float, unet=None) -> Tensor:
+    """UNet output with classifier-free guidance (Ho & Salimans 2022); one batched call.
+    ``unet``: a stand-in callable for components.unet (e.g. the same network with other weights)."""
+    dtype = next(p for p in components.unet.parameters()).dtype
+    unet = unet or components.unet
     both = torch.cat([latents, latents]).to(dtype)
     steps = torch.cat([timesteps, timesteps]).to(latents.device)
     kwargs = _cat(conditioning.uncond, conditioning.cond)

@@ -28,7 +28,8 @@ class RolloutSettings:
     images_per_prompt: int = 4
     inner_epochs: int = 1
     batch_size: int = 16              # transitions per micro-step
-    timestep_fraction: float = 1.0
+    timestep_fraction: float = 1.0    # share of the candidate steps trained on
+    last_steps: int = 0               # candidates: the last K steps of each trajectory (0: all)
     sample_steps: int = 20
     guidance_scale: float = 5.0
     eta: float = 1.0
@@ -56,9 +57,15 @@ class RolloutSource:
         self.on_round = on_round or (lambda record: None)
         self.scheduler = ddim_scheduler(components, settings.sample_steps)
         self.round, self.data = -1, {}
-        trained_steps = max(1, round(settings.sample_steps * settings.timestep_fraction))
-        self.transitions = settings.samples_per_round * trained_steps
+        self.transitions = settings.samples_per_round * self._kept(settings.sample_steps)
         self.per_epoch = math.ceil(self.transitions / settings.batch_size)
+
+    def _candidates(self, steps: int) -> int:
+        last = self.settings.last_steps
+        return min(last, steps) if last > 0 else steps
+
+    def _kept(self, steps: int) -> int:
+        return max(1, round(self._candidates(steps) * self.settings.timestep_fraction))
 
     @property
     def steps_per_round(self) -> int:
@@ -98,9 +105,10 @@ class RolloutSource:
         rewards, logged = self.rewards.evaluate(trajectories["images"], prompts, {"seeds": seeds})
         advantages = advantages_per_prompt(rewards.detach().cpu(), prompts)
         steps = len(trajectories["timesteps"])
-        kept = max(1, round(steps * s.timestep_fraction))
+        candidates, kept = self._candidates(steps), self._kept(steps)
         generator = sample_generator(s.seed, round_index, 0, stream=11)
-        chosen = torch.stack([torch.randperm(steps, generator=generator)[:kept] for _ in prompts])      # (B, kept)
+        first = steps - candidates
+        chosen = torch.stack([first + torch.randperm(candidates, generator=generator)[:kept] for _ in prompts])  # (B, kept)
         sample_index = torch.arange(len(prompts)).repeat_interleave(kept)
         step_index = chosen.flatten()
         self.data = {"sample": sample_index, "step": step_index, "trajectories": trajectories, "advantages": advantages}

@@ -122,3 +122,49 @@ def test_a_ddpo_step_makes_good_steps_likelier_and_bad_ones_less_likely(tiny_mod
     advantages = batch["advantages"]
     assert float((change * advantages).sum()) > 0
     assert float(change[advantages > 0].mean()) > float(change[advantages < 0].mean())
+
+
+def test_last_steps_restricts_the_trained_transitions_to_the_end_of_each_trajectory(tiny_models):
+    from dreamtune.models.loading import load_components
+    from dreamtune.rewards.base import WeightedRewards
+    from dreamtune.rewards.print_quality import PrintQuality
+    from dreamtune.training.rollouts import RolloutSettings, RolloutSource
+
+    components = load_components(config.load(None, [f"model.pretrained={tiny_models['sd1']}"]).model)
+    source = RolloutSource(components, WeightedRewards([(1.0, PrintQuality())]),
+                           RolloutSettings(("a dog", "a cat"), 4, 2, batch_size=4, sample_steps=6, last_steps=2,
+                                           guidance_scale=3.0, resolution=32))
+    assert source.transitions == 4 * 2 and source.steps_per_round == 2
+    served = torch.cat([source.batch(k)["timesteps"] for k in range(2)])
+    assert set(served.tolist()) == set(source.scheduler.timesteps[-2:].tolist())     # the two least noisy steps only
+
+
+def test_kl_leash_is_zero_at_the_start_and_pulls_back_towards_it(tiny_models):
+    from dreamtune.models.adapters import make_trainable
+    from dreamtune.models.loading import load_components
+    from dreamtune.objectives.ddpo import DDPOObjective, DDPOSettings
+    from dreamtune.rewards.base import WeightedRewards
+    from dreamtune.rewards.print_quality import PrintQuality
+    from dreamtune.training.rollouts import RolloutSettings, RolloutSource
+
+    cfg = config.load(None, [f"model.pretrained={tiny_models['sd1']}", "method.kind=lora"])
+    components = load_components(cfg.model)
+    parts = make_trainable(components, cfg)
+    objective = DDPOObjective(components, parts.modules, DDPOSettings(sample_steps=4, guidance_scale=3.0, kl_weight=1.0))
+    source = RolloutSource(components, WeightedRewards([(1.0, PrintQuality())]),
+                           RolloutSettings(("a dog", "a cat"), 4, 2, batch_size=16, sample_steps=4, guidance_scale=3.0, resolution=32))
+    batch = source.batch(0)
+    assert objective(batch, 0).metrics["kl_to_start"] == 0.0
+    trained = [p for p in components.unet.parameters() if p.requires_grad]
+    with torch.no_grad():
+        for p in trained:
+            p.add_(0.05 * torch.randn_like(p))
+    moved = objective(batch, 0).metrics["kl_to_start"]
+    assert moved > 0
+    batch = {**batch, "advantages": torch.zeros_like(batch["advantages"])}    # the KL term alone
+    optimizer = torch.optim.SGD(trained, lr=0.05)
+    for _ in range(3):
+        optimizer.zero_grad()
+        objective(batch, 0).losses["model"].backward()
+        optimizer.step()
+    assert objective(batch, 0).metrics["kl_to_start"] < moved
