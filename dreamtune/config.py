@@ -169,6 +169,7 @@ class RLConfig:
     inner_epochs: int = 1             # DDPO: passes over a round's transitions
     timestep_fraction: float = 1.0    # DDPO: share of each trajectory's (candidate) steps trained on
     last_steps: int = 0               # DDPO: train only the last K sampler steps (0: all); late steps set colour, tone, sharpness
+    branch: bool = False              # DDPO: a prompt's images share all steps before the last K and branch for them
     clip_range: float = 1.0e-4        # DDPO: PPO clip of the importance ratio
     adv_clip: float = 5.0             # DDPO: advantages clipped to +-this
     kl_weight: float = 0.0            # DDPO: + weight x KL(policy step || the run's starting weights' step)
@@ -191,6 +192,8 @@ class Config:
     def __post_init__(self):
         if self.prior.enabled and not self.prior.class_prompt:
             raise UserError("prior.enabled is true but prior.class_prompt is empty; set it, e.g. prior.class_prompt='a photo of a dog'.")
+        if self.rl.branch and not self.rl.last_steps:
+            raise UserError("rl.branch needs rl.last_steps > 0 (the steps the images branch for); set e.g. rl.last_steps=5.")
         if self.method.kind == "textual_inversion" and self.method.train_text_encoder:
             raise UserError("method.train_text_encoder cannot be combined with textual_inversion; set it to false.")
         ti_token = self.method.textual_inversion.placeholder_token

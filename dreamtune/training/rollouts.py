@@ -5,6 +5,14 @@ A *round* samples ``samples_per_round`` trajectories with the current weights (o
 serves ``inner_epochs`` shuffled passes over its transitions, ``batch_size`` per micro-step.
 Prompts, seeds and shuffles are functions of (seed, round); the samples depend on the weights,
 so a run resumed mid-round re-samples that round with the restored weights.
+
+``last_steps`` K trains only the last K sampler steps (colour, tone and sharpness are settled
+there; the content earlier). With ``branch`` the ``images_per_prompt`` images of a prompt share
+their initial noise and every step before those K, and branch for them: the reward differences
+inside a group are then caused by the trained steps alone, and the group mean is a baseline
+conditioned on the branch point (still unbiased for those steps), which removes the variance
+the untrained steps would add. The shared prefix is sampled once per group, so a round costs
+about (T - K + K x images_per_prompt) / (T x images_per_prompt) of the unbranched one.
 """
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ class RolloutSettings:
     batch_size: int = 16              # transitions per micro-step
     timestep_fraction: float = 1.0    # share of the candidate steps trained on
     last_steps: int = 0               # candidates: the last K steps of each trajectory (0: all)
+    branch: bool = False              # a prompt's images share their start and the steps before the last K
     sample_steps: int = 20
     guidance_scale: float = 5.0
     eta: float = 1.0
@@ -37,9 +46,10 @@ class RolloutSettings:
     seed: int = 0
 
 
-def advantages_per_prompt(rewards: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-    """(r - mean) / std within each prompt's samples (DDPO's per-prompt stat tracking); prompts
-    with a single sample use the batch's statistics."""
+def advantages_per_prompt(rewards: torch.Tensor, prompts: list) -> torch.Tensor:
+    """(r - mean) / std within each prompt's samples (DDPO's per-prompt stat tracking; any
+    hashable group key works, e.g. a branched group's index); prompts with a single sample use
+    the batch's statistics."""
     out = torch.empty_like(rewards, dtype=torch.float32)
     overall = (rewards.float().mean(), rewards.float().std().clamp(min=1e-6) if len(rewards) > 1 else torch.tensor(1.0))
     for prompt in set(prompts):
@@ -72,8 +82,10 @@ class RolloutSource:
         return self.per_epoch * self.settings.inner_epochs
 
     @torch.no_grad()
-    def sample(self, prompts: list[str], seeds: list[int]) -> dict:
-        """Trajectories: latents (B,T+1,...), log_probs (B,T), timesteps (T,), images (B,3,H,W)."""
+    def sample(self, prompts: list[str], seeds: list[int], copies: int = 1, shared_steps: int = 0) -> dict:
+        """Trajectories: latents (B,T+1,...), log_probs (B,T), timesteps (T,), images (B,3,H,W).
+        Each prompt's first ``shared_steps`` steps run once, then ``copies`` branches continue
+        with their own noise (B = len(prompts) x copies, a prompt's copies adjacent)."""
         s, c = self.settings, self.components
         device = next(c.unet.parameters()).device
         with self.autocast():
@@ -81,8 +93,12 @@ class RolloutSource:
             latents = initial_latents(c, seeds, s.resolution, device)
             generator = torch.Generator("cpu").manual_seed(seeds[0] * 7_919 + 1)
             chain, log_probs = [latents.float()], []
-            for t in self.scheduler.timesteps:
-                steps = torch.full((len(prompts),), int(t), device=device)
+            for index, t in enumerate(self.scheduler.timesteps):
+                if index == shared_steps and copies > 1:             # branch: every group into its copies
+                    branch = torch.arange(len(prompts)).repeat_interleave(copies)
+                    chain, log_probs = [x[branch] for x in chain], [x[branch] for x in log_probs]
+                    latents, conditioning = chain[-1], conditioning.select(branch.to(device))
+                steps = torch.full((len(latents),), int(t), device=device)
                 prediction = guided_prediction(c, latents, steps, conditioning, s.guidance_scale)
                 latents, log_prob, _ = ddim_step(self.scheduler, prediction, steps, latents, s.eta, c.prediction_type, generator=generator)
                 chain.append(latents)
@@ -95,17 +111,23 @@ class RolloutSource:
         s = self.settings
         rng = random.Random(s.seed * 1_000_003 + round_index)
         groups = s.samples_per_round // s.images_per_prompt
-        prompts = [p for p in (rng.choice(s.prompts) for _ in range(groups)) for _ in range(s.images_per_prompt)]
+        chosen_prompts = [rng.choice(s.prompts) for _ in range(groups)]
+        prompts = [p for p in chosen_prompts for _ in range(s.images_per_prompt)]
         seeds = [rng.randrange(2**31) for _ in prompts]
         for module in self._trained_modules():
             module.eval()
-        trajectories = self.sample(prompts, seeds)
+        steps = len(self.scheduler.timesteps)
+        candidates, kept = self._candidates(steps), self._kept(steps)
+        if s.branch:         # a group shares its start and every step before the trained ones
+            group_seeds = seeds[::s.images_per_prompt]
+            trajectories = self.sample(chosen_prompts, group_seeds, s.images_per_prompt, steps - candidates)
+            keys = [g for g in range(groups) for _ in range(s.images_per_prompt)]
+        else:
+            trajectories, keys = self.sample(prompts, seeds), prompts
         for module in self._trained_modules():
             module.train()
         rewards, logged = self.rewards.evaluate(trajectories["images"], prompts, {"seeds": seeds})
-        advantages = advantages_per_prompt(rewards.detach().cpu(), prompts)
-        steps = len(trajectories["timesteps"])
-        candidates, kept = self._candidates(steps), self._kept(steps)
+        advantages = advantages_per_prompt(rewards.detach().cpu(), keys)
         generator = sample_generator(s.seed, round_index, 0, stream=11)
         first = steps - candidates
         chosen = torch.stack([first + torch.randperm(candidates, generator=generator)[:kept] for _ in prompts])  # (B, kept)

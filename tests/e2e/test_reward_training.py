@@ -168,3 +168,35 @@ def test_kl_leash_is_zero_at_the_start_and_pulls_back_towards_it(tiny_models):
         objective(batch, 0).losses["model"].backward()
         optimizer.step()
     assert objective(batch, 0).metrics["kl_to_start"] < moved
+
+
+def test_branched_groups_share_the_steps_before_the_last_k_and_differ_after(tiny_models):
+    from dreamtune.models.loading import load_components
+    from dreamtune.objectives.guided import guided_prediction
+    from dreamtune.rewards.base import WeightedRewards
+    from dreamtune.rewards.print_quality import PrintQuality
+    from dreamtune.training.rollouts import RolloutSettings, RolloutSource
+
+    components = load_components(config.load(None, [f"model.pretrained={tiny_models['sd1']}"]).model)
+    source = RolloutSource(components, WeightedRewards([(1.0, PrintQuality())]),
+                           RolloutSettings(("a dog", "a cat"), 6, 3, batch_size=6, sample_steps=5, last_steps=2, branch=True,
+                                           guidance_scale=3.0, resolution=32))
+    batch = source.batch(0)
+    chain = source.data["trajectories"]["latents"]                      # (6, 6, C, h, w): 2 groups x 3 branches
+    assert chain.shape[:2] == (6, 6)
+    for group in (chain[:3], chain[3:]):
+        assert torch.equal(group[0, :4], group[1, :4]) and torch.equal(group[0, :4], group[2, :4])   # start + 3 shared steps
+        assert not torch.allclose(group[0, 4], group[1, 4])            # the branches' first own step differs
+    assert not torch.allclose(chain[0, 0], chain[3, 0])                 # groups start from their own noise
+    advantages = source.data["advantages"]
+    assert torch.allclose(advantages.view(2, 3).mean(1), torch.zeros(2), atol=1e-3)
+    with torch.no_grad():                                               # stored log-probabilities are the model's
+        prediction = guided_prediction(components, batch["latents"], batch["timesteps"], batch["conditioning"], 3.0)
+        again = ddim_step(source.scheduler, prediction, batch["timesteps"], batch["latents"], 1.0, prev_sample=batch["next_latents"])[1]
+    assert torch.allclose(again, batch["log_probs"], atol=1e-4)
+    assert set(batch["timesteps"].tolist()) <= set(source.scheduler.timesteps[-2:].tolist())
+
+
+def test_branch_without_last_steps_is_refused():
+    with pytest.raises(UserError, match="rl.last_steps"):
+        config.load(None, ["rl.branch=true"])
