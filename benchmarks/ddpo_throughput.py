@@ -1,7 +1,9 @@
 """Throughput of one DDPO round on the miniature: sampling (trajectories/s with log-probabilities
-and rewards) and the PPO updates over the round's transitions (transitions/s).
+and rewards) and the PPO updates over the round's transitions (transitions/s), for the recipe
+(configs/miniature-ddpo.yaml: branched rollouts over the last steps) and for classic DDPO
+(every image its own trajectory, every step trained).
 
-    python benchmarks/ddpo_throughput.py [--samples 16] [--steps 20] [--batch 32] [--precision no|bf16]
+    python benchmarks/ddpo_throughput.py [--samples 64] [--steps 20] [--batch 32] [--precision no|bf16] [key=value ...]
 """
 from __future__ import annotations
 
@@ -18,12 +20,18 @@ from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--precision", default="no")
+    parser.add_argument("overrides", nargs="*", help="config overrides for the recipe variant, e.g. rl.last_steps=5")
     args = parser.parse_args()
+    variants = {"recipe": list(args.overrides), "classic DDPO": ["rl.branch=false", "rl.last_steps=0", "rl.timestep_fraction=1.0"]}
+    for name, overrides in variants.items():
+        measure(name, args, overrides)
 
+
+def measure(name: str, args, overrides: list[str]) -> None:
     import torch
     from accelerate import Accelerator
 
@@ -35,7 +43,7 @@ def main() -> None:
 
     cfg = config.load(Path(__file__).resolve().parents[1] / "configs" / "miniature-ddpo.yaml",
                       [f"model.pretrained={MODEL_DIR}", f"rl.samples_per_round={args.samples}", f"rl.sample_steps={args.steps}",
-                       f"train.batch_size={args.batch}", f"train.mixed_precision={args.precision}", "train.output_dir=/tmp/ddpo-bench"])
+                       f"train.batch_size={args.batch}", f"train.mixed_precision={args.precision}", "train.output_dir=/tmp/ddpo-bench", *overrides])
     accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=True)
     components = load_components(cfg.model)
     parts = make_trainable(components, cfg)
@@ -51,7 +59,11 @@ def main() -> None:
         state.step += 1
     trained = time.perf_counter() - started
     transitions = source.transitions * cfg.rl.inner_epochs
-    print(f"threads {torch.get_num_threads()}, precision {args.precision}: one round = {args.samples} trajectories x {args.steps} steps")
+    rl = cfg.rl
+    shape = (f"branched: {args.samples // rl.images_per_prompt} groups x {rl.images_per_prompt}, last {rl.last_steps} steps"
+             if rl.branch else f"last {rl.last_steps or args.steps} steps x {rl.timestep_fraction:g} trained")
+    print(f"{name} ({shape}); threads {torch.get_num_threads()}, precision {args.precision}: "
+          f"one round = {args.samples} trajectories x {args.steps} steps")
     print(f"  sampling: {sampled:.1f} s ({args.samples / sampled:.2f} trajectories/s, incl. rewards)")
     print(f"  PPO updates: {trained:.1f} s for {transitions} transitions in {source.steps_per_round} steps ({transitions / trained:.1f} transitions/s)")
     print(f"  round total: {sampled + trained:.1f} s ({args.samples / (sampled + trained):.2f} samples/s)")
