@@ -92,8 +92,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--first-seed", type=int, default=1000)
     args = parser.parse_args()
-    for run in args.runs:
-        evaluate_run(run, args.seeds, args.first_seed)
+    try:
+        for run in args.runs:
+            evaluate_run(run, args.seeds, args.first_seed)
+    except UserError as error:
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":
