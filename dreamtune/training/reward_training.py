@@ -40,11 +40,12 @@ def build_reward_training(config: Config, components: Components, parts: Trainab
     prompts = rl_prompts(config)
     trainable = parts.modules
     if rl.algorithm == "ddpo":
-        objective = DDPOObjective(components, trainable, DDPOSettings(rl.sample_steps, rl.guidance_scale, rl.eta, rl.clip_range, rl.adv_clip,
-                                                                            rl.kl_weight))
+        objective = DDPOObjective(components, trainable, DDPOSettings(rl.sample_steps, rl.guidance_scale, rl.eta, rl.clip_range,
+                                                                      rl.adv_clip, rl.kl_weight))
         rollout = RolloutSettings(prompts, rl.samples_per_round, rl.images_per_prompt, rl.inner_epochs, config.train.batch_size,
                                   timestep_fraction=rl.timestep_fraction, last_steps=rl.last_steps, branch=rl.branch,
-                                  sample_steps=rl.sample_steps, guidance_scale=rl.guidance_scale, eta=rl.eta, resolution=config.data.resolution, seed=config.train.seed)
+                                  sample_steps=rl.sample_steps, guidance_scale=rl.guidance_scale, eta=rl.eta,
+                                  resolution=config.data.resolution, seed=config.train.seed)
         source = RolloutSource(components, rewards, rollout, autocast=accelerator.autocast, on_round=on_round)
     else:
         objective = DraftObjective(components, trainable, rewards,

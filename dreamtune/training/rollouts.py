@@ -120,6 +120,7 @@ class RolloutSource:
         candidates, kept = self._candidates(steps), self._kept(steps)
         if s.branch:         # a group shares its start and every step before the trained ones
             group_seeds = seeds[::s.images_per_prompt]
+            seeds = [seed for seed in group_seeds for _ in range(s.images_per_prompt)]     # a group's images share one start
             trajectories = self.sample(chosen_prompts, group_seeds, s.images_per_prompt, steps - candidates)
             keys = [g for g in range(groups) for _ in range(s.images_per_prompt)]
         else:
