@@ -1,9 +1,10 @@
 """Reward fine-tuning of a *personalized* miniature: start from the demo's LoRA DreamBooth of
-dog3 (runs/demo, made by `make demo`), raise print quality with DRaFT-1, keep the subject with the
-denoising + prior regularizer; the monitor measures subject CLIP-I, CLIP-T, PRES and the reward
+dog3 (runs/demo, made by `make demo`), raise print quality with DRaFT-1 (or the DDPO recipe with
+--recipe configs/miniature-ddpo.yaml), keep the subject with the denoising + prior regularizer; the monitor measures subject CLIP-I, CLIP-T, PRES and the reward
 on held-out prompts. Prints the monitor's records.
 
     python benchmarks/rl_personalized.py [--demo runs/demo] [--out runs/rl-personalized] [--steps 60]
+                                         [--recipe configs/miniature-draft.yaml] [--every 10]
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/rl-personalized")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--regularize", type=float, default=1.0)
+    parser.add_argument("--recipe", default=str(ROOT / "configs" / "miniature-draft.yaml"))
+    parser.add_argument("--every", type=int, default=10, help="monitor interval in steps")
     args = parser.parse_args()
     demo = Path(args.demo) / "run"
     if not (demo / "model" / "pytorch_lora_weights.safetensors").is_file():
@@ -40,9 +43,9 @@ def main() -> None:
                  "prior.enabled=true", "prior.class_prompt=a dog", f"prior.class_dir={demo / 'class_images'}", "prior.loss_weight=0.35",
                  f"rl.prompts={['a {subject} {class} ' + c for c in contexts]}", "rl.subject=sks", "rl.class_noun=dog",
                  f"rl.regularize_weight={args.regularize}", f"monitor.prompts={['a {subject} {class} ' + c for c in held_out]}",
-                 "monitor.every=10", "monitor.select_best=reward_with_clip_i_floor", "monitor.clip_i_floor=0.95",
+                 f"monitor.every={args.every}", "monitor.select_best=reward_with_clip_i_floor", "monitor.clip_i_floor=0.95",
                  f"train.steps={args.steps}", f"train.output_dir={args.out}"]
-    run = train(config.load(ROOT / "configs" / "miniature-draft.yaml", overrides))
+    run = train(config.load(args.recipe, overrides))
     for line in (Path(args.out) / "monitor" / "monitor.jsonl").read_text().splitlines():
         r = json.loads(line)
         print(f"step {r['step']:4d}  reward {r['reward']:.4f}  clip_i {r['clip_i']:.4f}  clip_t {r['clip_t']:.4f}  pres {r['pres']:.4f}")
