@@ -1,11 +1,14 @@
 """What a method trains, and how its result is exported in diffusers' own formats.
 
 * full (DreamBooth / from scratch): UNet (and optionally text encoder) -> pipeline folder
-* lora (peft; optional text-encoder LoRA, DoRA) -> ``pytorch_lora_weights.safetensors``
+* lora (peft; optional text-encoder LoRA, DoRA) -> ``pytorch_lora_weights.safetensors`` (diffusers /
+  PEFT, with adapter metadata) and ``<title>.safetensors`` in kohya format (ComfyUI, A1111, Forge)
 * textual inversion (new token rows only) -> ``learned_embeds.safetensors``
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,6 +17,14 @@ from torch import nn
 from dreamtune.config import Config
 from dreamtune.errors import UserError
 from dreamtune.models.loading import Components, freeze
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """What an exported file says about itself (file names, headers, model card)."""
+    title: str = "dreamtune"          # e.g. the run folder's name
+    base_model: str = ""
+    steps: int = 0
 
 
 class TrainableParts:
@@ -28,7 +39,7 @@ class TrainableParts:
     def module_dict(self) -> nn.ModuleDict:
         return nn.ModuleDict(self.modules)
 
-    def export(self, out_dir: Path) -> Path:
+    def export(self, out_dir: Path, info: ExportInfo = ExportInfo()) -> Path:
         """Full fine-tune: a complete diffusers pipeline folder."""
         from diffusers import DiffusionPipeline
 
@@ -47,20 +58,36 @@ class TrainableParts:
 class LoraParts(TrainableParts):
     kind = "lora"
 
-    def export(self, out_dir: Path) -> Path:
+    def export(self, out_dir: Path, info: ExportInfo = ExportInfo()) -> Path:
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
         from peft.utils import get_peft_model_state_dict
 
         # PEFT key names as they are: diffusers loads them directly, and converting them to its
         # legacy names renames attention keys but not conv keys, a mix its loader misreads
-        layers = {"unet_lora_layers": get_peft_model_state_dict(self.modules["unet"])}
-        for name in ("text_encoder", "text_encoder_2"):
+        layers = {}
+        for name in ("unet", "text_encoder", "text_encoder_2"):
             if name in self.modules:
                 layers[f"{name}_lora_layers"] = get_peft_model_state_dict(self.modules[name])
+                # rank, alpha, DoRA, targets: without them diffusers assumes alpha = rank
+                layers[f"{name}_lora_adapter_metadata"] = self.modules[name].peft_config["default"].to_dict()
         pipeline_class = StableDiffusionXLPipeline if self.components.family == "sdxl" else StableDiffusionPipeline
         out_dir.mkdir(parents=True, exist_ok=True)
         pipeline_class.save_lora_weights(out_dir, safe_serialization=True, **layers)
+        self.export_kohya(out_dir / f"{kohya_file_stem(info.title)}.safetensors", info)
         return out_dir / "pytorch_lora_weights.safetensors"
+
+    def export_kohya(self, path: Path, info: ExportInfo) -> Path:
+        """The kohya / LyCORIS-format file (fp16) that ComfyUI and A1111 / Forge load."""
+        from safetensors.torch import save_file
+
+        from dreamtune.models.kohya import kohya_metadata, kohya_state_dict
+
+        settings = self.modules["unet"].peft_config["default"]
+        c = self.components
+        metadata = kohya_metadata(c.family, c.prediction_type == "v_prediction", settings.r, settings.lora_alpha,
+                                  settings.use_dora, info.title, info.base_model, info.steps, len(self.modules) > 1)
+        save_file(kohya_state_dict(self.modules, c.family), str(path), metadata=metadata)
+        return path
 
 
 class NewTokenEmbedding(nn.Module):
@@ -86,7 +113,7 @@ class TextualInversionParts(TrainableParts):
         super().__init__(components, modules)
         self.tokens = tokens
 
-    def export(self, out_dir: Path) -> Path:
+    def export(self, out_dir: Path, info: ExportInfo = ExportInfo()) -> Path:
         from safetensors.torch import save_file
 
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,6 +125,12 @@ class TextualInversionParts(TrainableParts):
         path = out_dir / "learned_embeds.safetensors"
         save_file(tensors, str(path))
         return path
+
+
+def kohya_file_stem(title: str) -> str:
+    """A file name ComfyUI / A1111 list the LoRA under: the title, safe characters only."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", title).strip("._") or "dreamtune"
+    return stem if stem != "pytorch_lora_weights" else f"{stem}_kohya"
 
 
 def placeholder_tokens(token: str, count: int) -> list[str]:

@@ -61,7 +61,7 @@ def _check_local_weights(folder: Path, allow_pickle: bool) -> None:
 def resolve_model(config: ModelConfig) -> tuple[str, dict]:
     """Check the model location; returns (path or hub id, model_index.json contents)."""
     if not config.pretrained:
-        raise UserError("model.pretrained is empty; set it to a diffusers model folder or hub id, e.g. model.pretrained=runwayml/stable-diffusion-v1-5.")
+        raise UserError("model.pretrained is empty; set it to a diffusers model folder or hub id, e.g. model.pretrained=stable-diffusion-v1-5/stable-diffusion-v1-5.")
     path = Path(config.pretrained).expanduser()
     if path.exists():
         if not (path / "model_index.json").is_file():
@@ -79,10 +79,12 @@ def resolve_model(config: ModelConfig) -> tuple[str, dict]:
     return config.pretrained, json.loads(Path(index).read_text())
 
 
-def _load(cls, location: str, subfolder: str, config: ModelConfig, **kwargs):
+def _load(cls, location: str, subfolder: str, config: ModelConfig, dtype: torch.dtype = torch.float32, **kwargs):
+    # an explicit dtype: transformers keeps a file's fp16 while diffusers upcasts it, and a
+    # frozen fp16 text encoder beside an fp32 UNet fails on the first step
     try:
         return cls.from_pretrained(location, subfolder=subfolder, revision=config.revision, variant=config.variant,
-                                   use_safetensors=not config.allow_pickle, **kwargs)
+                                   use_safetensors=not config.allow_pickle, torch_dtype=dtype, **kwargs)
     except (OSError, EnvironmentError) as exc:
         raise UserError(f"cannot load {subfolder} of {location} ({str(exc).splitlines()[0][:160]}); "
                         "check the model folder, or set model.allow_pickle=true for trusted .bin weights.") from None
@@ -98,8 +100,25 @@ def load_folder(cls, folder: str | Path, **kwargs):
         raise UserError(f"cannot load {folder} ({str(exc).splitlines()[0][:160]}); check that it holds .safetensors weights.") from None
 
 
-def load_components(config: ModelConfig) -> Components:
-    """Load (or, with ``from_scratch``, randomly initialise) the UNet, VAE, text encoders, tokenizers."""
+@dataclass(frozen=True)
+class ComponentDtypes:
+    """The dtype each component is loaded in: frozen parts in the training's weight dtype,
+    parts whose weights train (or that gradients must flow through in fp32) in float32."""
+    unet: torch.dtype = torch.float32
+    vae: torch.dtype = torch.float32
+    text_encoders: torch.dtype = torch.float32
+
+    @classmethod
+    def for_training(cls, method_kind: str, train_text_encoder: bool, mixed_precision: str) -> "ComponentDtypes":
+        frozen = weight_dtype(mixed_precision)
+        full = method_kind in ("dreambooth", "scratch")
+        text_fp32 = method_kind == "textual_inversion" or (full and train_text_encoder)
+        return cls(unet=torch.float32 if full else frozen, vae=frozen, text_encoders=torch.float32 if text_fp32 else frozen)
+
+
+def load_components(config: ModelConfig, dtypes: ComponentDtypes = ComponentDtypes()) -> Components:
+    """Load (or, with ``from_scratch``, randomly initialise) the UNet, VAE, text encoders, tokenizers,
+    each in its ``dtypes`` entry whatever dtype its files hold."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
@@ -109,13 +128,13 @@ def load_components(config: ModelConfig) -> Components:
     if config.from_scratch:
         unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(location, subfolder="unet"))
     else:
-        unet = _load(UNet2DConditionModel, location, "unet", config)
-    vae = _load(AutoencoderKL, location, "vae", config)
+        unet = _load(UNet2DConditionModel, location, "unet", config, dtypes.unet)
+    vae = _load(AutoencoderKL, location, "vae", config, dtypes.vae)
     tokenizers = [CLIPTokenizer.from_pretrained(location, subfolder="tokenizer", revision=config.revision)]
-    text_encoders = [_load(CLIPTextModel, location, "text_encoder", config)]
+    text_encoders = [_load(CLIPTextModel, location, "text_encoder", config, dtypes.text_encoders)]
     if family == "sdxl":
         tokenizers.append(CLIPTokenizer.from_pretrained(location, subfolder="tokenizer_2", revision=config.revision))
-        text_encoders.append(_load(CLIPTextModelWithProjection, location, "text_encoder_2", config))
+        text_encoders.append(_load(CLIPTextModelWithProjection, location, "text_encoder_2", config, dtypes.text_encoders))
     noise_scheduler = DDPMScheduler.from_pretrained(location, subfolder="scheduler", revision=config.revision)
     return Components(family, unet, vae, text_encoders, tokenizers, noise_scheduler, source=location,
                       extra={"model_index": index})

@@ -21,8 +21,8 @@ from dreamtune.data.cache import TensorCache, key_of, model_identity
 from dreamtune.data.datasets import DatasetBatches, ImageSet
 from dreamtune.data.prepare import PrepareOptions, is_prepared, prepare, summary
 from dreamtune.errors import TrainingDiverged, UserError
-from dreamtune.models.adapters import TrainableParts, expand_placeholder, make_trainable
-from dreamtune.models.loading import Components, load_components, resolve_model, weight_dtype
+from dreamtune.models.adapters import ExportInfo, TrainableParts, expand_placeholder, make_trainable
+from dreamtune.models.loading import ComponentDtypes, Components, load_components, resolve_model, weight_dtype
 from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings, encode_images
 from dreamtune.objectives.prior import PriorPreservation
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
@@ -140,7 +140,8 @@ def export(parts: TrainableParts, state: TrainingState, config: Config, output_d
         for context in emas:
             context.__enter__()
         try:
-            weights = parts.export(temp)
+            info = ExportInfo(title=output_dir.resolve().name, base_model=config.model.pretrained, steps=state.step)
+            weights = parts.export(temp, info)
         finally:
             for context in emas:
                 context.__exit__(None, None, None)
@@ -186,6 +187,9 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
+    if config.train.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise UserError("train.mixed_precision=fp16 needs a CUDA GPU and this machine has none; "
+                        "set train.mixed_precision=bf16 (fast on CPUs with AMX) or train.mixed_precision=no.")
     if "WORLD_SIZE" not in os.environ:  # a second run in one process may use another precision
         AcceleratorState._reset_state(reset_partial_state=True)
     # without cpu=True accelerate ignores torchrun's WORLD_SIZE on GPU-less machines
@@ -206,7 +210,8 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
         instance_dir = output_dir / "data"
     torch.manual_seed(config.train.seed)
     from_scratch = config.model.from_scratch or config.method.kind == "scratch"
-    components = load_components(dataclasses.replace(config.model, from_scratch=from_scratch))
+    dtypes = ComponentDtypes.for_training(config.method.kind, config.method.train_text_encoder, config.train.mixed_precision)
+    components = load_components(dataclasses.replace(config.model, from_scratch=from_scratch), dtypes)
     torch.manual_seed(config.train.seed)  # LoRA / from-scratch initialisation is part of the run's seed
     parts = make_trainable(components, config)
     if config.train.gradient_checkpointing:
