@@ -16,7 +16,8 @@ from dreamtune.yaml_config import apply_override, load_as, replace, to_dict  # n
 
 @dataclass(frozen=True)
 class ModelConfig:
-    pretrained: str = ""              # local diffusers folder or hub id
+    pretrained: str = ""              # local diffusers folder, hub id, single-file .safetensors, or "miniature"
+    config: str = ""                  # a single-file checkpoint's configs + tokenizers: a diffusers folder or hub id
     revision: str | None = None
     variant: str | None = None        # e.g. "fp16" weight files
     allow_pickle: bool = False        # load .bin/.ckpt weights (executes pickled code)

@@ -19,6 +19,36 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     return {family: build_tiny_pipeline(root / family, family) for family in ("sd1", "sd2-v", "sdxl")}
 
 
+def _save_as_downloads(source: Path, root: Path, family: str) -> dict[str, list[str]]:
+    """``source`` saved the ways downloaded models come: an fp16 safetensors folder, an fp16
+    ``variant`` folder (``*.fp16.safetensors``), and an original-layout fp16 single file with a
+    weightless config folder (configs + tokenizers) beside it."""
+    import shutil
+
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from dreamtune.models.single_file import save_single_file
+
+    pipeline = DiffusionPipeline.from_pretrained(str(source))
+    pipeline.to(torch.float16)
+    pipeline.save_pretrained(root / "fp16", safe_serialization=True)
+    pipeline.save_pretrained(root / "variant", safe_serialization=True, variant="fp16")
+    encoders = [pipeline.text_encoder] + ([pipeline.text_encoder_2] if family == "sdxl" else [])
+    single = save_single_file(pipeline.unet, pipeline.vae, encoders, "sdxl" if family == "sdxl" else "sd", root / "model.safetensors")
+    configs = shutil.copytree(source, root / "configs", ignore=shutil.ignore_patterns("*.safetensors"))
+    return {"fp16": [f"model.pretrained={root / 'fp16'}"],
+            "variant": [f"model.pretrained={root / 'variant'}", "model.variant=fp16"],
+            "single_file": [f"model.pretrained={single}", f"model.config={configs}"]}
+
+
+@pytest.fixture(scope="session")
+def downloaded_models(tiny_models, tmp_path_factory) -> dict[str, dict[str, list[str]]]:
+    """family -> format -> the model.* overrides that point at it (see ``_save_as_downloads``)."""
+    root = tmp_path_factory.mktemp("downloaded")
+    return {family: _save_as_downloads(path, root / family, family) for family, path in tiny_models.items()}
+
+
 def make_photos(folder: Path, count: int = 4, size=(48, 40), seed: int = 0) -> Path:
     """Small distinct JPEG 'photos' of a green disc on coloured backgrounds."""
     rng = random.Random(seed)
@@ -43,3 +73,29 @@ def tiny_overrides(model: Path, photos: Path, output: Path, **extra) -> list[str
               "train.gradient_checkpointing": False}
     values.update(extra)
     return [f"{key}={value}" for key, value in values.items()]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def recipe_family(recipe: Path) -> str:
+    return "sdxl" if "sdxl" in recipe.stem else "sd2-v" if "sd2" in recipe.stem else "sd1"
+
+
+def recipe_overrides(recipe: Path, overrides: list[str], tmp_path: Path) -> list[str]:
+    """Overrides that make a shipped recipe run 2 steps on a tiny model: tiny feature models
+    (the shipped CLIPs are not tiny), 2-step monitor and rollouts."""
+    from dreamtune import config
+    from dreamtune.models.tiny import build_tiny_feature_models
+
+    shipped = config.load(recipe, overrides)
+    overrides = list(overrides)
+    clip = build_tiny_feature_models(tmp_path / "features")["clip"]
+    if shipped.adversarial.weight:
+        overrides.append(f"adversarial.features={clip}")
+    if shipped.monitor.every:
+        overrides += [f"monitor.clip={clip}", "monitor.every=2", "monitor.sample_steps=2", "monitor.seeds=[0]"]
+    if shipped.rl.algorithm:
+        overrides += ["rl.sample_steps=2", "rl.samples_per_round=4", "rl.images_per_prompt=2", "train.batch_size=4"]
+    return overrides

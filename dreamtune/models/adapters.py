@@ -40,19 +40,10 @@ class TrainableParts:
         return nn.ModuleDict(self.modules)
 
     def export(self, out_dir: Path, info: ExportInfo = ExportInfo()) -> Path:
-        """Full fine-tune: a complete diffusers pipeline folder."""
-        from diffusers import DiffusionPipeline
+        """Full fine-tune: a complete diffusers pipeline folder; untrained parts byte-identical to the base."""
+        from dreamtune.models.full_export import export_full
 
-        pipeline = DiffusionPipeline.from_pretrained(self.components.source, **self._component_kwargs())
-        pipeline.save_pretrained(out_dir, safe_serialization=True)
-        return out_dir
-
-    def _component_kwargs(self) -> dict:
-        c = self.components
-        kwargs = {"unet": c.unet, "vae": c.vae, "text_encoder": c.text_encoders[0], "tokenizer": c.tokenizers[0]}
-        if c.family == "sdxl":
-            kwargs.update(text_encoder_2=c.text_encoders[1], tokenizer_2=c.tokenizers[1])
-        return kwargs
+        return export_full(self.components, self.modules, out_dir, self.components.extra.get("variant"))
 
 
 class LoraParts(TrainableParts):

@@ -58,11 +58,40 @@ def _check_local_weights(folder: Path, allow_pickle: bool) -> None:
                         "convert them to .safetensors or set model.allow_pickle=true if you trust the file.")
 
 
+MINIATURE_NAMES = ("miniature", "dreamtune/miniature/model")
+
+
+def model_path(pretrained: str) -> Path:
+    """The local path ``model.pretrained`` names; ``miniature`` is the model inside the package."""
+    path = Path(pretrained).expanduser()
+    if not path.exists() and pretrained.rstrip("/") in MINIATURE_NAMES:
+        return Path(__file__).resolve().parents[1] / "miniature" / "model"
+    return path
+
+
+def _single_file_index(path: Path, config: ModelConfig) -> dict:
+    from dreamtune.models.single_file import single_file_family
+
+    if not config.allow_pickle and path.suffix != ".safetensors":
+        raise UserError(f"{path} is a pickle checkpoint, which can run code when loaded; use its .safetensors version "
+                        "or set model.allow_pickle=true if you trust the file.")
+    if config.config:
+        return resolve_model(ModelConfig(pretrained=config.config, revision=config.revision))[1]
+    try:
+        family = single_file_family(path) if path.suffix == ".safetensors" else "sd"
+    except Exception as exc:
+        raise UserError(f"{path} is not a Stable Diffusion 1.x/2.x/SDXL single-file checkpoint ({exc}); "
+                        "pass a diffusers folder, or the checkpoint's diffusers configs with model.config=FOLDER.") from None
+    return {"_class_name": "StableDiffusionXLPipeline" if family == "sdxl" else "StableDiffusionPipeline", "single_file": True}
+
+
 def resolve_model(config: ModelConfig) -> tuple[str, dict]:
     """Check the model location; returns (path or hub id, model_index.json contents)."""
     if not config.pretrained:
         raise UserError("model.pretrained is empty; set it to a diffusers model folder or hub id, e.g. model.pretrained=stable-diffusion-v1-5/stable-diffusion-v1-5.")
-    path = Path(config.pretrained).expanduser()
+    path = model_path(config.pretrained)
+    if path.is_file():
+        return str(path), _single_file_index(path, config)
     if path.exists():
         if not (path / "model_index.json").is_file():
             raise UserError(f"{path} is not a diffusers model folder (no model_index.json); pass the folder that holds unet/, vae/, text_encoder/.")
@@ -125,6 +154,8 @@ def load_components(config: ModelConfig, dtypes: ComponentDtypes = ComponentDtyp
     quiet_libraries()
     location, index = resolve_model(config)
     family = "sdxl" if index.get("_class_name") in SDXL_PIPELINES or "text_encoder_2" in index else "sd"
+    if Path(location).is_file():
+        return _load_single_file(Path(location), family, config, dtypes)
     if config.from_scratch:
         unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(location, subfolder="unet"))
     else:
@@ -137,7 +168,33 @@ def load_components(config: ModelConfig, dtypes: ComponentDtypes = ComponentDtyp
         text_encoders.append(_load(CLIPTextModelWithProjection, location, "text_encoder_2", config, dtypes.text_encoders))
     noise_scheduler = DDPMScheduler.from_pretrained(location, subfolder="scheduler", revision=config.revision)
     return Components(family, unet, vae, text_encoders, tokenizers, noise_scheduler, source=location,
-                      extra={"model_index": index})
+                      extra={"model_index": index, "variant": config.variant})
+
+
+def _load_single_file(path: Path, family: str, config: ModelConfig, dtypes: ComponentDtypes) -> Components:
+    """An original-layout checkpoint through diffusers' ``from_single_file``; configs and tokenizers
+    from ``model.config`` (offline) or, without it, the ones diffusers infers from the keys."""
+    from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+    wanted = {dtypes.unet, dtypes.vae, dtypes.text_encoders}
+    dtype = wanted.pop() if len(wanted) == 1 else torch.float32
+    config_source = str(model_path(config.config)) if config.config else None
+    try:
+        pipeline = cls.from_single_file(str(path), config=config_source, torch_dtype=dtype, local_files_only=bool(config_source),
+                                        **({"safety_checker": None} if family == "sd" else {}))
+    except Exception as exc:  # diffusers raises many types here: missing configs offline, unknown layout, bad file
+        raise UserError(f"cannot load the single-file checkpoint {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:140]}); "
+                        "pass model.config=FOLDER, a diffusers folder of the same model (it gives the configs and "
+                        "tokenizers), or run once with network access.") from None
+    unet = pipeline.unet.to(dtypes.unet)
+    if config.from_scratch:
+        unet = UNet2DConditionModel.from_config(unet.config)
+    encoders = [pipeline.text_encoder] + ([pipeline.text_encoder_2] if family == "sdxl" else [])
+    tokenizers = [pipeline.tokenizer] + ([pipeline.tokenizer_2] if family == "sdxl" else [])
+    return Components(family, unet, pipeline.vae.to(dtypes.vae), [e.to(dtypes.text_encoders) for e in encoders], tokenizers,
+                      DDPMScheduler.from_config(pipeline.scheduler.config), source=str(path),
+                      extra={"model_index": {"_class_name": cls.__name__}, "single_file": True, "config": config_source})
 
 
 def freeze(*modules: nn.Module) -> None:

@@ -16,11 +16,12 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from dreamtune.models.tokenizer import build_clip_tokenizer
 
 FAMILIES = ("sd1", "sd2-v", "sdxl")
+SDXL_SECOND_ENCODER_WIDTH = 48
 
 
-def _text_config(vocab_size: int, projection_dim: int = 32) -> CLIPTextConfig:
+def _text_config(vocab_size: int, projection_dim: int = 32, hidden_size: int = 32) -> CLIPTextConfig:
     return CLIPTextConfig(bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
-                          hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                          hidden_size=hidden_size, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
                           vocab_size=vocab_size, max_position_embeddings=77, projection_dim=projection_dim)
 
 
@@ -35,7 +36,8 @@ def _unet(family: str) -> UNet2DConditionModel:
                   down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
                   up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), norm_num_groups=4)
     if family == "sdxl":
-        return UNet2DConditionModel(**common, cross_attention_dim=64, attention_head_dim=(2, 4), use_linear_projection=True,
+        # the two text encoders differ in width, as SDXL's (768 / 1280): single-file loaders tell them apart by it
+        return UNet2DConditionModel(**common, cross_attention_dim=32 + SDXL_SECOND_ENCODER_WIDTH, attention_head_dim=(2, 4), use_linear_projection=True,
                                     addition_embed_type="text_time", addition_time_embed_dim=8,
                                     projection_class_embeddings_input_dim=32 + 6 * 8)
     return UNet2DConditionModel(**common, cross_attention_dim=32, attention_head_dim=(2, 4),
@@ -56,7 +58,7 @@ def build_tiny_pipeline(folder: str | Path, family: str = "sd1", seed: int = 0) 
     parts = dict(vae=_vae(), unet=_unet(family), scheduler=scheduler, tokenizer=tokenizer,
                  text_encoder=CLIPTextModel(_text_config(vocab_size)))
     if family == "sdxl":
-        parts.update(tokenizer_2=tokenizer, text_encoder_2=CLIPTextModelWithProjection(_text_config(vocab_size)))
+        parts.update(tokenizer_2=tokenizer, text_encoder_2=CLIPTextModelWithProjection(_text_config(vocab_size, hidden_size=SDXL_SECOND_ENCODER_WIDTH)))
         pipeline = StableDiffusionXLPipeline(**parts)
     else:
         pipeline = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)

@@ -99,12 +99,11 @@ class AdversarialObjective:
 
 
 def build_adversarial(config, components, denoising: DenoisingObjective, base) -> AdversarialObjective:
-    from pathlib import Path
-
     from dreamtune.evaluation.features import DEFAULT_CLIP, load_clip
+    from dreamtune.models.loading import model_path
 
     a = config.adversarial
-    own = Path(config.model.pretrained) / "clip"
+    own = model_path(config.model.pretrained) / "clip"
     source = a.features or (str(own) if (own / "config.json").is_file() else DEFAULT_CLIP)
     features = load_clip(source, name=source).to(next(components.unet.parameters()).device)
     discriminator = FeatureDiscriminator(features, tuple(a.layers) or None, a.hidden).to(next(components.unet.parameters()).device)

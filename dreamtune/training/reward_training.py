@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dreamtune.config import Config
 from dreamtune.models.adapters import TrainableParts
-from dreamtune.models.loading import Components
+from dreamtune.models.loading import Components, model_path
 from dreamtune.objectives.composite import JointSource, WeightedSum
 from dreamtune.objectives.ddpo import DDPOObjective, DDPOSettings
 from dreamtune.objectives.draft import DraftObjective, DraftSettings
@@ -22,7 +22,7 @@ def reward_features(config: Config):
 
     if config.rl.clip:
         return load_clip(config.rl.clip)
-    own = Path(config.model.pretrained) / "clip"
+    own = model_path(config.model.pretrained) / "clip"
     return load_clip(own, name="mini-CLIP") if (own / "config.json").is_file() else None
 
 

@@ -22,7 +22,7 @@ from dreamtune.data.datasets import DatasetBatches, ImageSet
 from dreamtune.data.prepare import PrepareOptions, is_prepared, prepare, summary
 from dreamtune.errors import TrainingDiverged, UserError
 from dreamtune.models.adapters import ExportInfo, TrainableParts, expand_placeholder, make_trainable
-from dreamtune.models.loading import ComponentDtypes, Components, load_components, resolve_model, weight_dtype
+from dreamtune.models.loading import ComponentDtypes, Components, load_components, model_path, resolve_model, weight_dtype
 from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings, encode_images
 from dreamtune.objectives.prior import PriorPreservation
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
@@ -172,7 +172,7 @@ def _monitor(config: Config, components: Components, parts: TrainableParts, inst
     from dreamtune.training.monitor import Monitor
 
     m = config.monitor
-    local = Path(config.model.pretrained)
+    local = model_path(config.model.pretrained)
     features = load_features(m.clip or None, "none", local if local.is_dir() else None)
     identifier = config.method.textual_inversion.placeholder_token if parts.kind == "textual_inversion" else m.identifier
     render = _renderer(components, config, parts, config.data.resolution, m.sample_steps, m.guidance_scale)

@@ -15,7 +15,7 @@ from dreamtune import config
 from dreamtune.errors import TrainingDiverged, UserError
 from dreamtune.training import loop
 from dreamtune.training.run import train
-from tests.conftest import tiny_overrides
+from tests.conftest import RECIPES, recipe_family, recipe_overrides, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 RESUME_SETTINGS = {"train.steps": 6, "train.lr": 5e-3, "train.lr_scheduler": "cosine", "train.warmup_steps": 2,
@@ -64,21 +64,10 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tiny_models, photos, tmp_
     assert not list((tmp_path / "run").glob(".checkpoint-*"))  # no half-written checkpoint
 
 
-@pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_every_shipped_recipe_runs_two_steps_on_a_tiny_model(recipe, tiny_models, photos, tmp_path):
-    from dreamtune.models.tiny import build_tiny_feature_models
-
-    family = "sdxl" if "sdxl" in recipe.stem else "sd2-v" if "sd2" in recipe.stem else "sd1"
-    overrides = tiny_overrides(tiny_models[family], photos, tmp_path / "run", **{"train.validate_every": 2})
-    shipped = config.load(recipe, overrides)
-    clip = build_tiny_feature_models(tmp_path / "features")["clip"]       # the shipped CLIPs are not tiny
-    if shipped.adversarial.weight:
-        overrides.append(f"adversarial.features={clip}")
-    if shipped.monitor.every:
-        overrides += [f"monitor.clip={clip}", "monitor.every=2", "monitor.sample_steps=2", "monitor.seeds=[0]"]
-    if shipped.rl.algorithm:
-        overrides += ["rl.sample_steps=2", "rl.samples_per_round=4", "rl.images_per_prompt=2", "train.batch_size=4"]
-    cfg = config.load(recipe, overrides)
+    base = tiny_overrides(tiny_models[recipe_family(recipe)], photos, tmp_path / "run", **{"train.validate_every": 2})
+    cfg = config.load(recipe, recipe_overrides(recipe, base, tmp_path))
     result = train(cfg, show_progress=False, log=lambda *_: None)
     assert result.state.step == 2 and (result.model_dir / "dreamtune.json").is_file()
     assert (tmp_path / "run" / "config.yaml").is_file()
