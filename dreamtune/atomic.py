@@ -21,6 +21,27 @@ def _disk_error(path: Path, exc: OSError) -> UserError:
     return UserError(f"cannot write {path} ({exc.strerror}); check the path and the disk.")
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def honour_umask(path: Path) -> None:
+    """mkdtemp / mkstemp (and some writers, safetensors among them) create private 0700 / 0600
+    paths; an output gets the permissions any new file would, so a ComfyUI container or another
+    user reading a shared models folder can open it. Folders are walked."""
+    mask = _umask()
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+    if path.is_dir():
+        for root, folders, files in os.walk(path):
+            for names, mode in ((folders, 0o777), (files, 0o666)):
+                for name in names:
+                    entry = os.path.join(root, name)
+                    if not os.path.islink(entry):   # never reach through a link to someone else's file
+                        os.chmod(entry, mode & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces ``final`` in one rename."""
@@ -29,6 +50,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     temp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield temp
+        honour_umask(temp)
         if final.exists():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
             os.replace(final, old)
@@ -54,6 +76,7 @@ def atomic_file(final: Path, mode: str = "wb") -> Iterator[Path]:
     temp = Path(name)
     try:
         yield temp
+        honour_umask(temp)
         os.replace(temp, final)
     except OSError as exc:
         temp.unlink(missing_ok=True)

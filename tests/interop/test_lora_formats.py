@@ -72,9 +72,16 @@ def test_peft_file_alpha_not_rank_round_trips_exactly(tiny_models, family, photo
 
 @pytest.mark.parametrize("family", ["sd1", "sd2-v", "sdxl"])
 def test_kohya_file_loads_in_diffusers_kohya_loader(tiny_models, family, photos, tmp_path):
-    result = _train_lora(tiny_models, family, photos, tmp_path)
+    import os
+
+    old_umask = os.umask(0o022)
+    try:
+        result = _train_lora(tiny_models, family, photos, tmp_path)
+    finally:
+        os.umask(old_umask)
     kohya = _kohya_file(result.model_dir)
     assert kohya.name == "my_run.safetensors"
+    assert result.model_dir.stat().st_mode & 0o777 == 0o755 and kohya.stat().st_mode & 0o777 == 0o644  # others can read
     base = DiffusionPipeline.from_pretrained(str(tiny_models[family]))
     untouched = _unet_output(base.unet)
     base.load_lora_weights(str(kohya.parent), weight_name=kohya.name)

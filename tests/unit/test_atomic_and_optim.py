@@ -43,3 +43,19 @@ def test_text_encoder_parameters_get_their_own_learning_rate():
     module = torch.nn.ModuleDict({"unet": torch.nn.Linear(2, 2), "text_encoder": torch.nn.Linear(2, 2)})
     optimizer = build_optimizer(module, cfg.train)
     assert sorted(g["lr"] for g in optimizer.param_groups) == [5e-6, 1e-4]
+
+
+@pytest.mark.parametrize("umask, dir_mode, file_mode", [(0o022, 0o755, 0o644), (0o002, 0o775, 0o664), (0o077, 0o700, 0o600)])
+def test_outputs_honour_the_umask(tmp_path, umask, dir_mode, file_mode):
+    import os
+
+    old = os.umask(umask)
+    try:
+        with atomic_dir(tmp_path / "model") as temp:
+            (temp / "weights").write_text("w")
+        with atomic_file(tmp_path / "file.json") as temp:
+            temp.write_text("{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model").stat().st_mode & 0o777 == dir_mode
+    assert (tmp_path / "file.json").stat().st_mode & 0o777 == file_mode
