@@ -7,6 +7,7 @@ DST layout (written atomically, the whole folder at once):
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from dataclasses import dataclass
@@ -99,6 +100,25 @@ def summary(report: dict) -> str:
         elif not verdict["caption"]:
             lines.append(f"  note {verdict['file']}: no caption (give --instance-prompt or a .txt beside it)")
     return "\n".join(lines)
+
+
+def read_report(folder: Path) -> dict:
+    """A prepared folder's report.json; a damaged one is a one-sentence error."""
+    path = Path(folder) / REPORT
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise UserError(f"{path} is unreadable or damaged; run dreamtune prepare on your photos again.") from None
+    if not isinstance(report, dict):
+        raise UserError(f"{path} is not a dreamtune prepare report; run dreamtune prepare on your photos again.")
+    return report
+
+
+def options_from_report(report: dict, **changes) -> PrepareOptions:
+    """The options a folder was prepared with, with ``changes`` applied (unknown old keys ignored)."""
+    known = {f.name for f in dataclasses.fields(PrepareOptions)}
+    options = {k: v for k, v in report.get("options", {}).items() if k in known}
+    return PrepareOptions(**{**options, **changes})
 
 
 def is_prepared(folder: Path) -> bool:

@@ -19,7 +19,7 @@ from dreamtune.config import Config
 from dreamtune.data import augment
 from dreamtune.data.cache import TensorCache, key_of, model_identity
 from dreamtune.data.datasets import DatasetBatches, ImageSet
-from dreamtune.data.prepare import PrepareOptions, is_prepared, prepare, summary
+from dreamtune.data.prepare import PrepareOptions, is_prepared, options_from_report, prepare, read_report, summary
 from dreamtune.errors import TrainingDiverged, UserError
 from dreamtune.models.adapters import ExportInfo, TrainableParts, expand_placeholder, make_trainable
 from dreamtune.models.loading import ComponentDtypes, Components, load_components, model_path, resolve_model, weight_dtype
@@ -28,10 +28,11 @@ from dreamtune.objectives.prior import PriorPreservation
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
 from dreamtune.training import checkpoint
 from dreamtune.training.callbacks import Checkpointer, MetricLog, Validator
-from dreamtune.training.class_images import ensure_class_images
+from dreamtune.training.class_images import class_images_location, provide_class_images
 from dreamtune.training.checkpoint import TrainingState
 from dreamtune.training.loop import LoopSettings, run_loop
 from dreamtune.training.optim import build_training_state
+from dreamtune.training.preflight import caption_list, check_captions
 from dreamtune.training.report import write_run_report
 
 
@@ -51,13 +52,35 @@ def ensure_prepared(config: Config, output_dir: Path, log=print) -> Path:
     if not config.data.instance_dir:
         raise UserError("data.instance_dir is empty; set it to your folder of subject photos, e.g. data.instance_dir=photos/.")
     if is_prepared(source):
-        return source
+        return _at_training_resolution(source, config, output_dir, log)
     options = PrepareOptions(resolution=config.data.resolution, crop=config.data.crop, buckets=config.data.buckets,
                              grayscale=config.data.grayscale, background=config.data.background,
                              caption=config.data.instance_prompt or None, seed=config.train.seed)
     target = output_dir / "data"
     log(summary(prepare(source, target, options)))
     return target
+
+
+def _at_training_resolution(prepared: Path, config: Config, output_dir: Path, log) -> Path:
+    """A prepared folder made at another resolution is prepared again from its source photos into
+    ``<output_dir>/data`` (never trained on at the wrong size, never rewritten in place)."""
+    report = read_report(prepared)
+    prepared_at = report.get("options", {}).get("resolution")
+    wanted = config.data.resolution
+    if prepared_at in (None, wanted):
+        return prepared
+    original = Path(str(report.get("source", "")))
+    if not report.get("source") or not original.is_dir():
+        raise UserError(f"{prepared} was prepared at {prepared_at} px but data.resolution is {wanted}, and its source folder "
+                        f"{original} is gone; run dreamtune prepare again with --resolution {wanted}, or set data.resolution={prepared_at}.")
+    target = output_dir / "data"
+    log(f"{prepared} was prepared at {prepared_at} px but data.resolution is {wanted}: preparing {original} again into {target}")
+    log(summary(prepare(original, target, options_from_report(report, resolution=wanted, min_size=None))))
+    return target
+
+
+def _prepared_as_configured(folder: Path, config: Config) -> bool:
+    return is_prepared(folder) and read_report(folder).get("options", {}).get("resolution") in (None, config.data.resolution)
 
 
 def _place_frozen(components: Components, accelerator, dtype: torch.dtype, kind: str) -> None:
@@ -206,8 +229,10 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     if uses_photos:
         instance_dir = ensure_prepared(config, output_dir, log) if main else Path(config.data.instance_dir)
     accelerator.wait_for_everyone()
-    if uses_photos and not main and not is_prepared(instance_dir):
+    if uses_photos and not main and not _prepared_as_configured(instance_dir, config):
         instance_dir = output_dir / "data"
+    if uses_photos and (not rl.algorithm or rl.regularize_weight):
+        check_captions(config, caption_list(instance_dir, config.data.instance_prompt), instance_dir)
     torch.manual_seed(config.train.seed)
     from_scratch = config.model.from_scratch or config.method.kind == "scratch"
     dtypes = ComponentDtypes.for_training(config.method.kind, config.method.train_text_encoder, config.train.mixed_precision)
@@ -222,9 +247,9 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     resolution = config.data.resolution
     class_dir = None
     if config.prior.enabled and (not rl.algorithm or rl.regularize_weight):
-        class_dir = Path(config.prior.class_dir or output_dir / "class_images")
+        class_dir = class_images_location(config.prior, output_dir)
         if main:
-            ensure_class_images(components, config.prior, class_dir, resolution, config.train.seed, show_progress)
+            provide_class_images(components, config.prior, output_dir, resolution, config.train.seed, show_progress, log)
         accelerator.wait_for_everyone()
     cache_dir = Path(config.data.cache_dir or output_dir / "cache")
     text_cache = TensorCache(cache_dir / "text") if config.data.cache_latents else None

@@ -1,0 +1,37 @@
+"""Checks a run passes before any work is done: mistakes that would otherwise train for an
+hour and report success (a placeholder that never appears in a caption trains nothing)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dreamtune.config import Config
+from dreamtune.data.ingest import MANIFEST
+from dreamtune.errors import UserError
+
+
+def caption_list(prepared: Path, default_caption: str) -> list[str]:
+    """Every instance image's caption, as training will see it (its own, else the default)."""
+    lines = (Path(prepared) / MANIFEST).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line).get("text") or default_caption for line in lines if line.strip()]
+
+
+def check_captions(config: Config, captions: list[str], folder: Path) -> None:
+    """Refuse a run whose captions cannot teach the subject: textual inversion whose placeholder
+    no caption contains (its gradient is exactly zero), prior preservation whose instance
+    captions are the class prompt itself (nothing tells the subject from its class), or a monitor
+    whose identifier no caption contains (its CLIP-T would measure nothing)."""
+    where = f"the captions of {folder / MANIFEST}"
+    if config.method.kind == "textual_inversion":
+        token = config.method.textual_inversion.placeholder_token
+        if not any(token in c for c in captions):
+            raise UserError(f"textual inversion learns {token}, but none of {where} contains it (e.g. '{captions[0]}'); "
+                            f"prepare the photos again with --instance-prompt 'a photo of {token} dog', or edit the captions.")
+    elif config.prior.enabled and all(c.strip() == config.prior.class_prompt.strip() for c in captions):
+        raise UserError(f"every caption in {where} equals prior.class_prompt '{config.prior.class_prompt}', so nothing tells "
+                        "the subject from its class; add an identifier to the instance prompt, e.g. 'a photo of sks dog'.")
+    if config.monitor.every and config.method.kind != "textual_inversion":
+        identifier = config.monitor.identifier
+        if identifier and not any(identifier in c for c in captions):
+            raise UserError(f"monitor.identifier '{identifier}' appears in none of {where} (e.g. '{captions[0]}'); "
+                            "set monitor.identifier to the word that names your subject.")

@@ -1,0 +1,125 @@
+"""The README's journeys as a new user walks them, with what went wrong before (issue 11)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dreamtune import config
+from dreamtune.data.prepare import PrepareOptions, prepare
+from dreamtune.errors import UserError
+from dreamtune.training.run import train
+from tests.conftest import make_photos, tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
+DEAD_HUB_IDS = ("runwayml/stable-diffusion-v1-5", "stabilityai/stable-diffusion-2-1", "stabilityai/stable-diffusion-2-base",
+                "CompVis/stable-diffusion-v1-4")
+
+
+def _quiet(cfg):
+    return train(cfg, show_progress=False, log=lambda *_: None)
+
+
+def test_no_shipped_file_names_a_hub_id_that_was_removed():
+    shipped = [ROOT / "README.md", *(ROOT / "configs").rglob("*.yaml"), *(ROOT / "dreamtune").rglob("*.py")]
+    for path in shipped:
+        text = path.read_text(encoding="utf-8")
+        assert not [dead for dead in DEAD_HUB_IDS if dead in text], path
+
+
+def test_fp16_on_a_machine_without_cuda_is_one_sentence_naming_bf16(tiny_models, photos, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: fp16 is valid here")
+    result = subprocess.run([sys.executable, "-m", "dreamtune.cli", "train", "configs/lora-sd15.yaml",
+                             *tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{"train.mixed_precision": "fp16"})],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "train.mixed_precision=bf16" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "class_images").exists()   # refused before any work
+
+
+def test_prepared_folder_at_another_resolution_is_prepared_again(tiny_models, photos, tmp_path):
+    prepared = tmp_path / "prepared"
+    prepare(photos, prepared, PrepareOptions(resolution=48, caption="a photo of sks dog"))
+    before = hashlib.sha256((prepared / "metadata.jsonl").read_bytes()).hexdigest()
+    overrides = tiny_overrides(tiny_models["sd1"], prepared, tmp_path / "run", **{
+        "data.resolution": 32, "prior.enabled": True, "prior.class_prompt": "a photo of dog"})
+    _quiet(config.load(None, overrides))
+    sizes = {Image.open(p).size for p in (tmp_path / "run" / "data" / "images").iterdir()}
+    class_sizes = {Image.open(p).size for p in (tmp_path / "run" / "class_images" / "images").iterdir()}
+    assert sizes == {(32, 32)} and class_sizes == {(32, 32)}
+    assert hashlib.sha256((prepared / "metadata.jsonl").read_bytes()).hexdigest() == before   # the user's folder untouched
+
+
+def test_prepared_folder_at_another_resolution_without_its_source_is_refused(tiny_models, tmp_path):
+    photos = make_photos(tmp_path / "photos")
+    prepare(photos, tmp_path / "prepared", PrepareOptions(resolution=48, caption="a photo of sks dog"))
+    for file in photos.iterdir():
+        file.unlink()
+    photos.rmdir()
+    with pytest.raises(UserError, match="prepared at 48 px but data.resolution is 32"):
+        _quiet(config.load(None, tiny_overrides(tiny_models["sd1"], tmp_path / "prepared", tmp_path / "run")))
+
+
+def test_generated_class_images_at_another_resolution_are_refused(tiny_models, photos, tmp_path):
+    overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{
+        "prior.enabled": True, "prior.class_prompt": "a photo of dog", "data.instance_prompt": "a photo of sks dog"})
+    _quiet(config.load(None, overrides))
+    with pytest.raises(UserError, match="generated at 32 px but training runs at 48 px"):
+        _quiet(config.load(None, overrides + ["data.resolution=48"]))
+
+
+def test_textual_inversion_whose_captions_lack_the_placeholder_is_refused_before_step_one(tiny_models, photos, tmp_path):
+    prepared = tmp_path / "prepared"
+    prepare(photos, prepared, PrepareOptions(resolution=32, caption="a photo of sks dog"))   # the README's prepare step
+    overrides = tiny_overrides(tiny_models["sd1"], prepared, tmp_path / "run", **{
+        "method.kind": "textual_inversion", "data.instance_prompt": "a photo of <sks> dog"})
+    with pytest.raises(UserError, match="none of the captions .* contains it"):
+        _quiet(config.load(None, overrides))
+    assert not (tmp_path / "run" / "model").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_prior_preservation_without_an_identifier_is_refused(tiny_models, photos, tmp_path):
+    overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{
+        "prior.enabled": True, "prior.class_prompt": "a photo of dog", "data.instance_prompt": "a photo of dog"})
+    with pytest.raises(UserError, match="nothing tells the subject from its class"):
+        _quiet(config.load(None, overrides))
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("prepared_first", [False, True])
+def test_real_regularization_photos_are_used_and_left_untouched(tiny_models, photos, tmp_path, prepared_first):
+    real = make_photos(tmp_path / "real_dogs", count=3, seed=7)
+    if prepared_first:
+        prepare(real, tmp_path / "real_prepared", PrepareOptions(resolution=48, caption="a photo of dog"))
+        real = tmp_path / "real_prepared"
+    before = {p: p.read_bytes() for p in real.rglob("*") if p.is_file()}
+    overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{
+        "prior.enabled": True, "prior.class_prompt": "a photo of dog", "prior.class_dir": str(real),
+        "prior.num_class_images": 50, "data.instance_prompt": "a photo of sks dog"})
+    _quiet(config.load(None, overrides))
+    assert {p: p.read_bytes() for p in real.rglob("*") if p.is_file()} == before      # nothing added, nothing changed
+    used = tmp_path / "run" / "class_data"
+    records = [json.loads(line) for line in (used / "metadata.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and {r["text"] for r in records} == {"a photo of dog"}
+    assert {Image.open(used / r["file_name"]).size for r in records} == {(32, 32)}
+    assert not (tmp_path / "run" / "class_images").exists()                             # nothing generated
+
+
+def test_class_dir_that_is_a_file_is_one_sentence(tiny_models, photos, tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{
+        "prior.enabled": True, "prior.class_prompt": "a photo of dog", "prior.class_dir": str(tmp_path / "notes.txt"),
+        "data.instance_prompt": "a photo of sks dog"})
+    with pytest.raises(UserError, match="is a file"):
+        _quiet(config.load(None, overrides))
