@@ -49,6 +49,14 @@ def _generate(args) -> None:
     print(f"wrote {len(record['images'])} image(s) and contact_sheet.png to {args.out}")
 
 
+def _recipes(args) -> None:
+    from dreamtune.recipes import RECIPES_DIR, recipe_names
+
+    for name in recipe_names():
+        first = (RECIPES_DIR / f"{name}.yaml").read_text(encoding="utf-8").splitlines()[0].lstrip("# ").strip()
+        print(f"{name:32s} {first}")
+
+
 def _tiny_model(args) -> None:
     from dreamtune.models.tiny import build_tiny_pipeline
 
@@ -93,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_prepare)
 
     t = commands.add_parser("train", help="fine-tune a model from a YAML recipe")
-    t.add_argument("config", nargs="?", default=None, help="YAML recipe (see configs/)")
+    t.add_argument("config", nargs="?", default=None, help="YAML recipe: a path, or a shipped recipe's name (dreamtune recipes)")
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4")
     t.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
     t.set_defaults(handler=_train)
@@ -136,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from dreamtune.bench.commands import add_commands
     add_commands(commands)
+
+    commands.add_parser("recipes", help="list the shipped recipes (use them by name: dreamtune train lora-sd15 ...)").set_defaults(handler=_recipes)
 
     m = commands.add_parser("tiny-model", help="write a tiny random pipeline (smoke tests, no download)")
     m.add_argument("--family", choices=["sd1", "sd2-v", "sdxl"], default="sd1")

@@ -109,7 +109,8 @@ class TrainConfig:
     validation_prompts: tuple[str, ...] = ()
     validation_seeds: tuple[int, ...] = (0,)
     validation_steps: int = 25
-    log_every: int = 10
+    log_every: int = 10               # steps between tracker / console loss reports (metrics.jsonl has every step)
+    log_with: Literal["none", "tensorboard", "wandb"] = "none"   # accelerate trackers, logs in <output_dir>/logs
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,8 @@ class Config:
                 raise UserError(f"data.{name} is {value}; a probability must lie in [0, 1].")
         if self.train.steps < 1 or self.train.batch_size < 1 or self.train.grad_accum < 1:
             raise UserError("train.steps, train.batch_size and train.grad_accum must each be at least 1.")
+        if self.train.log_every < 1:
+            raise UserError(f"train.log_every is {self.train.log_every}; it must be at least 1 (steps between loss reports).")
         if self.data.resolution % 8:
             raise UserError(f"data.resolution is {self.data.resolution}; it must be a multiple of 8 (the VAE downsamples by 8).")
 

@@ -95,11 +95,18 @@ def load_as(schema, path: str | Path | None = None, overrides: list[str] | tuple
     """Load a YAML recipe and overrides into the frozen dataclass ``schema`` (strict keys)."""
     raw: dict = {}
     if path is not None:
-        path = Path(path)
+        from dreamtune.recipes import find_recipe, recipe_names
+
+        path = find_recipe(path)
         if not path.is_file():
-            raise UserError(f"config file {path} does not exist; pass the path of a YAML recipe, e.g. configs/lora-sd15.yaml.")
+            raise UserError(f"config file {path} does not exist; pass the path of a YAML recipe or a shipped recipe's name "
+                            f"({', '.join(n for n in recipe_names() if '/' not in n)}).")
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise UserError(f"config file {path} is not UTF-8 text; save it as UTF-8.") from None
+        except OSError as exc:
+            raise UserError(f"cannot read config file {path} ({exc.strerror}); check its permissions.") from None
         except yaml.YAMLError as exc:
             raise UserError(f"config file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix its syntax.") from None
         if not isinstance(raw, dict):

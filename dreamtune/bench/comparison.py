@@ -12,8 +12,9 @@ from dreamtune.atomic import write_json
 from dreamtune.evaluation.dreambench import Benchmark
 from dreamtune.evaluation.evaluate import FeatureSet
 from dreamtune.bench.harness import CEILING, METRICS, BenchSettings, plus_minus, run_bench
+from dreamtune.recipes import RECIPES_DIR
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = RECIPES_DIR
 MINIATURE_METHODS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "base (class noun)": (None, ()),
     "textual inversion": (str(CONFIGS / "miniature-textual-inversion.yaml"), ("prior.enabled=false",)),

@@ -26,8 +26,9 @@ from dreamtune.miniature.assemble import MODEL_DIR
 from dreamtune.sampling.contact_sheet import contact_sheet, save_png
 from dreamtune.sampling.generate import GenerateRequest, generate
 from dreamtune.training.run import train
+from dreamtune.recipes import RECIPES_DIR
 
-RECIPE = Path(__file__).resolve().parents[2] / "configs" / "miniature-lora.yaml"
+RECIPE = RECIPES_DIR / "miniature-lora.yaml"
 TRAIN_CONTEXTS = (None, "wooden_floor")
 EVAL_CONTEXTS = ("jungle", "snow", "beach", "cobblestone", "city", "mountain", "blue_house", "autumn_tree")
 IDENTIFIER = "sks"

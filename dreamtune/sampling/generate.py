@@ -94,6 +94,29 @@ def _load_textual_inversion(pipeline, path: Path, description: dict) -> None:
         pipeline.load_textual_inversion(str(path))
 
 
+def png_parameters(request: GenerateRequest, record: dict, description: dict, resolution: int):
+    """PNG text chunks: ``parameters`` in the A1111 layout (its PNG Info tab, ComfyUI and most image
+    sites read it) and ``dreamtune`` with the same facts as JSON."""
+    from PIL.PngImagePlugin import PngInfo
+
+    base = request.base_model or description.get("base_model", "")
+    trained = request.trained or ""
+    facts = {"prompt": record["prompt"], "negative_prompt": request.negative_prompt or "", "seed": record["seed"],
+             "steps": request.steps, "guidance_scale": request.guidance_scale, "scheduler": request.scheduler,
+             "size": [resolution, resolution], "base_model": base, "trained": trained,
+             "kind": description.get("kind", ""), "lora_scale": request.lora_scale}
+    lines = [record["prompt"]]
+    if request.negative_prompt:
+        lines.append(f"Negative prompt: {request.negative_prompt}")
+    extra = f", Lora: {trained} ({request.lora_scale})" if description.get("kind") == "lora" else (f", Trained: {trained}" if trained else "")
+    lines.append(f"Steps: {request.steps}, Sampler: {request.scheduler}, CFG scale: {request.guidance_scale}, Seed: {record['seed']}, "
+                 f"Size: {resolution}x{resolution}, Model: {base}{extra}")
+    info = PngInfo()
+    info.add_text("parameters", "\n".join(lines))
+    info.add_text("dreamtune", json.dumps(facts))
+    return info
+
+
 def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True) -> dict:
     """Render every prompt ``images_per_prompt`` times; writes PNGs, contact_sheet.png, generations.json."""
     from tqdm.auto import tqdm
@@ -117,9 +140,10 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
                     request.negative_prompt, on_batch=progress.update, **kwargs)
     for (template, seed), prompt, image in zip(pairs, filled, images):
         name = f"{len(records):04d}.png"
+        record = {"file": name, "prompt": prompt, "template": template, "seed": seed}
         with atomic_file(out_dir / name) as temp:
-            image.save(temp, format="PNG")
-        records.append({"file": name, "prompt": prompt, "template": template, "seed": seed})
+            image.save(temp, format="PNG", pnginfo=png_parameters(request, record, description, resolution))
+        records.append(record)
     progress.close()
     sheet = contact_sheet(images, [f"{r['prompt']} #{r['seed']}" for r in records], columns=max(1, request.images_per_prompt) if len(request.prompts) > 1 else 4)
     save_png(sheet, out_dir / "contact_sheet.png")

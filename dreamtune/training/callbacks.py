@@ -56,3 +56,14 @@ class Validator:
         sheet = contact_sheet(images, [f"{p} (seed {s})" for p, s in pairs], columns=len(self.seeds) * min(4, len(self.prompts)),
                               title=f"step {step}")
         return save_png(sheet, self.folder / f"step-{step:06d}.png")
+
+
+class TrackerLog:
+    """Every ``every`` steps, the step's metrics to accelerate's trackers (TensorBoard, W&B)."""
+
+    def __init__(self, accelerator, every: int, enabled: bool = True):
+        self.accelerator, self.every, self.enabled = accelerator, every, enabled
+
+    def on_step_end(self, state: TrainingState, metrics: dict[str, float]) -> None:
+        if self.enabled and state.step % self.every == 0:
+            self.accelerator.log(dict(metrics), step=state.step)

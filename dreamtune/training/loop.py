@@ -34,6 +34,7 @@ class LoopSettings:
     seed: int = 0
     process_index: int = 0
     show_progress: bool = True
+    log_every: int = 1                  # steps between loss reports on the progress bar
 
 
 def forward_backward(objective: Objective, batch: Mapping, micro_step: int, accelerator, scale: float) -> dict[str, float]:
@@ -82,7 +83,7 @@ def run_loop(objective: Objective, source: BatchSource, state: TrainingState, ac
         metrics = run_step(objective, source, state, accelerator, settings)
         state.step += 1
         progress.update(1)
-        if "loss" in metrics:
+        if "loss" in metrics and state.step % settings.log_every == 0:
             progress.set_postfix(loss=f"{metrics['loss']:.4f}")
         for callback in callbacks:
             callback.on_step_end(state, metrics)

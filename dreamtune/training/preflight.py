@@ -35,3 +35,34 @@ def check_captions(config: Config, captions: list[str], folder: Path) -> None:
         if identifier and not any(identifier in c for c in captions):
             raise UserError(f"monitor.identifier '{identifier}' appears in none of {where} (e.g. '{captions[0]}'); "
                             "set monitor.identifier to the word that names your subject.")
+
+
+TRACKER_PACKAGES = {"tensorboard": ("tensorboard", "dreamtune[tensorboard]"), "wandb": ("wandb", "wandb")}
+
+
+def tracker_arguments(log_with: str, output_dir: Path) -> dict:
+    """Accelerator arguments for ``train.log_with``; a tracker whose package is missing is one sentence."""
+    import importlib.util
+
+    if log_with == "none":
+        return {}
+    module, install = TRACKER_PACKAGES[log_with]
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"train.log_with={log_with} needs the {module} package; pip install '{install}', or set train.log_with=none.")
+    return {"log_with": log_with, "project_dir": str(output_dir / "logs")}
+
+
+def tracker_config(config: Config) -> dict:
+    """The resolved config flattened to scalars (TensorBoard's hyper-parameter table takes no lists)."""
+    from dreamtune.yaml_config import to_dict
+
+    flat: dict = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, inner)
+        else:
+            flat[prefix] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    walk("", to_dict(config))
+    return flat

@@ -27,12 +27,12 @@ from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings, en
 from dreamtune.objectives.prior import PriorPreservation
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
 from dreamtune.training import checkpoint
-from dreamtune.training.callbacks import Checkpointer, MetricLog, Validator
+from dreamtune.training.callbacks import Checkpointer, MetricLog, TrackerLog, Validator
 from dreamtune.training.class_images import class_images_location, provide_class_images
 from dreamtune.training.checkpoint import TrainingState
 from dreamtune.training.loop import LoopSettings, run_loop
 from dreamtune.training.optim import build_training_state
-from dreamtune.training.preflight import caption_list, check_captions
+from dreamtune.training.preflight import caption_list, check_captions, tracker_arguments, tracker_config
 from dreamtune.training.report import write_run_report
 
 
@@ -216,11 +216,12 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     if "WORLD_SIZE" not in os.environ:  # a second run in one process may use another precision
         AcceleratorState._reset_state(reset_partial_state=True)
     # without cpu=True accelerate ignores torchrun's WORLD_SIZE on GPU-less machines
-    accelerator = Accelerator(mixed_precision=config.train.mixed_precision, cpu=not torch.cuda.is_available())
+    output_dir = Path(config.train.output_dir)
+    accelerator = Accelerator(mixed_precision=config.train.mixed_precision, cpu=not torch.cuda.is_available(),
+                              **tracker_arguments(config.train.log_with, output_dir))
     main = accelerator.is_main_process
     if main:
         log(f"training on {accelerator.num_processes} process(es), device {accelerator.device}, mixed precision {accelerator.mixed_precision}")
-    output_dir = Path(config.train.output_dir)
     resolve_model(config.model)  # a wrong model path fails before any work is done
     output_dir.mkdir(parents=True, exist_ok=True)
     rl = config.rl
@@ -268,17 +269,20 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
         log(f"resumed from {found} at step {state.step}")
     if main:
         save_resolved_config(config, output_dir)
+    if config.train.log_with != "none":
+        accelerator.init_trackers(output_dir.resolve().name, config=tracker_config(config))
     t = config.train
     metric_log = MetricLog(output_dir / "metrics.jsonl", enabled=main)
     checkpointer = Checkpointer(output_dir, t.checkpoint_every, t.keep_checkpoints, enabled=main)
     validator = Validator(_renderer(components, config, parts, resolution), list(t.validation_prompts), list(t.validation_seeds),
                           t.validate_every, output_dir / "validation", enabled=main)
     monitor = _monitor(config, components, parts, instance_dir, output_dir, main, rewards)
-    settings = LoopSettings(t.steps, t.grad_accum, t.max_grad_norm, t.seed, accelerator.process_index, show_progress and main)
+    settings = LoopSettings(t.steps, t.grad_accum, t.max_grad_norm, t.seed, accelerator.process_index, show_progress and main, t.log_every)
+    trackers = [TrackerLog(accelerator, t.log_every, enabled=main)] if t.log_with != "none" else []
     try:
         if monitor:
             monitor.observe(state.step)
-        run_loop(objective, source, state, accelerator, settings, [metric_log, checkpointer, validator, *([monitor] if monitor else [])])
+        run_loop(objective, source, state, accelerator, settings, [metric_log, checkpointer, validator, *trackers, *([monitor] if monitor else [])])
     except TrainingDiverged as exc:
         last = checkpoint.list_checkpoints(output_dir)
         kept = f"the last good checkpoint {last[-1]} is intact" if last else "no checkpoint was written yet"

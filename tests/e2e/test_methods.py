@@ -2,6 +2,8 @@
 changes, what should stay frozen stays bit-identical, and the outputs reload in diffusers."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -78,6 +80,10 @@ def test_outputs_reload_in_diffusers_and_change_images(tiny_models, family, meth
     difference = np.abs(_pixels(base, tmp_path / "base") - _pixels(tuned, tmp_path / "tuned")).mean()
     assert difference > 0.5, difference
     assert (tmp_path / "tuned" / "contact_sheet.png").is_file()
+    from PIL import Image
+    text = Image.open(tmp_path / "tuned" / tuned["images"][0]["file"]).text   # generation parameters travel with the PNG
+    assert text["parameters"].startswith(prompt) and "Steps: 3, Sampler: ddim, CFG scale: 3.0, Seed: 1" in text["parameters"]
+    assert json.loads(text["dreamtune"])["trained"] == str(result.model_dir)
 
 
 def test_min_snr_noise_offset_ema_bf16_and_checkpointing_run(tiny_models, photos, tmp_path):

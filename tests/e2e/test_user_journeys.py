@@ -123,3 +123,31 @@ def test_class_dir_that_is_a_file_is_one_sentence(tiny_models, photos, tmp_path)
         "data.instance_prompt": "a photo of sks dog"})
     with pytest.raises(UserError, match="is a file"):
         _quiet(config.load(None, overrides))
+
+
+def test_tensorboard_logs_every_log_every_steps(tiny_models, photos, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{
+        "train.steps": 6, "train.log_every": 3, "train.log_with": "tensorboard", "data.instance_prompt": "a photo of sks dog"})
+    _quiet(config.load(None, overrides))
+    events = [p for p in (tmp_path / "run" / "logs").rglob("events.out.tfevents.*")]
+    assert events
+    steps = set()
+    for file in events:
+        accumulator = EventAccumulator(str(file))
+        accumulator.Reload()
+        if "loss" in accumulator.Tags()["scalars"]:
+            steps |= {event.step for event in accumulator.Scalars("loss")}
+    assert steps == {3, 6}
+
+
+def test_recipes_are_found_by_name_from_any_folder(tiny_models, photos, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "dreamtune.cli", "train", "lora-sd15",
+                             *tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{"prior.enabled": False})],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert (tmp_path / "run" / "model" / "pytorch_lora_weights.safetensors").is_file()
+    shipped = config.load("miniature-lora")          # its model is the packaged miniature, from anywhere
+    from dreamtune.models.loading import model_path
+    assert (model_path(shipped.model.pretrained) / "model_index.json").is_file()
