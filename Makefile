@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test demo pretrain bench clean
+.PHONY: setup test lint demo pretrain bench clean
 
 $(BIN)/dreamtune: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ setup: $(BIN)/dreamtune
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+lint: setup
+	$(BIN)/ruff check dreamtune tests benchmarks
 
 demo: setup
 	$(BIN)/dreamtune demo --out runs/demo

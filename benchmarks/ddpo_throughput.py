@@ -37,8 +37,8 @@ def measure(name: str, args, overrides: list[str]) -> None:
 
     from dreamtune.models.adapters import make_trainable
     from dreamtune.models.loading import load_components
-    from dreamtune.training.optim import build_training_state
     from dreamtune.training.loop import LoopSettings, run_step
+    from dreamtune.training.optim import build_training_state
     from dreamtune.training.reward_training import build_reward_training
 
     cfg = config.load(Path(__file__).resolve().parents[1] / "configs" / "miniature-ddpo.yaml",

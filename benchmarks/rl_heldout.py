@@ -34,7 +34,7 @@ def scores(images, prompts: list[str], rewards, features, identifier: str) -> di
     pixels = torch.stack([torch.from_numpy(np.array(i.convert("RGB"))).permute(2, 0, 1) for i in images]).float() / 255
     out = {}
     with torch.no_grad():
-        for weight, reward in rewards.terms:
+        for _weight, reward in rewards.terms:
             out.update({f"{reward.name}/{k}" if k != reward.name else reward.name: v for k, v in reward.parts(pixels, prompts, {}).items()})
         out["reward"] = rewards(pixels, prompts, {})
     clip = features.clip

@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("prepare", help="validate and standardize a folder of photos")
-    p.add_argument("src"); p.add_argument("--out", required=True)
+    p.add_argument("src")
+    p.add_argument("--out", required=True)
     p.add_argument("--resolution", type=int, default=512)
     p.add_argument("--crop", choices=["center", "random", "face"], default="center")
     p.add_argument("--buckets", action="store_true", help="aspect-ratio buckets instead of square crops")

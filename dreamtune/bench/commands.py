@@ -30,9 +30,9 @@ def _evaluate(args) -> None:
 
 
 def _bench(args) -> None:
+    from dreamtune.bench.harness import BenchSettings, run_bench
     from dreamtune.evaluation.dreambench import read_benchmark
     from dreamtune.evaluation.evaluate import load_features
-    from dreamtune.bench.harness import BenchSettings, run_bench
     from dreamtune.miniature.assemble import MODEL_DIR
     from dreamtune.miniature.minidreambench import write_minidreambench
 

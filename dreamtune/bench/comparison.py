@@ -9,9 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from dreamtune.atomic import write_json
+from dreamtune.bench.harness import CEILING, METRICS, BenchSettings, plus_minus, run_bench
 from dreamtune.evaluation.dreambench import Benchmark
 from dreamtune.evaluation.evaluate import FeatureSet
-from dreamtune.bench.harness import CEILING, METRICS, BenchSettings, plus_minus, run_bench
 from dreamtune.recipes import RECIPES_DIR
 
 CONFIGS = RECIPES_DIR

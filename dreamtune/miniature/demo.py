@@ -23,10 +23,10 @@ from dreamtune.evaluation.metrics import prompt_fidelity, subject_fidelity
 from dreamtune.evaluation.plots import line_plot
 from dreamtune.miniature import scenery, world
 from dreamtune.miniature.assemble import MODEL_DIR
+from dreamtune.recipes import RECIPES_DIR
 from dreamtune.sampling.contact_sheet import contact_sheet, save_png
 from dreamtune.sampling.generate import GenerateRequest, generate
 from dreamtune.training.run import train
-from dreamtune.recipes import RECIPES_DIR
 
 RECIPE = RECIPES_DIR / "miniature-lora.yaml"
 TRAIN_CONTEXTS = (None, "wooden_floor")

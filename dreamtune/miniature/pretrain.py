@@ -139,8 +139,8 @@ def _with_ema(state, save) -> None:
 
 
 def stage_unet(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
-    from dreamtune.miniature.latent_source import LatentPoolBatches, encode_pool
     from dreamtune.miniature.assemble import frozen_components
+    from dreamtune.miniature.latent_source import LatentPoolBatches, encode_pool
     from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings
 
     root = Path(cfg.root)

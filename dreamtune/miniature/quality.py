@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import torch
 from PIL import Image
@@ -46,7 +45,7 @@ def instance_retrieval(clip: ClipFeatures, instances: list[str], trials: int = 4
     for name in instances:
         noun = world.instance(name).class_noun
         family = [i.name for i in world.INSTANCES if i.class_noun == noun]
-        for trial in range(trials):
+        for _trial in range(trials):
             query_context, other_context = rng.sample(list(world.CONTEXTS), 2)
             query = clip.images([world.render(world.Scene(name, query_context), rng.randrange(10**6))])
             candidates = clip.images([world.render(world.Scene(n, other_context), rng.randrange(10**6)) for n in family])

@@ -179,7 +179,7 @@ def sunflowers(d, rng, n):
 def mirror(d, rng, n):
     _sky_and_ground(d, rng, n, (200, 200, 205), (215, 230, 240), int(n * 0.5))
     d.line((0, int(n * 0.5), n, int(n * 0.5)), fill=(150, 160, 170), width=2)
-    for k in range(3):
+    for _k in range(3):
         x = rng.randint(0, n)
         d.line((x, n, x + 40, int(n * 0.5)), fill=(240, 248, 255), width=3)
     return int(n * 0.55)

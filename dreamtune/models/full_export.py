@@ -38,7 +38,7 @@ def _local_base(components: Components) -> Path | None:
         return None
     if source.is_dir():
         return source
-    from huggingface_hub import snapshot_download   # a hub id: the snapshot from_pretrained already cached
+    from huggingface_hub import snapshot_download  # a hub id: the snapshot from_pretrained already cached
     return Path(snapshot_download(components.source, local_files_only=True))
 
 

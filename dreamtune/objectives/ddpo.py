@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from dreamtune.diffusion.ddim import ddim_mean, gaussian_kl, gaussian_log_prob
 from dreamtune.models.loading import Components

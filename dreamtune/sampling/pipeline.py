@@ -9,8 +9,7 @@ SCHEDULERS = ("ddim", "euler", "euler_a", "dpm++", "pndm", "ddpm")
 
 
 def scheduler_for(name: str, config):
-    from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                           EulerDiscreteScheduler, PNDMScheduler)
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, PNDMScheduler
 
     classes = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "euler_a": EulerAncestralDiscreteScheduler,
                "dpm++": DPMSolverMultistepScheduler, "pndm": PNDMScheduler, "ddpm": DDPMScheduler}

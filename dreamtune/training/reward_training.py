@@ -3,8 +3,6 @@ source) or DRaFT-K (samples inside the objective) — optionally plus a weighted
 the subject's photos (and class images) that keeps a personalized subject."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from dreamtune.config import Config
 from dreamtune.models.adapters import TrainableParts
 from dreamtune.models.loading import Components, model_path

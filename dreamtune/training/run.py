@@ -28,8 +28,8 @@ from dreamtune.objectives.prior import PriorPreservation
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
 from dreamtune.training import checkpoint
 from dreamtune.training.callbacks import Checkpointer, MetricLog, TrackerLog, Validator
-from dreamtune.training.class_images import class_images_location, provide_class_images
 from dreamtune.training.checkpoint import TrainingState
+from dreamtune.training.class_images import class_images_location, provide_class_images
 from dreamtune.training.loop import LoopSettings, run_loop
 from dreamtune.training.optim import build_training_state
 from dreamtune.training.preflight import caption_list, check_captions, tracker_arguments, tracker_config

@@ -6,14 +6,13 @@ import pytest
 import torch
 
 from dreamtune import config
-from dreamtune.data.datasets import ImageSet
+from dreamtune.data.augment import AugmentPlan
+from dreamtune.data.datasets import DatasetBatches, ImageSet
 from dreamtune.data.prepare import PrepareOptions, prepare
 from dreamtune.models.adapters import make_trainable
 from dreamtune.models.loading import load_components
 from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings
 from dreamtune.objectives.prior import PriorPreservation
-from dreamtune.data.datasets import DatasetBatches
-from dreamtune.data.augment import AugmentPlan
 
 
 def _objective(tiny_models, family, kind, prior, tmp_path, photos, min_snr=None):

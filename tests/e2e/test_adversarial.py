@@ -31,9 +31,9 @@ def _settings(clip_dir, **extra):
 def test_each_loss_reaches_only_its_own_parameters(tiny_models, photos, tmp_path, clip_dir, kind, prior):
     from accelerate import Accelerator
 
-    from dreamtune.data.prepare import PrepareOptions, prepare
-    from dreamtune.data.datasets import DatasetBatches, ImageSet
     from dreamtune.data.augment import AugmentPlan
+    from dreamtune.data.datasets import DatasetBatches, ImageSet
+    from dreamtune.data.prepare import PrepareOptions, prepare
 
     cfg = config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path, **_settings(clip_dir, **{"method.kind": kind,
                                                                                                          "prior.enabled": prior})))

@@ -9,11 +9,11 @@ import math
 import pytest
 
 from dreamtune import cli
-from dreamtune.errors import UserError
 from dreamtune.bench.comparison import compare
+from dreamtune.bench.harness import BenchSettings, run_bench
+from dreamtune.errors import UserError
 from dreamtune.evaluation.dreambench import read_benchmark, write_prompts_file
 from dreamtune.evaluation.evaluate import load_features, read_generations, read_photos, strip_identifier
-from dreamtune.bench.harness import BenchSettings, run_bench
 from dreamtune.evaluation.metrics import prompt_fidelity, subject_fidelity
 from dreamtune.models.tiny import build_tiny_feature_models
 from dreamtune.sampling.generate import GenerateRequest, generate

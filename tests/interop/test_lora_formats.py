@@ -51,8 +51,8 @@ def _unet_output(unet):
 
 
 @torch.no_grad()
-def _text_output(encoder, tokens=torch.tensor([[1, 5, 9, 30, 2]])):
-    return encoder.eval()(tokens).last_hidden_state
+def _text_output(encoder):
+    return encoder.eval()(torch.tensor([[1, 5, 9, 30, 2]])).last_hidden_state
 
 
 def _kohya_file(model_dir):

@@ -4,8 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from dreamtune.evaluation.evaluate import strip_identifier
-from dreamtune.evaluation.metrics import (diversity, mean_and_spread, preservation, prompt_fidelity, subject_fidelity,
-                                          top1_accuracy)
+from dreamtune.evaluation.metrics import diversity, mean_and_spread, preservation, prompt_fidelity, subject_fidelity, top1_accuracy
 
 
 def test_subject_fidelity_is_mean_pairwise_cosine():

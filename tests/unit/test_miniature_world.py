@@ -1,7 +1,5 @@
-import random
 
 import numpy as np
-import pytest
 
 from dreamtune.miniature import scenery, world
 from dreamtune.miniature.pool import PoolBatches, build_pool
