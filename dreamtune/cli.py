@@ -34,6 +34,9 @@ def _train(args) -> None:
     recipe, overrides = _recipe_and_overrides(args.config, args.overrides)
     result = train(config.load(recipe, overrides), resume=args.resume)
     print(f"trained {result.state.step} steps; model written to {result.model_dir}")
+    if args.push_to_hub:
+        from dreamtune.models.hub import push_model
+        print(push_model(result.model_dir, args.push_to_hub))
 
 
 def _generate(args) -> None:
@@ -47,6 +50,15 @@ def _generate(args) -> None:
                               allow_pickle=args.allow_pickle, lora_scale=args.lora_scale)
     record = generate(request, Path(args.out))
     print(f"wrote {len(record['images'])} image(s) and contact_sheet.png to {args.out}")
+
+
+def _export(args) -> None:
+    import torch
+
+    from dreamtune.models.single_file import export_single_file
+
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
+    print(f"wrote {export_single_file(Path(args.model), Path(args.out) if args.out else None, dtype)}")
 
 
 def _recipes(args) -> None:
@@ -105,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", nargs="?", default=None, help="YAML recipe: a path, or a shipped recipe's name (dreamtune recipes)")
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4")
     t.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
+    t.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload model/ (with its model card) to this hub repo, private")
     t.set_defaults(handler=_train)
 
     g = commands.add_parser("generate", help="render prompts with a base model and a trained result")
@@ -145,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from dreamtune.bench.commands import add_commands
     add_commands(commands)
+
+    e = commands.add_parser("export", help="write a full fine-tune as one original-layout .safetensors (ComfyUI, A1111)")
+    e.add_argument("model", help="a run's model/ folder (DreamBooth or from scratch)")
+    e.add_argument("--single-file", action="store_true", required=True, help="the original (LDM/SGM) single-file layout")
+    e.add_argument("--out", default=None, help="output file (default: beside model/, named after the run)")
+    e.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16")
+    e.set_defaults(handler=_export)
 
     commands.add_parser("recipes", help="list the shipped recipes (use them by name: dreamtune train lora-sd15 ...)").set_defaults(handler=_recipes)
 

@@ -120,3 +120,25 @@ def single_file_family(path: Path) -> str:
     if any(k.startswith("model.diffusion_model.") for k in keys):
         return "sd"
     raise ValueError("no original-layout UNet keys (model.diffusion_model.*)")
+
+
+def export_single_file(model_dir: Path, out: Path | None = None, dtype: torch.dtype = torch.float16) -> Path:
+    """A full fine-tune's pipeline folder -> one original-layout file that ComfyUI / A1111 load."""
+    from diffusers import DiffusionPipeline
+
+    from dreamtune.atomic import atomic_file
+    from dreamtune.errors import UserError
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "model_index.json").is_file():
+        raise UserError(f"{model_dir} is not a full fine-tune (no model_index.json); --single-file exports DreamBooth / "
+                        "from-scratch runs (a LoRA already has its kohya-format file beside it).")
+    out = Path(out) if out else model_dir.parent / f"{model_dir.resolve().parent.name}.safetensors"
+    if out.exists():
+        raise UserError(f"{out} already exists; choose another --out (dreamtune never overwrites a file).")
+    pipeline = DiffusionPipeline.from_pretrained(str(model_dir), use_safetensors=True)
+    encoders = [pipeline.text_encoder] + ([pipeline.text_encoder_2] if hasattr(pipeline, "text_encoder_2") else [])
+    family = "sdxl" if len(encoders) == 2 else "sd"
+    with atomic_file(out) as temp:
+        save_single_file(pipeline.unet, pipeline.vae, encoders, family, temp, dtype)
+    return out

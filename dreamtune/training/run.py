@@ -23,6 +23,7 @@ from dreamtune.data.prepare import PrepareOptions, is_prepared, options_from_rep
 from dreamtune.errors import TrainingDiverged, UserError
 from dreamtune.models.adapters import ExportInfo, TrainableParts, expand_placeholder, make_trainable
 from dreamtune.models.loading import ComponentDtypes, Components, load_components, model_path, resolve_model, weight_dtype
+from dreamtune.models.model_card import write_model_card
 from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings, encode_images
 from dreamtune.objectives.prior import PriorPreservation
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
@@ -154,9 +155,10 @@ def _renderer(components: Components, config: Config, parts: TrainableParts, res
     return render
 
 
-def export(parts: TrainableParts, state: TrainingState, config: Config, output_dir: Path, selected: dict | None = None) -> Path:
+def export(parts: TrainableParts, state: TrainingState, config: Config, output_dir: Path, selected: dict | None = None,
+           instance_prompt: str = "") -> Path:
     """Write ``output_dir/model`` atomically (EMA weights when EMA is on, unless the monitor
-    selected a step: then the weights of that step) plus its description."""
+    selected a step: then the weights of that step) plus its description and model card."""
     final = output_dir / "model"
     with atomic_dir(final) as temp:
         emas = [ema.swapped_in() for ema in state.emas.values()] if not (selected and selected["step"] is not None) else []
@@ -169,11 +171,14 @@ def export(parts: TrainableParts, state: TrainingState, config: Config, output_d
             for context in emas:
                 context.__exit__(None, None, None)
         description = {"kind": parts.kind, "base_model": config.model.pretrained, "family": parts.components.family,
-                       "weights": Path(weights).name, "instance_prompt": config.data.instance_prompt,
+                       "weights": Path(weights).name, "instance_prompt": config.data.instance_prompt or instance_prompt,
                        "class_prompt": config.prior.class_prompt, "steps": state.step,
                        "placeholder_token": config.method.textual_inversion.placeholder_token if parts.kind == "textual_inversion" else None,
                        "num_vectors": config.method.textual_inversion.num_vectors, "selected": selected}
         (temp / "dreamtune.json").write_text(json.dumps(description, indent=2))
+        sheets = sorted((output_dir / "validation").glob("step-*.png"))
+        kohya = [f.name for f in temp.glob("*.safetensors") if f.name != "pytorch_lora_weights.safetensors"] if parts.kind == "lora" else []
+        write_model_card(temp, {**description, "title": info.title}, sheets[-1] if sheets else None, kohya[0] if kohya else None)
     return final
 
 
@@ -232,8 +237,9 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     accelerator.wait_for_everyone()
     if uses_photos and not main and not _prepared_as_configured(instance_dir, config):
         instance_dir = output_dir / "data"
+    captions = caption_list(instance_dir, config.data.instance_prompt) if uses_photos else []
     if uses_photos and (not rl.algorithm or rl.regularize_weight):
-        check_captions(config, caption_list(instance_dir, config.data.instance_prompt), instance_dir)
+        check_captions(config, captions, instance_dir)
     torch.manual_seed(config.train.seed)
     from_scratch = config.model.from_scratch or config.method.kind == "scratch"
     dtypes = ComponentDtypes.for_training(config.method.kind, config.method.train_text_encoder, config.train.mixed_precision)
@@ -294,7 +300,7 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
         selected = monitor.selection() if monitor else None
         if selected and selected["step"] is not None and monitor.restore_best():
             log(f"monitor selected step {selected['step']}: {selected['reason']}")
-        model_dir = export(parts, state, config, output_dir, selected)
+        model_dir = export(parts, state, config, output_dir, selected, captions[0] if captions else "")
         write_run_report(output_dir, metric_log.history, monitor, selected)
     accelerator.end_training()
     return RunResult(output_dir, model_dir, metric_log.history, state, components, parts)

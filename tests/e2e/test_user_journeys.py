@@ -151,3 +151,25 @@ def test_recipes_are_found_by_name_from_any_folder(tiny_models, photos, tmp_path
     shipped = config.load("miniature-lora")          # its model is the packaged miniature, from anywhere
     from dreamtune.models.loading import model_path
     assert (model_path(shipped.model.pretrained) / "model_index.json").is_file()
+
+
+def test_model_card_and_offline_push_to_hub(tiny_models, photos, tmp_path):
+    import os
+
+    import yaml
+
+    prepared = tmp_path / "prepared"
+    prepare(photos, prepared, PrepareOptions(resolution=32, caption="a photo of sks dog"))
+    overrides = tiny_overrides(tiny_models["sd1"], prepared, tmp_path / "run", **{
+        "train.validate_every": 2, "train.validation_prompts": "[a photo of sks dog]", "train.validation_steps": 2})
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "dreamtune.cli", "train", *overrides, "--push-to-hub", "me/my-dog"],
+                            capture_output=True, text=True, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert "skipped pushing to the hub (HF_HUB_OFFLINE is set)" in result.stdout
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["base_model"] == str(tiny_models["sd1"]) and front["instance_prompt"] == "a photo of sks dog"
+    assert "lora" in front["tags"] and front["widget"][0]["output"]["url"] == "images/validation.png"
+    assert (tmp_path / "run" / "model" / "images" / "validation.png").is_file()
+    assert "run.safetensors" in card                                          # how to use the kohya file

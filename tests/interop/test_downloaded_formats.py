@@ -67,3 +67,44 @@ def test_full_fine_tune_from_a_single_file_exports_a_loadable_folder(downloaded_
     model = train(cfg, show_progress=False, log=lambda *_: None).model_dir
     pipeline = DiffusionPipeline.from_pretrained(str(model))
     assert type(pipeline).__name__ == "StableDiffusionXLPipeline"
+
+
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_export_single_file_loads_back_in_diffusers(family, tiny_models, photos, tmp_path):
+    import subprocess
+    import sys
+
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    cfg = config.load(None, tiny_overrides(tiny_models[family], photos, tmp_path / "run", **{
+        "method.kind": "dreambooth", "data.instance_prompt": "a photo of sks dog"}))
+    result = train(cfg, show_progress=False, log=lambda *_: None)
+    command = [sys.executable, "-m", "dreamtune.cli", "export", str(result.model_dir), "--single-file", "--dtype", "fp32"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1500:]
+    single = tmp_path / "run" / "run.safetensors"
+    cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+    loaded = cls.from_single_file(str(single), config=str(result.model_dir), local_files_only=True)
+    trained = result.components.unet.state_dict()
+    assert all(torch.equal(trained[k].float(), v.float()) for k, v in loaded.unet.state_dict().items())
+    again = subprocess.run(command, capture_output=True, text=True)                  # never overwrites
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_single_file_mistakes_are_one_sentence(downloaded_models, tiny_models, photos, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    single = downloaded_models["sd1"]["single_file"][0]
+    save_file({"lora_unet_x.lora_down.weight": torch.zeros(2, 2)}, str(tmp_path / "a_lora.safetensors"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cases = [([single], "pass model.config=FOLDER"),                                   # offline, no configs given
+             ([f"model.pretrained={tmp_path / 'a_lora.safetensors'}"], "not a Stable Diffusion 1.x/2.x/SDXL single-file checkpoint")]
+    for model, fragment in cases:
+        overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{"data.instance_prompt": "a photo of sks dog"})
+        done = subprocess.run([sys.executable, "-m", "dreamtune.cli", "train", *overrides, *model], capture_output=True, text=True, env=env)
+        assert done.returncode == 2 and fragment in done.stderr and "Traceback" not in done.stderr, done.stderr[-800:]
+        assert len(done.stderr.strip().splitlines()) == 1
