@@ -197,6 +197,17 @@ def _load_single_file(path: Path, family: str, config: ModelConfig, dtypes: Comp
                       extra={"model_index": {"_class_name": cls.__name__}, "single_file": True, "config": config_source})
 
 
+def load_pipeline_folder(folder: Path):
+    """A whole diffusers pipeline folder as it is stored (safetensors only)."""
+    from diffusers import DiffusionPipeline
+
+    quiet_libraries()
+    try:
+        return DiffusionPipeline.from_pretrained(str(folder), use_safetensors=True)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load the pipeline in {folder} ({str(exc).splitlines()[0][:160]}); check that it is a complete model folder.") from None
+
+
 def freeze(*modules: nn.Module) -> None:
     for module in modules:
         module.requires_grad_(False)

@@ -124,10 +124,9 @@ def single_file_family(path: Path) -> str:
 
 def export_single_file(model_dir: Path, out: Path | None = None, dtype: torch.dtype = torch.float16) -> Path:
     """A full fine-tune's pipeline folder -> one original-layout file that ComfyUI / A1111 load."""
-    from diffusers import DiffusionPipeline
-
     from dreamtune.atomic import atomic_file
     from dreamtune.errors import UserError
+    from dreamtune.models.loading import load_pipeline_folder
 
     model_dir = Path(model_dir)
     if not (model_dir / "model_index.json").is_file():
@@ -136,7 +135,7 @@ def export_single_file(model_dir: Path, out: Path | None = None, dtype: torch.dt
     out = Path(out) if out else model_dir.parent / f"{model_dir.resolve().parent.name}.safetensors"
     if out.exists():
         raise UserError(f"{out} already exists; choose another --out (dreamtune never overwrites a file).")
-    pipeline = DiffusionPipeline.from_pretrained(str(model_dir), use_safetensors=True)
+    pipeline = load_pipeline_folder(model_dir)
     encoders = [pipeline.text_encoder] + ([pipeline.text_encoder_2] if hasattr(pipeline, "text_encoder_2") else [])
     family = "sdxl" if len(encoders) == 2 else "sd"
     with atomic_file(out) as temp:

@@ -6,24 +6,18 @@ config -> data (prepare, class images, batches) -> models (load, make trainable)
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
-from dreamtune import config as config_module
-from dreamtune.atomic import atomic_dir, atomic_file
 from dreamtune.config import Config
 from dreamtune.data import augment
 from dreamtune.data.cache import TensorCache, key_of, model_identity
 from dreamtune.data.datasets import DatasetBatches, ImageSet
-from dreamtune.data.prepare import PrepareOptions, is_prepared, options_from_report, prepare, read_report, summary
 from dreamtune.errors import TrainingDiverged, UserError
-from dreamtune.models.adapters import ExportInfo, TrainableParts, expand_placeholder, make_trainable
+from dreamtune.models.adapters import TrainableParts, expand_placeholder, make_trainable
 from dreamtune.models.loading import ComponentDtypes, Components, load_components, model_path, resolve_model, weight_dtype
-from dreamtune.models.model_card import write_model_card
 from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings, encode_images
 from dreamtune.objectives.prior import PriorPreservation
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
@@ -31,8 +25,10 @@ from dreamtune.training import checkpoint
 from dreamtune.training.callbacks import Checkpointer, MetricLog, TrackerLog, Validator
 from dreamtune.training.checkpoint import TrainingState
 from dreamtune.training.class_images import class_images_location, provide_class_images
+from dreamtune.training.instance_data import ensure_prepared, prepared_as_configured
 from dreamtune.training.loop import LoopSettings, run_loop
 from dreamtune.training.optim import build_training_state
+from dreamtune.training.outputs import export, save_resolved_config
 from dreamtune.training.preflight import caption_list, check_captions, tracker_arguments, tracker_config
 from dreamtune.training.report import write_run_report
 
@@ -45,43 +41,6 @@ class RunResult:
     state: TrainingState
     components: Components
     parts: TrainableParts
-
-
-def ensure_prepared(config: Config, output_dir: Path, log=print) -> Path:
-    """A prepared instance folder: the configured one, or one prepared now from raw photos."""
-    source = Path(config.data.instance_dir)
-    if not config.data.instance_dir:
-        raise UserError("data.instance_dir is empty; set it to your folder of subject photos, e.g. data.instance_dir=photos/.")
-    if is_prepared(source):
-        return _at_training_resolution(source, config, output_dir, log)
-    options = PrepareOptions(resolution=config.data.resolution, crop=config.data.crop, buckets=config.data.buckets,
-                             grayscale=config.data.grayscale, background=config.data.background,
-                             caption=config.data.instance_prompt or None, seed=config.train.seed)
-    target = output_dir / "data"
-    log(summary(prepare(source, target, options)))
-    return target
-
-
-def _at_training_resolution(prepared: Path, config: Config, output_dir: Path, log) -> Path:
-    """A prepared folder made at another resolution is prepared again from its source photos into
-    ``<output_dir>/data`` (never trained on at the wrong size, never rewritten in place)."""
-    report = read_report(prepared)
-    prepared_at = report.get("options", {}).get("resolution")
-    wanted = config.data.resolution
-    if prepared_at in (None, wanted):
-        return prepared
-    original = Path(str(report.get("source", "")))
-    if not report.get("source") or not original.is_dir():
-        raise UserError(f"{prepared} was prepared at {prepared_at} px but data.resolution is {wanted}, and its source folder "
-                        f"{original} is gone; run dreamtune prepare again with --resolution {wanted}, or set data.resolution={prepared_at}.")
-    target = output_dir / "data"
-    log(f"{prepared} was prepared at {prepared_at} px but data.resolution is {wanted}: preparing {original} again into {target}")
-    log(summary(prepare(original, target, options_from_report(report, resolution=wanted, min_size=None))))
-    return target
-
-
-def _prepared_as_configured(folder: Path, config: Config) -> bool:
-    return is_prepared(folder) and read_report(folder).get("options", {}).get("resolution") in (None, config.data.resolution)
 
 
 def _place_frozen(components: Components, accelerator, dtype: torch.dtype, kind: str) -> None:
@@ -155,38 +114,6 @@ def _renderer(components: Components, config: Config, parts: TrainableParts, res
     return render
 
 
-def export(parts: TrainableParts, state: TrainingState, config: Config, output_dir: Path, selected: dict | None = None,
-           instance_prompt: str = "") -> Path:
-    """Write ``output_dir/model`` atomically (EMA weights when EMA is on, unless the monitor
-    selected a step: then the weights of that step) plus its description and model card."""
-    final = output_dir / "model"
-    with atomic_dir(final) as temp:
-        emas = [ema.swapped_in() for ema in state.emas.values()] if not (selected and selected["step"] is not None) else []
-        for context in emas:
-            context.__enter__()
-        try:
-            info = ExportInfo(title=output_dir.resolve().name, base_model=config.model.pretrained, steps=state.step)
-            weights = parts.export(temp, info)
-        finally:
-            for context in emas:
-                context.__exit__(None, None, None)
-        description = {"kind": parts.kind, "base_model": config.model.pretrained, "family": parts.components.family,
-                       "weights": Path(weights).name, "instance_prompt": config.data.instance_prompt or instance_prompt,
-                       "class_prompt": config.prior.class_prompt, "steps": state.step,
-                       "placeholder_token": config.method.textual_inversion.placeholder_token if parts.kind == "textual_inversion" else None,
-                       "num_vectors": config.method.textual_inversion.num_vectors, "selected": selected}
-        (temp / "dreamtune.json").write_text(json.dumps(description, indent=2))
-        sheets = sorted((output_dir / "validation").glob("step-*.png"))
-        kohya = [f.name for f in temp.glob("*.safetensors") if f.name != "pytorch_lora_weights.safetensors"] if parts.kind == "lora" else []
-        write_model_card(temp, {**description, "title": info.title}, sheets[-1] if sheets else None, kohya[0] if kohya else None)
-    return final
-
-
-def save_resolved_config(config: Config, output_dir: Path) -> None:
-    with atomic_file(output_dir / "config.yaml") as temp:
-        temp.write_text(yaml.safe_dump(config_module.to_dict(config), sort_keys=False), encoding="utf-8")
-
-
 def _photos(instance_dir: Path | None) -> list:
     from PIL import Image
     return [Image.open(p).convert("RGB") for p in sorted((Path(instance_dir) / "images").glob("*"))] if instance_dir else []
@@ -235,7 +162,7 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     if uses_photos:
         instance_dir = ensure_prepared(config, output_dir, log) if main else Path(config.data.instance_dir)
     accelerator.wait_for_everyone()
-    if uses_photos and not main and not _prepared_as_configured(instance_dir, config):
+    if uses_photos and not main and not prepared_as_configured(instance_dir, config):
         instance_dir = output_dir / "data"
     captions = caption_list(instance_dir, config.data.instance_prompt) if uses_photos else []
     if uses_photos and (not rl.algorithm or rl.regularize_weight):
