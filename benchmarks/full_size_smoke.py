@@ -1,0 +1,157 @@
+"""Full-size Stable Diffusion 1.5 and SDXL architectures with random weights, saved the way
+downloads are (fp16 safetensors folders), trained through the CLI as a user would: LoRA, full
+DreamBooth and textual inversion, 2 steps each at the recipes' resolutions with bf16 and
+gradient checkpointing. Prints s/step (the second step: the first includes warm-up), start-up
+seconds (loading, latent and text caching) and peak RSS of each run.
+
+    python benchmarks/full_size_smoke.py [--root runs/full_size] [--only sd15-lora,...] [--resolution-sdxl 1024]
+
+Results are kept in ROOT/results.json; a rerun skips finished cases (long runs resume across
+sessions). Nothing is downloaded: configs are written here from the published architectures,
+tokenizers are built locally (random weights need no real vocabulary).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12, projection_dim=768,
+              hidden_act="quick_gelu", max_position_embeddings=77, vocab_size=49408)
+CLIP_BIG_G = dict(hidden_size=1280, intermediate_size=5120, num_attention_heads=20, num_hidden_layers=32, projection_dim=1280,
+                  hidden_act="gelu", max_position_embeddings=77, vocab_size=49408)
+VAE = dict(block_out_channels=(128, 256, 512, 512), in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+           down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32)
+SD15_UNET = dict(sample_size=64, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=768,
+                 attention_head_dim=8, down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                 up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
+SDXL_UNET = dict(sample_size=128, block_out_channels=(320, 640, 1280), layers_per_block=2, cross_attention_dim=2048,
+                 attention_head_dim=(5, 10, 20), transformer_layers_per_block=(1, 2, 10), use_linear_projection=True,
+                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                 addition_embed_type="text_time", addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816)
+
+CASES = {   # name -> (family, recipe, extra overrides)
+    "sd15-lora": ("sd15", "lora-sd15", []),
+    "sd15-dreambooth": ("sd15", "dreambooth-sd15", []),
+    "sd15-textual-inversion": ("sd15", "textual-inversion-sd15", []),
+    "sdxl-lora": ("sdxl", "lora-sdxl", []),
+    "sdxl-textual-inversion": ("sdxl", "lora-sdxl", ["method.kind=textual_inversion", "data.instance_prompt=a photo of <sks> dog",
+                                                      "method.textual_inversion.initializer_token=dog"]),
+}
+
+
+def build(family: str, folder: Path) -> Path:
+    """Write a random-weight pipeline of the full architecture as an fp16 safetensors folder."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from dreamtune.models.tokenizer import build_clip_tokenizer
+
+    if (folder / "model_index.json").is_file():
+        return folder
+    torch.manual_seed(0)
+    tokenizer = build_clip_tokenizer(folder.parent / f".{family}-tokenizer")
+    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                              steps_offset=1, num_train_timesteps=1000)
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    half = lambda module: module.to(torch.float16)
+    vae = half(AutoencoderKL(**VAE, sample_size=1024 if family == "sdxl" else 512, scaling_factor=0.13025 if family == "sdxl" else 0.18215))
+    text = half(CLIPTextModel(CLIPTextConfig(**CLIP_L, **ids)))
+    if family == "sdxl":
+        unet = half(UNet2DConditionModel(**SDXL_UNET))
+        text_2 = half(CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_BIG_G, **ids)))
+        pipeline = StableDiffusionXLPipeline(vae=vae, text_encoder=text, text_encoder_2=text_2, tokenizer=tokenizer,
+                                             tokenizer_2=tokenizer, unet=unet, scheduler=scheduler)
+    else:
+        unet = half(UNet2DConditionModel(**SD15_UNET))
+        pipeline = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                                           safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def photos(folder: Path, size: int) -> Path:
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(4):
+        image = Image.new("RGB", (size, size), (40 * index, 120, 200 - 30 * index))
+        ImageDraw.Draw(image).ellipse((size // 4 + 10 * index, size // 4, 3 * size // 4, 3 * size // 4), fill=(200, 160, 60))
+        image.save(folder / f"photo{index}.jpg", quality=92)
+    return folder
+
+
+def run_case(name: str, root: Path, sdxl_resolution: int) -> dict:
+    family, recipe, extra = CASES[name]
+    model = build(family, root / f"{family}-fp16")
+    resolution = sdxl_resolution if family == "sdxl" else 512
+    out = root / "runs" / name
+    if out.exists():
+        import shutil
+        shutil.rmtree(out)
+    command = [sys.executable, "-m", "dreamtune.cli", "train", recipe, f"model.pretrained={model}",
+               f"data.instance_dir={photos(root / f'photos-{resolution}', resolution)}", f"data.resolution={resolution}",
+               f"train.output_dir={out}", "train.steps=2", "train.mixed_precision=bf16", "train.gradient_checkpointing=true",
+               "train.checkpoint_every=0", "train.validate_every=0", "prior.enabled=false", *extra]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    wall = time.perf_counter() - started
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20   # the largest child so far
+    if done.returncode:
+        return {"case": name, "error": (done.stderr.strip().splitlines() or ["?"])[-1][:300], "wall_s": round(wall, 1)}
+    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    step_s = steps[1]["seconds"] - steps[0]["seconds"]
+    return {"case": name, "resolution": resolution, "s_per_step": round(step_s, 1), "first_step_s": round(steps[0]["seconds"], 1),
+            "startup_s": round(wall - steps[-1]["seconds"], 1), "wall_s": round(wall, 1), "peak_rss_gb": round(peak_gb, 2),
+            "exported": sorted(p.name for p in (out / "model").iterdir())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=str(ROOT / "runs" / "full_size"))
+    parser.add_argument("--only", default="", help="comma-separated cases: " + ",".join(CASES))
+    parser.add_argument("--resolution-sdxl", type=int, default=1024)
+    args = parser.parse_args()
+    root = Path(args.root)
+    root.mkdir(parents=True, exist_ok=True)
+    results_file = root / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    for name in [c for c in (args.only.split(",") if args.only else CASES) if c]:
+        key = f"{name}@{args.resolution_sdxl if CASES[name][0] == 'sdxl' else 512}"
+        if key in results and "error" not in results[key]:
+            print(f"{key}: done earlier, skipped")
+            continue
+        print(f"{key}: running ...", flush=True)
+        # each case in its own process so that peak RSS is that case's
+        probe = subprocess.run([sys.executable, __file__, "--root", str(root), "--resolution-sdxl", str(args.resolution_sdxl),
+                                "--single", name], capture_output=True, text=True)
+        results[key] = json.loads(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 else {"case": name, "error": probe.stderr[-300:]}
+        results_file.write_text(json.dumps(results, indent=2))
+        print(json.dumps(results[key]), flush=True)
+    print("\n| case | px | s/step | first step s | start-up s | peak RSS GB |\n|---|---|---|---|---|---|")
+    for key, r in results.items():
+        if "error" in r:
+            print(f"| {r['case']} | | failed: {r['error'][:80]} | | | |")
+        else:
+            print(f"| {r['case']} | {r['resolution']} | {r['s_per_step']} | {r['first_step_s']} | {r['startup_s']} | {r['peak_rss_gb']} |")
+
+
+if __name__ == "__main__":
+    if "--single" in sys.argv:
+        index = sys.argv.index("--single")
+        name = sys.argv[index + 1]
+        root = Path(sys.argv[sys.argv.index("--root") + 1])
+        resolution = int(sys.argv[sys.argv.index("--resolution-sdxl") + 1])
+        print(json.dumps(run_case(name, root, resolution)))
+    else:
+        main()
