@@ -12,10 +12,43 @@ from typing import Iterator
 
 from dreamtune.errors import UserError
 
+MARKER = ".dreamtune"   # written into every output folder dreamtune creates
+# files that identify an output of an earlier dreamtune version (before the marker existed)
+SIGNATURES = ("dreamtune.json", "state.json", "report.json", "table.json", "generations.json", "metrics.jsonl", "config.yaml")
+
+
+def is_dreamtune_output(folder: Path) -> bool:
+    folder = Path(folder)
+    return (folder / MARKER).exists() or any((folder / name).is_file() for name in SIGNATURES)
+
+
+def _check_replaceable(folder: Path, what: str) -> None:
+    """An existing folder may be written into (or replaced) only when it is empty or ours."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{what} {folder} is a file, not a folder; choose a folder path.")
+    if folder.is_dir() and any(folder.iterdir()) and not is_dreamtune_output(folder):
+        raise UserError(f"{what} {folder} already holds files that dreamtune did not write; choose a new or empty folder "
+                        "(dreamtune never deletes or overwrites your files).")
+
+
+def claim_output_dir(folder: Path, what: str = "output folder") -> Path:
+    """Make ``folder`` this command's output folder: refuse a user's non-empty folder, a file, or a
+    place that cannot be written; mark it as dreamtune's (so a rerun may write into it again)."""
+    folder = Path(folder)
+    _check_replaceable(folder, what)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / MARKER).touch(exist_ok=True)
+    except OSError as exc:
+        raise _disk_error(folder, exc) from None
+    return folder
+
 
 def _disk_error(path: Path, exc: OSError) -> UserError:
     if exc.errno == errno.ENOSPC:
         return UserError(f"the disk holding {path} is full; free some space or choose another output folder.")
+    if exc.errno == errno.EFBIG:
+        return UserError(f"writing {path} hit the file-size limit (ulimit -f); raise the limit or choose another output folder.")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return UserError(f"cannot write {path} (permission denied or read-only); choose a folder you can write to.")
     return UserError(f"cannot write {path} ({exc.strerror}); check the path and the disk.")
@@ -46,10 +79,15 @@ def honour_umask(path: Path) -> None:
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces ``final`` in one rename."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    _check_replaceable(final, "output folder")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    except OSError as exc:
+        raise _disk_error(final, exc) from None
     try:
         yield temp
+        (temp / MARKER).touch()
         honour_umask(temp)
         if final.exists():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -58,11 +96,10 @@ def atomic_dir(final: Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(temp, final)
-    except OSError as exc:
+    except BaseException as exc:
         shutil.rmtree(temp, ignore_errors=True)
-        raise _disk_error(final, exc) from None
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
+        if failed_write(exc):
+            raise _disk_error(final, as_os_error(exc)) from None
         raise
 
 
@@ -70,20 +107,43 @@ def atomic_dir(final: Path) -> Iterator[Path]:
 def atomic_file(final: Path, mode: str = "wb") -> Iterator[Path]:
     """Yield a temporary path beside ``final``; it is renamed onto ``final`` on success."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    if final.is_dir():
+        raise UserError(f"{final} is a folder; dreamtune needs to write a file there, choose another path.")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    except OSError as exc:
+        raise _disk_error(final, exc) from None
     os.close(fd)
     temp = Path(name)
     try:
         yield temp
         honour_umask(temp)
         os.replace(temp, final)
-    except OSError as exc:
+    except BaseException as exc:
         temp.unlink(missing_ok=True)
-        raise _disk_error(final, exc) from None
-    except BaseException:
-        temp.unlink(missing_ok=True)
+        if failed_write(exc):
+            raise _disk_error(final, as_os_error(exc)) from None
         raise
+
+
+WRITE_FAILURES = {"No space left on device": errno.ENOSPC, "File too large": errno.EFBIG, "file write failed": errno.EIO,
+                  "failed writing": errno.EIO, "Disk quota exceeded": errno.EDQUOT}
+
+
+def failed_write(exc: BaseException) -> bool:
+    """A write that failed for lack of room or rights: an OSError, or the RuntimeError /
+    SafetensorError torch.save and safetensors wrap one in."""
+    if isinstance(exc, OSError):
+        return True
+    return isinstance(exc, Exception) and any(text.lower() in str(exc).lower() for text in WRITE_FAILURES)
+
+
+def as_os_error(exc: BaseException) -> OSError:
+    if isinstance(exc, OSError):
+        return exc
+    code = next((c for text, c in WRITE_FAILURES.items() if text.lower() in str(exc).lower()), errno.EIO)
+    return OSError(code, os.strerror(code))
 
 
 def write_json(path: Path, data) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dreamtune.atomic import claim_output_dir
+from dreamtune.errors import UserError
+
 
 def _features_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip", default=None, help="CLIP folder or hub id (default: the model's own clip/, else openai/clip-vit-base-patch32)")
@@ -16,13 +19,15 @@ def _evaluate(args) -> None:
     from dreamtune.atomic import write_json
     from dreamtune.evaluation.evaluate import evaluate, load_features
 
+    if args.out and Path(args.out).exists():
+        raise UserError(f"--out {args.out} already exists; choose a new file name (dreamtune never overwrites your files).")
     record_path = Path(args.generated) / "generations.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     model_dir = args.model or record.get("trained", {}).get("base_model") or record.get("request", {}).get("base_model")
     features = load_features(args.clip, args.dino, model_dir)
     result = evaluate(Path(args.generated), Path(args.real), features, args.identifier,
                       Path(args.class_generated) if args.class_generated else None)
-    write_json(Path(args.out) if args.out else Path(args.generated) / "metrics.json", result)
+    write_json(Path(args.out) if args.out else Path(args.generated) / "metrics.json", result)  # --out checked before the work
     for key in ("dino", "clip_i", "clip_t", "pres", "div"):
         if key in result:
             print(f"{key:7s} {result[key]:.4f}")
@@ -35,11 +40,13 @@ def _bench(args) -> None:
     from dreamtune.evaluation.evaluate import load_features
     from dreamtune.miniature.assemble import MODEL_DIR
     from dreamtune.miniature.minidreambench import write_minidreambench
+    from dreamtune.models.loading import model_path
 
     out = Path(args.out)
-    if args.bench == "minidreambench":
+    if args.bench == "minidreambench":     # written as one folder: an earlier MiniDreamBench is replaced, a user's folder refused
         print(f"MiniDreamBench written to {write_minidreambench(out, seeds=args.seeds)}")
         return
+    claim_output_dir(out, "--out")
     from dreamtune import config
 
     data = Path(args.data) if args.data else write_minidreambench(out / "minidreambench")
@@ -48,7 +55,7 @@ def _bench(args) -> None:
     trains = args.bench == "dreambench" and recipe not in (None, "ceiling")
     recipe_model = config.load(recipe).model.pretrained if trains else ""
     model = args.model or ("" if recipe_model else str(MODEL_DIR))      # the base/ceiling rows default to the miniature
-    miniature = Path(model or recipe_model).resolve() == MODEL_DIR.resolve()
+    miniature = model_path(model or recipe_model).resolve() == MODEL_DIR.resolve()
     settings = BenchSettings(recipe=recipe, overrides=tuple(args.overrides), base_model=model,
                              subjects=tuple(s for s in (args.subjects or "").split(",") if s), seeds=args.seeds,
                              sample_steps=args.sample_steps or (25 if miniature else 30),

@@ -55,6 +55,8 @@ def prepare(src: Path, dst: Path, options: PrepareOptions) -> dict:
     src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
         raise UserError(f"output folder {dst} lies inside the source folder {src}; choose an output outside it (the source is never modified).")
+    if options.resolution < 8 or options.resolution % 8:
+        raise UserError(f"--resolution {options.resolution} must be a positive multiple of 8 (the VAE downsamples by 8), e.g. 512.")
     if options.resample not in standardize.RESAMPLING:
         raise UserError(f"resize filter '{options.resample}' is unknown; choose one of {', '.join(standardize.RESAMPLING)}.")
     standardize.parse_color(options.background)

@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from dreamtune import config
-from dreamtune.atomic import write_json
+from dreamtune.atomic import claim_output_dir, write_json
 from dreamtune.errors import UserError
 from dreamtune.evaluation.features import load_clip
 from dreamtune.evaluation.metrics import prompt_fidelity, subject_fidelity
@@ -60,6 +60,7 @@ def run_demo(out: Path, subject: str = "dog3", images: Path | None = None, class
              seeds: int = 2, overrides: list[str] = (), model_dir: Path = MODEL_DIR, guidance_scale: float = 4.0) -> dict:
     started = time.perf_counter()
     out, model_dir = Path(out), Path(model_dir)
+    claim_output_dir(out, "--out")
     if not (model_dir / "model_index.json").is_file():
         raise UserError(f"the miniature model is missing from {model_dir}; build it with bash benchmarks/pretrain_miniature.sh.")
     if images is None and subject not in world.HELD_OUT:

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dreamtune.atomic import atomic_file, write_json
+from dreamtune.atomic import atomic_file, claim_output_dir, write_json
 from dreamtune.config import ModelConfig
 from dreamtune.errors import UserError
 from dreamtune.models.loading import quiet_libraries, resolve_model
@@ -125,6 +125,7 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
         raise UserError(f"scheduler '{request.scheduler}' is unknown; choose one of {', '.join(SCHEDULERS)}.")
     if not request.prompts:
         raise UserError("no prompt given; pass --prompt TEXT or --prompts-file FILE.")
+    claim_output_dir(Path(out_dir), "--out")
     pipeline, description = load_pipeline(request)
     subject = description.get("placeholder_token") or request.subject
     resolution = request.resolution or pipeline.unet.config.sample_size * pipeline.vae_scale_factor

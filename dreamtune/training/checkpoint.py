@@ -41,9 +41,52 @@ def _rng_state() -> dict:
             "python": list(random.getstate()[1])}
 
 
+def _tensor_bytes(value) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
+def checkpoint_bytes(state: TrainingState) -> int:
+    """About how many bytes a checkpoint of ``state`` takes (weights, optimizer, EMA)."""
+    total = 0
+    for name, module in state.modules.items():
+        total += sum(_tensor_bytes(p) for _, p in trainable_parameters(module))
+        total += _tensor_bytes(state.optimizers[name].state_dict()["state"])
+        if name in state.emas:
+            total += _tensor_bytes(state.emas[name].state_dict())
+    return total + 1_000_000
+
+
+def _check_room(output_dir: Path, needed: int, step: int) -> None:
+    free = shutil.disk_usage(output_dir).free
+    if free < needed * 1.05:
+        raise UserError(f"not enough disk space in {output_dir} for checkpoint-{step:06d}: it needs about {needed / 2**20:.0f} MB and "
+                        f"{free / 2**20:.0f} MB are free; free some space, or lower train.keep_checkpoints; the earlier checkpoints are intact.")
+
+
 def save(state: TrainingState, output_dir: Path, keep: int) -> Path:
-    """Write ``output_dir/checkpoint-<step>`` atomically, then drop all but the newest ``keep``."""
+    """Write ``output_dir/checkpoint-<step>`` atomically, then drop all but the newest ``keep``.
+    Refused up front when the disk cannot hold it; a write that fails anyway (a file-size limit,
+    a race for the space) leaves no partial folder and says how much room it needed."""
     final = Path(output_dir) / f"{PREFIX}{state.step:06d}"
+    needed = checkpoint_bytes(state)
+    _check_room(Path(output_dir), needed, state.step)
+    try:
+        _write(state, final)
+    except UserError as exc:
+        raise UserError(f"{str(exc).rstrip('.')} (checkpoint-{state.step:06d} needs about {needed / 2**20:.0f} MB); "
+                        "the earlier checkpoints are intact.") from None
+    for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write(state: TrainingState, final: Path) -> None:
     with atomic_dir(final) as temp:
         for name, module in state.modules.items():
             weights = {n: p.detach().cpu().contiguous() for n, p in trainable_parameters(module)}
@@ -54,9 +97,6 @@ def save(state: TrainingState, output_dir: Path, keep: int) -> Path:
                 save_file({k: v.contiguous() for k, v in state.emas[name].state_dict().items()}, str(temp / f"ema-{name}.safetensors"))
         torch.save(_rng_state(), temp / "rng.pt")
         (temp / "state.json").write_text(json.dumps({"step": state.step}))
-    for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:
@@ -78,22 +118,96 @@ def find(output_dir: Path, which: str) -> Path:
     return path
 
 
+class DamagedCheckpoint(UserError):
+    """A checkpoint file that is missing, truncated, of another format, or of another model."""
+
+
+def _read(path: Path, reader):
+    """One checkpoint file through ``reader``; any failure names the file."""
+    if not path.is_file():
+        raise DamagedCheckpoint(f"{path} is missing")
+    try:
+        return reader(path)
+    except Exception as exc:  # truncated safetensors, a pickle that weights_only refuses, bad JSON, ...
+        reason = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+        raise DamagedCheckpoint(f"{path} is damaged ({reason})") from None
+
+
+def _load_tensors(path: Path) -> dict:
+    return _read(path, lambda p: load_file(str(p)))
+
+
+def _load_torch(path: Path):
+    return _read(path, lambda p: torch.load(p, weights_only=True))
+
+
+def _restore(kind: str, path: Path, target, value) -> None:
+    try:
+        target.load_state_dict(value)
+    except Exception as exc:
+        raise DamagedCheckpoint(f"{path} does not fit this run's {kind} ({str(exc).splitlines()[0][:100]})") from None
+
+
 def load(state: TrainingState, folder: Path) -> None:
-    """Restore ``state`` in place from ``folder``."""
+    """Restore ``state`` in place from ``folder``; a bad file raises :class:`DamagedCheckpoint`
+    naming it. Everything is read and checked before anything is changed."""
+    folder = Path(folder)
+    step = _read(folder / "state.json", lambda p: int(json.loads(p.read_text())["step"]))
+    loaded = {}
     for name, module in state.modules.items():
-        weights = load_file(str(folder / f"trainable-{name}.safetensors"))
+        path = folder / f"trainable-{name}.safetensors"
+        weights = _load_tensors(path)
         params = dict(trainable_parameters(module))
         if set(weights) != set(params):
-            raise UserError(f"checkpoint {folder} was made by a different method or model; resume with the same config it was trained with.")
+            raise DamagedCheckpoint(f"{path} was made by a different method or model; resume with the config it was trained with")
+        wrong = [k for k in weights if weights[k].shape != params[k].shape]
+        if wrong:
+            raise DamagedCheckpoint(f"{path} holds {wrong[0]} of shape {tuple(weights[wrong[0]].shape)}, this run's is "
+                                    f"{tuple(params[wrong[0]].shape)} (another LoRA rank or model); resume with the config it was trained with")
+        loaded[name] = (weights, _load_torch(folder / f"optimizer-{name}.pt"), _load_torch(folder / f"schedule-{name}.pt"),
+                        _load_tensors(folder / f"ema-{name}.safetensors") if name in state.emas else None)
+    rng = _load_torch(folder / "rng.pt")
+    for name, (weights, optimizer, schedule, ema) in loaded.items():
+        params = dict(trainable_parameters(state.modules[name]))
         with torch.no_grad():
             for key, value in weights.items():
                 params[key].copy_(value)
-        state.optimizers[name].load_state_dict(torch.load(folder / f"optimizer-{name}.pt", weights_only=True))
-        state.schedules[name].load_state_dict(torch.load(folder / f"schedule-{name}.pt", weights_only=True))
-        if name in state.emas:
-            state.emas[name].load_state_dict(load_file(str(folder / f"ema-{name}.safetensors")))
-    rng = torch.load(folder / "rng.pt", weights_only=True)
-    torch.set_rng_state(rng["torch"])
-    np.random.set_state(("MT19937", np.array(rng["numpy"], dtype=np.uint32), rng["numpy_position"], 0, 0.0))
-    random.setstate((3, tuple(rng["python"]), None))
-    state.step = json.loads((folder / "state.json").read_text())["step"]
+        _restore("optimizer", folder / f"optimizer-{name}.pt", state.optimizers[name], optimizer)
+        _restore("learning-rate schedule", folder / f"schedule-{name}.pt", state.schedules[name], schedule)
+        if ema is not None:
+            _restore("EMA", folder / f"ema-{name}.safetensors", state.emas[name], ema)
+    try:
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(("MT19937", np.array(rng["numpy"], dtype=np.uint32), rng["numpy_position"], 0, 0.0))
+        random.setstate((3, tuple(rng["python"]), None))
+    except Exception:
+        raise DamagedCheckpoint(f"{folder / 'rng.pt'} is damaged (not the random-number state dreamtune writes)") from None
+    state.step = step
+
+
+def resume(state: TrainingState, output_dir: Path, which: str, log=print) -> Path:
+    """Restore ``state`` from ``which`` ('latest' or a folder). With 'latest', a damaged newest
+    checkpoint is reported and the one before it is used; a named folder that is damaged is an
+    error that names the damaged file and the previous checkpoint."""
+    if which != "latest":
+        folder = find(output_dir, which)
+        try:
+            load(state, folder)
+        except DamagedCheckpoint as exc:
+            earlier = [c for c in list_checkpoints(folder.parent) if c.name < folder.name]
+            offer = f"; resume from {earlier[-1]} instead" if earlier else ""
+            raise UserError(f"cannot resume: {str(exc).rstrip('.')}{offer}.") from None
+        return folder
+    candidates = list_checkpoints(output_dir)
+    if not candidates:
+        raise UserError(f"--resume latest: no checkpoint in {output_dir}; start without --resume or set train.checkpoint_every.")
+    problems = []
+    for folder in reversed(candidates):
+        try:
+            load(state, folder)
+        except DamagedCheckpoint as exc:
+            problems.append(str(exc))
+            log(f"warning: {exc}; trying the checkpoint before it")
+            continue
+        return folder
+    raise UserError(f"cannot resume: every checkpoint in {output_dir} is damaged ({problems[0]}); start again without --resume.")

@@ -43,7 +43,7 @@ def forward_backward(objective: Objective, batch: Mapping, micro_step: int, acce
     total = sum(output.losses.values())
     value = float(total.detach())
     if not math.isfinite(value):
-        raise TrainingDiverged(f"the loss became {value} at micro-step {micro_step}")
+        raise TrainingDiverged(f"the loss became {value}")
     accelerator.backward(total * scale)
     return output.metrics
 
@@ -55,7 +55,11 @@ def run_step(objective: Objective, source: BatchSource, state: TrainingState, ac
     totals: dict[str, float] = {}
     for k in range(settings.grad_accum):
         micro_step = state.step * settings.grad_accum + k
-        metrics = forward_backward(objective, source.batch(micro_step), micro_step, accelerator, 1.0 / settings.grad_accum)
+        try:
+            metrics = forward_backward(objective, source.batch(micro_step), micro_step, accelerator, 1.0 / settings.grad_accum)
+        except TrainingDiverged as exc:   # name the step the user sees (1-based), not the internal micro-step
+            within = f" (micro-batch {k + 1} of {settings.grad_accum})" if settings.grad_accum > 1 else ""
+            raise TrainingDiverged(f"{exc} at step {state.step + 1}{within}") from None
         for key, value in metrics.items():
             totals[key] = totals.get(key, 0.0) + value / settings.grad_accum
     for name, optimizer in state.optimizers.items():
@@ -79,13 +83,15 @@ def run_loop(objective: Objective, source: BatchSource, state: TrainingState, ac
                     disable=not settings.show_progress, dynamic_ncols=True)
     for module in state.modules.values():
         module.train()
-    while state.step < settings.steps:
-        metrics = run_step(objective, source, state, accelerator, settings)
-        state.step += 1
-        progress.update(1)
-        if "loss" in metrics and state.step % settings.log_every == 0:
-            progress.set_postfix(loss=f"{metrics['loss']:.4f}")
-        for callback in callbacks:
-            callback.on_step_end(state, metrics)
-    progress.close()
+    try:
+        while state.step < settings.steps:
+            metrics = run_step(objective, source, state, accelerator, settings)
+            state.step += 1
+            progress.update(1)
+            if "loss" in metrics and state.step % settings.log_every == 0:
+                progress.set_postfix(loss=f"{metrics['loss']:.4f}")
+            for callback in callbacks:
+                callback.on_step_end(state, metrics)
+    finally:
+        progress.close()   # an error message then starts on a line of its own
     return state

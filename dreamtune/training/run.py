@@ -6,11 +6,13 @@ config -> data (prepare, class images, batches) -> models (load, make trainable)
 from __future__ import annotations
 
 import dataclasses
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from dreamtune.atomic import claim_output_dir
 from dreamtune.config import Config
 from dreamtune.data import augment
 from dreamtune.data.cache import TensorCache, key_of, model_identity
@@ -31,6 +33,7 @@ from dreamtune.training.optim import build_training_state
 from dreamtune.training.outputs import export, save_resolved_config
 from dreamtune.training.preflight import caption_list, check_captions, tracker_arguments, tracker_config
 from dreamtune.training.report import write_run_report
+from dreamtune.training.run_lock import RunLock, RunStopped, StopOnSignal, StopRequested, sweep_leftovers
 
 
 @dataclass
@@ -155,7 +158,24 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     if main:
         log(f"training on {accelerator.num_processes} process(es), device {accelerator.device}, mixed precision {accelerator.mixed_precision}")
     resolve_model(config.model)  # a wrong model path fails before any work is done
-    output_dir.mkdir(parents=True, exist_ok=True)
+    lock = None
+    if main:
+        claim_output_dir(output_dir, "train.output_dir")
+        lock = RunLock(output_dir).acquire()
+        swept = sweep_leftovers(output_dir)
+        if swept:
+            log(f"removed {len(swept)} unfinished temp file(s) of an interrupted earlier run: {', '.join(swept[:3])}")
+    accelerator.wait_for_everyone()
+    try:
+        return _run(config, accelerator, output_dir, resume, show_progress, log)
+    finally:
+        if lock:
+            lock.release()
+
+
+def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show_progress: bool, log) -> RunResult:
+    """The run itself, with the output folder claimed and locked."""
+    main = accelerator.is_main_process
     rl = config.rl
     uses_photos = not rl.algorithm or bool(rl.regularize_weight or rl.rewards.subject_fidelity or config.data.instance_dir)
     instance_dir = None
@@ -197,8 +217,7 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
                                                            (objective, source) if objective else None)
     state = build_training_state(objective, config.train, accelerator)
     if resume:
-        found = checkpoint.find(output_dir, resume)
-        checkpoint.load(state, found)
+        found = checkpoint.resume(state, output_dir, resume, log)
         log(f"resumed from {found} at step {state.step}")
     if main:
         save_resolved_config(config, output_dir)
@@ -212,15 +231,24 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     monitor = _monitor(config, components, parts, instance_dir, output_dir, main, rewards)
     settings = LoopSettings(t.steps, t.grad_accum, t.max_grad_norm, t.seed, accelerator.process_index, show_progress and main, t.log_every)
     trackers = [TrackerLog(accelerator, t.log_every, enabled=main)] if t.log_with != "none" else []
+    stop = StopOnSignal(enabled=main)
     try:
         if monitor:
             monitor.observe(state.step)
-        run_loop(objective, source, state, accelerator, settings, [metric_log, checkpointer, validator, *trackers, *([monitor] if monitor else [])])
+        run_loop(objective, source, state, accelerator, settings,
+                 [metric_log, checkpointer, validator, *trackers, *([monitor] if monitor else []), stop])
+    except StopRequested as request:
+        saved = checkpoint.save(state, output_dir, max(1, t.keep_checkpoints)) if main else None
+        name = signal.Signals(request.signal_number).name
+        raise RunStopped(f"stopped by {name} after step {state.step}; {saved} holds it; continue with the same command "
+                         "and --resume latest.", request.signal_number) from None
     except TrainingDiverged as exc:
         last = checkpoint.list_checkpoints(output_dir)
         kept = f"the last good checkpoint {last[-1]} is intact" if last else "no checkpoint was written yet"
-        raise TrainingDiverged(f"{exc}: likely a learning rate too high (train.lr={t.lr}) or fp16 overflow "
-                               f"(try train.mixed_precision=bf16); {kept}.") from None
+        overflow = " or fp16 overflow (try train.mixed_precision=bf16)" if t.mixed_precision == "fp16" else ""
+        raise TrainingDiverged(f"{exc}: likely a learning rate too high (train.lr={t.lr}; try a tenth of it){overflow}; {kept}.") from None
+    finally:
+        stop.restore()
     accelerator.wait_for_everyone()
     model_dir = output_dir / "model"
     if main:
