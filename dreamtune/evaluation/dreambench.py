@@ -61,6 +61,10 @@ def read_benchmark(root: str | Path) -> Benchmark:
     for line in _section(text, "subject_name,class", "Prompts").splitlines()[1:]:
         if line.count(",") == 1:
             subject, noun = (part.strip() for part in line.split(","))
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", subject) or ".." in subject:
+                # the name becomes a folder under --out: it must not reach outside it
+                raise UserError(f"{path} lists the subject '{subject}', which is not a plain folder name; "
+                                "use letters, digits, '_', '-' and '.' only.")
             classes[subject] = noun
     quoted = lambda section: tuple(re.findall(r"^\s*'(.*?)'\.format", section, flags=re.M))
     objects = quoted(_section(text, "Object Prompts", "Live Subject Prompts"))

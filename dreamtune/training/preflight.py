@@ -30,6 +30,11 @@ def check_captions(config: Config, captions: list[str], folder: Path) -> None:
     elif config.prior.enabled and all(c.strip() == config.prior.class_prompt.strip() for c in captions):
         raise UserError(f"every caption in {where} equals prior.class_prompt '{config.prior.class_prompt}', so nothing tells "
                         "the subject from its class; add an identifier to the instance prompt, e.g. 'a photo of sks dog'.")
+    per_epoch = len(captions) * config.data.repeats
+    if not config.rl.algorithm and config.train.batch_size > per_epoch:
+        raise UserError(f"train.batch_size is {config.train.batch_size} but there are {len(captions)} photo(s) x data.repeats "
+                        f"{config.data.repeats} = {per_epoch} per epoch, so a batch would repeat photos; use train.batch_size<={per_epoch} "
+                        "(or raise data.repeats; train.grad_accum gives a larger effective batch).")
     if config.monitor.every and config.method.kind != "textual_inversion":
         identifier = config.monitor.identifier
         if identifier and not any(identifier in c for c in captions):

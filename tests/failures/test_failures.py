@@ -58,10 +58,11 @@ def _train_args(tiny_models, photos, out, **extra) -> list[str]:
     ("prior.num_class_images=0", "prior.num_class_images is 0"),
     ("train.log_every=0", "train.log_every is 0"),
     ("train.keep_checkpoints=-1", "train.keep_checkpoints is -1"),
+    ("train.batch_size=100000", "so a batch would repeat photos"),
 ])
 def test_out_of_range_values_are_refused(capsys, tiny_models, photos, tmp_path, override, fragment):
     _one_sentence(capsys, _train_args(tiny_models, photos, tmp_path / "run") + [override], fragment)
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run" / "model").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
 @pytest.mark.parametrize("resolution, fragment", [("0", "positive multiple of 8"), ("-8", "positive multiple of 8"), ("30", "multiple of 8")])
@@ -276,3 +277,15 @@ def test_html_reports_escape_what_users_type(tiny_models, photos, tmp_path):
     train(cfg, show_progress=False, log=lambda *_: None)
     page = (out / "report.html").read_text()
     assert "<script>" not in page and "<img src=x" not in page
+
+
+@pytest.mark.parametrize("subject", ["../escape", "/etc", "a/b", ".."])
+def test_dreambench_subject_names_cannot_write_outside_out(capsys, tmp_path, subject):
+    from dreamtune.evaluation.dreambench import write_prompts_file
+
+    data = tmp_path / "bench"
+    data.mkdir()
+    write_prompts_file(data / "prompts_and_classes.txt", {subject: "dog"}, ["a {0} {1}"], ["a {0} {1}"])
+    _one_sentence(capsys, ["bench", "dreambench", "--data", str(data), "--out", str(tmp_path / "out"), "--recipe", "base"],
+                  "not a plain folder name")
+    assert not (tmp_path / "escape").exists()
