@@ -289,3 +289,39 @@ def test_dreambench_subject_names_cannot_write_outside_out(capsys, tmp_path, sub
     _one_sentence(capsys, ["bench", "dreambench", "--data", str(data), "--out", str(tmp_path / "out"), "--recipe", "base"],
                   "not a plain folder name")
     assert not (tmp_path / "escape").exists()
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split():
+        found += [int(child), *_descendants(int(child))]
+    return found
+
+
+@pytest.mark.parametrize("victim", ["main", "other"])
+def test_killing_one_of_two_processes_ends_the_other_and_resume_works(tiny_models, photos, tmp_path, victim):
+    launcher = Path(sys.executable).with_name("accelerate")
+    out = tmp_path / "run"
+    overrides = tiny_overrides(tiny_models["sd1"], photos, out, **{"data.instance_prompt": "a photo of sks dog", "train.steps": 60,
+                                                                   "train.checkpoint_every": 2})
+    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+               "--dynamo_backend", "no", "--main_process_port", "29534" if victim == "main" else "29535",
+               "-m", "dreamtune.cli", "train", *overrides]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list(out.glob("checkpoint-*"))) < 1:
+        time.sleep(0.2)
+    workers = [pid for pid in _descendants(process.pid)
+               if "dreamtune.cli" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace") and "launch" not in
+               Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+    assert len(workers) == 2, workers
+    os.kill(sorted(workers)[0 if victim == "main" else 1], signal.SIGKILL)
+    killed_at = time.time()
+    _, err = process.communicate(timeout=120)
+    print(f"survivor ended {time.time() - killed_at:.1f} s after the kill; stderr tail: {err.strip().splitlines()[-1][:200]}")
+    assert time.time() - killed_at < 30, "the surviving process kept running"
+    assert process.returncode != 0 and all(not Path(f"/proc/{pid}").exists() for pid in workers)
+    resumed = subprocess.run(command + ["--resume", "latest"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stdout and (out / "model" / "pytorch_lora_weights.safetensors").is_file()
