@@ -43,6 +43,7 @@ CASES = {   # name -> (family, recipe, extra overrides)
     "sd15-lora": ("sd15", "lora-sd15", []),
     "sd15-dreambooth": ("sd15", "dreambooth-sd15", []),
     "sd15-textual-inversion": ("sd15", "textual-inversion-sd15", []),
+    "sd15-lora-single-file": ("sd15", "lora-sd15", ["single-file"]),   # the fp16 folder written as one original-layout file, no model.config
     "sdxl-lora": ("sdxl", "lora-sdxl", []),
     "sdxl-textual-inversion": ("sdxl", "lora-sdxl", ["method.kind=textual_inversion", "data.instance_prompt=a photo of <sks> dog",
                                                       "method.textual_inversion.initializer_token=dog"]),
@@ -96,6 +97,11 @@ def run_case(name: str, root: Path, sdxl_resolution: int) -> dict:
     model = root / f"{family}-fp16"
     if not (model / "model_index.json").is_file():   # built in its own process: its memory is gone before training starts
         subprocess.run([sys.executable, __file__, "--root", str(root), "--resolution-sdxl", "0", "--build", family], check=True)
+    if "single-file" in extra:
+        single = root / f"{family}.safetensors"
+        if not single.is_file():
+            subprocess.run([sys.executable, __file__, "--root", str(root), "--resolution-sdxl", "0", "--single-file", family], check=True)
+        model, extra = single, [e for e in extra if e != "single-file"]
     resolution = sdxl_resolution if family == "sdxl" else 512
     out = root / "runs" / name
     if out.exists():
@@ -148,8 +154,22 @@ def main() -> None:
             print(f"| {r['case']} | {r['resolution']} | {r['s_per_step']} | {r['first_step_s']} | {r['startup_s']} | {r['peak_rss_gb']} |")
 
 
+def write_single_file(family: str, root: Path) -> None:
+    """The fp16 folder as one original-layout fp16 file (what model sites share)."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from dreamtune.models.single_file import save_single_file
+
+    pipeline = DiffusionPipeline.from_pretrained(str(root / f"{family}-fp16"), torch_dtype=torch.float16)
+    encoders = [pipeline.text_encoder] + ([pipeline.text_encoder_2] if family == "sdxl" else [])
+    save_single_file(pipeline.unet, pipeline.vae, encoders, "sdxl" if family == "sdxl" else "sd", root / f"{family}.safetensors")
+
+
 if __name__ == "__main__":
-    if "--build" in sys.argv:
+    if "--single-file" in sys.argv:
+        write_single_file(sys.argv[sys.argv.index("--single-file") + 1], Path(sys.argv[sys.argv.index("--root") + 1]))
+    elif "--build" in sys.argv:
         family = sys.argv[sys.argv.index("--build") + 1]
         build(family, Path(sys.argv[sys.argv.index("--root") + 1]) / f"{family}-fp16")
     elif "--single" in sys.argv:

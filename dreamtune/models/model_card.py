@@ -29,6 +29,9 @@ image = pipe("{prompt} on the beach").images[0]
 }
 
 
+KIND_NAMES = {"lora": "LoRA", "textual_inversion": "textual-inversion embedding", "full": "full fine-tune (DreamBooth)"}
+
+
 def _base_license(base: str) -> str:
     """The base model's licence from its own card when it is a local folder, else "other"."""
     card = Path(base) / "README.md"
@@ -61,7 +64,7 @@ def write_model_card(model_dir: Path, description: dict, validation_sheet: Path 
         base=base, where="path/to/this/folder", prompt=prompt, token=description.get("placeholder_token") or "")
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
              f"# {description.get('title') or 'dreamtune model'}", "",
-             f"A {kind.replace('_', ' ')} of `{base}` trained with [dreamtune](https://pypi.org/project/dreamtune/) "
+             f"A {KIND_NAMES.get(kind, kind)} of `{base}` trained with dreamtune "
              f"for {description.get('steps', 0)} steps. Prompt with **{prompt}**.", ""]
     if validation_sheet and validation_sheet.is_file():
         lines += ["![validation images](images/validation.png)", ""]

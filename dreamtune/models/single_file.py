@@ -109,17 +109,32 @@ def is_single_file(path: Path) -> bool:
     return path.is_file() and path.suffix in (".safetensors", ".ckpt", ".pt", ".pth")
 
 
-def single_file_family(path: Path) -> str:
-    """"sdxl" or "sd" from the checkpoint's key names (read from the header only)."""
+def single_file_layout(path: Path) -> str:
+    """"sd1", "sd2", "sdxl" or another layout's name, from the checkpoint's header (no weights read)."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as handle:
-        keys = list(handle.keys())
-    if any(k.startswith("conditioner.embedders.1.") for k in keys):
+        keys = set(handle.keys())
+        conv_in = handle.get_slice("model.diffusion_model.input_blocks.0.0.weight").get_shape() \
+            if "model.diffusion_model.input_blocks.0.0.weight" in keys else None
+    if conv_in is None:
+        raise ValueError("no original-layout UNet keys (model.diffusion_model.*)")
+    if conv_in[1] != 4:
+        return f"inpainting or other {conv_in[1]}-channel UNet"
+    if any(k.startswith("conditioner.embedders.1.model.") for k in keys):
         return "sdxl"
-    if any(k.startswith("model.diffusion_model.") for k in keys):
-        return "sd"
-    raise ValueError("no original-layout UNet keys (model.diffusion_model.*)")
+    if any(k.startswith("conditioner.embedders.0.model.") for k in keys):
+        return "sdxl-refiner"
+    if any(k.startswith("cond_stage_model.model.") for k in keys):
+        return "sd2"
+    if any(k.startswith("cond_stage_model.transformer.") for k in keys):
+        return "sd1"
+    raise ValueError("no text-encoder keys of SD 1.x, 2.x or SDXL")
+
+
+def single_file_family(path: Path) -> str:
+    """"sdxl" or "sd" from the checkpoint's key names (read from the header only)."""
+    return "sdxl" if single_file_layout(path).startswith("sdxl") else "sd"
 
 
 def export_single_file(model_dir: Path, out: Path | None = None, dtype: torch.dtype = torch.float16) -> Path:

@@ -19,8 +19,8 @@ FAMILIES = ("sd1", "sd2-v", "sdxl")
 SDXL_SECOND_ENCODER_WIDTH = 48
 
 
-def _text_config(vocab_size: int, projection_dim: int = 32, hidden_size: int = 32) -> CLIPTextConfig:
-    return CLIPTextConfig(bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+def _text_config(vocab_size: int, projection_dim: int = 32, hidden_size: int = 32, hidden_act: str = "quick_gelu") -> CLIPTextConfig:
+    return CLIPTextConfig(bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1, hidden_act=hidden_act,
                           hidden_size=hidden_size, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
                           vocab_size=vocab_size, max_position_embeddings=77, projection_dim=projection_dim)
 
@@ -56,7 +56,8 @@ def build_tiny_pipeline(folder: str | Path, family: str = "sd1", seed: int = 0) 
     scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, steps_offset=1,
                               prediction_type="v_prediction" if family == "sd2-v" else "epsilon", num_train_timesteps=1000)
     parts = dict(vae=_vae(), unet=_unet(family), scheduler=scheduler, tokenizer=tokenizer,
-                 text_encoder=CLIPTextModel(_text_config(vocab_size)))
+                 # SD 2.x's OpenCLIP uses GELU where CLIP-L uses quick GELU (single files are written in its layout)
+                 text_encoder=CLIPTextModel(_text_config(vocab_size, hidden_act="gelu" if family == "sd2-v" else "quick_gelu")))
     if family == "sdxl":
         parts.update(tokenizer_2=tokenizer, text_encoder_2=CLIPTextModelWithProjection(_text_config(vocab_size, hidden_size=SDXL_SECOND_ENCODER_WIDTH)))
         pipeline = StableDiffusionXLPipeline(**parts)

@@ -43,3 +43,13 @@ def build_clip_tokenizer(folder: str | Path, merges: list[tuple[str, str]] = (),
     (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=model_max_length)
+
+
+@lru_cache(maxsize=1)
+def openai_byte_symbols() -> tuple[str, ...]:
+    """The 256 byte symbols in the order of OpenAI CLIP's vocabulary (ids 0-255): the printable
+    bytes ('!'..'~', '¡'..'¬', '®'..'ÿ') first, then the others. (``byte_symbols`` is in byte
+    order, which the miniature's own tokenizer uses.)"""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    order = printable + [b for b in range(256) if b not in printable]
+    return tuple(byte_symbols()[b] for b in order)

@@ -101,10 +101,35 @@ def test_single_file_mistakes_are_one_sentence(downloaded_models, tiny_models, p
     single = downloaded_models["sd1"]["single_file"][0]
     save_file({"lora_unet_x.lora_down.weight": torch.zeros(2, 2)}, str(tmp_path / "a_lora.safetensors"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cases = [([single], "pass model.config=FOLDER"),                                   # offline, no configs given
+    cases = [([single], "pass model.config=FOLDER"),                      # a tiny model: the inferred SD 1.5 configs do not fit
              ([f"model.pretrained={tmp_path / 'a_lora.safetensors'}"], "not a Stable Diffusion 1.x/2.x/SDXL single-file checkpoint")]
     for model, fragment in cases:
         overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{"data.instance_prompt": "a photo of sks dog"})
         done = subprocess.run([sys.executable, "-m", "dreamtune.cli", "train", *overrides, *model], capture_output=True, text=True, env=env)
         assert done.returncode == 2 and fragment in done.stderr and "Traceback" not in done.stderr, done.stderr[-800:]
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_offline_clip_tokenizer_gives_openai_token_ids(tmp_path):
+    """Reference ids of OpenAI's CLIP tokenizer (as SD 1.x/2.x/SDXL use it), e.g. Apple's
+    ml-stable-diffusion tokenizer tests and open_clip's SimpleTokenizer docs."""
+    from transformers import CLIPTokenizer
+
+    from dreamtune.models.known_configs import clip_bpe_files
+
+    tokenizer = CLIPTokenizer.from_pretrained(str(clip_bpe_files(tmp_path / "tok", "<|endoftext|>")))
+    assert len(tokenizer) == 49408
+    assert tokenizer("a photo of an astronaut riding a horse on mars").input_ids == [
+        49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 525, 7496, 49407]
+    assert tokenizer("the black dog").input_ids == [49406, 518, 1449, 1929, 49407]
+    assert tokenizer("Apple CoreML developer tools on a Macbook Air are fast").input_ids == [
+        49406, 3055, 19622, 5780, 10929, 5771, 525, 320, 20617, 1922, 631, 1953, 49407]
+
+
+def test_sd2_single_file_without_configs_is_refused_not_guessed(downloaded_models, tiny_models, photos, tmp_path):
+    single = downloaded_models["sd2-v"]["single_file"][0]
+    cfg = config.load(None, tiny_overrides(tiny_models["sd2-v"], photos, tmp_path / "run", **{"data.instance_prompt": "a photo of sks dog"})
+                      + [single])
+    from dreamtune.errors import UserError
+    with pytest.raises(UserError, match="same weight shapes"):
+        train(cfg, show_progress=False, log=lambda *_: None)
