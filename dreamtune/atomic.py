@@ -76,10 +76,13 @@ def honour_umask(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces ``final`` in one rename."""
+def atomic_dir(final: Path, owned: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``final`` in one rename.
+    An existing ``final`` that is not dreamtune's is refused, unless the caller ``owned`` the
+    place already (a stage folder inside a pretraining root, the packaged miniature model)."""
     final = Path(final)
-    _check_replaceable(final, "output folder")
+    if not owned:
+        _check_replaceable(final, "output folder")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         temp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))

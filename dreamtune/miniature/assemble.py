@@ -44,7 +44,7 @@ def assemble(root: Path, out: Path = MODEL_DIR) -> Path:
     # text encoder's saved dtype, so it stays fp32 (0.9 M parameters) for a pipeline that runs as loaded
     unet.to(torch.float16)
     components.vae.to(torch.float16)
-    with atomic_dir(out) as temp:
+    with atomic_dir(out, owned=Path(out).resolve() == MODEL_DIR.resolve()) as temp:   # the packaged model is replaced in place
         pipeline.save_pretrained(temp, safe_serialization=True)
         from transformers import CLIPModel
         refined = root / "clip_image" / "final"     # same text tower, better image tower

@@ -104,7 +104,7 @@ def stage_clip_image(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Pa
 
 
 def _save_clip(state, model, tokenizer, folder: Path) -> Path:
-    with atomic_dir(folder / "final") as temp:
+    with atomic_dir(folder / "final", owned=True) as temp:
         _with_ema(state, lambda: model.save_pretrained(temp, safe_serialization=True))
         tokenizer.save_pretrained(temp)
     return folder / "final"
@@ -122,7 +122,7 @@ def stage_vae(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
         sample = pool.tensor(range(0, len(pool.scenes), max(1, len(pool.scenes) // 512)))
         latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in sample.split(64)])
         vae.register_to_config(scaling_factor=float(1.0 / latents.flatten().std()))  # unit-variance latents, as SD
-        with atomic_dir(root / "vae" / "final") as temp:
+        with atomic_dir(root / "vae" / "final", owned=True) as temp:
             vae.save_pretrained(temp, safe_serialization=True)
     return root / "vae" / "final"
 
@@ -152,7 +152,7 @@ def stage_unet(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
     objective = DenoisingObjective(components, {"unet": components.unet},
                                    NoiseSettings(cfg.train.seed, cfg.train.noise_offset, cfg.train.min_snr_gamma))
     state = _train(objective, source, root / "unet", cfg.train, show_progress)
-    with atomic_dir(root / "unet" / "final") as temp:
+    with atomic_dir(root / "unet" / "final", owned=True) as temp:
         _with_ema(state, lambda: components.unet.save_pretrained(temp, safe_serialization=True))
     return root / "unet" / "final"
 
