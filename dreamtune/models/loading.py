@@ -171,22 +171,27 @@ def load_components(config: ModelConfig, dtypes: ComponentDtypes = ComponentDtyp
                       extra={"model_index": index, "variant": config.variant})
 
 
-def _load_single_file(path: Path, family: str, config: ModelConfig, dtypes: ComponentDtypes) -> Components:
+def _single_file_pipeline(path: Path, family: str, config: ModelConfig, dtype: torch.dtype):
     """An original-layout checkpoint through diffusers' ``from_single_file``; configs and tokenizers
-    from ``model.config`` (offline) or, without it, the ones diffusers infers from the keys."""
-    from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+    from ``model.config`` or, without it, the built-in ones of the layout read from its keys."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
-    wanted = {dtypes.unet, dtypes.vae, dtypes.text_encoders}
-    dtype = wanted.pop() if len(wanted) == 1 else torch.float32
     config_source = str(model_path(config.config)) if config.config else str(_inferred_configs(path))
     try:
-        pipeline = cls.from_single_file(str(path), config=config_source, torch_dtype=dtype, local_files_only=Path(config_source).is_dir(),
-                                        **({"safety_checker": None} if family == "sd" else {}))
+        return cls.from_single_file(str(path), config=config_source, torch_dtype=dtype, local_files_only=Path(config_source).is_dir(),
+                                    **({"safety_checker": None} if family == "sd" else {}))
     except Exception as exc:  # diffusers raises many types here: missing configs offline, unknown layout, bad file
         raise UserError(f"cannot load the single-file checkpoint {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:140]}); "
                         "pass model.config=FOLDER, a diffusers folder of the same model (it gives the configs and "
                         "tokenizers), or run once with network access.") from None
+
+
+def _load_single_file(path: Path, family: str, config: ModelConfig, dtypes: ComponentDtypes) -> Components:
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    wanted = {dtypes.unet, dtypes.vae, dtypes.text_encoders}
+    pipeline = _single_file_pipeline(path, family, config, wanted.pop() if len(wanted) == 1 else torch.float32)
     unet = pipeline.unet.to(dtypes.unet)
     if config.from_scratch:
         unet = UNet2DConditionModel.from_config(unet.config)
@@ -194,18 +199,22 @@ def _load_single_file(path: Path, family: str, config: ModelConfig, dtypes: Comp
     tokenizers = [pipeline.tokenizer] + ([pipeline.tokenizer_2] if family == "sdxl" else [])
     return Components(family, unet, pipeline.vae.to(dtypes.vae), [e.to(dtypes.text_encoders) for e in encoders], tokenizers,
                       DDPMScheduler.from_config(pipeline.scheduler.config), source=str(path),
-                      extra={"model_index": {"_class_name": cls.__name__}, "single_file": True, "config": config_source})
+                      extra={"model_index": {"_class_name": type(pipeline).__name__}, "single_file": True, "config": config.config})
 
 
-def load_pipeline_folder(folder: Path):
-    """A whole diffusers pipeline folder as it is stored (safetensors only)."""
+def load_base_pipeline(config: ModelConfig, dtype: torch.dtype):
+    """A whole pipeline for sampling from any base ``model.pretrained`` names (folder, hub id, single file)."""
     from diffusers import DiffusionPipeline
 
     quiet_libraries()
+    location, index = resolve_model(config)
+    if Path(location).is_file():
+        family = "sdxl" if index.get("_class_name") in SDXL_PIPELINES else "sd"
+        return _single_file_pipeline(Path(location), family, config, dtype)
     try:
-        return DiffusionPipeline.from_pretrained(str(folder), use_safetensors=True)
+        return DiffusionPipeline.from_pretrained(location, use_safetensors=not config.allow_pickle, torch_dtype=dtype)
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load the pipeline in {folder} ({str(exc).splitlines()[0][:160]}); check that it is a complete model folder.") from None
+        raise UserError(f"cannot load the pipeline {location} ({str(exc).splitlines()[0][:160]}); check the model folder.") from None
 
 
 def _inferred_configs(path: Path) -> Path:

@@ -140,8 +140,9 @@ def single_file_family(path: Path) -> str:
 def export_single_file(model_dir: Path, out: Path | None = None, dtype: torch.dtype = torch.float16) -> Path:
     """A full fine-tune's pipeline folder -> one original-layout file that ComfyUI / A1111 load."""
     from dreamtune.atomic import atomic_file
+    from dreamtune.config import ModelConfig
     from dreamtune.errors import UserError
-    from dreamtune.models.loading import load_pipeline_folder
+    from dreamtune.models.loading import load_base_pipeline
 
     model_dir = Path(model_dir)
     if not (model_dir / "model_index.json").is_file():
@@ -150,7 +151,7 @@ def export_single_file(model_dir: Path, out: Path | None = None, dtype: torch.dt
     out = Path(out) if out else model_dir.parent / f"{model_dir.resolve().parent.name}.safetensors"
     if out.exists():
         raise UserError(f"{out} already exists; choose another --out (dreamtune never overwrites a file).")
-    pipeline = load_pipeline_folder(model_dir)
+    pipeline = load_base_pipeline(ModelConfig(pretrained=str(model_dir)), torch.float32)
     encoders = [pipeline.text_encoder] + ([pipeline.text_encoder_2] if hasattr(pipeline, "text_encoder_2") else [])
     family = "sdxl" if len(encoders) == 2 else "sd"
     with atomic_file(out) as temp:

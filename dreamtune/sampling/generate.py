@@ -13,7 +13,7 @@ from pathlib import Path
 from dreamtune.atomic import atomic_file, claim_output_dir, write_json
 from dreamtune.config import ModelConfig
 from dreamtune.errors import UserError
-from dreamtune.models.loading import quiet_libraries, resolve_model
+from dreamtune.models.loading import load_base_pipeline, quiet_libraries
 from dreamtune.sampling.contact_sheet import contact_sheet, save_png
 from dreamtune.sampling.pipeline import SCHEDULERS, sample, scheduler_for
 
@@ -61,7 +61,6 @@ def _describe(trained: Path) -> dict:
 def load_pipeline(request: GenerateRequest):
     """The base pipeline with the trained LoRA / textual inversion applied, or a full fine-tune."""
     import torch
-    from diffusers import DiffusionPipeline
 
     quiet_libraries()
     trained = Path(request.trained) if request.trained else None
@@ -69,9 +68,9 @@ def load_pipeline(request: GenerateRequest):
     base = request.base_model or description.get("base_model", "")
     if description.get("kind") in ("full", "dreambooth", "scratch") or (trained and (trained / "model_index.json").is_file()):
         base = str(trained)
-    location, _ = resolve_model(ModelConfig(pretrained=base, allow_pickle=request.allow_pickle))
     dtype = torch.float16 if torch.cuda.is_available() else torch.float32
-    pipeline = DiffusionPipeline.from_pretrained(location, use_safetensors=not request.allow_pickle, dtype=dtype)
+    base_config = description.get("base_config", "") if base == description.get("base_model") else ""
+    pipeline = load_base_pipeline(ModelConfig(pretrained=base, config=base_config, allow_pickle=request.allow_pickle), dtype)
     pipeline.scheduler = scheduler_for(request.scheduler, pipeline.scheduler.config)
     if trained and (trained / "pytorch_lora_weights.safetensors").is_file():
         pipeline.load_lora_weights(str(trained), weight_name="pytorch_lora_weights.safetensors")

@@ -133,3 +133,24 @@ def test_sd2_single_file_without_configs_is_refused_not_guessed(downloaded_model
     from dreamtune.errors import UserError
     with pytest.raises(UserError, match="same weight shapes"):
         train(cfg, show_progress=False, log=lambda *_: None)
+
+
+@pytest.mark.parametrize("method", ["lora", "textual_inversion"])
+def test_generate_with_a_result_trained_on_a_single_file(method, downloaded_models, tiny_models, photos, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from dreamtune.sampling.generate import GenerateRequest, generate
+
+    prompt = "a photo of <sks> dog" if method == "textual_inversion" else "a photo of sks dog"
+    cfg = config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{
+        "method.kind": method, "data.instance_prompt": prompt, "train.lr": 1e-2, "train.steps": 3}) + downloaded_models["sd1"]["single_file"])
+    result = train(cfg, show_progress=False, log=lambda *_: None)
+    common = dict(prompts=(prompt,), steps=3, guidance_scale=3.0, resolution=32, seed=1)
+    tuned = generate(GenerateRequest(trained=str(result.model_dir), **common), tmp_path / "tuned", show_progress=False)
+    assert tuned["trained"]["base_model"] == cfg.model.pretrained and tuned["trained"]["base_config"] == cfg.model.config
+    # the same base as a diffusers folder, with the same trained result: the same picture
+    folder = generate(GenerateRequest(trained=str(result.model_dir), base_model=str(tiny_models["sd1"]), **common), tmp_path / "folder",
+                      show_progress=False)
+    image = lambda out, record: np.asarray(Image.open(out / record["images"][0]["file"]), dtype=np.float32)
+    assert np.abs(image(tmp_path / "tuned", tuned) - image(tmp_path / "folder", folder)).mean() < 2.0   # fp16 file vs fp32 folder
