@@ -45,6 +45,7 @@ CASES = {   # name -> (family, recipe, extra overrides)
     "sd15-textual-inversion": ("sd15", "textual-inversion-sd15", []),
     "sd15-lora-single-file": ("sd15", "lora-sd15", ["single-file"]),   # the fp16 folder written as one original-layout file, no model.config
     "sdxl-lora": ("sdxl", "lora-sdxl", []),
+    "sdxl-lora-single-file": ("sdxl", "lora-sdxl", ["single-file"]),
     "sdxl-textual-inversion": ("sdxl", "lora-sdxl", ["method.kind=textual_inversion", "data.instance_prompt=a photo of <sks> dog",
                                                       "method.textual_inversion.initializer_token=dog"]),
 }
