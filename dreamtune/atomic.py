@@ -13,13 +13,20 @@ from typing import Iterator
 from dreamtune.errors import UserError
 
 MARKER = ".dreamtune"   # written into every output folder dreamtune creates
-# files that identify an output of an earlier dreamtune version (before the marker existed)
-SIGNATURES = ("dreamtune.json", "state.json", "report.json", "table.json", "generations.json", "metrics.jsonl", "config.yaml")
+# sets of files that together identify an output of an earlier dreamtune version (before the
+# marker existed): a run, a prepared folder, a generate folder, a bench table, a checkpoint, a model
+SIGNATURES = ({"config.yaml", "metrics.jsonl"}, {"report.json", "metadata.jsonl"}, {"generations.json", "contact_sheet.png"},
+              {"table.json", "table.md"}, {"state.json", "rng.pt"}, {"dreamtune.json"})
 
 
 def is_dreamtune_output(folder: Path) -> bool:
+    """Marked as dreamtune's, or an earlier version's output: a signature file in it or in one of
+    its subfolders (a demo folder holds run/config.yaml, floor/generations.json)."""
     folder = Path(folder)
-    return (folder / MARKER).exists() or any((folder / name).is_file() for name in SIGNATURES)
+    if (folder / MARKER).exists():
+        return True
+    places = [folder] + [child for child in folder.iterdir() if child.is_dir() and not child.is_symlink()]
+    return any(all((place / name).is_file() for name in names) for place in places for names in SIGNATURES)
 
 
 def _check_replaceable(folder: Path, what: str) -> None:

@@ -325,3 +325,23 @@ def test_killing_one_of_two_processes_ends_the_other_and_resume_works(tiny_model
     resumed = subprocess.run(command + ["--resume", "latest"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in resumed.stdout and (out / "model" / "pytorch_lora_weights.safetensors").is_file()
+
+
+def test_an_earlier_versions_demo_folder_is_recognised_as_dreamtunes(tmp_path):
+    from dreamtune.atomic import claim_output_dir
+
+    old = tmp_path / "demo"
+    (old / "run").mkdir(parents=True)
+    (old / "run" / "config.yaml").write_text("model: {}")
+    (old / "run" / "metrics.jsonl").write_text("{}\n")
+    (old / "metrics.json").write_text("{}")
+    assert claim_output_dir(old) == old and (old / ".dreamtune").exists()
+
+
+def test_a_users_folder_with_common_file_names_is_not_mistaken_for_dreamtunes(capsys, photos, tmp_path):
+    folder = _user_folder(tmp_path / "project")
+    (folder / "config.yaml").write_text("mine: true")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "report.json").write_text("{}")
+    _one_sentence(capsys, ["prepare", str(photos), "--out", str(folder)], "already")
+    assert (folder / "config.yaml").read_text() == "mine: true" and (folder / "holiday.jpg").exists()
