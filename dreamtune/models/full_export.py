@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dreamtune.models.loading import ComponentDtypes, Components, _load_single_file
+from dreamtune.models.loading import Components, load_base_pipeline
 
 SAFETENSORS_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}
 
@@ -108,17 +108,10 @@ def _export_from_single_file(components: Components, trained: dict[str, nn.Modul
 
     dtype = stored_dtype([Path(components.source)])
     config = ModelConfig(pretrained=components.source, config=components.extra.get("config") or "", allow_pickle=True)
-    fresh = _load_single_file(Path(components.source), components.family, config, ComponentDtypes(dtype, dtype, dtype))
-    from dreamtune.sampling.pipeline import pipeline_from_components
-
-    encoders = [trained.get("text_encoder", fresh.text_encoders[0])]
-    if fresh.family == "sdxl":
-        encoders.append(trained.get("text_encoder_2", fresh.text_encoders[1]))
-    unet = trained.get("unet", fresh.unet)
-    pipeline = pipeline_from_components(Components(fresh.family, unet, fresh.vae, encoders, fresh.tokenizers, fresh.noise_scheduler))
+    pipeline = load_base_pipeline(config, dtype)
     out_dir.mkdir(parents=True, exist_ok=True)
     pipeline.save_pretrained(out_dir, safe_serialization=True)
-    for name in trained:   # trained parts as the file stored them, not in the training's fp32
+    for name, module in trained.items():   # trained parts as the file stored them, not in the training's fp32
         shutil.rmtree(out_dir / name)
-        _save_trained(trained[name], out_dir / name, dtype)
+        _save_trained(module, out_dir / name, dtype)
     return out_dir

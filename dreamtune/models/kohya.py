@@ -82,7 +82,7 @@ def kohya_state_dict(modules: dict[str, nn.Module], family: str, dtype: torch.dt
     """Tensors of a kohya-format LoRA from PEFT-adapted modules {"unet"|"text_encoder"|"text_encoder_2": module}."""
     tensors: dict[str, torch.Tensor] = {}
     for component, module in modules.items():
-        names = _unet_namer(module) if component == "unet" and family == "sdxl" else (lambda n: n)
+        names = unet_ldm_namer(module) if component == "unet" and family == "sdxl" else (lambda n: n)
         if component != "unet":  # transformers 5 dropped CLIPTextModel's text_model level; the format keeps it
             names = lambda n: n if n.startswith("text_model.") else f"text_model.{n}"
         for path, layer in _lora_layers(module):
@@ -99,7 +99,7 @@ def kohya_state_dict(modules: dict[str, nn.Module], family: str, dtype: torch.dt
     return tensors
 
 
-def _unet_namer(unet: nn.Module):
+def unet_ldm_namer(unet: nn.Module):
     config = unet.config
     layers = config.layers_per_block if isinstance(config.layers_per_block, int) else config.layers_per_block[0]
     with_attention = {i for i, kind in enumerate(config.up_block_types) if "CrossAttn" in kind}

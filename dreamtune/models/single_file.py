@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dreamtune.models.kohya import _unet_namer
+from dreamtune.models.kohya import unet_ldm_namer
 
 VAE_RESNET = {"conv_shortcut": "nin_shortcut"}
 VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
@@ -83,7 +83,7 @@ def _openclip_state(encoder: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
 
 def original_layout_state_dict(unet: nn.Module, vae: nn.Module, text_encoders: list[nn.Module], family: str) -> dict[str, torch.Tensor]:
     """Every weight of an SD 1.x / 2.x / SDXL pipeline under its original single-file name."""
-    namer = _unet_namer(unet)
+    namer = unet_ldm_namer(unet)
     state = {"model.diffusion_model." + namer(k): v for k, v in unet.state_dict().items()}
     state.update(_vae_state(vae))
     if family == "sdxl":

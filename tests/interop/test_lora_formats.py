@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from dreamtune import config
-from dreamtune.models.kohya import _unet_namer
+from dreamtune.models.kohya import unet_ldm_namer
 from dreamtune.training.run import train
 from tests.conftest import tiny_overrides
 
@@ -104,7 +104,7 @@ def _ldm_names(unet) -> dict[str, str]:
     of original-layout checkpoints (what ``from_single_file`` runs)."""
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 
-    namer = _unet_namer(unet)
+    namer = unet_ldm_namer(unet)
     state = unet.state_dict()
     names = {namer(k): k for k in state}
     converted = convert_ldm_unet_checkpoint({f"model.diffusion_model.{k}": state[v] for k, v in names.items()}, dict(unet.config))
