@@ -37,9 +37,9 @@ def measure(name: str, args, overrides: list[str]) -> None:
 
     from dreamtune.models.adapters import make_trainable
     from dreamtune.models.loading import load_components
+    from dreamtune.training.assembly import Ingredients, RunPlan, build, wrap_trainable
     from dreamtune.training.loop import LoopSettings, run_step
     from dreamtune.training.optim import build_training_state
-    from dreamtune.training.reward_training import build_reward_training
 
     cfg = config.load(Path(__file__).resolve().parents[1] / "configs" / "miniature-ddpo.yaml",
                       [f"model.pretrained={MODEL_DIR}", f"rl.samples_per_round={args.samples}", f"rl.sample_steps={args.steps}",
@@ -47,7 +47,8 @@ def measure(name: str, args, overrides: list[str]) -> None:
     accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=True)
     components = load_components(cfg.model)
     parts = make_trainable(components, cfg)
-    objective, source, _ = build_reward_training(cfg, components, parts, accelerator, [])
+    ingredients = Ingredients(cfg, components, wrap_trainable(components, accelerator), parts, accelerator, None, None, Path("/tmp/ddpo-bench"), [])
+    objective, source, _ = build(ingredients, RunPlan.of(cfg))
     state = build_training_state(objective, cfg.train, accelerator)
     settings = LoopSettings(source.steps_per_round, 1, cfg.train.max_grad_norm, 0, 0, False)
     started = time.perf_counter()

@@ -26,7 +26,7 @@ from dreamtune.rewards.registry import build_rewards  # noqa: E402
 from dreamtune.sampling.contact_sheet import contact_sheet, save_png  # noqa: E402
 from dreamtune.sampling.generate import GenerateRequest, fill_prompt, load_pipeline  # noqa: E402
 from dreamtune.sampling.pipeline import sample  # noqa: E402
-from dreamtune.training.reward_training import reward_features  # noqa: E402
+from dreamtune.training.assembly import reward_features  # noqa: E402
 
 
 def scores(images, prompts: list[str], rewards, features, identifier: str) -> dict[str, torch.Tensor]:

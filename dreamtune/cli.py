@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--guidance-scale", type=float, default=7.5)
     g.add_argument("--steps", type=int, default=30)
-    g.add_argument("--scheduler", default="ddim")
+    g.add_argument("--scheduler", default="default", help="default: DDIM for SD models, Euler for SD3 / FLUX")
     g.add_argument("--resolution", type=int, default=None)
     g.add_argument("--negative-prompt", default=None)
     g.add_argument("--lora-scale", type=float, default=1.0)
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("recipes", help="list the shipped recipes (use them by name: dreamtune train lora-sd15 ...)").set_defaults(handler=_recipes)
 
     m = commands.add_parser("tiny-model", help="write a tiny random pipeline (smoke tests, no download)")
-    m.add_argument("--family", choices=["sd1", "sd2-v", "sdxl"], default="sd1")
+    m.add_argument("--family", choices=["sd1", "sd2-v", "sdxl", "sd3", "flux"], default="sd1")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--out", required=True)
     m.set_defaults(handler=_tiny_model)

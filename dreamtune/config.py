@@ -101,6 +101,9 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     min_snr_gamma: float | None = None
     noise_offset: float = 0.0
+    timestep_sampling: Literal["default", "uniform", "logit_normal", "mode"] = "default"   # flow models' t density (default: logit_normal, SD3); DDPM models: uniform
+    loss_weighting: Literal["none", "sigma_sqrt", "cosmap"] = "none"   # flow models' per-sample loss weight (SD3 sec. 3.1)
+    guidance_embedding: float = 3.5   # guidance-distilled models (FLUX.1-dev): the guidance input while training
     ema_decay: float | None = None
     seed: int = 0
     checkpoint_every: int = 0         # 0: no intermediate checkpoints

@@ -21,7 +21,7 @@ from torch import nn
 
 from dreamtune.errors import UserError
 from dreamtune.models.clip import image_embeddings, text_embeddings
-from dreamtune.models.conditioning import tokenize
+from dreamtune.models.tokenizer import tokenize
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 DEFAULT_DINO = "facebook/dino-vits16"

@@ -8,7 +8,9 @@ import torch
 
 from dreamtune.atomic import atomic_dir
 from dreamtune.miniature import architecture
-from dreamtune.models.loading import Components, freeze, load_folder, quiet_libraries
+from dreamtune.models.components import Components
+from dreamtune.models.families import StableDiffusion
+from dreamtune.models.loading import freeze, load_folder, quiet_libraries
 
 MODEL_DIR = Path(__file__).parent / "model"
 
@@ -26,7 +28,7 @@ def frozen_components(root: Path) -> Components:
     tokenizer = CLIPTokenizer.from_pretrained(str(root / "clip" / "final"))
     vae = load_folder(AutoencoderKL, root / "vae" / "final")
     freeze(vae, text_encoder)
-    return Components("sd", None, vae, [text_encoder], [tokenizer], architecture.noise_scheduler(), source=str(root))
+    return Components(StableDiffusion(), None, vae, [text_encoder], [tokenizer], architecture.noise_scheduler(), source=str(root))
 
 
 def assemble(root: Path, out: Path = MODEL_DIR) -> Path:

@@ -146,14 +146,14 @@ def stage_unet(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
     root = Path(cfg.root)
     components = frozen_components(root)
     torch.manual_seed(cfg.train.seed)
-    components.unet = architecture.unet()
+    components.denoiser = architecture.unet()
     latents = encode_pool(components.vae, pool, root / "cache", show_progress)
     source = LatentPoolBatches(latents, pool, cfg.train.batch_size, cfg.train.seed, cfg.world.caption_dropout)
-    objective = DenoisingObjective(components, {"unet": components.unet},
+    objective = DenoisingObjective(components, {"unet": components.denoiser},
                                    NoiseSettings(cfg.train.seed, cfg.train.noise_offset, cfg.train.min_snr_gamma))
     state = _train(objective, source, root / "unet", cfg.train, show_progress)
     with atomic_dir(root / "unet" / "final", owned=True) as temp:
-        _with_ema(state, lambda: components.unet.save_pretrained(temp, safe_serialization=True))
+        _with_ema(state, lambda: components.denoiser.save_pretrained(temp, safe_serialization=True))
     return root / "unet" / "final"
 
 

@@ -1,8 +1,8 @@
 """What a method trains, and how its result is exported in diffusers' own formats.
 
-* full (DreamBooth / from scratch): UNet (and optionally text encoder) -> pipeline folder
+* full (DreamBooth / from scratch): the denoiser (and optionally text encoders) -> pipeline folder
 * lora (peft; optional text-encoder LoRA, DoRA) -> ``pytorch_lora_weights.safetensors`` (diffusers /
-  PEFT, with adapter metadata) and ``<title>.safetensors`` in kohya format (ComfyUI, A1111, Forge)
+  PEFT, with adapter metadata) and, for SD UNets, ``<title>.safetensors`` in kohya format (ComfyUI, A1111, Forge)
 * textual inversion (new token rows only) -> ``learned_embeds.safetensors``
 """
 from __future__ import annotations
@@ -16,7 +16,8 @@ from torch import nn
 
 from dreamtune.config import Config
 from dreamtune.errors import UserError
-from dreamtune.models.loading import Components, freeze
+from dreamtune.models.components import Components
+from dreamtune.models.loading import freeze
 
 
 @dataclass(frozen=True)
@@ -28,13 +29,29 @@ class ExportInfo:
 
 
 class TrainableParts:
-    """Named trainable modules of a method; exports the trained result."""
+    """Named trainable modules of a method (named as the pipeline names them: unet / transformer /
+    text_encoder(_2)); exports the trained result and answers what the method changes about
+    prompts and precision."""
 
     kind = "full"
 
     def __init__(self, components: Components, modules: dict[str, nn.Module]):
         self.components = components
         self.modules = modules
+
+    def rewrite_prompt(self, prompt: str) -> str:
+        """The prompt the text encoder sees (textual inversion expands its placeholder)."""
+        return prompt
+
+    def identifier(self, configured: str) -> str:
+        """The word that names the subject in prompts (removed for CLIP-T)."""
+        return configured
+
+    @property
+    def text_encoders_train_in_fp32(self) -> bool:
+        """Gradients run through the text encoders to trained rows: keep them fp32 (CPU autocast
+        does not cover their layer norms)."""
+        return False
 
     def module_dict(self) -> nn.ModuleDict:
         return nn.ModuleDict(self.modules)
@@ -50,21 +67,12 @@ class LoraParts(TrainableParts):
     kind = "lora"
 
     def export(self, out_dir: Path, info: ExportInfo = ExportInfo()) -> Path:
-        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-        from peft.utils import get_peft_model_state_dict
-
         # PEFT key names as they are: diffusers loads them directly, and converting them to its
         # legacy names renames attention keys but not conv keys, a mix its loader misreads
-        layers = {}
-        for name in ("unet", "text_encoder", "text_encoder_2"):
-            if name in self.modules:
-                layers[f"{name}_lora_layers"] = get_peft_model_state_dict(self.modules[name])
-                # rank, alpha, DoRA, targets: without them diffusers assumes alpha = rank
-                layers[f"{name}_lora_adapter_metadata"] = self.modules[name].peft_config["default"].to_dict()
-        pipeline_class = StableDiffusionXLPipeline if self.components.family == "sdxl" else StableDiffusionPipeline
         out_dir.mkdir(parents=True, exist_ok=True)
-        pipeline_class.save_lora_weights(out_dir, safe_serialization=True, **layers)
-        self.export_kohya(out_dir / f"{kohya_file_stem(info.title)}.safetensors", info)
+        self.components.family.save_lora(out_dir, self.modules)
+        if self.components.family.kohya_export:
+            self.export_kohya(out_dir / f"{kohya_file_stem(info.title)}.safetensors", info)
         return out_dir / "pytorch_lora_weights.safetensors"
 
     def export_kohya(self, path: Path, info: ExportInfo) -> Path:
@@ -75,9 +83,9 @@ class LoraParts(TrainableParts):
 
         settings = self.modules["unet"].peft_config["default"]
         c = self.components
-        metadata = kohya_metadata(c.family, c.prediction_type == "v_prediction", settings.r, settings.lora_alpha,
+        metadata = kohya_metadata(c.family.name, c.prediction_type, settings.r, settings.lora_alpha,
                                   settings.use_dora, info.title, info.base_model, info.steps, len(self.modules) > 1)
-        save_file(kohya_state_dict(self.modules, c.family), str(path), metadata=metadata)
+        save_file(kohya_state_dict(self.modules, c.family.name), str(path), metadata=metadata)
         return path
 
 
@@ -104,15 +112,23 @@ class TextualInversionParts(TrainableParts):
         super().__init__(components, modules)
         self.tokens = tokens
 
+    def rewrite_prompt(self, prompt: str) -> str:
+        return expand_placeholder(prompt, self.tokens[0], len(self.tokens))
+
+    def identifier(self, configured: str) -> str:
+        return self.tokens[0]
+
+    @property
+    def text_encoders_train_in_fp32(self) -> bool:
+        return True
+
     def export(self, out_dir: Path, info: ExportInfo = ExportInfo()) -> Path:
         from safetensors.torch import save_file
 
         out_dir.mkdir(parents=True, exist_ok=True)
         rows = [m.new_rows.detach().float().cpu().contiguous() for m in self.modules.values()]
-        if self.components.family == "sdxl":
-            tensors = {"clip_l": rows[0], "clip_g": rows[1]}
-        else:
-            tensors = {self.tokens[0]: rows[0]}
+        # one encoder: {token: rows} (diffusers / A1111); SDXL's two: {"clip_l", "clip_g"} (its loaders' keys)
+        tensors = {"clip_l": rows[0], "clip_g": rows[1]} if len(rows) == 2 else {self.tokens[0]: rows[0]}
         path = out_dir / "learned_embeds.safetensors"
         save_file(tensors, str(path))
         return path
@@ -149,7 +165,7 @@ def _add_textual_inversion(components: Components, config: Config) -> TextualInv
         replacement = NewTokenEmbedding(base, rows)
         encoder.set_input_embeddings(replacement)
         encoder.config.vocab_size = len(tokenizer)
-        modules[f"text_encoder{'_2' if index else ''}"] = replacement
+        modules[components.family.text_encoder_names[index]] = replacement
     return TextualInversionParts(components, modules, tokens)
 
 
@@ -160,15 +176,17 @@ def _add_lora(components: Components, config: Config) -> LoraParts:
     def peft_config(targets):
         return PeftLoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                               init_lora_weights="gaussian", target_modules=list(targets), use_dora=settings.dora)
+    family = components.family
     try:
-        components.unet.add_adapter(peft_config(settings.target_modules))
+        components.denoiser.add_adapter(peft_config(settings.target_modules))
     except ValueError as exc:
-        raise UserError(f"method.lora.target_modules {list(settings.target_modules)} match no UNet layer ({exc}); use names like to_q, to_k, to_v, to_out.0.") from None
-    modules = {"unet": components.unet}
+        raise UserError(f"method.lora.target_modules {list(settings.target_modules)} match no {family.denoiser_name} layer ({exc}); "
+                        "use names like to_q, to_k, to_v, to_out.0.") from None
+    modules = {family.denoiser_name: components.denoiser}
     if settings.text_encoder:
-        for index, encoder in enumerate(components.text_encoders):
+        for name, encoder in zip(family.text_encoder_names, components.text_encoders):
             encoder.add_adapter(peft_config(settings.text_encoder_target_modules))
-            modules[f"text_encoder{'_2' if index else ''}"] = encoder
+            modules[name] = encoder
     if settings.init_from:
         _load_lora(modules, Path(settings.init_from))
     return LoraParts(components, modules)
@@ -197,19 +215,20 @@ def _load_lora(modules: dict[str, nn.Module], path: Path) -> None:
 
 def make_trainable(components: Components, config: Config) -> TrainableParts:
     """Freeze everything, then unfreeze / add exactly what ``config.method`` trains."""
-    freeze(components.unet, components.vae, *components.text_encoders)
     kind = config.method.kind
+    components.family.check_method(kind, config.method.train_text_encoder, kind == "lora" and config.method.lora.text_encoder)
+    freeze(components.denoiser, components.vae, *components.text_encoders)
     if kind == "lora":
         parts = _add_lora(components, config)
     elif kind == "textual_inversion":
         parts = _add_textual_inversion(components, config)
     else:
-        components.unet.requires_grad_(True)
-        modules = {"unet": components.unet}
+        components.denoiser.requires_grad_(True)
+        modules = {components.family.denoiser_name: components.denoiser}
         if config.method.train_text_encoder:
-            for index, encoder in enumerate(components.text_encoders):
+            for name, encoder in zip(components.family.text_encoder_names, components.text_encoders):
                 encoder.requires_grad_(True)
-                modules[f"text_encoder{'_2' if index else ''}"] = encoder
+                modules[name] = encoder
         parts = TrainableParts(components, modules)
     for module in parts.modules.values():
         module.train()

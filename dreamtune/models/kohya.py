@@ -110,9 +110,10 @@ MODELSPEC_ARCHITECTURE = {"sd": "stable-diffusion-v1", "sd-v": "stable-diffusion
 KOHYA_BASE_VERSION = {"sd": "sd_v1", "sd-v": "sd_v2", "sdxl": "sdxl_base_v1-0"}
 
 
-def kohya_metadata(family: str, v_prediction: bool, rank: int, alpha: float, dora: bool, title: str,
+def kohya_metadata(family: str, prediction_type: str, rank: int, alpha: float, dora: bool, title: str,
                    base_model: str, steps: int, trains_text_encoder: bool) -> dict[str, str]:
     """The ``ss_*`` (kohya) and ``modelspec.*`` (Stability's model spec) header fields, all strings."""
+    v_prediction = prediction_type == "v_prediction"
     kind = "sd-v" if v_prediction and family != "sdxl" else family
     metadata = {
         "ss_network_module": "lycoris.kohya" if dora else "networks.lora",

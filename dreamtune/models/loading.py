@@ -6,7 +6,7 @@ arbitrary code, so they are refused unless the user opts in with ``model.allow_p
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,9 +14,9 @@ from torch import nn
 
 from dreamtune.config import ModelConfig
 from dreamtune.errors import UserError
+from dreamtune.models.components import Components
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
-SDXL_PIPELINES = {"StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"}
 
 
 def quiet_libraries() -> None:
@@ -27,27 +27,6 @@ def quiet_libraries() -> None:
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-
-
-@dataclass
-class Components:
-    """The parts of a Stable Diffusion pipeline that training touches."""
-    family: str                         # "sd" (1.x/2.x) or "sdxl"
-    unet: nn.Module
-    vae: nn.Module
-    text_encoders: list[nn.Module]
-    tokenizers: list
-    noise_scheduler: object             # DDPMScheduler with the model's training schedule
-    source: str = ""
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def prediction_type(self) -> str:
-        return self.noise_scheduler.config.prediction_type
-
-    @property
-    def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
 
 def _check_local_weights(folder: Path, allow_pickle: bool) -> None:
@@ -82,7 +61,7 @@ def _single_file_index(path: Path, config: ModelConfig) -> dict:
     except Exception as exc:
         raise UserError(f"{path} is not a Stable Diffusion 1.x/2.x/SDXL single-file checkpoint ({exc}); "
                         "pass a diffusers folder, or the checkpoint's diffusers configs with model.config=FOLDER.") from None
-    return {"_class_name": "StableDiffusionXLPipeline" if family == "sdxl" else "StableDiffusionPipeline", "single_file": True}
+    return {"_class_name": {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}[family], "single_file": True}
 
 
 def resolve_model(config: ModelConfig) -> tuple[str, dict]:
@@ -108,7 +87,7 @@ def resolve_model(config: ModelConfig) -> tuple[str, dict]:
     return config.pretrained, json.loads(Path(index).read_text())
 
 
-def _load(cls, location: str, subfolder: str, config: ModelConfig, dtype: torch.dtype = torch.float32, **kwargs):
+def load_part(cls, location: str, subfolder: str, config: ModelConfig, dtype: torch.dtype = torch.float32, **kwargs):
     # an explicit dtype: transformers keeps a file's fp16 while diffusers upcasts it, and a
     # frozen fp16 text encoder beside an fp32 UNet fails on the first step
     try:
@@ -117,6 +96,11 @@ def _load(cls, location: str, subfolder: str, config: ModelConfig, dtype: torch.
     except (OSError, EnvironmentError) as exc:
         raise UserError(f"cannot load {subfolder} of {location} ({str(exc).splitlines()[0][:160]}); "
                         "check the model folder, or set model.allow_pickle=true for trusted .bin weights.") from None
+
+
+def load_scheduler(cls, location: str, config: ModelConfig):
+    """The scheduler config a model folder ships, as ``cls``."""
+    return cls.from_pretrained(location, subfolder="scheduler", revision=config.revision)
 
 
 def load_folder(cls, folder: str | Path, **kwargs):
@@ -133,7 +117,7 @@ def load_folder(cls, folder: str | Path, **kwargs):
 class ComponentDtypes:
     """The dtype each component is loaded in: frozen parts in the training's weight dtype,
     parts whose weights train (or that gradients must flow through in fp32) in float32."""
-    unet: torch.dtype = torch.float32
+    denoiser: torch.dtype = torch.float32
     vae: torch.dtype = torch.float32
     text_encoders: torch.dtype = torch.float32
 
@@ -142,64 +126,32 @@ class ComponentDtypes:
         frozen = weight_dtype(mixed_precision)
         full = method_kind in ("dreambooth", "scratch")
         text_fp32 = method_kind == "textual_inversion" or (full and train_text_encoder)
-        return cls(unet=torch.float32 if full else frozen, vae=frozen, text_encoders=torch.float32 if text_fp32 else frozen)
+        return cls(denoiser=torch.float32 if full else frozen, vae=frozen, text_encoders=torch.float32 if text_fp32 else frozen)
 
 
 def load_components(config: ModelConfig, dtypes: ComponentDtypes = ComponentDtypes()) -> Components:
-    """Load (or, with ``from_scratch``, randomly initialise) the UNet, VAE, text encoders, tokenizers,
-    each in its ``dtypes`` entry whatever dtype its files hold."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    """Load (or, with ``from_scratch``, randomly initialise) the denoiser, VAE, text encoders and
+    tokenizers, each in its ``dtypes`` entry whatever dtype its files hold; the model's family
+    (read from model_index.json) does the loading."""
+    from dreamtune.models.families import family_for
 
     quiet_libraries()
     location, index = resolve_model(config)
-    family = "sdxl" if index.get("_class_name") in SDXL_PIPELINES or "text_encoder_2" in index else "sd"
-    if Path(location).is_file():
-        return _load_single_file(Path(location), family, config, dtypes)
-    if config.from_scratch:
-        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(location, subfolder="unet"))
-    else:
-        unet = _load(UNet2DConditionModel, location, "unet", config, dtypes.unet)
-    vae = _load(AutoencoderKL, location, "vae", config, dtypes.vae)
-    tokenizers = [CLIPTokenizer.from_pretrained(location, subfolder="tokenizer", revision=config.revision)]
-    text_encoders = [_load(CLIPTextModel, location, "text_encoder", config, dtypes.text_encoders)]
-    if family == "sdxl":
-        tokenizers.append(CLIPTokenizer.from_pretrained(location, subfolder="tokenizer_2", revision=config.revision))
-        text_encoders.append(_load(CLIPTextModelWithProjection, location, "text_encoder_2", config, dtypes.text_encoders))
-    noise_scheduler = DDPMScheduler.from_pretrained(location, subfolder="scheduler", revision=config.revision)
-    return Components(family, unet, vae, text_encoders, tokenizers, noise_scheduler, source=location,
-                      extra={"model_index": index, "variant": config.variant})
+    return family_for(index).load(location, index, config, dtypes)
 
 
-def _single_file_pipeline(path: Path, family: str, config: ModelConfig, dtype: torch.dtype):
+def single_file_pipeline(path: Path, family, config: ModelConfig, dtype: torch.dtype):
     """An original-layout checkpoint through diffusers' ``from_single_file``; configs and tokenizers
     from ``model.config`` or, without it, the built-in ones of the layout read from its keys."""
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-
-    cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
     config_source = str(model_path(config.config)) if config.config else str(_inferred_configs(path))
     try:
-        return cls.from_single_file(str(path), config=config_source, torch_dtype=dtype, local_files_only=Path(config_source).is_dir(),
-                                    **({"safety_checker": None} if family == "sd" else {}))
+        return family.pipeline_class().from_single_file(str(path), config=config_source, torch_dtype=dtype,
+                                                        local_files_only=Path(config_source).is_dir(),
+                                                        **family.single_file_arguments)
     except Exception as exc:  # diffusers raises many types here: missing configs offline, unknown layout, bad file
         raise UserError(f"cannot load the single-file checkpoint {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:140]}); "
                         "pass model.config=FOLDER, a diffusers folder of the same model (it gives the configs and "
                         "tokenizers), or run once with network access.") from None
-
-
-def _load_single_file(path: Path, family: str, config: ModelConfig, dtypes: ComponentDtypes) -> Components:
-    from diffusers import DDPMScheduler, UNet2DConditionModel
-
-    wanted = {dtypes.unet, dtypes.vae, dtypes.text_encoders}
-    pipeline = _single_file_pipeline(path, family, config, wanted.pop() if len(wanted) == 1 else torch.float32)
-    unet = pipeline.unet.to(dtypes.unet)
-    if config.from_scratch:
-        unet = UNet2DConditionModel.from_config(unet.config)
-    encoders = [pipeline.text_encoder] + ([pipeline.text_encoder_2] if family == "sdxl" else [])
-    tokenizers = [pipeline.tokenizer] + ([pipeline.tokenizer_2] if family == "sdxl" else [])
-    return Components(family, unet, pipeline.vae.to(dtypes.vae), [e.to(dtypes.text_encoders) for e in encoders], tokenizers,
-                      DDPMScheduler.from_config(pipeline.scheduler.config), source=str(path),
-                      extra={"model_index": {"_class_name": type(pipeline).__name__}, "single_file": True, "config": config.config})
 
 
 def load_base_pipeline(config: ModelConfig, dtype: torch.dtype):
@@ -209,8 +161,8 @@ def load_base_pipeline(config: ModelConfig, dtype: torch.dtype):
     quiet_libraries()
     location, index = resolve_model(config)
     if Path(location).is_file():
-        family = "sdxl" if index.get("_class_name") in SDXL_PIPELINES else "sd"
-        return _single_file_pipeline(Path(location), family, config, dtype)
+        from dreamtune.models.families import family_for
+        return single_file_pipeline(Path(location), family_for(index), config, dtype)
     try:
         return DiffusionPipeline.from_pretrained(location, use_safetensors=not config.allow_pickle, torch_dtype=dtype)
     except (OSError, ValueError) as exc:

@@ -15,7 +15,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from dreamtune.models.tokenizer import build_clip_tokenizer
 
-FAMILIES = ("sd1", "sd2-v", "sdxl")
+FAMILIES = ("sd1", "sd2-v", "sdxl", "sd3", "flux")
+FLOW_FAMILIES = ("sd3", "flux")
 SDXL_SECOND_ENCODER_WIDTH = 48
 
 
@@ -44,12 +45,64 @@ def _unet(family: str) -> UNet2DConditionModel:
                                 use_linear_projection=family == "sd2-v")
 
 
+def build_t5_tokenizer(folder: str | Path, words: tuple[str, ...] = ("a", "photo", "of", "dog", "sks", "the", "on", "in"),
+                       model_max_length: int = 24):
+    """A T5 tokenizer built locally (``tokenizers`` Unigram over characters and a few words, the
+    SentencePiece model T5 uses), saved in ``folder``; any lower-case prompt tokenizes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz0123456789<>-_.,!?'"] + [("▁" + w, -1.0) for w in words]
+    model = Tokenizer(models.Unigram(pieces, unk_id=2, byte_fallback=False))
+    model.pre_tokenizer, model.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    tokenizer = T5Tokenizer(tokenizer_object=model, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=0,
+                            model_max_length=model_max_length)
+    tokenizer.save_pretrained(str(folder))
+    return T5Tokenizer.from_pretrained(str(folder))
+
+
+def _t5(vocab_size: int, width: int):
+    from transformers import T5Config, T5EncoderModel
+    return T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=width, d_ff=37, d_kv=8, num_layers=1, num_heads=2,
+                                   relative_attention_num_buckets=8, decoder_start_token_id=0))
+
+
+def _flow_pipeline(family: str, scratch: Path):
+    """A tiny SD3 (MMDiT, CLIP-L + CLIP-G + T5) or FLUX.1-dev (CLIP-L + T5, guidance embedding) pipeline."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    clip_tokenizer = build_clip_tokenizer(scratch / "clip")
+    t5_tokenizer = build_t5_tokenizer(scratch / "t5")
+    vocab = len(clip_tokenizer)
+    vae = AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=4, sample_size=32, shift_factor=0.0609, scaling_factor=1.5305)
+    if family == "sd3":
+        transformer = SD3Transformer2DModel(sample_size=16, patch_size=1, in_channels=4, out_channels=4, num_layers=1, attention_head_dim=8,
+                                            num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=64, pooled_projection_dim=64)
+        return StableDiffusion3Pipeline(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+                                        text_encoder=CLIPTextModelWithProjection(_text_config(vocab)), tokenizer=clip_tokenizer,
+                                        text_encoder_2=CLIPTextModelWithProjection(_text_config(vocab)), tokenizer_2=clip_tokenizer,
+                                        text_encoder_3=_t5(len(t5_tokenizer), 64), tokenizer_3=t5_tokenizer)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                                         num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=(4, 4, 8),
+                                         guidance_embeds=True)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=256, max_image_seq_len=4096)
+    return FluxPipeline(transformer=transformer, vae=vae, scheduler=scheduler, text_encoder=CLIPTextModel(_text_config(vocab)),
+                        tokenizer=clip_tokenizer, text_encoder_2=_t5(len(t5_tokenizer), 32), tokenizer_2=t5_tokenizer)
+
+
 def build_tiny_pipeline(folder: str | Path, family: str = "sd1", seed: int = 0) -> Path:
-    """Write a tiny diffusers pipeline folder of ``family`` (sd1 | sd2-v | sdxl); returns it."""
+    """Write a tiny diffusers pipeline folder of ``family`` (sd1 | sd2-v | sdxl | sd3 | flux); returns it."""
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}")
     folder = Path(folder)
     torch.manual_seed(seed)
+    if family in FLOW_FAMILIES:
+        with tempfile.TemporaryDirectory() as scratch:
+            _flow_pipeline(family, Path(scratch)).save_pretrained(folder, safe_serialization=True)
+        return folder
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer = build_clip_tokenizer(Path(scratch) / "tok")
     vocab_size = len(tokenizer)

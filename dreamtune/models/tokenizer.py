@@ -13,6 +13,12 @@ from pathlib import Path
 from transformers import CLIPTokenizer
 
 
+def tokenize(tokenizer, prompts: list[str]):
+    """Token ids (B, model_max_length), padded and truncated as CLIP text encoders expect."""
+    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                     truncation=True, return_tensors="pt").input_ids
+
+
 @lru_cache(maxsize=1)
 def byte_symbols() -> tuple[str, ...]:
     """GPT-2/CLIP's reversible byte -> printable unicode table, in byte order."""

@@ -24,28 +24,33 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from dreamtune.data.augment import sample_generator
-from dreamtune.diffusion import noise as diffusion
+from dreamtune.models.components import Components
 from dreamtune.models.discriminator import FeatureDiscriminator
 from dreamtune.objectives.augment import diff_augment
 from dreamtune.objectives.base import LossOutput
-from dreamtune.objectives.denoising import DenoisingObjective
 from dreamtune.objectives.guided import decode
+
+AUGMENT_POLICIES = ("translation", "color", "cutout")
 
 
 @dataclass(frozen=True)
 class AdversarialSettings:
-    weight: float = 0.1
-    warmup_steps: int = 0
-    lr: float = 1e-4
-    r1_gamma: float = 1.0
-    instance_noise: float = 0.1
-    augment: tuple[str, ...] = ("translation", "color", "cutout")
-    seed: int = 0
+    """Built by keyword from the ``adversarial`` config section (plus train.seed): no defaults of its own."""
+    weight: float
+    warmup_steps: int
+    lr: float
+    r1_gamma: float
+    instance_noise: float
+    augment: tuple[str, ...]
+    seed: int
 
 
 class AdversarialObjective:
-    def __init__(self, base, denoising: DenoisingObjective, discriminator: FeatureDiscriminator, settings: AdversarialSettings):
-        self.base, self.denoising, self.discriminator, self.settings = base, denoising, discriminator, settings
+    """``base``: the denoising (or prior-preservation) objective whose output carries the pass
+    (``passes["denoising"]``) this objective judges."""
+
+    def __init__(self, base, components: Components, discriminator: FeatureDiscriminator, settings: AdversarialSettings):
+        self.base, self.components, self.discriminator, self.settings = base, components, discriminator, settings
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {**self.base.trainable_modules(), "discriminator": self.discriminator.trainable()}
@@ -60,14 +65,12 @@ class AdversarialObjective:
     def __call__(self, batch: Mapping, step: int) -> LossOutput:
         s = self.settings
         output = self.base(batch, step)
-        forward = self.denoising.last_pass
-        components = self.denoising.components
-        timesteps = forward["timesteps"].to(forward["noisy"].device)
-        clean = diffusion.predicted_clean(components.prediction_type, components.noise_scheduler, forward["noisy"].float(),
-                                          forward["prediction"].float(), timesteps)
-        fake = decode(components, clean)
+        forward = output.passes["denoising"]
+        components = self.components
+        timesteps = forward.timesteps.to(forward.noisy.device)
+        fake = decode(components, forward.predicted_clean(components))
         with torch.no_grad():
-            real = decode(components, forward["latents"].float())
+            real = decode(components, forward.latents.float())
         generator = sample_generator(s.seed, step, 0, stream=21)
         sigma = float(torch.rand((), generator=generator)) * s.instance_noise
         fake_in, real_in = self._judged(fake, generator, sigma), self._judged(real, generator, sigma)
@@ -96,20 +99,3 @@ class AdversarialObjective:
                    "adv/r1": float(r1.detach()), "adv/d_accuracy": float(accuracy), "adv/weight": s.weight * ramp,
                    "adv/sigma": sigma}
         return LossOutput(losses, metrics)
-
-
-def build_adversarial(config, components, denoising: DenoisingObjective, base) -> AdversarialObjective:
-    from dreamtune.evaluation.features import DEFAULT_CLIP, load_clip
-    from dreamtune.models.loading import model_path
-
-    a = config.adversarial
-    own = model_path(config.model.pretrained) / "clip"
-    source = a.features or (str(own) if (own / "config.json").is_file() else DEFAULT_CLIP)
-    features = load_clip(source, name=source).to(next(components.unet.parameters()).device)
-    discriminator = FeatureDiscriminator(features, tuple(a.layers) or None, a.hidden).to(next(components.unet.parameters()).device)
-    unknown = set(a.augment) - {"translation", "color", "cutout"}
-    if unknown:
-        from dreamtune.errors import UserError
-        raise UserError(f"adversarial.augment has unknown policies {sorted(unknown)}; choose from translation, color, cutout.")
-    settings = AdversarialSettings(a.weight, a.warmup_steps, a.lr, a.r1_gamma, a.instance_noise, tuple(a.augment), config.train.seed)
-    return AdversarialObjective(base, denoising, discriminator, settings)

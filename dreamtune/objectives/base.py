@@ -16,6 +16,7 @@ from torch import Tensor, nn
 class LossOutput:
     losses: dict[str, Tensor]                      # one scalar per optimizer name
     metrics: dict[str, float] = field(default_factory=dict)
+    passes: dict[str, object] = field(default_factory=dict)   # forward passes it ran, for wrappers that judge them
 
 
 class Objective(Protocol):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamtune.models.clip import image_embeddings, text_embeddings
-from dreamtune.models.conditioning import tokenize
+from dreamtune.models.tokenizer import tokenize
 from dreamtune.objectives.base import LossOutput
 
 

@@ -1,6 +1,6 @@
 """DDPO (Black et al. 2023, "Training Diffusion Models with Reinforcement Learning"), the
-importance-sampled PPO variant (DDPO_IS): the denoising chain is an MDP whose actions are DDIM
-steps with η > 0. A batch holds stored transitions (x_t, x_{t-1}, t, old log-probability,
+importance-sampled PPO variant (DDPO_IS): the denoising chain is an MDP whose actions are sampler
+steps with a log-probability (DDIM with η > 0; flow models: Flow-GRPO's SDE step). A batch holds stored transitions (x_t, x_{t-1}, t, old log-probability,
 advantage) from the rollout source (training/rollouts.py); the loss is PPO's clipped surrogate
     L = mean(max(-A·r, -A·clip(r, 1-ε, 1+ε))),  r = p_θ(x_{t-1}|x_t) / p_old(x_{t-1}|x_t).
 Works on whatever the method trains (full UNet, LoRA).
@@ -18,8 +18,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from dreamtune.diffusion.ddim import ddim_mean, gaussian_kl, gaussian_log_prob
-from dreamtune.models.loading import Components
+from dreamtune.diffusion.ddim import gaussian_kl, gaussian_log_prob
+from dreamtune.models.components import Components
 from dreamtune.objectives.base import LossOutput
 from dreamtune.objectives.guided import guided_prediction
 
@@ -32,38 +32,29 @@ class DDPOSettings:
     clip_range: float = 1e-4
     adv_clip: float = 5.0
     kl_weight: float = 0.0
-
-
-def ddim_scheduler(components: Components, steps: int):
-    from diffusers import DDIMScheduler
-
-    # the last step lands on ᾱ_0 (as SD's own DDIM config), not 1: a step of zero variance has no log-probability
-    scheduler = DDIMScheduler.from_config(components.noise_scheduler.config, set_alpha_to_one=False)
-    scheduler.set_timesteps(steps)
-    return scheduler
+    resolution: int = 512
 
 
 class DDPOObjective:
     def __init__(self, components: Components, trainable: dict[str, nn.Module], settings: DDPOSettings):
         self.components, self.trainable, self.settings = components, trainable, settings
-        self.scheduler = ddim_scheduler(components, settings.sample_steps)
-        unet = components.unet
-        self.start = ({name: p.detach().clone() for name, p in unet.named_parameters() if p.requires_grad}
+        self.sampler = components.sampler(settings.sample_steps, settings.resolution)
+        self.start = ({name: p.detach().clone() for name, p in components.denoiser.named_parameters() if p.requires_grad}
                       if settings.kl_weight else {})
 
-    def _start_unet(self, *args, **kwargs):
-        return torch.func.functional_call(self.components.unet, self.start, args, kwargs)
+    def _start_denoiser(self, *args, **kwargs):
+        return torch.func.functional_call(self.components.denoiser, self.start, args, kwargs)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"model": nn.ModuleDict(self.trainable)}
 
     def __call__(self, batch: Mapping, step: int) -> LossOutput:
         s = self.settings
-        device = next(self.components.unet.parameters()).device
+        device = self.components.device
         latents, following = batch["latents"].to(device), batch["next_latents"].to(device)
         timesteps = batch["timesteps"].to(device)
         prediction = guided_prediction(self.components, latents, timesteps, batch["conditioning"], s.guidance_scale)
-        mean, std, _ = ddim_mean(self.scheduler, prediction, timesteps, latents, s.eta, self.components.prediction_type)
+        mean, std, _ = self.sampler.mean(prediction, timesteps, latents, s.eta)
         log_prob = gaussian_log_prob(following, mean, std)
         old = batch["log_probs"].to(device)
         advantages = batch["advantages"].to(device).clamp(-s.adv_clip, s.adv_clip)
@@ -74,8 +65,8 @@ class DDPOObjective:
         extra = {}
         if s.kl_weight:
             with torch.no_grad():
-                start = guided_prediction(self.components, latents, timesteps, batch["conditioning"], s.guidance_scale, self._start_unet)
-                start_mean, _, _ = ddim_mean(self.scheduler, start, timesteps, latents, s.eta, self.components.prediction_type)
+                start = guided_prediction(self.components, latents, timesteps, batch["conditioning"], s.guidance_scale, self._start_denoiser)
+                start_mean, _, _ = self.sampler.mean(start, timesteps, latents, s.eta)
             kl = gaussian_kl(mean, start_mean, std).mean()
             loss = loss + s.kl_weight * kl
             extra = {"kl_to_start": float(kl.detach())}

@@ -1,5 +1,6 @@
-"""The denoising objective (DDPM ε- or v-prediction) used by DreamBooth, LoRA, textual
-inversion and training from scratch; they differ only in which parameters train."""
+"""The denoising objective used by DreamBooth, LoRA, textual inversion and training from
+scratch (they differ only in which parameters train), for every model family: the noise
+process says what x_t, the target and the loss weights are (ε, v or flow velocity)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +13,7 @@ from torch import Tensor, nn
 from dreamtune.data.augment import sample_generator
 from dreamtune.data.cache import TensorCache, key_of, model_identity
 from dreamtune.diffusion import noise as diffusion
-from dreamtune.models.conditioning import encode_prompts, unet_kwargs
-from dreamtune.models.loading import Components
+from dreamtune.models.components import Components
 from dreamtune.objectives.base import LossOutput
 
 
@@ -22,7 +22,23 @@ class NoiseSettings:
     seed: int = 0
     noise_offset: float = 0.0
     min_snr_gamma: float | None = None
+    loss_weighting: str = "none"        # flow models: none | sigma_sqrt | cosmap (SD3 sec. 3.1)
+    guidance_embedding: float = 3.5     # guidance-distilled models (FLUX.1-dev) are trained with this guidance input
     stream: int = 0                     # distinguishes processes under data parallelism
+
+
+@dataclass
+class DenoisingPass:
+    """One forward pass of the denoiser on a noised batch (what wrappers such as the
+    adversarial objective judge)."""
+    latents: Tensor
+    noise: Tensor
+    timesteps: Tensor
+    noisy: Tensor
+    prediction: Tensor
+
+    def predicted_clean(self, components: Components) -> Tensor:
+        return components.noise.predicted_clean(self.noisy.float(), self.prediction.float(), self.timesteps.to(self.noisy.device))
 
 
 def encode_images(vae: nn.Module, pixels: Tensor) -> Tensor:
@@ -33,7 +49,8 @@ def encode_images(vae: nn.Module, pixels: Tensor) -> Tensor:
 
 
 class DenoisingObjective:
-    """Per-sample MSE between the UNet output and the DDPM target, optionally Min-SNR weighted."""
+    """Per-sample MSE between the denoiser's output and the noise process's target, weighted
+    as the process says (Min-SNR for DDPM, SD3's σ-weightings for flow)."""
 
     def __init__(self, components: Components, trainable: dict[str, nn.Module], settings: NoiseSettings,
                  prompt_rewrite=None, text_cache: TensorCache | None = None):
@@ -45,19 +62,19 @@ class DenoisingObjective:
         self._text_memo: dict[str, dict[str, Tensor]] = {}
         self.text_cache = text_cache
         dtype = str(next(components.text_encoders[0].parameters()).dtype)
-        self._text_identity = [model_identity(components.source, f"text_encoder{s}") for s in ("", "_2")] + [dtype]
+        self._text_identity = [model_identity(components.source, name) for name in components.family.text_encoder_names] + [dtype]
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"model": nn.ModuleDict(self.trainable)}
 
     @property
     def device(self) -> torch.device:
-        return next(self.components.unet.parameters()).device
+        return self.components.device
 
     def encode_text(self, prompts: list[str]) -> dict[str, Tensor]:
         prompts = [self.prompt_rewrite(p) for p in prompts]
         if not self.text_frozen:
-            return encode_prompts(self.components, prompts, self.device)
+            return self.components.family.encode_prompts(self.components, prompts, self.device)
         missing = [p for p in dict.fromkeys(prompts) if p not in self._text_memo]
         for prompt in missing:
             self._text_memo[prompt] = self._encode_frozen(prompt)
@@ -67,7 +84,7 @@ class DenoisingObjective:
         """One prompt's embeddings from a frozen text encoder, through the on-disk cache."""
         def compute():
             with torch.no_grad():
-                return {k: v[0].float() for k, v in encode_prompts(self.components, [prompt], self.device).items()}
+                return {k: v[0].float() for k, v in self.components.family.encode_prompts(self.components, [prompt], self.device).items()}
         if self.text_cache is None:
             return compute()
         cached = self.text_cache.get_or_compute(key_of(prompt, self._text_identity), compute)
@@ -79,31 +96,30 @@ class DenoisingObjective:
         with torch.no_grad():
             return encode_images(self.components.vae, batch["pixels"])
 
-    def forward_pass(self, batch: Mapping[str, Tensor], step: int) -> dict[str, Tensor]:
-        """Noise the batch and run the UNet: latents, noise, timesteps, noisy, prediction."""
+    def forward_pass(self, batch: Mapping[str, Tensor], step: int) -> DenoisingPass:
+        """Noise the batch and run the denoiser."""
+        c = self.components
         latents = self.latents_of(batch).float()
         generator = sample_generator(self.settings.seed, step, 0, stream=1 + self.settings.stream)
-        scheduler = self.components.noise_scheduler
-        timesteps = diffusion.sample_timesteps(latents.shape[0], scheduler.config.num_train_timesteps, generator)
+        timesteps = c.noise.sample_timesteps(latents.shape[0], generator)
         noise = diffusion.sample_noise(latents, generator, self.settings.noise_offset)
-        noisy = diffusion.add_noise(scheduler, latents, noise, timesteps)
-        conditioning = unet_kwargs(self.components, self.encode_text(list(batch["prompts"])), batch["sizes"])
-        prediction = self.components.unet(noisy, timesteps.to(self.device), **conditioning).sample
-        # kept for wrappers that need the same pass (the adversarial objective judges its x̂0)
-        self.last_pass = {"latents": latents, "noise": noise, "timesteps": timesteps, "noisy": noisy, "prediction": prediction}
-        return self.last_pass
+        noisy = c.noise.add_noise(latents, noise, timesteps)
+        conditioning = c.family.conditioning(c, self.encode_text(list(batch["prompts"])), batch["sizes"])
+        prediction = c.family.predict(c, noisy, timesteps.to(self.device), conditioning, guidance=self.settings.guidance_embedding)
+        return DenoisingPass(latents, noise, timesteps, noisy, prediction)
 
-    def per_sample_loss(self, batch: Mapping[str, Tensor], step: int) -> Tensor:
-        """(B,) loss per sample, float32."""
+    def per_sample_loss(self, batch: Mapping[str, Tensor], step: int) -> tuple[Tensor, DenoisingPass]:
+        """(B,) loss per sample (float32) and the pass it came from."""
         out = self.forward_pass(batch, step)
-        scheduler = self.components.noise_scheduler
-        wanted = diffusion.target(self.components.prediction_type, scheduler, out["latents"], out["noise"], out["timesteps"])
-        loss = F.mse_loss(out["prediction"].float(), wanted.float(), reduction="none").mean(dim=(1, 2, 3))
-        if self.settings.min_snr_gamma:
-            weights = diffusion.min_snr_weights(scheduler, out["timesteps"], self.settings.min_snr_gamma, self.components.prediction_type)
+        noise = self.components.noise
+        wanted = noise.target(out.latents, out.noise, out.timesteps)
+        loss = F.mse_loss(out.prediction.float(), wanted.float(), reduction="none").mean(dim=tuple(range(1, wanted.ndim)))
+        weights = noise.loss_weights(out.timesteps, self.settings.loss_weighting, self.settings.min_snr_gamma)
+        if weights is not None:
             loss = loss * weights.to(loss.device)
-        return loss
+        return loss, out
 
     def __call__(self, batch: Mapping[str, Tensor], step: int) -> LossOutput:
-        loss = self.per_sample_loss(batch, step).mean()
-        return LossOutput({"model": loss}, {"loss": loss.item()})
+        per_sample, forward = self.per_sample_loss(batch, step)
+        loss = per_sample.mean()
+        return LossOutput({"model": loss}, {"loss": loss.item()}, passes={"denoising": forward})

@@ -1,7 +1,7 @@
 """Differentiable reward fine-tuning: DRaFT-K (Clark et al. 2024, "Directly Fine-Tuning
 Diffusion Models on Differentiable Rewards"; AlignProp, Prabhudesai et al. 2023, is the same
-idea). Sample with DDIM (η = 0); the first T-K steps run without gradients, the last K steps,
-the VAE decoder and the reward run with them (each UNet call gradient-checkpointed, so memory
+idea). Sample deterministically (DDIM η = 0, or Euler for flow models); the first T-K steps run without gradients, the last K steps,
+the VAE decoder and the reward run with them (each denoiser call gradient-checkpointed, so memory
 grows with K only through the latents); the loss is -mean(reward)."""
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from dreamtune.diffusion.ddim import ddim_step
-from dreamtune.models.loading import Components
+from dreamtune.models.components import Components
 from dreamtune.objectives.base import LossOutput
-from dreamtune.objectives.ddpo import ddim_scheduler
 from dreamtune.objectives.guided import condition, decode, guided_prediction, initial_latents
 
 
@@ -32,23 +30,23 @@ class DraftObjective:
         if not rewards.differentiable:
             raise ValueError(f"DRaFT needs differentiable rewards; {rewards.name} is not")
         self.components, self.trainable, self.rewards, self.settings = components, trainable, rewards, settings
-        self.scheduler = ddim_scheduler(components, settings.sample_steps)
+        self.sampler = components.sampler(settings.sample_steps, settings.resolution)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"model": nn.ModuleDict(self.trainable)}
 
     def _step(self, latents, t, conditioning):
-        steps = torch.full((latents.shape[0],), int(t), device=latents.device)
+        steps = t.reshape(1).repeat(latents.shape[0]).to(latents.device)
         prediction = guided_prediction(self.components, latents, steps, conditioning, self.settings.guidance_scale)
-        return ddim_step(self.scheduler, prediction, steps, latents, 0.0, self.components.prediction_type)[0]
+        return self.sampler.step(prediction, steps, latents, 0.0)[0]
 
     def __call__(self, batch: Mapping, step: int) -> LossOutput:
         s, c = self.settings, self.components
-        device = next(c.unet.parameters()).device
+        device = c.device
         prompts = list(batch["prompts"])
         conditioning = condition(c, prompts, s.resolution, device)
         latents = initial_latents(c, list(batch["seeds"]), s.resolution, device)
-        timesteps = self.scheduler.timesteps
+        timesteps = self.sampler.timesteps
         cut = len(timesteps) - min(s.truncation_steps, len(timesteps))
         with torch.no_grad():
             for t in timesteps[:cut]:

@@ -1,7 +1,8 @@
 """Sampling pieces shared by the reward objectives and the rollout source: prompt conditioning
-with its unconditional twin, the classifier-free-guided UNet prediction, seeded initial latents,
-and VAE decoding to [0,1] images. Written out (not the diffusers pipeline) because DDPO needs
-every intermediate latent and DRaFT needs gradients through the last steps."""
+with its unconditional twin, the guided prediction (classifier-free guidance, or the embedded
+guidance of distilled models), seeded initial latents, and VAE decoding to [0,1] images.
+Written out (not the diffusers pipeline) because DDPO needs every intermediate latent and DRaFT
+needs gradients through the last steps."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,14 +10,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dreamtune.models.conditioning import encode_prompts, unet_kwargs
-from dreamtune.models.loading import Components
+from dreamtune.models.components import Components
 
 
 @dataclass
 class Conditioning:
-    cond: dict            # UNet kwargs for the prompts
-    uncond: dict          # UNet kwargs for the empty prompt, same batch size
+    cond: dict            # denoiser kwargs for the prompts
+    uncond: dict          # denoiser kwargs for the empty prompt, same batch size
 
     def select(self, index: Tensor) -> "Conditioning":
         pick = lambda kwargs: _map(kwargs, lambda t: t[index])
@@ -33,27 +33,31 @@ def _cat(a: dict, b: dict) -> dict:
 
 @torch.no_grad()
 def condition(components: Components, prompts: list[str], resolution: int, device) -> Conditioning:
+    family = components.family
     sizes = torch.tensor([[resolution, resolution]] * len(prompts))
-    cond = unet_kwargs(components, encode_prompts(components, prompts, device), sizes)
-    uncond = unet_kwargs(components, encode_prompts(components, [""] * len(prompts), device), sizes)
+    cond = family.conditioning(components, family.encode_prompts(components, prompts, device), sizes)
+    uncond = family.conditioning(components, family.encode_prompts(components, [""] * len(prompts), device), sizes)
     return Conditioning(_map(cond, lambda t: t.detach()), _map(uncond, lambda t: t.detach()))
 
 
 def guided_prediction(components: Components, latents: Tensor, timesteps: Tensor, conditioning: Conditioning,
-                      guidance_scale: float, unet=None) -> Tensor:
-    """UNet output with classifier-free guidance (Ho & Salimans 2022); one batched call.
-    ``unet``: a stand-in callable for components.unet (e.g. the same network with other weights)."""
-    dtype = next(p for p in components.unet.parameters()).dtype
-    unet = unet or components.unet
+                      guidance_scale: float, denoiser=None) -> Tensor:
+    """The denoiser's output with classifier-free guidance (Ho & Salimans 2022) in one batched
+    call; guidance-distilled families get the scale as their guidance input and one call.
+    ``denoiser``: a stand-in callable for components.denoiser (e.g. the same network with other weights)."""
+    dtype = next(p for p in components.denoiser.parameters()).dtype
+    family = components.family
+    if not family.classifier_free_guidance:
+        return family.predict(components, latents.to(dtype), timesteps.to(latents.device), conditioning.cond, denoiser,
+                              guidance=guidance_scale).float()
     both = torch.cat([latents, latents]).to(dtype)
     steps = torch.cat([timesteps, timesteps]).to(latents.device)
-    kwargs = _cat(conditioning.uncond, conditioning.cond)
-    uncond, cond = unet(both, steps, **kwargs).sample.float().chunk(2)
+    uncond, cond = family.predict(components, both, steps, _cat(conditioning.uncond, conditioning.cond), denoiser).float().chunk(2)
     return uncond + guidance_scale * (cond - uncond)
 
 
 def initial_latents(components: Components, seeds: list[int], resolution: int, device) -> Tensor:
-    channels = components.unet.config.in_channels
+    channels = components.family.latent_channels(components)
     size = resolution // components.vae_scale_factor
     noise = [torch.randn((channels, size, size), generator=torch.Generator("cpu").manual_seed(s)) for s in seeds]
     return torch.stack(noise).to(device)
@@ -61,7 +65,4 @@ def initial_latents(components: Components, seeds: list[int], resolution: int, d
 
 def decode(components: Components, latents: Tensor) -> Tensor:
     """Latents -> (B,3,H,W) images in [0,1]; differentiable with respect to the latents."""
-    vae = components.vae
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
-    pixels = vae.decode((latents / vae.config.scaling_factor + shift).to(vae.dtype)).sample
-    return ((pixels.float() + 1) / 2).clamp(0, 1)
+    return ((components.family.decode(components, latents).float() + 1) / 2).clamp(0, 1)

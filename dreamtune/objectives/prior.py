@@ -22,10 +22,10 @@ class PriorPreservation:
         return self.inner.trainable_modules()
 
     def __call__(self, batch: Mapping[str, Tensor], step: int) -> LossOutput:
-        per_sample = self.inner.per_sample_loss(batch, step)
+        per_sample, forward = self.inner.per_sample_loss(batch, step)
         is_prior = batch["is_prior"].to(per_sample.device)
         instance_loss = per_sample[~is_prior].mean()
         prior_loss = per_sample[is_prior].mean()
         loss = instance_loss + self.prior_loss_weight * prior_loss
         return LossOutput({"model": loss}, {"loss": loss.item(), "instance_loss": instance_loss.item(),
-                                            "prior_loss": prior_loss.item()})
+                                            "prior_loss": prior_loss.item()}, passes={"denoising": forward})

@@ -5,6 +5,7 @@ Prompts may use ``{subject}`` and ``{class}`` placeholders; the DreamBench promp
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from dreamtune.config import ModelConfig
 from dreamtune.errors import UserError
 from dreamtune.models.loading import load_base_pipeline, quiet_libraries
 from dreamtune.sampling.contact_sheet import contact_sheet, save_png
-from dreamtune.sampling.pipeline import SCHEDULERS, sample, scheduler_for
+from dreamtune.sampling.pipeline import SCHEDULERS, lora_scale_arguments, pipeline_resolution, sample, scheduler_for, scheduler_name
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class GenerateRequest:
     seed: int = 0
     guidance_scale: float = 7.5
     steps: int = 30
-    scheduler: str = "ddim"
+    scheduler: str = "default"         # DDIM for SD models, Euler for flow-matching ones
     resolution: int | None = None
     negative_prompt: str | None = None
     allow_pickle: bool = False
@@ -126,11 +127,12 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
         raise UserError("no prompt given; pass --prompt TEXT or --prompts-file FILE.")
     claim_output_dir(Path(out_dir), "--out")
     pipeline, description = load_pipeline(request)
+    request = dataclasses.replace(request, scheduler=scheduler_name(request.scheduler, pipeline.scheduler.config))
     subject = description.get("placeholder_token") or request.subject
-    resolution = request.resolution or pipeline.unet.config.sample_size * pipeline.vae_scale_factor
+    resolution = request.resolution or pipeline_resolution(pipeline)
     out_dir = Path(out_dir)
     records = []
-    kwargs = {"cross_attention_kwargs": {"scale": request.lora_scale}} if request.lora_scale != 1.0 else {}
+    kwargs = lora_scale_arguments(pipeline, request.lora_scale) if request.lora_scale != 1.0 else {}
     seeds = [request.seed + i for i in range(request.images_per_prompt)]
     pairs = [(template, seed) for template in request.prompts for seed in seeds]
     filled = [fill_prompt(template, subject, request.class_noun) for template, _ in pairs]

@@ -3,35 +3,60 @@ from __future__ import annotations
 
 import torch
 
-from dreamtune.models.loading import Components
+from dreamtune.errors import UserError
+from dreamtune.models.components import Components
 
-SCHEDULERS = ("ddim", "euler", "euler_a", "dpm++", "pndm", "ddpm")
+SCHEDULERS = ("default", "ddim", "euler", "euler_a", "dpm++", "pndm", "ddpm")
 
 
 def scheduler_for(name: str, config):
-    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, PNDMScheduler
+    """The named sampler on a model's scheduler config; flow-matching models sample with their
+    own flow-matching Euler scheduler (the DDPM samplers do not apply to them)."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, PNDMScheduler
 
+    if str(config.get("_class_name", "")).startswith("FlowMatch"):
+        if name not in ("euler", "default"):
+            raise UserError(f"scheduler {name} does not sample flow-matching models (SD3, FLUX); use --scheduler euler.")
+        return FlowMatchEulerDiscreteScheduler.from_config(config)
     classes = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "euler_a": EulerAncestralDiscreteScheduler,
-               "dpm++": DPMSolverMultistepScheduler, "pndm": PNDMScheduler, "ddpm": DDPMScheduler}
+               "dpm++": DPMSolverMultistepScheduler, "pndm": PNDMScheduler, "ddpm": DDPMScheduler, "default": DDIMScheduler}
     return classes[name].from_config(config)
 
 
-def pipeline_from_components(components: Components, scheduler: str = "ddim"):
-    """A StableDiffusion(XL)Pipeline sharing the given modules (no copies, no loading)."""
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+def scheduler_name(name: str, config) -> str:
+    """``default`` resolved: DDIM for DDPM models, Euler for flow-matching ones."""
+    if name != "default":
+        return name
+    return "euler" if str(config.get("_class_name", "")).startswith("FlowMatch") else "ddim"
 
-    parts = dict(unet=components.unet, vae=components.vae, text_encoder=components.text_encoders[0],
-                 tokenizer=components.tokenizers[0], scheduler=scheduler_for(scheduler, components.noise_scheduler.config))
-    if components.family == "sdxl":
-        pipeline = StableDiffusionXLPipeline(**parts, text_encoder_2=components.text_encoders[1], tokenizer_2=components.tokenizers[1])
-    else:
-        pipeline = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
+
+def lora_scale_arguments(pipeline, scale: float) -> dict:
+    """The pipeline keyword that scales a loaded LoRA (UNet pipelines: cross_attention_kwargs)."""
+    import inspect
+
+    accepted = inspect.signature(pipeline.__call__).parameters
+    for name in ("cross_attention_kwargs", "joint_attention_kwargs", "attention_kwargs"):
+        if name in accepted:
+            return {name: {"scale": scale}}
+    return {}
+
+
+def pipeline_from_components(components: Components, scheduler: str = "default"):
+    """The family's diffusers pipeline sharing the given modules (no copies, no loading);
+    ``default`` samples SD models with DDIM and flow models with their Euler scheduler."""
+    return components.family.pipeline(components, scheduler_for(scheduler, components.noise_scheduler.config))
 
 
 def default_resolution(components: Components) -> int:
-    return components.unet.config.sample_size * components.vae_scale_factor
+    return components.family.default_resolution(components)
+
+
+def pipeline_resolution(pipeline) -> int:
+    """The native resolution of a loaded pipeline (SD's UNet sample size, SD3 / FLUX's default)."""
+    size = getattr(pipeline, "default_sample_size", None)
+    if size is None:
+        size = pipeline.unet.config.sample_size
+    return int(size) * pipeline.vae_scale_factor
 
 
 def _mixed_precision(pipeline):
@@ -39,7 +64,7 @@ def _mixed_precision(pipeline):
     fp32 LoRA layers inside a bf16 UNet); otherwise a no-op context."""
     import contextlib
 
-    modules = [getattr(pipeline, name, None) for name in ("unet", "vae", "text_encoder")]
+    modules = [getattr(pipeline, name, None) for name in ("unet", "transformer", "vae", "text_encoder")]
     dtypes = {p.dtype for m in modules if m is not None for p in m.parameters()}
     reduced = [d for d in dtypes if d in (torch.float16, torch.bfloat16)]
     if len(dtypes) < 2 or not reduced:

@@ -30,7 +30,7 @@ def export(parts: TrainableParts, state: TrainingState, config: Config, output_d
             for context in emas:
                 context.__exit__(None, None, None)
         description = {"kind": parts.kind, "base_model": config.model.pretrained, "base_config": config.model.config,
-                       "family": parts.components.family,
+                       "family": parts.components.family.name,
                        "weights": Path(weights).name, "instance_prompt": config.data.instance_prompt or instance_prompt,
                        "class_prompt": config.prior.class_prompt, "steps": state.step,
                        "placeholder_token": config.method.textual_inversion.placeholder_token if parts.kind == "textual_inversion" else None,

@@ -1,4 +1,4 @@
-"""Rollouts as a batch source (DESIGN.md): prompts -> sampled DDIM trajectories (η > 0) with
+"""Rollouts as a batch source (DESIGN.md): prompts -> sampled trajectories (DDIM η > 0, or flow SDE steps) with
 log-probabilities -> rewards -> per-prompt normalised advantages -> minibatches of transitions.
 
 A *round* samples ``samples_per_round`` trajectories with the current weights (on-policy), then
@@ -23,9 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from dreamtune.data.augment import sample_generator
-from dreamtune.diffusion.ddim import ddim_step
-from dreamtune.models.loading import Components
-from dreamtune.objectives.ddpo import ddim_scheduler
+from dreamtune.models.components import Components
 from dreamtune.objectives.guided import condition, decode, guided_prediction, initial_latents
 
 
@@ -44,6 +42,7 @@ class RolloutSettings:
     eta: float = 1.0
     resolution: int = 512
     seed: int = 0
+    stream: int = 0                   # the process's index: each process samples its own prompts and seeds
 
 
 def advantages_per_prompt(rewards: torch.Tensor, prompts: list) -> torch.Tensor:
@@ -65,7 +64,7 @@ class RolloutSource:
         self.components, self.rewards, self.settings = components, rewards, settings
         self.autocast = autocast or (lambda: torch.autocast("cpu", enabled=False))
         self.on_round = on_round or (lambda record: None)
-        self.scheduler = ddim_scheduler(components, settings.sample_steps)
+        self.sampler = components.sampler(settings.sample_steps, settings.resolution)
         self.round, self.data = -1, {}
         self.transitions = settings.samples_per_round * self._kept(settings.sample_steps)
         self.per_epoch = math.ceil(self.transitions / settings.batch_size)
@@ -87,36 +86,36 @@ class RolloutSource:
         Each prompt's first ``shared_steps`` steps run once, then ``copies`` branches continue
         with their own noise (B = len(prompts) x copies, a prompt's copies adjacent)."""
         s, c = self.settings, self.components
-        device = next(c.unet.parameters()).device
+        device = c.device
         with self.autocast():
             conditioning = condition(c, prompts, s.resolution, device)
             latents = initial_latents(c, seeds, s.resolution, device)
             generator = torch.Generator("cpu").manual_seed(seeds[0] * 7_919 + 1)
             chain, log_probs = [latents.float()], []
-            for index, t in enumerate(self.scheduler.timesteps):
+            for index, t in enumerate(self.sampler.timesteps):
                 if index == shared_steps and copies > 1:             # branch: every group into its copies
                     branch = torch.arange(len(prompts)).repeat_interleave(copies)
                     chain, log_probs = [x[branch] for x in chain], [x[branch] for x in log_probs]
                     latents, conditioning = chain[-1], conditioning.select(branch.to(device))
-                steps = torch.full((len(latents),), int(t), device=device)
+                steps = t.reshape(1).repeat(len(latents)).to(device)
                 prediction = guided_prediction(c, latents, steps, conditioning, s.guidance_scale)
-                latents, log_prob, _ = ddim_step(self.scheduler, prediction, steps, latents, s.eta, c.prediction_type, generator=generator)
+                latents, log_prob, _ = self.sampler.step(prediction, steps, latents, s.eta, generator=generator)
                 chain.append(latents)
                 log_probs.append(log_prob)
             images = decode(c, latents)
-        return {"latents": torch.stack(chain, 1), "log_probs": torch.stack(log_probs, 1), "timesteps": self.scheduler.timesteps.clone(),
+        return {"latents": torch.stack(chain, 1), "log_probs": torch.stack(log_probs, 1), "timesteps": self.sampler.timesteps.clone(),
                 "images": images, "conditioning": conditioning}
 
     def _collect(self, round_index: int) -> None:
         s = self.settings
-        rng = random.Random(s.seed * 1_000_003 + round_index)
+        rng = random.Random(s.seed * 1_000_003 + round_index + s.stream * 7_777_777_777)
         groups = s.samples_per_round // s.images_per_prompt
         chosen_prompts = [rng.choice(s.prompts) for _ in range(groups)]
         prompts = [p for p in chosen_prompts for _ in range(s.images_per_prompt)]
         seeds = [rng.randrange(2**31) for _ in prompts]
         for module in self._trained_modules():
             module.eval()
-        steps = len(self.scheduler.timesteps)
+        steps = len(self.sampler.timesteps)
         candidates, kept = self._candidates(steps), self._kept(steps)
         if s.branch:         # a group shares its start and every step before the trained ones
             group_seeds = seeds[::s.images_per_prompt]
@@ -129,7 +128,7 @@ class RolloutSource:
             module.train()
         rewards, logged = self.rewards.evaluate(trajectories["images"], prompts, {"seeds": seeds})
         advantages = advantages_per_prompt(rewards.detach().cpu(), keys)
-        generator = sample_generator(s.seed, round_index, 0, stream=11)
+        generator = sample_generator(s.seed, round_index, 0, stream=11 + 100 * s.stream)
         first = steps - candidates
         chosen = torch.stack([first + torch.randperm(candidates, generator=generator)[:kept] for _ in prompts])  # (B, kept)
         sample_index = torch.arange(len(prompts)).repeat_interleave(kept)
@@ -140,14 +139,14 @@ class RolloutSource:
         self.on_round({"round": round_index, **logged})
 
     def _trained_modules(self):
-        return [self.components.unet]
+        return [self.components.denoiser]
 
     def batch(self, micro_step: int) -> dict:
         round_index, within = divmod(micro_step, self.steps_per_round)
         if round_index != self.round:
             self._collect(round_index)
         epoch, k = divmod(within, self.per_epoch)
-        generator = sample_generator(self.settings.seed, round_index, 1 + epoch, stream=12)
+        generator = sample_generator(self.settings.seed, round_index, 1 + epoch, stream=12 + 100 * self.settings.stream)
         order = torch.randperm(self.transitions, generator=generator)[k * self.settings.batch_size:(k + 1) * self.settings.batch_size]
         sample_index, step_index = self.data["sample"][order], self.data["step"][order]
         t = self.data["trajectories"]
@@ -158,12 +157,13 @@ class RolloutSource:
 
 
 class PromptSource:
-    """DRaFT's batch source: ``batch_size`` prompts and seeds per micro-step, from (seed, step)."""
+    """DRaFT's batch source: ``batch_size`` prompts and seeds per micro-step, from (seed, step,
+    process): each process draws its own."""
 
-    def __init__(self, prompts: tuple[str, ...], batch_size: int, seed: int):
-        self.prompts, self.batch_size, self.seed = prompts, batch_size, seed
+    def __init__(self, prompts: tuple[str, ...], batch_size: int, seed: int, stream: int = 0):
+        self.prompts, self.batch_size, self.seed, self.stream = prompts, batch_size, seed, stream
 
     def batch(self, step: int) -> dict:
-        rng = random.Random(self.seed * 1_000_003 + step)
+        rng = random.Random(self.seed * 1_000_003 + step + self.stream * 7_777_777_777)
         return {"prompts": [rng.choice(self.prompts) for _ in range(self.batch_size)],
                 "seeds": [rng.randrange(2**31) for _ in range(self.batch_size)]}

@@ -1,7 +1,7 @@
 """``dreamtune train``: build the pieces from a config and hand them to the one loop.
 
-config -> data (prepare, class images, batches) -> models (load, make trainable)
-       -> objective (denoising, wrapped by prior preservation) -> loop -> export
+config -> data (prepare, class images) -> models (load, make trainable)
+       -> objective + batch source (training/assembly.py) -> loop -> export
 """
 from __future__ import annotations
 
@@ -14,16 +14,13 @@ import torch
 
 from dreamtune.atomic import claim_output_dir
 from dreamtune.config import Config
-from dreamtune.data import augment
-from dreamtune.data.cache import TensorCache, key_of, model_identity
-from dreamtune.data.datasets import DatasetBatches, ImageSet
 from dreamtune.errors import TrainingDiverged, UserError
-from dreamtune.models.adapters import TrainableParts, expand_placeholder, make_trainable
-from dreamtune.models.loading import ComponentDtypes, Components, load_components, model_path, resolve_model, weight_dtype
-from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings, encode_images
-from dreamtune.objectives.prior import PriorPreservation
+from dreamtune.models.adapters import TrainableParts, make_trainable
+from dreamtune.models.components import Components
+from dreamtune.models.loading import ComponentDtypes, load_components, model_path, resolve_model, weight_dtype
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
 from dreamtune.training import checkpoint
+from dreamtune.training.assembly import Ingredients, RunPlan, build, place_frozen, wrap_trainable
 from dreamtune.training.callbacks import Checkpointer, MetricLog, TrackerLog, Validator
 from dreamtune.training.checkpoint import TrainingState
 from dreamtune.training.class_images import class_images_location, provide_class_images
@@ -46,66 +43,10 @@ class RunResult:
     parts: TrainableParts
 
 
-def _place_frozen(components: Components, accelerator, dtype: torch.dtype, kind: str) -> None:
-    """Frozen modules in the weight dtype on the accelerator's device; trainable ones stay fp32.
-    Textual inversion keeps its text encoders fp32 (as diffusers' script): gradients run through
-    them to the new rows, and CPU autocast does not cover their layer norms."""
-    keep_fp32 = list(components.text_encoders) if kind == "textual_inversion" else []
-    for module in [components.vae, components.unet, *components.text_encoders]:
-        module.to(accelerator.device)
-        if any(module is kept for kept in keep_fp32):
-            continue
-        for parameter in module.parameters():
-            if not parameter.requires_grad:
-                parameter.data = parameter.data.to(dtype)
-
-
-def _latent_encoder(components: Components, config: Config, cache_dir: Path):
-    cache = TensorCache(cache_dir / "latents")
-    vae_id = model_identity(components.source, "vae")
-    dtype = str(next(components.vae.parameters()).dtype)
-
-    def encode(pixels: torch.Tensor, sample_key: str) -> torch.Tensor:
-        key = key_of(sample_key, vae_id, dtype, config.data.resolution, config.data.crop)
-        compute = lambda: {"latents": encode_images(components.vae, pixels[None])[0].float()}
-        with torch.no_grad():
-            return cache.get_or_compute(key, compute)["latents"]
-    return encode if config.data.cache_latents else None
-
-
-def _batches(config: Config, instance_dir: Path, class_dir: Path | None, accelerator, encoder) -> DatasetBatches:
-    d = config.data
-    plan = augment.AugmentPlan(d.flip_p, d.rotate_degrees, d.rotate_p, d.color_jitter, d.color_jitter_p)
-    classes = ImageSet(class_dir, config.prior.class_prompt) if class_dir else None
-    return DatasetBatches(ImageSet(instance_dir, d.instance_prompt), config.train.batch_size, config.train.seed, plan,
-                          d.repeats, d.caption_dropout, classes, accelerator.process_index, accelerator.num_processes, encoder)
-
-
-def _wrap_trainable(components: Components, accelerator) -> Components:
-    """Data-parallel wrappers for the top-level modules that hold trainable parameters."""
-    def wrap(module):
-        return accelerator.prepare(module) if any(p.requires_grad for p in module.parameters()) else module
-    return dataclasses.replace(components, unet=wrap(components.unet), text_encoders=[wrap(e) for e in components.text_encoders])
-
-
-def build_objective(config: Config, components: Components, parts: TrainableParts, accelerator, text_cache=None):
-    ti = config.method.textual_inversion
-    rewrite = (lambda p: expand_placeholder(p, ti.placeholder_token, ti.num_vectors)) if parts.kind == "textual_inversion" else None
-    settings = NoiseSettings(config.train.seed, config.train.noise_offset, config.train.min_snr_gamma, accelerator.process_index)
-    denoising = DenoisingObjective(_wrap_trainable(components, accelerator), parts.modules, settings, rewrite, text_cache)
-    objective = PriorPreservation(denoising, config.prior.loss_weight) if config.prior.enabled else denoising
-    if config.adversarial.weight:
-        from dreamtune.objectives.adversarial import build_adversarial
-        objective = build_adversarial(config, components, denoising, objective)
-    return objective
-
-
 def _renderer(components: Components, config: Config, parts: TrainableParts, resolution: int,
               steps: int | None = None, guidance_scale: float = 7.5):
-    ti = config.method.textual_inversion
     def render(prompts: list[str], seeds: list[int]):
-        if parts.kind == "textual_inversion":
-            prompts = [expand_placeholder(p, ti.placeholder_token, ti.num_vectors) for p in prompts]
+        prompts = [parts.rewrite_prompt(p) for p in prompts]
         pipeline = pipeline_from_components(components)
         for module in parts.modules.values():
             module.eval()
@@ -132,7 +73,7 @@ def _monitor(config: Config, components: Components, parts: TrainableParts, inst
     m = config.monitor
     local = model_path(config.model.pretrained)
     features = load_features(m.clip or None, "none", local if local.is_dir() else None)
-    identifier = config.method.textual_inversion.placeholder_token if parts.kind == "textual_inversion" else m.identifier
+    identifier = parts.identifier(m.identifier)
     render = _renderer(components, config, parts, config.data.resolution, m.sample_steps, m.guidance_scale)
     (output_dir / "monitor").mkdir(parents=True, exist_ok=True)
     return Monitor(config, render, features, _photos(instance_dir), parts.modules, output_dir / "monitor", identifier,
@@ -176,45 +117,38 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
 def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show_progress: bool, log) -> RunResult:
     """The run itself, with the output folder claimed and locked."""
     main = accelerator.is_main_process
-    rl = config.rl
-    uses_photos = not rl.algorithm or bool(rl.regularize_weight or rl.rewards.subject_fidelity or config.data.instance_dir)
+    plan = RunPlan.of(config)
     instance_dir = None
-    if uses_photos:
+    if plan.uses_photos:
         instance_dir = ensure_prepared(config, output_dir, log) if main else Path(config.data.instance_dir)
     accelerator.wait_for_everyone()
-    if uses_photos and not main and not prepared_as_configured(instance_dir, config):
+    if plan.uses_photos and not main and not prepared_as_configured(instance_dir, config):
         instance_dir = output_dir / "data"
-    captions = caption_list(instance_dir, config.data.instance_prompt) if uses_photos else []
-    if uses_photos and (not rl.algorithm or rl.regularize_weight):
+    captions = caption_list(instance_dir, config.data.instance_prompt) if plan.uses_photos else []
+    if plan.denoises:
         check_captions(config, captions, instance_dir)
     torch.manual_seed(config.train.seed)
     from_scratch = config.model.from_scratch or config.method.kind == "scratch"
     dtypes = ComponentDtypes.for_training(config.method.kind, config.method.train_text_encoder, config.train.mixed_precision)
     components = load_components(dataclasses.replace(config.model, from_scratch=from_scratch), dtypes)
+    components.noise = components.family.noise_process(components.noise_scheduler, config.train.timestep_sampling)
     torch.manual_seed(config.train.seed)  # LoRA / from-scratch initialisation is part of the run's seed
     parts = make_trainable(components, config)
     if config.train.gradient_checkpointing:
-        components.unet.enable_gradient_checkpointing()
+        components.denoiser.enable_gradient_checkpointing()
         for encoder in components.text_encoders:
             encoder.gradient_checkpointing_enable()
-    _place_frozen(components, accelerator, weight_dtype(config.train.mixed_precision), parts.kind)
+    place_frozen(components, parts, accelerator, weight_dtype(config.train.mixed_precision))
     resolution = config.data.resolution
     class_dir = None
-    if config.prior.enabled and (not rl.algorithm or rl.regularize_weight):
+    if config.prior.enabled and plan.class_images:
         class_dir = class_images_location(config.prior, output_dir)
         if main:
             provide_class_images(components, config.prior, output_dir, resolution, config.train.seed, show_progress, log)
         accelerator.wait_for_everyone()
-    cache_dir = Path(config.data.cache_dir or output_dir / "cache")
-    text_cache = TensorCache(cache_dir / "text") if config.data.cache_latents else None
-    source = objective = rewards = None
-    if not rl.algorithm or rl.regularize_weight:
-        source = _batches(config, instance_dir, class_dir, accelerator, _latent_encoder(components, config, cache_dir))
-        objective = build_objective(config, components, parts, accelerator, text_cache)
-    if rl.algorithm:
-        from dreamtune.training.reward_training import build_reward_training
-        objective, source, rewards = build_reward_training(config, components, parts, accelerator, _photos(instance_dir),
-                                                           (objective, source) if objective else None)
+    ingredients = Ingredients(config, components, wrap_trainable(components, accelerator), parts, accelerator, instance_dir, class_dir,
+                              Path(config.data.cache_dir or output_dir / "cache"), _photos(instance_dir))
+    objective, source, rewards = build(ingredients, plan)
     state = build_training_state(objective, config.train, accelerator)
     if resume:
         found = checkpoint.resume(state, output_dir, resume, log)

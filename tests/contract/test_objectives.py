@@ -49,7 +49,7 @@ class ObjectiveContract:
         objective, source, components = _objective(tiny_models, family, kind, prior, tmp_path, photos)
         sum(objective(source.batch(0), 0).losses.values()).backward()
         trainable = {id(p) for m in objective.trainable_modules().values() for p in m.parameters() if p.requires_grad}
-        everything = [components.unet, components.vae, *components.text_encoders]
+        everything = [components.denoiser, components.vae, *components.text_encoders]
         for module in everything:
             for name, parameter in module.named_parameters():
                 if id(parameter) not in trainable:
@@ -73,7 +73,7 @@ class TestDenoisingObjectives(ObjectiveContract):
 def test_prior_loss_is_instance_mean_plus_weighted_class_mean(tiny_models, tmp_path, photos):
     objective, source, _ = _objective(tiny_models, "sd1", "lora", True, tmp_path, photos)
     batch = source.batch(0)
-    per_sample = objective.inner.per_sample_loss(batch, 0)
+    per_sample, _ = objective.inner.per_sample_loss(batch, 0)
     mask = batch["is_prior"]
     expected = per_sample[~mask].mean() + 0.5 * per_sample[mask].mean()
     assert torch.allclose(objective(batch, 0).losses["model"], expected)

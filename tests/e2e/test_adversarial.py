@@ -13,7 +13,8 @@ from dreamtune.models.loading import load_components
 from dreamtune.models.tiny import build_tiny_feature_models
 from dreamtune.objectives.augment import diff_augment
 from dreamtune.training import loop
-from dreamtune.training.run import build_objective, train
+from dreamtune.training.assembly import Ingredients, RunPlan, build, wrap_trainable
+from dreamtune.training.run import train
 from tests.conftest import tiny_overrides
 
 
@@ -39,9 +40,11 @@ def test_each_loss_reaches_only_its_own_parameters(tiny_models, photos, tmp_path
                                                                                                          "prior.enabled": prior})))
     components = load_components(cfg.model)
     parts = make_trainable(components, cfg)
-    objective = build_objective(cfg, components, parts, Accelerator(cpu=True))
-    assert set(objective.trainable_modules()) == {"model", "discriminator"}
     prepared = prepare(photos, tmp_path / "prepared", PrepareOptions(resolution=32, caption="a photo of <sks> dog")) and tmp_path / "prepared"
+    accelerator = Accelerator(cpu=True)
+    ingredients = Ingredients(cfg, components, wrap_trainable(components, accelerator), parts, accelerator, prepared, None, tmp_path / "cache", [])
+    objective = build(ingredients, RunPlan.of(cfg))[0]
+    assert set(objective.trainable_modules()) == {"model", "discriminator"}
     images = ImageSet(prepared)
     batch = DatasetBatches(images, 2, 0, AugmentPlan(), classes=images if prior else None).batch(0)
     heads = list(objective.trainable_modules()["discriminator"].parameters())

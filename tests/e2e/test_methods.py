@@ -47,11 +47,11 @@ def test_trainable_change_frozen_stay(tiny_models, family, method, photos, tmp_p
     trained = result.components
     changed = lambda before, after: [n for n in before if n in after and not torch.equal(before[n], after[n].to(before[n].dtype))]
     assert changed(_snapshot(base.vae), _snapshot(trained.vae)) == []
-    unet_changed = changed(_snapshot(base.unet), {n.replace(".base_layer", ""): p for n, p in _snapshot(trained.unet).items()})
+    unet_changed = changed(_snapshot(base.denoiser), {n.replace(".base_layer", ""): p for n, p in _snapshot(trained.denoiser).items()})
     trains_unet = method.startswith("dreambooth") or method == "scratch"
     assert bool(unet_changed) == trains_unet
     if method.startswith("lora"):
-        lora = {n: p for n, p in _snapshot(trained.unet).items() if "lora_B" in n}
+        lora = {n: p for n, p in _snapshot(trained.denoiser).items() if "lora_B" in n}
         assert lora and any(p.abs().sum() > 0 for p in lora.values())
     for base_encoder, encoder in zip(base.text_encoders, trained.text_encoders):
         before, after = _snapshot(base_encoder), _snapshot(encoder)

@@ -89,7 +89,6 @@ def test_reward_config_mistakes_are_one_sentence():
 def test_a_ddpo_step_makes_good_steps_likelier_and_bad_ones_less_likely(tiny_models):
     """The direction of the PPO update: after one step, log p(x_{t-1}|x_t) rises where the
     advantage is positive and falls where it is negative."""
-    from dreamtune.diffusion.ddim import ddim_step
     from dreamtune.models.adapters import make_trainable
     from dreamtune.models.loading import load_components
     from dreamtune.objectives.ddpo import DDPOObjective, DDPOSettings
@@ -110,12 +109,11 @@ def test_a_ddpo_step_makes_good_steps_likelier_and_bad_ones_less_likely(tiny_mod
     def log_probs():
         with torch.no_grad():
             prediction = guided_prediction(components, batch["latents"], batch["timesteps"], batch["conditioning"], 3.0)
-            return ddim_step(objective.scheduler, prediction, batch["timesteps"], batch["latents"], 1.0,
-                             prev_sample=batch["next_latents"])[1]
+            return objective.sampler.step(prediction, batch["timesteps"], batch["latents"], 1.0, prev_sample=batch["next_latents"])[1]
 
     before = log_probs()
     assert torch.allclose(before, batch["log_probs"], atol=1e-4)        # the stored log-probabilities are the model's
-    optimizer = torch.optim.SGD([p for p in components.unet.parameters() if p.requires_grad], lr=1e-3)
+    optimizer = torch.optim.SGD([p for p in components.denoiser.parameters() if p.requires_grad], lr=1e-3)
     objective(batch, 0).losses["model"].backward()
     optimizer.step()
     change = log_probs() - before
@@ -136,7 +134,7 @@ def test_last_steps_restricts_the_trained_transitions_to_the_end_of_each_traject
                                            guidance_scale=3.0, resolution=32))
     assert source.transitions == 4 * 2 and source.steps_per_round == 2
     served = torch.cat([source.batch(k)["timesteps"] for k in range(2)])
-    assert set(served.tolist()) == set(source.scheduler.timesteps[-2:].tolist())     # the two least noisy steps only
+    assert set(served.tolist()) == set(source.sampler.timesteps[-2:].tolist())     # the two least noisy steps only
 
 
 def test_kl_leash_is_zero_at_the_start_and_pulls_back_towards_it(tiny_models):
@@ -155,7 +153,7 @@ def test_kl_leash_is_zero_at_the_start_and_pulls_back_towards_it(tiny_models):
                            RolloutSettings(("a dog", "a cat"), 4, 2, batch_size=16, sample_steps=4, guidance_scale=3.0, resolution=32))
     batch = source.batch(0)
     assert objective(batch, 0).metrics["kl_to_start"] == 0.0
-    trained = [p for p in components.unet.parameters() if p.requires_grad]
+    trained = [p for p in components.denoiser.parameters() if p.requires_grad]
     with torch.no_grad():
         for p in trained:
             p.add_(0.05 * torch.randn_like(p))
@@ -192,9 +190,9 @@ def test_branched_groups_share_the_steps_before_the_last_k_and_differ_after(tiny
     assert torch.allclose(advantages.view(2, 3).mean(1), torch.zeros(2), atol=1e-3)
     with torch.no_grad():                                               # stored log-probabilities are the model's
         prediction = guided_prediction(components, batch["latents"], batch["timesteps"], batch["conditioning"], 3.0)
-        again = ddim_step(source.scheduler, prediction, batch["timesteps"], batch["latents"], 1.0, prev_sample=batch["next_latents"])[1]
+        again = source.sampler.step(prediction, batch["timesteps"], batch["latents"], 1.0, prev_sample=batch["next_latents"])[1]
     assert torch.allclose(again, batch["log_probs"], atol=1e-4)
-    assert set(batch["timesteps"].tolist()) <= set(source.scheduler.timesteps[-2:].tolist())
+    assert set(batch["timesteps"].tolist()) <= set(source.sampler.timesteps[-2:].tolist())
 
 
 def test_branch_without_last_steps_is_refused():

@@ -85,7 +85,7 @@ def test_export_single_file_loads_back_in_diffusers(family, tiny_models, photos,
     single = tmp_path / "run" / "run.safetensors"
     cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
     loaded = cls.from_single_file(str(single), config=str(result.model_dir), local_files_only=True)
-    trained = result.components.unet.state_dict()
+    trained = result.components.denoiser.state_dict()
     assert all(torch.equal(trained[k].float(), v.float()) for k, v in loaded.unet.state_dict().items())
     again = subprocess.run(command, capture_output=True, text=True)                  # never overwrites
     assert again.returncode == 2 and "already exists" in again.stderr

@@ -66,7 +66,7 @@ def test_peft_file_alpha_not_rank_round_trips_exactly(tiny_models, family, photo
     result = _train_lora(tiny_models, family, photos, tmp_path)
     pipeline = DiffusionPipeline.from_pretrained(str(tiny_models[family]))
     pipeline.load_lora_weights(str(result.model_dir), weight_name="pytorch_lora_weights.safetensors")
-    assert torch.equal(_unet_output(pipeline.unet), _unet_output(result.components.unet))
+    assert torch.equal(_unet_output(pipeline.unet), _unet_output(result.components.denoiser))
     assert torch.equal(_text_output(pipeline.text_encoder), _text_output(result.components.text_encoders[0]))
 
 
@@ -85,7 +85,7 @@ def test_kohya_file_loads_in_diffusers_kohya_loader(tiny_models, family, photos,
     base = DiffusionPipeline.from_pretrained(str(tiny_models[family]))
     untouched = _unet_output(base.unet)
     base.load_lora_weights(str(kohya.parent), weight_name=kohya.name)
-    trained = _unet_output(result.components.unet)
+    trained = _unet_output(result.components.denoiser)
     loaded = _unet_output(base.unet)
     # fp16 file: the loaded model is the trained one up to fp16 rounding, far from the base
     assert (loaded - trained).abs().max() < 2e-3 * trained.abs().max()
@@ -174,7 +174,7 @@ def test_kohya_file_by_comfyui_rules_every_key_consumed_same_model(tiny_models, 
     key_map = _comfy_key_map(pipeline, family)
     assert {k.split(".")[0] for k in tensors} <= set(key_map), sorted(set(k.split(".")[0] for k in tensors) - set(key_map))[:3]
     assert _apply_like_comfy(tensors, key_map) == set(tensors)
-    trained = _unet_output(result.components.unet)
+    trained = _unet_output(result.components.denoiser)
     assert (_unet_output(pipeline.unet) - trained).abs().max() < 2e-3 * trained.abs().max()
     for name, trained_encoder in zip(("text_encoder", "text_encoder_2"), result.components.text_encoders):
         expected = _text_output(trained_encoder)

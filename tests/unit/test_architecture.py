@@ -25,6 +25,8 @@ def test_nothing_imports_cli_and_lower_layers_do_not_import_training():
             assert not any(n.startswith("dreamtune.training") for n in imported), path
         if layer in ("data", "diffusion"):
             assert not any(n.startswith(("dreamtune.models", "dreamtune.objectives")) for n in imported), path
+        if layer == "objectives":   # objectives compute losses; loading feature networks is assembly's job
+            assert not any(n.startswith(("dreamtune.evaluation", "dreamtune.models.loading")) for n in imported), path
 
 
 def _weight_loads(path: Path) -> bool:
@@ -39,6 +41,19 @@ def _weight_loads(path: Path) -> bool:
 
 def test_only_models_loading_calls_from_pretrained_for_training_components():
     offenders = [p.name for p in PACKAGE.rglob("*.py") if _weight_loads(p) and p.name not in ("loading.py", "generate.py", "adapters.py")]
+    assert offenders == []
+
+
+def test_no_objective_or_sampler_asks_which_model_family_it_runs():
+    """Model differences live in models/families/ and noise-process differences in
+    diffusion/process.py: nothing else compares a family name or a prediction type."""
+    import re
+
+    switch = re.compile(r"(family|family\.name)\s*[!=]=\s*['\"]|prediction_type\s*[!=]=\s*['\"]|\b(components|c|self)\.unet\b")
+    allowed = {"kohya.py", "single_file.py", "known_configs.py", "tiny.py", "model_card.py", "architecture.py", "assemble.py",
+               "noise.py", "ddim.py", "cli.py"}
+    offenders = [f"{p.name}:{n + 1}" for p in PACKAGE.rglob("*.py") if p.name not in allowed and "families" not in p.parts
+                 for n, line in enumerate(p.read_text().splitlines()) if switch.search(line)]
     assert offenders == []
 
 

@@ -1,0 +1,42 @@
+"""The in-memory parts of a model that training touches."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+
+@dataclass
+class Components:
+    """A loaded model: its family (the object that knows how to drive it), the denoiser (UNet or
+    transformer), VAE, text encoders, tokenizers, the training scheduler its files ship, and the
+    noise process built from that scheduler."""
+    family: "object"                   # a models.families.ModelFamily
+    denoiser: nn.Module
+    vae: nn.Module
+    text_encoders: list[nn.Module]
+    tokenizers: list
+    noise_scheduler: object            # the scheduler of the model folder (DDPM / flow-matching Euler)
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+    noise: object = None               # a diffusion.process noise process; built from the scheduler when None
+
+    def __post_init__(self):
+        if self.noise is None:
+            self.noise = self.family.noise_process(self.noise_scheduler)
+
+    @property
+    def prediction_type(self) -> str:
+        return self.noise.prediction
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return self.family.vae_scale_factor(self.vae)
+
+    @property
+    def device(self):
+        return next(self.denoiser.parameters()).device
+
+    def sampler(self, steps: int, resolution: int):
+        """The process's sampler for ``steps`` steps of ``resolution``-px images (RL objectives)."""
+        return self.noise.sampler(steps, self.family.image_tokens(self, resolution))

@@ -1,0 +1,101 @@
+"""The model-family contract: everything that differs between SD 1.x/2.x, SDXL, SD3 and FLUX
+lives behind these methods, so objectives, sampling and export never ask which model they run.
+
+Add a family: subclass ``ModelFamily``, implement the methods below, list it in
+``models/families/__init__.py:FAMILIES`` (detection reads ``model_index.json``'s ``_class_name``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from dreamtune.config import ModelConfig
+from dreamtune.errors import UserError
+from dreamtune.models.components import Components
+
+
+class ModelFamily:
+    name = "base"
+    pipeline_classes: tuple[str, ...] = ()        # model_index.json _class_name values of this family
+    denoiser_name = "unet"                        # the pipeline attribute / folder of the denoiser
+    text_encoder_names: tuple[str, ...] = ("text_encoder",)
+    textual_inversion = False                     # can new token rows be trained
+    classifier_free_guidance = True               # sampled with CFG (FLUX.1-dev embeds guidance instead)
+    kohya_export = False                          # also write a kohya / LyCORIS file (SD UNets)
+    text_encoder_lora = True                      # text-encoder LoRA is offered
+
+    # ---- loading ---------------------------------------------------------------------------
+    def load(self, location: str, index: dict, config: ModelConfig, dtypes) -> Components:
+        raise NotImplementedError
+
+    def noise_process(self, scheduler, timestep_sampling: str = "default"):
+        """The noise process of this model's scheduler; ``timestep_sampling``: train.timestep_sampling."""
+        raise NotImplementedError
+
+    # ---- conditioning and prediction --------------------------------------------------------
+    def encode_prompts(self, components: Components, prompts: list[str], device) -> dict[str, Tensor]:
+        """Per-prompt tensors, batch first (each row is cached on its own)."""
+        raise NotImplementedError
+
+    def conditioning(self, components: Components, encoded: dict[str, Tensor], sizes: Tensor) -> dict:
+        """The denoiser's keyword arguments for a batch; ``sizes`` (B,2) image (height, width)."""
+        return dict(encoded)
+
+    def predict(self, components: Components, noisy: Tensor, timesteps: Tensor, conditioning: dict, denoiser=None,
+                guidance: float | None = None) -> Tensor:
+        """The denoiser's output for ``noisy`` latents (B,C,h,w), in the same layout; ``timesteps``
+        are the noise process's values; ``guidance`` is the embedded guidance of distilled models."""
+        raise NotImplementedError
+
+    def decode(self, components: Components, latents: Tensor) -> Tensor:
+        """Latents (B,C,h,w) -> pixels in [-1,1]; differentiable with respect to the latents."""
+        vae = components.vae
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        return vae.decode((latents / vae.config.scaling_factor + shift).to(vae.dtype)).sample
+
+    # ---- shapes ---------------------------------------------------------------------------
+    def vae_scale_factor(self, vae: nn.Module) -> int:
+        return 2 ** (len(vae.config.block_out_channels) - 1)
+
+    def latent_channels(self, components: Components) -> int:
+        return components.vae.config.latent_channels
+
+    def default_resolution(self, components: Components) -> int:
+        return components.denoiser.config.sample_size * components.vae_scale_factor
+
+    def image_tokens(self, components: Components, resolution: int) -> int | None:
+        return None
+
+    # ---- pipelines and export -------------------------------------------------------------
+    def pipeline(self, components: Components, scheduler=None):
+        """A diffusers pipeline sharing the given modules (no copies, no loading)."""
+        raise NotImplementedError
+
+    def pipeline_class(self):
+        import diffusers
+        return getattr(diffusers, self.pipeline_classes[0])
+
+    def save_lora(self, out_dir: Path, modules: dict[str, nn.Module]) -> None:
+        """``pytorch_lora_weights.safetensors`` in diffusers' format, with adapter metadata (rank,
+        alpha, DoRA, targets: without them diffusers assumes alpha = rank)."""
+        from peft.utils import get_peft_model_state_dict
+
+        layers = {}
+        for name, module in modules.items():   # named as the pipeline names them: unet / transformer / text_encoder(_2)
+            layers[f"{name}_lora_layers"] = get_peft_model_state_dict(module)
+            layers[f"{name}_lora_adapter_metadata"] = module.peft_config["default"].to_dict()
+        self.pipeline_class().save_lora_weights(out_dir, safe_serialization=True, **layers)
+
+    def check_method(self, method_kind: str, train_text_encoder: bool, text_encoder_lora: bool) -> None:
+        """Refuse, in one sentence, what this family cannot train."""
+        if method_kind == "textual_inversion" and not self.textual_inversion:
+            raise UserError(f"textual inversion is not offered for {self.name} models (their T5 / LLM text encoders make it "
+                            "a different method); use method.kind=lora, the way kohya and the diffusers scripts personalize them.")
+        if text_encoder_lora and not self.text_encoder_lora:
+            raise UserError(f"method.lora.text_encoder is not offered for {self.name} models; set method.lora.text_encoder=false.")
+
+
+def model_dtype(module: nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype

@@ -1,0 +1,150 @@
+"""Flow-matching transformers: Stable Diffusion 3 / 3.5 (MMDiT; CLIP-L + CLIP-G + optional T5)
+and FLUX.1 (dev and schnell: CLIP-L pooled + T5, 2x2 latent packing, dev's embedded guidance
+instead of classifier-free guidance). Both train with the rectified-flow noise process.
+
+Prompts are encoded by the pipelines' own ``encode_prompt`` (a pipeline built around the same
+modules), so training sees exactly the conditioning the user's sampling pipeline makes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from dreamtune.config import ModelConfig
+from dreamtune.errors import UserError
+from dreamtune.models.components import Components
+from dreamtune.models.families.base import ModelFamily
+
+
+def _index_has(index: dict, name: str) -> bool:
+    entry = index.get(name)
+    return bool(entry) and entry[0] is not None
+
+
+class FlowFamily(ModelFamily):
+    denoiser_name = "transformer"
+    textual_inversion = False
+    text_encoder_lora = False
+    transformer_class = ""
+    encoder_classes: tuple[str, ...] = ()           # transformers classes, one per text_encoder_names entry
+    tokenizer_classes: tuple[str, ...] = ()
+
+    def noise_process(self, scheduler, timestep_sampling: str = "default"):
+        from dreamtune.diffusion.process import FlowMatchingProcess
+
+        sampling = "logit_normal" if timestep_sampling == "default" else timestep_sampling
+        return FlowMatchingProcess.from_scheduler_config(scheduler.config, sampling)
+
+    def load(self, location: str, index: dict, config: ModelConfig, dtypes) -> Components:
+        import diffusers
+        import transformers
+        from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+
+        from dreamtune.models.loading import load_part, load_scheduler
+
+        if Path(location).is_file():
+            raise UserError(f"{location} is a single file; {self.name} models train from a diffusers folder or hub id "
+                            "(their single files hold no text encoders).")
+        transformer_cls = getattr(diffusers, self.transformer_class)
+        if config.from_scratch:
+            denoiser = transformer_cls.from_config(transformer_cls.load_config(location, subfolder="transformer"))
+        else:
+            denoiser = load_part(transformer_cls, location, "transformer", config, dtypes.denoiser)
+        vae = load_part(AutoencoderKL, location, "vae", config, dtypes.vae)
+        encoders, tokenizers = [], []
+        for name, encoder_cls, tokenizer_cls in zip(self.text_encoder_names, self.encoder_classes, self.tokenizer_classes):
+            if not _index_has(index, name):      # SD3 without its T5 (text_encoder_3: null)
+                continue
+            tokenizer_name = name.replace("text_encoder", "tokenizer")
+            tokenizers.append(getattr(transformers, tokenizer_cls).from_pretrained(location, subfolder=tokenizer_name, revision=config.revision))
+            encoders.append(load_part(getattr(transformers, encoder_cls), location, name, config, dtypes.text_encoders))
+        scheduler = load_scheduler(FlowMatchEulerDiscreteScheduler, location, config)
+        return Components(self, denoiser, vae, encoders, tokenizers, scheduler, source=location,
+                          extra={"model_index": index, "variant": config.variant})
+
+    def _pipeline_parts(self, components: Components) -> dict:
+        parts = {}
+        for index, name in enumerate(self.text_encoder_names):
+            present = index < len(components.text_encoders)
+            parts[name] = components.text_encoders[index] if present else None
+            parts[name.replace("text_encoder", "tokenizer")] = components.tokenizers[index] if present else None
+        return parts
+
+    def pipeline(self, components: Components, scheduler=None):
+        pipeline = self.pipeline_class()(transformer=components.denoiser, vae=components.vae,
+                                         scheduler=scheduler or components.noise_scheduler, **self._pipeline_parts(components))
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline
+
+    def default_resolution(self, components: Components) -> int:
+        return 128 * components.vae_scale_factor     # 1024 px, as the pipelines' default_sample_size
+
+    def _text_length(self, components: Components) -> int:
+        """T5's sequence length: the pipelines' default, or less where the tokenizer allows less."""
+        return min(self.max_sequence_length, components.tokenizers[-1].model_max_length)
+
+
+class StableDiffusion3(FlowFamily):
+    name = "sd3"
+    pipeline_classes = ("StableDiffusion3Pipeline",)
+    transformer_class = "SD3Transformer2DModel"
+    text_encoder_names = ("text_encoder", "text_encoder_2", "text_encoder_3")
+    encoder_classes = ("CLIPTextModelWithProjection", "CLIPTextModelWithProjection", "T5EncoderModel")
+    tokenizer_classes = ("CLIPTokenizer", "CLIPTokenizer", "T5Tokenizer")
+    max_sequence_length = 256
+
+    def encode_prompts(self, components: Components, prompts: list[str], device) -> dict[str, Tensor]:
+        pipeline = self.pipeline(components)
+        length = self._text_length(components) if len(components.text_encoders) == 3 else self.max_sequence_length
+        embeds, _, pooled, _ = pipeline.encode_prompt(prompts, None, None, device=device, do_classifier_free_guidance=False,
+                                                      max_sequence_length=length)
+        return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
+
+    def predict(self, components: Components, noisy: Tensor, timesteps: Tensor, conditioning: dict, denoiser=None,
+                guidance: float | None = None) -> Tensor:
+        denoiser = denoiser or components.denoiser
+        return denoiser(hidden_states=noisy, timestep=timesteps, return_dict=False, **conditioning)[0]
+
+    def default_resolution(self, components: Components) -> int:
+        return components.denoiser.config.sample_size * components.vae_scale_factor
+
+
+class Flux(FlowFamily):
+    """FLUX.1: the transformer sees 2x2 patches of the latents as tokens and the timestep as σ;
+    dev is guidance-distilled (its guidance is an input, no classifier-free guidance)."""
+    name = "flux"
+    pipeline_classes = ("FluxPipeline",)
+    transformer_class = "FluxTransformer2DModel"
+    text_encoder_names = ("text_encoder", "text_encoder_2")
+    encoder_classes = ("CLIPTextModel", "T5EncoderModel")
+    tokenizer_classes = ("CLIPTokenizer", "T5Tokenizer")
+    classifier_free_guidance = False
+    max_sequence_length = 512
+
+    def encode_prompts(self, components: Components, prompts: list[str], device) -> dict[str, Tensor]:
+        pipeline = self.pipeline(components)
+        embeds, pooled, _ = pipeline.encode_prompt(prompts, None, device=device, max_sequence_length=self._text_length(components))
+        return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
+
+    def predict(self, components: Components, noisy: Tensor, timesteps: Tensor, conditioning: dict, denoiser=None,
+                guidance: float | None = None) -> Tensor:
+        from diffusers import FluxPipeline
+
+        denoiser = denoiser or components.denoiser
+        batch, channels, height, width = noisy.shape
+        packed = FluxPipeline._pack_latents(noisy, batch, channels, height, width)
+        image_ids = FluxPipeline._prepare_latent_image_ids(batch, height // 2, width // 2, noisy.device, noisy.dtype)
+        text = conditioning["encoder_hidden_states"]
+        text_ids = torch.zeros(text.shape[1], 3, device=noisy.device, dtype=noisy.dtype)
+        embedded = None
+        if components.denoiser.config.guidance_embeds:
+            embedded = torch.full((batch,), float(guidance if guidance is not None else 3.5), device=noisy.device)
+        out = denoiser(hidden_states=packed, timestep=timesteps.float() / 1000, guidance=embedded, txt_ids=text_ids, img_ids=image_ids,
+                       return_dict=False, **conditioning)[0]
+        scale = components.vae_scale_factor
+        return FluxPipeline._unpack_latents(out, height * scale, width * scale, scale)
+
+    def image_tokens(self, components: Components, resolution: int) -> int | None:
+        return (resolution // components.vae_scale_factor // 2) ** 2

@@ -1,0 +1,215 @@
+"""One home for assembly: config + loaded model -> the objective and batch source the loop runs.
+
+What a run does is read from one table, ``OBJECTIVES`` (rl.algorithm -> a builder of an
+(objective, source) pair); wrappers are applied in one place (prior preservation, the
+adversarial game, the denoising regularizer of reward runs), data-parallel wrapping is done
+once for every objective, and each batch source draws its own share of the work per process.
+
+Add a method: write its objective (objectives/) and batch source, add a builder here and a row
+to ``OBJECTIVES``. Add a reward: rewards/registry.py. Add a model family: models/families/.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dreamtune.config import Config
+from dreamtune.data import augment
+from dreamtune.data.cache import TensorCache, key_of, model_identity
+from dreamtune.data.datasets import DatasetBatches, ImageSet
+from dreamtune.errors import UserError
+from dreamtune.models.adapters import TrainableParts
+from dreamtune.models.components import Components
+from dreamtune.models.loading import model_path
+from dreamtune.objectives.composite import JointSource, WeightedSum
+from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings, encode_images
+from dreamtune.objectives.prior import PriorPreservation
+
+
+def settings_from(cls, *sections, **explicit):
+    """A settings dataclass filled by keyword from config sections (first section that has the
+    field wins; ``explicit`` overrides): the config is the one place defaults live."""
+    wanted = {f.name for f in dataclasses.fields(cls)}
+    values = {}
+    for section in sections:
+        for f in dataclasses.fields(section):
+            if f.name in wanted and f.name not in values:
+                values[f.name] = getattr(section, f.name)
+    values.update(explicit)
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run's config asks for, decided once."""
+    denoises: bool          # a denoising loss on the subject's photos (every method; reward runs with rl.regularize_weight)
+    rewards: str            # "" | ddpo | draft
+    uses_photos: bool       # the subject's photos are read (denoising, subject-fidelity reward, or given)
+
+    @classmethod
+    def of(cls, config: Config) -> "RunPlan":
+        rl = config.rl
+        denoises = not rl.algorithm or bool(rl.regularize_weight)
+        return cls(denoises, rl.algorithm, denoises or bool(rl.rewards.subject_fidelity or config.data.instance_dir))
+
+    @property
+    def class_images(self) -> bool:
+        return self.denoises
+
+
+# ---- where modules live -------------------------------------------------------------------
+def place_frozen(components: Components, parts: TrainableParts, accelerator, dtype: torch.dtype) -> None:
+    """Frozen modules in the weight dtype on the accelerator's device; trainable ones stay fp32
+    (as do text encoders that gradients run through: ``parts.text_encoders_train_in_fp32``)."""
+    keep_fp32 = list(components.text_encoders) if parts.text_encoders_train_in_fp32 else []
+    for module in [components.vae, components.denoiser, *components.text_encoders]:
+        module.to(accelerator.device)
+        if any(module is kept for kept in keep_fp32):
+            continue
+        for parameter in module.parameters():
+            if not parameter.requires_grad:
+                parameter.data = parameter.data.to(dtype)
+
+
+def wrap_trainable(components: Components, accelerator) -> Components:
+    """Data-parallel wrappers for the top-level modules that hold trainable parameters; every
+    objective computes through the components this returns."""
+    def wrap(module):
+        return accelerator.prepare(module) if any(p.requires_grad for p in module.parameters()) else module
+    return dataclasses.replace(components, denoiser=wrap(components.denoiser), text_encoders=[wrap(e) for e in components.text_encoders])
+
+
+# ---- data ---------------------------------------------------------------------------------
+def latent_encoder(components: Components, config: Config, cache_dir: Path):
+    cache = TensorCache(cache_dir / "latents")
+    vae_id = model_identity(components.source, "vae")
+    dtype = str(next(components.vae.parameters()).dtype)
+
+    def encode(pixels: torch.Tensor, sample_key: str) -> torch.Tensor:
+        key = key_of(sample_key, vae_id, dtype, config.data.resolution, config.data.crop)
+        compute = lambda: {"latents": encode_images(components.vae, pixels[None])[0].float()}
+        with torch.no_grad():
+            return cache.get_or_compute(key, compute)["latents"]
+    return encode if config.data.cache_latents else None
+
+
+def photo_batches(config: Config, instance_dir: Path, class_dir: Path | None, accelerator, encoder) -> DatasetBatches:
+    d = config.data
+    plan = augment.AugmentPlan(d.flip_p, d.rotate_degrees, d.rotate_p, d.color_jitter, d.color_jitter_p)
+    classes = ImageSet(class_dir, config.prior.class_prompt) if class_dir else None
+    return DatasetBatches(ImageSet(instance_dir, d.instance_prompt), config.train.batch_size, config.train.seed, plan,
+                          d.repeats, d.caption_dropout, classes, accelerator.process_index, accelerator.num_processes, encoder)
+
+
+@dataclass
+class Ingredients:
+    """What the builders draw on."""
+    config: Config
+    components: Components          # as loaded (sampling, validation)
+    wrapped: Components             # data-parallel wrapped (every objective computes through these)
+    parts: TrainableParts
+    accelerator: object
+    instance_dir: Path | None
+    class_dir: Path | None
+    cache_dir: Path
+    photos: list
+    on_round: object = None
+
+
+# ---- the builders -------------------------------------------------------------------------
+def build_denoising(ing: Ingredients):
+    """Denoising on the subject's photos; prior preservation and the adversarial game wrap it."""
+    config = ing.config
+    text_cache = TensorCache(ing.cache_dir / "text") if config.data.cache_latents else None
+    settings = settings_from(NoiseSettings, config.train, stream=ing.accelerator.process_index)
+    denoising = DenoisingObjective(ing.wrapped, ing.parts.modules, settings, ing.parts.rewrite_prompt, text_cache)
+    objective = PriorPreservation(denoising, config.prior.loss_weight) if config.prior.enabled else denoising
+    if config.adversarial.weight:
+        objective = build_adversarial(config, ing.wrapped, objective)
+    source = photo_batches(config, ing.instance_dir, ing.class_dir, ing.accelerator, latent_encoder(ing.components, config, ing.cache_dir))
+    return objective, source
+
+
+def build_adversarial(config: Config, components: Components, base):
+    from dreamtune.evaluation.features import DEFAULT_CLIP, load_clip
+    from dreamtune.models.discriminator import FeatureDiscriminator
+    from dreamtune.objectives.adversarial import AUGMENT_POLICIES, AdversarialObjective, AdversarialSettings
+
+    a = config.adversarial
+    unknown = set(a.augment) - set(AUGMENT_POLICIES)
+    if unknown:
+        raise UserError(f"adversarial.augment has unknown policies {sorted(unknown)}; choose from {', '.join(AUGMENT_POLICIES)}.")
+    own = model_path(config.model.pretrained) / "clip"
+    source = a.features or (str(own) if (own / "config.json").is_file() else DEFAULT_CLIP)
+    features = load_clip(source, name=source).to(components.device)
+    discriminator = FeatureDiscriminator(features, tuple(a.layers) or None, a.hidden).to(components.device)
+    settings = settings_from(AdversarialSettings, a, config.train, augment=tuple(a.augment))
+    return AdversarialObjective(base, components, discriminator, settings)
+
+
+def reward_features(config: Config):
+    """The CLIP of rl.clip, else the model's own clip/ (the miniature), else None."""
+    from dreamtune.evaluation.features import load_clip
+
+    if config.rl.clip:
+        return load_clip(config.rl.clip)
+    own = model_path(config.model.pretrained) / "clip"
+    return load_clip(own, name="mini-CLIP") if (own / "config.json").is_file() else None
+
+
+def rl_prompts(config: Config) -> tuple[str, ...]:
+    from dreamtune.sampling.generate import fill_prompt
+    return tuple(fill_prompt(p, config.rl.subject, config.rl.class_noun) for p in config.rl.prompts)
+
+
+def build_rewards_for(config: Config, photos: list):
+    from dreamtune.rewards.registry import build_rewards
+
+    rl = config.rl
+    needs_clip = rl.rewards.clip_score or rl.rewards.subject_fidelity
+    return build_rewards(rl.rewards, reward_features(config) if needs_clip else None, photos, rl.subject)
+
+
+def build_ddpo(ing: Ingredients):
+    """DDPO: rollouts as the batch source (each process samples its own prompts and seeds)."""
+    from dreamtune.objectives.ddpo import DDPOObjective, DDPOSettings
+    from dreamtune.training.rollouts import RolloutSettings, RolloutSource
+
+    config, rl = ing.config, ing.config.rl
+    rewards = build_rewards_for(config, ing.photos)
+    objective = DDPOObjective(ing.wrapped, ing.parts.modules, settings_from(DDPOSettings, rl, config.data))
+    rollout = settings_from(RolloutSettings, rl, config.train, config.data, prompts=rl_prompts(config),
+                            stream=ing.accelerator.process_index)
+    source = RolloutSource(ing.wrapped, rewards, rollout, autocast=ing.accelerator.autocast, on_round=ing.on_round)
+    return objective, source, rewards
+
+
+def build_draft(ing: Ingredients):
+    """DRaFT-K: prompts as the batch source, samples inside the objective."""
+    from dreamtune.objectives.draft import DraftObjective, DraftSettings
+    from dreamtune.training.rollouts import PromptSource
+
+    config = ing.config
+    rewards = build_rewards_for(config, ing.photos)
+    objective = DraftObjective(ing.wrapped, ing.parts.modules, rewards, settings_from(DraftSettings, config.rl, config.data))
+    source = PromptSource(rl_prompts(config), config.train.batch_size, config.train.seed, ing.accelerator.process_index)
+    return objective, source, rewards
+
+
+OBJECTIVES = {"ddpo": build_ddpo, "draft": build_draft}    # rl.algorithm -> builder; "" trains by denoising alone
+
+
+def build(ing: Ingredients, plan: RunPlan):
+    """(objective, batch source, rewards or None) for the run ``plan`` describes."""
+    denoising = build_denoising(ing) if plan.denoises else None
+    if not plan.rewards:
+        return (*denoising, None)
+    objective, source, rewards = OBJECTIVES[plan.rewards](ing)
+    if denoising is not None:
+        weight = ing.config.rl.regularize_weight
+        objective = WeightedSum({"reward": (1.0, objective), "denoise": (weight, denoising[0])})
+        source = JointSource({"reward": source, "denoise": denoising[1]})
+    return objective, source, rewards
