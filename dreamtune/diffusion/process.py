@@ -119,13 +119,14 @@ class FlowMatchingProcess:
 
     prediction = "flow"
 
-    def __init__(self, schedule: FlowSchedule):
+    def __init__(self, schedule: FlowSchedule, scheduler_config=None):
         self.schedule = schedule
+        self.scheduler_config = scheduler_config      # sampling follows the model's own flow-matching Euler schedule
 
     @classmethod
     def from_scheduler_config(cls, config, sampling: str = "logit_normal") -> "FlowMatchingProcess":
         get = lambda key, default: config.get(key, default) if isinstance(config, dict) else getattr(config, key, default)
-        return cls(FlowSchedule(sampling=sampling, shift=float(get("shift", 1.0)), dynamic=bool(get("use_dynamic_shifting", False)),
+        return cls(scheduler_config=config, schedule=FlowSchedule(sampling=sampling, shift=float(get("shift", 1.0)), dynamic=bool(get("use_dynamic_shifting", False)),
                                 base_shift=float(get("base_shift", 0.5) or 0.5), max_shift=float(get("max_shift", 1.15) or 1.15),
                                 base_seq_len=int(get("base_image_seq_len", 256) or 256), max_seq_len=int(get("max_image_seq_len", 4096) or 4096),
                                 num_train_timesteps=int(get("num_train_timesteps", 1000))))
@@ -191,8 +192,15 @@ class FlowSampler:
 
     def __init__(self, process: FlowMatchingProcess, steps: int, image_tokens: int | None = None):
         self.process = process
-        sigmas = process.shifted(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), process.shift_for(image_tokens))
-        self.sigmas = sigmas.float()
+        shift = process.shift_for(image_tokens)
+        if process.scheduler_config is not None:        # the exact σ grid the model's pipeline samples on
+            from diffusers import FlowMatchEulerDiscreteScheduler
+
+            scheduler = FlowMatchEulerDiscreteScheduler.from_config(process.scheduler_config)
+            scheduler.set_timesteps(steps, **({"mu": math.log(shift)} if process.schedule.dynamic else {}))
+            self.sigmas = scheduler.sigmas.float().cpu()
+        else:
+            self.sigmas = process.shifted(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift).float()
         self.timesteps = self.sigmas[:-1] * process.schedule.num_train_timesteps
 
     def _sigmas(self, timesteps: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:

@@ -114,3 +114,39 @@ def test_accelerate_launch_with_two_cpu_processes(tiny_models, photos, tmp_path)
     assert "training on 2 process(es)" in result.stdout
     assert (tmp_path / "run" / "model" / "pytorch_lora_weights.safetensors").is_file()
     assert (tmp_path / "run" / "checkpoint-000003" / "state.json").is_file()
+
+
+def test_accelerate_launch_of_a_reward_recipe_with_two_cpu_processes(tiny_models, photos, tmp_path):
+    """DDPO under data parallelism: the denoiser is wrapped for every objective, and each process
+    samples its own prompts and seeds (the rollout source is sharded by process)."""
+    launcher = Path(sys.executable).with_name("accelerate")
+    overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{
+        "data.instance_prompt": "a photo of sks dog", "rl.algorithm": "ddpo", "rl.prompts": "[a photo of a dog]",
+        "rl.rewards.print_quality": 1.0, "rl.sample_steps": 2, "rl.samples_per_round": 2, "rl.images_per_prompt": 2,
+        "train.batch_size": 2, "rl.regularize_weight": 0.5})
+    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29534",
+               "-m", "dreamtune.cli", "train", *overrides]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "training on 2 process(es)" in result.stdout
+    assert (tmp_path / "run" / "model" / "pytorch_lora_weights.safetensors").is_file()
+
+
+def test_reward_batch_sources_draw_different_work_per_process(tiny_models):
+    from dreamtune.models.loading import load_components
+    from dreamtune.rewards.base import WeightedRewards
+    from dreamtune.rewards.print_quality import PrintQuality
+    from dreamtune.training.rollouts import PromptSource, RolloutSettings, RolloutSource
+
+    first, second = PromptSource(("a", "b", "c"), 4, 0, stream=0), PromptSource(("a", "b", "c"), 4, 0, stream=1)
+    assert first.batch(0)["seeds"] != second.batch(0)["seeds"]
+    components = load_components(config.ModelConfig(pretrained=str(tiny_models["sd1"])))
+    starts = []
+    for stream in (0, 1):
+        source = RolloutSource(components, WeightedRewards([(1.0, PrintQuality())]),
+                               RolloutSettings(("a dog",), 2, 2, batch_size=2, sample_steps=2, resolution=32, stream=stream))
+        source.batch(0)
+        starts.append(source.data["trajectories"]["latents"][:, 0])
+    assert not torch.equal(starts[0], starts[1])

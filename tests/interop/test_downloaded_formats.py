@@ -25,6 +25,8 @@ def _cpu_precision(recipe) -> str:
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_every_recipe_trains_on_each_downloaded_format(recipe, fmt, downloaded_models, tiny_models, photos, tmp_path):
     family = recipe_family(recipe)
+    if fmt not in downloaded_models[family]:
+        pytest.skip(f"{family} is not distributed as a whole-pipeline single file")
     base = tiny_overrides(tiny_models[family], photos, tmp_path / "run", **{"train.mixed_precision": _cpu_precision(recipe)})
     cfg = config.load(recipe, recipe_overrides(recipe, base, tmp_path) + downloaded_models[family][fmt])
     result = train(cfg, show_progress=False, log=lambda *_: None)
