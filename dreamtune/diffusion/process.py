@@ -62,7 +62,7 @@ class DDPMProcess:
             return ddpm.min_snr_weights(self.scheduler, timesteps, gamma, self.prediction)
         return None
 
-    def sampler(self, steps: int, image_tokens: int | None = None) -> "DDIMSampler":
+    def sampler(self, steps: int, **schedule) -> "DDIMSampler":
         return DDIMSampler(self, steps)
 
 
@@ -181,25 +181,27 @@ class FlowMatchingProcess:
             return 2 / (math.pi * (1 - 2 * sigma + 2 * sigma ** 2))
         return None
 
-    def sampler(self, steps: int, image_tokens: int | None = None) -> "FlowSampler":
-        return FlowSampler(self, steps, image_tokens)
+    def sampler(self, steps: int, sigmas=None, mu: float | None = None) -> "FlowSampler":
+        return FlowSampler(self, steps, sigmas, mu)
 
 
 class FlowSampler:
-    """Euler steps on σ_0 = 1 > ... > σ_N = 0. With η > 0 the step is Flow-GRPO's SDE form
-    (Liu et al. 2025, eq. 9): the same marginals as the ODE, each step a Gaussian with a
-    log-probability, so DDPO applies to flow models."""
+    """Euler steps on the model's σ grid (σ_0 = 1 > ... > σ_N = 0). With η > 0 the step is
+    Flow-GRPO's SDE form (Liu et al. 2025, eq. 9): the same marginals as the ODE, each step a
+    Gaussian with a log-probability, so DDPO applies to flow models. ``sigmas`` / ``mu``: what
+    the model's pipeline passes to its scheduler (FLUX: a linear grid and a size-dependent shift)."""
 
-    def __init__(self, process: FlowMatchingProcess, steps: int, image_tokens: int | None = None):
+    def __init__(self, process: FlowMatchingProcess, steps: int, sigmas=None, mu: float | None = None):
         self.process = process
-        shift = process.shift_for(image_tokens)
         if process.scheduler_config is not None:        # the exact σ grid the model's pipeline samples on
             from diffusers import FlowMatchEulerDiscreteScheduler
 
             scheduler = FlowMatchEulerDiscreteScheduler.from_config(process.scheduler_config)
-            scheduler.set_timesteps(steps, **({"mu": math.log(shift)} if process.schedule.dynamic else {}))
+            dynamic = {"mu": mu if mu is not None else math.log(process.shift_for(None))} if process.schedule.dynamic else {}
+            scheduler.set_timesteps(None if sigmas is not None else steps, sigmas=sigmas, **dynamic)
             self.sigmas = scheduler.sigmas.float().cpu()
         else:
+            shift = math.exp(mu) if mu is not None else process.schedule.shift
             self.sigmas = process.shifted(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift).float()
         self.timesteps = self.sigmas[:-1] * process.schedule.num_train_timesteps
 

@@ -11,7 +11,7 @@ from dreamtune.atomic import atomic_file
 from dreamtune.data.augment import sample_generator
 from dreamtune.data.cache import key_of
 from dreamtune.miniature.pool import Pool
-from dreamtune.objectives.denoising import encode_images
+from dreamtune.models.families import StableDiffusion
 
 
 @torch.no_grad()
@@ -23,7 +23,7 @@ def encode_pool(vae, pool: Pool, cache_dir: Path, show_progress: bool = True) ->
         return load_file(str(path))["latents"]
     chunks = []
     for start in tqdm(range(0, len(pool.scenes), 128), desc="encoding latents", disable=not show_progress):
-        chunks.append(encode_images(vae, pool.tensor(range(start, min(start + 128, len(pool.scenes))))).float())
+        chunks.append(_encode(vae, pool.tensor(range(start, min(start + 128, len(pool.scenes))))).float())
     latents = torch.cat(chunks)
     with atomic_file(path) as temp:
         save_file({"latents": latents.contiguous()}, str(temp))
@@ -45,3 +45,9 @@ class LatentPoolBatches:
         prompts = ["" if d else c for d, c in zip(drop.tolist(), self.pool.captions(indices.tolist()))]
         return {"latents": self.latents[indices], "prompts": prompts, "sizes": torch.tensor([[64, 64]] * self.batch_size),
                 "is_prior": torch.zeros(self.batch_size, dtype=torch.bool)}
+
+
+def _encode(vae, pixels):
+    """The miniature is an SD-family model: its latents as the SD family encodes them."""
+    from types import SimpleNamespace
+    return StableDiffusion().encode_latents(SimpleNamespace(vae=vae), pixels)

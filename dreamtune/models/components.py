@@ -39,4 +39,4 @@ class Components:
 
     def sampler(self, steps: int, resolution: int):
         """The process's sampler for ``steps`` steps of ``resolution``-px images (RL objectives)."""
-        return self.noise.sampler(steps, self.family.image_tokens(self, resolution))
+        return self.noise.sampler(steps, **self.family.sampling_schedule(self, steps, resolution))

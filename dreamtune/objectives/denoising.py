@@ -41,13 +41,6 @@ class DenoisingPass:
         return components.noise.predicted_clean(self.noisy.float(), self.prediction.float(), self.timesteps.to(self.noisy.device))
 
 
-def encode_images(vae: nn.Module, pixels: Tensor) -> Tensor:
-    """(B,3,H,W) in [-1,1] -> scaled latents (B,C,H/f,W/f); the posterior mean, deterministic."""
-    latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
-    return (latents - shift) * vae.config.scaling_factor
-
-
 class DenoisingObjective:
     """Per-sample MSE between the denoiser's output and the noise process's target, weighted
     as the process says (Min-SNR for DDPM, SD3's σ-weightings for flow)."""
@@ -94,7 +87,7 @@ class DenoisingObjective:
         if "latents" in batch:
             return batch["latents"].to(self.device)
         with torch.no_grad():
-            return encode_images(self.components.vae, batch["pixels"])
+            return self.components.family.encode_latents(self.components, batch["pixels"])
 
     def forward_pass(self, batch: Mapping[str, Tensor], step: int) -> DenoisingPass:
         """Noise the batch and run the denoiser."""

@@ -47,7 +47,7 @@ def guided_prediction(components: Components, latents: Tensor, timesteps: Tensor
     ``denoiser``: a stand-in callable for components.denoiser (e.g. the same network with other weights)."""
     dtype = next(p for p in components.denoiser.parameters()).dtype
     family = components.family
-    if not family.classifier_free_guidance:
+    if not family.uses_classifier_free_guidance(components):
         return family.predict(components, latents.to(dtype), timesteps.to(latents.device), conditioning.cond, denoiser,
                               guidance=guidance_scale).float()
     both = torch.cat([latents, latents]).to(dtype)
@@ -57,9 +57,8 @@ def guided_prediction(components: Components, latents: Tensor, timesteps: Tensor
 
 
 def initial_latents(components: Components, seeds: list[int], resolution: int, device) -> Tensor:
-    channels = components.family.latent_channels(components)
-    size = resolution // components.vae_scale_factor
-    noise = [torch.randn((channels, size, size), generator=torch.Generator("cpu").manual_seed(s)) for s in seeds]
+    shape = components.family.latent_shape(components, resolution)
+    noise = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s)) for s in seeds]
     return torch.stack(noise).to(device)
 
 

@@ -25,7 +25,7 @@ from dreamtune.models.adapters import TrainableParts
 from dreamtune.models.components import Components
 from dreamtune.models.loading import model_path
 from dreamtune.objectives.composite import JointSource, WeightedSum
-from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings, encode_images
+from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings
 from dreamtune.objectives.prior import PriorPreservation
 
 
@@ -90,7 +90,7 @@ def latent_encoder(components: Components, config: Config, cache_dir: Path):
 
     def encode(pixels: torch.Tensor, sample_key: str) -> torch.Tensor:
         key = key_of(sample_key, vae_id, dtype, config.data.resolution, config.data.crop)
-        compute = lambda: {"latents": encode_images(components.vae, pixels[None])[0].float()}
+        compute = lambda: {"latents": components.family.encode_latents(components, pixels[None])[0].float()}
         with torch.no_grad():
             return cache.get_or_compute(key, compute)["latents"]
     return encode if config.data.cache_latents else None

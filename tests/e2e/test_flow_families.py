@@ -56,8 +56,9 @@ def test_flow_euler_step_is_diffusers_step_and_the_sde_step_scores_itself(dynami
 
     scheduler = _scheduler(shift=3.0, use_dynamic_shifting=dynamic)
     process = FlowMatchingProcess.from_scheduler_config(scheduler.config)
-    sampler = process.sampler(6, image_tokens=1024)
-    scheduler.set_timesteps(6, **({"mu": torch.log(torch.tensor(process.shift_for(1024))).item()} if dynamic else {}))
+    mu = float(torch.log(torch.tensor(process.shift_for(1024))))
+    sampler = process.sampler(6, mu=mu)
+    scheduler.set_timesteps(6, **({"mu": mu} if dynamic else {}))
     assert torch.allclose(sampler.timesteps, scheduler.timesteps.float())
     x = torch.randn(2, 4, 8, 8)
     for t in scheduler.timesteps[[0, 3, 5]]:
@@ -167,3 +168,29 @@ def test_what_flow_families_do_not_offer_is_refused_in_one_sentence(tiny_models,
     save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(3, 3)}, str(single))
     with pytest.raises(UserError, match=r"flux1-dev.safetensors"):
         _train(tiny_models, "flux", photos, tmp_path / "c", **{"model.pretrained": str(single)})
+
+
+@pytest.mark.parametrize("family", FLOW)
+def test_reward_sampler_reproduces_the_diffusers_pipeline(tiny_models, family):
+    """DRaFT / DDPO sample with their own loop (gradients, log-probabilities); with η = 0 it must
+    be the pipeline's sampler: same σ grid and shift, same guidance, same packing."""
+    from diffusers import FluxPipeline
+
+    from dreamtune.models.loading import load_components
+    from dreamtune.objectives.guided import condition, guided_prediction, initial_latents
+
+    components = load_components(config.ModelConfig(pretrained=str(tiny_models[family])))
+    prompts, steps, guidance = ["a photo of a dog"], 3, 4.0
+    latents = initial_latents(components, [7], 32, "cpu")
+    sampler = components.sampler(steps, 32)
+    conditioning = condition(components, prompts, 32, "cpu")
+    with torch.no_grad():
+        x = latents
+        for t in sampler.timesteps:
+            x = sampler.step(guided_prediction(components, x, t.reshape(1), conditioning, guidance), t.reshape(1), x, 0.0)[0]
+        pipeline = components.family.pipeline(components)
+        given = FluxPipeline._pack_latents(latents, *latents.shape) if family == "flux" else latents
+        theirs = pipeline(prompt=prompts, latents=given, num_inference_steps=steps, guidance_scale=guidance, height=32, width=32,
+                          output_type="latent", max_sequence_length=24).images
+    ours = FluxPipeline._pack_latents(x, *x.shape) if family == "flux" else x
+    assert torch.allclose(ours, theirs.float(), atol=1e-4)

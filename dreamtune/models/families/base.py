@@ -22,7 +22,6 @@ class ModelFamily:
     denoiser_name = "unet"                        # the pipeline attribute / folder of the denoiser
     text_encoder_names: tuple[str, ...] = ("text_encoder",)
     textual_inversion = False                     # can new token rows be trained
-    classifier_free_guidance = True               # sampled with CFG (FLUX.1-dev embeds guidance instead)
     kohya_export = False                          # also write a kohya / LyCORIS file (SD UNets)
     text_encoder_lora = True                      # text-encoder LoRA is offered
 
@@ -49,6 +48,17 @@ class ModelFamily:
         are the noise process's values; ``guidance`` is the embedded guidance of distilled models."""
         raise NotImplementedError
 
+    def uses_classifier_free_guidance(self, components: Components) -> bool:
+        """Sampled with CFG (guidance-distilled models embed the guidance instead)."""
+        return True
+
+    def encode_latents(self, components: Components, pixels: Tensor) -> Tensor:
+        """(B,3,H,W) in [-1,1] -> the latents the denoiser works on; the posterior mean, deterministic."""
+        vae = components.vae
+        latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        return (latents - shift) * vae.config.scaling_factor
+
     def decode(self, components: Components, latents: Tensor) -> Tensor:
         """Latents (B,C,h,w) -> pixels in [-1,1]; differentiable with respect to the latents."""
         vae = components.vae
@@ -59,14 +69,18 @@ class ModelFamily:
     def vae_scale_factor(self, vae: nn.Module) -> int:
         return 2 ** (len(vae.config.block_out_channels) - 1)
 
-    def latent_channels(self, components: Components) -> int:
-        return components.vae.config.latent_channels
+    def latent_shape(self, components: Components, resolution: int) -> tuple[int, int, int]:
+        """(C, h, w) of the latents of a ``resolution``-px square image."""
+        size = resolution // components.vae_scale_factor
+        return components.vae.config.latent_channels, size, size
 
     def default_resolution(self, components: Components) -> int:
         return components.denoiser.config.sample_size * components.vae_scale_factor
 
-    def image_tokens(self, components: Components, resolution: int) -> int | None:
-        return None
+    def sampling_schedule(self, components: Components, steps: int, resolution: int) -> dict:
+        """Keyword arguments of the noise process's sampler that make its steps the pipeline's own
+        (flow models: the σ grid and the resolution-dependent shift)."""
+        return {}
 
     # ---- pipelines and export -------------------------------------------------------------
     def pipeline(self, components: Components, scheduler=None):

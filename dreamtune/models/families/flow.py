@@ -120,8 +120,10 @@ class Flux(FlowFamily):
     text_encoder_names = ("text_encoder", "text_encoder_2")
     encoder_classes = ("CLIPTextModel", "T5EncoderModel")
     tokenizer_classes = ("CLIPTokenizer", "T5Tokenizer")
-    classifier_free_guidance = False
     max_sequence_length = 512
+
+    def uses_classifier_free_guidance(self, components: Components) -> bool:
+        return False
 
     def encode_prompts(self, components: Components, prompts: list[str], device) -> dict[str, Tensor]:
         pipeline = self.pipeline(components)
@@ -146,5 +148,11 @@ class Flux(FlowFamily):
         scale = components.vae_scale_factor
         return FluxPipeline._unpack_latents(out, height * scale, width * scale, scale)
 
-    def image_tokens(self, components: Components, resolution: int) -> int | None:
-        return (resolution // components.vae_scale_factor // 2) ** 2
+    def sampling_schedule(self, components: Components, steps: int, resolution: int) -> dict:
+        """FluxPipeline's grid: σ = linspace(1, 1/N, N), shifted by μ(image tokens)."""
+        import math
+
+        import numpy as np
+
+        tokens = (resolution // components.vae_scale_factor // 2) ** 2
+        return {"sigmas": np.linspace(1.0, 1 / steps, steps), "mu": math.log(components.noise.shift_for(tokens))}
