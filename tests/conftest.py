@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from dreamtune.models.tiny import FLOW_FAMILIES, build_tiny_pipeline
+from dreamtune.models.tiny import FAMILIES, FLOW_FAMILIES, build_tiny_pipeline
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DREAMBENCH = SHARED / "dreambench"
@@ -16,7 +16,7 @@ DREAMBENCH = SHARED / "dreambench"
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny-models")
-    return {family: build_tiny_pipeline(root / family, family) for family in ("sd1", "sd2-v", "sdxl", "sd3", "flux")}
+    return {family: build_tiny_pipeline(root / family, family) for family in FAMILIES}
 
 
 def _save_as_downloads(source: Path, root: Path, family: str) -> dict[str, list[str]]:
@@ -81,7 +81,7 @@ RECIPES = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 def recipe_family(recipe: Path) -> str:
-    for marker, family in (("sdxl", "sdxl"), ("sd2", "sd2-v"), ("sd3", "sd3"), ("flux", "flux")):
+    for marker, family in (("sdxl", "sdxl"), ("sd2", "sd2-v"), ("sd3", "sd3"), ("flux2-klein", "flux2-klein"), ("flux", "flux")):
         if marker in recipe.stem:
             return family
     return "sd1"

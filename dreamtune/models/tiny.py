@@ -15,8 +15,10 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from dreamtune.models.tokenizer import build_clip_tokenizer
 
-FAMILIES = ("sd1", "sd2-v", "sdxl", "sd3", "flux")
-FLOW_FAMILIES = ("sd3", "flux")
+FAMILIES = ("sd1", "sd2-v", "sdxl", "sd3", "flux", "flux2-klein")
+FLOW_FAMILIES = ("sd3", "flux", "flux2-klein")
+QWEN_CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                      "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 SDXL_SECOND_ENCODER_WIDTH = 48
 
 
@@ -62,6 +64,46 @@ def build_t5_tokenizer(folder: str | Path, words: tuple[str, ...] = ("a", "photo
     return T5Tokenizer.from_pretrained(str(folder))
 
 
+def build_qwen_tokenizer(folder: str | Path, model_max_length: int = 48):
+    """A Qwen2-style tokenizer built locally: byte-level BPE over the 256 byte symbols (no merges),
+    the chat special tokens and a chat template, saved in ``folder``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import Qwen2Tokenizer
+
+    from dreamtune.models.tokenizer import byte_symbols
+
+    vocab = {symbol: index for index, symbol in enumerate(byte_symbols())}
+    for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
+        vocab[special] = len(vocab)
+    model = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    model.pre_tokenizer, model.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    tokenizer = Qwen2Tokenizer(tokenizer_object=model, vocab=vocab, merges=[], chat_template=QWEN_CHAT_TEMPLATE, model_max_length=model_max_length)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.save_pretrained(str(folder))
+    return Qwen2Tokenizer.from_pretrained(str(folder))
+
+
+def _flux2_klein(scratch: Path):
+    """A tiny FLUX.2 klein base: Qwen3 with 28 layers (the pipeline reads layers 9, 18, 27), the
+    FLUX.2 VAE with non-trivial batch-norm statistics, no guidance embedding (CFG)."""
+    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = build_qwen_tokenizer(scratch / "qwen")
+    text_encoder = Qwen3ForCausalLM(Qwen3Config(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=28,
+                                                num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=512,
+                                                tie_word_embeddings=True))
+    vae = AutoencoderKLFlux2(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                             latent_channels=4, norm_num_groups=4, sample_size=32, layers_per_block=1)
+    vae.bn.running_mean.copy_(0.1 * torch.randn(16))
+    vae.bn.running_var.copy_(0.5 + torch.rand(16))
+    transformer = Flux2Transformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                                          num_attention_heads=2, joint_attention_dim=48, timestep_guidance_channels=32, axes_dims_rope=(4, 4, 4, 4),
+                                          guidance_embeds=False)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, time_shift_type="exponential")
+    return Flux2KleinPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, is_distilled=False)
+
+
 def _t5(vocab_size: int, width: int):
     from transformers import T5Config, T5EncoderModel
     return T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=width, d_ff=37, d_kv=8, num_layers=1, num_heads=2,
@@ -69,9 +111,11 @@ def _t5(vocab_size: int, width: int):
 
 
 def _flow_pipeline(family: str, scratch: Path):
-    """A tiny SD3 (MMDiT, CLIP-L + CLIP-G + T5) or FLUX.1-dev (CLIP-L + T5, guidance embedding) pipeline."""
+    """A tiny SD3 (MMDiT, CLIP-L + CLIP-G + T5), FLUX.1-dev (CLIP-L + T5, guidance embedding) or FLUX.2 klein pipeline."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel, SD3Transformer2DModel, StableDiffusion3Pipeline
 
+    if family == "flux2-klein":
+        return _flux2_klein(scratch)
     clip_tokenizer = build_clip_tokenizer(scratch / "clip")
     t5_tokenizer = build_t5_tokenizer(scratch / "t5")
     vocab = len(clip_tokenizer)
@@ -94,7 +138,7 @@ def _flow_pipeline(family: str, scratch: Path):
 
 
 def build_tiny_pipeline(folder: str | Path, family: str = "sd1", seed: int = 0) -> Path:
-    """Write a tiny diffusers pipeline folder of ``family`` (sd1 | sd2-v | sdxl | sd3 | flux); returns it."""
+    """Write a tiny diffusers pipeline folder of ``family`` (sd1 | sd2-v | sdxl | sd3 | flux | flux2-klein); returns it."""
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}")
     folder = Path(folder)

@@ -81,10 +81,10 @@ def sample(pipeline, prompts: list[str], seeds: list[int], steps: int, guidance_
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start:start + batch_size])
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[start:start + batch_size]]
-        negative = [negative_prompt] * len(chunk) if negative_prompt else None
+        negative = {"negative_prompt": [negative_prompt] * len(chunk)} if negative_prompt else {}
         with _mixed_precision(pipeline):
-            result = pipeline(chunk, num_inference_steps=steps, guidance_scale=guidance_scale, height=resolution,
-                              width=resolution, generator=generators, negative_prompt=negative, **pipeline_kwargs)
+            result = pipeline(prompt=chunk, num_inference_steps=steps, guidance_scale=guidance_scale, height=resolution,
+                              width=resolution, generator=generators, **negative, **pipeline_kwargs)
         images.extend(result.images)
         if on_batch:
             on_batch(len(chunk))

@@ -12,7 +12,7 @@ from dreamtune.errors import UserError
 from dreamtune.training.run import train
 from tests.conftest import tiny_overrides
 
-FLOW = ("sd3", "flux")
+FLOW = ("sd3", "flux", "flux2-klein")
 
 
 def _train(tiny_models, family, photos, out, **extra):
@@ -108,12 +108,12 @@ def test_lora_loads_in_the_diffusers_pipeline_with_every_tensor_used(tiny_models
     result = _train(tiny_models, family, photos, tmp_path / "run", **{"method.lora.alpha": 8, "train.lr": 1e-2})
     weights = result.model_dir / "pytorch_lora_weights.safetensors"
     pipeline = DiffusionPipeline.from_pretrained(str(tiny_models[family]))
-    assert type(pipeline).__name__ == {"sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline"}[family]
+    assert type(pipeline).__name__ == {"sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline", "flux2-klein": "Flux2KleinPipeline"}[family]
     pipeline.load_lora_weights(str(result.model_dir), weight_name="pytorch_lora_weights.safetensors")
     loaded = {n: p for n, p in pipeline.transformer.named_parameters() if "lora_" in n}
     assert len(loaded) == len(load_file(str(weights)))              # every tensor in the file has a home
     family_object = result.components.family
-    latents = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    latents = torch.randn(1, *family_object.latent_shape(result.components, 32), generator=torch.Generator().manual_seed(0))
     conditioning = family_object.encode_prompts(result.components, ["a photo of sks dog"], "cpu")
     t = torch.tensor([500.0])
     with torch.no_grad():
@@ -147,7 +147,7 @@ def test_prior_preservation_validation_and_generation(tiny_models, family, photo
     assert len(list((tmp_path / "gen").glob("*.png"))) >= 2 and record
 
 
-@pytest.mark.parametrize("family, algorithm", [("flux", "draft"), ("sd3", "ddpo")])
+@pytest.mark.parametrize("family, algorithm", [("flux", "draft"), ("sd3", "ddpo"), ("flux2-klein", "ddpo")])
 def test_reward_fine_tuning_runs_on_flow_models(tiny_models, family, algorithm, photos, tmp_path):
     result = _train(tiny_models, family, photos, tmp_path / "run", **{
         "rl.algorithm": algorithm, "rl.prompts": "[a photo of a dog]", "rl.rewards.print_quality": 1.0, "rl.sample_steps": 3,
@@ -189,8 +189,15 @@ def test_reward_sampler_reproduces_the_diffusers_pipeline(tiny_models, family):
         for t in sampler.timesteps:
             x = sampler.step(guided_prediction(components, x, t.reshape(1), conditioning, guidance), t.reshape(1), x, 0.0)[0]
         pipeline = components.family.pipeline(components)
-        given = FluxPipeline._pack_latents(latents, *latents.shape) if family == "flux" else latents
+        cls = type(pipeline)
+        given = FluxPipeline._pack_latents(latents, *latents.shape) if family == "flux" else latents   # klein packs what it is given
         theirs = pipeline(prompt=prompts, latents=given, num_inference_steps=steps, guidance_scale=guidance, height=32, width=32,
-                          output_type="latent", max_sequence_length=24).images
-    ours = FluxPipeline._pack_latents(x, *x.shape) if family == "flux" else x
+                          output_type="latent", max_sequence_length=components.tokenizers[-1].model_max_length).images
+    if family == "flux":
+        ours = FluxPipeline._pack_latents(x, *x.shape)
+    elif family == "flux2-klein":     # its "latent" output is the VAE's: batch norm undone, patches unfolded
+        mean, std = components.family._batch_norm(components, x)
+        ours = cls._unpatchify_latents(x * std + mean)
+    else:
+        ours = x
     assert torch.allclose(ours, theirs.float(), atol=1e-4)

@@ -1,6 +1,7 @@
-"""Flow-matching transformers: Stable Diffusion 3 / 3.5 (MMDiT; CLIP-L + CLIP-G + optional T5)
-and FLUX.1 (dev and schnell: CLIP-L pooled + T5, 2x2 latent packing, dev's embedded guidance
-instead of classifier-free guidance). Both train with the rectified-flow noise process.
+"""Flow-matching transformers: Stable Diffusion 3 / 3.5 (MMDiT; CLIP-L + CLIP-G + optional T5),
+FLUX.1 (dev and schnell: CLIP-L pooled + T5, 2x2 latent packing, dev's embedded guidance
+instead of classifier-free guidance) and FLUX.2 klein (Qwen3 text encoder, batch-normalised
+patchified latents). All train with the rectified-flow noise process.
 
 Prompts are encoded by the pipelines' own ``encode_prompt`` (a pipeline built around the same
 modules), so training sees exactly the conditioning the user's sampling pipeline makes.
@@ -28,6 +29,7 @@ class FlowFamily(ModelFamily):
     textual_inversion = False
     text_encoder_lora = False
     transformer_class = ""
+    vae_class = "AutoencoderKL"
     encoder_classes: tuple[str, ...] = ()           # transformers classes, one per text_encoder_names entry
     tokenizer_classes: tuple[str, ...] = ()
 
@@ -40,7 +42,7 @@ class FlowFamily(ModelFamily):
     def load(self, location: str, index: dict, config: ModelConfig, dtypes) -> Components:
         import diffusers
         import transformers
-        from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+        from diffusers import FlowMatchEulerDiscreteScheduler
 
         from dreamtune.models.loading import load_part, load_scheduler
 
@@ -52,7 +54,7 @@ class FlowFamily(ModelFamily):
             denoiser = transformer_cls.from_config(transformer_cls.load_config(location, subfolder="transformer"))
         else:
             denoiser = load_part(transformer_cls, location, "transformer", config, dtypes.denoiser)
-        vae = load_part(AutoencoderKL, location, "vae", config, dtypes.vae)
+        vae = load_part(getattr(diffusers, self.vae_class), location, "vae", config, dtypes.vae)
         encoders, tokenizers = [], []
         for name, encoder_cls, tokenizer_cls in zip(self.text_encoder_names, self.encoder_classes, self.tokenizer_classes):
             if not _index_has(index, name):      # SD3 without its T5 (text_encoder_3: null)
@@ -156,3 +158,79 @@ class Flux(FlowFamily):
 
         tokens = (resolution // components.vae_scale_factor // 2) ** 2
         return {"sigmas": np.linspace(1.0, 1 / steps, steps), "mu": math.log(components.noise.shift_for(tokens))}
+
+
+class Flux2Klein(FlowFamily):
+    """FLUX.2 klein: a Qwen3 text encoder (hidden states of three layers, stacked), the FLUX.2
+    VAE whose latents are 2x2-patchified and batch-normalised before the transformer sees them as
+    tokens with 4-D position ids; base models sample with CFG, distilled ones without."""
+    name = "flux2-klein"
+    pipeline_classes = ("Flux2KleinPipeline",)
+    transformer_class = "Flux2Transformer2DModel"
+    vae_class = "AutoencoderKLFlux2"
+    text_encoder_names = ("text_encoder",)
+    encoder_classes = ("Qwen3ForCausalLM",)
+    tokenizer_classes = ("Qwen2Tokenizer",)
+    max_sequence_length = 512
+
+    def uses_classifier_free_guidance(self, components: Components) -> bool:
+        return not components.extra.get("model_index", {}).get("is_distilled", False)
+
+    def pipeline(self, components: Components, scheduler=None):
+        pipeline = self.pipeline_class()(transformer=components.denoiser, vae=components.vae, scheduler=scheduler or components.noise_scheduler,
+                                         text_encoder=components.text_encoders[0], tokenizer=components.tokenizers[0],
+                                         is_distilled=not self.uses_classifier_free_guidance(components))
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline
+
+    def _batch_norm(self, components: Components, like: Tensor) -> tuple[Tensor, Tensor]:
+        vae = components.vae
+        mean = vae.bn.running_mean.view(1, -1, 1, 1).to(like.device, torch.float32)
+        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(like.device, torch.float32)
+        return mean, std
+
+    def encode_latents(self, components: Components, pixels: Tensor) -> Tensor:
+        """Patchified (B,4C,H/2f,W/2f), normalised by the VAE's batch-norm statistics (the pipeline's _encode_vae_image)."""
+        vae = components.vae
+        latents = self.pipeline_class()._patchify_latents(vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode().float())
+        mean, std = self._batch_norm(components, latents)
+        return (latents - mean) / std
+
+    def decode(self, components: Components, latents: Tensor) -> Tensor:
+        mean, std = self._batch_norm(components, latents)
+        latents = self.pipeline_class()._unpatchify_latents(latents.float() * std + mean)
+        return components.vae.decode(latents.to(components.vae.dtype)).sample
+
+    def latent_shape(self, components: Components, resolution: int) -> tuple[int, int, int]:
+        size = resolution // components.vae_scale_factor // 2
+        return 4 * components.vae.config.latent_channels, size, size
+
+    def encode_prompts(self, components: Components, prompts: list[str], device) -> dict[str, Tensor]:
+        pipeline = self.pipeline(components)
+        embeds, _ = pipeline.encode_prompt(prompts, device=device, max_sequence_length=self._text_length(components))
+        return {"encoder_hidden_states": embeds}
+
+    def predict(self, components: Components, noisy: Tensor, timesteps: Tensor, conditioning: dict, denoiser=None,
+                guidance: float | None = None) -> Tensor:
+        cls = self.pipeline_class()
+        denoiser = denoiser or components.denoiser
+        batch, channels, height, width = noisy.shape
+        text = conditioning["encoder_hidden_states"]
+        embedded = None
+        if components.denoiser.config.guidance_embeds:
+            embedded = torch.full((batch,), float(guidance if guidance is not None else 4.0), device=noisy.device)
+        out = denoiser(hidden_states=cls._pack_latents(noisy), timestep=timesteps.float() / 1000, guidance=embedded,
+                       encoder_hidden_states=text, txt_ids=cls._prepare_text_ids(text).to(noisy.device),
+                       img_ids=cls._prepare_latent_ids(noisy).to(noisy.device), return_dict=False)[0]
+        return out[:, : height * width].permute(0, 2, 1).reshape(batch, channels, height, width)
+
+    def sampling_schedule(self, components: Components, steps: int, resolution: int) -> dict:
+        """Flux2KleinPipeline's grid: σ = linspace(1, 1/N, N) and its empirical μ(image tokens, steps)."""
+        import numpy as np
+        from diffusers.pipelines.flux2.pipeline_flux2_klein import compute_empirical_mu
+
+        tokens = (resolution // components.vae_scale_factor // 2) ** 2
+        return {"sigmas": np.linspace(1.0, 1 / steps, steps), "mu": compute_empirical_mu(tokens, steps)}
+
+    def default_resolution(self, components: Components) -> int:
+        return 128 * components.vae_scale_factor
