@@ -48,7 +48,22 @@ CASES = {   # name -> (family, recipe, extra overrides)
     "sdxl-lora-single-file": ("sdxl", "lora-sdxl", ["single-file"]),
     "sdxl-textual-inversion": ("sdxl", "lora-sdxl", ["method.kind=textual_inversion", "data.instance_prompt=a photo of <sks> dog",
                                                       "method.textual_inversion.initializer_token=dog"]),
+    "sd35m-lora": ("sd35m", "lora-sd35", []),                  # SD3.5 Medium with its T5-XXL
+    "flux2-klein-4b-lora": ("flux2-klein-4b", "lora-flux2-klein", []),
 }
+# FLUX.1 (12 B transformer, 24 GB in bf16 alone) does not fit this 24 GB machine; see a GPU run.
+
+# published architectures (config.json of each download)
+SD35M_TRANSFORMER = dict(sample_size=128, patch_size=2, in_channels=16, out_channels=16, num_layers=24, attention_head_dim=64,
+                         num_attention_heads=24, joint_attention_dim=4096, caption_projection_dim=1536, pooled_projection_dim=2048,
+                         pos_embed_max_size=384, dual_attention_layers=tuple(range(13)), qk_norm="rms_norm")
+T5_XXL = dict(vocab_size=32128, d_model=4096, d_ff=10240, d_kv=64, num_layers=24, num_heads=64, feed_forward_proj="gated-gelu",
+              relative_attention_num_buckets=32, decoder_start_token_id=0)
+KLEIN4B_TRANSFORMER = dict(patch_size=1, in_channels=128, num_layers=5, num_single_layers=20, attention_head_dim=128,
+                           num_attention_heads=24, joint_attention_dim=7680, timestep_guidance_channels=256, mlp_ratio=3.0,
+                           axes_dims_rope=(32, 32, 32, 32), rope_theta=2000, guidance_embeds=False)
+QWEN3_4B = dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+                num_key_value_heads=8, head_dim=128, max_position_embeddings=40960, tie_word_embeddings=True, rope_theta=1000000)
 
 
 def build(family: str, folder: Path) -> Path:
@@ -62,6 +77,8 @@ def build(family: str, folder: Path) -> Path:
     if (folder / "model_index.json").is_file():
         return folder
     torch.manual_seed(0)
+    if family in ("sd35m", "flux2-klein-4b"):
+        return build_flow(family, folder)
     tokenizer = build_clip_tokenizer(folder.parent / f".{family}-tokenizer")
     scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                               steps_offset=1, num_train_timesteps=1000)
@@ -78,6 +95,38 @@ def build(family: str, folder: Path) -> Path:
         unet = half(UNet2DConditionModel(**SD15_UNET))
         pipeline = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
                                            safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_flow(family: str, folder: Path) -> Path:
+    """SD3.5 Medium or FLUX.2 klein base 4B, random fp16 weights (made in fp16: 16 GB, not 32)."""
+    import torch
+    from diffusers import AutoencoderKL, AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, Qwen3Config, Qwen3ForCausalLM, T5Config, T5EncoderModel
+
+    from dreamtune.models.tiny import build_qwen_tokenizer, build_t5_tokenizer
+    from dreamtune.models.tokenizer import build_clip_tokenizer
+
+    torch.set_default_dtype(torch.float16)
+    try:
+        if family == "flux2-klein-4b":
+            tokenizer = build_qwen_tokenizer(folder.parent / ".qwen-tokenizer", model_max_length=512)
+            pipeline = Flux2KleinPipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, time_shift_type="exponential"),
+                                          vae=AutoencoderKLFlux2(), text_encoder=Qwen3ForCausalLM(Qwen3Config(**QWEN3_4B)), tokenizer=tokenizer,
+                                          transformer=Flux2Transformer2DModel(**KLEIN4B_TRANSFORMER), is_distilled=False)
+        else:
+            clip = build_clip_tokenizer(folder.parent / ".clip-tokenizer")
+            ids = dict(bos_token_id=clip.bos_token_id, eos_token_id=clip.eos_token_id, pad_token_id=clip.pad_token_id)
+            pipeline = StableDiffusion3Pipeline(
+                transformer=SD3Transformer2DModel(**SD35M_TRANSFORMER), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+                vae=AutoencoderKL(**{**VAE, "latent_channels": 16}, sample_size=1024, scaling_factor=1.5305, shift_factor=0.0609,
+                                  use_quant_conv=False, use_post_quant_conv=False),
+                text_encoder=CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_L, **ids)), tokenizer=clip,
+                text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_BIG_G, **ids)), tokenizer_2=clip,
+                text_encoder_3=T5EncoderModel(T5Config(**T5_XXL)), tokenizer_3=build_t5_tokenizer(folder.parent / ".t5-tokenizer", model_max_length=512))
+    finally:
+        torch.set_default_dtype(torch.float32)
     pipeline.save_pretrained(folder, safe_serialization=True)
     return folder
 

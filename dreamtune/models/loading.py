@@ -98,6 +98,11 @@ def load_part(cls, location: str, subfolder: str, config: ModelConfig, dtype: to
                         "check the model folder, or set model.allow_pickle=true for trusted .bin weights.") from None
 
 
+def load_tokenizer(cls, location: str, subfolder: str, config: ModelConfig):
+    """A tokenizer of a model folder (no weights), as ``cls``."""
+    return cls.from_pretrained(location, subfolder=subfolder, revision=config.revision)
+
+
 def load_scheduler(cls, location: str, config: ModelConfig):
     """The scheduler config a model folder ships, as ``cls``."""
     return cls.from_pretrained(location, subfolder="scheduler", revision=config.revision)

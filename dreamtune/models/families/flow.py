@@ -44,7 +44,7 @@ class FlowFamily(ModelFamily):
         import transformers
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        from dreamtune.models.loading import load_part, load_scheduler
+        from dreamtune.models.loading import load_part, load_scheduler, load_tokenizer
 
         if Path(location).is_file():
             raise UserError(f"{location} is a single file; {self.name} models train from a diffusers folder or hub id "
@@ -60,7 +60,7 @@ class FlowFamily(ModelFamily):
             if not _index_has(index, name):      # SD3 without its T5 (text_encoder_3: null)
                 continue
             tokenizer_name = name.replace("text_encoder", "tokenizer")
-            tokenizers.append(getattr(transformers, tokenizer_cls).from_pretrained(location, subfolder=tokenizer_name, revision=config.revision))
+            tokenizers.append(load_tokenizer(getattr(transformers, tokenizer_cls), location, tokenizer_name, config))
             encoders.append(load_part(getattr(transformers, encoder_cls), location, name, config, dtypes.text_encoders))
         scheduler = load_scheduler(FlowMatchEulerDiscreteScheduler, location, config)
         return Components(self, denoiser, vae, encoders, tokenizers, scheduler, source=location,
