@@ -20,7 +20,7 @@ from dreamtune.models.components import Components
 from dreamtune.models.loading import ComponentDtypes, load_components, model_path, resolve_model, weight_dtype
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
 from dreamtune.training import checkpoint
-from dreamtune.training.assembly import Ingredients, RunPlan, build, place_frozen, wrap_trainable
+from dreamtune.training.assembly import Ingredients, RunPlan, build, place_frozen, settings_from, wrap_trainable
 from dreamtune.training.callbacks import Checkpointer, MetricLog, TrackerLog, Validator
 from dreamtune.training.checkpoint import TrainingState
 from dreamtune.training.class_images import class_images_location, provide_class_images
@@ -44,7 +44,9 @@ class RunResult:
 
 
 def _renderer(components: Components, config: Config, parts: TrainableParts, resolution: int,
-              steps: int | None = None, guidance_scale: float = 7.5):
+              steps: int | None = None, guidance_scale: float | None = None):
+    guidance_scale = components.family.default_guidance if guidance_scale is None else guidance_scale
+
     def render(prompts: list[str], seeds: list[int]):
         prompts = [parts.rewrite_prompt(p) for p in prompts]
         pipeline = pipeline_from_components(components)
@@ -163,7 +165,7 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     validator = Validator(_renderer(components, config, parts, resolution), list(t.validation_prompts), list(t.validation_seeds),
                           t.validate_every, output_dir / "validation", enabled=main)
     monitor = _monitor(config, components, parts, instance_dir, output_dir, main, rewards)
-    settings = LoopSettings(t.steps, t.grad_accum, t.max_grad_norm, t.seed, accelerator.process_index, show_progress and main, t.log_every)
+    settings = settings_from(LoopSettings, t, process_index=accelerator.process_index, show_progress=show_progress and main)
     trackers = [TrackerLog(accelerator, t.log_every, enabled=main)] if t.log_with != "none" else []
     stop = StopOnSignal(enabled=main)
     try:

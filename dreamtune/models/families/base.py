@@ -24,6 +24,7 @@ class ModelFamily:
     textual_inversion = False                     # can new token rows be trained
     kohya_export = False                          # also write a kohya / LyCORIS file (SD UNets)
     text_encoder_lora = True                      # text-encoder LoRA is offered
+    default_guidance = 7.5                        # validation sheets' guidance (CFG scale, or the embedded guidance)
 
     # ---- loading ---------------------------------------------------------------------------
     def load(self, location: str, index: dict, config: ModelConfig, dtypes) -> Components:

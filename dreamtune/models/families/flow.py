@@ -96,6 +96,7 @@ class StableDiffusion3(FlowFamily):
     encoder_classes = ("CLIPTextModelWithProjection", "CLIPTextModelWithProjection", "T5EncoderModel")
     tokenizer_classes = ("CLIPTokenizer", "CLIPTokenizer", "T5Tokenizer")
     max_sequence_length = 256
+    default_guidance = 7.0
 
     def encode_prompts(self, components: Components, prompts: list[str], device) -> dict[str, Tensor]:
         pipeline = self.pipeline(components)
@@ -123,6 +124,7 @@ class Flux(FlowFamily):
     encoder_classes = ("CLIPTextModel", "T5EncoderModel")
     tokenizer_classes = ("CLIPTokenizer", "T5Tokenizer")
     max_sequence_length = 512
+    default_guidance = 3.5
 
     def uses_classifier_free_guidance(self, components: Components) -> bool:
         return False
@@ -172,6 +174,7 @@ class Flux2Klein(FlowFamily):
     encoder_classes = ("Qwen3ForCausalLM",)
     tokenizer_classes = ("Qwen2Tokenizer",)
     max_sequence_length = 512
+    default_guidance = 4.0
 
     def uses_classifier_free_guidance(self, components: Components) -> bool:
         return not components.extra.get("model_index", {}).get("is_distilled", False)
