@@ -27,8 +27,19 @@ DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 DEFAULT_DINO = "facebook/dino-vits16"
 
 
+def center_square(image: Image.Image, size: int) -> Image.Image:
+    """The standard CLIP / DreamBench preprocessing: resize the short side to ``size`` (bicubic),
+    then crop the centre ``size``² (a wide photo is cropped, not squashed)."""
+    image = image.convert("RGB")
+    scale = size / min(image.size)
+    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((width, height), Image.Resampling.BICUBIC)
+    left, top = (width - size) // 2, (height - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
 class ImageFeatures(nn.Module):
-    """Shared preprocessing: resize to ``size``², scale to [0,1], normalise by mean/std."""
+    """Shared preprocessing: short side to ``size``, centre crop, scale to [0,1], normalise by mean/std."""
 
     def __init__(self, size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), name: str = "features"):
         super().__init__()
@@ -37,14 +48,19 @@ class ImageFeatures(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def pixels(self, images: list[Image.Image]) -> torch.Tensor:
-        arrays = [np.asarray(im.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC), dtype=np.float32) / 255
-                  for im in images]
+        arrays = [np.asarray(center_square(im, self.size), dtype=np.float32) / 255 for im in images]
         batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
         return ((batch - self.mean) / self.std).to(next(self.parameters()).dtype)
 
     def tensor_pixels(self, images: torch.Tensor) -> torch.Tensor:
-        """(B,3,H,W) in [0,1] -> the model's input, differentiably (rewards backpropagate through it)."""
-        resized = F.interpolate(images.float(), size=(self.size, self.size), mode="bicubic", align_corners=False, antialias=True)
+        """(B,3,H,W) in [0,1] -> the model's input, differentiably (rewards backpropagate through it);
+        short side to ``size``, centre crop, as ``pixels``."""
+        height, width = images.shape[-2:]
+        scale = self.size / min(height, width)
+        shape = (max(self.size, round(height * scale)), max(self.size, round(width * scale)))
+        resized = F.interpolate(images.float(), size=shape, mode="bicubic", align_corners=False, antialias=True)
+        top, left = (shape[0] - self.size) // 2, (shape[1] - self.size) // 2
+        resized = resized[..., top:top + self.size, left:left + self.size]
         return ((resized - self.mean) / self.std).to(next(self.parameters()).dtype)
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:

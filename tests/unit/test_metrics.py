@@ -53,3 +53,26 @@ def test_identifier_is_removed_as_a_whole_word_only():
     assert strip_identifier("a sks dog on the sksy beach", "sks") == "a dog on the sksy beach"
     assert strip_identifier("a <sks> dog", "<sks>") == "a dog"
     assert strip_identifier("a dog", "") == "a dog"
+
+
+def test_image_preprocessing_is_clips_own_resize_short_side_and_centre_crop():
+    """A wide DreamBench photo is centre-cropped, not squashed: the pixels equal transformers'
+    CLIPImageProcessor's, and the tensor path (rewards) agrees with the PIL path."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from transformers import CLIPImageProcessorPil
+
+    from dreamtune.evaluation.features import ImageFeatures, center_square
+
+    rng = np.random.default_rng(0)
+    wide = Image.fromarray((rng.random((60, 100, 3)) * 255).astype("uint8"))
+    reference = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, do_normalize=False)(
+        wide, return_tensors="pt").pixel_values[0]
+    ours = torch.from_numpy(np.asarray(center_square(wide, 32), dtype=np.float32) / 255).permute(2, 0, 1)
+    assert torch.equal(ours, reference)
+    features = ImageFeatures(32)
+    features.register_parameter("anchor", torch.nn.Parameter(torch.zeros(1)))   # gives the module a dtype
+    from_tensor = features.tensor_pixels(torch.from_numpy(np.asarray(wide, dtype=np.float32) / 255).permute(2, 0, 1)[None])
+    assert from_tensor.shape == (1, 3, 32, 32)
+    assert (from_tensor - features.pixels([wide])).abs().mean() < 0.05
