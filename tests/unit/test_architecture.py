@@ -59,3 +59,11 @@ def test_no_objective_or_sampler_asks_which_model_family_it_runs():
 
 def test_files_stay_small():
     assert [p.name for p in PACKAGE.rglob("*.py") if len(p.read_text().splitlines()) > 300] == []
+
+
+def test_the_held_out_subjects_split_is_a_partition():
+    from dreamtune.miniature import world
+    from dreamtune.miniature.subject_split import TEST, TUNING
+
+    assert not set(TUNING) & set(TEST) and set(TUNING) | set(TEST) == set(world.HELD_OUT)
+    assert {"dog3", "backpack3"} <= set(TUNING)      # used to tune earlier recipes
