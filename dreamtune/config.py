@@ -79,7 +79,7 @@ class PriorConfig:
     num_class_images: int = 100
     loss_weight: float = 1.0
     sample_steps: int = 25
-    guidance_scale: float = 7.5
+    guidance_scale: float | None = None   # none: the model family's (SD 7.5, SD3 7.0, FLUX.1 3.5 embedded, FLUX.2 klein 4.0)
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,8 @@ def ensure_class_images(components: Components, prior: PriorConfig, folder: Path
     for start in range(have, prior.num_class_images, 8):
         indices = list(range(start, min(start + 8, prior.num_class_images)))
         images = sample(pipeline, [prior.class_prompt] * len(indices), [seed * 100_003 + i for i in indices],
-                        prior.sample_steps, prior.guidance_scale, resolution)
+                        prior.sample_steps, components.family.default_guidance if prior.guidance_scale is None else prior.guidance_scale,
+                        resolution)
         for index, image in zip(indices, images):
             name = f"images/class-{index:05d}.png"
             with atomic_file(folder / name) as temp:

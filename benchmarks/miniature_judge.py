@@ -1,0 +1,126 @@
+"""Train and validate the miniature's judge (dreamtune/miniature/judge.py), then install it in the
+packaged model as ``judge/``.
+
+    python benchmarks/miniature_judge.py [--steps 1500] [--out runs/judge] [--no-install]
+
+Resumable: a checkpoint every 250 steps in --out; rerunning continues. Validation (printed and
+written to --out/validation.json) is on the 15 held-out instances, which training never sees:
+each rendered in all 20 contexts, clean, after the VAE round trip, and after the round trip plus
+a 1-px Gaussian blur; identity = the instance is nearest among its class's 4 instances (chance
+25 %), with the reference photos the personalization set uses.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dreamtune.miniature import judge, world  # noqa: E402
+from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
+
+
+def load_vae():
+    from diffusers import AutoencoderKL
+
+    from dreamtune.models.loading import load_folder
+    return load_folder(AutoencoderKL, MODEL_DIR / "vae", torch_dtype=torch.float32).eval()
+
+
+def pool(out: Path, pairs: int) -> judge.Rendered:
+    from safetensors.torch import load_file, save_file
+
+    path = out / f"pool-{pairs}.safetensors"
+    if not path.is_file():
+        data = judge.render_pairs(pairs, seed=1)
+        save_file({k: v.contiguous() for k, v in vars(data).items()}, str(path))
+    return judge.Rendered(**load_file(str(path)))
+
+
+def train(out: Path, steps: int, pool_pairs: int, pairs_per_batch: int = 32) -> judge.JudgeNet:
+    from tqdm.auto import tqdm
+
+    data, vae = pool(out, pool_pairs), load_vae()
+    torch.manual_seed(0)
+    net = judge.JudgeNet()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    start, checkpoint = 0, out / "checkpoint.pt"
+    if checkpoint.is_file():
+        state = torch.load(checkpoint)
+        net.load_state_dict(state["net"]), optimizer.load_state_dict(state["optimizer"])
+        start = state["step"]
+    pair_count = len(data.identity) // 2
+    for step in tqdm(range(start, steps), desc="judge", initial=start, total=steps):
+        generator = torch.Generator().manual_seed(1000 + step)
+        chosen = torch.randperm(pair_count, generator=generator)[:pairs_per_batch]
+        rows = torch.stack([2 * chosen, 2 * chosen + 1], dim=1).flatten()
+        batch = judge.Rendered(data.pixels[rows], data.identity[rows], data.classes[rows], data.contexts[rows])
+        pixels = judge.degrade(batch.pixels, vae, generator)
+        if torch.rand((), generator=generator) < 0.5:
+            pixels = pixels.flip(-1)
+        for group in optimizer.param_groups:
+            group["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * step / steps))
+        loss, parts = judge.judge_loss(net, pixels, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if (step + 1) % 250 == 0 or step + 1 == steps:
+            torch.save({"net": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1}, out / "checkpoint.tmp")
+            (out / "checkpoint.tmp").replace(checkpoint)
+            print(json.dumps({"step": step + 1, "loss": round(float(loss), 4), **{k: round(v, 4) for k, v in parts.items()}}), flush=True)
+    return net.eval()
+
+
+def validate(net: judge.JudgeNet) -> dict:
+    vae = load_vae()
+    results = {}
+    for level in ("clean", "vae", "vae+blur1"):
+        per_subject = {}
+        for subject in world.HELD_OUT:
+            contexts = list(world.CONTEXTS)
+            pixels = judge.to_pixels([world.render(world.Scene(subject, c), 90_000 + i) for i, c in enumerate(contexts)])
+            if level != "clean":
+                pixels = judge.vae_round_trip(vae, pixels)
+            if level == "vae+blur1":
+                pixels = judge.gaussian_blur(pixels, torch.ones(len(pixels)))
+            per_subject[subject] = judge.verdicts(net, pixels, subject, contexts, judge.reference_photos(subject))
+        mean = {k: sum(v[k] for v in per_subject.values()) / len(per_subject) for k in ("identity", "context", "class")}
+        results[level] = {"mean": mean, "subjects": per_subject}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--out", default=str(ROOT / "runs" / "judge"))
+    parser.add_argument("--pool", type=int, default=6000, help="identity pairs rendered once (cached in --out)")
+    parser.add_argument("--no-install", action="store_true", help="do not copy the judge into the packaged model")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    net = train(out, args.steps, args.pool)
+    trained = time.perf_counter() - started
+    results = validate(net)
+    (out / "validation.json").write_text(json.dumps({"steps": args.steps, "train_seconds": round(trained), **results}, indent=1))
+    print(f"\nheld-out instances (never trained on), 15 subjects x 20 contexts; train {trained:.0f} s")
+    print("| images | identity (chance 25 %) | context | class |\n|---|---|---|---|")
+    for level, result in results.items():
+        m = result["mean"]
+        print(f"| ground truth, {level} | {100 * m['identity']:.1f} % | {100 * m['context']:.1f} % | {100 * m['class']:.1f} % |")
+    worst = min(results["vae+blur1"]["subjects"].items(), key=lambda kv: kv[1]["identity"])
+    print(f"weakest subject (vae+blur1): {worst[0]} identity {100 * worst[1]['identity']:.0f} %")
+    if not args.no_install:
+        judge.save_judge(net, MODEL_DIR / "judge")
+        print(f"installed in {MODEL_DIR / 'judge'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""The miniature's judge: what the world knows, learned so that it survives the generator's blur.
+
+The world can render any instance in any context, so personalization on the miniature can be
+judged on exactly what it should achieve: *identity* (is it this instance, among its class's
+instances?), *context* (is it in the prompted context?) and *class*. One small CNN does all three:
+
+  trunk   4 stride-2 residual stages on 64x64 pixels
+  heads   an instance embedding (unit norm; identity = nearest mean embedding of reference
+          photos), class logits (15), context logits (20 contexts + plain)
+
+Training never sees a held-out instance: identities are the 45 pretraining instances plus fresh
+*distractor* pseudo-instances (OpenMoji glyphs of no world class at random hues, as the mini
+CLIP's image stage uses), pairs of renders in different contexts, trained with a supervised
+contrastive loss (Khosla et al. 2020) and cross-entropy heads. Every image is degraded as the
+generator degrades: a round trip through the miniature's own VAE (75 %), Gaussian blur
+σ ~ U(0, 1.5) px, pixel noise, so a soft generated image is judged on what it shows.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dreamtune.miniature import world
+from dreamtune.miniature.distractors import GLYPHS as DISTRACTOR_GLYPHS
+
+CLASSES = tuple(world.GLYPHS)
+CONTEXT_LABELS = tuple(world.CONTEXTS) + ("plain",)
+
+
+class _Block(nn.Module):
+    def __init__(self, width_in: int, width: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(width_in, width, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.norm1, self.norm2 = nn.GroupNorm(8, width), nn.GroupNorm(8, width)
+        self.skip = nn.Conv2d(width_in, width, 1, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.silu(self.norm1(self.conv1(x)))
+        return F.silu(self.norm2(self.conv2(h)) + self.skip(x))
+
+
+class JudgeNet(nn.Module):
+    def __init__(self, widths=(32, 64, 128, 192), embedding: int = 128):
+        super().__init__()
+        self.stem = nn.Conv2d(3, widths[0], 3, padding=1)
+        self.stages = nn.Sequential(*[_Block(a, b) for a, b in zip((widths[0],) + tuple(widths[:-1]), widths)])
+        self.neck = nn.Linear(widths[-1], 256)
+        self.embedding = nn.Linear(256, embedding)
+        self.classes = nn.Linear(256, len(CLASSES))
+        self.contexts = nn.Linear(256, len(CONTEXT_LABELS))
+
+    def forward(self, pixels: Tensor) -> dict[str, Tensor]:
+        """``pixels`` (B,3,64,64) in [-1, 1]."""
+        h = self.stages(F.silu(self.stem(pixels))).mean(dim=(2, 3))
+        h = F.silu(self.neck(h))
+        return {"embedding": F.normalize(self.embedding(h), dim=-1), "class": self.classes(h), "context": self.contexts(h)}
+
+
+# ---- degradation: what the generator does to an image --------------------------------------
+def gaussian_blur(pixels: Tensor, sigmas: Tensor) -> Tensor:
+    """Per-image Gaussian blur, σ in pixels (σ = 0: unchanged)."""
+    radius = 3
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernels = torch.exp(-offsets[None] ** 2 / (2 * sigmas.clamp(min=1e-3)[:, None] ** 2))
+    kernels = kernels / kernels.sum(dim=1, keepdim=True)                     # (B, 7)
+    batch, channels, height, width = pixels.shape
+    flat = F.pad(pixels.reshape(1, batch * channels, height, width), (radius,) * 4, mode="reflect")
+    weight = kernels.repeat_interleave(channels, dim=0)
+    flat = F.conv2d(flat, weight.view(-1, 1, 1, 2 * radius + 1), groups=batch * channels)
+    flat = F.conv2d(flat, weight.view(-1, 1, 2 * radius + 1, 1), groups=batch * channels)
+    return flat.view(batch, channels, height, width)
+
+
+@torch.no_grad()
+def vae_round_trip(vae, pixels: Tensor) -> Tensor:
+    latents = vae.encode(pixels.to(vae.dtype)).latent_dist.mean
+    return vae.decode(latents).sample.float().clamp(-1, 1)
+
+
+def degrade(pixels: Tensor, vae, generator: torch.Generator, vae_p: float = 0.75, max_blur: float = 1.5, max_noise: float = 0.06) -> Tensor:
+    batch = pixels.shape[0]
+    through_vae = torch.rand(batch, generator=generator) < vae_p
+    if vae is not None and through_vae.any():
+        pixels = pixels.clone()
+        pixels[through_vae] = vae_round_trip(vae, pixels[through_vae])
+    pixels = gaussian_blur(pixels, torch.rand(batch, generator=generator) * max_blur)
+    noise = torch.randn(pixels.shape, generator=generator) * (torch.rand(batch, 1, 1, 1, generator=generator) * max_noise)
+    return (pixels + noise).clamp(-1, 1)
+
+
+def to_pixels(images) -> Tensor:
+    array = np.stack([np.asarray(image.convert("RGB"), dtype=np.float32) for image in images])
+    return torch.from_numpy(array).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+# ---- training data ---------------------------------------------------------------------------
+@dataclass
+class Rendered:
+    pixels: Tensor            # (N,3,64,64) in [-1,1]
+    identity: Tensor          # (N,) pair label: same value = same instance
+    classes: Tensor           # (N,) class index, -1 for distractors
+    contexts: Tensor          # (N,) context index
+
+
+def render_pairs(pairs: int, seed: int, plain_p: float = 0.1) -> Rendered:
+    """``pairs`` identities with two renders each in different contexts: half pretraining
+    instances, half distractor pseudo-instances (never a held-out instance)."""
+    rng = random.Random(seed)
+    images, identity, classes, contexts = [], [], [], []
+    for k in range(pairs):
+        if k % 2 == 0:
+            spec = rng.choice(world.PRETRAIN_INSTANCES)
+            sprite, label, noun = world.object_sprite(spec.name), world.INSTANCES.index(spec), CLASSES.index(spec.class_noun)
+        else:
+            sprite, label, noun = world.glyph_sprite(rng.choice(DISTRACTOR_GLYPHS), round(rng.random(), 2)), 1000 + k, -1
+        for context in rng.sample(list(world.CONTEXTS), 2):
+            context = None if rng.random() < plain_p else context
+            images.append(world.compose(sprite, context, rng.randrange(10**9)))
+            identity.append(label)
+            classes.append(noun)
+            contexts.append(CONTEXT_LABELS.index(context or "plain"))
+    return Rendered(to_pixels(images), torch.tensor(identity), torch.tensor(classes), torch.tensor(contexts))
+
+
+def supervised_contrastive(embeddings: Tensor, labels: Tensor, temperature: float = 0.1) -> Tensor:
+    logits = embeddings @ embeddings.T / temperature
+    self_mask = torch.eye(len(labels), dtype=torch.bool)
+    logits = logits.masked_fill(self_mask, -1e9)
+    positives = (labels[:, None] == labels[None, :]) & ~self_mask
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    has = positives.any(dim=1)
+    return -(log_prob * positives).sum(1)[has].div(positives.sum(1)[has]).mean()
+
+
+def judge_loss(net: JudgeNet, pixels: Tensor, data: Rendered) -> tuple[Tensor, dict]:
+    out = net(pixels)
+    contrastive = supervised_contrastive(out["embedding"], data.identity)
+    world_rows = data.classes >= 0
+    class_loss = F.cross_entropy(out["class"][world_rows], data.classes[world_rows])
+    context_loss = F.cross_entropy(out["context"], data.contexts)
+    loss = contrastive + class_loss + context_loss
+    return loss, {"contrastive": float(contrastive.detach()), "class": float(class_loss.detach()), "context": float(context_loss.detach())}
+
+
+# ---- saving and loading ------------------------------------------------------------------
+def save_judge(net: JudgeNet, folder: Path) -> Path:
+    from safetensors.torch import save_file
+
+    from dreamtune.atomic import atomic_dir
+
+    with atomic_dir(Path(folder), owned=True) as temp:
+        save_file({k: v.detach().float().contiguous() for k, v in net.state_dict().items()}, str(temp / "judge.safetensors"))
+        (temp / "config.json").write_text(json.dumps({"classes": CLASSES, "contexts": CONTEXT_LABELS}, indent=1))
+    return Path(folder)
+
+
+def load_judge(folder: Path) -> JudgeNet:
+    from safetensors.torch import load_file
+
+    from dreamtune.errors import UserError
+
+    path = Path(folder) / "judge.safetensors"
+    if not path.is_file():
+        raise UserError(f"{folder} holds no judge.safetensors; train it with python benchmarks/miniature_judge.py.")
+    net = JudgeNet()
+    net.load_state_dict(load_file(str(path)))
+    return net.eval()
+
+
+# ---- verdicts ---------------------------------------------------------------------------------
+@torch.no_grad()
+def judge_images(net: JudgeNet, images) -> dict[str, Tensor]:
+    pixels = images if isinstance(images, Tensor) else to_pixels(images)
+    outputs = [net(pixels[i:i + 128]) for i in range(0, len(pixels), 128)]
+    return {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
+
+
+def reference_photos(name: str, count: int = 5, seed: int = 50_000):
+    """An instance's "photos": renders in the demo's training contexts (the held-out subjects' are
+    exactly the photos personalization trains on)."""
+    from dreamtune.miniature.demo import TRAIN_CONTEXTS
+
+    return [world.render(world.Scene(name, TRAIN_CONTEXTS[i % len(TRAIN_CONTEXTS)]), seed + i) for i in range(count)]
+
+
+@torch.no_grad()
+def identity_references(net: JudgeNet, subject: str, photos=None) -> tuple[list[str], Tensor]:
+    """The class's instances and the mean embedding of each one's photos (the subject's own
+    ``photos`` when given, e.g. the personalization set)."""
+    noun = world.instance(subject).class_noun
+    family = [i.name for i in world.INSTANCES if i.class_noun == noun]
+    means = []
+    for name in family:
+        shown = photos if (name == subject and photos is not None) else reference_photos(name, seed=60_000 + 97 * world.INSTANCES.index(world.instance(name)))
+        means.append(F.normalize(judge_images(net, shown)["embedding"].mean(0), dim=-1))
+    return family, torch.stack(means)
+
+
+def verdicts(net: JudgeNet, images, subject: str, contexts: list[str | None], photos=None) -> dict[str, float]:
+    """For images meant to show ``subject`` in ``contexts`` (None: plain): identity accuracy (the
+    subject is the nearest of its class's instances), context and class accuracy, and the mean
+    similarity to the subject's photos (the judge's CLIP-I)."""
+    out = judge_images(net, images)
+    family, means = identity_references(net, subject, photos)
+    nearest = (out["embedding"] @ means.T).argmax(dim=1)
+    wanted_context = torch.tensor([CONTEXT_LABELS.index(c or "plain") for c in contexts])
+    noun = CLASSES.index(world.instance(subject).class_noun)
+    return {"identity": float((nearest == family.index(subject)).float().mean()),
+            "context": float((out["context"].argmax(1) == wanted_context).float().mean()),
+            "class": float((out["class"].argmax(1) == noun).float().mean()),
+            "similarity": float((out["embedding"] @ means[family.index(subject)]).mean())}
