@@ -15,8 +15,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from dreamtune.models.tokenizer import build_clip_tokenizer
 
-FAMILIES = ("sd1", "sd2-v", "sdxl", "sd3", "flux", "flux2-klein")
-FLOW_FAMILIES = ("sd3", "flux", "flux2-klein")
+FAMILIES = ("sd1", "sd2-v", "sdxl", "sd3", "flux", "flux-schnell", "flux2-klein")
+FLOW_FAMILIES = ("sd3", "flux", "flux-schnell", "flux2-klein")
 QWEN_CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
                       "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 SDXL_SECOND_ENCODER_WIDTH = 48
@@ -130,7 +130,7 @@ def _flow_pipeline(family: str, scratch: Path):
                                         text_encoder_3=_t5(len(t5_tokenizer), 64), tokenizer_3=t5_tokenizer)
     transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
                                          num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=(4, 4, 8),
-                                         guidance_embeds=True)
+                                         guidance_embeds=family == "flux")     # schnell: no guidance input
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
                                                 base_image_seq_len=256, max_image_seq_len=4096)
     return FluxPipeline(transformer=transformer, vae=vae, scheduler=scheduler, text_encoder=CLIPTextModel(_text_config(vocab)),
@@ -138,7 +138,7 @@ def _flow_pipeline(family: str, scratch: Path):
 
 
 def build_tiny_pipeline(folder: str | Path, family: str = "sd1", seed: int = 0) -> Path:
-    """Write a tiny diffusers pipeline folder of ``family`` (sd1 | sd2-v | sdxl | sd3 | flux | flux2-klein); returns it."""
+    """Write a tiny diffusers pipeline folder of ``family`` (sd1 | sd2-v | sdxl | sd3 | flux | flux-schnell | flux2-klein); returns it."""
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}")
     folder = Path(folder)

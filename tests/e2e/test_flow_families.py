@@ -100,7 +100,7 @@ def test_trainable_parameters_change_and_frozen_ones_do_not(tiny_models, family,
         assert all(torch.equal(p, _snapshot(get(trained))[n]) for n, p in _snapshot(get(base)).items()), part
 
 
-@pytest.mark.parametrize("family", FLOW)
+@pytest.mark.parametrize("family", FLOW + ("flux-schnell",))
 def test_lora_loads_in_the_diffusers_pipeline_with_every_tensor_used(tiny_models, family, photos, tmp_path):
     from diffusers import DiffusionPipeline
     from safetensors.torch import load_file
@@ -108,7 +108,8 @@ def test_lora_loads_in_the_diffusers_pipeline_with_every_tensor_used(tiny_models
     result = _train(tiny_models, family, photos, tmp_path / "run", **{"method.lora.alpha": 8, "train.lr": 1e-2})
     weights = result.model_dir / "pytorch_lora_weights.safetensors"
     pipeline = DiffusionPipeline.from_pretrained(str(tiny_models[family]))
-    assert type(pipeline).__name__ == {"sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline", "flux2-klein": "Flux2KleinPipeline"}[family]
+    assert type(pipeline).__name__ == {"sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline", "flux-schnell": "FluxPipeline",
+                                       "flux2-klein": "Flux2KleinPipeline"}[family]
     pipeline.load_lora_weights(str(result.model_dir), weight_name="pytorch_lora_weights.safetensors")
     loaded = {n: p for n, p in pipeline.transformer.named_parameters() if "lora_" in n}
     assert len(loaded) == len(load_file(str(weights)))              # every tensor in the file has a home
@@ -134,14 +135,18 @@ def test_flux_resume_is_bit_identical(tiny_models, photos, tmp_path):
 
 
 @pytest.mark.parametrize("family", FLOW)
-def test_prior_preservation_validation_and_generation(tiny_models, family, photos, tmp_path):
+def test_prior_preservation_validation_monitor_and_generation(tiny_models, family, photos, tmp_path):
+    from dreamtune.models.tiny import build_tiny_feature_models
     from dreamtune.sampling.generate import GenerateRequest, generate
 
+    clip = build_tiny_feature_models(tmp_path / "features")["clip"]
     result = _train(tiny_models, family, photos, tmp_path / "run", **{
         "prior.enabled": True, "prior.class_prompt": "a photo of dog", "train.validate_every": 2,
-        "train.validation_prompts": "[a photo of sks dog on the beach]"})
+        "train.validation_prompts": "[a photo of sks dog on the beach]", "monitor.every": 2, "monitor.clip": str(clip),
+        "monitor.sample_steps": 2, "monitor.seeds": "[0]", "monitor.class_images": 1})
     assert len(list((result.output_dir / "class_images" / "images").glob("*.png"))) == 2
     assert list((result.output_dir / "validation").glob("step-*.png"))
+    assert list((result.output_dir / "monitor").glob("*"))
     record = generate(GenerateRequest(trained=str(result.model_dir), prompts=["a photo of {subject} dog"], images_per_prompt=2,
                                       steps=2, resolution=32), tmp_path / "gen", show_progress=False)
     assert len(list((tmp_path / "gen").glob("*.png"))) >= 2 and record
@@ -170,7 +175,7 @@ def test_what_flow_families_do_not_offer_is_refused_in_one_sentence(tiny_models,
         _train(tiny_models, "flux", photos, tmp_path / "c", **{"model.pretrained": str(single)})
 
 
-@pytest.mark.parametrize("family", FLOW)
+@pytest.mark.parametrize("family", FLOW + ("flux-schnell",))
 def test_reward_sampler_reproduces_the_diffusers_pipeline(tiny_models, family):
     """DRaFT / DDPO sample with their own loop (gradients, log-probabilities); with η = 0 it must
     be the pipeline's sampler: same σ grid and shift, same guidance, same packing."""
@@ -190,10 +195,11 @@ def test_reward_sampler_reproduces_the_diffusers_pipeline(tiny_models, family):
             x = sampler.step(guided_prediction(components, x, t.reshape(1), conditioning, guidance), t.reshape(1), x, 0.0)[0]
         pipeline = components.family.pipeline(components)
         cls = type(pipeline)
-        given = FluxPipeline._pack_latents(latents, *latents.shape) if family == "flux" else latents   # klein packs what it is given
+        packed = family.startswith("flux") and family != "flux2-klein"
+        given = FluxPipeline._pack_latents(latents, *latents.shape) if packed else latents   # klein packs what it is given
         theirs = pipeline(prompt=prompts, latents=given, num_inference_steps=steps, guidance_scale=guidance, height=32, width=32,
                           output_type="latent", max_sequence_length=components.tokenizers[-1].model_max_length).images
-    if family == "flux":
+    if packed:
         ours = FluxPipeline._pack_latents(x, *x.shape)
     elif family == "flux2-klein":     # its "latent" output is the VAE's: batch norm undone, patches unfolded
         mean, std = components.family._batch_norm(components, x)
