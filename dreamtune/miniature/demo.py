@@ -84,11 +84,26 @@ def run_demo(out: Path, subject: str = "dog3", images: Path | None = None, class
     if images is None:
         truth = [world.render(world.Scene(subject, c), 90_000 + s) for c in EVAL_CONTEXTS for s in range(seeds)]
         rows["ceiling"] = _measure(clip, truth, real, class_prompts)
+        _judge_rows(rows, model_dir, subject, base, tuned, truth, out, seeds)
     metrics = summarize(rows, time.perf_counter() - started, subject, noun)
     write_json(out / "metrics.json", metrics)
     _report(out, run, base, tuned, truth, metrics, noun)
     print(f"demo finished in {metrics['wall_seconds']:.0f} s: report {out / 'report.html'}")
     return metrics
+
+
+def _judge_rows(rows: dict, model_dir: Path, subject: str, base: dict, tuned: dict, truth: list, out: Path, seeds: int) -> None:
+    """The miniature judge's verdicts (identity among the class's instances, context, class, the
+    judge's CLIP-I) for each row, when the model ships a judge (``judge/``)."""
+    from dreamtune.miniature import judge
+
+    if not (model_dir / "judge" / "judge.safetensors").is_file():
+        return
+    net = judge.load_judge(model_dir / "judge")
+    photos = [Image.open(p).convert("RGB") for p in sorted((out / "photos").glob("*.png"))]
+    contexts = [c for c in EVAL_CONTEXTS for _ in range(seeds)]
+    for row, images in (("floor", _images(base, out / "floor")), ("personalized", _images(tuned, out / "personalized")), ("ceiling", truth)):
+        rows[row].update({f"judge_{k}": round(v, 4) for k, v in judge.verdicts(net, images, subject, contexts, photos).items()})
 
 
 def summarize(rows: dict, wall_seconds: float, subject: str, noun: str) -> dict:
@@ -98,6 +113,9 @@ def summarize(rows: dict, wall_seconds: float, subject: str, noun: str) -> dict:
         gap = rows["ceiling"]["clip_i"] - rows["floor"]["clip_i"]
         result["clip_i_gap_closed"] = (rows["personalized"]["clip_i"] - rows["floor"]["clip_i"]) / gap if gap else None
         result["clip_t_vs_ceiling"] = rows["personalized"]["clip_t"] / rows["ceiling"]["clip_t"]
+        if "judge_similarity" in rows["ceiling"]:
+            judged = rows["ceiling"]["judge_similarity"] - rows["floor"]["judge_similarity"]
+            result["judge_gap_closed"] = (rows["personalized"]["judge_similarity"] - rows["floor"]["judge_similarity"]) / judged if judged else None
     return result
 
 
@@ -121,7 +139,14 @@ def _report(out: Path, run, base: dict, tuned: dict, truth: list, metrics: dict,
     report.image("inputs.png")
     report.heading("Metrics")
     report.text(f"Features: {metrics['features']}. CLIP-I: mean cosine to the input photos; CLIP-T: to the prompt without the identifier.")
-    report.table([{"row": k, **metrics[k]} for k in ("floor", "personalized", "ceiling") if k in metrics], ["row", "clip_i", "clip_t"])
+    judged = "judge_identity" in metrics.get("ceiling", {})
+    columns = ["row", "clip_i", "clip_t"] + (["judge_identity", "judge_context", "judge_class", "judge_similarity"] if judged else [])
+    report.table([{"row": k, **metrics[k]} for k in ("floor", "personalized", "ceiling") if k in metrics], columns)
+    if judged and metrics.get("judge_gap_closed") is not None:
+        report.text("Judge (the miniature's own, validated on ground truth of held-out instances): identity = the subject is the "
+                    "nearest of its class's 4 instances (chance 25 %); context / class = the prompted context / class recognised; "
+                    f"similarity = to the input photos. Personalization closes {metrics['judge_gap_closed']:.0%} of the judge's "
+                    "floor→ceiling similarity gap.")
     if "clip_i_gap_closed" in metrics:
         report.text(f"Personalized CLIP-I closes {metrics['clip_i_gap_closed']:.0%} of the floor→ceiling gap; "
                     f"CLIP-T is {metrics['clip_t_vs_ceiling']:.0%} of the ceiling's. Wall time {metrics['wall_seconds']:.0f} s.")
