@@ -7,7 +7,8 @@ Resumable: a checkpoint every 250 steps in --out; rerunning continues. Validatio
 written to --out/validation.json) is on the 15 held-out instances, which training never sees:
 each rendered in all 20 contexts, clean, after the VAE round trip, and after the round trip plus
 a 1-px Gaussian blur; identity = the instance is nearest among its class's 4 instances (chance
-25 %), with the reference photos the personalization set uses.
+25 %), class = the nearest of all instances is of its class; references are the photos the
+personalization set uses, through the VAE as generated images are.
 """
 from __future__ import annotations
 
@@ -27,13 +28,6 @@ from dreamtune.miniature import judge, world  # noqa: E402
 from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
 
 
-def load_vae():
-    from diffusers import AutoencoderKL
-
-    from dreamtune.models.loading import load_folder
-    return load_folder(AutoencoderKL, MODEL_DIR / "vae", torch_dtype=torch.float32).eval()
-
-
 def pool(out: Path, pairs: int) -> judge.Rendered:
     from safetensors.torch import load_file, save_file
 
@@ -47,7 +41,7 @@ def pool(out: Path, pairs: int) -> judge.Rendered:
 def train(out: Path, steps: int, pool_pairs: int, pairs_per_batch: int = 32) -> judge.JudgeNet:
     from tqdm.auto import tqdm
 
-    data, vae = pool(out, pool_pairs), load_vae()
+    data, vae = pool(out, pool_pairs), judge.load_vae(MODEL_DIR)
     torch.manual_seed(0)
     net = judge.JudgeNet()
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
@@ -79,7 +73,7 @@ def train(out: Path, steps: int, pool_pairs: int, pairs_per_batch: int = 32) -> 
 
 
 def validate(net: judge.JudgeNet) -> dict:
-    vae = load_vae()
+    vae = judge.load_vae(MODEL_DIR)
     results = {}
     for level in ("clean", "vae", "vae+blur1"):
         per_subject = {}
@@ -90,7 +84,7 @@ def validate(net: judge.JudgeNet) -> dict:
                 pixels = judge.vae_round_trip(vae, pixels)
             if level == "vae+blur1":
                 pixels = judge.gaussian_blur(pixels, torch.ones(len(pixels)))
-            per_subject[subject] = judge.verdicts(net, pixels, subject, contexts, judge.reference_photos(subject))
+            per_subject[subject] = judge.verdicts(net, pixels, subject, contexts, vae=vae)
         mean = {k: sum(v[k] for v in per_subject.values()) / len(per_subject) for k in ("identity", "context", "class")}
         results[level] = {"mean": mean, "subjects": per_subject}
     return results
@@ -102,11 +96,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "runs" / "judge"))
     parser.add_argument("--pool", type=int, default=6000, help="identity pairs rendered once (cached in --out)")
     parser.add_argument("--no-install", action="store_true", help="do not copy the judge into the packaged model")
+    parser.add_argument("--validate-only", action="store_true", help="validate the judge installed in the packaged model")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    net = train(out, args.steps, args.pool)
+    net = judge.load_judge(MODEL_DIR / "judge") if args.validate_only else train(out, args.steps, args.pool)
     trained = time.perf_counter() - started
     results = validate(net)
     (out / "validation.json").write_text(json.dumps({"steps": args.steps, "train_seconds": round(trained), **results}, indent=1))
@@ -117,7 +112,7 @@ def main() -> None:
         print(f"| ground truth, {level} | {100 * m['identity']:.1f} % | {100 * m['context']:.1f} % | {100 * m['class']:.1f} % |")
     worst = min(results["vae+blur1"]["subjects"].items(), key=lambda kv: kv[1]["identity"])
     print(f"weakest subject (vae+blur1): {worst[0]} identity {100 * worst[1]['identity']:.0f} %")
-    if not args.no_install:
+    if not (args.no_install or args.validate_only):
         judge.save_judge(net, MODEL_DIR / "judge")
         print(f"installed in {MODEL_DIR / 'judge'}")
 

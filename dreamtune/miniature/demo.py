@@ -99,11 +99,11 @@ def _judge_rows(rows: dict, model_dir: Path, subject: str, base: dict, tuned: di
 
     if not (model_dir / "judge" / "judge.safetensors").is_file():
         return
-    net = judge.load_judge(model_dir / "judge")
+    net, vae = judge.load_judge(model_dir / "judge"), judge.load_vae(model_dir)
     photos = [Image.open(p).convert("RGB") for p in sorted((out / "photos").glob("*.png"))]
     contexts = [c for c in EVAL_CONTEXTS for _ in range(seeds)]
     for row, images in (("floor", _images(base, out / "floor")), ("personalized", _images(tuned, out / "personalized")), ("ceiling", truth)):
-        rows[row].update({f"judge_{k}": round(v, 4) for k, v in judge.verdicts(net, images, subject, contexts, photos).items()})
+        rows[row].update({f"judge_{k}": round(v, 4) for k, v in judge.verdicts(net, images, subject, contexts, photos, vae).items()})
 
 
 def summarize(rows: dict, wall_seconds: float, subject: str, noun: str) -> dict:
@@ -144,7 +144,8 @@ def _report(out: Path, run, base: dict, tuned: dict, truth: list, metrics: dict,
     report.table([{"row": k, **metrics[k]} for k in ("floor", "personalized", "ceiling") if k in metrics], columns)
     if judged and metrics.get("judge_gap_closed") is not None:
         report.text("Judge (the miniature's own, validated on ground truth of held-out instances): identity = the subject is the "
-                    "nearest of its class's 4 instances (chance 25 %); context / class = the prompted context / class recognised; "
+                    "nearest of its class's 4 instances (chance 25 %); class = the nearest of all instances is of its class; "
+                    "context = the prompted context recognised; "
                     f"similarity = to the input photos. Personalization closes {metrics['judge_gap_closed']:.0%} of the judge's "
                     "floor→ceiling similarity gap.")
     if "clip_i_gap_closed" in metrics:

@@ -157,7 +157,7 @@ def save_judge(net: JudgeNet, folder: Path) -> Path:
     from dreamtune.atomic import atomic_dir
 
     with atomic_dir(Path(folder), owned=True) as temp:
-        save_file({k: v.detach().float().contiguous() for k, v in net.state_dict().items()}, str(temp / "judge.safetensors"))
+        save_file({k: v.detach().half().contiguous() for k, v in net.state_dict().items()}, str(temp / "judge.safetensors"))  # fp16 on disk, fp32 when loaded
         (temp / "config.json").write_text(json.dumps({"classes": CLASSES, "contexts": CONTEXT_LABELS}, indent=1))
     return Path(folder)
 
@@ -191,29 +191,47 @@ def reference_photos(name: str, count: int = 5, seed: int = 50_000):
     return [world.render(world.Scene(name, TRAIN_CONTEXTS[i % len(TRAIN_CONTEXTS)]), seed + i) for i in range(count)]
 
 
+def load_vae(model_dir: Path):
+    """The miniature's VAE (its round trip is what every generated image went through)."""
+    from diffusers import AutoencoderKL
+
+    from dreamtune.models.loading import load_folder
+    return load_folder(AutoencoderKL, Path(model_dir) / "vae", torch_dtype=torch.float32).eval()
+
+
 @torch.no_grad()
-def identity_references(net: JudgeNet, subject: str, photos=None) -> tuple[list[str], Tensor]:
-    """The class's instances and the mean embedding of each one's photos (the subject's own
-    ``photos`` when given, e.g. the personalization set)."""
-    noun = world.instance(subject).class_noun
-    family = [i.name for i in world.INSTANCES if i.class_noun == noun]
+def instance_references(net: JudgeNet, subject: str, photos=None, vae=None) -> tuple[list[str], Tensor]:
+    """Every pretraining instance and the subject, each with the mean embedding of its photos
+    (the subject's own ``photos`` when given, e.g. the personalization set), passed through the
+    VAE when given, as generated images are. The other held-out instances are nobody's reference."""
+    names = [i.name for i in world.INSTANCES if i.name not in world.HELD_OUT or i.name == subject]
     means = []
-    for name in family:
-        shown = photos if (name == subject and photos is not None) else reference_photos(name, seed=60_000 + 97 * world.INSTANCES.index(world.instance(name)))
-        means.append(F.normalize(judge_images(net, shown)["embedding"].mean(0), dim=-1))
-    return family, torch.stack(means)
+    for name in names:
+        seed = 50_000 if name == subject else 60_000 + 97 * world.INSTANCES.index(world.instance(name))
+        pixels = to_pixels(photos if (name == subject and photos is not None) else reference_photos(name, seed=seed))
+        if vae is not None:
+            pixels = vae_round_trip(vae, pixels)
+        means.append(F.normalize(judge_images(net, pixels)["embedding"].mean(0), dim=-1))
+    return names, torch.stack(means)
 
 
-def verdicts(net: JudgeNet, images, subject: str, contexts: list[str | None], photos=None) -> dict[str, float]:
-    """For images meant to show ``subject`` in ``contexts`` (None: plain): identity accuracy (the
-    subject is the nearest of its class's instances), context and class accuracy, and the mean
-    similarity to the subject's photos (the judge's CLIP-I)."""
+def verdicts(net: JudgeNet, images, subject: str, contexts: list[str | None], photos=None, vae=None) -> dict[str, float]:
+    """For images meant to show ``subject`` in ``contexts`` (None: plain):
+      identity    the subject is the nearest of its class's instances (chance 25 %)
+      class       the nearest of all instances is of the subject's class (retrieval: a class head
+                  cannot know a glyph it never saw, the references can)
+      context     the context head names the prompted context
+      similarity  mean cosine to the subject's photos (the judge's CLIP-I)."""
     out = judge_images(net, images)
-    family, means = identity_references(net, subject, photos)
-    nearest = (out["embedding"] @ means.T).argmax(dim=1)
+    names, means = instance_references(net, subject, photos, vae)
+    noun = world.instance(subject).class_noun
+    family = [k for k, n in enumerate(names) if world.instance(n).class_noun == noun]
+    similarity = out["embedding"] @ means.T
+    nearest_in_family = torch.tensor(family)[similarity[:, family].argmax(dim=1)]
+    nearest = similarity.argmax(dim=1)
     wanted_context = torch.tensor([CONTEXT_LABELS.index(c or "plain") for c in contexts])
-    noun = CLASSES.index(world.instance(subject).class_noun)
-    return {"identity": float((nearest == family.index(subject)).float().mean()),
+    mine = names.index(subject)
+    return {"identity": float((nearest_in_family == mine).float().mean()),
+            "class": float(sum(world.instance(names[k]).class_noun == noun for k in nearest.tolist()) / len(nearest)),
             "context": float((out["context"].argmax(1) == wanted_context).float().mean()),
-            "class": float((out["class"].argmax(1) == noun).float().mean()),
-            "similarity": float((out["embedding"] @ means[family.index(subject)]).mean())}
+            "similarity": float(similarity[:, mine].mean())}
