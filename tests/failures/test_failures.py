@@ -131,14 +131,17 @@ def test_a_folder_in_use_by_a_live_run_is_refused_and_a_stale_lock_taken_over(ca
 
 
 def test_two_runs_at_once_into_one_folder(tiny_models, photos, tmp_path):
-    args = _train_args(tiny_models, photos, tmp_path / "run", **{"train.steps": 40})
+    # the first run is long enough to still hold the folder whatever the machine's speed; it is
+    # stopped with SIGTERM once the second has been refused (and then exits 128 + 15, checkpointed)
+    args = _train_args(tiny_models, photos, tmp_path / "run", **{"train.steps": 100_000})
     first = subprocess.Popen([sys.executable, "-m", "dreamtune.cli", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (tmp_path / "run" / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.2)
     second = subprocess.run([sys.executable, "-m", "dreamtune.cli", *args], cwd=ROOT, capture_output=True, text=True)
+    first.send_signal(signal.SIGTERM)
     first.communicate(timeout=300)
-    assert first.returncode == 0
+    assert first.returncode == 128 + signal.SIGTERM
     assert second.returncode == 2 and "in use by another dreamtune run" in second.stderr and "Traceback" not in second.stderr
 
 
