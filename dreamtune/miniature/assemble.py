@@ -53,6 +53,9 @@ def assemble(root: Path, out: Path = MODEL_DIR) -> Path:
         clip = load_folder(CLIPModel, refined if refined.is_dir() else root / "clip" / "final").to(torch.float16)
         clip.save_pretrained(temp / "clip", safe_serialization=True)
         components.tokenizers[0].save_pretrained(temp / "clip")
+        judge = root / "judge" if (root / "judge" / "judge.safetensors").is_file() else MODEL_DIR / "judge"
+        if (judge / "judge.safetensors").is_file():   # the judge (benchmarks/miniature_judge.py; retrain it after a new VAE)
+            shutil.copytree(judge, temp / "judge", ignore=shutil.ignore_patterns(".*"))
         card = Path(__file__).parent / "MODEL_CARD.md"
         if card.is_file():
             shutil.copy(card, temp / "README.md")
