@@ -25,9 +25,7 @@ from torch import Tensor
 
 from dreamtune.diffusion import noise as ddpm
 from dreamtune.diffusion.ddim import ddim_mean, gaussian_log_prob
-
-TIMESTEP_SAMPLING = ("uniform", "logit_normal", "mode")
-LOSS_WEIGHTING = ("none", "min_snr", "sigma_sqrt", "cosmap")
+from dreamtune.errors import UserError
 
 
 def _per_sample(values: Tensor, like: Tensor) -> Tensor:
@@ -57,7 +55,8 @@ class DDPMProcess:
 
     def loss_weights(self, timesteps: Tensor, weighting: str, gamma: float | None) -> Tensor | None:
         if weighting in ("sigma_sqrt", "cosmap"):
-            raise ValueError(f"loss weighting {weighting} is for flow-matching models")
+            raise UserError(f"train.loss_weighting={weighting} is for flow-matching models (SD3, FLUX); for this model "
+                            "use train.min_snr_gamma (e.g. 5) or remove the setting.")
         if gamma:
             return ddpm.min_snr_weights(self.scheduler, timesteps, gamma, self.prediction)
         return None
@@ -173,7 +172,8 @@ class FlowMatchingProcess:
     def loss_weights(self, timesteps: Tensor, weighting: str, gamma: float | None) -> Tensor | None:
         """SD3's weightings (sec. 3.1): 'sigma_sqrt' σ^-2, 'cosmap' 2/(π(1-2σ+2σ²))."""
         if gamma:
-            raise ValueError("Min-SNR weighting is for DDPM models")
+            raise UserError("train.min_snr_gamma is for DDPM models (SD 1.x / 2.x / SDXL); for flow-matching models "
+                            "use train.loss_weighting=sigma_sqrt or cosmap, or remove the setting.")
         sigma = self.sigmas_of(timesteps).clamp(1e-4, 1.0)
         if weighting == "sigma_sqrt":
             return sigma ** -2.0

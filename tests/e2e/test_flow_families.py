@@ -75,9 +75,13 @@ def test_flow_euler_step_is_diffusers_step_and_the_sde_step_scores_itself(dynami
         assert torch.allclose(mean, reference, atol=1e-3)
 
 
-def test_ddpm_models_refuse_flow_timestep_settings(tiny_models, photos, tmp_path):
+def test_settings_of_the_other_noise_process_are_refused_in_one_sentence(tiny_models, photos, tmp_path):
     with pytest.raises(UserError, match="timestep_sampling=logit_normal is for flow-matching"):
-        _train(tiny_models, "sd1", photos, tmp_path / "run", **{"train.timestep_sampling": "logit_normal"})
+        _train(tiny_models, "sd1", photos, tmp_path / "a", **{"train.timestep_sampling": "logit_normal"})
+    with pytest.raises(UserError, match="loss_weighting=cosmap is for flow-matching"):
+        _train(tiny_models, "sd1", photos, tmp_path / "b", **{"train.loss_weighting": "cosmap"})
+    with pytest.raises(UserError, match="min_snr_gamma is for DDPM models"):
+        _train(tiny_models, "flux", photos, tmp_path / "c", **{"train.min_snr_gamma": 5.0})
 
 
 # ---- training -----------------------------------------------------------------------------
