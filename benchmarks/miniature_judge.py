@@ -47,7 +47,7 @@ def train(out: Path, steps: int, pool_pairs: int, pairs_per_batch: int = 32) -> 
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     start, checkpoint = 0, out / "checkpoint.pt"
     if checkpoint.is_file():
-        state = torch.load(checkpoint)
+        state = torch.load(checkpoint, weights_only=True)
         net.load_state_dict(state["net"]), optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
     pair_count = len(data.identity) // 2
