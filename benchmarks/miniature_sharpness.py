@@ -5,9 +5,11 @@
 For random world prompts of *pretraining* instances it generates one image per prompt and renders
 the ground truth of the same scene, then prints
   * high-frequency energy: mean |Laplacian| of the luminance (generated / ground truth; 1.0 = as sharp),
+  * the VAE alone: ground truth through the model's VAE round trip (high-frequency ratio, PSNR),
   * KID (Binkowski et al. 2018; unbiased MMD², cubic polynomial kernel) between the two sets on the
-    judge's embeddings (lower = closer; x 1000 as usually reported), and for scale the KID between two
-    disjoint halves of the ground truth and between ground truth and ground truth blurred by 1 px,
+    judge's embeddings and on the mini CLIP's image embeddings (lower = closer; x 1000 as usually
+    reported), and for scale the KID between two disjoint halves of the ground truth and between
+    ground truth and ground truth blurred by 1 px (the judge is blur-invariant by design; CLIP is not),
 and writes a contact sheet (generated above ground truth) to --out/sheet.png.
 """
 from __future__ import annotations
@@ -43,6 +45,14 @@ def kid(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((kaa.sum() - kaa.diag().sum()) / (m * (m - 1)) + (kbb.sum() - kbb.diag().sum()) / (n * (n - 1)) - 2 * kab.mean())
 
 
+def clip_embedder(folder: Path):
+    """Unit-norm image embeddings of the mini CLIP, through dreamtune's own preprocessing."""
+    from dreamtune.evaluation.features import load_clip
+
+    clip = load_clip(folder)
+    return lambda pixels: torch.cat([clip.embed(clip.tensor_pixels((chunk + 1) / 2)).float() for chunk in pixels.split(64)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(MODEL_DIR))
@@ -71,14 +81,23 @@ def main() -> None:
     net = judge.load_judge(Path(args.model) / "judge")
     gen_pixels, true_pixels = judge.to_pixels(generated), judge.to_pixels(truth)
     blurred = judge.gaussian_blur(true_pixels, torch.ones(len(true_pixels)))
+    with torch.no_grad():
+        round_trip = pipeline.vae.decode(pipeline.vae.encode(true_pixels).latent_dist.mean).sample.clamp(-1, 1)
+    psnr = float(10 * torch.log10(4 / (round_trip - true_pixels).square().mean()))
     embed = lambda pixels: judge.judge_images(net, pixels)["embedding"]
     gen_e, true_e, blur_e = embed(gen_pixels), embed(true_pixels), embed(blurred)
+    clip_embed = clip_embedder(Path(args.model) / "clip")
+    with torch.no_grad():
+        gen_c, true_c, blur_c = clip_embed(gen_pixels), clip_embed(true_pixels), clip_embed(blurred)
     half = len(true_e) // 2
     figures = {"model": str(args.model), "prompts": args.prompts,
                "high_frequency": {"generated": high_frequency(gen_pixels), "ground_truth": high_frequency(true_pixels),
                                   "ground_truth_blur1": high_frequency(blurred)},
                "kid_x1000": {"generated_vs_truth": 1000 * kid(gen_e, true_e), "truth_half_vs_half": 1000 * kid(true_e[:half], true_e[half:]),
-                             "truth_blur1_vs_truth": 1000 * kid(blur_e, true_e)}}
+                             "truth_blur1_vs_truth": 1000 * kid(blur_e, true_e)},
+               "kid_x1000_mini_clip": {"generated_vs_truth": 1000 * kid(gen_c, true_c), "truth_half_vs_half": 1000 * kid(true_c[:half], true_c[half:]),
+                                       "truth_blur1_vs_truth": 1000 * kid(blur_c, true_c)},
+               "vae_round_trip": {"high_frequency_ratio": high_frequency(round_trip) / high_frequency(true_pixels), "psnr_db": psnr}}
     figures["high_frequency"]["ratio_generated_to_truth"] = figures["high_frequency"]["generated"] / figures["high_frequency"]["ground_truth"]
     (out / "sharpness.json").write_text(json.dumps(figures, indent=1))
     shown = 12

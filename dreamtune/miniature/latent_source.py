@@ -23,7 +23,7 @@ def encode_pool(vae, pool: Pool, cache_dir: Path, show_progress: bool = True) ->
         return load_file(str(path))["latents"]
     chunks = []
     for start in tqdm(range(0, len(pool.scenes), 128), desc="encoding latents", disable=not show_progress):
-        chunks.append(_encode(vae, pool.tensor(range(start, min(start + 128, len(pool.scenes))))).float())
+        chunks.append(_encode(vae, pool.tensor(range(start, min(start + 128, len(pool.scenes))))).float().cpu())
     latents = torch.cat(chunks)
     with atomic_file(path) as temp:
         save_file({"latents": latents.contiguous()}, str(temp))

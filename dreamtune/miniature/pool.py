@@ -2,8 +2,11 @@
 sources the pretraining stages draw from. Batches are pure functions of (seed, step)."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +40,15 @@ class Pool:
         return groups
 
 
-def build_pool(count: int, seed: int, cache_dir: Path | None = None, show_progress: bool = True) -> Pool:
-    """Render ``count`` random pretraining scenes (held-out instances never appear); cached on disk."""
+def _render_chunk(args: tuple[list[world.Scene], int, int]) -> np.ndarray:
+    scenes, seed, first = args
+    return np.stack([np.asarray(world.render(s, seed * 1_000_003 + first + i)) for i, s in enumerate(scenes)])
+
+
+def build_pool(count: int, seed: int, cache_dir: Path | None = None, show_progress: bool = True,
+               workers: int | None = None) -> Pool:
+    """Render ``count`` random pretraining scenes (held-out instances never appear); cached on disk.
+    Renders are pure functions of (scene, seed, index), so ``workers`` processes give the same pool."""
     path = Path(cache_dir) / f"pool-v{POOL_VERSION}-{seed}-{count}.npz" if cache_dir else None
     if path and path.is_file():
         data = np.load(path)
@@ -46,8 +56,17 @@ def build_pool(count: int, seed: int, cache_dir: Path | None = None, show_progre
         return Pool(data["pixels"], scenes)
     rng = random.Random(seed)
     scenes = [world.random_scene(rng) for _ in range(count)]
-    pixels = np.stack([np.asarray(world.render(s, seed * 1_000_003 + i)) for i, s in
-                       enumerate(tqdm(scenes, desc="rendering world", unit="img", disable=not show_progress))])
+    chunk = 250
+    jobs = [(scenes[start:start + chunk], seed, start) for start in range(0, count, chunk)]
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    progress = tqdm(total=count, desc="rendering world", unit="img", disable=not show_progress)
+    with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as executor:
+        parts = []
+        for part in (executor.map(_render_chunk, jobs) if executor else map(_render_chunk, jobs)):
+            parts.append(part)
+            progress.update(len(part))
+    progress.close()
+    pixels = np.concatenate(parts)
     if path:
         with atomic_file(path) as temp:
             with open(temp, "wb") as handle:

@@ -42,6 +42,7 @@ class PretrainConfig:
     stage: Literal["clip", "clip_image", "vae", "unet"] = "clip"
     root: str = "runs/miniature"
     instance_weight: float = 1.0     # clip stages: weight of the image-image (instance) term
+    edge_weight: float = 0.0         # vae stage: weight of the L1 between Sobel gradients (sharper edges)
     world: WorldConfig = field(default_factory=WorldConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -52,6 +53,10 @@ def _accelerator(train: TrainConfig):
 
     AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(mixed_precision=train.mixed_precision, cpu=not torch.cuda.is_available())
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _train(objective, source, folder: Path, train: TrainConfig, show_progress: bool):
@@ -117,10 +122,10 @@ def stage_vae(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
     torch.manual_seed(cfg.train.seed)
     vae = architecture.vae()
     source = PoolBatches(pool, cfg.train.batch_size, cfg.train.seed)
-    state = _train(AutoencoderObjective(vae, seed=cfg.train.seed), source, root / "vae", cfg.train, show_progress)
+    state = _train(AutoencoderObjective(vae, seed=cfg.train.seed, edge_weight=cfg.edge_weight), source, root / "vae", cfg.train, show_progress)
     with torch.no_grad(), _ema_weights(state):
         sample = pool.tensor(range(0, len(pool.scenes), max(1, len(pool.scenes) // 512)))
-        latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in sample.split(64)])
+        latents = torch.cat([vae.encode(chunk.to(vae.device)).latent_dist.mean for chunk in sample.split(64)])
         vae.register_to_config(scaling_factor=float(1.0 / latents.flatten().std()))  # unit-variance latents, as SD
         with atomic_dir(root / "vae" / "final", owned=True) as temp:
             vae.save_pretrained(temp, safe_serialization=True)
@@ -145,6 +150,8 @@ def stage_unet(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
 
     root = Path(cfg.root)
     components = frozen_components(root)
+    for frozen in [components.vae, *components.text_encoders]:   # the UNet goes where _train puts it
+        frozen.to(_device())
     torch.manual_seed(cfg.train.seed)
     components.denoiser = architecture.unet()
     latents = encode_pool(components.vae, pool, root / "cache", show_progress)
