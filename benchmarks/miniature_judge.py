@@ -13,6 +13,7 @@ personalization set uses, through the VAE as generated images are.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -38,10 +39,26 @@ def pool(out: Path, pairs: int) -> judge.Rendered:
     return judge.Rendered(**load_file(str(path)))
 
 
+def round_trips(out: Path, data: judge.Rendered) -> torch.Tensor:
+    """The pool through the packaged model's VAE, once (cached in --out by the VAE's weights)."""
+    from safetensors.torch import load_file, save_file
+    from tqdm.auto import tqdm
+
+    vae = judge.load_vae(MODEL_DIR)
+    key = hashlib.sha256((MODEL_DIR / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()[:12]
+    path = out / f"round-trips-{len(data.pixels)}-{key}.safetensors"
+    if not path.is_file():
+        with torch.no_grad():
+            trips = torch.cat([judge.vae_round_trip(vae, chunk) for chunk in tqdm(data.pixels.split(64), desc="VAE round trips")])
+        save_file({"pixels": trips.to(torch.float16).contiguous()}, str(path))
+    return load_file(str(path))["pixels"].float()
+
+
 def train(out: Path, steps: int, pool_pairs: int, pairs_per_batch: int = 32) -> judge.JudgeNet:
     from tqdm.auto import tqdm
 
-    data, vae = pool(out, pool_pairs), judge.load_vae(MODEL_DIR)
+    data = pool(out, pool_pairs)
+    trips = round_trips(out, data)
     torch.manual_seed(0)
     net = judge.JudgeNet()
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
@@ -56,7 +73,7 @@ def train(out: Path, steps: int, pool_pairs: int, pairs_per_batch: int = 32) -> 
         chosen = torch.randperm(pair_count, generator=generator)[:pairs_per_batch]
         rows = torch.stack([2 * chosen, 2 * chosen + 1], dim=1).flatten()
         batch = judge.Rendered(data.pixels[rows], data.identity[rows], data.classes[rows], data.contexts[rows])
-        pixels = judge.degrade(batch.pixels, vae, generator)
+        pixels = judge.degrade(batch.pixels, None, generator, round_trips=trips[rows])
         if torch.rand((), generator=generator) < 0.5:
             pixels = pixels.flip(-1)
         for group in optimizer.param_groups:

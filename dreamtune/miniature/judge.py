@@ -85,12 +85,15 @@ def vae_round_trip(vae, pixels: Tensor) -> Tensor:
     return vae.decode(latents).sample.float().clamp(-1, 1)
 
 
-def degrade(pixels: Tensor, vae, generator: torch.Generator, vae_p: float = 0.75, max_blur: float = 1.5, max_noise: float = 0.06) -> Tensor:
+def degrade(pixels: Tensor, vae, generator: torch.Generator, vae_p: float = 0.75, max_blur: float = 1.5, max_noise: float = 0.06,
+            round_trips: Tensor | None = None) -> Tensor:
+    """``pixels`` as the generator degrades images: the VAE round trip (``vae``, or the same
+    images' ``round_trips`` computed once), a blur of up to ``max_blur`` px, Gaussian noise."""
     batch = pixels.shape[0]
     through_vae = torch.rand(batch, generator=generator) < vae_p
-    if vae is not None and through_vae.any():
+    if (vae is not None or round_trips is not None) and through_vae.any():
         pixels = pixels.clone()
-        pixels[through_vae] = vae_round_trip(vae, pixels[through_vae])
+        pixels[through_vae] = round_trips[through_vae] if round_trips is not None else vae_round_trip(vae, pixels[through_vae])
     pixels = gaussian_blur(pixels, torch.rand(batch, generator=generator) * max_blur)
     noise = torch.randn(pixels.shape, generator=generator) * (torch.rand(batch, 1, 1, 1, generator=generator) * max_noise)
     return (pixels + noise).clamp(-1, 1)
