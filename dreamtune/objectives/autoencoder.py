@@ -35,7 +35,8 @@ class AutoencoderObjective:
         if self.edge_weight:
             metrics["edge"] = F.l1_loss(sobel(reconstruction), sobel(pixels.float()))
             loss = loss + self.edge_weight * metrics["edge"]
-        return LossOutput({"model": loss}, {"loss": loss.item(), **{k: v.item() for k, v in metrics.items()}})
+        values = torch.stack([loss.detach(), *(v.detach() for v in metrics.values())]).tolist()   # one host sync a step
+        return LossOutput({"model": loss}, dict(zip(["loss", *metrics], values)))
 
 
 def sobel(images: Tensor) -> Tensor:
