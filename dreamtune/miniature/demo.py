@@ -34,7 +34,7 @@ EVAL_CONTEXTS = ("jungle", "snow", "beach", "cobblestone", "city", "mountain", "
 IDENTIFIER = "sks"
 
 
-def photograph(subject: str, folder: Path, count: int = 5) -> Path:
+def photograph(subject: str, folder: Path, count: int = 5, identifier: str = IDENTIFIER) -> Path:
     """``count`` renders of ``subject`` in TRAIN_CONTEXTS, captioned, as an imagefolder."""
     folder.mkdir(parents=True, exist_ok=True)
     records = []
@@ -42,7 +42,7 @@ def photograph(subject: str, folder: Path, count: int = 5) -> Path:
         scene = world.Scene(subject, TRAIN_CONTEXTS[index % len(TRAIN_CONTEXTS)])
         name = f"photo{index}.png"
         world.render(scene, 50_000 + index).save(folder / name)
-        records.append({"file_name": name, "text": scene.caption(IDENTIFIER)})
+        records.append({"file_name": name, "text": scene.caption(identifier)})
     (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return folder
 
@@ -56,8 +56,15 @@ def _measure(clip, images, real, class_prompts) -> dict:
     return {"clip_i": subject_fidelity(features, real), "clip_t": prompt_fidelity(features, clip.texts(class_prompts))}
 
 
+def identifier_of(recipe: config.Config) -> str:
+    """The word that names the subject in prompts: textual inversion's placeholder token, else ``sks``."""
+    method = recipe.method
+    return method.textual_inversion.placeholder_token if method.kind == "textual_inversion" else IDENTIFIER
+
+
 def run_demo(out: Path, subject: str = "dog3", images: Path | None = None, class_noun: str | None = None,
-             seeds: int = 2, overrides: list[str] = (), model_dir: Path = MODEL_DIR, guidance_scale: float = 4.0) -> dict:
+             seeds: int = 2, overrides: list[str] = (), model_dir: Path = MODEL_DIR, guidance_scale: float = 4.0,
+             recipe: Path = RECIPE) -> dict:
     started = time.perf_counter()
     out, model_dir = Path(out), Path(model_dir)
     claim_output_dir(out, "--out")
@@ -66,14 +73,15 @@ def run_demo(out: Path, subject: str = "dog3", images: Path | None = None, class
     if images is None and subject not in world.HELD_OUT:
         raise UserError(f"--subject {subject} is not a held-out instance; choose one of {', '.join(world.HELD_OUT)}.")
     noun = class_noun or (world.instance(subject).class_noun if images is None else "object")
-    photos = Path(images) if images else photograph(subject, out / "photos")
-    run = train(config.load(RECIPE, [f"model.pretrained={model_dir}", f"data.instance_dir={photos}",
-                                     f"data.instance_prompt=a {IDENTIFIER} {noun}", f"train.output_dir={out / 'run'}",
+    identifier = identifier_of(config.load(recipe, list(overrides)))
+    photos = Path(images) if images else photograph(subject, out / "photos", identifier=identifier)
+    run = train(config.load(recipe, [f"model.pretrained={model_dir}", f"data.instance_dir={photos}",
+                                     f"data.instance_prompt=a {identifier} {noun}", f"train.output_dir={out / 'run'}",
                                      f"prior.class_prompt=a {noun}", *overrides]))
     phrases = [scenery.PHRASES[c] for c in EVAL_CONTEXTS]
     pairs = [(p, s) for p in phrases for s in range(seeds)]
     common = dict(images_per_prompt=seeds, steps=25, guidance_scale=guidance_scale, resolution=64)
-    tuned = generate(GenerateRequest(trained=str(run.model_dir), prompts=tuple(f"a {IDENTIFIER} {noun} {p}" for p in phrases), **common), out / "personalized")
+    tuned = generate(GenerateRequest(trained=str(run.model_dir), prompts=tuple(f"a {identifier} {noun} {p}" for p in phrases), **common), out / "personalized")
     base = generate(GenerateRequest(base_model=str(model_dir), prompts=tuple(f"a {noun} {p}" for p in phrases), **common), out / "floor")
     clip = load_clip(model_dir / "clip", name="mini-CLIP")
     real = clip.images([Image.open(p).convert("RGB") for p in sorted((out / "run" / "data" / "images").glob("*.png"))])
@@ -140,11 +148,11 @@ def _report(out: Path, run, base: dict, tuned: dict, truth: list, metrics: dict,
     report.heading("Metrics")
     report.text(f"Features: {metrics['features']}. CLIP-I: mean cosine to the input photos; CLIP-T: to the prompt without the identifier.")
     judged = "judge_identity" in metrics.get("ceiling", {})
-    columns = ["row", "clip_i", "clip_t"] + (["judge_identity", "judge_context", "judge_class", "judge_similarity"] if judged else [])
+    columns = ["row", "clip_i", "clip_t"] + (["judge_identity", "judge_identity_all", "judge_context", "judge_class", "judge_similarity"] if judged else [])
     report.table([{"row": k, **metrics[k]} for k in ("floor", "personalized", "ceiling") if k in metrics], columns)
     if judged and metrics.get("judge_gap_closed") is not None:
         report.text("Judge (the miniature's own, validated on ground truth of held-out instances): identity = the subject is the "
-                    "nearest of its class's 4 instances (chance 25 %); class = the nearest of all instances is of its class; "
+                    "nearest of its class's 4 instances (chance 25 %); identity_all = the nearest of all instances, every class's; class = the nearest of all instances is of its class; "
                     "context = the prompted context recognised; "
                     f"similarity = to the input photos. Personalization closes {metrics['judge_gap_closed']:.0%} of the judge's "
                     "floor→ceiling similarity gap.")

@@ -221,6 +221,8 @@ def instance_references(net: JudgeNet, subject: str, photos=None, vae=None) -> t
 def verdicts(net: JudgeNet, images, subject: str, contexts: list[str | None], photos=None, vae=None) -> dict[str, float]:
     """For images meant to show ``subject`` in ``contexts`` (None: plain):
       identity    the subject is the nearest of its class's instances (chance 25 %)
+      identity_all the subject is the nearest of all instances, every class's (the other classes are
+                  distractors: an image that is not even of the class cannot pass)
       class       the nearest of all instances is of the subject's class (retrieval: a class head
                   cannot know a glyph it never saw, the references can)
       context     the context head names the prompted context
@@ -234,7 +236,7 @@ def verdicts(net: JudgeNet, images, subject: str, contexts: list[str | None], ph
     nearest = similarity.argmax(dim=1)
     wanted_context = torch.tensor([CONTEXT_LABELS.index(c or "plain") for c in contexts])
     mine = names.index(subject)
-    return {"identity": float((nearest_in_family == mine).float().mean()),
+    return {"identity": float((nearest_in_family == mine).float().mean()), "identity_all": float((nearest == mine).float().mean()),
             "class": float(sum(world.instance(names[k]).class_noun == noun for k in nearest.tolist()) / len(nearest)),
             "context": float((out["context"].argmax(1) == wanted_context).float().mean()),
             "similarity": float(similarity[:, mine].mean())}

@@ -38,4 +38,4 @@ def test_verdicts_are_fractions_and_the_loss_backpropagates():
     assert all(p.grad is not None for p in net.parameters()) and set(parts) == {"contrastive", "class", "context"}
     images = [world.render(world.Scene("dog3", c), i) for i, c in enumerate(("snow", "beach"))]
     result = judge.verdicts(net.eval(), images, "dog3", ["snow", "beach"])
-    assert set(result) == {"identity", "context", "class", "similarity"} and all(0 <= result[k] <= 1 for k in ("identity", "context", "class"))
+    assert set(result) == {"identity", "identity_all", "context", "class", "similarity"} and all(0 <= result[k] <= 1 for k in ("identity", "context", "class"))

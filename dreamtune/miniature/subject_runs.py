@@ -1,0 +1,171 @@
+"""Many ``dreamtune demo`` runs — (method, subject, training seed) — judged and tabulated (issue 14's
+protocol: tune on ``subject_split.TUNING``, report on ``subject_split.TEST``).
+
+Each run lives in ``ROOT/LABEL/SUBJECT-sSEED``; a run with ``metrics.json`` is finished and kept, an
+unfinished folder (made by an interrupted sweep) is started again, so sweeps resume. Runs can go in
+parallel processes (``jobs``): on a GPU a miniature run is bound by Python's per-step overhead, so
+several at once fill the device; an optional deadline stops starting new runs.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from dreamtune.recipes import RECIPES_DIR
+
+
+@dataclass(frozen=True)
+class Method:
+    """A recipe and its overrides, run the way ``dreamtune demo`` runs the default one."""
+    label: str
+    recipe: str = "miniature-lora.yaml"
+    overrides: tuple[str, ...] = ()
+
+
+# The method table (TI / LoRA / DreamBooth, each with and without prior preservation): the shipped
+# recipes, with prior preservation switched on or off and nothing else changed.
+METHODS: tuple[Method, ...] = (
+    Method("lora+prior", "miniature-lora.yaml"),
+    Method("lora", "miniature-lora.yaml", ("prior.enabled=false",)),
+    Method("dreambooth+prior", "miniature-dreambooth.yaml"),
+    Method("dreambooth", "miniature-dreambooth.yaml", ("prior.enabled=false",)),
+    Method("textual-inversion", "miniature-textual-inversion.yaml"),
+    Method("textual-inversion+prior", "miniature-textual-inversion.yaml", ("prior.enabled=true",)),
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    method: Method
+    subject: str
+    seed: int
+    extra: tuple[str, ...] = field(default=())
+
+    def folder(self, root: Path) -> Path:
+        return Path(root) / self.method.label / f"{self.subject}-s{self.seed}"
+
+
+FIGURES = ("identity", "identity_all", "context_vs_truth", "class", "judge_gap_closed", "clip_i_gap_closed")
+
+
+def row(metrics: dict) -> dict:
+    """One run's figures: judge identity (chance 25 %), context relative to ground truth's, class, gaps closed."""
+    p, c = metrics["personalized"], metrics["ceiling"]
+    return {"identity": p["judge_identity"], "identity_all": p.get("judge_identity_all"), "context_vs_truth": p["judge_context"] / c["judge_context"] if c["judge_context"] else None,
+            "class": p["judge_class"], "judge_gap_closed": metrics.get("judge_gap_closed"),
+            "clip_i_gap_closed": metrics.get("clip_i_gap_closed"), "floor_identity": metrics["floor"]["judge_identity"]}
+
+
+def reference_rows(metrics: dict) -> dict[str, dict]:
+    """The floor (base model, class prompt) and the ceiling (ground truth) in the same terms as :func:`row`."""
+    c = metrics["ceiling"]
+    return {name: {"identity": r["judge_identity"], "identity_all": r.get("judge_identity_all"), "context_vs_truth": r["judge_context"] / c["judge_context"] if c["judge_context"] else None,
+                   "class": r["judge_class"], "judge_gap_closed": 0.0 if name == "floor" else 1.0,
+                   "clip_i_gap_closed": 0.0 if name == "floor" else 1.0}
+            for name, r in (("floor", metrics["floor"]), ("ceiling", c))}
+
+
+def mean_se(values: list[float | None]) -> tuple[float, float, int]:
+    """Mean, standard error and count of the defined values (gap figures are undefined when floor = ceiling)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return math.nan, math.nan, 0
+    mean = sum(values) / len(values)
+    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return mean, spread, len(values)
+
+
+def run_job(job: Job, root: str, deadline: float | None = None) -> tuple[Job, dict | None, float]:
+    """Run (or reuse) one demo run; returns the job, its metrics (None: not started, past ``deadline``)
+    and the seconds it took."""
+    out = job.folder(Path(root))
+    started = time.perf_counter()
+    if not (out / "metrics.json").is_file():
+        if deadline and time.time() > deadline:
+            return job, None, 0.0
+        from dreamtune.miniature.demo import run_demo
+
+        shutil.rmtree(out, ignore_errors=True)      # an unfinished run of an interrupted sweep (this module made it)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        run_demo(out, subject=job.subject, recipe=RECIPES_DIR / job.method.recipe,
+                 overrides=[f"train.seed={job.seed}", *job.method.overrides, *job.extra])
+    return job, json.loads((out / "metrics.json").read_text()), time.perf_counter() - started
+
+
+def _quiet_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ["TQDM_DISABLE"] = "1"
+
+
+def run_jobs(jobs: list[Job], root: Path, parallel: int = 1, deadline: float | None = None, log=print) -> list[tuple[Job, dict]]:
+    """Run ``jobs`` in order (``parallel`` processes); no new job starts after ``deadline`` (time.time())."""
+    from tqdm.auto import tqdm
+
+    done = []
+    bar = tqdm(total=len(jobs), desc="runs", unit="run")
+    if parallel <= 1:
+        for job in jobs:
+            job, metrics, seconds = run_job(job, str(root), deadline)
+            if metrics is None:
+                break
+            done.append((job, metrics))
+            log(json.dumps({"run": f"{job.method.label}/{job.subject}-s{job.seed}", "seconds": round(seconds, 1), **row(metrics)}))
+            bar.update()
+        return done
+    with ProcessPoolExecutor(parallel, mp_context=get_context("spawn"), initializer=_quiet_worker) as pool:
+        pending = {pool.submit(run_job, job, str(root), deadline): job for job in jobs}
+        for future in as_completed(pending):
+            if future.cancelled():
+                continue
+            try:
+                job, metrics, seconds = future.result()
+            except Exception as error:  # noqa: BLE001 — one failed run must not end a sweep; it is reported
+                failed = pending[future]
+                log(json.dumps({"failed": f"{failed.method.label}/{failed.subject}-s{failed.seed}", "error": repr(error)[:500]}))
+                bar.update()
+                continue
+            bar.update()
+            if metrics is None:
+                continue
+            done.append((job, metrics))
+            log(json.dumps({"run": f"{job.method.label}/{job.subject}-s{job.seed}", "seconds": round(seconds, 1), **row(metrics)}))
+            if deadline and time.time() > deadline:
+                for waiting in pending:          # runs already started finish; the rest wait for the next sweep
+                    waiting.cancel()
+    return done
+
+
+def table(results: list[tuple[Job, dict]], labels: list[str]) -> dict[str, dict]:
+    """Mean ± s.e. over (subject, seed) runs per method, with the floor and ceiling rows first."""
+    per_label: dict[str, list[dict]] = {}
+    references: dict[str, list[dict]] = {"floor": [], "ceiling": []}
+    seen = set()
+    for job, metrics in results:
+        per_label.setdefault(job.method.label, []).append(row(metrics))
+        if (job.subject, job.seed) not in seen:      # the floor and truth do not depend on the method
+            seen.add((job.subject, job.seed))
+            for name, values in reference_rows(metrics).items():
+                references[name].append(values)
+    ordered = {"floor": references["floor"], **{label: per_label[label] for label in labels if label in per_label},
+               "ceiling": references["ceiling"]}
+    return {name: {key: mean_se([r.get(key) for r in rows]) for key in FIGURES} | {"runs": len(rows)}
+            for name, rows in ordered.items() if rows}
+
+
+def markdown(summary: dict[str, dict]) -> str:
+    lines = ["| method | runs | identity (in class) | identity (all instances) | context / truth's | class | judge gap closed | CLIP-I gap closed |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, figures in summary.items():
+        cells = [f"{100 * m:.1f} ± {100 * s:.1f}" if n else "—" for m, s, n in
+                 (figures[k] for k in FIGURES)]
+        lines.append(f"| {name} | {figures['runs']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
