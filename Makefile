@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint demo pretrain bench clean
+.PHONY: setup print-profile test lint demo pretrain bench clean
 
 $(BIN)/dreamtune: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -11,7 +11,15 @@ $(BIN)/dreamtune: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-setup: $(BIN)/dreamtune
+# The print reward's default CMYK profile: Ghostscript's (Debian libgs-common, AGPL-3+, not shipped).
+ICC := /usr/share/color/icc/ghostscript/default_cmyk.icc
+
+setup: $(BIN)/dreamtune print-profile
+
+print-profile:
+	@test -f $(ICC) || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && (apt-get install -y -q libgs-common \
+	  || (apt-get update -q && apt-get install -y -q libgs-common)) >/dev/null 2>&1) \
+	  || echo "note: $(ICC) is missing; the print reward needs a CMYK profile (apt-get install libgs-common, or pass your own)."
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

@@ -54,7 +54,7 @@ def round_trips(out: Path, data: judge.Rendered) -> torch.Tensor:
     return load_file(str(path))["pixels"].float()
 
 
-def train(out: Path, steps: int, pool_pairs: int, pairs_per_batch: int = 32) -> judge.JudgeNet:
+def train(out: Path, steps: int, pool_pairs: int, pairs_per_batch: int = 32, fade_p: float = 0.0) -> judge.JudgeNet:
     from tqdm.auto import tqdm
 
     data = pool(out, pool_pairs)
@@ -73,7 +73,7 @@ def train(out: Path, steps: int, pool_pairs: int, pairs_per_batch: int = 32) -> 
         chosen = torch.randperm(pair_count, generator=generator)[:pairs_per_batch]
         rows = torch.stack([2 * chosen, 2 * chosen + 1], dim=1).flatten()
         batch = judge.Rendered(data.pixels[rows], data.identity[rows], data.classes[rows], data.contexts[rows])
-        pixels = judge.degrade(batch.pixels, None, generator, round_trips=trips[rows])
+        pixels = judge.degrade(batch.pixels, None, generator, round_trips=trips[rows], fade_p=fade_p)
         if torch.rand((), generator=generator) < 0.5:
             pixels = pixels.flip(-1)
         for group in optimizer.param_groups:
@@ -112,13 +112,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--out", default=str(ROOT / "runs" / "judge"))
     parser.add_argument("--pool", type=int, default=6000, help="identity pairs rendered once (cached in --out)")
+    parser.add_argument("--fade", type=float, default=0.5, help="share of training images made paler (same hue), as generated ones often are")
     parser.add_argument("--no-install", action="store_true", help="do not copy the judge into the packaged model")
     parser.add_argument("--validate-only", action="store_true", help="validate the judge installed in the packaged model")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    net = judge.load_judge(MODEL_DIR / "judge") if args.validate_only else train(out, args.steps, args.pool)
+    net = judge.load_judge(MODEL_DIR / "judge") if args.validate_only else train(out, args.steps, args.pool, fade_p=args.fade)
     trained = time.perf_counter() - started
     results = validate(net)
     (out / "validation.json").write_text(json.dumps({"steps": args.steps, "train_seconds": round(trained), **results}, indent=1))

@@ -32,13 +32,22 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (on a GPU several fill it)")
     parser.add_argument("--minutes", type=float, default=0, help="start no run after this many minutes (0: no limit)")
     parser.add_argument("--root", default=str(ROOT / "runs" / "methods"))
+    parser.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished runs under --root")
+    parser.add_argument("--rejudge", metavar="JUDGE_DIR", help="judge the finished runs' saved images again with this judge "
+                        "(written to --root-rejudged), then tabulate those")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run (e.g. train.steps=3 for a smoke test)")
     args = parser.parse_args()
 
     chosen = [m for m in METHODS if m.label in args.methods.split(",")]
     subjects = subject_split.TUNING if args.half == "tuning" else subject_split.TEST
     jobs = [Job(m, subject, int(seed), tuple(args.extra)) for seed in args.seeds.split(",") for subject in subjects for m in chosen]
-    deadline = time.time() + 60 * args.minutes if args.minutes else None
+    if args.rejudge:
+        from dreamtune.miniature.subject_runs import rejudge
+
+        target = Path(f"{args.root.rstrip('/')}-rejudged")
+        print(f"{rejudge(Path(args.root), target, Path(args.rejudge))} runs judged again into {target}")
+        args.root, args.collect = str(target), True
+    deadline = time.time() if args.collect else time.time() + 60 * args.minutes if args.minutes else None
     results = run_jobs(jobs, Path(args.root), args.jobs, deadline)
     summary = table(results, [m.label for m in chosen])
     text = markdown(summary)

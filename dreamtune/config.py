@@ -151,7 +151,8 @@ class AdversarialConfig:
 @dataclass(frozen=True)
 class RewardWeights:
     """Weights of the rewards (dreamtune/rewards/) summed into the RL reward; 0 = unused."""
-    print_quality: float = 0.0
+    print_quality: float = 0.0       # the older hand-made gamut hull (gameable by paler images; see print_proof)
+    print_proof: float = 0.0         # soft proof through rl.print_profile, scored against the starting model's same-seed image
     jpeg_compressibility: float = 0.0
     jpeg_incompressibility: float = 0.0
     clip_score: float = 0.0
@@ -181,6 +182,9 @@ class RLConfig:
     truncation_steps: int = 1         # DRaFT-K: sampler steps the gradient flows through
     regularize_weight: float = 0.0    # + weight x denoising loss on data.instance_dir (and prior), keeps the subject
     clip: str = ""                    # CLIP for clip_score / subject_fidelity (default: the model's clip/)
+    print_profile: str = ""           # print_proof: your print shop's CMYK .icc (default: Ghostscript's default_cmyk.icc)
+    print_intent: Literal["perceptual", "relative", "saturation", "absolute"] = "perceptual"
+    ink_limit: float = 300.0          # print_proof: total ink coverage in % above which pixels are penalised
 
 
 @dataclass(frozen=True)

@@ -101,17 +101,32 @@ def run_demo(out: Path, subject: str = "dog3", images: Path | None = None, class
 
 
 def _judge_rows(rows: dict, model_dir: Path, subject: str, base: dict, tuned: dict, truth: list, out: Path, seeds: int) -> None:
-    """The miniature judge's verdicts (identity among the class's instances, context, class, the
-    judge's CLIP-I) for each row, when the model ships a judge (``judge/``)."""
-    from dreamtune.miniature import judge
-
+    """The miniature judge's verdicts for each row, when the model ships a judge (``judge/``)."""
     if not (model_dir / "judge" / "judge.safetensors").is_file():
         return
-    net, vae = judge.load_judge(model_dir / "judge"), judge.load_vae(model_dir)
     photos = [Image.open(p).convert("RGB") for p in sorted((out / "photos").glob("*.png"))]
+    images = {"floor": _images(base, out / "floor"), "personalized": _images(tuned, out / "personalized"), "ceiling": truth}
+    judge_rows(rows, model_dir / "judge", model_dir, subject, images, photos, seeds)
+
+
+def judge_rows(rows: dict, judge_dir: Path, model_dir: Path, subject: str, images: dict[str, list], photos: list, seeds: int,
+               cache: dict | None = None) -> None:
+    """Add the judge's verdicts (identity among the class's instances and among all, context, class,
+    the judge's CLIP-I) to each row of ``rows`` whose ``images`` are given. ``cache`` (a dict kept
+    by the caller) keeps the loaded judge and each subject's references across calls with the
+    same judge and the same photos per subject."""
+    from dreamtune.miniature import judge
+
+    cache = {} if cache is None else cache
+    if "net" not in cache:
+        cache["net"], cache["vae"] = judge.load_judge(judge_dir), judge.load_vae(model_dir)
+    net, vae = cache["net"], cache["vae"]
     contexts = [c for c in EVAL_CONTEXTS for _ in range(seeds)]
-    for row, images in (("floor", _images(base, out / "floor")), ("personalized", _images(tuned, out / "personalized")), ("ceiling", truth)):
-        rows[row].update({f"judge_{k}": round(v, 4) for k, v in judge.verdicts(net, images, subject, contexts, photos, vae).items()})
+    if ("references", subject) not in cache:
+        cache["references", subject] = judge.instance_references(net, subject, photos, vae)
+    for row, row_images in images.items():
+        verdicts = judge.verdicts(net, row_images, subject, contexts, references=cache["references", subject])
+        rows.setdefault(row, {}).update({f"judge_{k}": round(v, 4) for k, v in verdicts.items()})
 
 
 def summarize(rows: dict, wall_seconds: float, subject: str, noun: str) -> dict:

@@ -85,15 +85,28 @@ def vae_round_trip(vae, pixels: Tensor) -> Tensor:
     return vae.decode(latents).sample.float().clamp(-1, 1)
 
 
+def fade(pixels: Tensor, desaturate: Tensor, lighten: Tensor) -> Tensor:
+    """Per-image loss of colour without a change of hue: mix toward the image's grey by
+    ``desaturate`` and toward white by ``lighten`` (fractions, one per image)."""
+    grey = pixels.mean(dim=1, keepdim=True)
+    pixels = pixels + (grey - pixels) * desaturate.view(-1, 1, 1, 1)
+    return pixels + (1.0 - pixels) * lighten.view(-1, 1, 1, 1)
+
+
 def degrade(pixels: Tensor, vae, generator: torch.Generator, vae_p: float = 0.75, max_blur: float = 1.5, max_noise: float = 0.06,
-            round_trips: Tensor | None = None) -> Tensor:
+            round_trips: Tensor | None = None, fade_p: float = 0.0, max_desaturate: float = 0.5, max_lighten: float = 0.3) -> Tensor:
     """``pixels`` as the generator degrades images: the VAE round trip (``vae``, or the same
-    images' ``round_trips`` computed once), a blur of up to ``max_blur`` px, Gaussian noise."""
+    images' ``round_trips`` computed once), with probability ``fade_p`` paler colours of the same
+    hue (generated subjects often are; see :func:`fade`), a blur of up to ``max_blur`` px, Gaussian noise."""
     batch = pixels.shape[0]
     through_vae = torch.rand(batch, generator=generator) < vae_p
     if (vae is not None or round_trips is not None) and through_vae.any():
         pixels = pixels.clone()
         pixels[through_vae] = round_trips[through_vae] if round_trips is not None else vae_round_trip(vae, pixels[through_vae])
+    if fade_p > 0:
+        faded = (torch.rand(batch, generator=generator) < fade_p).float()
+        pixels = fade(pixels, faded * torch.rand(batch, generator=generator) * max_desaturate,
+                      faded * torch.rand(batch, generator=generator) * max_lighten)
     pixels = gaussian_blur(pixels, torch.rand(batch, generator=generator) * max_blur)
     noise = torch.randn(pixels.shape, generator=generator) * (torch.rand(batch, 1, 1, 1, generator=generator) * max_noise)
     return (pixels + noise).clamp(-1, 1)
@@ -218,17 +231,20 @@ def instance_references(net: JudgeNet, subject: str, photos=None, vae=None) -> t
     return names, torch.stack(means)
 
 
-def verdicts(net: JudgeNet, images, subject: str, contexts: list[str | None], photos=None, vae=None) -> dict[str, float]:
-    """For images meant to show ``subject`` in ``contexts`` (None: plain):
+@torch.no_grad()
+def per_image_verdicts(net: JudgeNet, images, subject: str, contexts: list[str | None], photos=None, vae=None,
+                       references: tuple[list[str], Tensor] | None = None) -> dict[str, Tensor]:
+    """For images meant to show ``subject`` in ``contexts`` (None: plain), one value per image:
       identity    the subject is the nearest of its class's instances (chance 25 %)
       identity_all the subject is the nearest of all instances, every class's (the other classes are
                   distractors: an image that is not even of the class cannot pass)
       class       the nearest of all instances is of the subject's class (retrieval: a class head
                   cannot know a glyph it never saw, the references can)
       context     the context head names the prompted context
-      similarity  mean cosine to the subject's photos (the judge's CLIP-I)."""
+      similarity  cosine to the mean of the subject's photos (the judge's CLIP-I).
+    ``references``: :func:`instance_references` of the same arguments, when already computed."""
     out = judge_images(net, images)
-    names, means = instance_references(net, subject, photos, vae)
+    names, means = references or instance_references(net, subject, photos, vae)
     noun = world.instance(subject).class_noun
     family = [k for k, n in enumerate(names) if world.instance(n).class_noun == noun]
     similarity = out["embedding"] @ means.T
@@ -236,7 +252,12 @@ def verdicts(net: JudgeNet, images, subject: str, contexts: list[str | None], ph
     nearest = similarity.argmax(dim=1)
     wanted_context = torch.tensor([CONTEXT_LABELS.index(c or "plain") for c in contexts])
     mine = names.index(subject)
-    return {"identity": float((nearest_in_family == mine).float().mean()), "identity_all": float((nearest == mine).float().mean()),
-            "class": float(sum(world.instance(names[k]).class_noun == noun for k in nearest.tolist()) / len(nearest)),
-            "context": float((out["context"].argmax(1) == wanted_context).float().mean()),
-            "similarity": float(similarity[:, mine].mean())}
+    return {"identity": (nearest_in_family == mine).float(), "identity_all": (nearest == mine).float(),
+            "class": torch.tensor([float(world.instance(names[k]).class_noun == noun) for k in nearest.tolist()]),
+            "context": (out["context"].argmax(1) == wanted_context).float(), "similarity": similarity[:, mine]}
+
+
+def verdicts(net: JudgeNet, images, subject: str, contexts: list[str | None], photos=None, vae=None,
+             references: tuple[list[str], Tensor] | None = None) -> dict[str, float]:
+    """The means of :func:`per_image_verdicts` over ``images``."""
+    return {k: float(v.mean()) for k, v in per_image_verdicts(net, images, subject, contexts, photos, vae, references).items()}

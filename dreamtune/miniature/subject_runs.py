@@ -169,3 +169,39 @@ def markdown(summary: dict[str, dict]) -> str:
                  (figures[k] for k in FIGURES)]
         lines.append(f"| {name} | {figures['runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def rejudge(source: Path, target: Path, judge_dir: Path, model_dir: Path | None = None, seeds: int = 2) -> int:
+    """Judge the saved images of every finished run under ``source`` again with the judge in
+    ``judge_dir``; write each run's updated metrics to the same place under ``target`` (the source
+    is left as it is). A run without its own floor images borrows the floor of any other run of the
+    same subject (the floor is the base model with the class prompt: the same for every method and
+    training seed). Returns the number of runs judged."""
+    from PIL import Image
+
+    from dreamtune.miniature import world
+    from dreamtune.miniature.assemble import MODEL_DIR
+    from dreamtune.miniature.demo import EVAL_CONTEXTS, judge_rows, summarize
+    from dreamtune.miniature.judge import reference_photos
+
+    model_dir = Path(model_dir or MODEL_DIR)
+    judged, cache = 0, {}
+    for metrics_file in sorted(Path(source).glob("*/*-s*/metrics.json")):
+        run = metrics_file.parent
+        metrics = json.loads(metrics_file.read_text())
+        subject = metrics["subject"]
+        floors = [run / "floor"] + sorted(Path(source).glob(f"*/{subject}-s*/floor"))
+        floor = next(f for f in floors if (f / "generations.json").is_file())
+        images = {}
+        for row, folder in (("floor", floor), ("personalized", run / "personalized")):
+            record = json.loads((folder / "generations.json").read_text())
+            images[row] = [Image.open(folder / r["file"]).convert("RGB") for r in record["images"]]
+        images["ceiling"] = [world.render(world.Scene(subject, c), 90_000 + s) for c in EVAL_CONTEXTS for s in range(seeds)]
+        rows = {k: {m: v for m, v in metrics[k].items() if not m.startswith("judge_")} for k in ("floor", "personalized", "ceiling")}
+        judge_rows(rows, judge_dir, model_dir, subject, images, reference_photos(subject), seeds, cache)
+        updated = summarize(rows, metrics["wall_seconds"], subject, metrics["class"]) | {"judge": str(judge_dir)}
+        out = Path(target) / run.relative_to(source)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(updated, indent=1))
+        judged += 1
+    return judged

@@ -22,6 +22,7 @@ from dreamtune.diffusion.ddim import gaussian_kl, gaussian_log_prob
 from dreamtune.models.components import Components
 from dreamtune.objectives.base import LossOutput
 from dreamtune.objectives.guided import guided_prediction
+from dreamtune.objectives.starting_weights import StartingWeights
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,7 @@ class DDPOObjective:
     def __init__(self, components: Components, trainable: dict[str, nn.Module], settings: DDPOSettings):
         self.components, self.trainable, self.settings = components, trainable, settings
         self.sampler = components.sampler(settings.sample_steps, settings.resolution)
-        self.start = ({name: p.detach().clone() for name, p in components.denoiser.named_parameters() if p.requires_grad}
-                      if settings.kl_weight else {})
-
-    def _start_denoiser(self, *args, **kwargs):
-        return torch.func.functional_call(self.components.denoiser, self.start, args, kwargs)
+        self.start = StartingWeights(components.denoiser) if settings.kl_weight else None
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"model": nn.ModuleDict(self.trainable)}
@@ -65,7 +62,7 @@ class DDPOObjective:
         extra = {}
         if s.kl_weight:
             with torch.no_grad():
-                start = guided_prediction(self.components, latents, timesteps, batch["conditioning"], s.guidance_scale, self._start_denoiser)
+                start = guided_prediction(self.components, latents, timesteps, batch["conditioning"], s.guidance_scale, self.start)
                 start_mean, _, _ = self.sampler.mean(start, timesteps, latents, s.eta)
             kl = gaussian_kl(mean, start_mean, std).mean()
             loss = loss + s.kl_weight * kl

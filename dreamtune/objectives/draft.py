@@ -15,6 +15,7 @@ from torch.utils.checkpoint import checkpoint
 from dreamtune.models.components import Components
 from dreamtune.objectives.base import LossOutput
 from dreamtune.objectives.guided import condition, decode, guided_prediction, initial_latents
+from dreamtune.objectives.starting_weights import StartingWeights, needs_reference
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,14 @@ class DraftObjective:
             raise ValueError(f"DRaFT needs differentiable rewards; {rewards.name} is not")
         self.components, self.trainable, self.rewards, self.settings = components, trainable, rewards, settings
         self.sampler = components.sampler(settings.sample_steps, settings.resolution)
+        self.start = StartingWeights(components.denoiser) if needs_reference(rewards) else None
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"model": nn.ModuleDict(self.trainable)}
 
-    def _step(self, latents, t, conditioning):
+    def _step(self, latents, t, conditioning, denoiser=None):
         steps = t.reshape(1).repeat(latents.shape[0]).to(latents.device)
-        prediction = guided_prediction(self.components, latents, steps, conditioning, self.settings.guidance_scale)
+        prediction = guided_prediction(self.components, latents, steps, conditioning, self.settings.guidance_scale, denoiser)
         return self.sampler.step(prediction, steps, latents, 0.0)[0]
 
     def __call__(self, batch: Mapping, step: int) -> LossOutput:
@@ -47,6 +49,13 @@ class DraftObjective:
         conditioning = condition(c, prompts, s.resolution, device)
         latents = initial_latents(c, list(batch["seeds"]), s.resolution, device)
         timesteps = self.sampler.timesteps
+        meta = {"seeds": list(batch["seeds"])}
+        if self.start is not None:          # the same prompts and seeds through the starting weights
+            with torch.no_grad():
+                reference = latents
+                for t in timesteps:
+                    reference = self._step(reference, t, conditioning, self.start)
+                meta["reference"] = decode(c, reference)
         cut = len(timesteps) - min(s.truncation_steps, len(timesteps))
         with torch.no_grad():
             for t in timesteps[:cut]:
@@ -54,7 +63,7 @@ class DraftObjective:
         for t in timesteps[cut:]:
             latents = checkpoint(self._step, latents, t, conditioning, use_reentrant=False)
         images = decode(c, latents)
-        reward, logged = self.rewards.evaluate(images, prompts, {"seeds": list(batch["seeds"])})
+        reward, logged = self.rewards.evaluate(images, prompts, meta)
         loss = -reward.mean()
         return LossOutput({"model": loss}, {"loss": loss.item(), **logged})
 

@@ -33,6 +33,7 @@ class WeightedRewards:
             raise ValueError("at least one reward with a non-zero weight is needed")
         self.terms = terms
         self.differentiable = all(r.differentiable for _, r in terms)
+        self.needs_reference = any(getattr(r, "needs_reference", False) for _, r in terms)   # meta["reference"]: see print_proof
         self.name = "+".join(f"{w:g}*{r.name}" for w, r in terms)
 
     def evaluate(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> tuple[Tensor, dict[str, float]]:

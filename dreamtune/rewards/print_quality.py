@@ -23,25 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dreamtune.rewards.colour import luminance, srgb_to_lab
+
 # (hue in degrees, L*, C*) of the gamut cusps: red, yellow, green, cyan, blue, magenta
 CUSPS = ((35.2, 47.0, 83.2), (93.1, 89.0, 93.1), (157.4, 50.0, 70.4), (233.5, 55.0, 62.2),
          (295.6, 24.0, 51.0), (357.7, 48.0, 74.1))
 PAPER_BLACK, PAPER_WHITE = 16.0, 95.0
-SRGB_TO_XYZ = torch.tensor([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
-                            [0.0193339, 0.1191920, 0.9503041]])
-D65 = torch.tensor([0.95047, 1.0, 1.08883])
-
-
-def srgb_to_lab(images: Tensor) -> Tensor:
-    """(B,3,H,W) sRGB in [0,1] -> (B,3,H,W) CIELAB (D65), differentiable."""
-    c = images.float().clamp(0, 1)
-    linear = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055).clamp(min=1e-6) ** 2.4)
-    xyz = torch.einsum("ij,bjhw->bihw", SRGB_TO_XYZ.to(c.device), linear) / D65.to(c.device).view(1, 3, 1, 1)
-    delta = 6 / 29
-    f = torch.where(xyz > delta ** 3, xyz.clamp(min=1e-6) ** (1 / 3), xyz / (3 * delta ** 2) + 4 / 29)
-    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)
-
-
 def max_chroma(lightness: Tensor, hue_degrees: Tensor) -> Tensor:
     """Chroma limit of the approximate coated-paper gamut at (L*, hue)."""
     hues = torch.tensor([c[0] for c in CUSPS], device=lightness.device)
@@ -67,10 +54,6 @@ def gamut_share(images: Tensor, softness: float = 2.0) -> Tensor:
     inside = torch.sigmoid((max_chroma(lightness, hue) - chroma) / softness)
     inside = inside * torch.sigmoid((lightness - PAPER_BLACK) / softness) * torch.sigmoid((PAPER_WHITE - lightness) / softness)
     return inside.flatten(1).mean(1)
-
-
-def luminance(images: Tensor) -> Tensor:
-    return 0.2126 * images[:, 0] + 0.7152 * images[:, 1] + 0.0722 * images[:, 2]
 
 
 def sharpness(images: Tensor, scale: float = 0.01) -> Tensor:

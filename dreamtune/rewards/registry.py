@@ -7,11 +7,13 @@ from dreamtune.errors import UserError
 from dreamtune.rewards.base import WeightedRewards
 
 
-def build_rewards(weights, clip=None, photos=(), identifier: str = "sks") -> WeightedRewards:
+def build_rewards(weights, clip=None, photos=(), identifier: str = "sks", print_profile: str = "", print_intent: str = "perceptual",
+                  ink_limit: float = 300.0) -> WeightedRewards:
     """``weights``: config.RewardWeights; ``clip``: ClipFeatures (clip_score, subject_fidelity);
-    ``photos``: the subject's PIL images (subject_fidelity)."""
+    ``photos``: the subject's PIL images (subject_fidelity); ``print_*``, ``ink_limit``: print_proof's."""
     from dreamtune.rewards.alignment import ClipScore, SubjectFidelity
     from dreamtune.rewards.compression import JpegCompressibility, JpegIncompressibility
+    from dreamtune.rewards.print_proof import PrintProof
     from dreamtune.rewards.print_quality import PrintQuality
 
     terms = []
@@ -26,6 +28,8 @@ def build_rewards(weights, clip=None, photos=(), identifier: str = "sks") -> Wei
                   "jpeg_incompressibility": JpegIncompressibility}.get(name)
         if reward is not None:
             terms.append((weight, reward()))
+        elif name == "print_proof":
+            terms.append((weight, PrintProof(print_profile or None, print_intent, ink_limit)))
         elif name == "clip_score":
             terms.append((weight, ClipScore(clip, identifier)))
         else:

@@ -170,7 +170,8 @@ def build_rewards_for(config: Config, photos: list):
 
     rl = config.rl
     needs_clip = rl.rewards.clip_score or rl.rewards.subject_fidelity
-    return build_rewards(rl.rewards, reward_features(config) if needs_clip else None, photos, rl.subject)
+    return build_rewards(rl.rewards, reward_features(config) if needs_clip else None, photos, rl.subject, rl.print_profile, rl.print_intent,
+                         rl.ink_limit)
 
 
 def build_ddpo(ing: Ingredients):

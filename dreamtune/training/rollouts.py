@@ -25,6 +25,7 @@ import torch
 from dreamtune.data.augment import sample_generator
 from dreamtune.models.components import Components
 from dreamtune.objectives.guided import condition, decode, guided_prediction, initial_latents
+from dreamtune.objectives.starting_weights import StartingWeights, needs_reference
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class RolloutSource:
         self.on_round = on_round or (lambda record: None)
         self.sampler = components.sampler(settings.sample_steps, settings.resolution)
         self.round, self.data = -1, {}
+        self.start = StartingWeights(components.denoiser) if needs_reference(rewards) else None
         self.transitions = settings.samples_per_round * self._kept(settings.sample_steps)
         self.per_epoch = math.ceil(self.transitions / settings.batch_size)
 
@@ -81,10 +83,11 @@ class RolloutSource:
         return self.per_epoch * self.settings.inner_epochs
 
     @torch.no_grad()
-    def sample(self, prompts: list[str], seeds: list[int], copies: int = 1, shared_steps: int = 0) -> dict:
+    def sample(self, prompts: list[str], seeds: list[int], copies: int = 1, shared_steps: int = 0, denoiser=None) -> dict:
         """Trajectories: latents (B,T+1,...), log_probs (B,T), timesteps (T,), images (B,3,H,W).
         Each prompt's first ``shared_steps`` steps run once, then ``copies`` branches continue
-        with their own noise (B = len(prompts) x copies, a prompt's copies adjacent)."""
+        with their own noise (B = len(prompts) x copies, a prompt's copies adjacent).
+        ``denoiser``: a stand-in for the denoiser (the starting weights, for reference images)."""
         s, c = self.settings, self.components
         device = c.device
         with self.autocast():
@@ -98,7 +101,7 @@ class RolloutSource:
                     chain, log_probs = [x[branch] for x in chain], [x[branch] for x in log_probs]
                     latents, conditioning = chain[-1], conditioning.select(branch.to(device))
                 steps = t.reshape(1).repeat(len(latents)).to(device)
-                prediction = guided_prediction(c, latents, steps, conditioning, s.guidance_scale)
+                prediction = guided_prediction(c, latents, steps, conditioning, s.guidance_scale, denoiser)
                 latents, log_prob, _ = self.sampler.step(prediction, steps, latents, s.eta, generator=generator)
                 chain.append(latents)
                 log_probs.append(log_prob)
@@ -124,9 +127,12 @@ class RolloutSource:
             keys = [g for g in range(groups) for _ in range(s.images_per_prompt)]
         else:
             trajectories, keys = self.sample(prompts, seeds), prompts
+        meta = {"seeds": seeds}
+        if self.start is not None:          # the same prompts and seeds through the starting weights
+            meta["reference"] = self.sample(prompts, seeds, denoiser=self.start)["images"]
         for module in self._trained_modules():
             module.train()
-        rewards, logged = self.rewards.evaluate(trajectories["images"], prompts, {"seeds": seeds})
+        rewards, logged = self.rewards.evaluate(trajectories["images"], prompts, meta)
         advantages = advantages_per_prompt(rewards.detach().cpu(), keys)
         generator = sample_generator(s.seed, round_index, 0, stream=11 + 100 * s.stream)
         first = steps - candidates

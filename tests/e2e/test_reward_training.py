@@ -198,3 +198,20 @@ def test_branched_groups_share_the_steps_before_the_last_k_and_differ_after(tiny
 def test_branch_without_last_steps_is_refused():
     with pytest.raises(UserError, match="rl.last_steps"):
         config.load(None, ["rl.branch=true"])
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/color/icc/ghostscript/default_cmyk.icc").is_file(),
+                    reason="Ghostscript's default_cmyk.icc is not installed (apt-get install libgs-common; make setup does it)")
+@pytest.mark.parametrize("algorithm", ["ddpo", "draft"])
+def test_the_print_reward_scores_against_the_starting_models_same_seed_image(tmp_path, tiny_models, algorithm):
+    """At the first step the policy is the start, so each image is its own reference: colour and
+    sharpness parts are exactly 1; later, the start's images stay the reference (they differ)."""
+    result, out = _run(tmp_path, tiny_models, f"rl.algorithm={algorithm}", "rl.rewards.print_quality=0", "rl.rewards.print_proof=1",
+                       "train.lr=3e-2")
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    key = "round/reward/print_proof/{}" if algorithm == "ddpo" else "reward/print_proof/{}"
+    assert records[0][key.format("colour")] == pytest.approx(1.0, abs=1e-5)
+    assert records[0][key.format("sharpness")] == pytest.approx(1.0, abs=1e-5)
+    assert all(0 <= records[-1][key.format(part)] <= 1 for part in ("fidelity", "colour", "ink", "detail", "sharpness"))
+    if algorithm == "draft":                         # the weights moved, the reference did not: the images now differ from it
+        assert records[-1][key.format("sharpness")] < 1.0
