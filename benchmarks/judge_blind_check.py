@@ -2,7 +2,8 @@
 the judge agree with a person looking at the pictures?
 
     python benchmarks/judge_blind_check.py sheets --runs runs/methods-gpu [--items 48] [--out runs/blind]
-    (look at OUT/sheet-*.png, write OUT/answers.txt: one line per item, "7 C" or "7 -")
+    (look at OUT/sheet-*.png, write OUT/answers.txt: one line per item, "7 C" or "7 -", optionally
+    followed by the background seen: "7 C jungle" — one of the demo's 8 evaluation contexts, or "-")
     python benchmarks/judge_blind_check.py score [--out runs/blind]
 
 Another judge on the same items and answers: copy answers.txt to a new --out, run `sheets --judge DIR
@@ -127,12 +128,14 @@ def score(args) -> None:
     the item is the subject at all (identity among all instances)."""
     out = Path(args.out)
     items = {i["number"]: i for i in json.loads((out / "key.json").read_text())}
-    picks = {}
+    picks, contexts = {}, {}
     for line in (out / "answers.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            number, letter = line.split()[:2]
+            number, letter, *context = line.split()
             item = items[int(number)]
             picks[int(number)] = item["letters"]["ABCD".index(letter.upper())] if letter.upper() in "ABCD" else None
+            if context:                  # optional: the background the eye sees (a context name, or "-")
+                contexts[int(number)] = context[0] == item["context"]
     rows = []
     for number, pick in picks.items():
         item = items[number]
@@ -150,6 +153,9 @@ def score(args) -> None:
                                      "judge_identity": sum(int(items[n]["judge_identity"]) for n in picks if items[n]["source"] == source),
                                      "judge_identity_all": sum(int(items[n]["judge_identity_all"]) for n in picks if items[n]["source"] == source)}
                             for source in sorted({r["source"] for r in rows}) for subset in [[r for r in rows if r["source"] == source]]}}
+    if contexts:
+        result["context"] = {"items": len(contexts), "eye_says_prompted": sum(contexts.values()),
+                             "judge_agrees": sum(bool(items[n]["judge_context"]) == said for n, said in contexts.items()) / len(contexts)}
     (out / "score.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 

@@ -47,9 +47,11 @@ def _generate(args) -> None:
                               subject=args.subject, class_noun=args.class_noun, images_per_prompt=args.images_per_prompt,
                               seed=args.seed, guidance_scale=args.guidance_scale, steps=args.steps,
                               scheduler=args.scheduler, resolution=args.resolution, negative_prompt=args.negative_prompt,
-                              allow_pickle=args.allow_pickle, lora_scale=args.lora_scale)
+                              allow_pickle=args.allow_pickle, lora_scale=args.lora_scale, print_profile=args.print_profile or "",
+                              print_intent=args.print_intent)
     record = generate(request, Path(args.out))
-    print(f"wrote {len(record['images'])} image(s) and contact_sheet.png to {args.out}")
+    extra = " and print-ready CMYK TIFFs (NNNN.cmyk.tif)" if args.print_profile else ""
+    print(f"wrote {len(record['images'])} image(s){extra} and contact_sheet.png to {args.out}")
 
 
 def _export(args) -> None:
@@ -136,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--negative-prompt", default=None)
     g.add_argument("--lora-scale", type=float, default=1.0)
     g.add_argument("--allow-pickle", action="store_true")
+    g.add_argument("--print-profile", metavar="X.icc", help="also write CMYK TIFFs separated through this CMYK ICC profile (your print shop's)")
+    g.add_argument("--print-intent", default="perceptual", help="rendering intent of the separation: perceptual, relative, saturation, absolute")
     g.add_argument("--out", required=True)
     g.set_defaults(handler=_generate)
 

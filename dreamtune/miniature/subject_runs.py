@@ -53,6 +53,7 @@ class Job:
 
 
 FIGURES = ("identity", "identity_all", "context_vs_truth", "class", "judge_gap_closed", "clip_i_gap_closed")
+POOLED = {"judge_gap_pooled": "judge_similarity", "clip_i_gap_pooled": "clip_i"}   # gap of the means over runs
 
 
 def row(metrics: dict) -> dict:
@@ -60,7 +61,15 @@ def row(metrics: dict) -> dict:
     p, c = metrics["personalized"], metrics["ceiling"]
     return {"identity": p["judge_identity"], "identity_all": p.get("judge_identity_all"), "context_vs_truth": p["judge_context"] / c["judge_context"] if c["judge_context"] else None,
             "class": p["judge_class"], "judge_gap_closed": metrics.get("judge_gap_closed"),
-            "clip_i_gap_closed": metrics.get("clip_i_gap_closed"), "floor_identity": metrics["floor"]["judge_identity"]}
+            "clip_i_gap_closed": metrics.get("clip_i_gap_closed"), "floor_identity": metrics["floor"]["judge_identity"],
+            **{f"{r}_{key}": metrics[r][key] for key in POOLED.values() for r in ("floor", "personalized", "ceiling")}}
+
+
+def pooled_gap(rows: list[dict], key: str) -> float:
+    """(mean personalized - mean floor) / (mean ceiling - mean floor) over ``rows``: the share of the
+    floor→ceiling gap closed, stable where single runs have tiny gaps (floor ≈ ceiling)."""
+    mean = {r: sum(x[f"{r}_{key}"] for x in rows) / len(rows) for r in ("floor", "personalized", "ceiling")}
+    return (mean["personalized"] - mean["floor"]) / (mean["ceiling"] - mean["floor"])
 
 
 def reference_rows(metrics: dict) -> dict[str, dict]:
@@ -157,16 +166,21 @@ def table(results: list[tuple[Job, dict]], labels: list[str]) -> dict[str, dict]
                 references[name].append(values)
     ordered = {"floor": references["floor"], **{label: per_label[label] for label in labels if label in per_label},
                "ceiling": references["ceiling"]}
-    return {name: {key: mean_se([r.get(key) for r in rows]) for key in FIGURES} | {"runs": len(rows)}
-            for name, rows in ordered.items() if rows}
+    summary = {name: {key: mean_se([r.get(key) for r in rows]) for key in FIGURES} | {"runs": len(rows)}
+               for name, rows in ordered.items() if rows}
+    for name, figures in summary.items():
+        for pooled, key in POOLED.items():
+            value = {"floor": 0.0, "ceiling": 1.0}.get(name)
+            figures[pooled] = (value if value is not None else pooled_gap(per_label[name], key), math.nan, 1)
+    return summary
 
 
 def markdown(summary: dict[str, dict]) -> str:
-    lines = ["| method | runs | identity (in class) | identity (all instances) | context / truth's | class | judge gap closed | CLIP-I gap closed |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | runs | identity (in class) | identity (all instances) | context / truth's | class | judge gap closed, per run | "
+             "CLIP-I gap closed, per run | judge gap closed, pooled | CLIP-I gap closed, pooled |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, figures in summary.items():
-        cells = [f"{100 * m:.1f} ± {100 * s:.1f}" if n else "—" for m, s, n in
-                 (figures[k] for k in FIGURES)]
+        cells = [f"{100 * m:.1f} ± {100 * s:.1f}" if n else "—" for m, s, n in (figures[k] for k in FIGURES)]
+        cells += [f"{100 * figures[k][0]:.0f} %" for k in POOLED]
         lines.append(f"| {name} | {figures['runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

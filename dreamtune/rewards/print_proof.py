@@ -175,3 +175,15 @@ def littlecms_proof(images: Tensor, profile: str | Path, intent: str = "perceptu
         pil = Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), "RGB")
         out.append(np.asarray(ImageCms.applyTransform(pil, transform), dtype=np.float32) / 255)
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
+
+
+def separate(image, profile: str | Path, intent: str = "perceptual"):
+    """``image`` (PIL RGB, sRGB) separated into CMYK through ``profile``: a PIL CMYK image whose
+    ``info["icc_profile"]`` is the profile, ready to save as a print-ready TIFF."""
+    from PIL import ImageCms
+
+    cmyk = open_profile(profile)
+    transform = ImageCms.buildTransform(ImageCms.createProfile("sRGB"), cmyk, "RGB", "CMYK", renderingIntent=_intent(intent))
+    separated = ImageCms.applyTransform(image.convert("RGB"), transform)
+    separated.info["icc_profile"] = Path(profile).read_bytes()       # the shop's file as it is, not re-serialised
+    return separated

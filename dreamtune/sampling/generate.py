@@ -35,6 +35,8 @@ class GenerateRequest:
     negative_prompt: str | None = None
     allow_pickle: bool = False
     lora_scale: float = 1.0
+    print_profile: str = ""             # a CMYK .icc: also write print-ready CMYK TIFFs separated through it
+    print_intent: str = "perceptual"
     extra: dict = field(default_factory=dict)
 
 
@@ -125,6 +127,12 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
         raise UserError(f"scheduler '{request.scheduler}' is unknown; choose one of {', '.join(SCHEDULERS)}.")
     if not request.prompts:
         raise UserError("no prompt given; pass --prompt TEXT or --prompts-file FILE.")
+    if request.print_profile:           # a bad profile is reported before any work
+        from dreamtune.rewards.print_proof import INTENTS, open_profile
+
+        open_profile(request.print_profile)
+        if request.print_intent not in INTENTS:
+            raise UserError(f"--print-intent {request.print_intent} is not one of {', '.join(INTENTS)}.")
     claim_output_dir(Path(out_dir), "--out")
     pipeline, description = load_pipeline(request)
     request = dataclasses.replace(request, scheduler=scheduler_name(request.scheduler, pipeline.scheduler.config))
@@ -145,6 +153,13 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
         record = {"file": name, "prompt": prompt, "template": template, "seed": seed}
         with atomic_file(out_dir / name) as temp:
             image.save(temp, format="PNG", pnginfo=png_parameters(request, record, description, resolution))
+        if request.print_profile:
+            from dreamtune.rewards.print_proof import separate
+
+            record["print"] = name.replace(".png", ".cmyk.tif")
+            separated = separate(image, request.print_profile, request.print_intent)
+            with atomic_file(out_dir / record["print"]) as temp:
+                separated.save(temp, format="TIFF", compression="tiff_lzw", icc_profile=separated.info["icc_profile"])
         records.append(record)
     progress.close()
     sheet = contact_sheet(images, [f"{r['prompt']} #{r['seed']}" for r in records], columns=max(1, request.images_per_prompt) if len(request.prompts) > 1 else 4)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +33,22 @@ def test_generate_cli_writes_images_sheet_and_record(tiny_models, tmp_path, caps
     assert [r["prompt"] for r in record["images"]] == ["a sks dog on the beach"] * 2 + ["a sks dog in the snow"] * 2
     assert [r["seed"] for r in record["images"]] == [0, 1, 0, 1]
     assert (tmp_path / "out" / "contact_sheet.png").is_file() and (tmp_path / "out" / "0003.png").is_file()
+
+
+@pytest.mark.skipif(not Path("/usr/share/color/icc/ghostscript/default_cmyk.icc").is_file(),
+                    reason="Ghostscript's default_cmyk.icc is not installed (apt-get install libgs-common; make setup does it)")
+def test_generate_writes_print_ready_cmyk_tiffs_and_refuses_a_bad_profile(tiny_models, tmp_path, capsys):
+    from PIL import Image
+
+    profile = "/usr/share/color/icc/ghostscript/default_cmyk.icc"
+    common = ["generate", "--model", str(tiny_models["sd1"]), "--prompt", "a dog", "--steps", "2", "--scheduler", "euler"]
+    assert main([*common, "--print-profile", profile, "--out", str(tmp_path / "out")]) == 0
+    record = json.loads((tmp_path / "out" / "generations.json").read_text())
+    tiff = Image.open(tmp_path / "out" / record["images"][0]["print"])
+    assert tiff.mode == "CMYK" and tiff.info.get("icc_profile") == Path(profile).read_bytes()
+    (tmp_path / "rgb.icc").write_bytes(b"junk")
+    assert main([*common, "--print-profile", str(tmp_path / "rgb.icc"), "--out", str(tmp_path / "bad")]) != 0
+    assert "not an ICC profile" in capsys.readouterr().err and not (tmp_path / "bad").exists()   # nothing half-written
 
 
 def test_latent_cache_is_reused_across_runs(tiny_models, photos, tmp_path):
