@@ -96,8 +96,9 @@ def judged_items(args) -> list[dict]:
     items = draw(Path(args.runs), args.items, args.seed)
     net, vae = judge.load_judge(Path(args.judge)), judge.load_vae(MODEL_DIR)
     for number, item in enumerate(items, 1):
-        verdict = judge.per_image_verdicts(net, [image_of(item)], item["subject"], [item["context"]], vae=vae)
-        nearest, nearest_in_class = judge_pick(net, vae, item)
+        nearest, nearest_in_class = judge_pick(net, vae, item)           # caches the subject's references
+        verdict = judge.per_image_verdicts(net, [image_of(item)], item["subject"], [item["context"]], vae=vae,
+                                           references=REFERENCES[item["subject"]])
         letters = class_members(item["subject"])
         rng.shuffle(letters)
         item.update({"number": number, "letters": letters, "judge_nearest": nearest, "judge_nearest_in_class": nearest_in_class,

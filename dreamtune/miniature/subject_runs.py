@@ -124,8 +124,8 @@ def run_jobs(jobs: list[Job], root: Path, parallel: int = 1, deadline: float | N
     if parallel <= 1:
         for job in jobs:
             job, metrics, seconds = run_job(job, str(root), deadline)
-            if metrics is None:
-                break
+            if metrics is None:         # past the deadline: not started (finished runs later in the list still count)
+                continue
             done.append((job, metrics))
             log(json.dumps({"run": f"{job.method.label}/{job.subject}-s{job.seed}", "seconds": round(seconds, 1), **row(metrics)}))
             bar.update()
