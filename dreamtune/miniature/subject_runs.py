@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -108,11 +107,11 @@ def run_job(job: Job, root: str, deadline: float | None = None) -> tuple[Job, di
     return job, json.loads((out / "metrics.json").read_text()), time.perf_counter() - started
 
 
-def _quiet_worker() -> None:
+def _single_thread_worker() -> None:
+    """Each parallel run on one CPU thread (the runs themselves are the parallelism)."""
     import torch
 
     torch.set_num_threads(1)
-    os.environ["TQDM_DISABLE"] = "1"
 
 
 def run_jobs(jobs: list[Job], root: Path, parallel: int = 1, deadline: float | None = None, log=print) -> list[tuple[Job, dict]]:
@@ -130,7 +129,7 @@ def run_jobs(jobs: list[Job], root: Path, parallel: int = 1, deadline: float | N
             log(json.dumps({"run": f"{job.method.label}/{job.subject}-s{job.seed}", "seconds": round(seconds, 1), **row(metrics)}))
             bar.update()
         return done
-    with ProcessPoolExecutor(parallel, mp_context=get_context("spawn"), initializer=_quiet_worker) as pool:
+    with ProcessPoolExecutor(parallel, mp_context=get_context("spawn"), initializer=_single_thread_worker) as pool:
         pending = {pool.submit(run_job, job, str(root), deadline): job for job in jobs}
         for future in as_completed(pending):
             if future.cancelled():
