@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup print-profile test lint demo pretrain bench clean
+.PHONY: setup print-profile browser test lint demo pretrain bench clean
 
 $(BIN)/dreamtune: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,13 @@ print-profile:
 	  || (apt-get update -q && apt-get install -y -q libgs-common)) >/dev/null 2>&1) \
 	  || echo "note: $(ICC) is missing; the print reward needs a CMYK profile (apt-get install libgs-common, or pass your own)."
 
-test: setup
+# The web UI's end-to-end test drives Debian's chromium through Playwright (browser downloads do not work here).
+browser:
+	@command -v chromium >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && (apt-get install -y -q chromium \
+	  || (apt-get update -q && apt-get install -y -q chromium)) >/dev/null 2>&1) \
+	  || echo "note: chromium is missing; the web UI's browser test will be skipped (apt-get install chromium)."
+
+test: setup browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 lint: setup

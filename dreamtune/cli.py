@@ -96,6 +96,13 @@ def _pretrain(args) -> None:
     print(f"stage written to {pretrain(recipe, overrides)}")
 
 
+def _ui(args) -> None:
+    from dreamtune.ui.safety import Limits
+    from dreamtune.ui.server import serve
+
+    serve(Path(args.runs), args.host, args.port, args.auth or "", Limits(args.max_upload_mb, args.max_files))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamtune", description="Personalize text-to-image diffusion models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="output file (default: beside model/, named after the run)")
     e.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16")
     e.set_defaults(handler=_export)
+
+    u = commands.add_parser("ui", help="the web UI: photos -> training with live progress -> generations (offline on the miniature)")
+    u.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but loopback needs --auth")
+    u.add_argument("--port", type=int, default=7860)
+    u.add_argument("--runs", default="runs", help="folder of the UI's uploads, photo sets, runs and generations")
+    u.add_argument("--auth", default=None, metavar="USER:PASS", help="HTTP basic login (required with --host 0.0.0.0)")
+    u.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted photo")
+    u.add_argument("--max-files", type=int, default=100, help="most files in one photo set")
+    u.set_defaults(handler=_ui)
 
     commands.add_parser("recipes", help="list the shipped recipes (use them by name: dreamtune train lora-sd15 ...)").set_defaults(handler=_recipes)
 

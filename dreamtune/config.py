@@ -28,7 +28,7 @@ class ModelConfig:
 class DataConfig:
     instance_dir: str = ""            # raw photo folder or a `dreamtune prepare` output
     instance_prompt: str = ""         # used when images carry no caption
-    resolution: int = 512
+    resolution: int = 512           # training side in pixels, a multiple of 8 (the miniature: 64)
     crop: Literal["center", "random", "face"] = "center"
     buckets: bool = False             # aspect-ratio buckets instead of square crops
     grayscale: bool = False
@@ -46,8 +46,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class LoraConfig:
-    rank: int = 4
-    alpha: float = 4.0
+    rank: int = 4                     # LoRA rank: the capacity of the low-rank update (4-32 typical)
+    alpha: float = 4.0                # LoRA scale = alpha / rank
     dropout: float = 0.0
     target_modules: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
     text_encoder: bool = False
@@ -65,7 +65,7 @@ class TextualInversionConfig:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    kind: Literal["dreambooth", "lora", "textual_inversion", "scratch"] = "lora"
+    kind: Literal["dreambooth", "lora", "textual_inversion", "scratch"] = "lora"   # what trains: all weights, a LoRA, a new token, or a model from scratch
     train_text_encoder: bool = False  # full DreamBooth only
     lora: LoraConfig = field(default_factory=LoraConfig)
     textual_inversion: TextualInversionConfig = field(default_factory=TextualInversionConfig)
@@ -73,11 +73,11 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class PriorConfig:
-    enabled: bool = False
-    class_prompt: str = ""
+    enabled: bool = False             # prior preservation: also train on class images so the class noun keeps its meaning
+    class_prompt: str = ""           # prompt of the class images, e.g. 'a dog'
     class_dir: str = ""               # default: <output_dir>/class_images
-    num_class_images: int = 100
-    loss_weight: float = 1.0
+    num_class_images: int = 100       # class images generated once (or taken from class_dir)
+    loss_weight: float = 1.0          # weight of the class images' loss against the subject's
     sample_steps: int = 25
     guidance_scale: float | None = None   # none: the model family's (SD 7.5, SD3 7.0, FLUX.1 3.5 embedded, FLUX.2 klein 4.0)
 
@@ -85,10 +85,10 @@ class PriorConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     output_dir: str = "runs/dreamtune"
-    steps: int = 400
-    batch_size: int = 1
+    steps: int = 400                  # optimizer steps of the run
+    batch_size: int = 1               # images per step (per process)
     grad_accum: int = 1
-    lr: float = 1e-4
+    lr: float = 1e-4                  # learning rate (LoRA ~1e-4 to 1e-3, full DreamBooth ~5e-6)
     text_encoder_lr: float | None = None
     lr_scheduler: Literal["constant", "linear", "cosine", "constant_with_warmup"] = "constant"
     warmup_steps: int = 0
@@ -97,7 +97,7 @@ class TrainConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     max_grad_norm: float = 1.0
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"   # bf16: fast on recent GPUs and on CPUs with AMX
     gradient_checkpointing: bool = False
     min_snr_gamma: float | None = None
     noise_offset: float = 0.0
@@ -105,11 +105,11 @@ class TrainConfig:
     loss_weighting: Literal["none", "sigma_sqrt", "cosmap"] = "none"   # flow models' per-sample loss weight (SD3 sec. 3.1)
     guidance_embedding: float = 3.5   # guidance-distilled models (FLUX.1-dev): the guidance input while training
     ema_decay: float | None = None
-    seed: int = 0
+    seed: int = 0                     # noise, timesteps and augmentation: the same seed gives the same run
     checkpoint_every: int = 0         # 0: no intermediate checkpoints
     keep_checkpoints: int = 2
-    validate_every: int = 0
-    validation_prompts: tuple[str, ...] = ()
+    validate_every: int = 0           # steps between validation contact sheets (0: none)
+    validation_prompts: tuple[str, ...] = ()   # prompts rendered on each validation sheet
     validation_seeds: tuple[int, ...] = (0,)
     validation_steps: int = 25
     log_every: int = 10               # steps between tracker / console loss reports (metrics.jsonl has every step)
@@ -121,7 +121,7 @@ class MonitorConfig:
     """Overfitting / language-drift monitor (training/monitor.py): every ``every`` steps it renders
     ``prompts`` (contexts the photos never showed) and class-prompt images, and logs subject
     fidelity (CLIP-I), prompt fidelity (CLIP-T, identifier removed) and class drift (PRES)."""
-    every: int = 0                    # 0: off
+    every: int = 0                    # steps between CLIP-I / CLIP-T measurements (0: off)
     prompts: tuple[str, ...] = ("in the jungle", "in the snow", "on the beach", "with a city in the background")
     seeds: tuple[int, ...] = (0, 1)
     class_images: int = 4             # class-prompt generations per point, for PRES
@@ -129,7 +129,7 @@ class MonitorConfig:
     sample_steps: int = 25
     guidance_scale: float = 7.5
     clip: str = ""                    # default: the base model's clip/ (the miniature), else openai/clip-vit-base-patch32
-    select_best: Literal["", "clip_i_with_clip_t_floor", "clip_i", "reward_with_clip_t_floor", "reward_with_clip_i_floor"] = ""
+    select_best: Literal["", "clip_i_with_clip_t_floor", "clip_i", "reward_with_clip_t_floor", "reward_with_clip_i_floor"] = ""   # keep the best monitored step ("": the last)
     clip_t_floor: float = 0.95        # *_with_clip_t_floor: eligible when CLIP-T >= this x its start value ("" keeps the last step)
     clip_i_floor: float = 0.95        # reward_with_clip_i_floor: eligible when CLIP-I >= this x its start value
 

@@ -1,0 +1,262 @@
+"""What each button does, as plain functions of the request's JSON (the HTTP layer in server.py
+only routes). Work that trains or renders runs as a CLI subprocess (jobs.py)."""
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+from dreamtune.atomic import atomic_file, claim_output_dir
+from dreamtune.errors import UserError
+from dreamtune.ui import form, runs
+from dreamtune.ui.jobs import JobManager
+from dreamtune.ui.safety import HUB_ID, Access, Limits, safe_name
+
+UPLOADS = "uploads"
+PHOTOS = "photos"
+MINIATURE = "miniature"
+
+# DreamBench's prompt lists (Ruiz et al., DreamBooth, CVPR 2023; dataset CC BY 4.0), as templates
+_SHARED = ("in the jungle", "in the snow", "on the beach", "on a cobblestone street", "on top of pink fabric",
+           "on top of a wooden floor", "with a city in the background", "with a mountain in the background",
+           "with a blue house in the background", "on top of a purple rug in a forest")
+_OBJECT = ("with a wheat field in the background", "with a tree and autumn leaves in the background",
+           "with the Eiffel Tower in the background", "floating on top of water", "floating in an ocean of milk",
+           "on top of green grass with sunflowers around it", "on top of a mirror",
+           "on top of the sidewalk in a crowded street", "on top of a dirt road", "on top of a white rug")
+_LIVE = ("wearing a red hat", "wearing a santa hat", "wearing a rainbow scarf", "wearing a black top hat and a monocle",
+         "in a chef outfit", "in a firefighter outfit", "in a police outfit", "wearing pink glasses", "wearing a yellow shirt",
+         "in a purple wizard outfit")
+_STYLE = ("a red {subject} {class}", "a purple {subject} {class}", "a shiny {subject} {class}", "a wet {subject} {class}",
+          "a cube shaped {subject} {class}")
+DREAMBENCH_PROMPTS = {
+    "objects": [f"a {{subject}} {{class}} {c}" for c in _SHARED + _OBJECT] + list(_STYLE),
+    "live subjects": [f"a {{subject}} {{class}} {c}" for c in _SHARED + _LIVE] + list(_STYLE),
+}
+
+
+class Actions:
+    def __init__(self, root: Path, access: Access, limits: Limits | None = None):
+        self.root = Path(root).resolve()
+        self.access, self.limits = access, limits or Limits()
+        for folder in (self.root, self.root / UPLOADS, self.root / PHOTOS):
+            claim_output_dir(folder, "--runs" if folder == self.root else f"--runs' {folder.name} folder")
+        self.jobs = JobManager(self.root)
+
+    # ---- photos -------------------------------------------------------------------------------
+    def upload(self, photo_set: str, filename: str, body: bytes, declared: int | None) -> dict:
+        folder = self.root / UPLOADS / safe_name(photo_set, "photo set name")
+        count = len(list(folder.iterdir())) if folder.is_dir() else 0
+        name = self.limits.check_upload(filename, declared, count)
+        folder.mkdir(exist_ok=True)
+        target, n = folder / name, 1
+        while target.exists():                       # never overwrite an earlier upload
+            target, n = folder / f"{Path(name).stem}-{n}{Path(name).suffix}", n + 1
+        with atomic_file(target) as temp:
+            temp.write_bytes(body)
+        return {"saved": target.name, "count": count + 1}
+
+    def sample_photos(self, photo_set: str, subject: str, count: int = 5) -> dict:
+        """Renders of a held-out subject of the miniature's world, as if photographed (offline trial)."""
+        from dreamtune.miniature import world
+        from dreamtune.miniature.demo import TRAIN_CONTEXTS
+
+        if subject not in world.HELD_OUT:
+            raise UserError(f"{subject} is not a held-out subject of the miniature; choose one of {', '.join(world.HELD_OUT)}.")
+        saved = []
+        for index in range(count):
+            image = world.render(world.Scene(subject, TRAIN_CONTEXTS[index % len(TRAIN_CONTEXTS)]), 50_000 + index)
+            encoded = io.BytesIO()
+            image.save(encoded, format="PNG")
+            saved.append(self.upload(photo_set, f"{subject}-{index}.png", encoded.getvalue(), encoded.tell())["saved"])
+        return {"saved": saved, "class_noun": world.instance(subject).class_noun}
+
+    def prepare(self, photo_set: str, instance_prompt: str, resolution: int, folder: str = "") -> dict:
+        """``dreamtune prepare`` of the uploads (or a local folder) into photos/<set>; its verdicts."""
+        name = safe_name(photo_set, "photo set name")
+        source = self.access.local_path(folder, "the photo folder") if folder else self.root / UPLOADS / name
+        if not folder and not source.is_dir():
+            raise UserError(f"photo set {name} has no uploads yet; drop some photos first.")
+        out = self.root / PHOTOS / name
+        if out.exists():
+            raise UserError(f"photo set {name} is already prepared; pick another name to prepare again.")
+        arguments = ["prepare", str(source), "--out", str(out), "--resolution", str(int(resolution))]
+        if instance_prompt.strip():
+            arguments += ["--instance-prompt", instance_prompt.strip()]
+        job = self.jobs.run("prepare", arguments, out)
+        error = self.jobs.error(job.id)
+        if error:
+            raise UserError(error)
+        return self.photo_set(name)
+
+    def photo_set(self, name: str) -> dict:
+        from dreamtune.data.prepare import read_report
+
+        folder = self.root / PHOTOS / safe_name(name, "photo set name")
+        report = read_report(folder)
+        captions = [json.loads(line) for line in (folder / "metadata.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+        return {"name": folder.name, "kept": report["kept"], "skipped": report["skipped"], "entries": report["entries"],
+                "images": [{"file": f"{PHOTOS}/{folder.name}/{c['file_name']}", "file_name": c["file_name"], "caption": c.get("text", ""),
+                            "source": c.get("source", "")} for c in captions]}
+
+    def photo_sets(self) -> list[str]:
+        folder = self.root / PHOTOS
+        return sorted(p.name for p in folder.iterdir() if runs.is_photo_set(p)) if folder.is_dir() else []
+
+    def edit_captions(self, name: str, captions: dict) -> dict:
+        folder = self.root / PHOTOS / safe_name(name, "photo set name")
+        manifest = folder / "metadata.jsonl"
+        if not manifest.is_file():
+            raise UserError(f"photo set {name} is not prepared; prepare it first.")
+        records = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
+        unknown = set(captions) - {r["file_name"] for r in records}
+        if unknown:
+            raise UserError(f"photo set {name} has no image {sorted(unknown)[0]}; reload the page.")
+        for record in records:
+            if record["file_name"] in captions:
+                record["text"] = " ".join(str(captions[record["file_name"]]).split())
+        with atomic_file(manifest) as temp:
+            temp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        return self.photo_set(name)
+
+    # ---- training -----------------------------------------------------------------------------
+    def base_model(self, text: str) -> str:
+        text = (text or MINIATURE).strip()
+        if text == MINIATURE:
+            return MINIATURE
+        if HUB_ID.match(text) and not Path(text).exists():
+            return text
+        return str(self.access.local_path(text, "the base model"))
+
+    def train(self, request: dict) -> dict:
+        """Check the settings as the CLI will, then start ``dreamtune train`` into <runs>/<name>."""
+        from dreamtune.recipes import find_recipe
+
+        name = safe_name(request.get("name", ""), "run name")
+        recipe = find_recipe(request.get("recipe") or "miniature-lora")
+        photos = self.root / PHOTOS / safe_name(request.get("photos", ""), "photo set name")
+        if not runs.is_photo_set(photos):
+            raise UserError(f"photo set {photos.name} is not prepared; prepare photos on the Photos page first.")
+        identifier = (request.get("identifier") or "sks").strip()
+        noun = (request.get("class_noun") or "").strip()
+        if not noun:
+            raise UserError("the class noun is empty; say what the subject is, e.g. dog or backpack.")
+        output = self.root / name
+        if output.exists():
+            raise UserError(f"a run named {name} already exists; pick another name, or resume it on the Runs page.")
+        settings = form.overrides_from_form(recipe, request.get("settings", {}))
+        chosen = form.check(recipe, settings)
+        subject_prompt = f"a {identifier} {noun}" if chosen.method.kind != "textual_inversion" else \
+            f"a {chosen.method.textual_inversion.placeholder_token} {noun}"
+        fixed = [f"model.pretrained={json.dumps(self.base_model(request.get('base_model', '')))}",
+                 f"data.instance_dir={json.dumps(str(photos))}", f"data.instance_prompt={json.dumps(subject_prompt)}",
+                 f"prior.class_prompt={json.dumps(f'a {noun}')}", f"train.output_dir={json.dumps(str(output))}"]
+        if chosen.train.validate_every and not chosen.train.validation_prompts:
+            fixed.append("train.validation_prompts=" + json.dumps([f"{subject_prompt} on the beach", f"{subject_prompt} in the snow"]))
+        if chosen.monitor.every:
+            fixed.append(f"monitor.identifier={json.dumps(subject_prompt.split()[1])}")
+        overrides = [*settings, *fixed]
+        form.check(recipe, overrides)                   # the CLI's one-sentence errors, before anything starts
+        claim_output_dir(output, "run folder")
+        job = self.jobs.start("train", ["train", str(recipe), *overrides], output)
+        return {"run": name, "job": job.id}
+
+    def _run_folder(self, name: str) -> Path:
+        folder = self.root / safe_name(name, "run name")
+        if not runs.is_run(folder):
+            raise UserError(f"there is no run named {name} under {self.root}; pick one on the Runs page.")
+        return folder
+
+    def stop(self, name: str) -> dict:
+        folder = self._run_folder(name)
+        job = self.jobs.latest_for(folder)
+        if job is None or not self.jobs.stop(job.id):
+            raise UserError(f"run {name} is not running from this UI; stop it where it was started (Ctrl-C).")
+        return {"stopping": name}
+
+    def resume(self, name: str) -> dict:
+        folder = self._run_folder(name)
+        status = runs.run_status(folder)
+        if status == "running":
+            raise UserError(f"run {name} is already running.")
+        if status == "finished":
+            raise UserError(f"run {name} has finished; start a new run to train further.")
+        if status != "stopped":
+            raise UserError(f"run {name} has no checkpoint to resume from; start it again as a new run.")
+        job = self.jobs.start("resume", ["train", str(folder / "config.yaml"), "--resume", "latest"], folder)
+        return {"run": folder.name, "job": job.id}
+
+    def run(self, name: str) -> dict:
+        folder = self._run_folder(name)
+        info = runs.describe(folder, self.root)
+        job = self.jobs.latest_for(folder)
+        info["error"] = self.jobs.error(job.id) if job else ""
+        info["notice"] = ""
+        if job and job.exit_code in (128 + 15, 128 + 2) and info["status"] == "stopped":   # stopped on request: not a failure
+            info["notice"], info["error"] = f"{info['error']}".replace("continue with the same command and --resume latest", "Resume continues it"), ""
+        info["phase"] = self.jobs.progress(job.id) if job and job.running else None
+        info["log"] = self.jobs.output(job.id, 3000).strip().splitlines()[-8:] if job else []
+        if info["status"] == "incomplete" and job and job.running:
+            info["status"] = "starting"
+        return info
+
+    def list_runs(self) -> list[dict]:
+        return runs.discover(self.root)
+
+    # ---- generation ---------------------------------------------------------------------------
+    def generate(self, request: dict) -> dict:
+        """The trained model and its base, same prompts and seeds: two CLI jobs, one after the other."""
+        folder = self._run_folder(request.get("run", ""))
+        if runs.run_status(folder) != "finished":
+            raise UserError(f"run {folder.name} has no trained model yet; wait for it to finish (or resume it).")
+        prompts = [p.strip() for p in request.get("prompts", []) if p.strip()]
+        if not prompts:
+            raise UserError("no prompt given; write one per line, e.g. a {subject} {class} on the beach.")
+        if len(prompts) > 50:
+            raise UserError(f"{len(prompts)} prompts at once is too many for one batch here; keep it to 50.")
+        settings = json.loads((folder / "model" / "dreamtune.json").read_text(encoding="utf-8"))
+        words = (settings.get("instance_prompt") or "a sks").split()      # "a sks dog": identifier, class noun
+        identifier = request.get("subject") or (words[1] if len(words) > 1 else "sks")
+        noun = request.get("class_noun") or " ".join(words[2:])
+        common = ["--subject", identifier, "--class-noun", noun,
+                  "--images-per-prompt", str(int(request.get("images_per_prompt", 1))), "--seed", str(int(request.get("seed", 0))),
+                  "--guidance-scale", str(float(request.get("guidance_scale", 7.5))), "--steps", str(int(request.get("steps", 30)))]
+        for prompt in prompts:
+            common += ["--prompt", prompt]
+        out = folder / "generations" / time.strftime("%Y%m%d-%H%M%S")
+        claim_output_dir(out, "generation folder")
+        personalized = ["generate", "--trained", str(folder / "model"), *common, "--out", str(out / "personalized")]
+        base = self._base_arguments(folder, common, out)
+
+        def then_base(job):
+            if job.exit_code == 0 and base and request.get("base", True):
+                self.jobs.start("generate", base, out / "base")
+        job = self.jobs.start("generate", personalized, out / "personalized", on_exit=then_base)
+        return {"generation": out.relative_to(self.root).as_posix(), "job": job.id}
+
+    def _base_arguments(self, folder: Path, common: list[str], out: Path) -> list[str]:
+        import yaml
+
+        base = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))["model"]["pretrained"]
+        blank = list(common)
+        blank[blank.index("--subject") + 1] = ""           # the base model has no identifier: "a dog on the beach"
+        return ["generate", "--model", str(base), *blank, "--out", str(out / "base")]
+
+    def generation(self, relative: str) -> dict:
+        out = (self.root / relative).resolve()
+        if self.root not in out.parents or not (out / ".dreamtune").exists():
+            raise UserError(f"{relative} is not a generation of this UI's runs; pick one from the run's page.")
+        sides = {}
+        for side in ("personalized", "base"):
+            record_path = out / side / "generations.json"
+            job = self.jobs.latest_for(out / side)
+            entry = {"images": [], "prompts": [], "seeds": [], "error": self.jobs.error(job.id) if job else "",
+                     "running": bool(job and job.running), "progress": self.jobs.progress(job.id) if job and job.running else None}
+            if record_path.is_file():
+                record = json.loads(record_path.read_text(encoding="utf-8"))
+                entry["images"] = [f"{relative}/{side}/{r['file']}" for r in record["images"]]
+                entry["prompts"] = [r.get("prompt", "") for r in record["images"]]
+                entry["seeds"] = [r.get("seed") for r in record["images"]]
+            sides[side] = entry
+        return sides

@@ -1,0 +1,338 @@
+// dreamtune UI: one page, four views, talking to the JSON API of dreamtune/ui/server.py.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { info: null, openRun: null, poll: null, generation: null, genPoll: null, preparedSet: null };
+
+async function api(path, body) {
+  const options = body === undefined ? {} : {
+    method: "POST", headers: { "Content-Type": "application/json", "X-Dreamtune": "1" }, body: JSON.stringify(body) };
+  const response = await fetch("/api/" + path, options);
+  const data = await response.json();
+  if (!response.ok) throw new Error(data.error || response.statusText);
+  return data;
+}
+
+const fileUrl = (relative, download) => "/files/" + relative.split("/").map(encodeURIComponent).join("/") + (download ? "?download=1" : "");
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "text") node.textContent = value; else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function show(page) {
+  document.querySelectorAll(".page").forEach((p) => (p.hidden = p.id !== "page-" + page));
+  document.querySelectorAll("nav button").forEach((b) => b.classList.toggle("active", b.dataset.page === page));
+  if (page === "runs") refreshRuns();
+  if (page === "generate" || page === "train") refreshLists();
+}
+
+// ---- photos ----------------------------------------------------------------------------------
+async function upload(files) {
+  const set = $("set-name").value;
+  $("upload-status").textContent = "";
+  const problems = [];
+  let saved = 0;
+  for (const file of files) {
+    const response = await fetch("/api/upload?set=" + encodeURIComponent(set), {
+      method: "POST", body: file, headers: { "X-Dreamtune": "1", "X-File-Name": encodeURIComponent(file.name) } });
+    const data = await response.json().catch(() => ({ error: file.name + ": the upload was refused." }));
+    if (response.ok) saved = data.count; else problems.push(data.error);
+  }
+  $("upload-status").textContent = `${saved} file(s) in photo set ${set}.` + (problems.length ? " " : "");
+  if (problems.length) $("upload-status").append(el("div", { class: "error", text: problems.join("\n") }));
+}
+
+async function samplePhotos() {
+  try {
+    const data = await api("sample", { set: $("set-name").value, subject: $("sample-subject").value });
+    $("upload-status").textContent = `${data.saved.length} photos of ${$("sample-subject").value} added.`;
+    $("instance-prompt").value = `a sks ${data.class_noun}`;
+    $("class-noun").value = data.class_noun;
+  } catch (error) { $("upload-status").textContent = error.message; }
+}
+
+function renderVerdicts(set) {
+  const box = $("verdicts");
+  box.replaceChildren();
+  const bySource = Object.fromEntries(set.images.map((image) => [image.source, image]));
+  for (const entry of set.entries) {
+    const card = el("div", { class: "verdict " + (entry.kept ? "kept" : "skipped"), "data-file": entry.file });
+    const image = bySource[entry.file];
+    if (image) card.append(el("img", { src: fileUrl(image.file), alt: entry.file }));
+    card.append(el("div", { text: entry.file }));
+    if (entry.kept) {
+      card.append(el("div", { class: "ok", text: "kept" + (entry.notes && entry.notes.length ? " — " + entry.notes.join("; ") : "") }));
+      const caption = el("input", { value: image ? image.caption : "", "data-name": image ? image.file_name : "" });
+      card.append(caption);
+    } else {
+      card.append(el("div", { class: "reason", text: "skipped: " + entry.reason }));
+    }
+    box.append(card);
+  }
+  $("save-captions").hidden = !set.images.length;
+}
+
+async function prepare() {
+  $("prepare-error").textContent = "";
+  $("prepare").disabled = true;
+  try {
+    const set = await api("prepare", { set: $("set-name").value, instance_prompt: $("instance-prompt").value,
+      resolution: Number($("resolution").value), folder: $("folder").value.trim() });
+    state.preparedSet = set.name;
+    $("upload-status").textContent = `prepared ${set.kept} image(s), skipped ${set.skipped}.`;
+    renderVerdicts(set);
+    await refreshInfo();
+  } catch (error) { $("prepare-error").textContent = error.message; }
+  $("prepare").disabled = false;
+}
+
+async function saveCaptions() {
+  const captions = {};
+  document.querySelectorAll("#verdicts input[data-name]").forEach((input) => (captions[input.dataset.name] = input.value));
+  try { renderVerdicts(await api("captions", { set: state.preparedSet, captions })); $("upload-status").textContent = "captions saved."; }
+  catch (error) { $("prepare-error").textContent = error.message; }
+}
+
+// ---- train ------------------------------------------------------------------------------------
+async function loadForm() {
+  const fields = await api("form?recipe=" + encodeURIComponent($("recipe").value));
+  const box = $("settings");
+  box.replaceChildren();
+  for (const field of fields) {
+    let input;
+    if (field.kind === "bool") {
+      input = el("input", { type: "checkbox" });
+      input.checked = !!field.value;
+    } else if (field.kind === "choice") {
+      input = el("select");
+      for (const choice of field.choices) input.append(el("option", { value: choice, text: choice === "" ? "(none)" : choice }));
+      input.value = field.value ?? "";
+    } else {
+      input = el("input", { value: field.value ?? "", type: field.kind === "text" ? "text" : "text", inputmode: "decimal" });
+    }
+    input.dataset.key = field.key;
+    input.dataset.kind = field.kind;
+    box.append(el("label", { title: field.help }, el("span", { text: field.key }), input, el("span", { class: "hint", text: field.help })));
+  }
+}
+
+function formValues() {
+  const values = {};
+  document.querySelectorAll("#settings [data-key]").forEach((input) => {
+    values[input.dataset.key] = input.dataset.kind === "bool" ? input.checked : input.value;
+  });
+  return values;
+}
+
+async function startTraining() {
+  $("train-error").textContent = "";
+  try {
+    const started = await api("train", { name: $("run-name").value, recipe: $("recipe").value, base_model: $("base-model").value,
+      photos: $("train-photos").value, identifier: $("identifier").value, class_noun: $("class-noun").value, settings: formValues() });
+    show("runs");
+    openRun(started.run);
+  } catch (error) { $("train-error").textContent = error.message; }
+}
+
+// ---- runs -------------------------------------------------------------------------------------
+async function refreshRuns() {
+  const list = await api("runs");
+  const table = $("runs-table");
+  table.replaceChildren(el("tr", {}, el("th", { text: "run" }), el("th", { text: "status" }), el("th", { text: "step" }), el("th", { text: "" })));
+  for (const run of list) {
+    const open = el("button", { text: "open", "data-run": run.name });
+    open.onclick = () => openRun(run.name);
+    table.append(el("tr", {}, el("td", { text: run.name }), el("td", { text: run.status }),
+      el("td", { text: `${run.step}${run.total ? " / " + run.total : ""}` }), el("td", {}, open)));
+  }
+  return list;
+}
+
+function openRun(name) {
+  state.openRun = name;
+  $("run-detail").hidden = false;
+  $("run-title").textContent = name;
+  clearInterval(state.poll);
+  pollRun();
+  state.poll = setInterval(pollRun, 1000);
+}
+
+const clock = (seconds) => seconds == null ? "" : seconds < 60 ? `${Math.round(seconds)} s` : `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+
+async function pollRun() {
+  let run;
+  try { run = await api("run?name=" + encodeURIComponent(state.openRun)); }
+  catch (error) { $("run-error").textContent = error.message; return; }
+  if ($("run-status").textContent !== run.status) refreshRuns();   // the list follows the open run's status
+  $("run-status").textContent = run.status;
+  $("run-status").className = "badge " + run.status;
+  const fraction = run.total ? run.step / run.total : 0;
+  $("progress-fill").style.width = `${Math.round(100 * fraction)}%`;
+  let text = run.total ? `step ${run.step} / ${run.total}` : `step ${run.step}`;
+  if (run.eta_s != null) text += ` · about ${clock(run.eta_s)} left`;
+  if (run.phase && run.step === 0) text = `preparing: ${run.phase.done} / ${run.phase.total} (about ${run.phase.eta} left)`;
+  $("progress-text").textContent = text;
+  $("run-error").textContent = run.error ? "error: " + run.error : "";
+  $("run-notice").textContent = run.notice || "";
+  $("stop").disabled = !(run.status === "running" || run.status === "starting");
+  $("resume").disabled = run.status !== "stopped";
+  drawCurves(run.curves);
+  const sheets = run.files.validation;
+  if (sheets.length) {
+    const newest = fileUrl(sheets[sheets.length - 1]);
+    if ($("sheet").dataset.src !== newest) { $("sheet").src = newest; $("sheet").dataset.src = newest; $("sheet").alt = sheets[sheets.length - 1]; }
+  }
+  renderMonitor(run.monitor);
+  renderDownloads(run.files);
+  $("log").textContent = run.log.join("\n");
+  if (run.status === "finished" || (run.status !== "running" && run.status !== "starting" && run.error)) {
+    clearInterval(state.poll);
+    refreshLists();
+  }
+}
+
+function drawCurves(curves) {
+  const select = $("series");
+  const names = Object.keys(curves);
+  if ([...select.options].map((o) => o.value).join() !== names.join()) {
+    const chosen = select.value || "loss";
+    select.replaceChildren(...names.map((name) => el("option", { value: name, text: name })));
+    if (names.includes(chosen)) select.value = chosen;
+  }
+  const points = curves[select.value] || [];
+  const svg = $("curve");
+  svg.replaceChildren();
+  if (points.length < 2) return;
+  const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const sx = (x) => 40 + 370 * (x - x0) / Math.max(1e-9, x1 - x0), sy = (y) => 200 - 185 * (y - y0) / Math.max(1e-12, y1 - y0);
+  const ns = "http://www.w3.org/2000/svg";
+  const line = (d, colour, width) => { const p = document.createElementNS(ns, "polyline"); p.setAttribute("points", d);
+    p.setAttribute("fill", "none"); p.setAttribute("stroke", colour); p.setAttribute("stroke-width", width); svg.append(p); return p; };
+  line(points.map((p) => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" "), "#cbd5e1", 1);
+  const smooth = points.map((p, i) => { const w = points.slice(Math.max(0, i - 9), i + 1); return [p[0], w.reduce((a, q) => a + q[1], 0) / w.length]; });
+  line(smooth.map((p) => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" "), "#2563eb", 2).setAttribute("id", "curve-line");
+  for (const [text, x, y] of [[y1.toPrecision(3), 2, 18], [y0.toPrecision(3), 2, 200], [`step ${x0}`, 40, 216], [`step ${x1}`, 360, 216]]) {
+    const label = document.createElementNS(ns, "text"); label.setAttribute("x", x); label.setAttribute("y", y);
+    label.setAttribute("font-size", "10"); label.textContent = text; svg.append(label);
+  }
+}
+
+function renderMonitor(records) {
+  const table = $("monitor");
+  table.replaceChildren();
+  if (!records.length) return;
+  table.append(el("tr", {}, ...["step", "CLIP-I", "CLIP-T", "PRES"].map((t) => el("th", { text: t }))));
+  for (const r of records.slice(-6)) {
+    table.append(el("tr", {}, ...[r.step, r.clip_i, r.clip_t, r.pres].map((v) => el("td", { text: typeof v === "number" && !Number.isInteger(v) ? v.toFixed(3) : String(v ?? "") }))));
+  }
+}
+
+function renderDownloads(files) {
+  const box = $("downloads");
+  box.replaceChildren();
+  const links = [...files.weights.map((w) => [w.split("/").pop(), w]), ...(files.report ? [["report.html", files.report]] : [])];
+  for (const [label, path] of links) {
+    box.append(el("a", { href: label === "report.html" ? fileUrl(path) : fileUrl(path, true), target: "_blank", text: label }), " ");
+  }
+}
+
+async function stopRun() {
+  try { await api("stop", { run: state.openRun }); $("progress-text").textContent = "stopping after this step…"; }
+  catch (error) { $("run-error").textContent = error.message; }
+}
+
+async function resumeRun() {
+  try { await api("resume", { run: state.openRun }); openRun(state.openRun); }
+  catch (error) { $("run-error").textContent = error.message; }
+}
+
+// ---- generate ---------------------------------------------------------------------------------
+async function generate() {
+  $("generate-error").textContent = "";
+  try {
+    const started = await api("generate", { run: $("gen-run").value, prompts: $("prompts").value.split("\n"),
+      images_per_prompt: Number($("images-per-prompt").value), seed: Number($("seed").value),
+      guidance_scale: Number($("guidance").value), steps: Number($("steps").value) });
+    state.generation = started.generation;
+    $("gallery").replaceChildren();
+    clearInterval(state.genPoll);
+    state.genPoll = setInterval(pollGeneration, 1000);
+  } catch (error) { $("generate-error").textContent = error.message; }
+}
+
+async function pollGeneration() {
+  let sides;
+  try { sides = await api("generation?path=" + encodeURIComponent(state.generation)); }
+  catch (error) { $("generate-error").textContent = error.message; clearInterval(state.genPoll); return; }
+  const { personalized, base } = sides;
+  const running = personalized.running || base.running || (!base.images.length && !base.error && !personalized.error);
+  const progress = personalized.progress || base.progress;
+  $("gen-progress").textContent = running ? `rendering${progress ? `: ${progress.done} / ${progress.total}, about ${progress.eta} left` : "…"}` : "done.";
+  $("generate-error").textContent = [personalized.error, base.error].filter(Boolean).map((e) => "error: " + e).join("\n");
+  const table = $("gallery");
+  table.replaceChildren(el("tr", {}, el("th", { text: "prompt" }), el("th", { text: "base model" }), el("th", { text: "personalized" })));
+  personalized.images.forEach((image, i) => {
+    const cell = (path) => path ? el("td", {}, el("a", { href: fileUrl(path, true) }, el("img", { src: fileUrl(path), alt: path, class: "generated" }))) : el("td", { text: "…" });
+    const label = el("td", { text: personalized.prompts[i] }, el("div", { class: "hint", text: `seed ${personalized.seeds[i]} · base: ${base.prompts[i] || "…"}` }));
+    table.append(el("tr", {}, label, cell(base.images[i]), cell(image)));
+  });
+  if (!running || personalized.error) clearInterval(state.genPoll);
+}
+
+function fillDreamBench() {
+  const templates = state.info.prompts[$("prompt-list").value];
+  $("prompts").value = templates.join("\n");
+}
+
+// ---- lists ------------------------------------------------------------------------------------
+function fillSelect(select, values, keep) {
+  const chosen = keep ?? select.value;
+  select.replaceChildren(...values.map((v) => el("option", { value: v, text: v })));
+  if (values.includes(chosen)) select.value = chosen;
+}
+
+async function refreshInfo() {
+  state.info = await api("info");
+  fillSelect($("train-photos"), state.info.photo_sets, state.preparedSet);
+}
+
+async function refreshLists() {
+  await refreshInfo();
+  const runs = await api("runs");
+  fillSelect($("gen-run"), runs.filter((r) => r.status === "finished").map((r) => r.name));
+}
+
+async function init() {
+  document.querySelectorAll("nav button").forEach((b) => (b.onclick = () => show(b.dataset.page)));
+  state.info = await api("info");
+  $("where").textContent = "runs in " + state.info.runs;
+  document.querySelectorAll(".local-only").forEach((e) => (e.hidden = !state.info.local));
+  fillSelect($("sample-subject"), state.info.subjects);
+  fillSelect($("recipe"), state.info.recipes, "miniature-lora");
+  fillSelect($("prompt-list"), Object.keys(state.info.prompts));
+  fillSelect($("train-photos"), state.info.photo_sets);
+  $("recipe").onchange = loadForm;
+  await loadForm();
+  const drop = $("drop");
+  drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
+  drop.ondragleave = () => drop.classList.remove("over");
+  drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove("over"); upload(e.dataTransfer.files); };
+  $("files").onchange = (e) => upload(e.target.files);
+  $("sample").onclick = samplePhotos;
+  $("prepare").onclick = prepare;
+  $("save-captions").onclick = saveCaptions;
+  $("start").onclick = startTraining;
+  $("stop").onclick = stopRun;
+  $("resume").onclick = resumeRun;
+  $("series").onchange = pollRun;
+  $("generate").onclick = generate;
+  $("dreambench").onclick = fillDreamBench;
+}
+
+init().catch((error) => { document.body.prepend(el("div", { class: "error", text: "the UI could not start: " + error.message })); });

@@ -1,0 +1,123 @@
+"""The web UI in a real headless browser (Debian's chromium driven by Playwright): photos of a
+held-out miniature subject uploaded with a bad file among them -> verdicts -> a short training run
+with a live loss curve and a validation sheet -> stop and resume -> generate base vs personalized
+-> the images are served. Screenshots of each page go to $DREAMTUNE_UI_SCREENSHOTS (the README's
+come from there) or the test's temp folder."""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed; pip install playwright (the dev extra has it).")
+if CHROMIUM is None:
+    pytest.skip("no chromium on this machine; apt-get install chromium (make test does it) to run the browser test.", allow_module_level=True)
+
+TIMEOUT = 240_000     # ms; generous: CI machines are slow and share their two cores
+
+
+@pytest.fixture()
+def ui(tmp_path):
+    from dreamtune.ui.server import serve_in_thread
+
+    server = serve_in_thread(tmp_path / "runs")
+    yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path / "runs"
+    server.actions.jobs.stop_all()
+    server.shutdown()
+    server.server_close()
+
+
+def _photos(folder: Path) -> list[str]:
+    from dreamtune.miniature import world
+    from dreamtune.miniature.demo import TRAIN_CONTEXTS
+
+    folder.mkdir()
+    paths = []
+    for index in range(5):
+        path = folder / f"cat3-{index}.png"
+        world.render(world.Scene("cat3", TRAIN_CONTEXTS[index % len(TRAIN_CONTEXTS)]), 50_000 + index).save(path)
+        paths.append(str(path))
+    broken = folder / "holiday.jpg"
+    broken.write_bytes(b"this is not a JPEG")
+    return [*paths, str(broken)]
+
+
+def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
+    base, root = ui
+    shots = Path(os.environ.get("DREAMTUNE_UI_SCREENSHOTS") or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    files = _photos(tmp_path / "upload")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)   # the page forbids eval; the test's waits use it
+        page.set_default_timeout(TIMEOUT)
+        page.goto(base)
+
+        # photos: upload, prepare, one verdict per file, the bad file's reason in one sentence
+        page.fill("#set-name", "cat")
+        page.set_input_files("#files", files)
+        page.wait_for_function("document.getElementById('upload-status').textContent.startsWith('6 file(s)')")
+        page.fill("#instance-prompt", "a sks cat")
+        page.fill("#resolution", "64")
+        page.click("#prepare")
+        page.wait_for_selector(".verdict >> nth=5")
+        assert page.locator(".verdict.kept").count() == 5
+        reason = page.locator(".verdict.skipped .reason").inner_text()
+        assert reason == "skipped: not an image Pillow can read"
+        page.locator("#verdicts input").first.fill("a sks cat on a red sofa")
+        page.click("#save-captions")
+        page.wait_for_function("document.getElementById('upload-status').textContent === 'captions saved.'")
+        assert "a sks cat on a red sofa" in (root / "photos" / "cat" / "metadata.jsonl").read_text()
+        page.screenshot(path=str(shots / "photos.png"), full_page=True)
+
+        # train: the form comes from the config dataclasses; a bad value is the CLI's one sentence
+        page.click("nav button[data-page=train]")
+        page.fill("#run-name", "cat-run")
+        page.select_option("#train-photos", "cat")
+        page.fill("#class-noun", "cat")
+        page.fill("[data-key='train.lr']", "-1")
+        page.click("#start")
+        page.wait_for_function("document.getElementById('train-error').textContent.includes('train.lr is -1.0')")
+        assert not (root / "cat-run").exists()                      # nothing started
+        for key, value in {"train.lr": "0.001", "train.steps": "40", "train.validate_every": "10", "prior.num_class_images": "4"}.items():
+            page.fill(f"[data-key='{key}']", value)
+        page.screenshot(path=str(shots / "train.png"), full_page=True)
+        page.click("#start")
+
+        # live: the loss curve and a validation sheet appear; stop, then resume to the end
+        page.wait_for_selector("#curve-line", state="attached")
+        page.wait_for_function("(document.getElementById('sheet').dataset.src || '').includes('validation/step-')")
+        page.click("#stop")
+        page.wait_for_function("document.getElementById('run-status').textContent === 'stopped'")
+        stopped_at = int(page.locator("#progress-text").inner_text().split()[1])
+        assert 10 <= stopped_at < 40
+        assert "Resume continues it" in page.locator("#run-notice").inner_text()
+        page.click("#resume")
+        page.wait_for_function("document.getElementById('run-status').textContent === 'finished'")
+        assert (root / "cat-run" / "model" / "pytorch_lora_weights.safetensors").is_file()
+        assert "resumed from" in (root / "cat-run" / "metrics.jsonl").read_text() or \
+            any("resumed from" in p.read_text() for p in (root / ".ui-jobs").glob("*-resume.log"))
+        page.screenshot(path=str(shots / "run.png"), full_page=True)
+
+        # generate: 2 images of the subject, and the base model's for the same prompt and seeds
+        page.click("nav button[data-page=generate]")
+        page.select_option("#gen-run", "cat-run")
+        page.fill("#prompts", "a {subject} {class} on the beach")
+        page.fill("#images-per-prompt", "2")
+        page.click("#generate")
+        page.wait_for_function("document.querySelectorAll('#gallery img.generated').length === 4")
+        page.wait_for_function("document.getElementById('gen-progress').textContent === 'done.'")
+        for src in page.eval_on_selector_all("#gallery img.generated", "nodes => nodes.map(n => n.getAttribute('src'))"):
+            response = page.request.get(base + src)
+            assert response.status == 200 and response.headers["content-type"] == "image/png" and len(response.body()) > 500
+        assert page.eval_on_selector_all("#gallery img.generated", "nodes => nodes.every(n => n.naturalWidth === 64)")
+        page.screenshot(path=str(shots / "generate.png"), full_page=True)
+
+        # the runs page lists the run as finished, with its LoRA files and report to download
+        page.click("nav button[data-page=runs]")
+        page.wait_for_selector("#runs-table button[data-run='cat-run']")
+        page.click("#runs-table button[data-run='cat-run']")
+        page.wait_for_selector("#downloads a >> text=pytorch_lora_weights.safetensors")
+        page.screenshot(path=str(shots / "runs.png"), full_page=True)
+        browser.close()

@@ -1,0 +1,232 @@
+"""The web UI's own logic (dreamtune/ui): form <-> config overrides, run discovery, log tailing,
+what it refuses to touch; and its HTTP gate, through a real server on a free port."""
+import base64
+import json
+import os
+import socket
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dreamtune import config
+from dreamtune.config_help import field_comments, help_text
+from dreamtune.errors import UserError
+from dreamtune.recipes import find_recipe
+from dreamtune.ui import form, runs
+from dreamtune.ui.jobs import JobManager
+from dreamtune.ui.safety import Access, Limits, inside, safe_name
+
+RECIPE = find_recipe("miniature-lora")
+
+
+@dataclass(frozen=True)
+class _Example:
+    size: int = 3        # how big it is
+    name: str = "x"
+    other: float = 1.0   # a: colon, "quotes" and # inside
+
+
+def test_field_comments_read_the_trailing_comment_of_each_field():
+    assert field_comments(_Example) == {"size": "how big it is", "other": 'a: colon, "quotes" and # inside'}
+
+
+def test_every_form_field_has_help_from_config_py_and_the_recipes_value():
+    fields = form.form_fields(RECIPE)
+    recipe = config.load(RECIPE)
+    assert [f.key for f in fields] == list(form.FORM_KEYS)
+    for field in fields:
+        assert field.help, f"{field.key} has no help comment in config.py"
+        assert field.help == help_text(config.Config, field.key)
+    by_key = {f.key: f for f in fields}
+    assert by_key["train.steps"].value == recipe.train.steps and by_key["train.steps"].kind == "int"
+    assert by_key["train.mixed_precision"].kind == "choice" and "bf16" in by_key["train.mixed_precision"].choices
+    assert by_key["prior.enabled"].kind == "bool" and by_key["prior.enabled"].value is True
+
+
+def test_form_values_become_overrides_only_where_they_differ_and_load_back():
+    overrides = form.overrides_from_form(RECIPE, {"train.steps": "20", "train.lr": "0.001", "prior.enabled": False,
+                                                  "train.mixed_precision": "no", "method.lora.rank": "16"})
+    assert overrides == ["train.steps=20", "prior.enabled=false", 'train.mixed_precision="no"']
+    loaded = form.check(RECIPE, overrides)
+    assert (loaded.train.steps, loaded.prior.enabled, loaded.train.mixed_precision, loaded.train.lr) == (20, False, "no", 1e-3)
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"train.steps": "many"}, "train.steps got 'many'; it must be a whole number"),
+    ({"train.lr": "fast"}, "train.lr got 'fast'; it must be a number"),
+    ({"train.mixed_precision": "fp8"}, "choose one of"),
+    ({"train.stepz": "3"}, "the form has no setting 'train.stepz'"),
+])
+def test_a_bad_form_value_is_one_sentence(values, words):
+    with pytest.raises(UserError, match=words):
+        form.overrides_from_form(RECIPE, values)
+
+
+def test_the_cli_checks_catch_what_the_form_cannot():
+    overrides = form.overrides_from_form(RECIPE, {"train.lr": "-1"})
+    with pytest.raises(UserError, match="train.lr is -1.0; it must be above 0"):
+        form.check(RECIPE, overrides)
+
+
+def _metrics(folder: Path, steps: int, per_step: float = 0.5) -> None:
+    lines = [json.dumps({"step": s, "seconds": s * per_step, "loss": 1.0 / s, "lr/model": 1e-3}) for s in range(1, steps + 1)]
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n{\"step\": 99, \"los")   # a line being written
+
+
+def test_run_discovery_reads_status_progress_and_curves_from_the_folder(tmp_path):
+    (tmp_path / "config.yaml").write_text("")
+    finished, stopped, running, incomplete = (tmp_path / n for n in ("finished", "stopped", "running", "incomplete"))
+    for folder in (finished, stopped, running, incomplete):
+        folder.mkdir()
+        (folder / "config.yaml").write_text("train:\n  steps: 100\n")
+        _metrics(folder, 40)
+    (finished / "model").mkdir()
+    (finished / "model" / "dreamtune.json").write_text("{}")
+    (finished / "model" / "pytorch_lora_weights.safetensors").write_bytes(b"")
+    (stopped / "checkpoint-000040").mkdir()
+    (stopped / "checkpoint-000040" / "state.json").write_text('{"step": 40}')
+    (running / ".lock").write_text(f"pid {os.getpid()} on {socket.gethostname()}")
+    (incomplete / ".lock").write_text("pid 999999999 on elsewhere")
+    (tmp_path / "photos").mkdir()                               # not a run
+    found = {r["name"]: r["status"] for r in runs.discover(tmp_path)}
+    assert found == {"finished": "finished", "stopped": "stopped", "running": "running", "incomplete": "incomplete"}
+    info = runs.describe(running, tmp_path)
+    assert (info["step"], info["total"]) == (40, 100)
+    assert info["eta_s"] == pytest.approx(60 * 0.5)              # 60 steps left at 0.5 s each
+    assert list(info["curves"]) == ["loss"] and info["curves"]["loss"][0] == (1, 1.0)
+    assert runs.describe(finished, tmp_path)["files"]["weights"] == ["finished/model/pytorch_lora_weights.safetensors"]
+
+
+def test_long_curves_are_thinned_but_keep_the_last_point():
+    records = [{"step": s, "loss": float(s)} for s in range(1, 5001)]
+    points = runs.curves(records)["loss"]
+    assert len(points) <= runs.MAX_POINTS + 1 and points[-1] == (5000, 5000.0) and points[0] == (1, 1.0)
+
+
+def test_jobs_run_the_cli_and_report_its_one_sentence_error(tmp_path):
+    jobs = JobManager(tmp_path)
+    ok = jobs.run("recipes", ["recipes"], tmp_path)
+    assert ok.exit_code == 0 and "miniature-lora" in jobs.output(ok.id) and jobs.error(ok.id) == ""
+    bad = jobs.run("train", ["train", "train.stepz=3"], tmp_path)
+    assert bad.exit_code == 2
+    assert jobs.error(bad.id).startswith("unknown config key 'train.stepz'") or "train.stepz" in jobs.error(bad.id)
+    assert jobs.latest_for(tmp_path).id == bad.id
+    assert [j.id for j in JobManager(tmp_path).jobs()] == [ok.id, bad.id]       # a restarted UI still knows them
+
+
+def test_job_output_resolves_progress_bars(tmp_path):
+    jobs = JobManager(tmp_path)
+    jobs.log_path("x").write_text("start\ntraining:  10%| | 2/20 [00:01<00:09, 2.0step/s]\rtraining:  15%| | 3/20 [00:02<00:08, 2.0step/s]\n")
+    assert jobs.output("x").splitlines() == ["start", "training:  15%| | 3/20 [00:02<00:08, 2.0step/s]"]
+    assert jobs.progress("x") == {"done": 3, "total": 20, "eta": "00:08"}
+
+
+def test_names_paths_and_uploads_the_ui_refuses(tmp_path):
+    assert safe_name("../../etc/passwd") == "etc-passwd" and safe_name("my dog (2)") == "my-dog-2"
+    with pytest.raises(UserError, match="has no letters or digits"):
+        safe_name("../..")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "secret.txt").write_text("x")
+    (tmp_path / "runs" / "link").symlink_to(tmp_path / "secret.txt")
+    for bad in ("../secret.txt", "link", "/../secret.txt", ".ui-jobs/x.log"):
+        with pytest.raises(UserError):
+            inside(tmp_path / "runs", bad)
+    limits = Limits(max_file_mb=1, max_files=2)
+    assert limits.check_upload("dog 1.JPG", 100, 0) == "dog-1.JPG"
+    with pytest.raises(UserError, match="is not an image this UI accepts"):
+        limits.check_upload("run.sh", 10, 0)
+    with pytest.raises(UserError, match="over the 1 MB limit"):
+        limits.check_upload("big.png", 2 * 2**20, 0)
+    with pytest.raises(UserError, match="already holds 2 files, the limit"):
+        limits.check_upload("c.png", 10, 2)
+
+
+def test_access_rules_for_hosts_logins_and_local_paths(tmp_path):
+    with pytest.raises(UserError, match="add --auth user:pass, or leave --host at 127.0.0.1"):
+        Access("0.0.0.0", 7860)
+    remote = Access("0.0.0.0", 7860, "ann:secret")
+    assert remote.authorized("Basic " + base64.b64encode(b"ann:secret").decode())
+    assert not remote.authorized("Basic " + base64.b64encode(b"ann:wrong").decode()) and not remote.authorized(None)
+    with pytest.raises(UserError, match="start it on 127.0.0.1 to use local paths"):
+        remote.local_path(str(tmp_path), "the photo folder")
+    local = Access("127.0.0.1", 7860)
+    assert local.authorized(None) and local.local_path(str(tmp_path), "x") == tmp_path
+    assert local.host_allowed("127.0.0.1:7860") and local.host_allowed("localhost:7860")
+    assert not local.host_allowed("evil.example:7860")          # DNS rebinding
+
+
+@pytest.fixture()
+def server(tmp_path):
+    from dreamtune.ui.server import serve_in_thread
+
+    running = serve_in_thread(tmp_path / "runs", limits=Limits(max_file_mb=0.01, max_files=3))
+    yield f"http://127.0.0.1:{running.server_address[1]}", tmp_path / "runs"
+    running.shutdown()
+    running.server_close()
+
+
+def _call(url, body=None, headers=None, method=None):
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_the_server_gate(server, tmp_path):
+    base, root = server
+    status, body = _call(base + "/api/info")
+    assert status == 200 and "miniature-lora" in json.loads(body)["recipes"] and json.loads(body)["local"] is True
+    assert _call(base + "/")[0] == 200 and b"dreamtune" in _call(base + "/static/app.js")[1]
+    status, body = _call(base + "/api/stop", {"run": "x"})               # no X-Dreamtune header: a cross-site form
+    assert status == 403 and b"X-Dreamtune" in body
+    status, body = _call(base + "/files/..%2F..%2Fetc%2Fpasswd")
+    assert status == 400 and b"outside the runs folder" in body
+    status, body = _call(base + "/api/upload?set=s", b"x" * 20_000, {"X-Dreamtune": "1", "X-File-Name": "big.png"})
+    assert status == 400 and json.loads(body)["error"].startswith("big.png is 0.0 MB, over the 0.01 MB limit")
+    status, body = _call(base + "/api/upload?set=s", b"png", {"X-Dreamtune": "1", "X-File-Name": "a.png"})
+    assert status == 200 and (root / "uploads" / "s" / "a.png").read_bytes() == b"png"
+    status, body = _call(base + "/api/upload?set=s", b"png2", {"X-Dreamtune": "1", "X-File-Name": "a.png"})
+    assert json.loads(body)["saved"] == "a-1.png" and (root / "uploads" / "s" / "a.png").read_bytes() == b"png"   # never overwritten
+    status, body = _call(base + "/api/train", {"name": "r", "photos": "none", "class_noun": "dog"}, {"X-Dreamtune": "1"})
+    assert status == 400 and json.loads(body)["error"] == "photo set none is not prepared; prepare photos on the Photos page first."
+    status, body = _call(base + "/api/run?name=../../x")
+    assert status == 400 and b"there is no run named" in body
+
+
+def test_a_users_folder_is_never_taken_as_the_runs_folder(tmp_path):
+    from dreamtune.ui.server import make_server
+
+    (tmp_path / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(UserError, match="already holds files that dreamtune did not write"):
+        make_server(tmp_path, port=0)
+
+
+def test_login_required_when_auth_is_set(tmp_path):
+    from dreamtune.ui.server import serve_in_thread
+
+    running = serve_in_thread(tmp_path / "runs", auth="ann:secret")
+    try:
+        url = f"http://127.0.0.1:{running.server_address[1]}/api/info"
+        assert _call(url)[0] == 401
+        good = "Basic " + base64.b64encode(b"ann:secret").decode()
+        assert _call(url, headers={"Authorization": good})[0] == 200
+    finally:
+        running.shutdown()
+        running.server_close()
+
+
+def test_the_cli_refuses_an_open_host_without_a_login(tmp_path):
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "dreamtune.cli", "ui", "--host", "0.0.0.0", "--runs", str(tmp_path / "r")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --host 0.0.0.0 lets other machines reach the UI")
+    assert not (tmp_path / "r").exists()                       # refused before anything was made
