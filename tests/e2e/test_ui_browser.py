@@ -88,6 +88,8 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         # live: the loss curve and a validation sheet appear; stop, then resume to the end
         page.wait_for_selector("#curve-line", state="attached")
         page.wait_for_function("(document.getElementById('sheet').dataset.src || '').includes('validation/step-')")
+        page.wait_for_function("document.getElementById('progress-text').textContent.includes('left')")   # the ETA
+        page.screenshot(path=str(shots / "training.png"), full_page=True)
         page.click("#stop")
         page.wait_for_function("document.getElementById('run-status').textContent === 'stopped'")
         stopped_at = int(page.locator("#progress-text").inner_text().split()[1])

@@ -1,0 +1,232 @@
+"""dreamtune against diffusers' own DreamBooth-LoRA script, side by side (issue 16).
+
+    python benchmarks/vs_diffusers.py --reference PATH/train_dreambooth_lora.py [--quick] [--runs 3] [--rows small-bf16,...]
+
+Both trainers run in one virtual environment where the script runs (torch + torchvision beside
+dreamtune; the project's venv has no torchvision, so a benchmark venv `.venv-bench` is prepared or
+reused: torch 2.14.1 + torchvision 0.29.1 + dreamtune, editable), on the same model, photos, class
+images and settings, interleaved (dreamtune, script, script, dreamtune, ...), nothing else running.
+Every optimizer step is timed by the same hook (benchmarks/step_timer.py); steady steps/s skips the
+first 20 % of steps (warm-up, lazy init). Peak RSS is the child's own (wait4). Nothing is fetched:
+the model is the embedded miniature (SD-1.x architecture, UNet 10.9 M parameters, 64 px -> 16x16x4
+latents) and the photos are renders of its world.
+
+Rows: small-fp32 / small-bf16 (LoRA r4 on to_q/k/v/out, batch 4, constant lr 1e-4, no prior);
+miniature / miniature-prior (the demo recipe's rank 16, batch 2, lr 1e-3, bf16; prior preservation
+with 40 given class images, weight 0.35 — the script's LoRA targets, which it fixes). --quick runs
+small-bf16 only; its last line is `ratio X.XX` (dreamtune / script steady steps/s).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_VENV = ROOT / ".venv-bench"
+TIMER = ROOT / "benchmarks" / "step_timer.py"
+MODEL = ROOT / "dreamtune" / "miniature" / "model"
+TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]      # the script's LoRA targets that an SD-1.x UNet has
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    steps: int
+    rank: int
+    batch: int
+    lr: float
+    precision: str           # "no" or "bf16"
+    prior: bool = False
+
+
+ROWS = {
+    "small-fp32": Row("small-fp32", 300, 4, 4, 1e-4, "no"),
+    "small-bf16": Row("small-bf16", 300, 4, 4, 1e-4, "bf16"),
+    "miniature": Row("miniature", 300, 16, 2, 1e-3, "bf16"),
+    "miniature-prior": Row("miniature-prior", 300, 16, 2, 1e-3, "bf16", prior=True),
+}
+
+
+def bench_python() -> Path:
+    """A Python where both trainers run: this one if it has torchvision, else the benchmark venv."""
+    try:
+        import torchvision  # noqa: F401
+        return Path(sys.executable)
+    except ImportError:
+        pass
+    python = BENCH_VENV / "bin" / "python"
+    if not (BENCH_VENV / ".ready").is_file():
+        print(f"preparing {BENCH_VENV} (torch 2.14.1 + torchvision 0.29.1 + dreamtune; a few minutes, once)", flush=True)
+        constraints = Path(tempfile.mkstemp(suffix=".txt")[1])
+        constraints.write_text("".join(line + "\n" for line in (ROOT / "constraints.txt").read_text().splitlines()
+                                       if line and not line.startswith(("#", "torch=="))))
+        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
+        pip = [str(python), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, "torch==2.14.1", "torchvision==0.29.1"], check=True)
+        subprocess.run([*pip, "-c", str(constraints), "-e", str(ROOT), "ftfy", "Jinja2", "tensorboard"], check=True)
+        (BENCH_VENV / ".ready").touch()
+    return python
+
+
+def subject_photos(folder: Path, subject: str, count: int) -> Path:
+    from dreamtune.miniature import world
+    from dreamtune.miniature.demo import TRAIN_CONTEXTS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        world.render(world.Scene(subject, TRAIN_CONTEXTS[index % len(TRAIN_CONTEXTS)]), 50_000 + index).save(folder / f"{index:03d}.png")
+    return folder
+
+
+def class_photos(folder: Path, count: int) -> Path:
+    """Renders of the pretraining dogs in varied contexts: class images both trainers are given."""
+    from dreamtune.miniature import world
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dogs = [i.name for i in world.PRETRAIN_INSTANCES if i.class_noun == "dog"]
+    contexts = list(world.CONTEXTS)
+    for index in range(count):
+        scene = world.Scene(dogs[index % len(dogs)], contexts[index % len(contexts)])
+        world.render(scene, 70_000 + index).save(folder / f"{index:03d}.png")
+    return folder
+
+
+def dreamtune_command(row: Row, photos: Path, classes: Path, out: Path) -> list[str]:
+    overrides = [f"model.pretrained={MODEL}", f"data.instance_dir={photos}", "data.instance_prompt=a sks dog",
+                 "data.resolution=64", "data.flip_p=0", f"method.lora.rank={row.rank}", f"method.lora.alpha={row.rank}",
+                 f"method.lora.target_modules={json.dumps(TARGETS)}", f"train.steps={row.steps}", f"train.batch_size={row.batch}",
+                 f"train.lr={row.lr}", "train.lr_scheduler=constant", "train.warmup_steps=0", f"train.mixed_precision={row.precision}",
+                 "train.checkpoint_every=0", "train.validate_every=0", f"train.output_dir={out}", "train.seed=0",
+                 f"prior.enabled={'true' if row.prior else 'false'}", "prior.class_prompt=a dog", f"prior.class_dir={classes}",
+                 "prior.num_class_images=40", "prior.loss_weight=0.35"]
+    return ["-m", "dreamtune.cli", "train", str(ROOT / "dreamtune" / "recipes" / "miniature-lora.yaml"), *overrides]
+
+
+def script_command(reference: Path, row: Row, photos: Path, classes: Path, out: Path) -> list[str]:
+    command = [str(reference), f"--pretrained_model_name_or_path={MODEL}", f"--instance_data_dir={photos}",
+               "--instance_prompt=a sks dog", "--resolution=64", f"--train_batch_size={row.batch}",
+               f"--max_train_steps={row.steps}", f"--learning_rate={row.lr}", "--lr_scheduler=constant", "--lr_warmup_steps=0",
+               f"--rank={row.rank}", f"--mixed_precision={row.precision}", f"--output_dir={out}", "--seed=0",
+               "--checkpointing_steps=1000000", "--report_to=tensorboard"]
+    if row.prior:
+        command += ["--with_prior_preservation", f"--class_data_dir={classes}", "--class_prompt=a dog",
+                    "--num_class_images=40", "--prior_loss_weight=0.35"]
+    return command
+
+
+def timed_run(python: Path, arguments: list[str], work: Path) -> dict:
+    stamps = work / f"steps-{time.time_ns()}.json"
+    env = {**os.environ, "STEP_TIMES": str(stamps), "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
+    started = time.time()
+    with open(work / "log.txt", "a", encoding="utf-8") as log:
+        process = subprocess.Popen([str(python), str(TIMER), *arguments], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
+        _, status, usage = os.wait4(process.pid, 0)
+    wall = time.time() - started
+    if status != 0 or not stamps.is_file():
+        raise SystemExit(f"a trainer failed (exit status {status}); see {work / 'log.txt'}")
+    times = json.loads(stamps.read_text())
+    skip = max(5, len(times) // 5)
+    steady = (len(times) - 1 - skip) / (times[-1] - times[skip]) if len(times) > skip + 1 else float("nan")
+    return {"steady": steady, "startup": times[0] - started, "wall": wall, "rss_mb": usage.ru_maxrss / 1024, "steps": len(times)}
+
+
+def flops_per_step(row: Row) -> float:
+    """FLOPs of one UNet forward + backward at the row's batch (x2 with prior), counted by torch."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    unet = UNet2DConditionModel.from_pretrained(str(MODEL / "unet"))
+    batch = row.batch * (2 if row.prior else 1)
+    latents = torch.randn(batch, unet.config.in_channels, 16, 16, requires_grad=False)
+    context = torch.randn(batch, 77, unet.config.cross_attention_dim)
+    with FlopCounterMode(display=False) as counter:
+        unet(latents, torch.full((batch,), 500), context).sample.square().mean().backward()
+    return float(counter.get_total_flops())
+
+
+def matmul_peak(dtype_name: str) -> float:
+    import torch
+
+    dtype = {"no": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start, count = time.perf_counter(), 20
+    for _ in range(count):
+        a @ b
+    return 2 * 2048**3 * count / (time.perf_counter() - start)
+
+
+def summarize(values: list[float]) -> str:
+    return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", required=True, help="diffusers' examples/dreambooth/train_dreambooth_lora.py")
+    parser.add_argument("--quick", action="store_true", help="only small-bf16, 60 steps, 3 runs each")
+    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=None, help="steps per run (default: the row's)")
+    parser.add_argument("--work", default=str(ROOT / "runs" / "vs-diffusers"))
+    args = parser.parse_args()
+    reference = Path(args.reference).resolve()
+    if not reference.is_file():
+        raise SystemExit(f"--reference {reference} does not exist; pass diffusers' examples/dreambooth/train_dreambooth_lora.py.")
+    names = ["small-bf16"] if args.quick else args.rows.split(",")
+    steps = args.steps or (60 if args.quick else None)
+    python = bench_python()
+    work = Path(args.work)
+    photos = subject_photos(work / "photos", "dog3", 5)
+    classes = class_photos(work / "class", 40)
+    table = []
+    for name in names:
+        row = ROWS[name]
+        row = Row(**{**row.__dict__, "steps": steps or row.steps})
+        results = {"dreamtune": [], "diffusers": []}
+        for index in range(args.runs):
+            order = ["dreamtune", "diffusers"] if index % 2 == 0 else ["diffusers", "dreamtune"]
+            for trainer in order:
+                out = work / "out" / f"{name}-{trainer}-{index}"
+                command = dreamtune_command(row, photos, classes, out) if trainer == "dreamtune" else \
+                    script_command(reference, row, photos, classes, out)
+                result = timed_run(python, command, work)
+                results[trainer].append(result)
+                print(json.dumps({"row": name, "trainer": trainer, "run": index, **{k: round(v, 3) for k, v in result.items()}}), flush=True)
+        flops = flops_per_step(row)
+        peak = matmul_peak(row.precision)
+        line = {"row": name, "steps": row.steps}
+        for trainer, runs in results.items():
+            steady = [r["steady"] for r in runs]
+            line[trainer] = {"steady": summarize(steady), "startup_s": round(statistics.median(r["startup"] for r in runs), 1),
+                             "wall_s": round(statistics.median(r["wall"] for r in runs), 1),
+                             "rss_mb": round(statistics.median(r["rss_mb"] for r in runs)),
+                             "gflops": round(flops * statistics.median(steady) / 1e9, 1),
+                             "of_peak": f"{100 * flops * statistics.median(steady) / peak:.1f} %"}
+        line["ratio"] = statistics.median(r["steady"] for r in results["dreamtune"]) / statistics.median(r["steady"] for r in results["diffusers"])
+        line["rss_ratio"] = line["dreamtune"]["rss_mb"] / line["diffusers"]["rss_mb"]
+        line["matmul_peak_gflops"] = round(peak / 1e9)
+        table.append(line)
+        print(json.dumps(line), flush=True)
+    (work / "table.json").write_text(json.dumps(table, indent=1))
+    print("\n| row | dreamtune steps/s (min / median / max) | script | ratio | RSS dreamtune / script | GFLOP/s (% of matmul peak) |")
+    print("|---|---|---|---|---|---|")
+    for line in table:
+        d, s = line["dreamtune"], line["diffusers"]
+        print(f"| {line['row']} ({line['steps']} steps) | {d['steady']} | {s['steady']} | {line['ratio']:.2f}× | "
+              f"{d['rss_mb']} / {s['rss_mb']} MB | {d['gflops']} ({d['of_peak']}) vs {s['gflops']} ({s['of_peak']}) |")
+    if args.quick:
+        print(f"ratio {table[0]['ratio']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
