@@ -53,6 +53,7 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)   # the page forbids eval; the test's waits use it
         page.set_default_timeout(TIMEOUT)
         page.goto(base)
+        page.wait_for_selector("body[data-ready='1']")       # the page has loaded its lists and the form
 
         # photos: upload, prepare, one verdict per file, the bad file's reason in one sentence
         page.fill("#set-name", "cat")

@@ -309,16 +309,8 @@ async function refreshLists() {
 }
 
 async function init() {
+  // handlers first, so nothing a person (or a test) does while the lists load is lost
   document.querySelectorAll("nav button").forEach((b) => (b.onclick = () => show(b.dataset.page)));
-  state.info = await api("info");
-  $("where").textContent = "runs in " + state.info.runs;
-  document.querySelectorAll(".local-only").forEach((e) => (e.hidden = !state.info.local));
-  fillSelect($("sample-subject"), state.info.subjects);
-  fillSelect($("recipe"), state.info.recipes, "miniature-lora");
-  fillSelect($("prompt-list"), Object.keys(state.info.prompts));
-  fillSelect($("train-photos"), state.info.photo_sets);
-  $("recipe").onchange = loadForm;
-  await loadForm();
   const drop = $("drop");
   drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
   drop.ondragleave = () => drop.classList.remove("over");
@@ -333,6 +325,16 @@ async function init() {
   $("series").onchange = pollRun;
   $("generate").onclick = generate;
   $("dreambench").onclick = fillDreamBench;
+  $("recipe").onchange = loadForm;
+  state.info = await api("info");
+  $("where").textContent = "runs in " + state.info.runs;
+  document.querySelectorAll(".local-only").forEach((e) => (e.hidden = !state.info.local));
+  fillSelect($("sample-subject"), state.info.subjects);
+  fillSelect($("recipe"), state.info.recipes, "miniature-lora");
+  fillSelect($("prompt-list"), Object.keys(state.info.prompts));
+  fillSelect($("train-photos"), state.info.photo_sets);
+  await loadForm();
+  document.body.dataset.ready = "1";
 }
 
 init().catch((error) => { document.body.prepend(el("div", { class: "error", text: "the UI could not start: " + error.message })); });
