@@ -168,7 +168,8 @@ async function pollRun() {
   let run;
   try { run = await api("run?name=" + encodeURIComponent(state.openRun)); }
   catch (error) { $("run-error").textContent = error.message; return; }
-  if ($("run-status").textContent !== run.status) refreshRuns();   // the list follows the open run's status
+  state.polls = (state.polls || 0) + 1;
+  if ($("run-status").textContent !== run.status || state.polls % 5 === 0) refreshRuns();   // the list follows the open run
   $("run-status").textContent = run.status;
   $("run-status").className = "badge " + run.status;
   const fraction = run.total ? run.step / run.total : 0;
