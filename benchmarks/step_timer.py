@@ -14,7 +14,7 @@ import runpy
 import sys
 import time
 
-import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 stamps: list[float] = []
 
@@ -30,7 +30,7 @@ def _dump() -> None:
 
 
 def main() -> None:
-    torch.optim.optimizer.register_optimizer_step_post_hook(_record)
+    register_optimizer_step_post_hook(_record)
     if sys.argv[1] == "-m":
         sys.argv = sys.argv[2:]
         runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
