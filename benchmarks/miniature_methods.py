@@ -24,6 +24,31 @@ from dreamtune.miniature import subject_split  # noqa: E402
 from dreamtune.miniature.subject_runs import METHODS, Job, markdown, run_jobs, table  # noqa: E402
 
 
+def method_sheet(root: Path, subjects: list[str], methods: list[str]) -> Path:
+    """Rows: the base model (floor), each method's personalized images, ground truth — seed 0, the
+    first image of each of the demo's 8 evaluation contexts."""
+    from PIL import Image
+
+    from dreamtune.miniature import world
+    from dreamtune.miniature.demo import EVAL_CONTEXTS
+    from dreamtune.sampling.contact_sheet import contact_sheet, save_png
+
+    images, captions = [], []
+    for subject in subjects:
+        rows = [("base model", root / methods[0] / f"{subject}-s0" / "floor")] + \
+            [(method, root / method / f"{subject}-s0" / "personalized") for method in methods]
+        for label, folder in rows:
+            for index, context in enumerate(EVAL_CONTEXTS):
+                images.append(Image.open(folder / f"{2 * index:04d}.png").convert("RGB"))
+                captions.append(f"{subject} {label}" if index == 0 else context)
+        for index, context in enumerate(EVAL_CONTEXTS):
+            images.append(world.render(world.Scene(subject, context), 90_000))
+            captions.append(f"{subject} ground truth" if index == 0 else context)
+    return save_png(contact_sheet(images, captions, columns=len(EVAL_CONTEXTS), cell=96,
+                                  title="test half, training seed 0: rows = base model, each method, ground truth"),
+                    root / "method_sheet.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--half", choices=["tuning", "test"], required=True)
@@ -35,10 +60,15 @@ def main() -> None:
     parser.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished runs under --root")
     parser.add_argument("--rejudge", metavar="JUDGE_DIR", help="judge the finished runs' saved images again with this judge "
                         "(written to --root-rejudged), then tabulate those")
+    parser.add_argument("--sheet", metavar="SUBJECTS", help="run nothing: a contact sheet of the finished runs under --root "
+                        "(floor, each method, ground truth; seed 0, one image per context) for these subjects, e.g. can3,boot3")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run (e.g. train.steps=3 for a smoke test)")
     args = parser.parse_args()
 
     chosen = [m for m in METHODS if m.label in args.methods.split(",")]
+    if args.sheet:
+        print(f"wrote {method_sheet(Path(args.root), args.sheet.split(','), [m.label for m in chosen])}")
+        return
     subjects = subject_split.TUNING if args.half == "tuning" else subject_split.TEST
     jobs = [Job(m, subject, int(seed), tuple(args.extra)) for seed in args.seeds.split(",") for subject in subjects for m in chosen]
     if args.rejudge:
