@@ -14,7 +14,7 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright i
 if CHROMIUM is None:
     pytest.skip("no chromium on this machine; apt-get install chromium (make test does it) to run the browser test.", allow_module_level=True)
 
-TIMEOUT = 240_000     # ms; generous: CI machines are slow and share their two cores
+TIMEOUT = 600_000     # ms per wait; generous: a 2-core machine shared with other training runs can be 20x slower
 
 
 @pytest.fixture()
@@ -81,7 +81,7 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         page.click("#start")
         page.wait_for_function("document.getElementById('train-error').textContent.includes('train.lr is -1.0')")
         assert not (root / "cat-run").exists()                      # nothing started
-        for key, value in {"train.lr": "0.001", "train.steps": "40", "train.validate_every": "10", "prior.num_class_images": "4"}.items():
+        for key, value in {"train.lr": "0.001", "train.steps": "30", "train.validate_every": "10", "prior.num_class_images": "4"}.items():
             page.fill(f"[data-key='{key}']", value)
         page.screenshot(path=str(shots / "train.png"), full_page=True)
         page.click("#start")
@@ -94,7 +94,7 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         page.click("#stop")
         page.wait_for_function("document.getElementById('run-status').textContent === 'stopped'")
         stopped_at = int(page.locator("#progress-text").inner_text().split()[1])
-        assert 10 <= stopped_at < 40
+        assert 10 <= stopped_at < 30
         assert "Resume continues it" in page.locator("#run-notice").inner_text()
         page.click("#resume")
         page.wait_for_function("document.getElementById('run-status').textContent === 'finished'")
