@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dreamtune.atomic import write_json
+from dreamtune.ui.runs import process_alive
 
 JOBS = ".ui-jobs"
 ERROR_LINE = re.compile(r"^error: (.+)$", re.M)
@@ -96,7 +97,7 @@ class JobManager:
         if not path.is_file():
             return None
         job = Job(**json.loads(path.read_text(encoding="utf-8")))
-        if job.ended is None and job.id not in self.processes and not _alive(job.pid):
+        if job.ended is None and job.id not in self.processes and not process_alive(job.pid):
             job.ended, job.exit_code = time.time(), -1     # its UI died with it; the run's own files tell the rest
         return job
 
@@ -157,17 +158,3 @@ class JobManager:
         done, total, eta = found[-1]
         return {"done": int(done), "total": int(total), "eta": eta}
 
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:   # a zombie child of this process counts as ended
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True

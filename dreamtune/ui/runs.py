@@ -36,19 +36,23 @@ def lock_holder(folder: Path) -> int | None:
     if len(text) < 4 or text[0] != "pid" or text[3] != socket.gethostname():
         return None
     pid = int(text[1])
+    return pid if process_alive(pid) else None
+
+
+def process_alive(pid: int | None) -> bool:
+    """A live process (a zombie child counts as ended)."""
+    if not pid:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return None
+        return False
     except PermissionError:
-        return pid
+        return True
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.split(") ", 1)[1][0] == "Z":
-            return None
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
     except (OSError, IndexError):
-        pass
-    return pid
+        return True
 
 
 def read_metrics(folder: Path) -> list[dict]:
