@@ -32,14 +32,23 @@ def model_identity(folder: str | Path | None, subfolder: str) -> str:
 
 
 class TensorCache:
-    """Maps a key to a dict of tensors stored as ``<dir>/<key>.safetensors``."""
+    """Maps a key to a dict of tensors stored as ``<dir>/<key>.safetensors``, kept in memory too once
+    read (a training run asks for the same few latents every step; callers never modify them)."""
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self.hits = 0
         self.misses = 0
+        self._memory: dict[str, dict[str, torch.Tensor]] = {}
 
     def get_or_compute(self, key: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        if key in self._memory:
+            self.hits += 1
+            return self._memory[key]
+        self._memory[key] = self._read_or_compute(key, compute)
+        return self._memory[key]
+
+    def _read_or_compute(self, key: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         path = self.directory / f"{key}.safetensors"
         if path.is_file():
             try:

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dreamtune.errors import TrainingDiverged
+from dreamtune.models.attention import fast_attention
 from dreamtune.objectives.base import Objective
 from dreamtune.training.checkpoint import TrainingState
 
@@ -38,7 +39,7 @@ class LoopSettings:
 
 
 def forward_backward(objective: Objective, batch: Mapping, micro_step: int, accelerator, scale: float) -> dict[str, float]:
-    with accelerator.autocast():
+    with accelerator.autocast(), fast_attention(accelerator.device):
         output = objective(batch, micro_step)
     total = sum(output.losses.values())
     value = float(total.detach())
@@ -63,7 +64,7 @@ def run_step(objective: Objective, source: BatchSource, state: TrainingState, ac
         for key, value in metrics.items():
             totals[key] = totals.get(key, 0.0) + value / settings.grad_accum
     for name, optimizer in state.optimizers.items():
-        params = [p for p in state.modules[name].parameters() if p.requires_grad]
+        params = [p for group in optimizer.param_groups for p in group["params"]]   # the trainable ones, without walking the model
         if settings.max_grad_norm and settings.max_grad_norm > 0:
             norm = accelerator.clip_grad_norm_(params, settings.max_grad_norm)
             totals[f"grad_norm/{name}"] = float(norm)

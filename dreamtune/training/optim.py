@@ -30,7 +30,9 @@ def build_optimizer(module: nn.Module, train: TrainConfig, lr: float | None = No
         except ImportError:
             raise UserError("train.optimizer is adamw8bit but bitsandbytes is not installed; pip install 'dreamtune[8bit]' or use train.optimizer=adamw.") from None
         return bitsandbytes.optim.AdamW8bit(groups, **kwargs)
-    return torch.optim.AdamW(groups, **kwargs)
+    # fused: one kernel for every parameter (CPU and CUDA); bitwise deterministic, so resuming stays exact
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16) for _, p in named)
+    return torch.optim.AdamW(groups, **kwargs, fused=fused or None)
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig):
