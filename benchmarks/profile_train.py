@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import runpy
 import sys
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--active", type=int, default=20)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--trace", default=None, help="write a Chrome trace (chrome://tracing, Perfetto) here")
+    parser.add_argument("--ops", default=None, help="write {op: [calls per step, self ms per step]} as JSON here (to diff two trainers)")
     args, rest = parser.parse_known_args()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     profiler = profile(activities=activities, schedule=schedule(wait=max(args.skip - 1, 0), warmup=1, active=args.active, repeat=1),
@@ -63,6 +65,9 @@ def main() -> None:
         for family, time in sorted(families.items(), key=lambda kv: -kv[1]):
             print(f"  {family:22s} {100 * time / total:5.1f} %")
         print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top), flush=True)
+        if args.ops:
+            with open(args.ops, "w", encoding="utf-8") as handle:
+                json.dump({e.key: [e.count / args.active, e.self_cpu_time_total / 1e3 / args.active] for e in events}, handle, indent=0)
         if args.trace:
             profiler.export_chrome_trace(args.trace)
 

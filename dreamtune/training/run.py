@@ -18,6 +18,7 @@ from dreamtune.errors import TrainingDiverged, UserError
 from dreamtune.models.adapters import TrainableParts, make_trainable
 from dreamtune.models.components import Components
 from dreamtune.models.loading import ComponentDtypes, load_components, model_path, resolve_model, weight_dtype
+from dreamtune.models.precision import forward_in_weight_dtype
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
 from dreamtune.training import checkpoint
 from dreamtune.training.assembly import Ingredients, RunPlan, build, place_frozen, settings_from, wrap_trainable
@@ -141,6 +142,8 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
         for encoder in components.text_encoders:
             encoder.gradient_checkpointing_enable()
     place_frozen(components, parts, accelerator, weight_dtype(config.train.mixed_precision))
+    if dtypes.denoiser == torch.bfloat16 and components.family.forward_in_bf16:
+        forward_in_weight_dtype(components.denoiser, dtypes.denoiser)
     resolution = config.data.resolution
     class_dir = None
     if config.prior.enabled and plan.class_images:

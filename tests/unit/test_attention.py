@@ -32,11 +32,15 @@ def test_mask_and_scale_are_passed_through():
     assert torch.allclose(masked.float(), reference, atol=1e-2)
 
 
-def test_long_and_fp32_attention_are_left_to_pytorch():
+def test_long_fp32_and_gradient_free_attention_are_left_to_pytorch():
     q, k, v = _qkv(4, SHORT_KEYS + 1)
     with fast_attention("cpu"):
         out = F.scaled_dot_product_attention(q, k, v)
     assert torch.equal(out, F.scaled_dot_product_attention(q, k, v))
+    q, k, v = _qkv(4, 8)
+    reference = F.scaled_dot_product_attention(q, k, v)
+    with fast_attention("cpu"), torch.no_grad():     # sampling: bf16 is the faster kernel without a backward
+        assert torch.equal(F.scaled_dot_product_attention(q, k, v), reference)
     q, k, v = _qkv(4, 8, torch.float32)
     reference = F.scaled_dot_product_attention(q, k, v)
     with fast_attention("cpu"):

@@ -25,6 +25,7 @@ class ModelFamily:
     kohya_export = False                          # also write a kohya / LyCORIS file (SD UNets)
     text_encoder_lora = True                      # text-encoder LoRA is offered
     default_guidance = 7.5                        # validation sheets' guidance (CFG scale, or the embedded guidance)
+    forward_in_bf16 = False                       # a frozen bf16 denoiser runs without autocast (models/precision.py)
 
     # ---- loading ---------------------------------------------------------------------------
     def load(self, location: str, index: dict, config: ModelConfig, dtypes) -> Components:

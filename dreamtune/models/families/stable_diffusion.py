@@ -23,6 +23,7 @@ class StableDiffusion(ModelFamily):
     pipeline_classes = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline")
     textual_inversion = True
     kohya_export = True
+    forward_in_bf16 = True
     single_file_arguments = {"safety_checker": None}
 
     def noise_process(self, scheduler, timestep_sampling: str = "default"):
