@@ -12,6 +12,8 @@ the model is the embedded miniature (SD-1.x architecture, UNet 10.9 M parameters
 latents) and the photos are renders of its world.
 
 Rows: small-fp32 / small-bf16 (LoRA r4 on to_q/k/v/out, batch 4, constant lr 1e-4, no prior);
+sd15 (full-size SD 1.5 with random weights saved as fp16 safetensors, 512 px, LoRA r16, batch 1, bf16,
+gradient checkpointing, 6 steps: run it with --runs 2, it takes ~30 s a step on 2 CPU cores);
 miniature / miniature-prior (the demo recipe's rank 16, batch 2, lr 1e-3, bf16; prior preservation
 with 40 given class images, weight 0.35 — the script's LoRA targets, which it fixes). --quick runs
 small-bf16 only; its last line is `ratio X.XX` (dreamtune / script steady steps/s).
@@ -45,6 +47,9 @@ class Row:
     lr: float
     precision: str           # "no" or "bf16"
     prior: bool = False
+    model: str = "miniature"  # or "sd15": full-size SD 1.5, random weights, fp16 safetensors (benchmarks/full_size_smoke.py)
+    resolution: int = 64
+    checkpointing: bool = False
 
 
 ROWS = {
@@ -52,7 +57,17 @@ ROWS = {
     "small-bf16": Row("small-bf16", 300, 4, 4, 1e-4, "bf16"),
     "miniature": Row("miniature", 300, 16, 2, 1e-3, "bf16"),
     "miniature-prior": Row("miniature-prior", 300, 16, 2, 1e-3, "bf16", prior=True),
+    "sd15": Row("sd15", 6, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, checkpointing=True),
 }
+
+
+def model_of(row: Row, work: Path) -> Path:
+    if row.model == "miniature":
+        return MODEL
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from full_size_smoke import build
+
+    return build("sd15", work / "sd15-fp16")
 
 
 def bench_python() -> Path:
@@ -86,6 +101,17 @@ def subject_photos(folder: Path, subject: str, count: int) -> Path:
     return folder
 
 
+def upscaled(photos: Path, folder: Path, size: int) -> Path:
+    """The subject's photos at ``size`` px, for the full-size row (both trainers get the same files)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for photo in sorted(photos.glob("*.png")):
+        if not (folder / photo.name).is_file():
+            Image.open(photo).convert("RGB").resize((size, size), Image.Resampling.BICUBIC).save(folder / photo.name)
+    return folder
+
+
 def class_photos(folder: Path, count: int) -> Path:
     """Renders of the pretraining dogs in varied contexts: class images both trainers are given."""
     from dreamtune.miniature import world
@@ -99,9 +125,10 @@ def class_photos(folder: Path, count: int) -> Path:
     return folder
 
 
-def dreamtune_command(row: Row, photos: Path, classes: Path, out: Path) -> list[str]:
-    overrides = [f"model.pretrained={MODEL}", f"data.instance_dir={photos}", "data.instance_prompt=a sks dog",
-                 "data.resolution=64", "data.flip_p=0", f"method.lora.rank={row.rank}", f"method.lora.alpha={row.rank}",
+def dreamtune_command(row: Row, model: Path, photos: Path, classes: Path, out: Path) -> list[str]:
+    overrides = [f"model.pretrained={model}", f"data.instance_dir={photos}", "data.instance_prompt=a sks dog",
+                 f"data.resolution={row.resolution}", "data.flip_p=0", f"train.gradient_checkpointing={str(row.checkpointing).lower()}",
+                 f"method.lora.rank={row.rank}", f"method.lora.alpha={row.rank}",
                  f"method.lora.target_modules={json.dumps(TARGETS)}", f"train.steps={row.steps}", f"train.batch_size={row.batch}",
                  f"train.lr={row.lr}", "train.lr_scheduler=constant", "train.warmup_steps=0", f"train.mixed_precision={row.precision}",
                  "train.checkpoint_every=0", "train.validate_every=0", f"train.output_dir={out}", "train.seed=0",
@@ -110,12 +137,14 @@ def dreamtune_command(row: Row, photos: Path, classes: Path, out: Path) -> list[
     return ["-m", "dreamtune.cli", "train", str(ROOT / "dreamtune" / "recipes" / "miniature-lora.yaml"), *overrides]
 
 
-def script_command(reference: Path, row: Row, photos: Path, classes: Path, out: Path) -> list[str]:
-    command = [str(reference), f"--pretrained_model_name_or_path={MODEL}", f"--instance_data_dir={photos}",
-               "--instance_prompt=a sks dog", "--resolution=64", f"--train_batch_size={row.batch}",
+def script_command(reference: Path, row: Row, model: Path, photos: Path, classes: Path, out: Path) -> list[str]:
+    command = [str(reference), f"--pretrained_model_name_or_path={model}", f"--instance_data_dir={photos}",
+               "--instance_prompt=a sks dog", f"--resolution={row.resolution}", f"--train_batch_size={row.batch}",
                f"--max_train_steps={row.steps}", f"--learning_rate={row.lr}", "--lr_scheduler=constant", "--lr_warmup_steps=0",
                f"--rank={row.rank}", f"--mixed_precision={row.precision}", f"--output_dir={out}", "--seed=0",
                "--checkpointing_steps=1000000", "--report_to=tensorboard"]
+    if row.checkpointing:
+        command.append("--gradient_checkpointing")
     if row.prior:
         command += ["--with_prior_preservation", f"--class_data_dir={classes}", "--class_prompt=a dog",
                     "--num_class_images=40", "--prior_loss_weight=0.35"]
@@ -133,20 +162,22 @@ def timed_run(python: Path, arguments: list[str], work: Path) -> dict:
     if status != 0 or not stamps.is_file():
         raise SystemExit(f"a trainer failed (exit status {status}); see {work / 'log.txt'}")
     times = json.loads(stamps.read_text())
-    skip = max(5, len(times) // 5)
+    skip = max(1, len(times) // 5)
     steady = (len(times) - 1 - skip) / (times[-1] - times[skip]) if len(times) > skip + 1 else float("nan")
     return {"steady": steady, "startup": times[0] - started, "wall": wall, "rss_mb": usage.ru_maxrss / 1024, "steps": len(times)}
 
 
-def flops_per_step(row: Row) -> float:
-    """FLOPs of one UNet forward + backward at the row's batch (x2 with prior), counted by torch."""
+def flops_per_step(row: Row, model: Path) -> float:
+    """FLOPs of one UNet forward + backward at the row's batch (x2 with prior), counted by torch
+    (useful work: gradient checkpointing's recomputation is not counted)."""
     import torch
     from diffusers import UNet2DConditionModel
     from torch.utils.flop_counter import FlopCounterMode
 
-    unet = UNet2DConditionModel.from_pretrained(str(MODEL / "unet"))
+    unet = UNet2DConditionModel.from_pretrained(str(model / "unet"), torch_dtype=torch.float32)
     batch = row.batch * (2 if row.prior else 1)
-    latents = torch.randn(batch, unet.config.in_channels, 16, 16, requires_grad=False)
+    side = row.resolution // 8
+    latents = torch.randn(batch, unet.config.in_channels, side, side, requires_grad=False)
     context = torch.randn(batch, 77, unet.config.cross_attention_dim)
     with FlopCounterMode(display=False) as counter:
         unet(latents, torch.full((batch,), 500), context).sample.square().mean().backward()
@@ -188,21 +219,24 @@ def main() -> None:
     work = Path(args.work)
     photos = subject_photos(work / "photos", "dog3", 5)
     classes = class_photos(work / "class", 40)
+    photos_512 = upscaled(photos, work / "photos-512", 512)
     table = []
     for name in names:
         row = ROWS[name]
         row = Row(**{**row.__dict__, "steps": steps or row.steps})
+        model = model_of(row, work)
+        row_photos = photos_512 if row.resolution == 512 else photos
         results = {"dreamtune": [], "diffusers": []}
         for index in range(args.runs):
             order = ["dreamtune", "diffusers"] if index % 2 == 0 else ["diffusers", "dreamtune"]
             for trainer in order:
                 out = work / "out" / f"{name}-{trainer}-{index}"
-                command = dreamtune_command(row, photos, classes, out) if trainer == "dreamtune" else \
-                    script_command(reference, row, photos, classes, out)
+                command = dreamtune_command(row, model, row_photos, classes, out) if trainer == "dreamtune" else \
+                    script_command(reference, row, model, row_photos, classes, out)
                 result = timed_run(python, command, work)
                 results[trainer].append(result)
                 print(json.dumps({"row": name, "trainer": trainer, "run": index, **{k: round(v, 3) for k, v in result.items()}}), flush=True)
-        flops = flops_per_step(row)
+        flops = flops_per_step(row, model)
         peak = matmul_peak(row.precision)
         line = {"row": name, "steps": row.steps}
         for trainer, runs in results.items():

@@ -151,6 +151,8 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
         if main:
             provide_class_images(components, config.prior, output_dir, resolution, config.train.seed, show_progress, log)
         accelerator.wait_for_everyone()
+    if config.train.compile:
+        components.denoiser.compile()   # in place: parameter names, checkpoints and exports stay as they are
     ingredients = Ingredients(config, components, wrap_trainable(components, accelerator), parts, accelerator, instance_dir, class_dir,
                               Path(config.data.cache_dir or output_dir / "cache"), _photos(instance_dir))
     objective, source, rewards = build(ingredients, plan)
