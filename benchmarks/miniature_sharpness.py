@@ -18,6 +18,7 @@ import argparse
 import json
 import random
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -59,11 +60,13 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=200)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=4.0)
+    parser.add_argument("--scheduler", default="default", help="sampler (dreamtune.sampling.pipeline.SCHEDULERS)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "sharpness"))
     args = parser.parse_args()
     from diffusers import DiffusionPipeline
 
     from dreamtune.sampling.contact_sheet import contact_sheet, save_png
+    from dreamtune.sampling.pipeline import scheduler_for
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -72,12 +75,15 @@ def main() -> None:
     truth = [world.render(s, 70_000 + i) for i, s in enumerate(scenes)]
     pipeline = DiffusionPipeline.from_pretrained(args.model, use_safetensors=True, dtype=torch.float32)
     pipeline.set_progress_bar_config(disable=True)
+    pipeline.scheduler = scheduler_for(args.scheduler, pipeline.scheduler.config)
+    started = time.perf_counter()
     generated = []
     for start in range(0, len(scenes), 25):
         chunk = scenes[start:start + 25]
         generators = [torch.Generator().manual_seed(start + i) for i in range(len(chunk))]
         generated += pipeline([s.caption() for s in chunk], num_inference_steps=args.steps, guidance_scale=args.guidance,
                               generator=generators).images
+    sampling_seconds = time.perf_counter() - started
     net = judge.load_judge(Path(args.model) / "judge")
     gen_pixels, true_pixels = judge.to_pixels(generated), judge.to_pixels(truth)
     blurred = judge.gaussian_blur(true_pixels, torch.ones(len(true_pixels)))
@@ -90,7 +96,8 @@ def main() -> None:
     with torch.no_grad():
         gen_c, true_c, blur_c = clip_embed(gen_pixels), clip_embed(true_pixels), clip_embed(blurred)
     half = len(true_e) // 2
-    figures = {"model": str(args.model), "prompts": args.prompts,
+    figures = {"model": str(args.model), "prompts": args.prompts, "scheduler": args.scheduler, "steps": args.steps,
+               "sampling_seconds": round(sampling_seconds, 1),
                "high_frequency": {"generated": high_frequency(gen_pixels), "ground_truth": high_frequency(true_pixels),
                                   "ground_truth_blur1": high_frequency(blurred)},
                "kid_x1000": {"generated_vs_truth": 1000 * kid(gen_e, true_e), "truth_half_vs_half": 1000 * kid(true_e[:half], true_e[half:]),

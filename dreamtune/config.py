@@ -79,6 +79,7 @@ class PriorConfig:
     num_class_images: int = 100       # class images generated once (or taken from class_dir)
     loss_weight: float = 1.0          # weight of the class images' loss against the subject's
     sample_steps: int = 25
+    sampler: Literal["default", "ddim", "euler", "euler_a", "dpm++", "pndm", "ddpm"] = "default"   # of the class images; default: DDIM (flow models: Euler)
     guidance_scale: float | None = None   # none: the model family's (SD 7.5, SD3 7.0, FLUX.1 3.5 embedded, FLUX.2 klein 4.0)
 
 

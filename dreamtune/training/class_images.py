@@ -22,7 +22,7 @@ from dreamtune.data.ingest import MANIFEST
 from dreamtune.data.prepare import PrepareOptions, is_prepared, prepare, read_report, summary
 from dreamtune.errors import UserError
 from dreamtune.models.loading import Components
-from dreamtune.sampling.pipeline import pipeline_from_components, sample
+from dreamtune.sampling.pipeline import pipeline_from_components, sample, scheduler_name
 
 
 def existing_count(folder: Path) -> int:
@@ -94,9 +94,10 @@ def ensure_class_images(components: Components, prior: PriorConfig, folder: Path
     if have >= prior.num_class_images:
         return folder
     (folder / "images").mkdir(parents=True, exist_ok=True)
-    pipeline = pipeline_from_components(components)
+    pipeline = pipeline_from_components(components, prior.sampler)
     missing = prior.num_class_images - have
-    log(f"generating {missing} class image(s) of '{prior.class_prompt}' at {resolution} px, {prior.sample_steps} steps each, "
+    sampler = scheduler_name(prior.sampler, components.noise_scheduler.config)
+    log(f"generating {missing} class image(s) of '{prior.class_prompt}' at {resolution} px, {prior.sample_steps} {sampler} steps each, "
         f"into {folder} (reused by later runs; the bar shows the estimate)")
     progress = tqdm(total=prior.num_class_images, initial=have, desc="class images", unit="img", disable=not show_progress)
     for start in range(have, prior.num_class_images, 8):

@@ -77,3 +77,21 @@ def test_class_images_are_generated_once_and_reused(tiny_models, photos, tmp_pat
     assert len(first) == 2
     second = run("b", 3)                       # tops up to 3; the first two are not regenerated
     assert len(second) == 3 and all(second[name] == stamp for name, stamp in first.items())
+
+
+def test_class_images_use_the_configured_sampler(tiny_models, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from dreamtune.config import ModelConfig, PriorConfig
+    from dreamtune.models.loading import load_components
+    from dreamtune.training.class_images import ensure_class_images
+
+    components = load_components(ModelConfig(pretrained=str(tiny_models["sd1"])))
+    pixels, messages = {}, []
+    for sampler in ("ddim", "dpm++"):
+        prior = PriorConfig(enabled=True, class_prompt="a dog", num_class_images=1, sample_steps=3, sampler=sampler)
+        folder = ensure_class_images(components, prior, tmp_path / sampler, 32, 0, show_progress=False, log=messages.append)
+        pixels[sampler] = np.asarray(Image.open(next((folder / "images").iterdir())), dtype=np.float32)
+    assert any("3 dpm++ steps each" in m for m in messages)
+    assert np.abs(pixels["ddim"] - pixels["dpm++"]).mean() > 0.5    # same seed, another sampler: another image

@@ -53,7 +53,7 @@ def test_prepared_folder_at_another_resolution_is_prepared_again(tiny_models, ph
         "data.resolution": 32, "prior.enabled": True, "prior.class_prompt": "a photo of dog"})
     messages = []
     train(config.load(None, overrides), show_progress=False, log=messages.append)
-    assert any("generating 2 class image(s) of 'a photo of dog' at 32 px, 2 steps each" in m for m in messages)
+    assert any("generating 2 class image(s) of 'a photo of dog' at 32 px, 2 ddim steps each" in m for m in messages)
     sizes = {Image.open(p).size for p in (tmp_path / "run" / "data" / "images").iterdir()}
     class_sizes = {Image.open(p).size for p in (tmp_path / "run" / "class_images" / "images").iterdir()}
     assert sizes == {(32, 32)} and class_sizes == {(32, 32)}
