@@ -216,7 +216,7 @@ def main() -> None:
     names = ["small-bf16"] if args.quick else args.rows.split(",")
     steps = args.steps or (60 if args.quick else None)
     python = bench_python()
-    work = Path(args.work)
+    work = Path(args.work).resolve()
     photos = subject_photos(work / "photos", "dog3", 5)
     classes = class_photos(work / "class", 40)
     photos_512 = upscaled(photos, work / "photos-512", 512)

@@ -170,7 +170,8 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     validator = Validator(_renderer(components, config, parts, resolution), list(t.validation_prompts), list(t.validation_seeds),
                           t.validate_every, output_dir / "validation", enabled=main)
     monitor = _monitor(config, components, parts, instance_dir, output_dir, main, rewards)
-    settings = settings_from(LoopSettings, t, process_index=accelerator.process_index, show_progress=show_progress and main)
+    settings = settings_from(LoopSettings, t, process_index=accelerator.process_index, show_progress=show_progress and main,
+                             fast_attention=not t.gradient_checkpointing)
     trackers = [TrackerLog(accelerator, t.log_every, enabled=main)] if t.log_with != "none" else []
     stop = StopOnSignal(enabled=main)
     try:

@@ -20,3 +20,14 @@ def test_compiled_training_matches_eager(tiny_models, photos, tmp_path):
     assert eager.keys() == compiled.keys() and eager
     assert all(torch.allclose(eager[k], compiled[k], atol=1e-4) for k in eager)
     assert any(not torch.equal(eager[k], torch.zeros_like(eager[k])) for k in eager)
+
+
+def test_bf16_lora_with_gradient_checkpointing_trains_on_cpu(tiny_models, photos, tmp_path):
+    """Checkpointing recomputes the forward inside the backward: the CPU attention policy must
+    choose the same kernels there (it once did not, and the recomputation failed its dtype check)."""
+    out = tmp_path / "run"
+    train(config.load(None, tiny_overrides(tiny_models["sd1"], photos, out, **{
+        "method.kind": "lora", "train.steps": 2, "train.mixed_precision": "bf16", "train.gradient_checkpointing": True,
+        "data.instance_prompt": "a photo of sks dog"})))
+    weights = load_file(next((out / "model").rglob("pytorch_lora_weights.safetensors")))
+    assert weights and all(torch.isfinite(w.float()).all() for w in weights.values())
