@@ -5,15 +5,16 @@ kernel runs its backward several times slower than the fp32 one when the key seq
 and without a backward (sampling) bf16 is the faster one (64x64: 0.21 vs 0.43 ms). So on CPU,
 attention that will be differentiated over at most ``SHORT_KEYS`` keys runs in fp32 and is cast back. Every model
 family's attention ends in ``F.scaled_dot_product_attention`` (diffusers' processors or its
-dispatcher), so one torch-function mode around the forward pass covers all of them, whatever
-processor a model or an adapter installed. GPUs keep PyTorch's choice.
+dispatcher); the mode below is entered by the attention processor itself (``ShortAttentionProcessor``,
+installed on CPU training by ``use_short_attention_in_fp32``), so that a recomputation inside the
+backward (gradient checkpointing, DRaFT's checkpointed sampler steps) takes the same path as the
+forward did — a mode entered around the forward alone is not active there. GPUs keep PyTorch's choice.
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
+from diffusers.models.attention_processor import AttnProcessor2_0
 from torch.overrides import TorchFunctionMode
 
 SHORT_KEYS = 256
@@ -39,6 +40,21 @@ class ShortAttentionInFp32(TorchFunctionMode):
             return func(**upcast).to(query.dtype)
 
 
-def fast_attention(device: torch.device | str):
-    """The context in which a forward pass on ``device`` uses the fastest attention kernels."""
-    return ShortAttentionInFp32() if torch.device(device).type == "cpu" else contextlib.nullcontext()
+class ShortAttentionProcessor(AttnProcessor2_0):
+    """diffusers' SDPA attention processor with the CPU policy above."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+        with ShortAttentionInFp32():
+            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+
+
+def use_short_attention_in_fp32(denoiser) -> int:
+    """Give every plain SDPA processor of ``denoiser`` the CPU policy (others are left as they are);
+    returns how many were replaced."""
+    processors = getattr(denoiser, "attn_processors", None)
+    if not processors:
+        return 0
+    replaced = {name: ShortAttentionProcessor() if type(p) is AttnProcessor2_0 else p for name, p in processors.items()}
+    count = sum(type(p) is ShortAttentionProcessor for p in replaced.values())
+    denoiser.set_attn_processor(replaced)   # (it empties the dict it is given)
+    return count

@@ -5,7 +5,6 @@ run_loop -> run_step -> forward_backward, as in guided-diffusion's train_util; c
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from typing import Mapping, Protocol
@@ -14,7 +13,6 @@ import torch
 from tqdm.auto import tqdm
 
 from dreamtune.errors import TrainingDiverged
-from dreamtune.models.attention import fast_attention
 from dreamtune.objectives.base import Objective
 from dreamtune.training.checkpoint import TrainingState
 
@@ -37,13 +35,10 @@ class LoopSettings:
     process_index: int = 0
     show_progress: bool = True
     log_every: int = 1                  # steps between loss reports on the progress bar
-    fast_attention: bool = True         # CPU attention policy (models/attention.py); off under gradient checkpointing,
-                                        # whose recomputation inside the backward would not see it
 
 
-def forward_backward(objective: Objective, batch: Mapping, micro_step: int, accelerator, scale: float,
-                     attention_policy: bool = True) -> dict[str, float]:
-    with accelerator.autocast(), (fast_attention(accelerator.device) if attention_policy else contextlib.nullcontext()):
+def forward_backward(objective: Objective, batch: Mapping, micro_step: int, accelerator, scale: float) -> dict[str, float]:
+    with accelerator.autocast():
         output = objective(batch, micro_step)
     total = sum(output.losses.values())
     value = float(total.detach())
@@ -61,8 +56,7 @@ def run_step(objective: Objective, source: BatchSource, state: TrainingState, ac
     for k in range(settings.grad_accum):
         micro_step = state.step * settings.grad_accum + k
         try:
-            metrics = forward_backward(objective, source.batch(micro_step), micro_step, accelerator, 1.0 / settings.grad_accum,
-                                       settings.fast_attention)
+            metrics = forward_backward(objective, source.batch(micro_step), micro_step, accelerator, 1.0 / settings.grad_accum)
         except TrainingDiverged as exc:   # name the step the user sees (1-based), not the internal micro-step
             within = f" (micro-batch {k + 1} of {settings.grad_accum})" if settings.grad_accum > 1 else ""
             raise TrainingDiverged(f"{exc} at step {state.step + 1}{within}") from None

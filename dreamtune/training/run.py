@@ -16,6 +16,7 @@ from dreamtune.atomic import claim_output_dir
 from dreamtune.config import Config
 from dreamtune.errors import TrainingDiverged, UserError
 from dreamtune.models.adapters import TrainableParts, make_trainable
+from dreamtune.models.attention import use_short_attention_in_fp32
 from dreamtune.models.components import Components
 from dreamtune.models.loading import ComponentDtypes, load_components, model_path, resolve_model, weight_dtype
 from dreamtune.models.precision import forward_in_weight_dtype
@@ -144,6 +145,8 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     place_frozen(components, parts, accelerator, weight_dtype(config.train.mixed_precision))
     if dtypes.denoiser == torch.bfloat16 and components.family.forward_in_bf16:
         forward_in_weight_dtype(components.denoiser, dtypes.denoiser)
+    if accelerator.device.type == "cpu":
+        use_short_attention_in_fp32(components.denoiser)
     resolution = config.data.resolution
     class_dir = None
     if config.prior.enabled and plan.class_images:
@@ -170,8 +173,7 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     validator = Validator(_renderer(components, config, parts, resolution), list(t.validation_prompts), list(t.validation_seeds),
                           t.validate_every, output_dir / "validation", enabled=main)
     monitor = _monitor(config, components, parts, instance_dir, output_dir, main, rewards)
-    settings = settings_from(LoopSettings, t, process_index=accelerator.process_index, show_progress=show_progress and main,
-                             fast_attention=not t.gradient_checkpointing)
+    settings = settings_from(LoopSettings, t, process_index=accelerator.process_index, show_progress=show_progress and main)
     trackers = [TrackerLog(accelerator, t.log_every, enabled=main)] if t.log_with != "none" else []
     stop = StopOnSignal(enabled=main)
     try:
