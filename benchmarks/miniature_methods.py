@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dreamtune.miniature import subject_split  # noqa: E402
-from dreamtune.miniature.subject_runs import METHODS, Job, markdown, run_jobs, table  # noqa: E402
+from dreamtune.miniature.subject_runs import METHODS, VARIANTS, Job, markdown, run_jobs, table  # noqa: E402
 
 
 def method_sheet(root: Path, subjects: list[str], methods: list[str]) -> Path:
@@ -53,7 +53,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--half", choices=["tuning", "test"], required=True)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--methods", default=",".join(m.label for m in METHODS))
+    parser.add_argument("--methods", default=",".join(m.label for m in METHODS),
+                        help=f"comma-separated; besides the table's: {', '.join(m.label for m in VARIANTS)}")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (on a GPU several fill it)")
     parser.add_argument("--minutes", type=float, default=0, help="start no run after this many minutes (0: no limit)")
     parser.add_argument("--root", default=str(ROOT / "runs" / "methods"))
@@ -65,7 +66,7 @@ def main() -> None:
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run (e.g. train.steps=3 for a smoke test)")
     args = parser.parse_args()
 
-    chosen = [m for m in METHODS if m.label in args.methods.split(",")]
+    chosen = [m for m in (*METHODS, *VARIANTS) if m.label in args.methods.split(",")]
     if args.sheet:
         print(f"wrote {method_sheet(Path(args.root), args.sheet.split(','), [m.label for m in chosen])}")
         return

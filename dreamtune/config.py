@@ -145,9 +145,12 @@ class AdversarialConfig:
     r1_gamma: float = 1.0             # R1 gradient penalty on real images
     instance_noise: float = 0.1       # max shared pixel noise level on real and fake
     augment: tuple[str, ...] = ("translation", "color", "cutout")   # DiffAugment policies ([] = none)
-    features: str = ""                # frozen CLIP image tower (default: the model's clip/, else OpenAI ViT-B/32)
-    layers: tuple[int, ...] = ()      # tapped layers (default: 4 spread over the tower)
+    discriminator: Literal["clip", "denoiser"] = "clip"   # frozen CLIP tower on pixels | frozen denoiser copy on re-noised latents (LADD; UNets)
+    features: str = ""                # clip: frozen CLIP image tower (default: the model's clip/, else OpenAI ViT-B/32)
+    layers: tuple[int, ...] = ()      # clip: tapped layers (default: 4 spread over the tower)
     hidden: int = 128                 # head width
+    renoise_max: float = 0.5          # denoiser: x̂0 and real latents re-noised to t ~ U(0, renoise_max x T)
+    generator_every: int = 1          # the generator's term on every k-th step; the discriminator learns on every step
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,8 @@ class RLConfig:
     kl_weight: float = 0.0            # DDPO: + weight x KL(policy step || the run's starting weights' step)
     truncation_steps: int = 1         # DRaFT-K: sampler steps the gradient flows through
     regularize_weight: float = 0.0    # + weight x denoising loss on data.instance_dir (and prior), keeps the subject
+    start_step: int = 0               # with regularize_weight: the reward joins at this step (one run: personalize, then reward);
+                                      # its anchors (print_proof's intended image, DDPO's KL) are the weights reached there
     clip: str = ""                    # CLIP for clip_score / subject_fidelity (default: the model's clip/)
     print_profile: str = ""           # print_proof: your print shop's CMYK .icc (default: Ghostscript's default_cmyk.icc)
     print_intent: Literal["perceptual", "relative", "saturation", "absolute"] = "perceptual"

@@ -39,6 +39,18 @@ METHODS: tuple[Method, ...] = (
     Method("textual-inversion+prior", "miniature-textual-inversion.yaml", ("prior.enabled=true",)),
 )
 
+# Issue 15's adversarial designs on top of LoRA + prior (settings fixed before any test-half run,
+# from the papers and the earlier ablation, not tuned): LADD's discriminator on the frozen
+# denoiser's features; the frozen-CLIP discriminator made faster (4 D steps per G step, 5x its
+# learning rate, translation-only augmentation).
+ADVERSARIAL = ("adversarial.weight=0.05", "adversarial.warmup_steps=50")
+VARIANTS: tuple[Method, ...] = (
+    Method("lora+prior+ladd", "miniature-lora.yaml", (*ADVERSARIAL, "adversarial.discriminator=denoiser", "adversarial.r1_gamma=0",
+                                                      "adversarial.renoise_max=0.5")),
+    Method("lora+prior+clip-d4", "miniature-lora.yaml", (*ADVERSARIAL, "adversarial.discriminator=clip", "adversarial.lr=1e-3",
+                                                         "adversarial.generator_every=4", "adversarial.augment=[translation]")),
+)
+
 
 @dataclass(frozen=True)
 class Job:

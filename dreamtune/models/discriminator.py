@@ -62,3 +62,63 @@ class FeatureDiscriminator(nn.Module):
         time = timestep_embedding(timesteps.to(images.device))
         logits = [head(states[layer].float(), time) for layer, head in zip(self.layers, self.heads)]
         return torch.stack(logits).mean(0)
+
+
+class _FeaturesTaken(Exception):
+    """Raised by the last feature tap: the rest of the denoiser is not needed."""
+
+
+class MapHead(Head):
+    """:class:`Head` on a (B,C,h,w) feature map: each position is a token. (Position-wise linear
+    layers rather than GroupNorm + 1x1 convs: PyTorch's CPU GroupNorm backward crashes on 1x1 maps.)"""
+
+    def forward(self, features: Tensor, time: Tensor) -> Tensor:
+        return super().forward(features.float().flatten(2).transpose(1, 2), time)
+
+
+class DenoiserFeatureDiscriminator(nn.Module):
+    """After LADD (Sauer et al. 2024, "Fast High-Resolution Image Synthesis with Latent Adversarial
+    Diffusion Distillation", sec. 3): the discriminator's features are a *frozen copy of the
+    denoiser* itself, run on re-noised latents with the batch's text conditioning; a head per down
+    block and on the mid block, conditioned on the re-noising level. It works in latent space (no
+    VAE decode), sees what the denoiser sees, and its features cannot drift as the trained model
+    moves. The up blocks are never run. UNet denoisers only (SD 1.x / 2.x / SDXL)."""
+
+    space = "latents"
+
+    def __init__(self, frozen_denoiser: nn.Module, predict, hidden: int = 128):
+        super().__init__()
+        if not hasattr(frozen_denoiser, "down_blocks") or not hasattr(frozen_denoiser, "mid_block"):
+            raise ValueError("the denoiser-feature discriminator needs a UNet denoiser (down and mid blocks)")
+        self.denoiser = [frozen_denoiser]        # a list: not a submodule, so never in the heads' state or optimizer
+        self.predict = predict                   # (noisy, timesteps, conditioning, denoiser) -> output (family.predict)
+        channels = list(frozen_denoiser.config.block_out_channels)
+        taps = [*frozen_denoiser.down_blocks, frozen_denoiser.mid_block]
+        self.heads = nn.ModuleList(MapHead(c, hidden) for c in [*channels, channels[-1]])
+        self._taken: list[Tensor] = []
+        for index, block in enumerate(taps):
+            block.register_forward_hook(self._tap(last=index == len(taps) - 1))
+
+    def _tap(self, last: bool):
+        def hook(module, inputs, output):
+            self._taken.append(output[0] if isinstance(output, tuple) else output)
+            if last:
+                raise _FeaturesTaken
+        return hook
+
+    def trainable(self) -> nn.Module:
+        return self.heads
+
+    def features(self, noisy: Tensor, timesteps: Tensor, conditioning: dict) -> list[Tensor]:
+        """The tapped feature maps of the frozen denoiser (the graph to ``noisy`` is kept)."""
+        self._taken = []
+        try:
+            self.predict(noisy, timesteps, conditioning, self.denoiser[0])
+        except _FeaturesTaken:
+            pass
+        taken, self._taken = self._taken, []
+        return taken
+
+    def judge(self, features: list[Tensor], timesteps: Tensor) -> Tensor:
+        time = timestep_embedding(timesteps.to(features[0].device))
+        return torch.stack([head(f, time) for f, head in zip(features, self.heads)]).mean(0)

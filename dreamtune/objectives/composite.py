@@ -20,6 +20,16 @@ class WeightedSum:
             modules.update(objective.trainable_modules())
         return modules
 
+    def learning_rates(self) -> dict[str, float]:
+        rates: dict[str, float] = {}
+        for _, objective in self.parts.values():
+            rates.update(objective.learning_rates() if hasattr(objective, "learning_rates") else {})
+        return rates
+
+    def checkpoint_extras(self) -> dict[str, object]:
+        """Parts with state of their own (``state_dict`` / ``load_state_dict``) that checkpoints keep."""
+        return {name: objective for name, (_, objective) in self.parts.items() if hasattr(objective, "state_dict")}
+
     def __call__(self, batch: Mapping, step: int) -> LossOutput:
         losses, metrics = {}, {}
         for name, (weight, objective) in self.parts.items():

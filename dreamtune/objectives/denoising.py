@@ -36,6 +36,7 @@ class DenoisingPass:
     timesteps: Tensor
     noisy: Tensor
     prediction: Tensor
+    conditioning: dict | None = None     # the denoiser's keyword arguments (text), for discriminators that condition on them
 
     def predicted_clean(self, components: Components) -> Tensor:
         return components.noise.predicted_clean(self.noisy.float(), self.prediction.float(), self.timesteps.to(self.noisy.device))
@@ -99,7 +100,7 @@ class DenoisingObjective:
         noisy = c.noise.add_noise(latents, noise, timesteps)
         conditioning = c.family.conditioning(c, self.encode_text(list(batch["prompts"])), batch["sizes"])
         prediction = c.family.predict(c, noisy, timesteps.to(self.device), conditioning, guidance=self.settings.guidance_embedding)
-        return DenoisingPass(latents, noise, timesteps, noisy, prediction)
+        return DenoisingPass(latents, noise, timesteps, noisy, prediction, conditioning)
 
     def per_sample_loss(self, batch: Mapping[str, Tensor], step: int) -> tuple[Tensor, DenoisingPass]:
         """(B,) loss per sample (float32) and the pass it came from."""

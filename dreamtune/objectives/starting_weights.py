@@ -12,7 +12,11 @@ from torch import nn
 class StartingWeights:
     def __init__(self, module: nn.Module):
         self.module = module
-        self.values = {name: p.detach().clone() for name, p in module.named_parameters() if p.requires_grad}
+        self.retake()
+
+    def retake(self) -> None:
+        """Copy the trainable parameters as they are now (objectives/late_start.py)."""
+        self.values = {name: p.detach().clone() for name, p in self.module.named_parameters() if p.requires_grad}
 
     def __call__(self, *args, **kwargs):
         return torch.func.functional_call(self.module, self.values, args, kwargs)

@@ -26,6 +26,7 @@ from dreamtune.models.components import Components
 from dreamtune.models.loading import model_path
 from dreamtune.objectives.composite import JointSource, WeightedSum
 from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings
+from dreamtune.objectives.late_start import LateStart
 from dreamtune.objectives.prior import PriorPreservation
 
 
@@ -128,26 +129,57 @@ def build_denoising(ing: Ingredients):
     denoising = DenoisingObjective(ing.wrapped, ing.parts.modules, settings, ing.parts.rewrite_prompt, text_cache)
     objective = PriorPreservation(denoising, config.prior.loss_weight) if config.prior.enabled else denoising
     if config.adversarial.weight:
-        objective = build_adversarial(config, ing.wrapped, objective)
+        objective = build_adversarial(config, ing.wrapped, objective, ing.components)
     source = photo_batches(config, ing.instance_dir, ing.class_dir, ing.accelerator, latent_encoder(ing.components, config, ing.cache_dir))
     return objective, source
 
 
-def build_adversarial(config: Config, components: Components, base):
-    from dreamtune.evaluation.features import DEFAULT_CLIP, load_clip
-    from dreamtune.models.discriminator import FeatureDiscriminator
+def build_adversarial(config: Config, components: Components, base, unwrapped: Components | None = None):
+    """``components``: what the objectives compute through; ``unwrapped``: as loaded (the denoiser
+    discriminator copies its denoiser from there)."""
     from dreamtune.objectives.adversarial import AUGMENT_POLICIES, AdversarialObjective, AdversarialSettings
 
     a = config.adversarial
     unknown = set(a.augment) - set(AUGMENT_POLICIES)
     if unknown:
         raise UserError(f"adversarial.augment has unknown policies {sorted(unknown)}; choose from {', '.join(AUGMENT_POLICIES)}.")
+    if a.generator_every < 1:
+        raise UserError(f"adversarial.generator_every is {a.generator_every}; it counts steps, so use 1 (every step) or more.")
+    if a.discriminator == "denoiser":
+        discriminator = denoiser_discriminator(unwrapped or components, a.hidden)
+    else:
+        discriminator = clip_discriminator(config, components, a)
+    settings = settings_from(AdversarialSettings, a, config.train, augment=tuple(a.augment))
+    return AdversarialObjective(base, components, discriminator, settings)
+
+
+def clip_discriminator(config: Config, components: Components, a):
+    from dreamtune.evaluation.features import DEFAULT_CLIP, load_clip
+    from dreamtune.models.discriminator import FeatureDiscriminator
+
     own = model_path(config.model.pretrained) / "clip"
     source = a.features or (str(own) if (own / "config.json").is_file() else DEFAULT_CLIP)
     features = load_clip(source, name=source).to(components.device)
-    discriminator = FeatureDiscriminator(features, tuple(a.layers) or None, a.hidden).to(components.device)
-    settings = settings_from(AdversarialSettings, a, config.train, augment=tuple(a.augment))
-    return AdversarialObjective(base, components, discriminator, settings)
+    return FeatureDiscriminator(features, tuple(a.layers) or None, a.hidden).to(components.device)
+
+
+def denoiser_discriminator(components: Components, hidden: int):
+    """LADD's discriminator: heads on a frozen copy of the denoiser as it is when the run starts
+    (with a LoRA's starting weights, e.g. ``method.lora.init_from``)."""
+    import copy
+
+    from dreamtune.models.discriminator import DenoiserFeatureDiscriminator
+
+    if not hasattr(components.denoiser, "down_blocks"):
+        raise UserError(f"adversarial.discriminator=denoiser works on UNet models (SD 1.x / 2.x / SDXL); this {components.family.name} "
+                        "model has a transformer, so use adversarial.discriminator=clip.")
+    frozen = copy.deepcopy(components.denoiser)
+    frozen.__dict__.pop("forward", None)        # a forward patched on the original (precision.py) would call the original
+    frozen.requires_grad_(False)
+    frozen.eval()
+    family = components.family
+    predict = lambda noisy, t, conditioning, denoiser: family.predict(components, noisy, t, conditioning, denoiser)
+    return DenoiserFeatureDiscriminator(frozen, predict, hidden).to(components.device)
 
 
 def reward_features(config: Config):
@@ -209,6 +241,12 @@ def build(ing: Ingredients, plan: RunPlan):
     if not plan.rewards:
         return (*denoising, None)
     objective, source, rewards = OBJECTIVES[plan.rewards](ing)
+    start = ing.config.rl.start_step
+    if start and denoising is None:
+        raise UserError(f"rl.start_step={start} delays the reward within a run that personalizes first; set rl.regularize_weight "
+                        "(e.g. 1.0) so that the run trains on the subject's photos until then, or set rl.start_step=0.")
+    if start:
+        objective = source = LateStart(objective, source, start * ing.config.train.grad_accum)
     if denoising is not None:
         weight = ing.config.rl.regularize_weight
         objective = WeightedSum({"reward": (1.0, objective), "denoise": (weight, denoising[0])})

@@ -33,6 +33,7 @@ class TrainingState:
     schedules: dict[str, object]
     emas: dict[str, EMA] = field(default_factory=dict)
     step: int = 0
+    extras: dict[str, object] = field(default_factory=dict)   # other state objectives keep (state_dict of tensors)
 
 
 def _rng_state() -> dict:
@@ -95,6 +96,8 @@ def _write(state: TrainingState, final: Path) -> None:
             torch.save(state.schedules[name].state_dict(), temp / f"schedule-{name}.pt")
             if name in state.emas:
                 save_file({k: v.contiguous() for k, v in state.emas[name].state_dict().items()}, str(temp / f"ema-{name}.safetensors"))
+        for name, extra in state.extras.items():
+            save_file({k: v.contiguous() for k, v in extra.state_dict().items()}, str(temp / f"extra-{name}.safetensors"))
         torch.save(_rng_state(), temp / "rng.pt")
         (temp / "state.json").write_text(json.dumps({"step": state.step}))
 
@@ -166,7 +169,10 @@ def load(state: TrainingState, folder: Path) -> None:
                                     f"{tuple(params[wrong[0]].shape)} (another LoRA rank or model); resume with the config it was trained with")
         loaded[name] = (weights, _load_torch(folder / f"optimizer-{name}.pt"), _load_torch(folder / f"schedule-{name}.pt"),
                         _load_tensors(folder / f"ema-{name}.safetensors") if name in state.emas else None)
+    extras = {name: _load_tensors(folder / f"extra-{name}.safetensors") for name in state.extras}
     rng = _load_torch(folder / "rng.pt")
+    for name, values in extras.items():
+        _restore("state", folder / f"extra-{name}.safetensors", state.extras[name], values)
     for name, (weights, optimizer, schedule, ema) in loaded.items():
         params = dict(trainable_parameters(state.modules[name]))
         with torch.no_grad():

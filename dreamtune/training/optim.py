@@ -56,4 +56,5 @@ def build_training_state(objective, train: TrainConfig, accelerator):
         optimizers[name] = accelerator.prepare(optimizer)
         if train.ema_decay and name == "model":     # EMA of the model only (not of a discriminator)
             emas[name] = EMA(module, train.ema_decay)
-    return TrainingState(modules, optimizers, schedules, emas)
+    extras = objective.checkpoint_extras() if hasattr(objective, "checkpoint_extras") else {}
+    return TrainingState(modules, optimizers, schedules, emas, extras=extras)

@@ -28,8 +28,9 @@ def _settings(clip_dir, **extra):
             "prior.class_prompt": "a photo of dog", "method.textual_inversion.placeholder_token": "<sks>", **extra}
 
 
-@pytest.mark.parametrize("kind, prior", [("lora", True), ("textual_inversion", False), ("dreambooth", True)])
-def test_each_loss_reaches_only_its_own_parameters(tiny_models, photos, tmp_path, clip_dir, kind, prior):
+@pytest.mark.parametrize("kind, prior, discriminator", [("lora", True, "clip"), ("textual_inversion", False, "clip"), ("dreambooth", True, "clip"),
+                                                        ("lora", True, "denoiser"), ("dreambooth", False, "denoiser")])
+def test_each_loss_reaches_only_its_own_parameters(tiny_models, photos, tmp_path, clip_dir, kind, prior, discriminator):
     from accelerate import Accelerator
 
     from dreamtune.data.augment import AugmentPlan
@@ -37,7 +38,8 @@ def test_each_loss_reaches_only_its_own_parameters(tiny_models, photos, tmp_path
     from dreamtune.data.prepare import PrepareOptions, prepare
 
     cfg = config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path, **_settings(clip_dir, **{"method.kind": kind,
-                                                                                                         "prior.enabled": prior})))
+                                                                                                         "prior.enabled": prior,
+                                                                                                         "adversarial.discriminator": discriminator})))
     components = load_components(cfg.model)
     parts = make_trainable(components, cfg)
     prepared = prepare(photos, tmp_path / "prepared", PrepareOptions(resolution=32, caption="a photo of <sks> dog")) and tmp_path / "prepared"
@@ -45,6 +47,10 @@ def test_each_loss_reaches_only_its_own_parameters(tiny_models, photos, tmp_path
     ingredients = Ingredients(cfg, components, wrap_trainable(components, accelerator), parts, accelerator, prepared, None, tmp_path / "cache", [])
     objective = build(ingredients, RunPlan.of(cfg))[0]
     assert set(objective.trainable_modules()) == {"model", "discriminator"}
+    if discriminator == "denoiser":          # LADD's feature network: a frozen copy, in no optimizer
+        copy = objective.discriminator.denoiser[0]
+        assert copy is not components.denoiser and not any(p.requires_grad for p in copy.parameters())
+        assert not {id(p) for p in copy.parameters()} & {id(p) for p in objective.trainable_modules()["discriminator"].parameters()}
     images = ImageSet(prepared)
     batch = DatasetBatches(images, 2, 0, AugmentPlan(), classes=images if prior else None).batch(0)
     heads = list(objective.trainable_modules()["discriminator"].parameters())
@@ -75,9 +81,11 @@ def test_diff_augment_is_seeded_and_differentiable():
     assert images.grad is not None and images.grad.abs().sum() > 0
 
 
-def test_adversarial_run_resumes_bit_identically_with_its_discriminator(tiny_models, photos, tmp_path, clip_dir, monkeypatch):
+@pytest.mark.parametrize("discriminator", ["clip", "denoiser"])
+def test_adversarial_run_resumes_bit_identically_with_its_discriminator(tiny_models, photos, tmp_path, clip_dir, monkeypatch, discriminator):
     settings = _settings(clip_dir, **{"method.kind": "lora", "prior.enabled": True, "train.steps": 4, "train.checkpoint_every": 2,
-                                      "data.instance_prompt": "a photo of sks dog", "adversarial.warmup_steps": 2, "train.lr": 1e-2})
+                                      "data.instance_prompt": "a photo of sks dog", "adversarial.warmup_steps": 2, "train.lr": 1e-2,
+                                      "adversarial.discriminator": discriminator})
     full = train(config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "full", **settings)),
                  show_progress=False, log=lambda *_: None)
     cut = config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "cut", **settings))
@@ -100,3 +108,21 @@ def test_adversarial_run_resumes_bit_identically_with_its_discriminator(tiny_mod
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r["adv/d_loss"] for r in full.history[2:]] == [r["adv/d_loss"] for r in resumed.history]
     assert full.history[0]["adv/weight"] == 0.25 and full.history[1]["adv/weight"] == 0.5   # warm-up ramp
+
+
+def test_generator_term_skips_steps_while_the_denoiser_discriminator_learns_on_every_step(tiny_models, photos, tmp_path, clip_dir):
+    """generator_every=2: the generator's term on even steps only; the heads learn on every step."""
+    settings = _settings(clip_dir, **{"method.kind": "dreambooth", "prior.enabled": False, "train.steps": 4, "train.lr": 1e-3,
+                                      "adversarial.discriminator": "denoiser", "adversarial.generator_every": 2,
+                                      "data.instance_prompt": "a photo of sks dog"})
+    run = train(config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **settings)), show_progress=False, log=lambda *_: None)
+    assert [r["adv/weight"] for r in run.history] == [0.5, 0.0, 0.5, 0.0]
+    assert all(r["grad_norm/discriminator"] > 0 for r in run.history)
+
+
+def test_denoiser_discriminator_refuses_a_transformer_with_one_sentence(tiny_models, photos, tmp_path, clip_dir):
+    from dreamtune.errors import UserError
+
+    settings = _settings(clip_dir, **{"method.kind": "lora", "adversarial.discriminator": "denoiser", "train.steps": 1})
+    with pytest.raises(UserError, match="adversarial.discriminator=clip"):
+        train(config.load(None, tiny_overrides(tiny_models["sd3"], photos, tmp_path / "run", **settings)), show_progress=False, log=lambda *_: None)

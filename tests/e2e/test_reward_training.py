@@ -215,3 +215,51 @@ def test_the_print_reward_scores_against_the_starting_models_same_seed_image(tmp
     assert all(0 <= records[-1][key.format(part)] <= 1 for part in ("fidelity", "colour", "ink", "detail", "sharpness"))
     if algorithm == "draft":                         # the weights moved, the reference did not: the images now differ from it
         assert records[-1][key.format("sharpness")] < 1.0
+
+
+ONE_RUN = ["method.kind=lora", "rl.algorithm=draft", "rl.rewards.print_quality=0", "rl.rewards.print_proof=1", "rl.regularize_weight=1",
+           "rl.start_step=2", "data.instance_prompt=a sks dog", "prior.enabled=true", "prior.class_prompt=a dog", "prior.num_class_images=2",
+           "prior.sample_steps=2", "adversarial.weight=0.1", "adversarial.discriminator=denoiser", "adversarial.r1_gamma=0",
+           "train.lr=3e-2", "train.checkpoint_every=3"]
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/color/icc/ghostscript/default_cmyk.icc").is_file(),
+                    reason="Ghostscript's default_cmyk.icc is not installed (apt-get install libgs-common; make setup does it)")
+def test_one_run_personalizes_then_adds_the_reward_anchored_where_it_joins_and_resumes_exactly(tmp_path, tiny_models, photos, monkeypatch):
+    """LoRA DreamBooth + prior + the adversarial game from step 1, the print reward from step 3
+    (rl.start_step=2): no reward before; at its first step the images are their own reference (the
+    anchor is the weights reached there, not the base model), so colour and sharpness are exactly
+    1; a run stopped after the start and resumed anchors to the same weights (bit-identical)."""
+    from dreamtune.training import loop
+
+    full, out = _run(tmp_path, tiny_models, f"data.instance_dir={photos}", *ONE_RUN, name="full")
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert ["reward" in r for r in records] == [False, False, True, True]
+    assert all("denoise/adv/d_loss" in r for r in records)
+    assert records[2]["reward/print_proof/colour"] == pytest.approx(1.0, abs=1e-5)
+    assert records[2]["reward/print_proof/sharpness"] == pytest.approx(1.0, abs=1e-5)
+    assert records[3]["reward/print_proof/sharpness"] < 1.0
+    assert (out / "checkpoint-000003" / "extra-reward.safetensors").is_file()
+
+    real_step = loop.run_step
+
+    def crash_at_three(objective, source, state, accelerator, settings):
+        if state.step == 3:
+            raise KeyboardInterrupt
+        return real_step(objective, source, state, accelerator, settings)
+
+    monkeypatch.setattr(loop, "run_step", crash_at_three)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, tiny_models, f"data.instance_dir={photos}", *ONE_RUN, name="cut")
+    monkeypatch.setattr(loop, "run_step", real_step)
+    cut = config.load(None, [f"model.pretrained={tiny_models['sd1']}", f"train.output_dir={tmp_path / 'cut'}", "train.steps=4",
+                             "train.batch_size=4", *RL, f"data.instance_dir={photos}", *ONE_RUN])
+    resumed = train(cut, resume="latest", show_progress=False, log=lambda *_: None)
+    a = load_file(str(full.model_dir / "pytorch_lora_weights.safetensors"))
+    b = load_file(str(resumed.model_dir / "pytorch_lora_weights.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_late_reward_without_the_personalizing_loss_is_one_sentence(tmp_path, tiny_models):
+    with pytest.raises(UserError, match="rl.regularize_weight"):
+        _run(tmp_path, tiny_models, "rl.algorithm=draft", "rl.start_step=2")
