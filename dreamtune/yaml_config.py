@@ -88,7 +88,12 @@ def apply_override(raw: dict, override: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise UserError(f"override '{override}': '{part}' is a value, not a section.")
-    node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+    try:
+        node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as exc:
+        problem = str(getattr(exc, "problem", None) or "not valid YAML")
+        raise UserError(f"override '{override}': the value is not valid YAML ({problem}); quote text with braces, colons or "
+                        f"commas, e.g. {dotted}='[\"a {{subject}} on the beach\"]'.") from None
 
 
 def load_as(schema, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()):

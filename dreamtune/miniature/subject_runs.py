@@ -49,6 +49,17 @@ VARIANTS: tuple[Method, ...] = (
                                                       "adversarial.renoise_max=0.5")),
     Method("lora+prior+clip-d4", "miniature-lora.yaml", (*ADVERSARIAL, "adversarial.discriminator=clip", "adversarial.lr=1e-3",
                                                          "adversarial.generator_every=4", "adversarial.augment=[translation]")),
+    # issue 15 part 3, one run: LoRA DreamBooth + prior + LADD for 300 steps, then DRaFT-1 on the print
+    # reward joins for 60 more (anchored to the step-300 weights), the subject loss still on
+    Method("one-run", "miniature-lora.yaml", (*ADVERSARIAL, "adversarial.discriminator=denoiser", "adversarial.r1_gamma=0",
+                                             "rl.algorithm=draft", "rl.rewards.print_proof=1", "rl.regularize_weight=1.0",
+                                             "rl.start_step=300", "train.steps=360", "rl.sample_steps=20", "rl.guidance_scale=4.0",
+                                             "rl.truncation_steps=1",
+                                             "rl.prompts=" + str(["a {subject} {class} " + p for p in (
+                                                 "on top of pink fabric", "on top of a purple rug in a forest", "with a wheat field in the background",
+                                                 "with the Eiffel Tower in the background", "floating on top of water",
+                                                 "on top of green grass with sunflowers around it", "on top of a dirt road",
+                                                 "on top of a white rug")]))),
 )
 
 

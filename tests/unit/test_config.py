@@ -30,6 +30,7 @@ def test_misspelled_key_names_key_and_closest(override, fragment):
     ("prior.enabled=true", "class_prompt"),
     ("data.resolution=100", "multiple of 8"),
     ("trainlr", "no '='"),
+    ("rl.prompts=[a {subject} dog]", "not valid YAML"),
 ])
 def test_bad_values_are_one_sentence_errors(override, fragment):
     with pytest.raises(UserError) as error:

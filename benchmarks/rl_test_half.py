@@ -1,0 +1,187 @@
+"""Reward fine-tuning of *personalized* miniatures, measured honestly (issue 15, part 4): start from
+each finished LoRA + prior run of the test half (``benchmarks/miniature_methods.py --methods
+lora+prior``), raise the print reward (``print_proof``) with DRaFT-1 or the DDPO recipe while the
+denoising + prior loss on the subject's photos keeps the subject, then judge before and after on
+the method table's 8 evaluation contexts x 2 seeds (never trained on: the reward's prompts use 8
+other contexts):
+
+  reward      print_proof of each image, its anchor ("meant to look like") the start's same-seed image
+  identity    the validated judge's instance retrieval, before / after (target: within 5 % of the start)
+  context     the judge's context accuracy, before / after (kept)
+  hacks       colourfulness after / before, CIEDE2000 between after and before (how far the picture
+              moved), Laplacian energy after / before (blur < 1 < noise)
+
+    python benchmarks/rl_test_half.py --starts runs/issue15/lora+prior --algorithm draft [--seeds 0,1,2]
+                                      [--root runs/issue15/rl-draft] [--steps 60] [--minutes M] [--collect]
+
+Runs are resumable (a run with metrics.json is kept); prints a markdown table (mean ± s.e. over
+runs) and writes ROOT/summary.{json,md} and ROOT/before_after.png (seed 0: before above, after below).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from dreamtune import config  # noqa: E402
+from dreamtune.miniature import scenery, subject_split, world  # noqa: E402
+from dreamtune.miniature.demo import EVAL_CONTEXTS, IDENTIFIER  # noqa: E402
+from dreamtune.miniature.subject_runs import mean_se  # noqa: E402
+from dreamtune.recipes import RECIPES_DIR  # noqa: E402
+
+RL_CONTEXTS = ("pink_fabric", "purple_rug_forest", "wheat_field", "eiffel_tower", "water", "sunflowers", "dirt_road", "white_rug")
+RECIPES = {"draft": "miniature-draft.yaml", "ddpo": "miniature-ddpo.yaml"}
+FIGURES = ("reward_before", "reward_after", "identity_before", "identity_after", "context_before", "context_after",
+           "class_before", "class_after", "colourfulness_ratio", "delta_e00_to_start", "laplacian_ratio")
+
+
+def rl_overrides(start: Path, noun: str, seed: int, out: Path, steps: int) -> list[str]:
+    lora = config.load(RECIPES_DIR / "miniature-lora.yaml").method.lora
+    return [f"method.lora.rank={lora.rank}", f"method.lora.alpha={lora.alpha}", f"method.lora.target_modules={list(lora.target_modules)}",
+            f"method.lora.init_from={start / 'run' / 'model'}", f"data.instance_dir={start / 'run' / 'data'}",
+            f"data.instance_prompt=a {IDENTIFIER} {noun}", "prior.enabled=true", f"prior.class_prompt=a {noun}",
+            f"prior.class_dir={start / 'run' / 'class_images'}", "prior.loss_weight=0.35",
+            "rl.rewards.print_quality=0", "rl.rewards.print_proof=1",
+            f"rl.prompts={['a {subject} {class} ' + scenery.PHRASES[c] for c in RL_CONTEXTS]}", f"rl.subject={IDENTIFIER}",
+            f"rl.class_noun={noun}", "rl.regularize_weight=1.0", "monitor.every=0", f"train.steps={steps}", f"train.seed={seed}",
+            f"train.output_dir={out / 'run'}"]
+
+
+def pixels(images: list) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(np.array(i.convert("RGB"))).permute(2, 0, 1) for i in images]).float() / 255
+
+
+def _images(folder: Path) -> list:
+    record = json.loads((folder / "generations.json").read_text())
+    return [Image.open(folder / r["file"]).convert("RGB") for r in record["images"]], record
+
+
+def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
+    """Generate after-RL images exactly as the start's ``personalized/`` were made; judge both."""
+    from dreamtune.miniature.assemble import MODEL_DIR
+    from dreamtune.miniature.demo import judge_rows
+    from dreamtune.rewards.colour import ciede2000, colourfulness, luminance, srgb_to_lab
+    from dreamtune.rewards.print_proof import PrintProof, _laplacian_energy
+    from dreamtune.sampling.generate import GenerateRequest, generate
+
+    before, record = _images(start / "personalized")
+    noun = world.instance(subject).class_noun
+    phrases = [scenery.PHRASES[c] for c in EVAL_CONTEXTS]
+    generate(GenerateRequest(trained=str(out / "run" / "model"), prompts=tuple(f"a {IDENTIFIER} {noun} {p}" for p in phrases),
+                             images_per_prompt=2, steps=25, guidance_scale=4.0, resolution=64), out / "after")
+    after, again = _images(out / "after")
+    assert [r["seed"] for r in again["images"]] == [r["seed"] for r in record["images"]], "before and after must pair by seed"
+    rows: dict = {}
+    photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
+    judge_rows(rows, MODEL_DIR / "judge", MODEL_DIR, subject, {"before": before, "after": after}, photos, 2, cache)
+    if "proof" not in cache:
+        cache["proof"] = PrintProof()
+    proof = cache["proof"]
+    b, a = pixels(before), pixels(after)
+    with torch.no_grad():
+        reward_before, reward_after = proof(b, [], {"reference": b}), proof(a, [], {"reference": b})
+        parts_after = proof.parts(a, [], {"reference": b})
+        moved = ciede2000(srgb_to_lab(a), srgb_to_lab(b)).mean(dim=(1, 2))
+        laplacian = _laplacian_energy(luminance(a)) / _laplacian_energy(luminance(b)).clamp(min=1e-8)
+    return {"subject": subject, "reward_before": float(reward_before.mean()), "reward_after": float(reward_after.mean()),
+            **{f"after_{k}": float(v.mean()) for k, v in parts_after.items()},
+            "identity_before": rows["before"]["judge_identity"], "identity_after": rows["after"]["judge_identity"],
+            "context_before": rows["before"]["judge_context"], "context_after": rows["after"]["judge_context"],
+            "class_before": rows["before"]["judge_class"], "class_after": rows["after"]["judge_class"],
+            "colourfulness_ratio": float(colourfulness(a).mean() / colourfulness(b).mean()),
+            "delta_e00_to_start": float(moved.mean()), "laplacian_ratio": float(laplacian.mean())}
+
+
+def run_one(start: Path, out: Path, algorithm: str, steps: int, cache: dict) -> dict:
+    from dreamtune.training.run import train
+
+    subject, seed = start.name.rsplit("-s", 1)
+    if (out / "metrics.json").is_file():
+        return json.loads((out / "metrics.json").read_text())
+    shutil.rmtree(out, ignore_errors=True)          # an unfinished run of an interrupted sweep (this script made it)
+    out.mkdir(parents=True)
+    started = time.perf_counter()
+    noun = world.instance(subject).class_noun
+    train(config.load(RECIPES_DIR / RECIPES[algorithm], rl_overrides(start, noun, int(seed), out, steps)), show_progress=False)
+    metrics = {**measure(start, out, subject, cache), "seed": int(seed), "seconds": round(time.perf_counter() - started, 1)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def markdown(runs: list[dict]) -> str:
+    cells = []
+    for key in FIGURES:
+        mean, se, count = mean_se([r[key] for r in runs])
+        cells.append(f"{mean:.3f} ± {se:.3f}")
+    change = [r["reward_after"] / r["reward_before"] - 1 for r in runs]
+    identity = [r["identity_after"] - r["identity_before"] for r in runs]
+    mean_change, se_change, _ = mean_se(change)
+    mean_identity, se_identity, _ = mean_se(identity)
+    head = "| runs | " + " | ".join(FIGURES) + " | reward change | identity change |"
+    return "\n".join([head, "|" + "---|" * (len(FIGURES) + 3),
+                      f"| {len(runs)} | " + " | ".join(cells) + f" | {100 * mean_change:+.1f} % ± {100 * se_change:.1f} | "
+                      f"{100 * mean_identity:+.1f} ± {100 * se_identity:.1f} pts |"])
+
+
+def sheet(root: Path, starts: Path, runs: list[dict]) -> Path:
+    from dreamtune.sampling.contact_sheet import contact_sheet, save_png
+
+    images, captions = [], []
+    for r in [r for r in runs if r["seed"] == 0]:
+        for label, folder in (("before", starts / f"{r['subject']}-s0" / "personalized"), ("after", root / f"{r['subject']}-s0" / "after")):
+            for index, context in enumerate(EVAL_CONTEXTS):
+                images.append(Image.open(folder / f"{2 * index:04d}.png").convert("RGB"))
+                captions.append(f"{r['subject']} {label}" if index == 0 else context)
+    return save_png(contact_sheet(images, captions, columns=len(EVAL_CONTEXTS), cell=96,
+                                  title="print reward on personalized subjects (seed 0): before above, after below"), root / "before_after.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--starts", default=str(ROOT / "runs" / "issue15" / "lora+prior"))
+    parser.add_argument("--algorithm", choices=sorted(RECIPES), default="draft")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--root", default="")
+    parser.add_argument("--steps", type=int, default=0, help="RL steps (default: 60 for DRaFT, 160 for DDPO)")
+    parser.add_argument("--minutes", type=float, default=0, help="start no run after this many minutes (0: no limit)")
+    parser.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished runs")
+    args = parser.parse_args()
+    starts = Path(args.starts)
+    root = Path(args.root or ROOT / "runs" / "issue15" / f"rl-{args.algorithm}")
+    steps = args.steps or {"draft": 60, "ddpo": 160}[args.algorithm]
+    deadline = time.time() + 60 * args.minutes if args.minutes else None
+    cache: dict = {}
+    runs = []
+    for seed in args.seeds.split(","):
+        for subject in subject_split.TEST:
+            start, out = starts / f"{subject}-s{seed}", root / f"{subject}-s{seed}"
+            if (out / "metrics.json").is_file():
+                runs.append(json.loads((out / "metrics.json").read_text()))
+                continue
+            if args.collect or not (start / "metrics.json").is_file() or (deadline and time.time() > deadline):
+                continue
+            runs.append(run_one(start, out, args.algorithm, steps, cache))
+            print(json.dumps({"run": f"{subject}-s{seed}", **{k: round(v, 4) if isinstance(v, float) else v for k, v in runs[-1].items()}}),
+                  flush=True)
+    if not runs:
+        print("no finished runs yet")
+        return
+    text = markdown(runs)
+    (root / "summary.md").write_text(text + "\n")
+    (root / "summary.json").write_text(json.dumps({"algorithm": args.algorithm, "steps": steps, "runs": runs}, indent=1))
+    print(text)
+    print(f"wrote {sheet(root, starts, runs)}")
+
+
+if __name__ == "__main__":
+    main()
