@@ -46,14 +46,17 @@ FIGURES = ("reward_before", "reward_after", "identity_before", "identity_after",
 
 
 def rl_overrides(start: Path, noun: str, seed: int, out: Path, steps: int) -> list[str]:
-    lora = config.load(RECIPES_DIR / "miniature-lora.yaml").method.lora
+    personalized = config.load(start / "run" / "config.yaml")      # the start's own LoRA and prior settings
+    lora, prior = personalized.method.lora, personalized.prior
     return [f"method.lora.rank={lora.rank}", f"method.lora.alpha={lora.alpha}", f"method.lora.target_modules={list(lora.target_modules)}",
             f"method.lora.init_from={start / 'run' / 'model'}", f"data.instance_dir={start / 'run' / 'data'}",
             f"data.instance_prompt=a {IDENTIFIER} {noun}", "prior.enabled=true", f"prior.class_prompt=a {noun}",
-            f"prior.class_dir={start / 'run' / 'class_images'}", "prior.loss_weight=0.35",
+            f"prior.class_dir={start / 'run' / 'class_images'}", f"prior.loss_weight={prior.loss_weight}",
+            f"prior.num_class_images={prior.num_class_images}", f"prior.sample_steps={prior.sample_steps}", f"prior.sampler={prior.sampler}",
+            f"prior.guidance_scale={prior.guidance_scale}",
             "rl.rewards.print_quality=0", "rl.rewards.print_proof=1",
             f"rl.prompts={['a {subject} {class} ' + scenery.PHRASES[c] for c in RL_CONTEXTS]}", f"rl.subject={IDENTIFIER}",
-            f"rl.class_noun={noun}", "rl.regularize_weight=1.0", "monitor.every=0", f"train.steps={steps}", f"train.seed={seed}",
+            f"rl.class_noun={noun}", "rl.regularize_weight=1.0", "monitor.every=0", "monitor.select_best=", f"train.steps={steps}", f"train.seed={seed}",
             f"train.output_dir={out / 'run'}"]
 
 

@@ -151,6 +151,7 @@ class AdversarialConfig:
     hidden: int = 128                 # head width
     renoise_max: float = 0.5          # denoiser: x̂0 and real latents re-noised to t ~ U(0, renoise_max x T)
     generator_every: int = 1          # the generator's term on every k-th step; the discriminator learns on every step
+    min_timestep: int = 0             # judge x̂0 only from training timesteps >= this (below, x̂0 is nearly the real image)
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,8 @@ class DenoiserFeatureDiscriminator(nn.Module):
         self.predict = predict                   # (noisy, timesteps, conditioning, denoiser) -> output (family.predict)
         channels = list(frozen_denoiser.config.block_out_channels)
         taps = [*frozen_denoiser.down_blocks, frozen_denoiser.mid_block]
-        self.heads = nn.ModuleList(MapHead(c, hidden) for c in [*channels, channels[-1]])
+        # conditioned on the re-noising level and on the training timestep x̂0 came from (how blurry x̂0 may be)
+        self.heads = nn.ModuleList(MapHead(c, hidden, time_dim=128) for c in [*channels, channels[-1]])
         self._taken: list[Tensor] = []
         for index, block in enumerate(taps):
             block.register_forward_hook(self._tap(last=index == len(taps) - 1))
@@ -119,6 +120,9 @@ class DenoiserFeatureDiscriminator(nn.Module):
         taken, self._taken = self._taken, []
         return taken
 
-    def judge(self, features: list[Tensor], timesteps: Tensor) -> Tensor:
-        time = timestep_embedding(timesteps.to(features[0].device))
+    def judge(self, features: list[Tensor], levels: Tensor, timesteps: Tensor) -> Tensor:
+        """Logits (B,) from ``features`` of latents re-noised to ``levels``, whose clean estimate
+        came from the denoiser at ``timesteps`` (real latents are judged with the same)."""
+        device = features[0].device
+        time = torch.cat([timestep_embedding(levels.to(device)), timestep_embedding(timesteps.to(device))], dim=-1)
         return torch.stack([head(f, time) for f, head in zip(features, self.heads)]).mean(0)

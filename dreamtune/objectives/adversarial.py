@@ -14,8 +14,9 @@ Two discriminators (``adversarial.discriminator``):
   clip      a frozen CLIP image tower on decoded pixels (models/discriminator.FeatureDiscriminator)
   denoiser  LADD's: a frozen copy of the denoiser on re-noised *latents* — x̂0 and the real latents
             noised to one level t̂ ~ U(0, renoise_max · T), the batch's text as its condition, heads
-            on its down and mid blocks (models/discriminator.DenoiserFeatureDiscriminator); no decode,
-            no augmentation (the re-noising is the augmentation)
+            on its down and mid blocks, conditioned on t̂ and on the timestep t that x̂0 came from (so
+            it can learn how sharp x̂0 should be at t) (models/discriminator.DenoiserFeatureDiscriminator);
+            no decode, no augmentation (the re-noising is the augmentation)
 
 The two losses reach only their own parameters: D's loss sees x̂0 detached; G's term is built
 while the heads have requires_grad off, so the loop's single backward stays correct. With
@@ -54,6 +55,7 @@ class AdversarialSettings:
     seed: int
     renoise_max: float = 0.5
     generator_every: int = 1
+    min_timestep: int = 0
 
 
 class AdversarialObjective:
@@ -103,19 +105,20 @@ class AdversarialObjective:
         fake_noisy = components.noise.add_noise(fake, noise(), levels)
         real_noisy = components.noise.add_noise(real, noise(), levels)
         conditioning = _detached(forward.conditioning)
+        source = forward.timesteps.to(device)
         if s.r1_gamma:
             real_noisy = real_noisy.requires_grad_(True)
             with sdpa_kernel(SDPBackend.MATH):
-                real_logits = d.judge(d.features(real_noisy, levels, conditioning), levels)
+                real_logits = d.judge(d.features(real_noisy, levels, conditioning), levels, source)
         else:
             with torch.no_grad():
                 real_features = d.features(real_noisy, levels, conditioning)
-            real_logits = d.judge(real_features, levels)
+            real_logits = d.judge(real_features, levels, source)
         fake_features = d.features(fake_noisy, levels, conditioning)
-        fake_logits = d.judge([f.detach() for f in fake_features], levels)
+        fake_logits = d.judge([f.detach() for f in fake_features], levels, source)
         r1 = self._r1(real_logits, real_noisy) if s.r1_gamma else real_logits.new_zeros(())
         with self._heads_frozen():
-            g_logits = d.judge(fake_features, levels)
+            g_logits = d.judge(fake_features, levels, source)
         return real_logits, fake_logits, g_logits, r1, {"adv/renoise_level": float(levels.float().mean())}
 
     def _r1(self, real_logits, real_in):
@@ -140,14 +143,17 @@ class AdversarialObjective:
             real_logits, fake_logits, g_logits, r1, extra = self._latent_game(forward, generator)
         else:
             real_logits, fake_logits, g_logits, r1, extra = self._pixel_game(forward, generator, forward.timesteps.to(forward.noisy.device))
-        d_loss = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-        g_loss = -g_logits.mean()
+        judged = (forward.timesteps >= s.min_timestep).float().to(real_logits.device)   # x̂0 from small t is the real image itself
+        count = judged.sum().clamp(min=1)
+        masked = lambda values: (values * judged).sum() / count
+        d_loss = masked(F.relu(1 - real_logits)) + masked(F.relu(1 + fake_logits))
+        g_loss = -masked(g_logits)
         ramp = min(1.0, (step + 1) / s.warmup_steps) if s.warmup_steps else 1.0
         weight = s.weight * ramp if step % s.generator_every == 0 else 0.0
         losses = dict(output.losses)
         losses["model"] = losses["model"] + weight * g_loss
         losses["discriminator"] = d_loss + r1
-        accuracy = ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean()) / 2
+        accuracy = (masked((real_logits > 0).float()) + masked((fake_logits < 0).float())) / 2
         metrics = {**output.metrics, "adv/d_loss": float(d_loss.detach()), "adv/g_loss": float(g_loss.detach()),
                    "adv/r1": float(r1.detach()), "adv/d_accuracy": float(accuracy), "adv/weight": weight, **extra}
         return LossOutput(losses, metrics)

@@ -126,3 +126,12 @@ def test_denoiser_discriminator_refuses_a_transformer_with_one_sentence(tiny_mod
     settings = _settings(clip_dir, **{"method.kind": "lora", "adversarial.discriminator": "denoiser", "train.steps": 1})
     with pytest.raises(UserError, match="adversarial.discriminator=clip"):
         train(config.load(None, tiny_overrides(tiny_models["sd3"], photos, tmp_path / "run", **settings)), show_progress=False, log=lambda *_: None)
+
+
+def test_x0_from_small_timesteps_is_not_judged(tiny_models, photos, tmp_path, clip_dir):
+    """adversarial.min_timestep above every timestep: nothing is judged, so neither loss moves anything."""
+    settings = _settings(clip_dir, **{"method.kind": "lora", "prior.enabled": False, "train.steps": 2, "adversarial.min_timestep": 1000,
+                                      "adversarial.discriminator": "denoiser", "adversarial.r1_gamma": 0,
+                                      "data.instance_prompt": "a photo of sks dog"})
+    run = train(config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **settings)), show_progress=False, log=lambda *_: None)
+    assert all(r["adv/d_loss"] == 0 and r["adv/g_loss"] == 0 and r["grad_norm/discriminator"] == 0 for r in run.history)
