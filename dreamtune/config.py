@@ -187,8 +187,7 @@ class RLConfig:
     kl_weight: float = 0.0            # DDPO: + weight x KL(policy step || the run's starting weights' step)
     truncation_steps: int = 1         # DRaFT-K: sampler steps the gradient flows through
     regularize_weight: float = 0.0    # + weight x denoising loss on data.instance_dir (and prior), keeps the subject
-    start_step: int = 0               # with regularize_weight: the reward joins at this step (one run: personalize, then reward);
-                                      # its anchors (print_proof's intended image, DDPO's KL) are the weights reached there
+    start_step: int = 0               # with regularize_weight: the reward joins at this step, anchored to the weights reached there
     clip: str = ""                    # CLIP for clip_score / subject_fidelity (default: the model's clip/)
     print_profile: str = ""           # print_proof: your print shop's CMYK .icc (default: Ghostscript's default_cmyk.icc)
     print_intent: Literal["perceptual", "relative", "saturation", "absolute"] = "perceptual"
