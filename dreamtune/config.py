@@ -81,6 +81,7 @@ class PriorConfig:
     sample_steps: int = 25
     sampler: Literal["default", "ddim", "euler", "euler_a", "dpm++", "pndm", "ddpm"] = "default"   # of the class images; default: DDIM (flow models: Euler)
     guidance_scale: float | None = None   # none: the model family's (SD 7.5, SD3 7.0, FLUX.1 3.5 embedded, FLUX.2 klein 4.0)
+    shared_cache: bool = True         # keep generated class images in $DREAMTUNE_CACHE (~/.cache/dreamtune) for any later run
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,21 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 DREAMBENCH = SHARED / "dreambench"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_cache(tmp_path_factory):
+    """The cross-run cache (generated class images) in a folder of this test session, never ~/.cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("dreamtune-cache")
+    previous = os.environ.get("DREAMTUNE_CACHE")
+    os.environ["DREAMTUNE_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("DREAMTUNE_CACHE", None)
+    else:
+        os.environ["DREAMTUNE_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny-models")

@@ -95,3 +95,25 @@ def test_class_images_use_the_configured_sampler(tiny_models, tmp_path):
         pixels[sampler] = np.asarray(Image.open(next((folder / "images").iterdir())), dtype=np.float32)
     assert any("3 dpm++ steps each" in m for m in messages)
     assert np.abs(pixels["ddim"] - pixels["dpm++"]).mean() > 0.5    # same seed, another sampler: another image
+
+
+def test_class_images_come_from_the_shared_cache_in_a_later_run_with_the_same_settings(tiny_models, tmp_path, monkeypatch):
+    from dreamtune.config import ModelConfig, PriorConfig
+    from dreamtune.models.loading import load_components
+    from dreamtune.training.class_images import ensure_class_images
+
+    monkeypatch.setenv("DREAMTUNE_CACHE", str(tmp_path / "shared"))
+    components = load_components(ModelConfig(pretrained=str(tiny_models["sd1"])))
+    messages = []
+
+    def make(name, **settings):
+        prior = PriorConfig(**{"enabled": True, "class_prompt": "a dog", "num_class_images": 3, "sample_steps": 2, **settings})
+        folder = ensure_class_images(components, prior, tmp_path / name, 32, 0, show_progress=False, log=messages.append)
+        return [(folder / "images" / f"class-{i:05d}.png").read_bytes() for i in range(3)]
+
+    first = make("a")
+    assert "shared cache" not in messages[-1]
+    assert make("b") == first and "3 of them from the shared cache" in messages[-1]     # same settings: copied, not sampled
+    assert make("c", sample_steps=3) != first and "shared cache" not in messages[-1]   # another setting: sampled
+    make("d", shared_cache=False)
+    assert "shared cache" not in messages[-1]
