@@ -118,3 +118,22 @@ def recipe_overrides(recipe: Path, overrides: list[str], tmp_path: Path) -> list
     if shipped.rl.algorithm:
         overrides += ["rl.sample_steps=2", "rl.samples_per_round=4", "rl.images_per_prompt=2", "train.batch_size=4"]
     return overrides
+
+
+def train_killed_at(cfg, step: int, monkeypatch) -> None:
+    """Run ``train(cfg)`` until it is about to take ``step`` (0-based), then kill it as a dying machine
+    would (KeyboardInterrupt out of the loop, no checkpoint of its own)."""
+    from dreamtune.training import loop
+    from dreamtune.training.run import train
+
+    real_step = loop.run_step
+
+    def crash(objective, source, state, accelerator, settings):
+        if state.step == step:
+            raise KeyboardInterrupt
+        return real_step(objective, source, state, accelerator, settings)
+
+    monkeypatch.setattr(loop, "run_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, show_progress=False, log=lambda *_: None)
+    monkeypatch.setattr(loop, "run_step", real_step)

@@ -12,10 +12,9 @@ from dreamtune.models.adapters import make_trainable
 from dreamtune.models.loading import load_components
 from dreamtune.models.tiny import build_tiny_feature_models
 from dreamtune.objectives.augment import diff_augment
-from dreamtune.training import loop
 from dreamtune.training.assembly import Ingredients, RunPlan, build, wrap_trainable
 from dreamtune.training.run import train
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, train_killed_at
 
 
 @pytest.fixture(scope="module")
@@ -89,17 +88,7 @@ def test_adversarial_run_resumes_bit_identically_with_its_discriminator(tiny_mod
     full = train(config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "full", **settings)),
                  show_progress=False, log=lambda *_: None)
     cut = config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "cut", **settings))
-    real_step = loop.run_step
-
-    def crash_at_three(objective, source, state, accelerator, settings):
-        if state.step == 3:
-            raise KeyboardInterrupt
-        return real_step(objective, source, state, accelerator, settings)
-
-    monkeypatch.setattr(loop, "run_step", crash_at_three)
-    with pytest.raises(KeyboardInterrupt):
-        train(cut, show_progress=False, log=lambda *_: None)
-    monkeypatch.setattr(loop, "run_step", real_step)
+    train_killed_at(cut, 3, monkeypatch)
     assert (tmp_path / "cut" / "checkpoint-000002" / "trainable-discriminator.safetensors").is_file()
     assert (tmp_path / "cut" / "checkpoint-000002" / "optimizer-discriminator.pt").is_file()
     resumed = train(cut, resume="latest", show_progress=False, log=lambda *_: None)

@@ -13,9 +13,8 @@ from safetensors.torch import load_file
 
 from dreamtune import config
 from dreamtune.errors import TrainingDiverged, UserError
-from dreamtune.training import loop
 from dreamtune.training.run import train
-from tests.conftest import RECIPES, recipe_family, recipe_overrides, tiny_overrides
+from tests.conftest import RECIPES, recipe_family, recipe_overrides, tiny_overrides, train_killed_at
 
 ROOT = Path(__file__).resolve().parents[2]
 RESUME_SETTINGS = {"train.steps": 6, "train.lr": 5e-3, "train.lr_scheduler": "cosine", "train.warmup_steps": 2,
@@ -28,17 +27,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(tiny_models, photos, tmp_p
     full = train(config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "full", **RESUME_SETTINGS)),
                  show_progress=False, log=lambda *_: None)
     interrupted = config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "cut", **RESUME_SETTINGS))
-    real_step = loop.run_step
-
-    def crash_at_five(objective, source, state, accelerator, settings):
-        if state.step == 5:
-            raise KeyboardInterrupt  # the machine "dies" mid-run, after checkpoint-000004
-        return real_step(objective, source, state, accelerator, settings)
-
-    monkeypatch.setattr(loop, "run_step", crash_at_five)
-    with pytest.raises(KeyboardInterrupt):
-        train(interrupted, show_progress=False, log=lambda *_: None)
-    monkeypatch.setattr(loop, "run_step", real_step)
+    train_killed_at(interrupted, 5, monkeypatch)
     checkpoints = sorted(p.name for p in (tmp_path / "cut").glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-000002", "checkpoint-000004"]  # rotation kept the last two
     resumed = train(interrupted, resume="latest", show_progress=False, log=lambda *_: None)

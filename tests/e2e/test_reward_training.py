@@ -14,7 +14,7 @@ from dreamtune.diffusion.ddim import ddim_step
 from dreamtune.errors import UserError
 from dreamtune.training.rollouts import advantages_per_prompt
 from dreamtune.training.run import train
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, train_killed_at
 
 RL = ["rl.rewards.print_quality=1", "rl.prompts=[a dog on the beach, a cat in the snow]", "rl.sample_steps=4",
       "rl.samples_per_round=4", "rl.images_per_prompt=2", "rl.clip_range=0.2", "data.resolution=32", "train.mixed_precision=no"]
@@ -230,8 +230,6 @@ def test_one_run_personalizes_then_adds_the_reward_anchored_where_it_joins_and_r
     (rl.start_step=2): no reward before; at its first step the images are their own reference (the
     anchor is the weights reached there, not the base model), so colour and sharpness are exactly
     1; a run stopped after the start and resumed anchors to the same weights (bit-identical)."""
-    from dreamtune.training import loop
-
     full, out = _run(tmp_path, tiny_models, f"data.instance_dir={photos}", *ONE_RUN, name="full")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert ["reward" in r for r in records] == [False, False, True, True]
@@ -241,19 +239,9 @@ def test_one_run_personalizes_then_adds_the_reward_anchored_where_it_joins_and_r
     assert records[3]["reward/print_proof/sharpness"] < 1.0
     assert (out / "checkpoint-000003" / "extra-reward.safetensors").is_file()
 
-    real_step = loop.run_step
-
-    def crash_at_three(objective, source, state, accelerator, settings):
-        if state.step == 3:
-            raise KeyboardInterrupt
-        return real_step(objective, source, state, accelerator, settings)
-
-    monkeypatch.setattr(loop, "run_step", crash_at_three)
-    with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, tiny_models, f"data.instance_dir={photos}", *ONE_RUN, name="cut")
-    monkeypatch.setattr(loop, "run_step", real_step)
     cut = config.load(None, [f"model.pretrained={tiny_models['sd1']}", f"train.output_dir={tmp_path / 'cut'}", "train.steps=4",
                              "train.batch_size=4", *RL, f"data.instance_dir={photos}", *ONE_RUN])
+    train_killed_at(cut, 3, monkeypatch)
     resumed = train(cut, resume="latest", show_progress=False, log=lambda *_: None)
     a = load_file(str(full.model_dir / "pytorch_lora_weights.safetensors"))
     b = load_file(str(resumed.model_dir / "pytorch_lora_weights.safetensors"))
