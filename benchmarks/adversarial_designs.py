@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from dreamtune import config  # noqa: E402
 from dreamtune.miniature import subject_split, world  # noqa: E402
 from dreamtune.miniature.demo import EVAL_CONTEXTS  # noqa: E402
 from dreamtune.miniature.subject_runs import mean_se, row  # noqa: E402
@@ -44,7 +45,8 @@ def laplacian(images) -> float:
 
 def figures(folder: Path, subject: str, truth_energy: dict, proof) -> dict:
     metrics = json.loads((folder / "metrics.json").read_text())
-    images = [Image.open(p).convert("RGB") for p in sorted((folder / "personalized").glob("*.png"))]
+    record = json.loads((folder / "personalized" / "generations.json").read_text())
+    images = [Image.open(folder / "personalized" / r["file"]).convert("RGB") for r in record["images"]]
     if subject not in truth_energy:
         truth_energy[subject] = laplacian([world.render(world.Scene(subject, c), 90_000 + s) for c in EVAL_CONTEXTS for s in range(2)])
     with torch.no_grad():
@@ -54,8 +56,11 @@ def figures(folder: Path, subject: str, truth_energy: dict, proof) -> dict:
 
 def accuracy_curve(folder: Path) -> list[float]:
     records = [json.loads(line) for line in (folder / "run" / "metrics.jsonl").read_text().splitlines()]
-    key = next((k for k in ("adv/d_accuracy", "denoise/adv/d_accuracy") if k in records[0]), None)
-    return [r.get(key, float("nan")) for r in records] if key else []
+    prefix = next((p for p in ("adv/", "denoise/adv/") if any(f"{p}d_loss" in r for r in records)), None)
+    if prefix is None:
+        return []
+    # a step where nothing was judged (every t < min_timestep) has no accuracy (older runs logged 0 with d_loss 0)
+    return [r[f"{prefix}d_accuracy"] if r.get(f"{prefix}d_loss") and f"{prefix}d_accuracy" in r else float("nan") for r in records]
 
 
 def main() -> None:
@@ -76,7 +81,7 @@ def main() -> None:
             subject, seed = folder.name.rsplit("-s", 1)
             if subject in subject_split.TEST and (folder / "metrics.json").is_file():
                 results[method][subject, seed] = figures(folder, subject, truth_energy, proof)
-                if "adversarial" in (folder / "run" / "config.yaml").read_text() and "weight: 0.0\n" not in (folder / "run" / "config.yaml").read_text():
+                if config.load(folder / "run" / "config.yaml").adversarial.weight:
                     curves.setdefault(method, []).append(accuracy_curve(folder))
     base = results[methods[0]]
     print(f"| method | runs | {' | '.join(KEYS)} | " + " | ".join(f"Δ {k} vs {methods[0]} (paired)" for k in KEYS) + " |")
@@ -93,24 +98,18 @@ def main() -> None:
               + " | ".join(f"{m:+.3f} ± {s:.3f} ({n})" for m, s, n in deltas) + " |")
     (root / "designs.json").write_text(json.dumps(summary, indent=1))
     if args.plot and curves:
-        import matplotlib
+        from dreamtune.evaluation.plots import line_plot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure, axis = plt.subplots(figsize=(7, 3.5))
+        series = {}
         for method, runs in curves.items():
             length = min(len(c) for c in runs)
-            mean = np.nanmean(np.array([c[:length] for c in runs]), axis=0)
-            smooth = np.convolve(mean, np.ones(15) / 15, mode="valid")
-            axis.plot(smooth, label=f"{method} ({len(runs)} runs)")
-        axis.axhline(0.5, color="grey", lw=0.8, ls="--")
-        axis.set_xlabel("step")
-        axis.set_ylabel("discriminator accuracy (15-step mean)")
-        axis.set_title("discriminator accuracy during personalization, test half")
-        axis.legend(fontsize=8)
-        figure.tight_layout()
-        figure.savefig(args.plot, dpi=110)
+            values = np.array([c[:length] for c in runs])           # (runs, steps), NaN where nothing was judged
+            window = [values[:, max(0, i - 24):i + 1] for i in range(length)]
+            mean = [float(np.nanmean(w)) for w in window]             # over runs and the last 25 steps
+            series[f"{method} ({len(runs)} runs)"] = list(enumerate(mean, start=1))
+        series["chance"] = [(1, 0.5), (length, 0.5)]
+        line_plot(series, "discriminator accuracy during personalization (test half; mean over runs and 25 steps; x = step)",
+                  size=(720, 320)).save(args.plot)
         print(f"wrote {args.plot}")
 
 

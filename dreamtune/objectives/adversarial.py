@@ -153,9 +153,10 @@ class AdversarialObjective:
         losses = dict(output.losses)
         losses["model"] = losses["model"] + weight * g_loss
         losses["discriminator"] = d_loss + r1
-        accuracy = (masked((real_logits > 0).float()) + masked((fake_logits < 0).float())) / 2
         metrics = {**output.metrics, "adv/d_loss": float(d_loss.detach()), "adv/g_loss": float(g_loss.detach()),
-                   "adv/r1": float(r1.detach()), "adv/d_accuracy": float(accuracy), "adv/weight": weight, **extra}
+                   "adv/r1": float(r1.detach()), "adv/weight": weight, **extra}
+        if judged.any():       # no accuracy on a step where nothing was judged (every t below min_timestep)
+            metrics["adv/d_accuracy"] = float(masked((real_logits > 0).float()) + masked((fake_logits < 0).float())) / 2
         return LossOutput(losses, metrics)
 
 
