@@ -20,6 +20,16 @@ def key_of(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+def user_cache_root() -> Path:
+    """dreamtune's cache shared by every run on the machine: ``$DREAMTUNE_CACHE``, else
+    ``$XDG_CACHE_HOME/dreamtune`` or ``~/.cache/dreamtune``."""
+    import os
+
+    if os.environ.get("DREAMTUNE_CACHE"):
+        return Path(os.environ["DREAMTUNE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dreamtune"
+
+
 def model_identity(folder: str | Path | None, subfolder: str) -> str:
     """Identity of a model component: its weight files' names, sizes and mtimes."""
     if not folder:

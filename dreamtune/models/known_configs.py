@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from pathlib import Path
 
 from dreamtune.atomic import atomic_dir
@@ -85,8 +84,9 @@ def clip_bpe_files(folder: Path, pad_token: str) -> Path:
 
 
 def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "dreamtune" / "single-file-configs"
+    from dreamtune.data.cache import user_cache_root
+
+    return user_cache_root() / "single-file-configs"
 
 
 def config_folder(family: str) -> Path:
