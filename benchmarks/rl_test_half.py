@@ -13,6 +13,7 @@ other contexts):
 
     python benchmarks/rl_test_half.py --starts runs/issue15/lora+prior --algorithm draft [--seeds 0,1,2]
                                       [--root runs/issue15/rl-draft] [--steps 60] [--minutes M] [--collect]
+                                      [--half tuning|test] [--subjects a,b] [--extra train.lr=3e-5 ...]
 
 Runs are resumable (a run with metrics.json is kept); prints a markdown table (mean ± s.e. over
 runs) and writes ROOT/summary.{json,md} and ROOT/before_after.png (seed 0: before above, after below).
@@ -45,7 +46,7 @@ FIGURES = ("reward_before", "reward_after", "identity_before", "identity_after",
            "class_before", "class_after", "colourfulness_ratio", "delta_e00_to_start", "laplacian_ratio")
 
 
-def rl_overrides(start: Path, noun: str, seed: int, out: Path, steps: int) -> list[str]:
+def rl_overrides(start: Path, noun: str, seed: int, out: Path, steps: int, extra: tuple[str, ...] = ()) -> list[str]:
     personalized = config.load(start / "run" / "config.yaml")      # the start's own LoRA and prior settings
     lora, prior = personalized.method.lora, personalized.prior
     return [f"method.lora.rank={lora.rank}", f"method.lora.alpha={lora.alpha}", f"method.lora.target_modules={list(lora.target_modules)}",
@@ -57,7 +58,7 @@ def rl_overrides(start: Path, noun: str, seed: int, out: Path, steps: int) -> li
             "rl.rewards.print_quality=0", "rl.rewards.print_proof=1",
             f"rl.prompts={['a {subject} {class} ' + scenery.PHRASES[c] for c in RL_CONTEXTS]}", f"rl.subject={IDENTIFIER}",
             f"rl.class_noun={noun}", "rl.regularize_weight=1.0", "monitor.every=0", "monitor.select_best=", f"train.steps={steps}", f"train.seed={seed}",
-            f"train.output_dir={out / 'run'}"]
+            f"train.output_dir={out / 'run'}", *extra]
 
 
 def pixels(images: list) -> torch.Tensor:
@@ -105,7 +106,7 @@ def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
             "delta_e00_to_start": float(moved.mean()), "laplacian_ratio": float(laplacian.mean())}
 
 
-def run_one(start: Path, out: Path, algorithm: str, steps: int, cache: dict) -> dict:
+def run_one(start: Path, out: Path, algorithm: str, steps: int, cache: dict, extra: tuple[str, ...] = ()) -> dict:
     from dreamtune.training.run import train
 
     subject, seed = start.name.rsplit("-s", 1)
@@ -115,7 +116,7 @@ def run_one(start: Path, out: Path, algorithm: str, steps: int, cache: dict) -> 
     out.mkdir(parents=True)
     started = time.perf_counter()
     noun = world.instance(subject).class_noun
-    train(config.load(RECIPES_DIR / RECIPES[algorithm], rl_overrides(start, noun, int(seed), out, steps)), show_progress=False)
+    train(config.load(RECIPES_DIR / RECIPES[algorithm], rl_overrides(start, noun, int(seed), out, steps, extra)), show_progress=False)
     metrics = {**measure(start, out, subject, cache), "seed": int(seed), "seconds": round(time.perf_counter() - started, 1)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
@@ -158,22 +159,32 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=0, help="RL steps (default: 60 for DRaFT, 160 for DDPO)")
     parser.add_argument("--minutes", type=float, default=0, help="start no run after this many minutes (0: no limit)")
     parser.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished runs")
+    parser.add_argument("--half", choices=["tuning", "test"], default="test",
+                        help="the subjects (dreamtune/miniature/subject_split.py); choose settings on tuning, report on test")
+    parser.add_argument("--subjects", default="", help="comma-separated subset of the half (e.g. to run two processes at once)")
+    parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run (e.g. train.lr=3e-5)")
     args = parser.parse_args()
     starts = Path(args.starts)
     root = Path(args.root or ROOT / "runs" / "issue15" / f"rl-{args.algorithm}")
     steps = args.steps or {"draft": 60, "ddpo": 160}[args.algorithm]
     deadline = time.time() + 60 * args.minutes if args.minutes else None
+    subjects = getattr(subject_split, args.half.upper())
+    if args.subjects:
+        unknown = set(args.subjects.split(",")) - set(subjects)
+        if unknown:
+            parser.error(f"--subjects {','.join(sorted(unknown))}: not in the {args.half} half {', '.join(subjects)}")
+        subjects = tuple(s for s in subjects if s in args.subjects.split(","))
     cache: dict = {}
     runs = []
     for seed in args.seeds.split(","):
-        for subject in subject_split.TEST:
+        for subject in subjects:
             start, out = starts / f"{subject}-s{seed}", root / f"{subject}-s{seed}"
             if (out / "metrics.json").is_file():
                 runs.append(json.loads((out / "metrics.json").read_text()))
                 continue
             if args.collect or not (start / "metrics.json").is_file() or (deadline and time.time() > deadline):
                 continue
-            runs.append(run_one(start, out, args.algorithm, steps, cache))
+            runs.append(run_one(start, out, args.algorithm, steps, cache, tuple(args.extra)))
             print(json.dumps({"run": f"{subject}-s{seed}", **{k: round(v, 4) if isinstance(v, float) else v for k, v in runs[-1].items()}}),
                   flush=True)
     if not runs:
@@ -181,7 +192,7 @@ def main() -> None:
         return
     text = markdown(runs)
     (root / "summary.md").write_text(text + "\n")
-    (root / "summary.json").write_text(json.dumps({"algorithm": args.algorithm, "steps": steps, "runs": runs}, indent=1))
+    (root / "summary.json").write_text(json.dumps({"algorithm": args.algorithm, "steps": steps, "extra": args.extra, "runs": runs}, indent=1))
     print(text)
     print(f"wrote {sheet(root, starts, runs)}")
 
