@@ -13,7 +13,9 @@ latents) and the photos are renders of its world.
 
 Rows: small-fp32 / small-bf16 (LoRA r4 on to_q/k/v/out, batch 4, constant lr 1e-4, no prior);
 sd15 (full-size SD 1.5 with random weights saved as fp16 safetensors, 512 px, LoRA r16, batch 1, bf16,
-gradient checkpointing, 6 steps: run it with --runs 2, it takes ~30 s a step on 2 CPU cores);
+gradient checkpointing, 6 steps: run it with --runs 2, it takes ~10 s a step on 2 CPU cores); sd15-no-checkpointing
+(both without); sd15-auto (dreamtune's default `auto` — it measures whether the step fits — against the
+script with checkpointing, its setting for memory);
 miniature / miniature-prior (the demo recipe's rank 16, batch 2, lr 1e-3, bf16; prior preservation
 with 40 given class images, weight 0.35 — the script's LoRA targets, which it fixes). --quick runs
 small-bf16 only; its last line is `ratio X.XX` (dreamtune / script steady steps/s).
@@ -50,6 +52,7 @@ class Row:
     model: str = "miniature"  # or "sd15": full-size SD 1.5, random weights, fp16 safetensors (benchmarks/full_size_smoke.py)
     resolution: int = 64
     checkpointing: bool = False
+    dreamtune_checkpointing: str = ""   # dreamtune's train.gradient_checkpointing when it differs (auto: its own measured choice)
 
 
 ROWS = {
@@ -58,6 +61,8 @@ ROWS = {
     "miniature": Row("miniature", 300, 16, 2, 1e-3, "bf16"),
     "miniature-prior": Row("miniature-prior", 300, 16, 2, 1e-3, "bf16", prior=True),
     "sd15": Row("sd15", 6, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, checkpointing=True),
+    "sd15-no-checkpointing": Row("sd15-no-checkpointing", 6, 16, 1, 1e-4, "bf16", model="sd15", resolution=512),
+    "sd15-auto": Row("sd15-auto", 6, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, checkpointing=True, dreamtune_checkpointing="auto"),
 }
 
 
@@ -127,7 +132,7 @@ def class_photos(folder: Path, count: int) -> Path:
 
 def dreamtune_command(row: Row, model: Path, photos: Path, classes: Path, out: Path) -> list[str]:
     overrides = [f"model.pretrained={model}", f"data.instance_dir={photos}", "data.instance_prompt=a sks dog",
-                 f"data.resolution={row.resolution}", "data.flip_p=0", f"train.gradient_checkpointing={str(row.checkpointing).lower()}",
+                 f"data.resolution={row.resolution}", "data.flip_p=0", f"train.gradient_checkpointing={row.dreamtune_checkpointing or str(row.checkpointing).lower()}",
                  f"method.lora.rank={row.rank}", f"method.lora.alpha={row.rank}",
                  f"method.lora.target_modules={json.dumps(TARGETS)}", f"train.steps={row.steps}", f"train.batch_size={row.batch}",
                  f"train.lr={row.lr}", "train.lr_scheduler=constant", "train.warmup_steps=0", f"train.mixed_precision={row.precision}",

@@ -100,7 +100,7 @@ class TrainConfig:
     adam_beta2: float = 0.999
     max_grad_norm: float = 1.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"   # bf16: fast on recent GPUs and on CPUs with AMX
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | Literal["auto"] = "auto"   # recompute activations in the backward; auto: only when a step would not fit (measured, training/memory_plan.py)
     compile: bool = False             # torch.compile the denoiser: less Python overhead per step, minutes of compiling first (pays on long GPU runs)
     min_snr_gamma: float | None = None
     noise_offset: float = 0.0

@@ -18,6 +18,13 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _describe(tp) -> str:
+    """How a user would write a value of ``tp``."""
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(tp)))
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "text"}.get(tp, _type_name(tp))
+
+
 def _coerce(value: Any, tp, key: str):
     """Check and convert one YAML value to the annotated type ``tp``; error names ``key``."""
     origin = typing.get_origin(tp)
@@ -36,7 +43,7 @@ def _coerce(value: Any, tp, key: str):
                 return _coerce(value, option, key)
             except UserError:
                 continue
-        raise UserError(f"config key '{key}' got {value!r}; expected {_type_name(tp)}.")
+        raise UserError(f"config key '{key}' got {value!r}; expected {', or '.join(_describe(o) for o in options if o is not type(None))}.")
     if origin is Literal:
         choices = typing.get_args(tp)
         if value is False and "no" in choices:

@@ -118,6 +118,21 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
             lock.release()
 
 
+def _checkpointing(config: Config, components, parts, accelerator, log) -> bool:
+    """train.gradient_checkpointing: true / false as set; auto: measured (training/memory_plan.py)."""
+    if config.train.gradient_checkpointing != "auto":
+        return config.train.gradient_checkpointing
+    from dreamtune.training import memory_plan
+
+    batch = config.train.batch_size * (2 if config.prior.enabled else 1) * (2 if config.rl.algorithm else 1)
+    trainable = [p for module in parts.modules.values() for p in module.parameters()]
+    free = accelerator.gather(torch.tensor([memory_plan.free_memory(accelerator.device)], device=accelerator.device)).min()
+    decided = memory_plan.plan(components, trainable, config.data.resolution, batch, accelerator.autocast, int(free))
+    if accelerator.is_main_process:
+        log(decided.sentence())
+    return decided.checkpointing
+
+
 def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show_progress: bool, log) -> RunResult:
     """The run itself, with the output folder claimed and locked."""
     main = accelerator.is_main_process
@@ -138,15 +153,15 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     components.noise = components.family.noise_process(components.noise_scheduler, config.train.timestep_sampling)
     torch.manual_seed(config.train.seed)  # LoRA / from-scratch initialisation is part of the run's seed
     parts = make_trainable(components, config)
-    if config.train.gradient_checkpointing:
-        components.denoiser.enable_gradient_checkpointing()
-        for encoder in components.text_encoders:
-            encoder.gradient_checkpointing_enable()
     place_frozen(components, parts, accelerator, weight_dtype(config.train.mixed_precision))
     if dtypes.denoiser == torch.bfloat16 and components.family.forward_in_bf16:
         forward_in_weight_dtype(components.denoiser, dtypes.denoiser)
     if accelerator.device.type == "cpu":
         use_short_attention_in_fp32(components.denoiser)
+    if _checkpointing(config, components, parts, accelerator, log):
+        components.denoiser.enable_gradient_checkpointing()
+        for encoder in components.text_encoders:
+            encoder.gradient_checkpointing_enable()
     resolution = config.data.resolution
     class_dir = None
     if config.prior.enabled and plan.class_images:
