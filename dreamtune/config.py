@@ -189,6 +189,7 @@ class RLConfig:
     truncation_steps: int = 1         # DRaFT-K: sampler steps the gradient flows through
     regularize_weight: float = 0.0    # + weight x denoising loss on data.instance_dir (and prior), keeps the subject
     start_step: int = 0               # with regularize_weight: the reward joins at this step, anchored to the weights reached there
+    lr: float | None = None           # with start_step: the model's learning rate from that step on (default: train.lr)
     clip: str = ""                    # CLIP for clip_score / subject_fidelity (default: the model's clip/)
     print_profile: str = ""           # print_proof: your print shop's CMYK .icc (default: Ghostscript's default_cmyk.icc)
     print_intent: Literal["perceptual", "relative", "saturation", "absolute"] = "perceptual"
@@ -229,6 +230,9 @@ class Config:
                 raise UserError("rl.eta must be > 0 for DDPO: with eta 0 the sampler is deterministic and has no log-probability.")
             if self.rl.algorithm == "ddpo" and self.rl.samples_per_round % self.rl.images_per_prompt:
                 raise UserError("rl.samples_per_round must be a multiple of rl.images_per_prompt.")
+        if self.rl.lr is not None and not (self.rl.algorithm and self.rl.start_step):
+            raise UserError(f"rl.lr={self.rl.lr} is the learning rate from rl.start_step on, and this run has no late reward; "
+                            "set rl.algorithm and rl.start_step, or set train.lr instead.")
         if self.monitor.select_best.startswith("reward") and not self.rl.algorithm:
             raise UserError("monitor.select_best=reward_with_clip_t_floor needs a reward; set rl.algorithm and rl.rewards.")
         if self.monitor.select_best and not self.monitor.every:
@@ -259,7 +263,7 @@ RANGES = (
     ("method.textual_inversion.num_vectors", 1, True, None), ("prior.num_class_images", 1, True, None),
     ("prior.loss_weight", 0.0, True, None), ("prior.sample_steps", 1, True, None), ("monitor.every", 0, True, None),
     ("rl.sample_steps", 1, True, None), ("rl.samples_per_round", 1, True, None), ("rl.images_per_prompt", 1, True, None),
-    ("adversarial.weight", 0.0, True, None), ("adversarial.lr", 0.0, False, None),
+    ("adversarial.weight", 0.0, True, None), ("adversarial.lr", 0.0, False, None), ("rl.lr", 0.0, False, None),
 )
 
 

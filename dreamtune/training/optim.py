@@ -35,15 +35,23 @@ def build_optimizer(module: nn.Module, train: TrainConfig, lr: float | None = No
     return torch.optim.AdamW(groups, **kwargs, fused=fused or None)
 
 
-def build_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig):
+def build_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig, switch: tuple[int, float] | None = None):
+    """``train.lr_scheduler``; ``switch`` = (step, factor): from optimizer step ``step`` on the rate
+    is multiplied by ``factor`` (rl.lr when a reward joins at rl.start_step)."""
     from diffusers.optimization import get_scheduler
 
-    return get_scheduler(train.lr_scheduler, optimizer=optimizer, num_warmup_steps=train.warmup_steps,
-                         num_training_steps=train.steps)
+    schedule = get_scheduler(train.lr_scheduler, optimizer=optimizer, num_warmup_steps=train.warmup_steps,
+                             num_training_steps=train.steps)
+    if switch:
+        at, factor = switch
+        # plain closures: LambdaLR's state_dict leaves functions out, and a resumed run rebuilds them the same way
+        schedule.lr_lambdas = [(lambda step, f=f: f(step) * (factor if step >= at else 1.0)) for f in schedule.lr_lambdas]
+    return schedule
 
 
-def build_training_state(objective, train: TrainConfig, accelerator):
-    """Optimizer, LR schedule (and EMA) for every trainable module the objective names."""
+def build_training_state(objective, train: TrainConfig, accelerator, switch: tuple[int, float] | None = None):
+    """Optimizer, LR schedule (and EMA) for every trainable module the objective names; ``switch``
+    (build_schedule) applies to the model's schedule, not to a discriminator's."""
     from dreamtune.training.checkpoint import TrainingState
     from dreamtune.training.ema import EMA
 
@@ -52,7 +60,7 @@ def build_training_state(objective, train: TrainConfig, accelerator):
     optimizers, schedules, emas = {}, {}, {}
     for name, module in modules.items():
         optimizer = build_optimizer(module, train, rates.get(name))
-        schedules[name] = build_schedule(optimizer, train)
+        schedules[name] = build_schedule(optimizer, train, switch if name == "model" else None)
         optimizers[name] = accelerator.prepare(optimizer)
         if train.ema_decay and name == "model":     # EMA of the model only (not of a discriminator)
             emas[name] = EMA(module, train.ema_decay)

@@ -174,7 +174,8 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     ingredients = Ingredients(config, components, wrap_trainable(components, accelerator), parts, accelerator, instance_dir, class_dir,
                               Path(config.data.cache_dir or output_dir / "cache"), _photos(instance_dir))
     objective, source, rewards = build(ingredients, plan)
-    state = build_training_state(objective, config.train, accelerator)
+    switch = (config.rl.start_step, config.rl.lr / config.train.lr) if config.rl.lr is not None else None
+    state = build_training_state(objective, config.train, accelerator, switch)
     if resume:
         found = checkpoint.resume(state, output_dir, resume, log)
         log(f"resumed from {found} at step {state.step}")

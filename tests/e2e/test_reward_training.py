@@ -220,7 +220,7 @@ def test_the_print_reward_scores_against_the_starting_models_same_seed_image(tmp
 ONE_RUN = ["method.kind=lora", "rl.algorithm=draft", "rl.rewards.print_quality=0", "rl.rewards.print_proof=1", "rl.regularize_weight=1",
            "rl.start_step=2", "data.instance_prompt=a sks dog", "prior.enabled=true", "prior.class_prompt=a dog", "prior.num_class_images=2",
            "prior.sample_steps=2", "adversarial.weight=0.1", "adversarial.discriminator=denoiser", "adversarial.r1_gamma=0",
-           "train.lr=3e-2", "train.checkpoint_every=3"]
+           "train.lr=3e-2", "rl.lr=3e-3", "train.checkpoint_every=3"]
 
 
 @pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/color/icc/ghostscript/default_cmyk.icc").is_file(),
@@ -238,6 +238,8 @@ def test_one_run_personalizes_then_adds_the_reward_anchored_where_it_joins_and_r
     assert records[2]["reward/print_proof/sharpness"] == pytest.approx(1.0, abs=1e-5)
     assert records[3]["reward/print_proof/sharpness"] < 1.0
     assert (out / "checkpoint-000003" / "extra-reward.safetensors").is_file()
+    # rl.lr from the start on (the log shows the rate after each step's schedule update: the next step's)
+    assert [r["lr/model"] for r in records] == pytest.approx([3e-2, 3e-3, 3e-3, 3e-3])
 
     cut = config.load(None, [f"model.pretrained={tiny_models['sd1']}", f"train.output_dir={tmp_path / 'cut'}", "train.steps=4",
                              "train.batch_size=4", *RL, f"data.instance_dir={photos}", *ONE_RUN])
@@ -246,6 +248,11 @@ def test_one_run_personalizes_then_adds_the_reward_anchored_where_it_joins_and_r
     a = load_file(str(full.model_dir / "pytorch_lora_weights.safetensors"))
     b = load_file(str(resumed.model_dir / "pytorch_lora_weights.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_rl_lr_without_a_late_reward_is_one_sentence():
+    with pytest.raises(UserError, match="rl.start_step"):
+        config.load(None, ["rl.lr=1e-5"])
 
 
 def test_a_late_reward_without_the_personalizing_loss_is_one_sentence(tmp_path, tiny_models):
