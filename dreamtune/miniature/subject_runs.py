@@ -52,9 +52,10 @@ VARIANTS: tuple[Method, ...] = (
     Method("lora+prior+clip-d4", "miniature-lora.yaml", (*ADVERSARIAL, "adversarial.discriminator=clip", "adversarial.generator_every=4",
                                                          "adversarial.augment=[translation]")),
     # issue 15 part 3, one run: LoRA DreamBooth + prior + LADD for 300 steps, then DRaFT-1 on the print
-    # reward joins for 60 more (anchored to the step-300 weights), the subject loss still on
+    # reward joins for 60 more (anchored to the step-300 weights), the subject loss still on, at the lr the
+    # tuning half chose for DRaFT with the subject loss on (3e-5: reward -3.3 % vs -6.3 % at 1e-4, dog3 + cat3)
     Method("one-run", "miniature-lora.yaml", (*LADD, "rl.algorithm=draft", "rl.rewards.print_proof=1", "rl.regularize_weight=1.0",
-                                             "rl.start_step=300", "train.steps=360", "rl.sample_steps=20", "rl.guidance_scale=4.0",
+                                             "rl.start_step=300", "rl.lr=3e-5", "train.steps=360", "rl.sample_steps=20", "rl.guidance_scale=4.0",
                                              "rl.truncation_steps=1",
                                              "rl.prompts=" + str(["a {subject} {class} " + p for p in (
                                                  "on top of pink fabric", "on top of a purple rug in a forest", "with a wheat field in the background",
