@@ -123,13 +123,14 @@ class RolloutSource:
         if s.branch:         # a group shares its start and every step before the trained ones
             group_seeds = seeds[::s.images_per_prompt]
             seeds = [seed for seed in group_seeds for _ in range(s.images_per_prompt)]     # a group's images share one start
-            trajectories = self.sample(chosen_prompts, group_seeds, s.images_per_prompt, steps - candidates)
+            arguments = (chosen_prompts, group_seeds, s.images_per_prompt, steps - candidates)
             keys = [g for g in range(groups) for _ in range(s.images_per_prompt)]
         else:
-            trajectories, keys = self.sample(prompts, seeds), prompts
+            arguments, keys = (prompts, seeds), prompts
+        trajectories = self.sample(*arguments)
         meta = {"seeds": seeds}
-        if self.start is not None:          # the same prompts and seeds through the starting weights
-            meta["reference"] = self.sample(prompts, seeds, denoiser=self.start)["images"]
+        if self.start is not None:          # the same prompts, seeds, branches and noise through the starting weights
+            meta["reference"] = self.sample(*arguments, denoiser=self.start)["images"]
         for module in self._trained_modules():
             module.train()
         rewards, logged = self.rewards.evaluate(trajectories["images"], prompts, meta)

@@ -202,12 +202,13 @@ def test_branch_without_last_steps_is_refused():
 
 @pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/color/icc/ghostscript/default_cmyk.icc").is_file(),
                     reason="Ghostscript's default_cmyk.icc is not installed (apt-get install libgs-common; make setup does it)")
-@pytest.mark.parametrize("algorithm", ["ddpo", "draft"])
-def test_the_print_reward_scores_against_the_starting_models_same_seed_image(tmp_path, tiny_models, algorithm):
+@pytest.mark.parametrize("algorithm, extra", [("ddpo", ()), ("ddpo", ("rl.branch=true", "rl.last_steps=2")), ("draft", ())])
+def test_the_print_reward_scores_against_the_starting_models_same_seed_image(tmp_path, tiny_models, algorithm, extra):
     """At the first step the policy is the start, so each image is its own reference: colour and
-    sharpness parts are exactly 1; later, the start's images stay the reference (they differ)."""
+    sharpness parts are exactly 1 — also when DDPO's images branch (the reference once took another
+    noise path there and scored a different picture); later, the start's images stay the reference."""
     result, out = _run(tmp_path, tiny_models, f"rl.algorithm={algorithm}", "rl.rewards.print_quality=0", "rl.rewards.print_proof=1",
-                       "train.lr=3e-2")
+                       "train.lr=3e-2", *extra)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     key = "round/reward/print_proof/{}" if algorithm == "ddpo" else "reward/print_proof/{}"
     assert records[0][key.format("colour")] == pytest.approx(1.0, abs=1e-5)
