@@ -217,5 +217,8 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
             log(f"monitor selected step {selected['step']}: {selected['reason']}")
         model_dir = export(parts, state, config, output_dir, selected, captions[0] if captions else "")
         write_run_report(output_dir, metric_log.history, monitor, selected)
-    accelerator.end_training()
+    accelerator.wait_for_everyone()      # the processes leave together: one that exits while another exports
+    accelerator.end_training()           # once left its partner hung in gloo's teardown (a CI run's 300 s timeout)
+    if accelerator.num_processes > 1 and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return RunResult(output_dir, model_dir, metric_log.history, state, components, parts)
