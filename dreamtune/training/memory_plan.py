@@ -51,7 +51,7 @@ def optimizer_bytes(parameters) -> int:
 
 
 def probe_resolution(resolution: int) -> int:
-    """A multiple of 64 px (any family's latent grid divides it) no larger than ``PROBE_SIDE``."""
+    """The run's own resolution up to ``PROBE_SIDE`` (256 px, which every family's latent grid divides), else 256."""
     return resolution if resolution <= PROBE_SIDE else PROBE_SIDE
 
 
