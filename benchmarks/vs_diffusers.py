@@ -7,13 +7,15 @@ dreamtune; the project's venv has no torchvision, so a benchmark venv `.venv-ben
 reused: torch 2.14.1 + torchvision 0.29.1 + dreamtune, editable), on the same model, photos, class
 images and settings, interleaved (dreamtune, script, script, dreamtune, ...), nothing else running.
 Every optimizer step is timed by the same hook (benchmarks/step_timer.py); steady steps/s skips the
-first 20 % of steps (warm-up, lazy init). Peak RSS is the child's own (wait4). Nothing is fetched:
+first 20 % of steps (warm-up, lazy init) — on the sd15 rows the first 6 (batch 1, 5 photos: dreamtune
+VAE-encodes each photo the first time it is drawn and reuses the latent for the rest of the run; the
+script encodes every step). Peak RSS is the child's own (wait4). Nothing is fetched:
 the model is the embedded miniature (SD-1.x architecture, UNet 10.9 M parameters, 64 px -> 16x16x4
 latents) and the photos are renders of its world.
 
 Rows: small-fp32 / small-bf16 (LoRA r4 on to_q/k/v/out, batch 4, constant lr 1e-4, no prior);
 sd15 (full-size SD 1.5 with random weights saved as fp16 safetensors, 512 px, LoRA r16, batch 1, bf16,
-gradient checkpointing, 6 steps: run it with --runs 2, it takes ~10 s a step on 2 CPU cores); sd15-no-checkpointing
+gradient checkpointing, 12 steps: run it with --runs 2, it takes ~6-10 s a step on 2 CPU cores); sd15-no-checkpointing
 (both without); sd15-auto (dreamtune's default `auto` — it measures whether the step fits — against the
 script with checkpointing, its setting for memory);
 miniature / miniature-prior (the demo recipe's rank 16, batch 2, lr 1e-3, bf16; prior preservation
@@ -53,16 +55,20 @@ class Row:
     resolution: int = 64
     checkpointing: bool = False
     dreamtune_checkpointing: str = ""   # dreamtune's train.gradient_checkpointing when it differs (auto: its own measured choice)
+    warm_steps: int = 0      # steps left out of "steady" for both trainers (at least a fifth of the run): dreamtune
+                             # VAE-encodes each photo the first time a batch draws it and reuses the latent afterwards
 
 
+PHOTOS = 5   # the subject's photos: at batch 1 the first PHOTOS steps include dreamtune's one-time encodes
 ROWS = {
     "small-fp32": Row("small-fp32", 300, 4, 4, 1e-4, "no"),
     "small-bf16": Row("small-bf16", 300, 4, 4, 1e-4, "bf16"),
     "miniature": Row("miniature", 300, 16, 2, 1e-3, "bf16"),
     "miniature-prior": Row("miniature-prior", 300, 16, 2, 1e-3, "bf16", prior=True),
-    "sd15": Row("sd15", 6, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, checkpointing=True),
-    "sd15-no-checkpointing": Row("sd15-no-checkpointing", 6, 16, 1, 1e-4, "bf16", model="sd15", resolution=512),
-    "sd15-auto": Row("sd15-auto", 6, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, checkpointing=True, dreamtune_checkpointing="auto"),
+    "sd15": Row("sd15", 12, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, checkpointing=True, warm_steps=PHOTOS + 1),
+    "sd15-no-checkpointing": Row("sd15-no-checkpointing", 12, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, warm_steps=PHOTOS + 1),
+    "sd15-auto": Row("sd15-auto", 12, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, checkpointing=True, dreamtune_checkpointing="auto",
+                     warm_steps=PHOTOS + 1),
 }
 
 
@@ -156,7 +162,7 @@ def script_command(reference: Path, row: Row, model: Path, photos: Path, classes
     return command
 
 
-def timed_run(python: Path, arguments: list[str], work: Path) -> dict:
+def timed_run(python: Path, arguments: list[str], work: Path, warm_steps: int = 0) -> dict:
     stamps = work / f"steps-{time.time_ns()}.json"
     env = {**os.environ, "STEP_TIMES": str(stamps), "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
     started = time.time()
@@ -167,7 +173,7 @@ def timed_run(python: Path, arguments: list[str], work: Path) -> dict:
     if status != 0 or not stamps.is_file():
         raise SystemExit(f"a trainer failed (exit status {status}); see {work / 'log.txt'}")
     times = json.loads(stamps.read_text())
-    skip = max(1, len(times) // 5)
+    skip = max(1, len(times) // 5, warm_steps)
     steady = (len(times) - 1 - skip) / (times[-1] - times[skip]) if len(times) > skip + 1 else float("nan")
     return {"steady": steady, "startup": times[0] - started, "wall": wall, "rss_mb": usage.ru_maxrss / 1024, "steps": len(times)}
 
@@ -222,7 +228,7 @@ def main() -> None:
     steps = args.steps or (60 if args.quick else None)
     python = bench_python()
     work = Path(args.work).resolve()
-    photos = subject_photos(work / "photos", "dog3", 5)
+    photos = subject_photos(work / "photos", "dog3", PHOTOS)
     classes = class_photos(work / "class", 40)
     photos_512 = upscaled(photos, work / "photos-512", 512)
     table = []
@@ -238,7 +244,7 @@ def main() -> None:
                 out = work / "out" / f"{name}-{trainer}-{index}"
                 command = dreamtune_command(row, model, row_photos, classes, out) if trainer == "dreamtune" else \
                     script_command(reference, row, model, row_photos, classes, out)
-                result = timed_run(python, command, work)
+                result = timed_run(python, command, work, row.warm_steps)
                 results[trainer].append(result)
                 print(json.dumps({"row": name, "trainer": trainer, "run": index, **{k: round(v, 3) for k, v in result.items()}}), flush=True)
         flops = flops_per_step(row, model)
