@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import shutil
+import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -93,7 +95,24 @@ def pooled_gap(rows: list[dict], key: str) -> float:
     """(mean personalized - mean floor) / (mean ceiling - mean floor) over ``rows``: the share of the
     floor→ceiling gap closed, stable where single runs have tiny gaps (floor ≈ ceiling)."""
     mean = {r: sum(x[f"{r}_{key}"] for x in rows) / len(rows) for r in ("floor", "personalized", "ceiling")}
-    return (mean["personalized"] - mean["floor"]) / (mean["ceiling"] - mean["floor"])
+    gap = mean["ceiling"] - mean["floor"]
+    return (mean["personalized"] - mean["floor"]) / gap if gap else math.nan
+
+
+def pooled_gap_se(rows: list[dict], key: str, draws: int = 2000, seed: int = 0) -> float:
+    """Standard error of :func:`pooled_gap` by a cluster bootstrap over subjects: a subject's runs
+    (its seeds) share its floor and ceiling and are not independent, so whole subjects are drawn
+    with replacement (``row["subject"]``) and the pooled gap recomputed. NaN with fewer than 2 subjects."""
+    by_subject: dict[str, list[dict]] = {}
+    for item in rows:
+        by_subject.setdefault(item["subject"], []).append(item)
+    groups = list(by_subject.values())
+    if len(groups) < 2:
+        return math.nan
+    generator = random.Random(seed)
+    values = [pooled_gap([item for _ in groups for item in generator.choice(groups)], key) for _ in range(draws)]
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.stdev(values) if len(values) > 1 else math.nan
 
 
 def reference_rows(metrics: dict) -> dict[str, dict]:
@@ -183,7 +202,7 @@ def table(results: list[tuple[Job, dict]], labels: list[str]) -> dict[str, dict]
     references: dict[str, list[dict]] = {"floor": [], "ceiling": []}
     seen = set()
     for job, metrics in results:
-        per_label.setdefault(job.method.label, []).append(row(metrics))
+        per_label.setdefault(job.method.label, []).append({**row(metrics), "subject": job.subject})
         if (job.subject, job.seed) not in seen:      # the floor and truth do not depend on the method
             seen.add((job.subject, job.seed))
             for name, values in reference_rows(metrics).items():
@@ -195,16 +214,17 @@ def table(results: list[tuple[Job, dict]], labels: list[str]) -> dict[str, dict]
     for name, figures in summary.items():
         for pooled, key in POOLED.items():
             value = {"floor": 0.0, "ceiling": 1.0}.get(name)
-            figures[pooled] = (value if value is not None else pooled_gap(per_label[name], key), math.nan, 1)
+            figures[pooled] = (value, math.nan, 1) if value is not None else \
+                (pooled_gap(per_label[name], key), pooled_gap_se(per_label[name], key), len(per_label[name]))
     return summary
 
 
 def markdown(summary: dict[str, dict]) -> str:
     lines = ["| method | runs | identity (in class) | identity (all instances) | context / truth's | class | judge gap closed, per run | "
-             "CLIP-I gap closed, per run | judge gap closed, pooled | CLIP-I gap closed, pooled |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "CLIP-I gap closed, per run | judge gap closed, pooled (± s.e., subjects bootstrapped) | CLIP-I gap closed, pooled |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, figures in summary.items():
         cells = [f"{100 * m:.1f} ± {100 * s:.1f}" if n else "—" for m, s, n in (figures[k] for k in FIGURES)]
-        cells += [f"{100 * figures[k][0]:.0f} %" for k in POOLED]
+        cells += [f"{100 * figures[k][0]:.0f} %" + ("" if math.isnan(figures[k][1]) else f" ± {100 * figures[k][1]:.0f}") for k in POOLED]
         lines.append(f"| {name} | {figures['runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
