@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--methods", default=",".join(m.label for m in METHODS),
                         help=f"comma-separated; besides the table's: {', '.join(m.label for m in VARIANTS)}")
+    parser.add_argument("--subjects", default="", help="comma-separated subset of the half (e.g. to run two processes at once)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (on a GPU several fill it)")
     parser.add_argument("--minutes", type=float, default=0, help="start no run after this many minutes (0: no limit)")
     parser.add_argument("--root", default=str(ROOT / "runs" / "methods"))
@@ -71,6 +72,11 @@ def main() -> None:
         print(f"wrote {method_sheet(Path(args.root), args.sheet.split(','), [m.label for m in chosen])}")
         return
     subjects = subject_split.TUNING if args.half == "tuning" else subject_split.TEST
+    if args.subjects:
+        unknown = set(args.subjects.split(",")) - set(subjects)
+        if unknown:
+            parser.error(f"--subjects {','.join(sorted(unknown))}: not in the {args.half} half {', '.join(subjects)}")
+        subjects = tuple(s for s in subjects if s in args.subjects.split(","))
     jobs = [Job(m, subject, int(seed), tuple(args.extra)) for seed in args.seeds.split(",") for subject in subjects for m in chosen]
     if args.rejudge:
         from dreamtune.miniature.subject_runs import rejudge

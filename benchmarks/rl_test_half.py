@@ -72,10 +72,6 @@ def _images(folder: Path) -> list:
 
 def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
     """Generate after-RL images exactly as the start's ``personalized/`` were made; judge both."""
-    from dreamtune.miniature.assemble import MODEL_DIR
-    from dreamtune.miniature.demo import judge_rows
-    from dreamtune.rewards.colour import ciede2000, colourfulness, luminance, srgb_to_lab
-    from dreamtune.rewards.print_proof import PrintProof, _laplacian_energy
     from dreamtune.sampling.generate import GenerateRequest, generate
 
     before, record = _images(start / "personalized")
@@ -85,8 +81,19 @@ def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
                              images_per_prompt=2, steps=25, guidance_scale=4.0, resolution=64), out / "after")
     after, again = _images(out / "after")
     assert [r["seed"] for r in again["images"]] == [r["seed"] for r in record["images"]], "before and after must pair by seed"
-    rows: dict = {}
     photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
+    return {"subject": subject, **score(before, after, subject, photos, cache)}
+
+
+def score(before: list, after: list, subject: str, photos: list, cache: dict) -> dict:
+    """The print reward of ``after`` anchored to the same-seed ``before`` images, the judge's verdicts
+    on both, and the hack indicators (colourfulness, CIEDE2000 moved, Laplacian energy ratio)."""
+    from dreamtune.miniature.assemble import MODEL_DIR
+    from dreamtune.miniature.demo import judge_rows
+    from dreamtune.rewards.colour import ciede2000, colourfulness, luminance, srgb_to_lab
+    from dreamtune.rewards.print_proof import PrintProof, _laplacian_energy
+
+    rows: dict = {}
     judge_rows(rows, MODEL_DIR / "judge", MODEL_DIR, subject, {"before": before, "after": after}, photos, 2, cache)
     if "proof" not in cache:
         cache["proof"] = PrintProof()
@@ -97,7 +104,7 @@ def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
         parts_after = proof.parts(a, [], {"reference": b})
         moved = ciede2000(srgb_to_lab(a), srgb_to_lab(b)).mean(dim=(1, 2))
         laplacian = _laplacian_energy(luminance(a)) / _laplacian_energy(luminance(b)).clamp(min=1e-8)
-    return {"subject": subject, "reward_before": float(reward_before.mean()), "reward_after": float(reward_after.mean()),
+    return {"reward_before": float(reward_before.mean()), "reward_after": float(reward_after.mean()),
             **{f"after_{k}": float(v.mean()) for k, v in parts_after.items()},
             "identity_before": rows["before"]["judge_identity"], "identity_after": rows["after"]["judge_identity"],
             "context_before": rows["before"]["judge_context"], "context_after": rows["after"]["judge_context"],
