@@ -71,12 +71,10 @@ def main() -> None:
     if args.sheet:
         print(f"wrote {method_sheet(Path(args.root), args.sheet.split(','), [m.label for m in chosen])}")
         return
-    subjects = subject_split.TUNING if args.half == "tuning" else subject_split.TEST
-    if args.subjects:
-        unknown = set(args.subjects.split(",")) - set(subjects)
-        if unknown:
-            parser.error(f"--subjects {','.join(sorted(unknown))}: not in the {args.half} half {', '.join(subjects)}")
-        subjects = tuple(s for s in subjects if s in args.subjects.split(","))
+    try:
+        subjects = subject_split.subjects_of(args.half, args.subjects)
+    except ValueError as error:
+        parser.error(str(error))
     jobs = [Job(m, subject, int(seed), tuple(args.extra)) for seed in args.seeds.split(",") for subject in subjects for m in chosen]
     if args.rejudge:
         from dreamtune.miniature.subject_runs import rejudge

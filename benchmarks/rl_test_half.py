@@ -175,12 +175,10 @@ def main() -> None:
     root = Path(args.root or ROOT / "runs" / "issue15" / f"rl-{args.algorithm}")
     steps = args.steps or {"draft": 60, "ddpo": 160}[args.algorithm]
     deadline = time.time() + 60 * args.minutes if args.minutes else None
-    subjects = getattr(subject_split, args.half.upper())
-    if args.subjects:
-        unknown = set(args.subjects.split(",")) - set(subjects)
-        if unknown:
-            parser.error(f"--subjects {','.join(sorted(unknown))}: not in the {args.half} half {', '.join(subjects)}")
-        subjects = tuple(s for s in subjects if s in args.subjects.split(","))
+    try:
+        subjects = subject_split.subjects_of(args.half, args.subjects)
+    except ValueError as error:
+        parser.error(str(error))
     cache: dict = {}
     runs = []
     for seed in args.seeds.split(","):

@@ -69,3 +69,14 @@ def test_the_held_out_subjects_split_is_a_partition():
 
     assert not set(TUNING) & set(TEST) and set(TUNING) | set(TEST) == set(world.HELD_OUT)
     assert {"dog3", "backpack3"} <= set(TUNING)      # used to tune earlier recipes
+
+
+def test_a_subset_of_a_half_keeps_the_halfs_order_and_refuses_a_subject_of_the_other_half():
+    import pytest
+
+    from dreamtune.miniature.subject_split import TEST, subjects_of
+
+    assert subjects_of("test") == TEST
+    assert subjects_of("test", "teapot3,boot3") == ("boot3", "teapot3")
+    with pytest.raises(ValueError, match="dog3: not in the test half"):
+        subjects_of("test", "boot3,dog3")
