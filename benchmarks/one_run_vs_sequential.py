@@ -10,7 +10,11 @@ the judge's identity / context / class, and the hack indicators (colourfulness r
 moved, Laplacian energy ratio).
 
     python benchmarks/one_run_vs_sequential.py [--subjects boot3,glasses3] [--seed 0] [--root runs/issue15]
-        [--sheet docs/one_run_vs_sequential.png]
+        [--arms sequential,one-run,sequential-reg0,one-run-handover] [--sheet docs/one_run_vs_sequential.png]
+
+``one-run-handover`` (``rl.handover``) hands over at step 300 as the sequential path does: the
+reward alone from then on, fresh AdamW, no discriminator; ``sequential-reg0`` is its sequential
+twin (the LADD run, then DRaFT with the subject loss off, the tuning half's choice).
 """
 from __future__ import annotations
 
@@ -30,7 +34,10 @@ from dreamtune.miniature.demo import EVAL_CONTEXTS  # noqa: E402
 from dreamtune.miniature.subject_runs import mean_se  # noqa: E402
 
 ANCHOR = "anchor: LoRA + prior + LADD, no reward"
-ARMS = {"sequential": "rl-draft-after-ladd/{run}/after", "one-run": "one-run/{run}/personalized"}
+ARMS = {"sequential": "rl-draft-after-ladd/{run}/after",                 # then DRaFT, subject loss on
+        "one-run": "one-run/{run}/personalized",                         # DRaFT joins at 300, everything else keeps training
+        "sequential-reg0": "rl-draft-after-ladd-reg0/{run}/after",       # then DRaFT, subject loss off (the tuning half's choice)
+        "one-run-handover": "one-run-handover/{run}/personalized"}       # DRaFT takes over at 300 (rl.handover, subject loss off)
 FIGURES = ("reward_after", "identity_after", "context_after", "class_after", "colourfulness_ratio", "delta_e00_to_start", "laplacian_ratio")
 
 
@@ -39,17 +46,22 @@ def main() -> None:
     parser.add_argument("--subjects", default="boot3,glasses3")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", default=str(ROOT / "runs" / "issue15"))
-    parser.add_argument("--sheet", default="", help="write a contact sheet here: anchor, sequential, one-run per subject")
+    parser.add_argument("--arms", default="sequential,one-run", help=f"compared beside the anchor, from {', '.join(ARMS)}")
+    parser.add_argument("--sheet", default="", help="write a contact sheet here: the anchor and each arm per subject")
     args = parser.parse_args()
     root, cache = Path(args.root), {}
-    results: dict[str, list[dict]] = {ANCHOR: [], **{arm: [] for arm in ARMS}}
+    chosen = args.arms.split(",")
+    unknown = [arm for arm in chosen if arm not in ARMS]
+    if unknown:
+        parser.error(f"unknown arms {unknown}; choose from {', '.join(ARMS)}")
+    results: dict[str, list[dict]] = {ANCHOR: [], **{arm: [] for arm in chosen}}
     sheet_rows = []
     for subject in args.subjects.split(","):
         run = f"{subject}-s{args.seed}"
         start = root / "lora+prior+ladd" / run
         anchor, _ = _images(start / "personalized")
         photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
-        arms = {arm: root / pattern.format(run=run) for arm, pattern in ARMS.items()}
+        arms = {arm: root / ARMS[arm].format(run=run) for arm in chosen}
         missing = [str(folder) for folder in arms.values() if not (folder / "generations.json").is_file()]
         if missing:
             print(f"{subject}: not finished ({', '.join(missing)}); skipped")
@@ -78,7 +90,7 @@ def main() -> None:
             for index, context in enumerate(EVAL_CONTEXTS):
                 images.append(row[2 * index])
                 captions.append(f"{subject} {label}" if index == 0 else context)
-        title = f"one run vs sequential (seed {args.seed}): anchor, sequential, one-run"
+        title = f"one run vs sequential (seed {args.seed}): anchor, {', '.join(chosen)}"
         print(f"wrote {save_png(contact_sheet(images, captions, columns=len(EVAL_CONTEXTS), cell=96, title=title), Path(args.sheet))}")
 
 

@@ -190,6 +190,7 @@ class RLConfig:
     regularize_weight: float = 0.0    # + weight x denoising loss on data.instance_dir (and prior), keeps the subject
     start_step: int = 0               # with regularize_weight: the reward joins at this step, anchored to the weights reached there
     lr: float | None = None           # with start_step: the model's learning rate from that step on (default: train.lr)
+    handover: bool = False            # with start_step: from it on as a separate reward run — adversarial game off, subject loss at regularize_weight (0: off), optimizer restarted
     clip: str = ""                    # CLIP for clip_score / subject_fidelity (default: the model's clip/)
     print_profile: str = ""           # print_proof: your print shop's CMYK .icc (default: Ghostscript's default_cmyk.icc)
     print_intent: Literal["perceptual", "relative", "saturation", "absolute"] = "perceptual"
@@ -230,6 +231,9 @@ class Config:
                 raise UserError("rl.eta must be > 0 for DDPO: with eta 0 the sampler is deterministic and has no log-probability.")
             if self.rl.algorithm == "ddpo" and self.rl.samples_per_round % self.rl.images_per_prompt:
                 raise UserError("rl.samples_per_round must be a multiple of rl.images_per_prompt.")
+        if self.rl.handover and not (self.rl.algorithm and self.rl.start_step):
+            raise UserError("rl.handover hands a run's personalization over to a late reward, and this run has none; set rl.algorithm "
+                            "and rl.start_step (the step where the reward takes over), or drop rl.handover.")
         if self.rl.lr is not None and not (self.rl.algorithm and self.rl.start_step):
             raise UserError(f"rl.lr={self.rl.lr} is the learning rate from rl.start_step on, and this run has no late reward; "
                             "set rl.algorithm and rl.start_step, or set train.lr instead.")

@@ -49,6 +49,12 @@ METHODS: tuple[Method, ...] = (
 # (0.60-0.66 without the threshold) — measured on boot3's data, the only learnability probe run.
 ADVERSARIAL = ("adversarial.weight=0.05", "adversarial.warmup_steps=50", "adversarial.lr=2e-3", "adversarial.min_timestep=500")
 LADD = (*ADVERSARIAL, "adversarial.discriminator=denoiser", "adversarial.r1_gamma=0", "adversarial.renoise_max=0.5")
+ONE_RUN = (*LADD, "rl.algorithm=draft", "rl.rewards.print_proof=1", "rl.regularize_weight=1.0", "rl.start_step=300", "rl.lr=3e-5",
+           "train.steps=360", "rl.sample_steps=20", "rl.guidance_scale=4.0", "rl.truncation_steps=1",
+           "rl.prompts=" + str(["a {subject} {class} " + p for p in (
+               "on top of pink fabric", "on top of a purple rug in a forest", "with a wheat field in the background",
+               "with the Eiffel Tower in the background", "floating on top of water", "on top of green grass with sunflowers around it",
+               "on top of a dirt road", "on top of a white rug")]))
 VARIANTS: tuple[Method, ...] = (
     Method("lora+prior+ladd", "miniature-lora.yaml", LADD),
     Method("lora+prior+clip-d4", "miniature-lora.yaml", (*ADVERSARIAL, "adversarial.discriminator=clip", "adversarial.generator_every=4",
@@ -56,14 +62,10 @@ VARIANTS: tuple[Method, ...] = (
     # issue 15 part 3, one run: LoRA DreamBooth + prior + LADD for 300 steps, then DRaFT-1 on the print
     # reward joins for 60 more (anchored to the step-300 weights), the subject loss still on, at the lr the
     # tuning half chose for DRaFT with the subject loss on (3e-5: reward -3.3 % vs -6.3 % at 1e-4, dog3 + cat3)
-    Method("one-run", "miniature-lora.yaml", (*LADD, "rl.algorithm=draft", "rl.rewards.print_proof=1", "rl.regularize_weight=1.0",
-                                             "rl.start_step=300", "rl.lr=3e-5", "train.steps=360", "rl.sample_steps=20", "rl.guidance_scale=4.0",
-                                             "rl.truncation_steps=1",
-                                             "rl.prompts=" + str(["a {subject} {class} " + p for p in (
-                                                 "on top of pink fabric", "on top of a purple rug in a forest", "with a wheat field in the background",
-                                                 "with the Eiffel Tower in the background", "floating on top of water",
-                                                 "on top of green grass with sunflowers around it", "on top of a dirt road",
-                                                 "on top of a white rug")]))),
+    Method("one-run", "miniature-lora.yaml", ONE_RUN),
+    # the same, handing over at step 300 as the sequential path with the tuning half's DRaFT choice does
+    # (a new run: the reward alone, subject loss off, fresh AdamW, no discriminator; lr 3e-5)
+    Method("one-run-handover", "miniature-lora.yaml", (*ONE_RUN, "rl.handover=true", "rl.regularize_weight=0")),
 )
 
 

@@ -26,6 +26,7 @@ from dreamtune.models.components import Components
 from dreamtune.models.loading import model_path
 from dreamtune.objectives.composite import JointSource, WeightedSum
 from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings
+from dreamtune.objectives.handover import Handover
 from dreamtune.objectives.late_start import LateStart
 from dreamtune.objectives.prior import PriorPreservation
 
@@ -53,7 +54,7 @@ class RunPlan:
     @classmethod
     def of(cls, config: Config) -> "RunPlan":
         rl = config.rl
-        denoises = not rl.algorithm or bool(rl.regularize_weight)
+        denoises = not rl.algorithm or bool(rl.regularize_weight) or bool(rl.start_step and rl.handover)
         return cls(denoises, rl.algorithm, denoises or bool(rl.rewards.subject_fidelity or config.data.instance_dir))
 
     @property
@@ -244,11 +245,17 @@ def build(ing: Ingredients, plan: RunPlan):
     start = ing.config.rl.start_step
     if start and denoising is None:
         raise UserError(f"rl.start_step={start} delays the reward within a run that personalizes first; set rl.regularize_weight "
-                        "(e.g. 1.0) so that the run trains on the subject's photos until then, or set rl.start_step=0.")
+                        "(e.g. 1.0) so that the run trains on the subject's photos until then (or rl.handover=true: on the photos "
+                        "until then, the reward alone after), or set rl.start_step=0.")
+    weight = ing.config.rl.regularize_weight
     if start:
-        objective = source = LateStart(objective, source, start * ing.config.train.grad_accum)
+        micro_start = start * ing.config.train.grad_accum
+        objective = source = LateStart(objective, source, micro_start)
+        if ing.config.rl.handover:     # the personalizing loss as configured until the start, the plain subject loss after
+            personalize, photos = denoising
+            plain = personalize.base if ing.config.adversarial.weight else personalize
+            denoising, weight = (Handover(personalize, photos, plain, weight, micro_start),) * 2, 1.0
     if denoising is not None:
-        weight = ing.config.rl.regularize_weight
         objective = WeightedSum({"reward": (1.0, objective), "denoise": (weight, denoising[0])})
         source = JointSource({"reward": source, "denoise": denoising[1]})
     return objective, source, rewards

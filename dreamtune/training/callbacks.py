@@ -1,4 +1,5 @@
-"""Callbacks of the training loop: metric log, periodic checkpoints, validation images."""
+"""Callbacks of the training loop: metric log, periodic checkpoints, validation images, and the
+optimizer restart of a run whose personalization hands over to a reward."""
 from __future__ import annotations
 
 import json
@@ -27,6 +28,20 @@ class MetricLog:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "a", encoding="utf-8") as log:
                 log.write(json.dumps(record) + "\n")
+
+
+class RestartOptimizer:
+    """When ``step`` steps are done, the model's optimizer forgets its moments (and step count), as
+    a new run's would: with ``rl.handover`` the reward starts from fresh AdamW state, not from the
+    personalization's momentum and gradient scale. Runs before the checkpointer, so a checkpoint
+    taken at ``step`` holds the restarted state and resuming from it is exact."""
+
+    def __init__(self, step: int, name: str = "model"):
+        self.step, self.name = step, name
+
+    def on_step_end(self, state: TrainingState, metrics: dict[str, float]) -> None:
+        if state.step == self.step:
+            state.optimizers[self.name].state.clear()
 
 
 class Checkpointer:

@@ -23,7 +23,7 @@ from dreamtune.models.precision import forward_in_weight_dtype
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
 from dreamtune.training import checkpoint
 from dreamtune.training.assembly import Ingredients, RunPlan, build, place_frozen, settings_from, wrap_trainable
-from dreamtune.training.callbacks import Checkpointer, MetricLog, TrackerLog, Validator
+from dreamtune.training.callbacks import Checkpointer, MetricLog, RestartOptimizer, TrackerLog, Validator
 from dreamtune.training.checkpoint import TrainingState
 from dreamtune.training.class_images import class_images_location, provide_class_images
 from dreamtune.training.instance_data import ensure_prepared, prepared_as_configured
@@ -192,11 +192,12 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     settings = settings_from(LoopSettings, t, process_index=accelerator.process_index, show_progress=show_progress and main)
     trackers = [TrackerLog(accelerator, t.log_every, enabled=main)] if t.log_with != "none" else []
     stop = StopOnSignal(enabled=main)
+    restart = [RestartOptimizer(config.rl.start_step)] if config.rl.handover else []   # before the checkpointer
     try:
         if monitor:
             monitor.observe(state.step)
         run_loop(objective, source, state, accelerator, settings,
-                 [metric_log, checkpointer, validator, *trackers, *([monitor] if monitor else []), stop])
+                 [*restart, metric_log, checkpointer, validator, *trackers, *([monitor] if monitor else []), stop])
     except StopRequested as request:
         saved = checkpoint.save(state, output_dir, max(1, t.keep_checkpoints)) if main else None
         name = signal.Signals(request.signal_number).name

@@ -251,6 +251,48 @@ def test_one_run_personalizes_then_adds_the_reward_anchored_where_it_joins_and_r
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/color/icc/ghostscript/default_cmyk.icc").is_file(),
+                    reason="Ghostscript's default_cmyk.icc is not installed (apt-get install libgs-common; make setup does it)")
+def test_handover_leaves_the_reward_alone_from_fresh_optimizer_state_and_resumes_exactly(tmp_path, tiny_models, photos, monkeypatch):
+    """rl.handover: the subject loss and the adversarial game train until the start (step 3), then
+    the reward alone (rl.regularize_weight=0), the model's AdamW restarted there as a new run's
+    would be (its step count starts again); stopped at the start (its checkpoint holds the
+    restarted optimizer) and resumed, the weights are bit-identical."""
+    steps = {}
+    original = torch.optim.AdamW.step
+
+    def counting(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        if len(self.param_groups[0]["params"]) and self.state:
+            first = self.state[self.param_groups[0]["params"][0]]
+            steps.setdefault(id(self), []).append(int(first["step"]))
+        return result
+    monkeypatch.setattr(torch.optim.AdamW, "step", counting)
+    handover = [*ONE_RUN, "rl.handover=true", "rl.regularize_weight=0", "train.checkpoint_every=2"]
+    full, out = _run(tmp_path, tiny_models, f"data.instance_dir={photos}", *handover, name="full")
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert ["reward" in r for r in records] == [False, False, True, True]
+    assert ["denoise/adv/d_loss" in r for r in records] == [True, True, False, False]
+    assert [any(k.startswith("denoise/") for k in r) for r in records] == [True, True, False, False]
+    model = id(full.state.optimizers["model"].optimizer)
+    assert steps[model] == [1, 2, 1, 2]                     # restarted at the start step
+    assert [r["lr/model"] for r in records] == pytest.approx([3e-2, 3e-3, 3e-3, 3e-3])
+    monkeypatch.setattr(torch.optim.AdamW, "step", original)
+
+    cut = config.load(None, [f"model.pretrained={tiny_models['sd1']}", f"train.output_dir={tmp_path / 'cut'}", "train.steps=4",
+                             "train.batch_size=4", *RL, f"data.instance_dir={photos}", *handover])
+    train_killed_at(cut, 2, monkeypatch)     # the checkpoint of step 2 was taken after the restart
+    resumed = train(cut, resume="latest", show_progress=False, log=lambda *_: None)
+    a = load_file(str(full.model_dir / "pytorch_lora_weights.safetensors"))
+    b = load_file(str(resumed.model_dir / "pytorch_lora_weights.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_handover_without_a_late_reward_is_one_sentence():
+    with pytest.raises(UserError, match="rl.handover"):
+        config.load(None, ["rl.handover=true"])
+
+
 def test_rl_lr_without_a_late_reward_is_one_sentence():
     with pytest.raises(UserError, match="rl.start_step"):
         config.load(None, ["rl.lr=1e-5"])
