@@ -195,17 +195,11 @@ def flops_per_step(row: Row, model: Path) -> float:
     return float(counter.get_total_flops())
 
 
-def matmul_peak(dtype_name: str) -> float:
-    import torch
-
-    dtype = {"no": torch.float32, "bf16": torch.bfloat16}[dtype_name]
-    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    start, count = time.perf_counter(), 20
-    for _ in range(count):
-        a @ b
-    return 2 * 2048**3 * count / (time.perf_counter() - start)
+def matmul_peak(python: Path, dtype_name: str) -> float:
+    """GFLOP/s of the best matmul this minute (benchmarks/matmul_peak.py), in the trainers' Python."""
+    done = subprocess.run([str(python), str(ROOT / "benchmarks" / "matmul_peak.py"), "--dtype", dtype_name],
+                          capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def summarize(values: list[float]) -> str:
@@ -244,11 +238,11 @@ def main() -> None:
                 out = work / "out" / f"{name}-{trainer}-{index}"
                 command = dreamtune_command(row, model, row_photos, classes, out) if trainer == "dreamtune" else \
                     script_command(reference, row, model, row_photos, classes, out)
-                result = timed_run(python, command, work, row.warm_steps)
+                peak = matmul_peak(python, row.precision)      # the machine as it is right before this run
+                result = {**timed_run(python, command, work, row.warm_steps), "peak_gflops": peak}
                 results[trainer].append(result)
                 print(json.dumps({"row": name, "trainer": trainer, "run": index, **{k: round(v, 3) for k, v in result.items()}}), flush=True)
         flops = flops_per_step(row, model)
-        peak = matmul_peak(row.precision)
         line = {"row": name, "steps": row.steps}
         for trainer, runs in results.items():
             steady = [r["steady"] for r in runs]
@@ -256,19 +250,22 @@ def main() -> None:
                              "wall_s": round(statistics.median(r["wall"] for r in runs), 1),
                              "rss_mb": round(statistics.median(r["rss_mb"] for r in runs)),
                              "gflops": round(flops * statistics.median(steady) / 1e9, 1),
-                             "of_peak": f"{100 * flops * statistics.median(steady) / peak:.1f} %"}
+                             # each run against the peak measured right before it, then the median
+                             "of_peak": f"{statistics.median(100 * flops * r['steady'] / 1e9 / r['peak_gflops'] for r in runs):.1f} %"}
         line["ratio"] = statistics.median(r["steady"] for r in results["dreamtune"]) / statistics.median(r["steady"] for r in results["diffusers"])
         line["rss_ratio"] = line["dreamtune"]["rss_mb"] / line["diffusers"]["rss_mb"]
-        line["matmul_peak_gflops"] = round(peak / 1e9)
+        line["peak_gflops"] = summarize([r["peak_gflops"] for runs in results.values() for r in runs])
         table.append(line)
         print(json.dumps(line), flush=True)
     (work / "table.json").write_text(json.dumps(table, indent=1))
-    print("\n| row | dreamtune steps/s (min / median / max) | script | ratio | RSS dreamtune / script | GFLOP/s (% of matmul peak) |")
-    print("|---|---|---|---|---|---|")
+    print("\n| row | dreamtune steps/s (min / median / max) | script | ratio | RSS dreamtune / script | GFLOP/s (% of matmul peak) "
+          "| matmul peak GFLOP/s before each run (min / median / max) |")
+    print("|---|---|---|---|---|---|---|")
     for line in table:
         d, s = line["dreamtune"], line["diffusers"]
         print(f"| {line['row']} ({line['steps']} steps) | {d['steady']} | {s['steady']} | {line['ratio']:.2f}× | "
-              f"{d['rss_mb']} / {s['rss_mb']} MB | {d['gflops']} ({d['of_peak']}) vs {s['gflops']} ({s['of_peak']}) |")
+              f"{d['rss_mb']} / {s['rss_mb']} MB | {d['gflops']} ({d['of_peak']}) vs {s['gflops']} ({s['of_peak']}) | "
+              f"{line['peak_gflops']} |")
     if args.quick:
         print(f"ratio {table[0]['ratio']:.2f}")
 
