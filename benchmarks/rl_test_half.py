@@ -129,19 +129,31 @@ def run_one(start: Path, out: Path, algorithm: str, steps: int, cache: dict, ext
     return metrics
 
 
+def _row(label: str, groups: list[list[dict]]) -> str:
+    """One table row: each figure's mean ± s.e. over ``groups`` (each group's runs averaged first)."""
+    def over_groups(value) -> tuple[float, float]:
+        mean, se, _ = mean_se([float(np.mean([value(r) for r in group])) for group in groups])
+        return mean, se
+    cells = [f"{m:.3f} ± {e:.3f}" for m, e in (over_groups(lambda r, k=key: r[k]) for key in FIGURES)]
+    change, change_se = over_groups(lambda r: r["reward_after"] / r["reward_before"] - 1)
+    identity, identity_se = over_groups(lambda r: r["identity_after"] - r["identity_before"])
+    return (f"| {label} | " + " | ".join(cells) + f" | {100 * change:+.1f} % ± {100 * change_se:.1f} | "
+            f"{100 * identity:+.1f} ± {100 * identity_se:.1f} pts |")
+
+
 def markdown(runs: list[dict]) -> str:
-    cells = []
-    for key in FIGURES:
-        mean, se, count = mean_se([r[key] for r in runs])
-        cells.append(f"{mean:.3f} ± {se:.3f}")
-    change = [r["reward_after"] / r["reward_before"] - 1 for r in runs]
-    identity = [r["identity_after"] - r["identity_before"] for r in runs]
-    mean_change, se_change, _ = mean_se(change)
-    mean_identity, se_identity, _ = mean_se(identity)
+    """A row per seed (± s.e. over its subjects) and, with several seeds, one over all runs whose s.e.
+    is over subjects (each subject's seeds averaged first: one subject's runs are not independent)."""
     head = "| runs | " + " | ".join(FIGURES) + " | reward change | identity change |"
-    return "\n".join([head, "|" + "---|" * (len(FIGURES) + 3),
-                      f"| {len(runs)} | " + " | ".join(cells) + f" | {100 * mean_change:+.1f} % ± {100 * se_change:.1f} | "
-                      f"{100 * mean_identity:+.1f} ± {100 * se_identity:.1f} pts |"])
+    lines = [head, "|" + "---|" * (len(FIGURES) + 3)]
+    seeds = sorted({r["seed"] for r in runs})
+    for seed in seeds:
+        of_seed = [r for r in runs if r["seed"] == seed]
+        lines.append(_row(f"seed {seed}: {len(of_seed)}", [[r] for r in of_seed]))
+    if len(seeds) > 1:
+        subjects = sorted({r["subject"] for r in runs})
+        lines.append(_row(f"all: {len(runs)} ({len(subjects)} subjects)", [[r for r in runs if r["subject"] == s] for s in subjects]))
+    return "\n".join(lines)
 
 
 def sheet(root: Path, starts: Path, runs: list[dict]) -> Path:
