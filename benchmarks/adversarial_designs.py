@@ -8,7 +8,7 @@ accuracy over training.
              subject in the same contexts (1 = as crisp as the world; the miniature's blur < 1)
   print      the print reward (print_proof) of the personalized images, each its own anchor
 
-    python benchmarks/adversarial_designs.py [--root runs/issue15] [--methods a,b,c] [--plot docs/adversarial_designs.png]
+    python benchmarks/adversarial_designs.py [--root runs/issue15] [--methods a,b,c] [--seeds 1,2] [--plot docs/adversarial_designs.png]
 """
 from __future__ import annotations
 
@@ -69,8 +69,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=str(ROOT / "runs" / "issue15"))
     parser.add_argument("--methods", default="lora+prior,lora+prior+ladd,lora+prior+clip-d4,one-run")
+    parser.add_argument("--seeds", default="", help="only these training seeds, e.g. 1,2 (default: every finished run)")
     parser.add_argument("--plot", default="")
     args = parser.parse_args()
+    seeds = set(args.seeds.split(",")) if args.seeds else None
     root, methods = Path(args.root), args.methods.split(",")
     proof, truth_energy = PrintProof(), {}
     results: dict[str, dict[tuple[str, str], dict]] = {}
@@ -79,7 +81,7 @@ def main() -> None:
         results[method] = {}
         for folder in sorted((root / method).glob("*-s*")):
             subject, seed = folder.name.rsplit("-s", 1)
-            if subject in subject_split.TEST and (folder / "metrics.json").is_file():
+            if subject in subject_split.TEST and (folder / "metrics.json").is_file() and (seeds is None or seed in seeds):
                 results[method][subject, seed] = figures(folder, subject, truth_energy, proof)
                 if config.load(folder / "run" / "config.yaml").adversarial.weight:
                     curves.setdefault(method, []).append(accuracy_curve(folder))
