@@ -254,7 +254,8 @@ def build(ing: Ingredients, plan: RunPlan):
         if ing.config.rl.handover:     # the personalizing loss as configured until the start, the plain subject loss after
             personalize, photos = denoising
             plain = personalize.base if ing.config.adversarial.weight else personalize
-            denoising, weight = (Handover(personalize, photos, plain, weight, micro_start),) * 2, 1.0
+            handover = Handover(personalize, photos, plain, weight, micro_start)   # weighs its own loss after the start
+            denoising, weight = (handover, handover), 1.0
     if denoising is not None:
         objective = WeightedSum({"reward": (1.0, objective), "denoise": (weight, denoising[0])})
         source = JointSource({"reward": source, "denoise": denoising[1]})
