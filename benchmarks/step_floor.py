@@ -1,0 +1,101 @@
+"""How close is a dreamtune training step to the bare denoiser step it cannot avoid? (issue 16)
+
+    python benchmarks/step_floor.py [--model PATH] [--batch 4] [--rank 4] [--steps 60] [--repeats 3]
+
+Times, interleaved, on the same UNet (default: the embedded miniature, SD-1.x architecture, 16x16x4
+latents) with LoRA on to_q/k/v/out, AdamW on the LoRA weights, one optimizer step at a time:
+
+  floor-script     the step as diffusers' DreamBooth-LoRA script runs its UNet: bf16 weights, fp32 LoRA,
+                   bf16 autocast, PyTorch's attention kernels (no VAE, no text encoder: cached inputs)
+  floor-dreamtune  the same with dreamtune's CPU policies: forward in bf16 without autocast
+                   (models/precision.py), differentiated short attention in fp32 (models/attention.py)
+
+Both floors leave out what a trainer adds around the UNet (data, noise, loss bookkeeping, logging);
+compare them with `vs_diffusers.py --quick`: a trainer's steps/s above floor-script's is impossible,
+and dreamtune / script >= 1.5x needs (script's step) / (dreamtune's floor) >= 1.5 — if the floors are
+close, the margin must come from what the script does around its UNet (VAE and text encoding every
+step, autocast) and cannot exceed it.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+def build(model: Path, rank: int, dreamtune_policies: bool):
+    from diffusers import UNet2DConditionModel
+    from peft import LoraConfig
+
+    unet = UNet2DConditionModel.from_pretrained(str(model / "unet"), torch_dtype=torch.bfloat16)
+    unet.requires_grad_(False)
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TARGETS))
+    params = [p for p in unet.parameters() if p.requires_grad]
+    for p in params:
+        p.data = p.data.float()
+    if dreamtune_policies:
+        from dreamtune.models.attention import use_short_attention_in_fp32
+        from dreamtune.models.precision import forward_in_weight_dtype
+        use_short_attention_in_fp32(unet)
+        forward_in_weight_dtype(unet, torch.bfloat16)
+    unet.train()
+    return unet, torch.optim.AdamW(params, lr=1e-4, fused=True), params
+
+
+def prompt_length(model: Path) -> int:
+    import json
+    return json.loads((model / "tokenizer" / "tokenizer_config.json").read_text()).get("model_max_length", 77)
+
+
+def time_steps(unet, optimizer, params, batch: int, tokens: int, steps: int, autocast: bool) -> float:
+    generator = torch.Generator().manual_seed(0)
+    side = unet.config.sample_size
+    latents = torch.randn(batch, unet.config.in_channels, side, side, generator=generator)
+    context = torch.randn(batch, tokens, unet.config.cross_attention_dim, generator=generator)
+    stamps = []
+    for _ in range(steps):
+        noise = torch.randn(latents.shape, generator=generator)
+        t = torch.randint(0, 1000, (batch,), generator=generator)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            prediction = unet(latents + noise, t, context).sample
+        loss = torch.nn.functional.mse_loss(prediction.float(), noise)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        float(loss.detach())
+        stamps.append(time.perf_counter())
+    skip = max(1, steps // 5)
+    return (len(stamps) - 1 - skip) / (stamps[-1] - stamps[skip])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(ROOT / "dreamtune" / "miniature" / "model"))
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--rank", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    arms = {"floor-script": (False, True), "floor-dreamtune": (True, False)}
+    built = {name: build(Path(args.model), args.rank, policies) for name, (policies, _) in arms.items()}
+    results = {name: [] for name in arms}
+    for repeat in range(args.repeats):
+        for name in (list(arms) if repeat % 2 == 0 else list(reversed(arms))):
+            unet, optimizer, params = built[name]
+            results[name].append(time_steps(unet, optimizer, params, args.batch, prompt_length(Path(args.model)), args.steps, autocast=arms[name][1]))
+            print(f"{name} repeat {repeat}: {results[name][-1]:.2f} steps/s", flush=True)
+    for name, values in results.items():
+        print(f"{name}: {min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f} steps/s (min / median / max), "
+              f"{1000 / statistics.median(values):.1f} ms a step")
+    print(f"floor ratio {statistics.median(results['floor-dreamtune']) / statistics.median(results['floor-script']):.2f}")
+
+
+if __name__ == "__main__":
+    main()
