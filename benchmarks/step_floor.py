@@ -53,23 +53,42 @@ def prompt_length(model: Path) -> int:
     return json.loads((model / "tokenizer" / "tokenizer_config.json").read_text()).get("model_max_length", 77)
 
 
-def time_steps(unet, optimizer, params, batch: int, tokens: int, steps: int, autocast: bool) -> float:
+def latent_side(model: Path, resolution: int) -> int:
+    """The latents' side for images of ``resolution`` px: the VAE halves the side once per block after the first."""
+    import json
+    blocks = json.loads((model / "vae" / "config.json").read_text())["block_out_channels"]
+    return resolution // 2 ** (len(blocks) - 1)
+
+
+def step_inputs(unet, batch: int, tokens: int, side: int | None = None):
+    """Latents (``side``² , default the UNet's sample size), text context and the generator of the
+    noise: what a trainer would have cached."""
     generator = torch.Generator().manual_seed(0)
-    side = unet.config.sample_size
+    side = side or unet.config.sample_size
     latents = torch.randn(batch, unet.config.in_channels, side, side, generator=generator)
     context = torch.randn(batch, tokens, unet.config.cross_attention_dim, generator=generator)
+    return latents, context, generator
+
+
+def one_step(unet, optimizer, params, inputs, autocast: bool) -> None:
+    latents, context, generator = inputs
+    noise = torch.randn(latents.shape, generator=generator)
+    t = torch.randint(0, 1000, (latents.shape[0],), generator=generator)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        prediction = unet(latents + noise, t, context).sample
+    loss = torch.nn.functional.mse_loss(prediction.float(), noise)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    float(loss.detach())
+
+
+def time_steps(unet, optimizer, params, batch: int, tokens: int, steps: int, autocast: bool, side: int | None = None) -> float:
+    inputs = step_inputs(unet, batch, tokens, side)
     stamps = []
     for _ in range(steps):
-        noise = torch.randn(latents.shape, generator=generator)
-        t = torch.randint(0, 1000, (batch,), generator=generator)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            prediction = unet(latents + noise, t, context).sample
-        loss = torch.nn.functional.mse_loss(prediction.float(), noise)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        float(loss.detach())
+        one_step(unet, optimizer, params, inputs, autocast)
         stamps.append(time.perf_counter())
     skip = max(1, steps // 5)
     return (len(stamps) - 1 - skip) / (stamps[-1] - stamps[skip])

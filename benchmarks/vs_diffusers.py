@@ -179,20 +179,17 @@ def timed_run(python: Path, arguments: list[str], work: Path, warm_steps: int = 
 
 
 def flops_per_step(row: Row, model: Path) -> float:
-    """FLOPs of one UNet forward + backward at the row's batch (x2 with prior), counted by torch
-    (useful work: gradient checkpointing's recomputation is not counted)."""
-    import torch
-    from diffusers import UNet2DConditionModel
-    from torch.utils.flop_counter import FlopCounterMode
+    """FLOPs of one LoRA training step at the row's batch (x2 with prior) and latent size, counted op by op
+    (benchmarks/op_ceiling.py): the UNet's forward, the backward of what needs gradients (not the frozen
+    weights'), attention included. Useful work only: checkpointing's recomputation is not counted."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from op_ceiling import step_flops
+    from step_floor import build, latent_side, prompt_length, step_inputs
 
-    unet = UNet2DConditionModel.from_pretrained(str(model / "unet"), torch_dtype=torch.float32)
+    unet, optimizer, params = build(model, row.rank, dreamtune_policies=True)
     batch = row.batch * (2 if row.prior else 1)
-    side = row.resolution // 8
-    latents = torch.randn(batch, unet.config.in_channels, side, side, requires_grad=False)
-    context = torch.randn(batch, 77, unet.config.cross_attention_dim)
-    with FlopCounterMode(display=False) as counter:
-        unet(latents, torch.full((batch,), 500), context).sample.square().mean().backward()
-    return float(counter.get_total_flops())
+    inputs = step_inputs(unet, batch, prompt_length(model), latent_side(model, row.resolution))
+    return float(step_flops(unet, optimizer, params, inputs))
 
 
 def matmul_peak(python: Path, dtype_name: str) -> float:
