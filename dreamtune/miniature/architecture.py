@@ -32,7 +32,11 @@ def vae() -> AutoencoderKL:
 
 
 def unet() -> UNet2DConditionModel:
-    # attention only at 8×8 and 4×4: at 16×16 it costs 2.4× the step time on a CPU
+    # attention only at 8×8 and 4×4: at 16×16 it costs 2.4× the step time on a CPU.
+    # Known flaw of the shipped build: in SD-1 UNet configs diffusers' `attention_head_dim` is the number of
+    # heads, so 32 gives 32 heads of dim 4 / 6, where PyTorch's CPU attention runs at ~2 % of the matmul
+    # peak (benchmarks/op_ceiling.py). `attention_head_dim=(2, 4, 6)` (head dim 32) costs the same weights
+    # and makes attention ~5x faster, but computes a different function: it needs the UNet re-pretrained.
     return UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
                                 block_out_channels=(64, 128, 192),
                                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
