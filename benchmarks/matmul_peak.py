@@ -6,6 +6,8 @@ while, then timed in several trials, and the best trial of the best size is the 
 child of the same Python the trainers use, right before each timed run, so that a trainer's
 "% of peak" compares it with the machine as it was that minute.
 
+On a machine with a CUDA GPU it measures the GPU (sizes up to 8192², each timing synchronized).
+
     python benchmarks/matmul_peak.py [--dtype bf16|no] [--seconds 1.5]   # prints one number: GFLOP/s
 """
 from __future__ import annotations
@@ -14,23 +16,28 @@ import argparse
 import time
 
 
-def peak_gflops(dtype_name: str = "bf16", seconds: float = 1.5, sizes: tuple[int, ...] = (1024, 2048, 4096)) -> float:
+def peak_gflops(dtype_name: str = "bf16", seconds: float = 1.5, sizes: tuple[int, ...] | None = None) -> float:
     import torch
 
     dtype = {"no": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    sizes = sizes or ((4096, 8192) if device == "cuda" else (1024, 2048, 4096))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     best = 0.0
     budget = seconds / len(sizes)
     for n in sizes:
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
         warm_until = time.perf_counter() + budget / 3
         while time.perf_counter() < warm_until:
             a @ b
+        sync()
         end = time.perf_counter() + 2 * budget / 3
         while time.perf_counter() < end:       # trials of a few matmuls each; the best one counts
             start, count = time.perf_counter(), 0
             while count < 3 or time.perf_counter() - start < 0.05:
                 a @ b
                 count += 1
+            sync()
             best = max(best, 2 * n**3 * count / (time.perf_counter() - start) / 1e9)
     return best
 

@@ -29,20 +29,21 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
 
-def build(model: Path, rank: int, dreamtune_policies: bool):
+def build(model: Path, rank: int, dreamtune_policies: bool, device: str = "cpu"):
     from diffusers import UNet2DConditionModel
     from peft import LoraConfig
 
-    unet = UNet2DConditionModel.from_pretrained(str(model / "unet"), torch_dtype=torch.bfloat16)
+    unet = UNet2DConditionModel.from_pretrained(str(model / "unet"), torch_dtype=torch.bfloat16).to(device)
     unet.requires_grad_(False)
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TARGETS))
     params = [p for p in unet.parameters() if p.requires_grad]
     for p in params:
         p.data = p.data.float()
-    if dreamtune_policies:
+    if dreamtune_policies:                    # as dreamtune's trainer applies them (training/run.py)
         from dreamtune.models.attention import use_short_attention_in_fp32
         from dreamtune.models.precision import forward_in_weight_dtype
-        use_short_attention_in_fp32(unet)
+        if device == "cpu":
+            use_short_attention_in_fp32(unet)
         forward_in_weight_dtype(unet, torch.bfloat16)
     unet.train()
     return unet, torch.optim.AdamW(params, lr=1e-4, fused=True), params
@@ -61,21 +62,28 @@ def latent_side(model: Path, resolution: int) -> int:
 
 
 def step_inputs(unet, batch: int, tokens: int, side: int | None = None):
-    """Latents (``side``² , default the UNet's sample size), text context and the generator of the
-    noise: what a trainer would have cached."""
-    generator = torch.Generator().manual_seed(0)
+    """Latents (``side``², default the UNet's sample size), text context (SDXL: and its pooled text and
+    size conditioning) and the generator of the noise: what a trainer would have cached."""
+    device = unet.device
+    generator = torch.Generator(device).manual_seed(0)
     side = side or unet.config.sample_size
-    latents = torch.randn(batch, unet.config.in_channels, side, side, generator=generator)
-    context = torch.randn(batch, tokens, unet.config.cross_attention_dim, generator=generator)
-    return latents, context, generator
+    latents = torch.randn(batch, unet.config.in_channels, side, side, generator=generator, device=device)
+    context = torch.randn(batch, tokens, unet.config.cross_attention_dim, generator=generator, device=device)
+    conditions = {"encoder_hidden_states": context}
+    if unet.config.addition_embed_type == "text_time":
+        size_dims = 6 * unet.config.addition_time_embed_dim
+        pooled = torch.randn(batch, unet.config.projection_class_embeddings_input_dim - size_dims, generator=generator, device=device)
+        sizes = torch.tensor([[8.0 * side, 8.0 * side, 0, 0, 8.0 * side, 8.0 * side]] * batch, device=device)
+        conditions["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": sizes}
+    return latents, conditions, generator
 
 
 def one_step(unet, optimizer, params, inputs, autocast: bool) -> None:
-    latents, context, generator = inputs
-    noise = torch.randn(latents.shape, generator=generator)
-    t = torch.randint(0, 1000, (latents.shape[0],), generator=generator)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        prediction = unet(latents + noise, t, context).sample
+    latents, conditions, generator = inputs
+    noise = torch.randn(latents.shape, generator=generator, device=latents.device)
+    t = torch.randint(0, 1000, (latents.shape[0],), generator=generator, device=latents.device)
+    with torch.autocast(latents.device.type, dtype=torch.bfloat16, enabled=autocast):
+        prediction = unet(latents + noise, t, **conditions).sample
     loss = torch.nn.functional.mse_loss(prediction.float(), noise)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -1,6 +1,7 @@
 """Run a Python program (a script path, or ``-m module``) and record the wall-clock time of every
 optimizer step, through torch's global optimizer-step hook — the same clock for any trainer, ours or
-another project's, without touching its code. The stamps go to the JSON file $STEP_TIMES at exit.
+another project's, without touching its code. The stamps go to the JSON file $STEP_TIMES at exit, and
+where the program used a CUDA GPU, its peak allocated / reserved GPU memory to $STEP_TIMES.gpu.json.
 
     STEP_TIMES=t.json python benchmarks/step_timer.py -m dreamtune.cli train ...
     STEP_TIMES=t.json python benchmarks/step_timer.py path/to/train_dreambooth_lora.py ...
@@ -27,6 +28,12 @@ def _record(optimizer, args, kwargs) -> None:
 def _dump() -> None:
     with open(os.environ["STEP_TIMES"], "w", encoding="utf-8") as handle:
         json.dump(stamps, handle)
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        with open(os.environ["STEP_TIMES"] + ".gpu.json", "w", encoding="utf-8") as handle:
+            json.dump({"allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
+                       "reserved_mb": torch.cuda.max_memory_reserved() / 2**20}, handle)
 
 
 def main() -> None:

@@ -21,6 +21,10 @@ script with checkpointing, its setting for memory);
 miniature / miniature-prior (the demo recipe's rank 16, batch 2, lr 1e-3, bf16; prior preservation
 with 40 given class images, weight 0.35 — the script's LoRA targets, which it fixes). --quick runs
 small-bf16 only; its last line is `ratio X.XX` (dreamtune / script steady steps/s).
+For a GPU (not in the default rows; benchmarks/vs_diffusers_device.sh runs them on a lent machine):
+gpu-sd15 (SD 1.5, 512 px, 150 steps) and gpu-sdxl (SDXL against train_dreambooth_lora_sdxl.py,
+--reference-sdxl, 1024 px, 60 steps), LoRA r16, batch 1, bf16, neither recomputing; the table adds
+each trainer's peak GPU memory (torch's max allocated, recorded by step_timer.py).
 """
 from __future__ import annotations
 
@@ -51,7 +55,7 @@ class Row:
     lr: float
     precision: str           # "no" or "bf16"
     prior: bool = False
-    model: str = "miniature"  # or "sd15": full-size SD 1.5, random weights, fp16 safetensors (benchmarks/full_size_smoke.py)
+    model: str = "miniature"  # or "sd15" / "sdxl": full size, random weights, fp16 safetensors (benchmarks/full_size_smoke.py)
     resolution: int = 64
     checkpointing: bool = False
     dreamtune_checkpointing: str = ""   # dreamtune's train.gradient_checkpointing when it differs (auto: its own measured choice)
@@ -69,6 +73,9 @@ ROWS = {
     "sd15-no-checkpointing": Row("sd15-no-checkpointing", 12, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, warm_steps=PHOTOS + 1),
     "sd15-auto": Row("sd15-auto", 12, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, checkpointing=True, dreamtune_checkpointing="auto",
                      warm_steps=PHOTOS + 1),
+    # for a GPU (benchmarks/vs_diffusers_device.sh): long enough for steady state, neither trainer recomputing
+    "gpu-sd15": Row("gpu-sd15", 150, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, warm_steps=2 * PHOTOS),
+    "gpu-sdxl": Row("gpu-sdxl", 60, 16, 1, 1e-4, "bf16", model="sdxl", resolution=1024, warm_steps=2 * PHOTOS),
 }
 
 
@@ -78,7 +85,7 @@ def model_of(row: Row, work: Path) -> Path:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from full_size_smoke import build
 
-    return build("sd15", work / "sd15-fp16")
+    return build(row.model, work / f"{row.model}-fp16")
 
 
 def bench_python() -> Path:
@@ -173,9 +180,12 @@ def timed_run(python: Path, arguments: list[str], work: Path, warm_steps: int = 
     if status != 0 or not stamps.is_file():
         raise SystemExit(f"a trainer failed (exit status {status}); see {work / 'log.txt'}")
     times = json.loads(stamps.read_text())
+    gpu = Path(f"{stamps}.gpu.json")
+    gpu_mb = json.loads(gpu.read_text())["allocated_mb"] if gpu.is_file() else None
     skip = max(1, len(times) // 5, warm_steps)
     steady = (len(times) - 1 - skip) / (times[-1] - times[skip]) if len(times) > skip + 1 else float("nan")
-    return {"steady": steady, "startup": times[0] - started, "wall": wall, "rss_mb": usage.ru_maxrss / 1024, "steps": len(times)}
+    return {"steady": steady, "startup": times[0] - started, "wall": wall, "rss_mb": usage.ru_maxrss / 1024, "steps": len(times),
+            **({"gpu_mb": gpu_mb} if gpu_mb is not None else {})}
 
 
 def flops_per_step(row: Row, model: Path) -> float:
@@ -183,10 +193,11 @@ def flops_per_step(row: Row, model: Path) -> float:
     (benchmarks/op_ceiling.py): the UNet's forward, the backward of what needs gradients (not the frozen
     weights'), attention included. Useful work only: checkpointing's recomputation is not counted."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
+    import torch
     from op_ceiling import step_flops
     from step_floor import build, latent_side, prompt_length, step_inputs
 
-    unet, optimizer, params = build(model, row.rank, dreamtune_policies=True)
+    unet, optimizer, params = build(model, row.rank, dreamtune_policies=True, device="cuda" if torch.cuda.is_available() else "cpu")
     batch = row.batch * (2 if row.prior else 1)
     inputs = step_inputs(unet, batch, prompt_length(model), latent_side(model, row.resolution))
     return float(step_flops(unet, optimizer, params, inputs))
@@ -205,29 +216,38 @@ def summarize(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reference", required=True, help="diffusers' examples/dreambooth/train_dreambooth_lora.py")
+    parser.add_argument("--reference", default="-", help="diffusers' examples/dreambooth/train_dreambooth_lora.py")
+    parser.add_argument("--reference-sdxl", default=None, help="its train_dreambooth_lora_sdxl.py, for the sdxl rows")
+    parser.add_argument("--model", default=None, help="a diffusers folder to use instead of each row's model (a check of the commands)")
+    parser.add_argument("--resolution", type=int, default=None, help="image side instead of each row's")
     parser.add_argument("--quick", action="store_true", help="only small-bf16, 60 steps, 3 runs each")
-    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--rows", default=",".join(name for name in ROWS if not name.startswith("gpu-")))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=None, help="steps per run (default: the row's)")
     parser.add_argument("--work", default=str(ROOT / "runs" / "vs-diffusers"))
     args = parser.parse_args()
-    reference = Path(args.reference).resolve()
-    if not reference.is_file():
-        raise SystemExit(f"--reference {reference} does not exist; pass diffusers' examples/dreambooth/train_dreambooth_lora.py.")
     names = ["small-bf16"] if args.quick else args.rows.split(",")
+    unknown = [name for name in names if name not in ROWS]
+    if unknown:
+        raise SystemExit(f"--rows: no row {unknown[0]}; the rows are {', '.join(ROWS)}.")
+    references = {"sd": Path(args.reference).resolve(), "sdxl": Path(args.reference_sdxl or "-").resolve()}
+    flags = {"sd": ("--reference", "train_dreambooth_lora.py"), "sdxl": ("--reference-sdxl", "train_dreambooth_lora_sdxl.py")}
+    for family in {"sdxl" if ROWS[name].model == "sdxl" else "sd" for name in names}:
+        if not references[family].is_file():
+            flag, script = flags[family]
+            raise SystemExit(f"{flag} {references[family]} does not exist; pass diffusers' examples/dreambooth/{script}.")
     steps = args.steps or (60 if args.quick else None)
     python = bench_python()
     work = Path(args.work).resolve()
     photos = subject_photos(work / "photos", "dog3", PHOTOS)
     classes = class_photos(work / "class", 40)
-    photos_512 = upscaled(photos, work / "photos-512", 512)
     table = []
     for name in names:
         row = ROWS[name]
-        row = Row(**{**row.__dict__, "steps": steps or row.steps})
-        model = model_of(row, work)
-        row_photos = photos_512 if row.resolution == 512 else photos
+        row = Row(**{**row.__dict__, "steps": steps or row.steps, "resolution": args.resolution or row.resolution})
+        model = Path(args.model).resolve() if args.model else model_of(row, work)
+        row_photos = photos if row.resolution == 64 else upscaled(photos, work / f"photos-{row.resolution}", row.resolution)
+        reference = references["sdxl" if row.model == "sdxl" else "sd"]
         results = {"dreamtune": [], "diffusers": []}
         for index in range(args.runs):
             order = ["dreamtune", "diffusers"] if index % 2 == 0 else ["diffusers", "dreamtune"]
@@ -246,6 +266,7 @@ def main() -> None:
             line[trainer] = {"steady": summarize(steady), "startup_s": round(statistics.median(r["startup"] for r in runs), 1),
                              "wall_s": round(statistics.median(r["wall"] for r in runs), 1),
                              "rss_mb": round(statistics.median(r["rss_mb"] for r in runs)),
+                             "gpu_mb": round(statistics.median(r["gpu_mb"] for r in runs)) if "gpu_mb" in runs[0] else None,
                              "gflops": round(flops * statistics.median(steady) / 1e9, 1),
                              # each run against the peak measured right before it, then the median
                              "of_peak": f"{statistics.median(100 * flops * r['steady'] / 1e9 / r['peak_gflops'] for r in runs):.1f} %"}
@@ -255,13 +276,14 @@ def main() -> None:
         table.append(line)
         print(json.dumps(line), flush=True)
     (work / "table.json").write_text(json.dumps(table, indent=1))
-    print("\n| row | dreamtune steps/s (min / median / max) | script | ratio | RSS dreamtune / script | GFLOP/s (% of matmul peak) "
-          "| matmul peak GFLOP/s before each run (min / median / max) |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| row | dreamtune steps/s (min / median / max) | script | ratio | RSS dreamtune / script | peak GPU memory "
+          "| GFLOP/s (% of matmul peak) | matmul peak GFLOP/s before each run (min / median / max) |")
+    print("|---|---|---|---|---|---|---|---|")
     for line in table:
         d, s = line["dreamtune"], line["diffusers"]
+        gpu = f"{d['gpu_mb']} / {s['gpu_mb']} MB" if d["gpu_mb"] is not None else "—"
         print(f"| {line['row']} ({line['steps']} steps) | {d['steady']} | {s['steady']} | {line['ratio']:.2f}× | "
-              f"{d['rss_mb']} / {s['rss_mb']} MB | {d['gflops']} ({d['of_peak']}) vs {s['gflops']} ({s['of_peak']}) | "
+              f"{d['rss_mb']} / {s['rss_mb']} MB | {gpu} | {d['gflops']} ({d['of_peak']}) vs {s['gflops']} ({s['of_peak']}) | "
               f"{line['peak_gflops']} |")
     if args.quick:
         print(f"ratio {table[0]['ratio']:.2f}")
