@@ -1,6 +1,6 @@
 """How close is a dreamtune training step to the bare denoiser step it cannot avoid? (issue 16)
 
-    python benchmarks/step_floor.py [--model PATH] [--batch 4] [--rank 4] [--steps 60] [--repeats 3]
+    python benchmarks/step_floor.py [--model PATH] [--batch 4] [--rank 4] [--steps 60] [--repeats 3] [--attention-head-dim 2,4,6]
 
 Times, interleaved, on the same UNet (default: the embedded miniature, SD-1.x architecture, 16x16x4
 latents) with LoRA on to_q/k/v/out, AdamW on the LoRA weights, one optimizer step at a time:
@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
 
-def build(model: Path, rank: int, dreamtune_policies: bool, device: str = "cpu"):
+def build(model: Path, rank: int, dreamtune_policies: bool, device: str = "cpu", **config_overrides):
     from diffusers import UNet2DConditionModel
     from peft import LoraConfig
 
-    unet = UNet2DConditionModel.from_pretrained(str(model / "unet"), torch_dtype=torch.bfloat16).to(device)
+    unet = UNet2DConditionModel.from_pretrained(str(model / "unet"), torch_dtype=torch.bfloat16, **config_overrides).to(device)
     unet.requires_grad_(False)
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TARGETS))
     params = [p for p in unet.parameters() if p.requires_grad]
@@ -109,9 +109,16 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--attention-head-dim", default=None,
+                        help="also time the same weights with this UNet attention_head_dim (e.g. 2,4,6 — in SD-1 configs "
+                             "it is the number of heads per block), interleaved with the model's own")
     args = parser.parse_args()
-    arms = {"floor-script": (False, True), "floor-dreamtune": (True, False)}
-    built = {name: build(Path(args.model), args.rank, policies) for name, (policies, _) in arms.items()}
+    geometries = {"": {}}
+    if args.attention_head_dim:
+        geometries[f" @heads {args.attention_head_dim}"] = {"attention_head_dim": [int(n) for n in args.attention_head_dim.split(",")]}
+    arms = {f"floor-{trainer}{label}": (trainer == "dreamtune", trainer == "script", overrides)
+            for label, overrides in geometries.items() for trainer in ("script", "dreamtune")}
+    built = {name: build(Path(args.model), args.rank, policies, **overrides) for name, (policies, _, overrides) in arms.items()}
     results = {name: [] for name in arms}
     for repeat in range(args.repeats):
         for name in (list(arms) if repeat % 2 == 0 else list(reversed(arms))):
@@ -121,8 +128,9 @@ def main() -> None:
     for name, values in results.items():
         print(f"{name}: {min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f} steps/s (min / median / max), "
               f"{1000 / statistics.median(values):.1f} ms a step")
-    print(f"floor ratio {statistics.median(results['floor-dreamtune']) / statistics.median(results['floor-script']):.2f}")
-
+    for label in geometries:
+        ratio = statistics.median(results[f"floor-dreamtune{label}"]) / statistics.median(results[f"floor-script{label}"])
+        print(f"floor ratio{label} {ratio:.2f}")
 
 if __name__ == "__main__":
     main()
