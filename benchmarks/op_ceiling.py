@@ -160,13 +160,13 @@ def main() -> None:
             totals[name]["calls"] += 1
             totals[name]["flops"] += flops
             totals[name]["seconds"] += seconds
-    step_flops = totals["all ops"]["flops"]
+    flops_a_step = totals["all ops"]["flops"]
     step_seconds = 1 / step_rate
     print(f"model {model.name} batch {args.batch} latents {side}² LoRA r{args.rank}; "
-          f"{len(calls)} ops a step ({skipped} not replayable, left out); {step_flops / 1e9:.2f} GFLOP a step; "
+          f"{len(calls)} ops a step ({skipped} not replayable, left out); {flops_a_step / 1e9:.2f} GFLOP a step; "
           f"bf16 matmul peak {peak:.0f} GFLOP/s")
-    rows = {"step (measured)": (step_seconds, step_flops)}
-    rows.update({name: (totals[name]["seconds"], step_flops) for name in ("all ops", "flop ops")})
+    rows = {"step (measured)": (step_seconds, flops_a_step)}
+    rows.update({name: (totals[name]["seconds"], flops_a_step) for name in ("all ops", "flop ops")})
     print("\n| time a step | ms | GFLOP/s | % of matmul peak |\n|---|---|---|---|")
     for name, (seconds, flops) in rows.items():
         print(f"| {name} | {1000 * seconds:.1f} | {flops / seconds / 1e9:.0f} | {100 * flops / seconds / 1e9 / peak:.1f} % |")
@@ -179,7 +179,7 @@ def main() -> None:
     print("\nlargest ops without FLOPs (ms a step at isolated best): "
           + ", ".join(f"{name} {1000 * s:.1f}" for name, s in sorted(others.items(), key=lambda kv: -kv[1])[:8]))
     if args.json:
-        Path(args.json).write_text(json.dumps({"peak_gflops": peak, "step_flops": step_flops, "step_seconds": step_seconds,
+        Path(args.json).write_text(json.dumps({"peak_gflops": peak, "step_flops": flops_a_step, "step_seconds": step_seconds,
                                                "batch": args.batch, "latent_side": side,
                                                "totals": totals, "skipped": skipped}, indent=1))
 
