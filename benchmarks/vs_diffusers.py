@@ -200,7 +200,11 @@ def flops_per_step(row: Row, model: Path) -> float:
     unet, optimizer, params = build(model, row.rank, dreamtune_policies=True, device="cuda" if torch.cuda.is_available() else "cpu")
     batch = row.batch * (2 if row.prior else 1)
     inputs = step_inputs(unet, batch, prompt_length(model), latent_side(model, row.resolution))
-    return float(step_flops(unet, optimizer, params, inputs))
+    flops = float(step_flops(unet, optimizer, params, inputs))
+    del unet, optimizer, params, inputs
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()    # the next row's trainers get the whole GPU
+    return flops
 
 
 def matmul_peak(python: Path, dtype_name: str) -> float:
