@@ -38,6 +38,16 @@ def _check_replaceable(folder: Path, what: str) -> None:
                         "(dreamtune never deletes or overwrites your files).")
 
 
+def check_output_dir(folder: Path, what: str = "output folder") -> None:
+    """``claim_output_dir``'s refusals without creating anything (before slow work whose failure
+    must leave nothing behind)."""
+    folder = Path(folder)
+    _check_replaceable(folder, what)
+    existing = next(p for p in [folder, *folder.absolute().parents] if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {what} {folder} (permission denied on {existing}); choose a folder you can write to.")
+
+
 def claim_output_dir(folder: Path, what: str = "output folder") -> Path:
     """Make ``folder`` this command's output folder: refuse a user's non-empty folder, a file, or a
     place that cannot be written; mark it as dreamtune's (so a rerun may write into it again)."""
@@ -109,7 +119,7 @@ def atomic_dir(final: Path, owned: bool = False) -> Iterator[Path]:
     except BaseException as exc:
         shutil.rmtree(temp, ignore_errors=True)
         if failed_write(exc):
-            raise _disk_error(final, as_os_error(exc)) from None
+            raise _disk_error(final, as_os_error(exc, final)) from None
         raise
 
 
@@ -133,12 +143,13 @@ def atomic_file(final: Path, mode: str = "wb") -> Iterator[Path]:
     except BaseException as exc:
         temp.unlink(missing_ok=True)
         if failed_write(exc):
-            raise _disk_error(final, as_os_error(exc)) from None
+            raise _disk_error(final, as_os_error(exc, final)) from None
         raise
 
 
 WRITE_FAILURES = {"No space left on device": errno.ENOSPC, "File too large": errno.EFBIG, "file write failed": errno.EIO,
-                  "failed writing": errno.EIO, "Disk quota exceeded": errno.EDQUOT}
+                  "failed writing": errno.EIO, "Disk quota exceeded": errno.EDQUOT,
+                  "unexpected pos": errno.EIO, "iostream error": errno.EIO}   # torch.save's zip writer cut short
 
 
 def failed_write(exc: BaseException) -> bool:
@@ -149,11 +160,22 @@ def failed_write(exc: BaseException) -> bool:
     return isinstance(exc, Exception) and any(text.lower() in str(exc).lower() for text in WRITE_FAILURES)
 
 
-def as_os_error(exc: BaseException) -> OSError:
+def as_os_error(exc: BaseException, path: Path | None = None) -> OSError:
     if isinstance(exc, OSError):
         return exc
     code = next((c for text, c in WRITE_FAILURES.items() if text.lower() in str(exc).lower()), errno.EIO)
+    if code == errno.EIO and path is not None:   # the library hid the cause: a file-size limit or a full disk
+        code = _likely_cause(path)
     return OSError(code, os.strerror(code))
+
+
+def _likely_cause(path: Path) -> int:
+    import resource
+
+    if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+        return errno.EFBIG
+    existing = next((p for p in [Path(path), *Path(path).absolute().parents] if p.exists()), Path("/"))
+    return errno.ENOSPC if shutil.disk_usage(existing).free < 64 * 2**20 else errno.EIO
 
 
 def write_json(path: Path, data) -> None:

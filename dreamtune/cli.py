@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamtune.errors import UserError
+from dreamtune.errors import UserError, os_error_sentence
 
 
 def _recipe_and_overrides(recipe: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
@@ -207,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
+    except OSError as exc:          # a refusal of the file system that no nearer check named
+        sentence = os_error_sentence(exc)
+        if sentence is None:
+            raise
+        print(f"error: {sentence}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; completed checkpoints and outputs are intact.", file=sys.stderr)
         return 130

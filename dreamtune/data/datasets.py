@@ -6,7 +6,6 @@ continues exactly the sequence an uninterrupted run would have seen.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dreamtune.data import augment
-from dreamtune.data.ingest import MANIFEST
+from dreamtune.data.ingest import MANIFEST, prepared_records
 from dreamtune.errors import UserError
 
 
@@ -34,6 +33,15 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
+def _read_image(folder: Path, name: str) -> torch.Tensor:
+    try:
+        with Image.open(folder / name) as image:
+            return image_to_tensor(image)
+    except (OSError, SyntaxError, ValueError) as exc:   # missing, unreadable, truncated, not an image
+        reason = "permission denied" if isinstance(exc, PermissionError) else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+        raise UserError(f"{name} in {folder} cannot be read ({reason}); prepare the photos again with dreamtune prepare.") from None
+
+
 class ImageSet:
     """The images and captions of a ``dreamtune prepare`` output folder, held in memory."""
 
@@ -43,12 +51,8 @@ class ImageSet:
         if not manifest.is_file():
             raise UserError(f"{folder} is not a prepared image folder (no {MANIFEST}); run dreamtune prepare on it first.")
         self.examples: list[Example] = []
-        for line in manifest.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            with Image.open(folder / record["file_name"]) as image:
-                pixels = image_to_tensor(image)
+        for record in prepared_records(folder):
+            pixels = _read_image(folder, record["file_name"])
             caption = record.get("text") or default_caption
             if not caption:
                 raise UserError(f"{record['file_name']} in {folder} has no caption; set data.instance_prompt (e.g. 'a photo of sks dog').")

@@ -46,6 +46,36 @@ def _read_caption(path: Path) -> str:
         raise ValueError(f"caption file {path.name} is not UTF-8 text; re-save it as UTF-8") from None
 
 
+def prepared_records(folder: Path) -> list[dict]:
+    """The records of a prepared folder's ``metadata.jsonl``, each naming an image inside the
+    folder (a damaged line, or a ``file_name`` that is absolute or climbs out with '..' or a
+    link, is one sentence: a prepared folder never leads training or the UI to other files)."""
+    folder = Path(folder)
+    manifest = folder / MANIFEST
+    root = folder.resolve()
+    try:
+        lines = manifest.read_bytes().splitlines()
+    except PermissionError:
+        raise UserError(f"{manifest} cannot be read (permission denied); run as a user who may read {folder}.") from None
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("file_name"), str):
+            raise UserError(f"{manifest} line {number} is damaged (not a JSON record with a file_name); "
+                            f"prepare the photos again with dreamtune prepare.")
+        name = record["file_name"]
+        if "\x00" in name or Path(name).is_absolute() or not (root / name).resolve().is_relative_to(root):
+            raise UserError(f"{manifest} line {number} names {name!r}, outside the prepared folder; a prepared folder "
+                            "lists only its own images — prepare the photos again with dreamtune prepare.")
+        records.append(record)
+    return records
+
+
 def _read_manifest(src: Path, problems: list[Entry]) -> dict[str, str]:
     """Captions from a Hugging Face imagefolder ``metadata.jsonl``: {"file_name", "text"}."""
     captions: dict[str, str] = {}

@@ -57,6 +57,9 @@ def prepare(src: Path, dst: Path, options: PrepareOptions) -> dict:
         raise UserError(f"output folder {dst} lies inside the source folder {src}; choose an output outside it (the source is never modified).")
     if options.resolution < 8 or options.resolution % 8:
         raise UserError(f"--resolution {options.resolution} must be a positive multiple of 8 (the VAE downsamples by 8), e.g. 512.")
+    if options.min_size is not None and options.min_size < 1:
+        raise UserError(f"--min-size {options.min_size} must be a positive number of pixels (the shortest side a photo may have), "
+                        "or leave it out for half the resolution.")
     if options.resample not in standardize.RESAMPLING:
         raise UserError(f"resize filter '{options.resample}' is unknown; choose one of {', '.join(standardize.RESAMPLING)}.")
     standardize.parse_color(options.background)

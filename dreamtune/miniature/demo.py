@@ -78,7 +78,7 @@ def run_demo(out: Path, subject: str = "dog3", images: Path | None = None, class
     rewards = [f"rl.subject={identifier}", f"rl.class_noun={noun}"] if any(o.startswith("rl.algorithm=") for o in overrides) else []
     run = train(config.load(recipe, [f"model.pretrained={model_dir}", f"data.instance_dir={photos}",
                                      f"data.instance_prompt=a {identifier} {noun}", f"train.output_dir={out / 'run'}",
-                                     f"prior.class_prompt=a {noun}", *rewards, *overrides]))
+                                     f"prior.class_prompt=a {noun}", *rewards, *overrides]), replace=True)
     phrases = [scenery.PHRASES[c] for c in EVAL_CONTEXTS]
     pairs = [(p, s) for p in phrases for s in range(seeds)]
     common = dict(images_per_prompt=seeds, steps=25, guidance_scale=guidance_scale, resolution=64)

@@ -5,13 +5,16 @@ Prompts may use ``{subject}`` and ``{class}`` placeholders; the DreamBench promp
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dreamtune.atomic import atomic_file, claim_output_dir, write_json
+from dreamtune.atomic import atomic_file, check_output_dir, claim_output_dir, write_json
 from dreamtune.config import ModelConfig
 from dreamtune.errors import UserError
 from dreamtune.models.loading import load_base_pipeline, quiet_libraries
@@ -40,11 +43,46 @@ class GenerateRequest:
     extra: dict = field(default_factory=dict)
 
 
+MAX_LORA_SCALE = 10.0     # past this a LoRA's update swamps the base weights (1e30 renders black)
+
+
+def check_request(request: GenerateRequest) -> None:
+    """Every setting checked before a model is loaded: one sentence naming it and the fix."""
+    if request.steps < 1:
+        raise UserError(f"--steps {request.steps} must be at least 1 (30 is a good default; 4 for a few-step model).")
+    if request.images_per_prompt < 1:
+        raise UserError(f"--images-per-prompt {request.images_per_prompt} must be at least 1.")
+    if request.resolution is not None and (request.resolution < 8 or request.resolution % 8):
+        raise UserError(f"--resolution {request.resolution} must be a positive multiple of 8 (the VAE downsamples by 8), "
+                        "e.g. 512, or leave it out for the model's own size.")
+    if not math.isfinite(request.guidance_scale) or request.guidance_scale < 0:
+        raise UserError(f"--guidance-scale {request.guidance_scale} must be a number of 0 or more (7.5 is usual; 1 turns guidance off).")
+    if not math.isfinite(request.lora_scale) or abs(request.lora_scale) > MAX_LORA_SCALE:
+        raise UserError(f"--lora-scale {request.lora_scale} must lie between -{MAX_LORA_SCALE:g} and {MAX_LORA_SCALE:g} "
+                        "(1 applies the LoRA as trained, 0 switches it off).")
+    if request.trained:
+        _check_trained(Path(request.trained))
+
+
+def _check_trained(trained: Path) -> None:
+    if not trained.exists():
+        raise UserError(f"--trained {trained} does not exist; pass a run's model/ folder (e.g. runs/my-dog/model).")
+    known = ("dreamtune.json", "model_index.json", "pytorch_lora_weights.safetensors", "learned_embeds.safetensors")
+    if not trained.is_dir() or not any((trained / name).is_file() for name in known):
+        raise UserError(f"--trained {trained} is not a trained model folder (it holds none of {', '.join(known)}); "
+                        "pass a run's model/ folder.")
+
+
 def read_prompts(path: Path) -> list[str]:
     """One prompt per line; a DreamBench-style Python list of quoted templates is accepted too."""
     if not Path(path).is_file():
         raise UserError(f"prompt file {path} does not exist; pass a text file with one prompt per line.")
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"prompt file {path} is not UTF-8 text; save it as UTF-8 (one prompt per line).") from None
+    except OSError as exc:
+        raise UserError(f"prompt file {path} cannot be read ({exc.strerror}); check its permissions.") from None
     quoted = re.findall(r"^\s*'(.*?)'\.format", text, flags=re.M)
     if quoted:
         return quoted
@@ -58,7 +96,12 @@ def fill_prompt(template: str, subject: str, class_noun: str) -> str:
 
 def _describe(trained: Path) -> dict:
     info = trained / "dreamtune.json"
-    return json.loads(info.read_text()) if info.is_file() else {}
+    if not info.is_file():
+        return {}
+    try:
+        return json.loads(info.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise UserError(f"{info} is damaged (not JSON); train the run again or restore the file.") from None
 
 
 def load_pipeline(request: GenerateRequest):
@@ -71,17 +114,52 @@ def load_pipeline(request: GenerateRequest):
     base = request.base_model or description.get("base_model", "")
     if description.get("kind") in ("full", "dreambooth", "scratch") or (trained and (trained / "model_index.json").is_file()):
         base = str(trained)
+    elif trained and not base:
+        raise UserError(f"--trained {trained} does not say which base model it was trained on; pass that model with --model.")
     dtype = torch.float16 if torch.cuda.is_available() else torch.float32
     base_config = description.get("base_config", "") if base == description.get("base_model") else ""
     pipeline = load_base_pipeline(ModelConfig(pretrained=base, config=base_config, allow_pickle=request.allow_pickle), dtype)
     pipeline.scheduler = scheduler_for(request.scheduler, pipeline.scheduler.config)
+    try:
+        with _quiet_diffusers_errors():       # diffusers logs the error it raises; we say it once, below
+            _apply_trained(pipeline, trained, description)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise _mismatch(trained, base, description, exc) from None
+    if trained and request.base_model and description.get("base_model") not in ("", None, request.base_model):
+        print(f"note: {trained} was trained on {description['base_model']}; applying it to {request.base_model}", file=sys.stderr)
+    pipeline.to("cuda" if torch.cuda.is_available() else "cpu")
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline, description
+
+
+def _apply_trained(pipeline, trained: Path | None, description: dict) -> None:
     if trained and (trained / "pytorch_lora_weights.safetensors").is_file():
         pipeline.load_lora_weights(str(trained), weight_name="pytorch_lora_weights.safetensors")
     if trained and (trained / "learned_embeds.safetensors").is_file():
         _load_textual_inversion(pipeline, trained / "learned_embeds.safetensors", description)
-    pipeline.to("cuda" if torch.cuda.is_available() else "cpu")
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline, description
+
+
+@contextlib.contextmanager
+def _quiet_diffusers_errors():
+    from diffusers.utils import logging
+
+    before = logging.get_verbosity()
+    logging.set_verbosity(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.set_verbosity(before)
+
+
+def _mismatch(trained: Path, base: str, description: dict, exc: Exception) -> UserError:
+    """A LoRA or embedding that does not fit the base it is loaded on: name both bases."""
+    own = description.get("base_model", "")
+    trained_on = f"was trained on {own}" if own else "was trained on another base model"
+    fix = f"pass --model {own} (or leave --model out)" if own and own != base else "pass the base model it was trained on with --model"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    detail = next((line for line in lines if line.startswith("size mismatch")), lines[0])
+    detail = re.sub(r"torch\.Size\((\[[^\]]*\])\)", r"\1", detail)[:200]
+    return UserError(f"{trained} {trained_on} and does not fit {base} ({detail}); {fix}.")
 
 
 def _load_textual_inversion(pipeline, path: Path, description: dict) -> None:
@@ -123,6 +201,7 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
     """Render every prompt ``images_per_prompt`` times; writes PNGs, contact_sheet.png, generations.json."""
     from tqdm.auto import tqdm
 
+    check_request(request)
     if request.scheduler not in SCHEDULERS:
         raise UserError(f"scheduler '{request.scheduler}' is unknown; choose one of {', '.join(SCHEDULERS)}.")
     if not request.prompts:
@@ -133,11 +212,15 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
         open_profile(request.print_profile)
         if request.print_intent not in INTENTS:
             raise UserError(f"--print-intent {request.print_intent} is not one of {', '.join(INTENTS)}.")
-    claim_output_dir(Path(out_dir), "--out")
+    check_output_dir(Path(out_dir), "--out")
     pipeline, description = load_pipeline(request)
     request = dataclasses.replace(request, scheduler=scheduler_name(request.scheduler, pipeline.scheduler.config))
     subject = description.get("placeholder_token") or request.subject
     resolution = request.resolution or pipeline_resolution(pipeline)
+    multiple = pipeline.vae_scale_factor * (2 if hasattr(pipeline, "transformer") else 1)   # SD3 / FLUX pack 2x2 latents
+    if resolution % multiple:
+        raise UserError(f"--resolution {resolution} must be a multiple of {multiple} for this model; try {resolution // multiple * multiple or multiple}.")
+    claim_output_dir(Path(out_dir), "--out")
     out_dir = Path(out_dir)
     records = []
     kwargs = lora_scale_arguments(pipeline, request.lora_scale) if request.lora_scale != 1.0 else {}

@@ -2,18 +2,16 @@
 hour and report success (a placeholder that never appears in a caption trains nothing)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from dreamtune.config import Config
-from dreamtune.data.ingest import MANIFEST
+from dreamtune.data.ingest import MANIFEST, prepared_records
 from dreamtune.errors import UserError
 
 
 def caption_list(prepared: Path, default_caption: str) -> list[str]:
     """Every instance image's caption, as training will see it (its own, else the default)."""
-    lines = (Path(prepared) / MANIFEST).read_text(encoding="utf-8").splitlines()
-    return [json.loads(line).get("text") or default_caption for line in lines if line.strip()]
+    return [record.get("text") or default_caption for record in prepared_records(Path(prepared))]
 
 
 def check_captions(config: Config, captions: list[str], folder: Path) -> None:

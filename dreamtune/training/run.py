@@ -32,7 +32,7 @@ from dreamtune.training.optim import build_training_state
 from dreamtune.training.outputs import export, save_resolved_config
 from dreamtune.training.preflight import caption_list, check_captions, tracker_arguments, tracker_config
 from dreamtune.training.report import write_run_report
-from dreamtune.training.run_lock import RunLock, RunStopped, StopOnSignal, StopRequested, sweep_leftovers
+from dreamtune.training.run_lock import RunLock, RunStopped, StopOnSignal, StopRequested, refuse_earlier_run, sweep_leftovers
 
 
 @dataclass
@@ -84,7 +84,9 @@ def _monitor(config: Config, components: Components, parts: TrainableParts, inst
                    enabled=main, rewards=rewards)
 
 
-def train(config: Config, resume: str | None = None, show_progress: bool = True, log=print) -> RunResult:
+def train(config: Config, resume: str | None = None, show_progress: bool = True, log=print, replace: bool = False) -> RunResult:
+    """One training run into ``config.train.output_dir``. ``replace`` lets a caller that owns the
+    folder (the demo) start over in it; otherwise an earlier run there is refused."""
     import os
 
     from accelerate import Accelerator
@@ -103,6 +105,8 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     if main:
         log(f"training on {accelerator.num_processes} process(es), device {accelerator.device}, mixed precision {accelerator.mixed_precision}")
     resolve_model(config.model)  # a wrong model path fails before any work is done
+    if not resume and not replace:
+        refuse_earlier_run(output_dir)
     lock = None
     if main:
         claim_output_dir(output_dir, "train.output_dir")

@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 
 from dreamtune.errors import UserError
+from dreamtune.training.checkpoint import list_checkpoints
 
 LOCK = ".lock"
 
@@ -115,3 +116,15 @@ class StopOnSignal:
         for number, handler in self.previous.items():
             signal.signal(number, handler)
         self.previous = {}
+
+
+def refuse_earlier_run(output_dir: Path) -> None:
+    """A new run never silently replaces an earlier one in the same folder: a finished run's model
+    and report, or a stopped run's checkpoints (continue those with ``--resume latest``)."""
+    if (output_dir / "model" / "dreamtune.json").is_file():
+        raise UserError(f"train.output_dir {output_dir} already holds a finished run (its model/ and report); choose another "
+                        "train.output_dir for this run — dreamtune never replaces a finished run.")
+    earlier = list_checkpoints(output_dir) if output_dir.is_dir() else []
+    if earlier:
+        raise UserError(f"train.output_dir {output_dir} holds a stopped run ({earlier[-1].name}); continue it with "
+                        "--resume latest, or choose another train.output_dir to start over.")

@@ -11,7 +11,7 @@ from dreamtune.atomic import atomic_file, claim_output_dir
 from dreamtune.errors import UserError
 from dreamtune.ui import form, runs
 from dreamtune.ui.jobs import JobManager
-from dreamtune.ui.safety import HUB_ID, Access, Limits, safe_name
+from dreamtune.ui.safety import HUB_ID, Access, Limits, confine_config, safe_name, ui_recipe
 
 UPLOADS = "uploads"
 PHOTOS = "photos"
@@ -91,11 +91,12 @@ class Actions:
         return self.photo_set(name)
 
     def photo_set(self, name: str) -> dict:
+        from dreamtune.data.ingest import prepared_records
         from dreamtune.data.prepare import read_report
 
         folder = self.root / PHOTOS / safe_name(name, "photo set name")
         report = read_report(folder)
-        captions = [json.loads(line) for line in (folder / "metadata.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+        captions = prepared_records(folder)
         return {"name": folder.name, "kept": report["kept"], "skipped": report["skipped"], "entries": report["entries"],
                 "images": [{"file": f"{PHOTOS}/{folder.name}/{c['file_name']}", "file_name": c["file_name"], "caption": c.get("text", ""),
                             "source": c.get("source", "")} for c in captions]}
@@ -106,10 +107,12 @@ class Actions:
 
     def edit_captions(self, name: str, captions: dict) -> dict:
         folder = self.root / PHOTOS / safe_name(name, "photo set name")
+        from dreamtune.data.ingest import prepared_records
+
         manifest = folder / "metadata.jsonl"
         if not manifest.is_file():
             raise UserError(f"photo set {name} is not prepared; prepare it first.")
-        records = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = prepared_records(folder)
         unknown = set(captions) - {r["file_name"] for r in records}
         if unknown:
             raise UserError(f"photo set {name} has no image {sorted(unknown)[0]}; reload the page.")
@@ -131,10 +134,8 @@ class Actions:
 
     def train(self, request: dict) -> dict:
         """Check the settings as the CLI will, then start ``dreamtune train`` into <runs>/<name>."""
-        from dreamtune.recipes import find_recipe
-
         name = safe_name(request.get("name", ""), "run name")
-        recipe = find_recipe(request.get("recipe") or "miniature-lora")
+        recipe = ui_recipe(self.root, request.get("recipe") or "miniature-lora")
         photos = self.root / PHOTOS / safe_name(request.get("photos", ""), "photo set name")
         if not runs.is_photo_set(photos):
             raise UserError(f"photo set {photos.name} is not prepared; prepare photos on the Photos page first.")
@@ -157,7 +158,7 @@ class Actions:
         if chosen.monitor.every:
             fixed.append(f"monitor.identifier={json.dumps(subject_prompt.split()[1])}")
         overrides = [*settings, *fixed]
-        form.check(recipe, overrides)                   # the CLI's one-sentence errors, before anything starts
+        confine_config(form.check(recipe, overrides), self.root, self.access)   # the CLI's checks, then the UI's own
         claim_output_dir(output, "run folder")
         job = self.jobs.start("train", ["train", str(recipe), *overrides], output)
         return {"run": name, "job": job.id}
@@ -184,6 +185,7 @@ class Actions:
             raise UserError(f"run {name} has finished; start a new run to train further.")
         if status != "stopped":
             raise UserError(f"run {name} has no checkpoint to resume from; start it again as a new run.")
+        confine_config(form.check(folder / "config.yaml", []), self.root, self.access)
         job = self.jobs.start("resume", ["train", str(folder / "config.yaml"), "--resume", "latest"], folder)
         return {"run": folder.name, "job": job.id}
 

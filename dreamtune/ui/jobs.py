@@ -68,6 +68,7 @@ class JobManager:
         job = Job(self._new_id(kind), kind, _cli(*arguments), str(target))
         log = open(self.log_path(job.id), "w", encoding="utf-8")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.setdefault("DREAMTUNE_CACHE", str(self.folder.parent / ".cache"))   # the UI writes only under --runs
         process = subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                    start_new_session=True)
         log.close()

@@ -22,7 +22,7 @@ def ui(tmp_path):
     from dreamtune.ui.server import serve_in_thread
 
     server = serve_in_thread(tmp_path / "runs")
-    yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path / "runs"
+    yield server.url, tmp_path / "runs"            # the printed link: its token becomes the page's cookie
     server.actions.jobs.stop_all()
     server.shutdown()
     server.server_close()
@@ -113,7 +113,7 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         page.wait_for_function("document.querySelectorAll('#gallery img.generated').length === 4")
         page.wait_for_function("document.getElementById('gen-progress').textContent === 'done.'")
         for src in page.eval_on_selector_all("#gallery img.generated", "nodes => nodes.map(n => n.getAttribute('src'))"):
-            response = page.request.get(base + src)
+            response = page.request.get(base.split("/?")[0] + src)     # the cookie carries the token
             assert response.status == 200 and response.headers["content-type"] == "image/png" and len(response.body()) > 500
         assert page.eval_on_selector_all("#gallery img.generated", "nodes => nodes.every(n => n.naturalWidth === 64)")
         page.screenshot(path=str(shots / "generate.png"), full_page=True)

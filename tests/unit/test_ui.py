@@ -18,7 +18,7 @@ from dreamtune.errors import UserError
 from dreamtune.recipes import find_recipe
 from dreamtune.ui import form, runs
 from dreamtune.ui.jobs import JobManager
-from dreamtune.ui.safety import Access, Limits, inside, safe_name
+from dreamtune.ui.safety import TOKEN_HEADER, Access, Limits, inside, safe_name
 
 RECIPE = find_recipe("miniature-lora")
 
@@ -163,15 +163,19 @@ def test_access_rules_for_hosts_logins_and_local_paths(tmp_path):
 def server(tmp_path):
     from dreamtune.ui.server import serve_in_thread
 
-    running = serve_in_thread(tmp_path / "runs", limits=Limits(max_file_mb=0.01, max_files=3))
+    running = serve_in_thread(tmp_path / "runs", limits=Limits(max_file_mb=0.01, max_files=3), token=TOKEN)
     yield f"http://127.0.0.1:{running.server_address[1]}", tmp_path / "runs"
     running.shutdown()
     running.server_close()
 
 
-def _call(url, body=None, headers=None, method=None):
+TOKEN = "this-launchs-token"
+
+
+def _call(url, body=None, headers=None, method=None, token=TOKEN):
+    """One request to the UI, carrying this launch's token (as the page does, in its cookie)."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    request = urllib.request.Request(url, data=data, headers={**({TOKEN_HEADER: token} if token else {}), **(headers or {})}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, response.read()
@@ -211,7 +215,7 @@ def test_a_users_folder_is_never_taken_as_the_runs_folder(tmp_path):
 def test_login_required_when_auth_is_set(tmp_path):
     from dreamtune.ui.server import serve_in_thread
 
-    running = serve_in_thread(tmp_path / "runs", auth="ann:secret")
+    running = serve_in_thread(tmp_path / "runs", auth="ann:secret", token=TOKEN)
     try:
         url = f"http://127.0.0.1:{running.server_address[1]}/api/info"
         assert _call(url)[0] == 401
