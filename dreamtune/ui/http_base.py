@@ -107,6 +107,7 @@ class SafeHandler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64           # the listen backlog (5 by default: a burst of clients waited seconds for a SYN retry)
     actions: Actions
     url: str                          # the link to open: address, port and this launch's token
 

@@ -255,7 +255,8 @@ def test_stale_temp_folders_of_a_killed_run_are_swept(tiny_models, photos, tmp_p
     (out / ".model.tmp-xyz").mkdir()
     messages = []
     train(config.load(None, tiny_overrides(tiny_models["sd1"], photos, out, **{"data.instance_prompt": "a photo of sks dog",
-                                                                               "train.steps": 2})), show_progress=False, log=messages.append)
+                                                                               "train.steps": 2})), resume="latest", show_progress=False,
+          log=messages.append)
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
     assert any("removed 2 unfinished temp file(s)" in m for m in messages)
 
