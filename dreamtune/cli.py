@@ -100,7 +100,8 @@ def _ui(args) -> None:
     from dreamtune.ui.safety import Limits
     from dreamtune.ui.server import serve
 
-    serve(Path(args.runs), args.host, args.port, args.auth or "", Limits(args.max_upload_mb, args.max_files))
+    serve(Path(args.runs), args.host, args.port, args.auth or "", Limits(args.max_upload_mb, args.max_files),
+          certfile=args.certfile or "", keyfile=args.keyfile or "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--auth", default=None, metavar="USER:PASS", help="HTTP basic login (required with --host 0.0.0.0)")
     u.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted photo")
     u.add_argument("--max-files", type=int, default=100, help="most files in one photo set")
+    u.add_argument("--certfile", default=None, help="serve HTTPS with this PEM certificate (chain); see docs/ui.md")
+    u.add_argument("--keyfile", default=None, help="the certificate's private key (PEM), unless --certfile holds it")
     u.set_defaults(handler=_ui)
 
     commands.add_parser("recipes", help="list the shipped recipes (use them by name: dreamtune train lora-sd15 ...)").set_defaults(handler=_recipes)

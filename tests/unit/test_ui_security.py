@@ -107,7 +107,7 @@ def test_a_recipe_cannot_make_the_ui_write_outside_runs(ui, tmp_path, key):
     section, name = key.split(".")
     recipe.setdefault(section, {})[name] = str(tmp_path / "elsewhere")
     (root / "evil.yaml").write_text(yaml.safe_dump(recipe))
-    status, body = _call(base + "/api/train", {"name": "r", "recipe": "evil.yaml", "photos": "cat", "class_noun": "cat"},
+    status, body = _call(base + "/api/train", {"name": "r", "recipe": str(root / "evil.yaml"), "photos": "cat", "class_noun": "cat"},
                          {"X-Dreamtune": "1"})
     assert status == 400
     assert json.loads(body)["error"] == (f"the recipe sets {key} to {tmp_path / 'elsewhere'}, outside the runs folder {root.resolve()}; "
