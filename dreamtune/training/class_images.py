@@ -199,7 +199,7 @@ class SharedClassImages:
         trainable = [(name, p.numel(), float(p.detach().double().sum())) for name, p in components.denoiser.named_parameters() if p.requires_grad]
         setting = key_of(model, trainable, prior.class_prompt, resolution, prior.sampler, prior.sample_steps, guidance)
         self.folder = user_cache_root() / "class-images" / setting
-        self.log, self.said = log, set()
+        self.log, self.said, self.usable = log, set(), True
 
     def path(self, seed: int) -> Path:
         return self.folder / f"{seed}.png"
@@ -218,6 +218,7 @@ class SharedClassImages:
             data = image.read_bytes()
             expected = json.loads(facts.read_text(encoding="utf-8")) if facts.is_file() else {}
         except PermissionError:
+            self.usable = False
             self._note("read", f"the shared class-image cache {self.folder} cannot be read (permission denied); generating without it")
             return None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -232,6 +233,8 @@ class SharedClassImages:
 
     def keep(self, seed: int, data: bytes) -> None:
         """Store a finished image, then its size and hash (a reader never trusts half an entry)."""
+        if not self.usable:
+            return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             with atomic_file(self.path(seed)) as temp:

@@ -185,26 +185,34 @@ def test_a_manifest_that_points_outside_its_prepared_folder(capsys, tiny_models,
 
 # ---- as an ordinary user: folders that may not be read or written --------------------------------
 def _as_ordinary_user(argv: list[str], cwd: Path) -> tuple[int, str]:
-    """Run the CLI in a forked child that, when this test runs as root, drops to ``nobody`` first
-    (root reads and writes everywhere, so root cannot show these refusals). Modules the commands
-    need are imported before the drop: the interpreter's own files may be private to root."""
-    import dreamtune.data.prepare  # noqa: F401
+    """The CLI run as ``nobody`` (see ``_as_nobody``)."""
+    import dreamtune.data.prepare  # noqa: F401  (imported before the drop: the interpreter's files may be private to root)
     import dreamtune.sampling.generate  # noqa: F401
     import dreamtune.training.run  # noqa: F401
 
+    return _as_nobody(lambda: main(argv), cwd)
+
+
+def _as_nobody(work, cwd: Path) -> tuple[int, str]:
+    """Run ``work()`` (its return value is the exit status) in a forked child that, when this test
+    runs as root, drops to ``nobody`` first: root reads and writes everywhere, so root cannot show
+    these refusals. Returns the status and what the child wrote to stderr."""
     errors = Path(tempfile.mkstemp(dir=cwd, suffix=".stderr")[1])
     errors.chmod(0o666)
     pid = os.fork()
     if pid == 0:                                          # the child: never returns to pytest
         code = 99
         try:
+            import torch
+
+            torch.set_num_threads(1)                      # OpenMP's pool does not survive a fork; run its loops inline
             with open(errors, "w") as sys.stderr:
                 os.chdir(cwd)
                 if os.geteuid() == 0:
                     os.setgroups([])
                     os.setgid(NOBODY)
                     os.setuid(NOBODY)
-                code = main(argv)
+                code = work()
         except BaseException:
             with open(errors, "a") as handle:
                 traceback.print_exc(file=handle)
@@ -265,3 +273,25 @@ def test_the_ordinary_user_helper_really_drops_rights(shared_place):
     _private(secret)
     code, err = _as_ordinary_user(["prepare", str(secret), "--out", str(shared_place / "o")], shared_place)
     assert code == 2 and "permission denied" in err
+
+
+def test_a_shared_cache_owned_by_another_user_is_a_note(tiny_models, shared_place, monkeypatch):
+    cache = shared_place / "roots-cache"
+    cache.mkdir()
+    _private(cache)                                       # root's, 0700: nobody can neither read nor write it
+    monkeypatch.setenv("DREAMTUNE_CACHE", str(cache))
+    components = _components({"sd1": shutil.copytree(tiny_models["sd1"], shared_place / "model")})   # a place nobody can read
+    folder = shared_place / "classes"
+    folder.mkdir()
+    folder.chmod(0o777)                                   # the run's own folder: nobody may write there
+
+    def work() -> int:
+        messages: list[str] = []
+        _class_images(components, folder, messages, count=2)
+        print("\n".join(messages), file=sys.stderr)
+        return 0
+    code, err = _as_nobody(work, shared_place)
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and f"the shared class-image cache {cache}" in notes[0] and "cannot be read (permission denied)" in notes[0]
+    assert len(list((folder / "images").glob("*.png"))) == 2 and not list(cache.iterdir())
