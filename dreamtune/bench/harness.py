@@ -57,9 +57,21 @@ def _train_subject(bench: Benchmark, subject: str, settings: BenchSettings, fold
     cfg = config.load(settings.recipe, [f"data.instance_dir={bench.photos_dir(subject)}", f"data.instance_prompt=a {identifier} {noun}",
                                         f"prior.class_prompt=a {noun}", f"prior.class_dir={class_root / _slug(noun)}",
                                         f"train.output_dir={folder / 'run'}", *base])
+    finished = folder / "run" / "model"
+    if (finished / "dreamtune.json").is_file():       # trained by an earlier, interrupted bench: scored again, not retrained
+        return str(finished), identifier, _logged_seconds(folder / "run")
     started = time.perf_counter()
     result = train(cfg, resume="latest" if list_checkpoints(folder / "run") else None)
     return str(result.model_dir), identifier, time.perf_counter() - started
+
+
+def _logged_seconds(run: Path) -> float:
+    """The training time a finished run logged (its last metrics record), 0 when unknown."""
+    lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if (run / "metrics.jsonl").is_file() else []
+    try:
+        return float(json.loads(lines[-1]).get("seconds", 0.0)) if lines else 0.0
+    except (json.JSONDecodeError, TypeError, ValueError):
+        return 0.0
 
 
 def run_subject(bench: Benchmark, subject: str, settings: BenchSettings, features: FeatureSet, out: Path) -> dict:

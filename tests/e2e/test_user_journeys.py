@@ -71,11 +71,11 @@ def test_prepared_folder_at_another_resolution_without_its_source_is_refused(tin
 
 
 def test_generated_class_images_at_another_resolution_are_refused(tiny_models, photos, tmp_path):
-    overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{
+    overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{"prior.class_dir": str(tmp_path / "classes"),
         "prior.enabled": True, "prior.class_prompt": "a photo of dog", "data.instance_prompt": "a photo of sks dog"})
     _quiet(config.load(None, overrides))
     with pytest.raises(UserError, match="generated at 32 px but training runs at 48 px"):
-        _quiet(config.load(None, overrides + ["data.resolution=48"]))
+        _quiet(config.load(None, overrides + ["data.resolution=48", f"train.output_dir={tmp_path / 'run2'}"]))
 
 
 def test_textual_inversion_whose_captions_lack_the_placeholder_is_refused_before_step_one(tiny_models, photos, tmp_path):
