@@ -87,9 +87,14 @@ def resolve_model(config: ModelConfig) -> tuple[str, dict]:
     return config.pretrained, json.loads(Path(index).read_text())
 
 
-def load_part(cls, location: str, subfolder: str, config: ModelConfig, dtype: torch.dtype = torch.float32, **kwargs):
+def load_part(cls, location: str, subfolder: str, config: ModelConfig, dtype: torch.dtype = torch.float32, quantize: str = "none",
+              **kwargs):
+    """One component; ``quantize`` (models/quantize.py) quantizes its linear layers while loading."""
     # an explicit dtype: transformers keeps a file's fp16 while diffusers upcasts it, and a
     # frozen fp16 text encoder beside an fp32 UNet fails on the first step
+    from dreamtune.models.quantize import loading_arguments
+
+    kwargs.update(loading_arguments(cls, location, subfolder, quantize, config.revision))
     try:
         return cls.from_pretrained(location, subfolder=subfolder, revision=config.revision, variant=config.variant,
                                    use_safetensors=not config.allow_pickle, torch_dtype=dtype, **kwargs)

@@ -24,6 +24,7 @@ from dreamtune.errors import UserError
 from dreamtune.models.adapters import TrainableParts
 from dreamtune.models.components import Components
 from dreamtune.models.loading import model_path
+from dreamtune.models.quantize import is_quantized
 from dreamtune.objectives.composite import JointSource, WeightedSum
 from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings
 from dreamtune.objectives.handover import Handover
@@ -72,7 +73,7 @@ def place_frozen(components: Components, parts: TrainableParts, accelerator, dty
         if any(module is kept for kept in keep_fp32):
             continue
         for parameter in module.parameters():
-            if not parameter.requires_grad:
+            if not parameter.requires_grad and not is_quantized(parameter):   # quantized weights keep their own format
                 parameter.data = parameter.data.to(dtype)
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dreamtune.models.quantize import plain_tensors
+
 FREE_SHARE = 0.6          # of the free memory a step's activations + optimizer state may take without checkpointing
 PROBE_SIDE = 256          # probe resolution (px) for runs above it: the probe itself must fit whatever the run's size
 
@@ -62,13 +64,14 @@ def saved_activation_bytes(components, resolution: int, autocast) -> int:
 
     family, device = components.family, components.device
     denoiser = components.denoiser
-    weights = {p.untyped_storage().data_ptr() for p in denoiser.parameters()}
+    weights = {t.untyped_storage().data_ptr() for p in denoiser.parameters() for t in plain_tensors(p)}
     kept: dict[int, int] = {}
 
     def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in weights:
-            kept[storage.data_ptr()] = max(kept.get(storage.data_ptr(), 0), storage.nbytes())
+        for plain in plain_tensors(tensor):
+            storage = plain.untyped_storage()
+            if storage.data_ptr() not in weights:
+                kept[storage.data_ptr()] = max(kept.get(storage.data_ptr(), 0), storage.nbytes())
         return tensor
 
     conditioning = condition(components, [""], resolution, device).cond

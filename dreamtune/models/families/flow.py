@@ -53,7 +53,7 @@ class FlowFamily(ModelFamily):
         if config.from_scratch:
             denoiser = transformer_cls.from_config(transformer_cls.load_config(location, subfolder="transformer"))
         else:
-            denoiser = load_part(transformer_cls, location, "transformer", config, dtypes.denoiser)
+            denoiser = load_part(transformer_cls, location, "transformer", config, dtypes.denoiser, config.quantize)
         vae = load_part(getattr(diffusers, self.vae_class), location, "vae", config, dtypes.vae)
         encoders, tokenizers = [], []
         for name, encoder_cls, tokenizer_cls in zip(self.text_encoder_names, self.encoder_classes, self.tokenizer_classes):
@@ -61,7 +61,8 @@ class FlowFamily(ModelFamily):
                 continue
             tokenizer_name = name.replace("text_encoder", "tokenizer")
             tokenizers.append(load_tokenizer(getattr(transformers, tokenizer_cls), location, tokenizer_name, config))
-            encoders.append(load_part(getattr(transformers, encoder_cls), location, name, config, dtypes.text_encoders))
+            encoders.append(load_part(getattr(transformers, encoder_cls), location, name, config, dtypes.text_encoders,
+                                      config.quantize_text_encoders))
         scheduler = load_scheduler(FlowMatchEulerDiscreteScheduler, location, config)
         return Components(self, denoiser, vae, encoders, tokenizers, scheduler, source=location,
                           extra={"model_index": index, "variant": config.variant})

@@ -45,16 +45,19 @@ class StableDiffusion(ModelFamily):
         from dreamtune.models.loading import load_part, load_scheduler
 
         if Path(location).is_file():
+            if (config.quantize, config.quantize_text_encoders) != ("none", "none"):
+                raise UserError(f"model.quantize works on diffusers folders, and {location} is a single file; convert it once with "
+                                "diffusers' from_single_file(...).save_pretrained(FOLDER) and train from FOLDER.")
             return self._load_single_file(Path(location), config, dtypes)
         if config.from_scratch:
             unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(location, subfolder="unet"))
         else:
-            unet = load_part(UNet2DConditionModel, location, "unet", config, dtypes.denoiser)
+            unet = load_part(UNet2DConditionModel, location, "unet", config, dtypes.denoiser, config.quantize)
         vae = load_part(AutoencoderKL, location, "vae", config, dtypes.vae)
         tokenizers, encoders = [], []
         for name, cls in zip(self.text_encoder_names, self._encoder_classes()):
             tokenizers.append(CLIPTokenizer.from_pretrained(location, subfolder=name.replace("text_encoder", "tokenizer"), revision=config.revision))
-            encoders.append(load_part(cls, location, name, config, dtypes.text_encoders))
+            encoders.append(load_part(cls, location, name, config, dtypes.text_encoders, config.quantize_text_encoders))
         scheduler = load_scheduler(DDPMScheduler, location, config)
         return Components(self, unet, vae, encoders, tokenizers, scheduler, source=location,
                           extra={"model_index": index, "variant": config.variant})
