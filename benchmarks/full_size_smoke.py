@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -50,6 +49,10 @@ CASES = {   # name -> (family, recipe, extra overrides)
                                                       "method.textual_inversion.initializer_token=dog"]),
     "sd35m-lora": ("sd35m", "lora-sd35", []),                  # SD3.5 Medium with its T5-XXL
     "flux2-klein-4b-lora": ("flux2-klein-4b", "lora-flux2-klein", []),
+    # frozen weights quantized while loading (model.quantize, torchao): transformer and Qwen3 / T5 text encoders
+    "flux2-klein-4b-lora-int8": ("flux2-klein-4b", "lora-flux2-klein", ["model.quantize=int8", "model.quantize_text_encoders=int8"]),
+    "flux2-klein-4b-lora-nf4": ("flux2-klein-4b", "lora-flux2-klein", ["model.quantize=nf4", "model.quantize_text_encoders=nf4"]),
+    "sd35m-lora-int8": ("sd35m", "lora-sd35", ["model.quantize=int8", "model.quantize_text_encoders=int8"]),
 }
 # FLUX.1 (12 B transformer, 24 GB in bf16 alone) does not fit this 24 GB machine; see a GPU run.
 
@@ -162,11 +165,15 @@ def run_case(name: str, root: Path, sdxl_resolution: int) -> dict:
                f"train.output_dir={out}", "train.steps=2", "train.mixed_precision=bf16", "train.gradient_checkpointing=true",
                "train.checkpoint_every=0", "train.validate_every=0", "prior.enabled=false", *extra]
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log = root / "runs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        _, status, usage = os.wait4(process.pid, 0)           # this run's own peak (not the model build's)
     wall = time.perf_counter() - started
-    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20   # the largest child so far
-    if done.returncode:
-        return {"case": name, "error": (done.stderr.strip().splitlines() or ["?"])[-1][:300], "wall_s": round(wall, 1)}
+    peak_gb = usage.ru_maxrss / 2**20
+    if os.waitstatus_to_exitcode(status):
+        return {"case": name, "error": (log.read_text().strip().splitlines() or ["?"])[-1][:300], "wall_s": round(wall, 1)}
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     step_s = steps[1]["seconds"] - steps[0]["seconds"]
     return {"case": name, "resolution": resolution, "s_per_step": round(step_s, 1), "first_step_s": round(steps[0]["seconds"], 1),

@@ -73,7 +73,10 @@ def loading_arguments(cls, location: str, subfolder: str, kind: str, revision: s
     from torchao.quantization import FqnToConfig
 
     model = _empty_model(cls, location, subfolder, revision)
-    plan = {f"{name}.weight": layer_config(kind, layer) for name, layer in model.named_modules() if isinstance(layer, nn.Linear)}
+    # a weight shared with an embedding (a language model's tied output head) stays as it is
+    shared = {id(p) for m in model.modules() if not isinstance(m, nn.Linear) for p in m.parameters(recurse=False)}
+    plan = {f"{name}.weight": None if id(layer.weight) in shared else layer_config(kind, layer)
+            for name, layer in model.named_modules() if isinstance(layer, nn.Linear)}
     if cls.__module__.startswith("diffusers"):
         from diffusers import TorchAoConfig
     else:
