@@ -96,7 +96,7 @@ class TrainConfig:
     text_encoder_lr: float | None = None
     lr_scheduler: Literal["constant", "linear", "cosine", "constant_with_warmup"] = "constant"
     warmup_steps: int = 0
-    optimizer: Literal["adamw", "adamw8bit"] = "adamw"
+    optimizer: Literal["adamw", "adamw8bit", "adafactor"] = "adamw"   # adamw8bit: bitsandbytes, state in 8 bits; adafactor: factored second moments (torch), no first moment
     weight_decay: float = 1e-2
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999

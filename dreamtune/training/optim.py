@@ -13,7 +13,7 @@ def trainable_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 def build_optimizer(module: nn.Module, train: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
-    """AdamW (or bitsandbytes' 8-bit AdamW) over the trainable parameters of ``module``;
+    """AdamW (or bitsandbytes' 8-bit AdamW, or torch's Adafactor) over the trainable parameters of ``module``;
     parameters under a ``text_encoder`` prefix get ``train.text_encoder_lr`` when set."""
     lr = lr if lr is not None else train.lr
     named = trainable_parameters(module)
@@ -30,6 +30,8 @@ def build_optimizer(module: nn.Module, train: TrainConfig, lr: float | None = No
         except ImportError:
             raise UserError("train.optimizer is adamw8bit but bitsandbytes is not installed; pip install 'dreamtune[8bit]' or use train.optimizer=adamw.") from None
         return bitsandbytes.optim.AdamW8bit(groups, **kwargs)
+    if train.optimizer == "adafactor":   # row and column second-moment factors: a few bytes per row, not 8 per weight
+        return torch.optim.Adafactor(groups, weight_decay=train.weight_decay)
     # fused: one kernel for every parameter (CPU and CUDA); bitwise deterministic, so resuming stays exact
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16) for _, p in named)
     return torch.optim.AdamW(groups, **kwargs, fused=fused or None)
