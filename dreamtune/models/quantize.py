@@ -108,6 +108,12 @@ def describe(components, model_config) -> str | None:
     """One line saying what was quantized (None when nothing was asked)."""
     parts = [(model_config.quantize, "denoiser", [components.denoiser]),
              (model_config.quantize_text_encoders, "text encoders", components.text_encoders)]
-    said = [f"{name} {kind} ({100 * sum(quantized_share(m) for m in modules) / max(1, len(modules)):.0f} % of its linear layers)"
-            for kind, name, modules in parts if kind != "none"]
+    said = [f"{name} {kind} ({100 * sum(quantized_share(m) for m in modules) / max(1, len(modules)):.0f} % of its linear layers, "
+            f"{sum(weight_bytes(m) for m in modules) / 2**30:.2f} GiB)" for kind, name, modules in parts if kind != "none"]
     return f"quantized frozen weights: {', '.join(said)}" if said else None
+
+
+def weight_bytes(module: nn.Module) -> int:
+    """The bytes ``module``'s parameters and buffers hold, quantized ones as stored."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return sum(t.numel() * t.element_size() for tensor in tensors for t in plain_tensors(tensor))
