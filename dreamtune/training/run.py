@@ -34,6 +34,7 @@ from dreamtune.training.outputs import export, save_resolved_config
 from dreamtune.training.preflight import caption_list, check_captions, tracker_arguments, tracker_config
 from dreamtune.training.report import write_run_report
 from dreamtune.training.run_lock import RunLock, RunStopped, StopOnSignal, StopRequested, refuse_earlier_run, sweep_leftovers
+from dreamtune.training.text_release import release_text_encoders
 
 
 @dataclass
@@ -181,6 +182,9 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     ingredients = Ingredients(config, components, wrap_trainable(components, accelerator), parts, accelerator, instance_dir, class_dir,
                               Path(config.data.cache_dir or output_dir / "cache"), _photos(instance_dir))
     objective, source, rewards = build(ingredients, plan)
+    released = release_text_encoders(config, components, objective, source)
+    if released and main:
+        log(released)
     switch = (config.rl.start_step, config.rl.lr / config.train.lr) if config.rl.lr is not None else None
     state = build_training_state(objective, config.train, accelerator, switch)
     if resume:
