@@ -51,6 +51,8 @@ CASES = {   # name -> (family, recipe, extra overrides)
     "flux2-klein-4b-lora": ("flux2-klein-4b", "lora-flux2-klein", []),
     # frozen weights quantized while loading (model.quantize, torchao): transformer and Qwen3 / T5 text encoders
     "flux2-klein-4b-lora-int8": ("flux2-klein-4b", "lora-flux2-klein", ["model.quantize=int8", "model.quantize_text_encoders=int8"]),
+    "flux2-klein-4b-lora-int8-keep-encoders": ("flux2-klein-4b", "lora-flux2-klein", ["model.quantize=int8", "model.quantize_text_encoders=int8",
+                                                                                 "train.free_text_encoders=false"]),
     "flux2-klein-4b-lora-nf4": ("flux2-klein-4b", "lora-flux2-klein", ["model.quantize=nf4", "model.quantize_text_encoders=nf4"]),
     "sd35m-lora-int8": ("sd35m", "lora-sd35", ["model.quantize=int8", "model.quantize_text_encoders=int8"]),
 }
