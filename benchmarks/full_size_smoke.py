@@ -2,7 +2,9 @@
 downloads are (fp16 safetensors folders), trained through the CLI as a user would: LoRA, full
 DreamBooth and textual inversion, 2 steps each at the recipes' resolutions with bf16 and
 gradient checkpointing. Prints s/step (the second step: the first includes warm-up), start-up
-seconds (loading, latent and text caching) and peak RSS of each run.
+seconds (loading, latent and text caching), peak RSS of each run (loading included: the fp16 shards'
+pages that safetensors maps count while a part loads) and the largest RSS once steps run. Also SD3.5
+Medium and FLUX.2 klein 4B, with and without quantized frozen weights (model.quantize).
 
     python benchmarks/full_size_smoke.py [--root runs/full_size] [--only sd15-lora,...] [--resolution-sdxl 1024]
 
@@ -147,6 +149,14 @@ def photos(folder: Path, size: int) -> Path:
     return folder
 
 
+def _rss_gb(pid: int) -> float:
+    try:
+        line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0.0
+    return int(line.split()[1]) / 2**20
+
+
 def run_case(name: str, root: Path, sdxl_resolution: int) -> dict:
     family, recipe, extra = CASES[name]
     model = root / f"{family}-fp16"
@@ -171,7 +181,14 @@ def run_case(name: str, root: Path, sdxl_resolution: int) -> dict:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        _, status, usage = os.wait4(process.pid, 0)           # this run's own peak (not the model build's)
+        steps_rss = 0.0                                        # the largest RSS seen once steps run (loading's peak excluded)
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)   # this run's own peak (not the model build's)
+            if pid:
+                break
+            if (out / "metrics.jsonl").is_file():
+                steps_rss = max(steps_rss, _rss_gb(process.pid))
+            time.sleep(1)
     wall = time.perf_counter() - started
     peak_gb = usage.ru_maxrss / 2**20
     if os.waitstatus_to_exitcode(status):
@@ -180,6 +197,7 @@ def run_case(name: str, root: Path, sdxl_resolution: int) -> dict:
     step_s = steps[1]["seconds"] - steps[0]["seconds"]
     return {"case": name, "resolution": resolution, "s_per_step": round(step_s, 1), "first_step_s": round(steps[0]["seconds"], 1),
             "startup_s": round(wall - steps[-1]["seconds"], 1), "wall_s": round(wall, 1), "peak_rss_gb": round(peak_gb, 2),
+            "steps_rss_gb": round(steps_rss, 2),
             "exported": sorted(p.name for p in (out / "model").iterdir())}
 
 
@@ -205,12 +223,13 @@ def main() -> None:
         results[key] = json.loads(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 else {"case": name, "error": probe.stderr[-300:]}
         results_file.write_text(json.dumps(results, indent=2))
         print(json.dumps(results[key]), flush=True)
-    print("\n| case | px | s/step | first step s | start-up s | peak RSS GB |\n|---|---|---|---|---|---|")
+    print("\n| case | px | s/step | first step s | start-up s | peak RSS GB | RSS during steps GB |\n|---|---|---|---|---|---|---|")
     for r in results.values():
         if "error" in r:
-            print(f"| {r['case']} | | failed: {r['error'][:80]} | | | |")
+            print(f"| {r['case']} | | failed: {r['error'][:80]} | | | | |")
         else:
-            print(f"| {r['case']} | {r['resolution']} | {r['s_per_step']} | {r['first_step_s']} | {r['startup_s']} | {r['peak_rss_gb']} |")
+            print(f"| {r['case']} | {r['resolution']} | {r['s_per_step']} | {r['first_step_s']} | {r['startup_s']} | {r['peak_rss_gb']} | "
+                  f"{r.get('steps_rss_gb', '')} |")
 
 
 def write_single_file(family: str, root: Path) -> None:
