@@ -211,22 +211,10 @@ class Config:
     rl: RLConfig = field(default_factory=RLConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
-    def _check_quantization(self) -> None:
-        """Quantization applies to frozen weights only, and fp8 weights compute in bf16."""
-        m = self.model
-        full = self.method.kind in ("dreambooth", "scratch") or m.from_scratch
-        if m.quantize != "none" and full:
-            raise UserError(f"model.quantize={m.quantize} quantizes frozen weights, but method {self.method.kind} trains the denoiser's "
-                            "weights themselves; set model.quantize: none, or train a LoRA (method.kind: lora) on the quantized base.")
-        if m.quantize_text_encoders != "none" and (self.method.kind == "textual_inversion" or (full and self.method.train_text_encoder)):
-            raise UserError(f"model.quantize_text_encoders={m.quantize_text_encoders} cannot be combined with {self.method.kind}, which "
-                            "trains inside the text encoders; set model.quantize_text_encoders: none.")
-        if "fp8" in (m.quantize, m.quantize_text_encoders) and self.train.mixed_precision != "bf16":
-            raise UserError(f"fp8 weights compute in bf16, and train.mixed_precision is {self.train.mixed_precision}; "
-                            "set train.mixed_precision: bf16, or quantize to int8 instead.")
-
     def __post_init__(self):
-        self._check_quantization()
+        from dreamtune.config_checks import check_quantization
+
+        check_quantization(self)
         if self.prior.enabled and not self.prior.class_prompt:
             raise UserError("prior.enabled is true but prior.class_prompt is empty; set it, e.g. prior.class_prompt='a photo of a dog'.")
         if self.rl.branch and not self.rl.last_steps:

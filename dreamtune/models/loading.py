@@ -103,6 +103,17 @@ def load_part(cls, location: str, subfolder: str, config: ModelConfig, dtype: to
                         "check the model folder, or set model.allow_pickle=true for trusted .bin weights.") from None
 
 
+def empty_model(cls, location: str, subfolder: str, revision: str | None) -> nn.Module:
+    """The model's architecture on the meta device (no memory): its layers' names and shapes."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        if hasattr(cls, "load_config"):                     # diffusers
+            return cls.from_config(cls.load_config(location, subfolder=subfolder, revision=revision))
+        config = cls.config_class.from_pretrained(location, subfolder=subfolder, revision=revision)
+        return cls._from_config(config)
+
+
 def load_tokenizer(cls, location: str, subfolder: str, config: ModelConfig):
     """A tokenizer of a model folder (no weights), as ``cls``."""
     return cls.from_pretrained(location, subfolder=subfolder, revision=config.revision)

@@ -54,17 +54,6 @@ def layer_config(kind: str, layer: nn.Linear):
     return {"int8": Int8WeightOnlyConfig, "fp8": Float8WeightOnlyConfig}[kind]()
 
 
-def _empty_model(cls, location: str, subfolder: str, revision: str | None) -> nn.Module:
-    """The model's architecture on the meta device (no memory): its layers' names and shapes."""
-    from accelerate import init_empty_weights
-
-    with init_empty_weights():
-        if hasattr(cls, "load_config"):                     # diffusers
-            return cls.from_config(cls.load_config(location, subfolder=subfolder, revision=revision))
-        config = cls.config_class.from_pretrained(location, subfolder=subfolder, revision=revision)
-        return cls._from_config(config)
-
-
 def loading_arguments(cls, location: str, subfolder: str, kind: str, revision: str | None = None) -> dict:
     """``from_pretrained`` keyword arguments that quantize ``cls``'s linear layers while loading."""
     if kind == "none":
@@ -72,7 +61,9 @@ def loading_arguments(cls, location: str, subfolder: str, kind: str, revision: s
     require_torchao()
     from torchao.quantization import FqnToConfig
 
-    model = _empty_model(cls, location, subfolder, revision)
+    from dreamtune.models.loading import empty_model
+
+    model = empty_model(cls, location, subfolder, revision)
     # a weight shared with an embedding (a language model's tied output head) stays as it is
     shared = {id(p) for m in model.modules() if not isinstance(m, nn.Linear) for p in m.parameters(recurse=False)}
     plan = {f"{name}.weight": None if id(layer.weight) in shared else layer_config(kind, layer)
