@@ -96,11 +96,26 @@ def load_part(cls, location: str, subfolder: str, config: ModelConfig, dtype: to
 
     kwargs.update(loading_arguments(cls, location, subfolder, quantize, config.revision))
     try:
-        return cls.from_pretrained(location, subfolder=subfolder, revision=config.revision, variant=config.variant,
+        part = cls.from_pretrained(location, subfolder=subfolder, revision=config.revision, variant=config.variant,
                                    use_safetensors=not config.allow_pickle, torch_dtype=dtype, **kwargs)
     except (OSError, EnvironmentError) as exc:
         raise UserError(f"cannot load {subfolder} of {location} ({str(exc).splitlines()[0][:160]}); "
                         "check the model folder, or set model.allow_pickle=true for trusted .bin weights.") from None
+    release_freed_memory()
+    return part
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed while loading (a part's fp16 -> bf16 copies, quantized away) back to the
+    system: glibc keeps freed heap pages otherwise, and the next part would load on top of them."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):      # not glibc (macOS, musl): nothing to trim
+        pass
 
 
 def empty_model(cls, location: str, subfolder: str, revision: str | None) -> nn.Module:

@@ -9,12 +9,11 @@ dtype), so the run's losses and weights do not change; a resumed run encodes the
 """
 from __future__ import annotations
 
-import gc
-
 import torch
 
 from dreamtune.config import Config
 from dreamtune.models.components import Components
+from dreamtune.models.loading import release_freed_memory
 from dreamtune.models.quantize import weight_bytes
 
 RELEASE_ABOVE = 2**30        # auto: free text encoders holding more than 1 GiB of weights
@@ -57,7 +56,7 @@ def release_text_encoders(config: Config, components: Components, objective, sou
     denoising.encode_text(prompts)                   # kept by the objective for every later step
     for encoder in encoders:
         encoder.to("meta")                           # weights gone; any later use fails loudly instead of silently
-    gc.collect()
+    release_freed_memory()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return f"encoded {len(prompts)} prompt(s) once and freed the text encoders ({size / 2**30:.2f} GiB) before step 1"
