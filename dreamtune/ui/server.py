@@ -81,6 +81,8 @@ class Handler(SafeHandler):
             self._send(200, (STATIC / "index.html").read_bytes(), "text/html; charset=utf-8")
         elif path.startswith("/static/"):
             self._static(path[len("/static/"):])
+        elif path == "/favicon.ico":                     # what browsers ask for before reading the page's <link>
+            self._static("favicon.svg")
         elif path.startswith("/files/"):
             self._file(unquote(path[len("/files/"):]), "download" in query)
         elif path.startswith("/api/"):

@@ -123,5 +123,6 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         page.wait_for_selector("#runs-table button[data-run='cat-run']")
         page.click("#runs-table button[data-run='cat-run']")
         page.wait_for_selector("#downloads a >> text=pytorch_lora_weights.safetensors")
+        page.wait_for_selector("#downloads a >> text=model card (README.md)")
         page.screenshot(path=str(shots / "runs.png"), full_page=True)
         browser.close()

@@ -188,6 +188,7 @@ def test_the_server_gate(server, tmp_path):
     status, body = _call(base + "/api/info")
     assert status == 200 and "miniature-lora" in json.loads(body)["recipes"] and json.loads(body)["local"] is True
     assert _call(base + "/")[0] == 200 and b"dreamtune" in _call(base + "/static/app.js")[1]
+    assert _call(base + "/favicon.ico")[1].startswith(b"<svg")                  # no 404 in the browser's console
     status, body = _call(base + "/api/stop", {"run": "x"})               # no X-Dreamtune header: a cross-site form
     assert status == 403 and b"X-Dreamtune" in body
     status, body = _call(base + "/files/..%2F..%2Fetc%2Fpasswd")

@@ -237,7 +237,8 @@ function renderMonitor(records) {
 function renderDownloads(files) {
   const box = $("downloads");
   box.replaceChildren();
-  const links = [...files.weights.map((w) => [w.split("/").pop(), w]), ...(files.report ? [["report.html", files.report]] : [])];
+  const links = [...files.weights.map((w) => [w.split("/").pop(), w]), ...(files.model_card ? [["model card (README.md)", files.model_card]] : []),
+                 ...(files.report ? [["report.html", files.report]] : [])];
   for (const [label, path] of links) {
     box.append(el("a", { href: label === "report.html" ? fileUrl(path) : fileUrl(path, true), target: "_blank", text: label }), " ");
   }
