@@ -157,8 +157,9 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     dtypes = ComponentDtypes.for_training(config.method.kind, config.method.train_text_encoder, config.train.mixed_precision)
     components = load_components(dataclasses.replace(config.model, from_scratch=from_scratch), dtypes)
     components.noise = components.family.noise_process(components.noise_scheduler, config.train.timestep_sampling)
-    if main and quantize.describe(components, config.model):
-        log(quantize.describe(components, config.model))
+    quantized = quantize.describe(components, config.model) if main else None
+    if quantized:
+        log(quantized)
     torch.manual_seed(config.train.seed)  # LoRA / from-scratch initialisation is part of the run's seed
     parts = make_trainable(components, config)
     place_frozen(components, parts, accelerator, weight_dtype(config.train.mixed_precision))

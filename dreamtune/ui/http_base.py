@@ -74,7 +74,7 @@ class SafeHandler(BaseHTTPRequestHandler):
         deadline = time.monotonic() + READ_TIMEOUT + length / MIN_RATE
         parts, have = [], 0
         while have < length:
-            chunk = self.rfile.read1(min(length - have, 2**16)) if hasattr(self.rfile, "read1") else self.rfile.read(min(length - have, 2**16))
+            chunk = self.rfile.read1(min(length - have, 2**16))    # what has arrived, up to 64 KB: the deadline is checked between
             if not chunk:
                 raise RequestProblem(400, "the request ended before its body did; send it again.")
             parts.append(chunk)
