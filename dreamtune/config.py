@@ -96,7 +96,9 @@ class TrainConfig:
     text_encoder_lr: float | None = None
     lr_scheduler: Literal["constant", "linear", "cosine", "constant_with_warmup"] = "constant"
     warmup_steps: int = 0
-    optimizer: Literal["adamw", "adamw8bit", "adafactor"] = "adamw"   # adamw8bit: bitsandbytes, state in 8 bits; adafactor: factored second moments (torch), no first moment
+    optimizer: Literal["adamw", "adamw8bit", "adafactor"] = "adamw"   # adamw8bit: state in 8 bits (bitsandbytes; torchao's with trainable_dtype bf16); adafactor: factored second moments (torch), no first moment
+    trainable_dtype: Literal["fp32", "bf16"] = "fp32"   # bf16: trained weights held in bf16, updated with stochastic rounding (torchao's AdamW / AdamW8bit): half the memory of a full fine-tune's weights and gradients
+    fused_update: bool = False        # step each weight inside the backward pass once its gradient is ready, so all gradients never live at once (grad_accum 1, one process; max_grad_norm clips each weight on its own)
     weight_decay: float = 1e-2
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -212,9 +214,10 @@ class Config:
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
     def __post_init__(self):
-        from dreamtune.config_checks import check_quantization
+        from dreamtune.config_checks import check_lean_updates, check_quantization
 
         check_quantization(self)
+        check_lean_updates(self)
         if self.prior.enabled and not self.prior.class_prompt:
             raise UserError("prior.enabled is true but prior.class_prompt is empty; set it, e.g. prior.class_prompt='a photo of a dog'.")
         if self.rl.branch and not self.rl.last_steps:

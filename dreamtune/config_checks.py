@@ -18,3 +18,27 @@ def check_quantization(config) -> None:
     if "fp8" in (m.quantize, m.quantize_text_encoders) and config.train.mixed_precision != "bf16":
         raise UserError(f"fp8 weights compute in bf16, and train.mixed_precision is {config.train.mixed_precision}; "
                         "set train.mixed_precision: bf16, or quantize to int8 instead.")
+
+
+def check_lean_updates(config) -> None:
+    """bf16 trained weights need stochastic rounding (torchao's AdamW family); the fused update steps
+    each weight from its own gradient, which rules out accumulation, loss scaling and multi-pass objectives."""
+    t = config.train
+    if t.trainable_dtype == "bf16":
+        if t.optimizer == "adafactor":
+            raise UserError("train.trainable_dtype=bf16 needs stochastic rounding, which torch's Adafactor does not do (small updates "
+                            "would round away); set train.optimizer: adamw8bit (8-bit state, torchao) or adamw.")
+        if t.mixed_precision != "bf16":
+            raise UserError(f"train.trainable_dtype=bf16 computes in bf16, and train.mixed_precision is {t.mixed_precision}; "
+                            "set train.mixed_precision: bf16, or train.trainable_dtype: fp32.")
+    if not t.fused_update:
+        return
+    if t.grad_accum > 1:
+        raise UserError(f"train.fused_update steps each weight as soon as its gradient is ready, so it cannot accumulate "
+                        f"{t.grad_accum} micro-batches; set train.grad_accum: 1 (raise train.batch_size instead) or train.fused_update: false.")
+    if t.mixed_precision == "fp16":
+        raise UserError("train.fused_update cannot unscale fp16 gradients one weight at a time; set train.mixed_precision: bf16.")
+    if config.rl.algorithm or config.adversarial.weight:
+        which = f"rl.algorithm={config.rl.algorithm}" if config.rl.algorithm else "adversarial.weight"
+        raise UserError(f"train.fused_update supports the denoising methods, and {which} runs several backward passes per step; "
+                        "set train.fused_update: false.")

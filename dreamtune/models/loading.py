@@ -158,11 +158,13 @@ class ComponentDtypes:
     text_encoders: torch.dtype = torch.float32
 
     @classmethod
-    def for_training(cls, method_kind: str, train_text_encoder: bool, mixed_precision: str) -> "ComponentDtypes":
+    def for_training(cls, method_kind: str, train_text_encoder: bool, mixed_precision: str, trainable_dtype: str = "fp32") -> "ComponentDtypes":
+        """``trainable_dtype`` (train.trainable_dtype): the dtype of weights that train (fp32, or bf16 with stochastic rounding)."""
         frozen = weight_dtype(mixed_precision)
+        trained = torch.bfloat16 if trainable_dtype == "bf16" else torch.float32
         full = method_kind in ("dreambooth", "scratch")
-        text_fp32 = method_kind == "textual_inversion" or (full and train_text_encoder)
-        return cls(denoiser=torch.float32 if full else frozen, vae=frozen, text_encoders=torch.float32 if text_fp32 else frozen)
+        text_trained = method_kind == "textual_inversion" or (full and train_text_encoder)
+        return cls(denoiser=trained if full else frozen, vae=frozen, text_encoders=trained if text_trained else frozen)
 
 
 def load_components(config: ModelConfig, dtypes: ComponentDtypes = ComponentDtypes()) -> Components:

@@ -77,6 +77,15 @@ def place_frozen(components: Components, parts: TrainableParts, accelerator, dty
                 parameter.data = parameter.data.to(dtype)
 
 
+def hold_trainable_in(parts: TrainableParts, dtype: torch.dtype) -> None:
+    """Trained weights (LoRA matrices, embeddings, a full denoiser) held in ``dtype``
+    (train.trainable_dtype bf16: the optimizer then rounds its updates stochastically)."""
+    for module in parts.modules.values():
+        for parameter in module.parameters():
+            if parameter.requires_grad and parameter.is_floating_point():
+                parameter.data = parameter.data.to(dtype)
+
+
 def wrap_trainable(components: Components, accelerator) -> Components:
     """Data-parallel wrappers for the top-level modules that hold trainable parameters; every
     objective computes through the components this returns."""

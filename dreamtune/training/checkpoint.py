@@ -34,6 +34,7 @@ class TrainingState:
     emas: dict[str, EMA] = field(default_factory=dict)
     step: int = 0
     extras: dict[str, object] = field(default_factory=dict)   # other state objectives keep (state_dict of tensors)
+    fused: dict[str, object] = field(default_factory=dict)    # optimizers stepped inside the backward pass (optim.FusedUpdate)
 
 
 def _rng_state() -> dict:

@@ -63,17 +63,24 @@ def run_step(objective: Objective, source: BatchSource, state: TrainingState, ac
         for key, value in metrics.items():
             totals[key] = totals.get(key, 0.0) + value / settings.grad_accum
     for name, optimizer in state.optimizers.items():
-        params = [p for group in optimizer.param_groups for p in group["params"]]   # the trainable ones, without walking the model
-        if settings.max_grad_norm and settings.max_grad_norm > 0:
-            norm = accelerator.clip_grad_norm_(params, settings.max_grad_norm)
-            totals[f"grad_norm/{name}"] = float(norm)
-        optimizer.step()
+        if name in state.fused:           # already stepped, weight by weight, inside the backward pass
+            totals[f"grad_norm/{name}"] = state.fused[name].take_norm()
+        else:
+            step_optimizer(optimizer, accelerator, settings.max_grad_norm, totals, name)
         state.schedules[name].step()
-        optimizer.zero_grad(set_to_none=True)
-        totals[f"lr/{name}"] = state.schedules[name].get_last_lr()[0]
+        totals[f"lr/{name}"] = float(state.schedules[name].get_last_lr()[0])   # torchao keeps rates as tensors
         if name in state.emas:
             state.emas[name].update()
     return totals
+
+
+def step_optimizer(optimizer, accelerator, max_grad_norm: float, totals: dict[str, float], name: str) -> None:
+    """Clip the gradients of ``optimizer``'s parameters together, step, and drop the gradients."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]   # the trainable ones, without walking the model
+    if max_grad_norm and max_grad_norm > 0:
+        totals[f"grad_norm/{name}"] = float(accelerator.clip_grad_norm_(params, max_grad_norm))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def run_loop(objective: Objective, source: BatchSource, state: TrainingState, accelerator,

@@ -24,6 +24,8 @@ def build_optimizer(module: nn.Module, train: TrainConfig, lr: float | None = No
               {"params": [p for n, p in named if n.startswith("text_encoder")], "lr": text_lr}]
     groups = [g for g in groups if g["params"]]
     kwargs = dict(betas=(train.adam_beta1, train.adam_beta2), weight_decay=train.weight_decay)
+    if train.trainable_dtype == "bf16":    # bf16 weights: updates added with stochastic rounding, so small ones are not lost
+        return _torchao_optimizer(train.optimizer)(groups, **kwargs, bf16_stochastic_round=True)
     if train.optimizer == "adamw8bit":
         try:
             import bitsandbytes
@@ -35,6 +37,49 @@ def build_optimizer(module: nn.Module, train: TrainConfig, lr: float | None = No
     # fused: one kernel for every parameter (CPU and CUDA); bitwise deterministic, so resuming stays exact
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16) for _, p in named)
     return torch.optim.AdamW(groups, **kwargs, fused=fused or None)
+
+
+def _torchao_optimizer(name: str):
+    try:
+        from torchao import optim
+    except ImportError:
+        raise UserError("train.trainable_dtype=bf16 updates weights with torchao's stochastic rounding and torchao is not installed; "
+                        "pip install 'dreamtune[quantize]' or set train.trainable_dtype: fp32.") from None
+    return {"adamw": optim._AdamW, "adamw8bit": optim.AdamW8bit}[name]
+
+
+class FusedUpdate:
+    """The optimizer step fused into the backward pass (``train.fused_update``): each weight is
+    clipped (on its own, to ``max_grad_norm``) and stepped by a post-accumulate-grad hook as soon as
+    its gradient is complete, and the gradient is dropped at once, so a full fine-tune never holds
+    every gradient together. The optimizer, its state and its checkpoints are the ordinary ones:
+    during a hook its parameter group is narrowed to the one weight, so the step touches nothing else."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, max_grad_norm: float):
+        self.optimizer = optimizer
+        self.max_grad_norm = max_grad_norm
+        self.squared_norm = torch.zeros(())
+        self._hooks = [p.register_post_accumulate_grad_hook(self._hook(group))
+                       for group in optimizer.param_groups for p in group["params"]]
+
+    def _hook(self, group: dict):
+        def step_one(parameter: torch.Tensor) -> None:
+            norm = parameter.grad.detach().float().norm()
+            self.squared_norm = self.squared_norm.to(norm.device) + norm.square()
+            if self.max_grad_norm and self.max_grad_norm > 0:
+                parameter.grad.mul_(torch.clamp(self.max_grad_norm / (norm + 1e-6), max=1.0).to(parameter.grad.dtype))
+            everyone, group["params"] = group["params"], [parameter]
+            try:
+                self.optimizer.step()
+            finally:
+                group["params"] = everyone
+            parameter.grad = None
+        return step_one
+
+    def take_norm(self) -> float:
+        """The step's gradient norm before clipping (all weights together), and a fresh count."""
+        norm, self.squared_norm = float(self.squared_norm.sqrt()), torch.zeros(())
+        return norm
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig, switch: tuple[int, float] | None = None):
@@ -59,12 +104,14 @@ def build_training_state(objective, train: TrainConfig, accelerator, switch: tup
 
     modules = objective.trainable_modules()
     rates = objective.learning_rates() if hasattr(objective, "learning_rates") else {}
-    optimizers, schedules, emas = {}, {}, {}
+    optimizers, schedules, emas, fused = {}, {}, {}, {}
     for name, module in modules.items():
         optimizer = build_optimizer(module, train, rates.get(name))
         schedules[name] = build_schedule(optimizer, train, switch if name == "model" else None)
         optimizers[name] = accelerator.prepare(optimizer)
+        if train.fused_update:
+            fused[name] = FusedUpdate(optimizer, train.max_grad_norm)
         if train.ema_decay and name == "model":     # EMA of the model only (not of a discriminator)
             emas[name] = EMA(module, train.ema_decay)
     extras = objective.checkpoint_extras() if hasattr(objective, "checkpoint_extras") else {}
-    return TrainingState(modules, optimizers, schedules, emas, extras=extras)
+    return TrainingState(modules, optimizers, schedules, emas, extras=extras, fused=fused)

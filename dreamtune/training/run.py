@@ -23,7 +23,7 @@ from dreamtune.models.loading import ComponentDtypes, load_components, model_pat
 from dreamtune.models.precision import forward_in_weight_dtype
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
 from dreamtune.training import checkpoint
-from dreamtune.training.assembly import Ingredients, RunPlan, build, place_frozen, settings_from, wrap_trainable
+from dreamtune.training.assembly import Ingredients, RunPlan, build, hold_trainable_in, place_frozen, settings_from, wrap_trainable
 from dreamtune.training.callbacks import Checkpointer, MetricLog, RestartOptimizer, TrackerLog, Validator
 from dreamtune.training.checkpoint import TrainingState
 from dreamtune.training.class_images import class_images_location, provide_class_images
@@ -103,6 +103,9 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
     output_dir = Path(config.train.output_dir)
     accelerator = Accelerator(mixed_precision=config.train.mixed_precision, cpu=not torch.cuda.is_available(),
                               **tracker_arguments(config.train.log_with, output_dir))
+    if config.train.fused_update and accelerator.num_processes > 1:
+        raise UserError(f"train.fused_update steps each weight before the {accelerator.num_processes} processes have averaged its "
+                        "gradient; set train.fused_update: false for a multi-process run.")
     main = accelerator.is_main_process
     if main:
         log(f"training on {accelerator.num_processes} process(es), device {accelerator.device}, mixed precision {accelerator.mixed_precision}")
@@ -154,7 +157,8 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
         check_captions(config, captions, instance_dir)
     torch.manual_seed(config.train.seed)
     from_scratch = config.model.from_scratch or config.method.kind == "scratch"
-    dtypes = ComponentDtypes.for_training(config.method.kind, config.method.train_text_encoder, config.train.mixed_precision)
+    dtypes = ComponentDtypes.for_training(config.method.kind, config.method.train_text_encoder, config.train.mixed_precision,
+                                          config.train.trainable_dtype)
     components = load_components(dataclasses.replace(config.model, from_scratch=from_scratch), dtypes)
     components.noise = components.family.noise_process(components.noise_scheduler, config.train.timestep_sampling)
     quantized = quantize.describe(components, config.model) if main else None
@@ -163,6 +167,8 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     torch.manual_seed(config.train.seed)  # LoRA / from-scratch initialisation is part of the run's seed
     parts = make_trainable(components, config)
     place_frozen(components, parts, accelerator, weight_dtype(config.train.mixed_precision))
+    if config.train.trainable_dtype == "bf16":
+        hold_trainable_in(parts, torch.bfloat16)
     if dtypes.denoiser == torch.bfloat16 and components.family.forward_in_bf16:
         forward_in_weight_dtype(components.denoiser, dtypes.denoiser)
     if accelerator.device.type == "cpu":
