@@ -96,9 +96,9 @@ class TrainConfig:
     text_encoder_lr: float | None = None
     lr_scheduler: Literal["constant", "linear", "cosine", "constant_with_warmup"] = "constant"
     warmup_steps: int = 0
-    optimizer: Literal["adamw", "adamw8bit", "adafactor"] = "adamw"   # adamw8bit: state in 8 bits (bitsandbytes; torchao's with trainable_dtype bf16); adafactor: factored second moments (torch), no first moment
-    trainable_dtype: Literal["fp32", "bf16"] = "fp32"   # bf16: trained weights held in bf16, updated with stochastic rounding (torchao's AdamW / AdamW8bit): half the memory of a full fine-tune's weights and gradients
-    fused_update: bool = False        # step each weight inside the backward pass once its gradient is ready, so all gradients never live at once (grad_accum 1, one process; max_grad_norm clips each weight on its own)
+    optimizer: Literal["adamw", "adamw8bit", "adafactor"] = "adamw"   # adamw8bit: 8-bit state (bitsandbytes; torchao with bf16 weights); adafactor: factored second moments (torch)
+    trainable_dtype: Literal["fp32", "bf16"] = "fp32"   # bf16: trained weights in bf16, updated with stochastic rounding (torchao): half the weights and gradients
+    fused_update: bool = False        # step each weight in the backward pass as its gradient is ready: gradients never all live at once (max_grad_norm: per weight)
     weight_decay: float = 1e-2
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -214,10 +214,10 @@ class Config:
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
     def __post_init__(self):
-        from dreamtune.config_checks import check_lean_updates, check_quantization
+        from dreamtune import config_checks
 
-        check_quantization(self)
-        check_lean_updates(self)
+        config_checks.check_quantization(self)
+        config_checks.check_lean_updates(self)
         if self.prior.enabled and not self.prior.class_prompt:
             raise UserError("prior.enabled is true but prior.class_prompt is empty; set it, e.g. prior.class_prompt='a photo of a dog'.")
         if self.rl.branch and not self.rl.last_steps:
@@ -254,46 +254,13 @@ class Config:
             value = getattr(self.data, name)
             if not 0.0 <= value <= 1.0:
                 raise UserError(f"data.{name} is {value}; a probability must lie in [0, 1].")
-        check_ranges(self)
+        config_checks.check_ranges(self)
         if self.train.steps < 1 or self.train.batch_size < 1 or self.train.grad_accum < 1:
             raise UserError("train.steps, train.batch_size and train.grad_accum must each be at least 1.")
         if self.train.log_every < 1:
             raise UserError(f"train.log_every is {self.train.log_every}; it must be at least 1 (steps between loss reports).")
         if self.data.resolution % 8:
             raise UserError(f"data.resolution is {self.data.resolution}; it must be a multiple of 8 (the VAE downsamples by 8).")
-
-
-# (section.key, lowest allowed, lowest is allowed itself, highest or None): values a typo or a sign
-# slip produces, which would otherwise train without a word (a negative learning rate ascends)
-RANGES = (
-    ("train.lr", 0.0, False, None), ("train.text_encoder_lr", 0.0, False, None), ("train.warmup_steps", 0, True, None),
-    ("train.weight_decay", 0.0, True, None), ("train.max_grad_norm", 0.0, True, None), ("train.noise_offset", 0.0, True, None),
-    ("train.min_snr_gamma", 0.0, False, None), ("train.ema_decay", 0.0, False, 1.0), ("train.adam_beta1", 0.0, True, 1.0),
-    ("train.adam_beta2", 0.0, True, 1.0), ("train.checkpoint_every", 0, True, None), ("train.keep_checkpoints", 0, True, None),
-    ("train.validate_every", 0, True, None), ("train.validation_steps", 1, True, None), ("data.resolution", 8, True, None),
-    ("data.repeats", 1, True, None), ("data.rotate_degrees", 0.0, True, 180.0), ("data.color_jitter", 0.0, True, 1.0),
-    ("method.lora.rank", 1, True, None), ("method.lora.alpha", 0.0, False, None), ("method.lora.dropout", 0.0, True, 1.0),
-    ("method.textual_inversion.num_vectors", 1, True, None), ("prior.num_class_images", 1, True, None),
-    ("prior.loss_weight", 0.0, True, None), ("prior.sample_steps", 1, True, None), ("monitor.every", 0, True, None),
-    ("rl.sample_steps", 1, True, None), ("rl.samples_per_round", 1, True, None), ("rl.images_per_prompt", 1, True, None),
-    ("adversarial.weight", 0.0, True, None), ("adversarial.lr", 0.0, False, None), ("rl.lr", 0.0, False, None),
-)
-
-
-def check_ranges(config: "Config") -> None:
-    """One sentence for the first value outside its range (see RANGES)."""
-    for dotted, low, inclusive, high in RANGES:
-        section, *path = dotted.split(".")
-        value = getattr(config, section)
-        for part in path:
-            value = getattr(value, part)
-        if value is None:
-            continue
-        below = value < low or (value == low and not inclusive)
-        if below or (high is not None and value > high):
-            bound = f"at least {low}" if inclusive else f"above {low}"
-            rule = f"{bound}{f' and at most {high}' if high is not None else ''}"
-            raise UserError(f"{dotted} is {value}; it must be {rule}.")
 
 
 def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

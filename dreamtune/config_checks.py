@@ -42,3 +42,36 @@ def check_lean_updates(config) -> None:
         which = f"rl.algorithm={config.rl.algorithm}" if config.rl.algorithm else "adversarial.weight"
         raise UserError(f"train.fused_update supports the denoising methods, and {which} runs several backward passes per step; "
                         "set train.fused_update: false.")
+
+
+# (section.key, lowest allowed, lowest is allowed itself, highest or None): values a typo or a sign
+# slip produces, which would otherwise train without a word (a negative learning rate ascends)
+RANGES = (
+    ("train.lr", 0.0, False, None), ("train.text_encoder_lr", 0.0, False, None), ("train.warmup_steps", 0, True, None),
+    ("train.weight_decay", 0.0, True, None), ("train.max_grad_norm", 0.0, True, None), ("train.noise_offset", 0.0, True, None),
+    ("train.min_snr_gamma", 0.0, False, None), ("train.ema_decay", 0.0, False, 1.0), ("train.adam_beta1", 0.0, True, 1.0),
+    ("train.adam_beta2", 0.0, True, 1.0), ("train.checkpoint_every", 0, True, None), ("train.keep_checkpoints", 0, True, None),
+    ("train.validate_every", 0, True, None), ("train.validation_steps", 1, True, None), ("data.resolution", 8, True, None),
+    ("data.repeats", 1, True, None), ("data.rotate_degrees", 0.0, True, 180.0), ("data.color_jitter", 0.0, True, 1.0),
+    ("method.lora.rank", 1, True, None), ("method.lora.alpha", 0.0, False, None), ("method.lora.dropout", 0.0, True, 1.0),
+    ("method.textual_inversion.num_vectors", 1, True, None), ("prior.num_class_images", 1, True, None),
+    ("prior.loss_weight", 0.0, True, None), ("prior.sample_steps", 1, True, None), ("monitor.every", 0, True, None),
+    ("rl.sample_steps", 1, True, None), ("rl.samples_per_round", 1, True, None), ("rl.images_per_prompt", 1, True, None),
+    ("adversarial.weight", 0.0, True, None), ("adversarial.lr", 0.0, False, None), ("rl.lr", 0.0, False, None),
+)
+
+
+def check_ranges(config) -> None:
+    """One sentence for the first value outside its range (see RANGES)."""
+    for dotted, low, inclusive, high in RANGES:
+        section, *path = dotted.split(".")
+        value = getattr(config, section)
+        for part in path:
+            value = getattr(value, part)
+        if value is None:
+            continue
+        below = value < low or (value == low and not inclusive)
+        if below or (high is not None and value > high):
+            bound = f"at least {low}" if inclusive else f"above {low}"
+            rule = f"{bound}{f' and at most {high}' if high is not None else ''}"
+            raise UserError(f"{dotted} is {value}; it must be {rule}.")
