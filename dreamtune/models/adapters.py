@@ -230,9 +230,15 @@ def make_trainable(components: Components, config: Config) -> TrainableParts:
                 encoder.requires_grad_(True)
                 modules[name] = encoder
         parts = TrainableParts(components, modules)
+    trained = torch.bfloat16 if config.train.trainable_dtype == "bf16" else torch.float32
     for module in parts.modules.values():
         module.train()
         for parameter in module.parameters():
-            if parameter.requires_grad:
-                parameter.data = parameter.data.float()  # trainable weights stay fp32 under mixed precision
+            if parameter.requires_grad:     # fp32 under mixed precision, or bf16 with stochastic rounding
+                parameter.data = parameter.data.to(trained)
     return parts
+
+
+def text_encoders_train(method) -> bool:
+    """Whether ``method`` (config.method) trains inside the text encoders (their weights, a LoRA or a new token)."""
+    return method.kind == "textual_inversion" or method.train_text_encoder or (method.kind == "lora" and method.lora.text_encoder)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 
@@ -20,6 +21,7 @@ class Components:
     source: str = ""
     extra: dict = field(default_factory=dict)
     noise: object = None               # a diffusion.process noise process; built from the scheduler when None
+    encoded_prompts: dict = field(default_factory=dict)   # prompt -> its embeddings, kept when the text encoders are freed
 
     def __post_init__(self):
         if self.noise is None:
@@ -36,6 +38,17 @@ class Components:
     @property
     def device(self):
         return next(self.denoiser.parameters()).device
+
+    def encode(self, prompts: list[str], device) -> dict:
+        """Per-prompt embeddings, batch first: kept ones (``encoded_prompts``, training/text_release.py) or the text encoders'."""
+        if self.encoded_prompts and all(p in self.encoded_prompts for p in prompts):
+            rows = [self.encoded_prompts[p] for p in prompts]
+            return {key: torch.stack([row[key] for row in rows]).to(device) for key in rows[0]}
+        if any(p.is_meta for e in self.text_encoders for p in e.parameters()):
+            unknown = next(p for p in prompts if p not in self.encoded_prompts)
+            raise RuntimeError(f"the text encoders were freed before step 1 and the prompt {unknown!r} was not encoded before; "
+                               "set train.free_text_encoders: false and report this.")
+        return self.family.encode_prompts(self, prompts, device)
 
     def sampler(self, steps: int, resolution: int):
         """The process's sampler for ``steps`` steps of ``resolution``-px images (RL objectives)."""

@@ -167,15 +167,21 @@ class ComponentDtypes:
         return cls(denoiser=trained if full else frozen, vae=frozen, text_encoders=trained if text_trained else frozen)
 
 
-def load_components(config: ModelConfig, dtypes: ComponentDtypes = ComponentDtypes()) -> Components:
+def load_components(config: ModelConfig, dtypes: ComponentDtypes = ComponentDtypes(), denoiser_later: bool = False) -> Components:
     """Load (or, with ``from_scratch``, randomly initialise) the denoiser, VAE, text encoders and
     tokenizers, each in its ``dtypes`` entry whatever dtype its files hold; the model's family
-    (read from model_index.json) does the loading."""
+    (read from model_index.json) does the loading. ``denoiser_later``: see ``load_pending_denoiser``."""
     from dreamtune.models.families import family_for
 
     quiet_libraries()
     location, index = resolve_model(config)
-    return family_for(index).load(location, index, config, dtypes)
+    return family_for(index).load(location, index, config, dtypes, denoiser_later)
+
+
+def load_pending_denoiser(components: Components, config: ModelConfig, dtypes: ComponentDtypes) -> None:
+    """Load the denoiser a family left on the meta device (``denoiser_later``), in place."""
+    if components.extra.pop("denoiser_pending", False):
+        components.denoiser = components.family.load_denoiser(components.source, config, dtypes)
 
 
 def single_file_pipeline(path: Path, family, config: ModelConfig, dtype: torch.dtype):

@@ -68,7 +68,7 @@ class DenoisingObjective:
     def encode_text(self, prompts: list[str]) -> dict[str, Tensor]:
         prompts = [self.prompt_rewrite(p) for p in prompts]
         if not self.text_frozen:
-            return self.components.family.encode_prompts(self.components, prompts, self.device)
+            return self.components.encode(prompts, self.device)
         missing = [p for p in dict.fromkeys(prompts) if p not in self._text_memo]
         for prompt in missing:
             self._text_memo[prompt] = self._encode_frozen(prompt)
@@ -78,7 +78,7 @@ class DenoisingObjective:
         """One prompt's embeddings from a frozen text encoder, through the on-disk cache."""
         def compute():
             with torch.no_grad():
-                return {k: v[0].float() for k, v in self.components.family.encode_prompts(self.components, [prompt], self.device).items()}
+                return {k: v[0].float() for k, v in self.components.encode([prompt], self.device).items()}
         if self.text_cache is None:
             return compute()
         cached = self.text_cache.get_or_compute(key_of(prompt, self._text_identity), compute)

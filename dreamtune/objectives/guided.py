@@ -35,8 +35,8 @@ def _cat(a: dict, b: dict) -> dict:
 def condition(components: Components, prompts: list[str], resolution: int, device) -> Conditioning:
     family = components.family
     sizes = torch.tensor([[resolution, resolution]] * len(prompts))
-    cond = family.conditioning(components, family.encode_prompts(components, prompts, device), sizes)
-    uncond = family.conditioning(components, family.encode_prompts(components, [""] * len(prompts), device), sizes)
+    cond = family.conditioning(components, components.encode(prompts, device), sizes)
+    uncond = family.conditioning(components, components.encode([""] * len(prompts), device), sizes)
     return Conditioning(_map(cond, lambda t: t.detach()), _map(uncond, lambda t: t.detach()))
 
 

@@ -69,20 +69,13 @@ def place_frozen(components: Components, parts: TrainableParts, accelerator, dty
     (as do text encoders that gradients run through: ``parts.text_encoders_train_in_fp32``)."""
     keep_fp32 = list(components.text_encoders) if parts.text_encoders_train_in_fp32 else []
     for module in [components.vae, components.denoiser, *components.text_encoders]:
+        if any(p.is_meta for p in module.parameters()):     # text encoders already freed (training/text_release.py)
+            continue
         module.to(accelerator.device)
         if any(module is kept for kept in keep_fp32):
             continue
         for parameter in module.parameters():
             if not parameter.requires_grad and not is_quantized(parameter):   # quantized weights keep their own format
-                parameter.data = parameter.data.to(dtype)
-
-
-def hold_trainable_in(parts: TrainableParts, dtype: torch.dtype) -> None:
-    """Trained weights (LoRA matrices, embeddings, a full denoiser) held in ``dtype``
-    (train.trainable_dtype bf16: the optimizer then rounds its updates stochastically)."""
-    for module in parts.modules.values():
-        for parameter in module.parameters():
-            if parameter.requires_grad and parameter.is_floating_point():
                 parameter.data = parameter.data.to(dtype)
 
 

@@ -66,6 +66,16 @@ def class_images_location(prior: PriorConfig, output_dir: Path) -> Path:
     return Path(output_dir) / "class_data" if _user_photos(folder) else folder
 
 
+def class_images_ready(prior: PriorConfig, output_dir: Path, resolution: int) -> bool:
+    """Whether the run's class images can be provided without the model: real class photos, or every
+    generated image already in the folder."""
+    folder = Path(prior.class_dir) if prior.class_dir else Path(output_dir) / "class_images"
+    if _user_photos(folder):
+        return True
+    have = {_index(r) for r in _usable_records(folder, prior, resolution, lambda *_: None)}
+    return have >= set(range(prior.num_class_images))
+
+
 def provide_class_images(components: Components, prior: PriorConfig, output_dir: Path, resolution: int, seed: int,
                          show_progress: bool = True, log=print) -> Path:
     """The prepared folder of class images prior preservation trains on (see the module doc)."""

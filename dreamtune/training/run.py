@@ -19,14 +19,14 @@ from dreamtune.models import quantize
 from dreamtune.models.adapters import TrainableParts, make_trainable
 from dreamtune.models.attention import use_short_attention_in_fp32
 from dreamtune.models.components import Components
-from dreamtune.models.loading import ComponentDtypes, load_components, model_path, resolve_model, weight_dtype
+from dreamtune.models.loading import ComponentDtypes, load_components, load_pending_denoiser, model_path, resolve_model, weight_dtype
 from dreamtune.models.precision import forward_in_weight_dtype
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
 from dreamtune.training import checkpoint
-from dreamtune.training.assembly import Ingredients, RunPlan, build, hold_trainable_in, place_frozen, settings_from, wrap_trainable
+from dreamtune.training.assembly import Ingredients, RunPlan, build, place_frozen, settings_from, wrap_trainable
 from dreamtune.training.callbacks import Checkpointer, MetricLog, RestartOptimizer, TrackerLog, Validator
 from dreamtune.training.checkpoint import TrainingState
-from dreamtune.training.class_images import class_images_location, provide_class_images
+from dreamtune.training.class_images import class_images_location, class_images_ready, provide_class_images
 from dreamtune.training.instance_data import ensure_prepared, prepared_as_configured
 from dreamtune.training.loop import LoopSettings, run_loop
 from dreamtune.training.optim import build_training_state
@@ -34,7 +34,7 @@ from dreamtune.training.outputs import export, save_resolved_config
 from dreamtune.training.preflight import caption_list, check_captions, tracker_arguments, tracker_config
 from dreamtune.training.report import write_run_report
 from dreamtune.training.run_lock import RunLock, RunStopped, StopOnSignal, StopRequested, refuse_earlier_run, sweep_leftovers
-from dreamtune.training.text_release import release_text_encoders
+from dreamtune.training.text_release import early_prompts, encode_and_free, release_text_encoders
 
 
 @dataclass
@@ -142,6 +142,21 @@ def _checkpointing(config: Config, components, parts, accelerator, log) -> bool:
     return decided.checkpointing
 
 
+def _load_model(config: Config, dtypes: ComponentDtypes, captions: list[str], output_dir: Path, log) -> Components:
+    """The model in memory. Where every prompt of the run is known and the frozen text encoders may go,
+    they are loaded, used and freed before the denoiser loads (training/text_release.py)."""
+    from_scratch = config.model.from_scratch or config.method.kind == "scratch"
+    ready = not config.prior.enabled or class_images_ready(config.prior, output_dir, config.data.resolution)
+    prompts = early_prompts(config, captions, ready)
+    components = load_components(dataclasses.replace(config.model, from_scratch=from_scratch), dtypes, denoiser_later=prompts is not None)
+    if prompts is not None:
+        freed = encode_and_free(config, components, prompts, before="loading the denoiser")
+        if freed:
+            log(freed)
+    load_pending_denoiser(components, config.model, dtypes)
+    return components
+
+
 def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show_progress: bool, log) -> RunResult:
     """The run itself, with the output folder claimed and locked."""
     main = accelerator.is_main_process
@@ -156,10 +171,9 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     if plan.denoises:
         check_captions(config, captions, instance_dir)
     torch.manual_seed(config.train.seed)
-    from_scratch = config.model.from_scratch or config.method.kind == "scratch"
     dtypes = ComponentDtypes.for_training(config.method.kind, config.method.train_text_encoder, config.train.mixed_precision,
                                           config.train.trainable_dtype)
-    components = load_components(dataclasses.replace(config.model, from_scratch=from_scratch), dtypes)
+    components = _load_model(config, dtypes, captions, output_dir, log if main else lambda *_: None)
     components.noise = components.family.noise_process(components.noise_scheduler, config.train.timestep_sampling)
     quantized = quantize.describe(components, config.model) if main else None
     if quantized:
@@ -167,8 +181,6 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     torch.manual_seed(config.train.seed)  # LoRA / from-scratch initialisation is part of the run's seed
     parts = make_trainable(components, config)
     place_frozen(components, parts, accelerator, weight_dtype(config.train.mixed_precision))
-    if config.train.trainable_dtype == "bf16":
-        hold_trainable_in(parts, torch.bfloat16)
     if dtypes.denoiser == torch.bfloat16 and components.family.forward_in_bf16:
         forward_in_weight_dtype(components.denoiser, dtypes.denoiser)
     if accelerator.device.type == "cpu":

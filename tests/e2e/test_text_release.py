@@ -48,3 +48,28 @@ def test_a_resumed_run_that_freed_its_encoders_is_bit_identical(tiny_models, pho
     resumed = train(cut, resume="latest", show_progress=False, log=lambda *_: None)
     a, b = _weights(full), _weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("family", ["flux2-klein", "sd3"])
+def test_the_denoiser_loads_only_after_the_text_encoders_are_gone(tiny_models, photos, tmp_path, family, monkeypatch):
+    """With every prompt known before loading (prior preservation off, or its class images there), the text
+    encoders are used and freed first: they and the denoiser are never in memory together. Same run, bit for bit."""
+    from dreamtune.models import loading
+
+    seen = []
+    pending = loading.load_pending_denoiser
+
+    def watched(components, *args):
+        if components.extra.get("denoiser_pending"):
+            seen.append(all(p.is_meta for e in components.text_encoders for p in e.parameters()))
+        return pending(components, *args)
+
+    settings = {"prior.enabled": False}
+    kept, _ = _run(tiny_models, photos, tmp_path / "kept", family, **settings, **{"train.free_text_encoders": False})
+    monkeypatch.setattr("dreamtune.training.run.load_pending_denoiser", watched)
+    early, messages = _run(tiny_models, photos, tmp_path / "early", family, **settings, **{"train.free_text_encoders": True})
+    assert seen == [True]
+    assert any(m.startswith("encoded 2 prompt(s) once") and m.endswith("before loading the denoiser") for m in messages)   # caption, ""
+    assert [r["loss"] for r in kept.history] == [r["loss"] for r in early.history]
+    a, b = _weights(kept), _weights(early)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -28,7 +28,13 @@ class ModelFamily:
     forward_in_bf16 = False                       # a frozen bf16 denoiser runs without autocast (models/precision.py)
 
     # ---- loading ---------------------------------------------------------------------------
-    def load(self, location: str, index: dict, config: ModelConfig, dtypes) -> Components:
+    def load(self, location: str, index: dict, config: ModelConfig, dtypes, denoiser_later: bool = False) -> Components:
+        """``denoiser_later``: a family that can may leave the denoiser on the meta device (no memory) and
+        mark it ``extra["denoiser_pending"]`` for ``load_denoiser`` (encode-then-free loads it after the
+        text encoders are gone); others load it now."""
+        raise NotImplementedError
+
+    def load_denoiser(self, location: str, config: ModelConfig, dtypes):
         raise NotImplementedError
 
     def noise_process(self, scheduler, timestep_sampling: str = "default"):

@@ -39,21 +39,21 @@ class FlowFamily(ModelFamily):
         sampling = "logit_normal" if timestep_sampling == "default" else timestep_sampling
         return FlowMatchingProcess.from_scheduler_config(scheduler.config, sampling)
 
-    def load(self, location: str, index: dict, config: ModelConfig, dtypes) -> Components:
+    def load(self, location: str, index: dict, config: ModelConfig, dtypes, denoiser_later: bool = False) -> Components:
         import diffusers
         import transformers
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        from dreamtune.models.loading import load_part, load_scheduler, load_tokenizer
+        from dreamtune.models.loading import empty_model, load_part, load_scheduler, load_tokenizer
 
         if Path(location).is_file():
             raise UserError(f"{location} is a single file; {self.name} models train from a diffusers folder or hub id "
                             "(their single files hold no text encoders).")
-        transformer_cls = getattr(diffusers, self.transformer_class)
-        if config.from_scratch:
-            denoiser = transformer_cls.from_config(transformer_cls.load_config(location, subfolder="transformer"))
+        later = denoiser_later and not config.from_scratch
+        if later:
+            denoiser = empty_model(getattr(diffusers, self.transformer_class), location, "transformer", config.revision)
         else:
-            denoiser = load_part(transformer_cls, location, "transformer", config, dtypes.denoiser, config.quantize)
+            denoiser = self.load_denoiser(location, config, dtypes)
         vae = load_part(getattr(diffusers, self.vae_class), location, "vae", config, dtypes.vae)
         encoders, tokenizers = [], []
         for name, encoder_cls, tokenizer_cls in zip(self.text_encoder_names, self.encoder_classes, self.tokenizer_classes):
@@ -65,7 +65,17 @@ class FlowFamily(ModelFamily):
                                       config.quantize_text_encoders))
         scheduler = load_scheduler(FlowMatchEulerDiscreteScheduler, location, config)
         return Components(self, denoiser, vae, encoders, tokenizers, scheduler, source=location,
-                          extra={"model_index": index, "variant": config.variant})
+                          extra={"model_index": index, "variant": config.variant, "denoiser_pending": later})
+
+    def load_denoiser(self, location: str, config: ModelConfig, dtypes):
+        import diffusers
+
+        from dreamtune.models.loading import load_part
+
+        transformer_cls = getattr(diffusers, self.transformer_class)
+        if config.from_scratch:
+            return transformer_cls.from_config(transformer_cls.load_config(location, subfolder="transformer"))
+        return load_part(transformer_cls, location, "transformer", config, dtypes.denoiser, config.quantize)
 
     def _pipeline_parts(self, components: Components) -> dict:
         parts = {}

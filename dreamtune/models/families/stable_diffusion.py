@@ -38,7 +38,7 @@ class StableDiffusion(ModelFamily):
         from transformers import CLIPTextModel
         return [CLIPTextModel]
 
-    def load(self, location: str, index: dict, config: ModelConfig, dtypes) -> Components:
+    def load(self, location: str, index: dict, config: ModelConfig, dtypes, denoiser_later: bool = False) -> Components:
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTokenizer
 
