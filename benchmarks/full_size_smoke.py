@@ -57,8 +57,12 @@ CASES = {   # name -> (family, recipe, extra overrides)
                                                                                  "train.free_text_encoders=false"]),
     "flux2-klein-4b-lora-nf4": ("flux2-klein-4b", "lora-flux2-klein", ["model.quantize=nf4", "model.quantize_text_encoders=nf4"]),
     "sd35m-lora-int8": ("sd35m", "lora-sd35", ["model.quantize=int8", "model.quantize_text_encoders=int8"]),
+    # FLUX.1-dev: a 12 B transformer (24 GB in bf16, as much as this machine's memory), only quantized
+    "flux1-dev-lora-int8": ("flux1-dev", "lora-flux1-dev", ["model.quantize=int8", "model.quantize_text_encoders=int8"]),
+    # a full fine-tune in bf16 with stochastic rounding, the update fused into the backward, 8-bit AdamW state (torchao)
+    "sdxl-dreambooth-lean": ("sdxl", "lora-sdxl", ["method.kind=dreambooth", "train.lr=5e-6", "train.trainable_dtype=bf16", "train.fused_update=true", "train.optimizer=adamw8bit"]),
+    "sdxl-dreambooth-adafactor": ("sdxl", "lora-sdxl", ["method.kind=dreambooth", "train.lr=5e-6", "train.fused_update=true", "train.optimizer=adafactor"]),
 }
-# FLUX.1 (12 B transformer, 24 GB in bf16 alone) does not fit this 24 GB machine; see a GPU run.
 
 # published architectures (config.json of each download)
 SD35M_TRANSFORMER = dict(sample_size=128, patch_size=2, in_channels=16, out_channels=16, num_layers=24, attention_head_dim=64,
@@ -86,6 +90,8 @@ def build(family: str, folder: Path) -> Path:
     torch.manual_seed(0)
     if family in ("sd35m", "flux2-klein-4b"):
         return build_flow(family, folder)
+    if family == "flux1-dev":
+        return build_flux1_dev(folder)
     tokenizer = build_clip_tokenizer(folder.parent / f".{family}-tokenizer")
     scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                               steps_offset=1, num_train_timesteps=1000)
@@ -138,6 +144,84 @@ def build_flow(family: str, folder: Path) -> Path:
     return folder
 
 
+FLUX1_DEV_TRANSFORMER = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+                             num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
+                             axes_dims_rope=(16, 56, 56))
+SHARD_BYTES = 5 * 2**30      # FLUX.1-dev's own transformer ships in 3 shards of up to 10 GB; a 24 GB model cannot be built whole here
+
+
+def build_flux1_dev(folder: Path) -> Path:
+    """FLUX.1-dev, random fp16 weights: CLIP-L, T5-XXL and the VAE whole; the 12 B transformer (24 GB in
+    fp16, as much as this machine's memory) block by block from the meta device into 5 GB shards with
+    their index, as sharded downloads are laid out."""
+    import torch
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from dreamtune.models.tiny import build_t5_tokenizer
+    from dreamtune.models.tokenizer import build_clip_tokenizer
+
+    clip = build_clip_tokenizer(folder.parent / ".clip-tokenizer")
+    ids = dict(bos_token_id=clip.bos_token_id, eos_token_id=clip.eos_token_id, pad_token_id=clip.pad_token_id)
+    stand_in = FluxTransformer2DModel(**{**FLUX1_DEV_TRANSFORMER, "num_layers": 1, "num_single_layers": 1})   # replaced below
+    torch.set_default_dtype(torch.float16)
+    try:
+        pipeline = FluxPipeline(
+            transformer=stand_in, text_encoder=CLIPTextModel(CLIPTextConfig(**CLIP_L, **ids)), tokenizer=clip,
+            text_encoder_2=T5EncoderModel(T5Config(**T5_XXL)), tokenizer_2=build_t5_tokenizer(folder.parent / ".t5-tokenizer", model_max_length=512),
+            vae=AutoencoderKL(**{**VAE, "latent_channels": 16}, sample_size=1024, scaling_factor=0.3611, shift_factor=0.1159,
+                              use_quant_conv=False, use_post_quant_conv=False),
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                      base_image_seq_len=256, max_image_seq_len=4096))
+    finally:
+        torch.set_default_dtype(torch.float32)
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    del pipeline
+    target = folder / "transformer"
+    for old in target.glob("*.safetensors*"):
+        old.unlink()
+    with init_empty_weights():
+        transformer = FluxTransformer2DModel(**FLUX1_DEV_TRANSFORMER)
+    transformer.save_config(target)
+    shards, current, weight_map = [], {}, {}
+
+    def flush():
+        if current:
+            name = f"diffusion_pytorch_model-{len(shards) + 1:05d}.safetensors"
+            save_file(current, str(target / name), metadata={"format": "pt"})
+            shards.append(name)
+            weight_map.update({key: name for key in current})
+            current.clear()
+
+    for child_name, child in transformer.named_children():
+        blocks = list(child.named_children()) if isinstance(child, torch.nn.ModuleList) else [("", child)]
+        for block_name, block in blocks:
+            block = block.to_empty(device="cpu")
+            for module in block.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+                elif getattr(module, "weight", None) is not None and module.weight.dim() == 1:
+                    torch.nn.init.ones_(module.weight)
+            prefix = ".".join(x for x in (child_name, block_name) if x)
+            for key, value in block.state_dict().items():
+                current[f"{prefix}.{key}"] = value.detach().to(torch.float16).contiguous()
+            if sum(v.numel() * 2 for v in current.values()) >= SHARD_BYTES:
+                flush()
+    flush()
+    total = len(shards)
+    renamed = {}
+    for index, name in enumerate(shards, 1):
+        final = f"diffusion_pytorch_model-{index:05d}-of-{total:05d}.safetensors"
+        (target / name).rename(target / final)
+        renamed[name] = final
+    size = sum((target / f).stat().st_size for f in renamed.values())
+    (target / "diffusion_pytorch_model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": size}, "weight_map": {k: renamed[v] for k, v in sorted(weight_map.items())}}, indent=2))
+    return folder
+
+
 def photos(folder: Path, size: int) -> Path:
     from PIL import Image, ImageDraw
 
@@ -149,15 +233,28 @@ def photos(folder: Path, size: int) -> Path:
     return folder
 
 
-def _rss_gb(pid: int) -> float:
+def _rss_gb(pid: int, field: str = "VmRSS") -> float:
+    """The process's resident memory (VmRSS), or its anonymous part (RssAnon: without the model files' mapped pages)."""
     try:
-        line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS:"))
+        line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith(f"{field}:"))
     except (OSError, StopIteration):
         return 0.0
     return int(line.split()[1]) / 2**20
 
 
-def run_case(name: str, root: Path, sdxl_resolution: int) -> dict:
+def memory_cap(gb: float):
+    """A preexec function that puts the training process in a cgroup (v1) limited to ``gb`` GiB, the
+    model files' page cache included: the run then shows it completes on a machine of that size."""
+    group = Path("/sys/fs/cgroup/memory/dreamtune-bench")
+    group.mkdir(exist_ok=True)
+    (group / "memory.limit_in_bytes").write_text(str(int(gb * 2**30)))
+    swap = group / "memory.memsw.limit_in_bytes"
+    if swap.exists():
+        swap.write_text(str(int(gb * 2**30)))            # no swapping past the cap either
+    return lambda: (group / "cgroup.procs").write_text(str(os.getpid()))
+
+
+def run_case(name: str, root: Path, sdxl_resolution: int, cap_gb: float = 0.0) -> dict:
     family, recipe, extra = CASES[name]
     model = root / f"{family}-fp16"
     if not (model / "model_index.json").is_file():   # built in its own process: its memory is gone before training starts
@@ -180,24 +277,30 @@ def run_case(name: str, root: Path, sdxl_resolution: int) -> dict:
     log = root / "runs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        steps_rss = 0.0                                        # the largest RSS seen once steps run (loading's peak excluded)
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                   preexec_fn=memory_cap(cap_gb) if cap_gb else None)
+        steps_rss = anon = 0.0                                 # the largest RSS once steps run; the largest anonymous RSS
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)   # this run's own peak (not the model build's)
             if pid:
                 break
+            anon = max(anon, _rss_gb(process.pid, "RssAnon"))
             if (out / "metrics.jsonl").is_file():
                 steps_rss = max(steps_rss, _rss_gb(process.pid))
-            time.sleep(1)
+            time.sleep(0.5)
     wall = time.perf_counter() - started
     peak_gb = usage.ru_maxrss / 2**20
     if os.waitstatus_to_exitcode(status):
-        return {"case": name, "error": (log.read_text().strip().splitlines() or ["?"])[-1][:300], "wall_s": round(wall, 1)}
+        code = os.waitstatus_to_exitcode(status)
+        why = f"killed by signal {-code} (out of memory under the {cap_gb} GiB cap?)" if code < 0 else ""
+        return {"case": name, "error": why or (log.read_text().strip().splitlines() or ["?"])[-1][:300], "wall_s": round(wall, 1),
+                "memory_cap_gb": cap_gb}
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     step_s = steps[1]["seconds"] - steps[0]["seconds"]
-    return {"case": name, "resolution": resolution, "s_per_step": round(step_s, 1), "first_step_s": round(steps[0]["seconds"], 1),
+    return {"case": name, "resolution": resolution, "memory_cap_gb": cap_gb, "s_per_step": round(step_s, 1), "first_step_s": round(steps[0]["seconds"], 1),
             "startup_s": round(wall - steps[-1]["seconds"], 1), "wall_s": round(wall, 1), "peak_rss_gb": round(peak_gb, 2),
-            "steps_rss_gb": round(steps_rss, 2),
+            "steps_rss_gb": round(steps_rss, 2), "peak_anon_gb": round(anon, 2),
+            "memory_split": next((line for line in log.read_text().splitlines() if line.startswith("memory after step 1")), ""),
             "exported": sorted(p.name for p in (out / "model").iterdir())}
 
 
@@ -206,30 +309,32 @@ def main() -> None:
     parser.add_argument("--root", default=str(ROOT / "runs" / "full_size"))
     parser.add_argument("--only", default="", help="comma-separated cases: " + ",".join(CASES))
     parser.add_argument("--resolution-sdxl", type=int, default=1024)
+    parser.add_argument("--memory-cap", type=float, default=0.0, help="run each case in a cgroup of this many GiB (root, cgroup v1)")
     args = parser.parse_args()
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     results_file = root / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     for name in [c for c in (args.only.split(",") if args.only else CASES) if c]:
-        key = f"{name}@{args.resolution_sdxl if CASES[name][0] == 'sdxl' else 512}"
+        key = f"{name}@{args.resolution_sdxl if CASES[name][0] == 'sdxl' else 512}" + (f" cap {args.memory_cap:g} GiB" if args.memory_cap else "")
         if key in results and "error" not in results[key]:
             print(f"{key}: done earlier, skipped")
             continue
         print(f"{key}: running ...", flush=True)
         # each case in its own process so that peak RSS is that case's
         probe = subprocess.run([sys.executable, __file__, "--root", str(root), "--resolution-sdxl", str(args.resolution_sdxl),
-                                "--single", name], capture_output=True, text=True)
+                                "--single", name, "--memory-cap", str(args.memory_cap)], capture_output=True, text=True)
         results[key] = json.loads(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 else {"case": name, "error": probe.stderr[-300:]}
         results_file.write_text(json.dumps(results, indent=2))
         print(json.dumps(results[key]), flush=True)
-    print("\n| case | px | s/step | first step s | start-up s | peak RSS GB | RSS during steps GB |\n|---|---|---|---|---|---|---|")
+    print("\n| case | px | s/step | first step s | start-up s | peak RSS GB | peak anonymous GB | RSS during steps GB |\n|---|---|---|---|---|---|---|---|")
     for r in results.values():
         if "error" in r:
-            print(f"| {r['case']} | | failed: {r['error'][:80]} | | | | |")
+            print(f"| {r['case']} | | failed: {r['error'][:80]} | | | | | |")
         else:
-            print(f"| {r['case']} | {r['resolution']} | {r['s_per_step']} | {r['first_step_s']} | {r['startup_s']} | {r['peak_rss_gb']} | "
-                  f"{r.get('steps_rss_gb', '')} |")
+            capped = f" (cap {r['memory_cap_gb']:g} GiB)" if r.get("memory_cap_gb") else ""
+            print(f"| {r['case']}{capped} | {r['resolution']} | {r['s_per_step']} | {r['first_step_s']} | {r['startup_s']} | {r['peak_rss_gb']} | "
+                  f"{r.get('peak_anon_gb', '')} | {r.get('steps_rss_gb', '')} |")
 
 
 def write_single_file(family: str, root: Path) -> None:
@@ -255,6 +360,7 @@ if __name__ == "__main__":
         name = sys.argv[index + 1]
         root = Path(sys.argv[sys.argv.index("--root") + 1])
         resolution = int(sys.argv[sys.argv.index("--resolution-sdxl") + 1])
-        print(json.dumps(run_case(name, root, resolution)))
+        cap = float(sys.argv[sys.argv.index("--memory-cap") + 1]) if "--memory-cap" in sys.argv else 0.0
+        print(json.dumps(run_case(name, root, resolution, cap)))
     else:
         main()

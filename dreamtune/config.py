@@ -104,6 +104,7 @@ class TrainConfig:
     adam_beta2: float = 0.999
     max_grad_norm: float = 1.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"   # bf16: fast on recent GPUs and on CPUs with AMX
+    memory: Literal["auto", "manual"] = "auto"   # auto: before loading, the cheapest savings that fit the device (training/memory_auto.py), said in one line
     gradient_checkpointing: bool | Literal["auto"] = "auto"   # recompute activations in the backward; auto: only when a step would not fit (measured, training/memory_plan.py)
     free_text_encoders: bool | Literal["auto"] = "auto"   # encode every prompt once and free frozen text encoders before step 1 (training/text_release.py); auto: when they hold over 1 GiB
     compile: bool = False             # torch.compile the denoiser: less Python overhead per step, minutes of compiling first (pays on long GPU runs)

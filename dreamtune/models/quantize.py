@@ -100,8 +100,12 @@ def describe(components, model_config) -> str | None:
     parts = [(model_config.quantize, "denoiser", [components.denoiser]),
              (model_config.quantize_text_encoders, "text encoders", components.text_encoders)]
     said = [f"{name} {kind} ({100 * sum(quantized_share(m) for m in modules) / max(1, len(modules)):.0f} % of its linear layers, "
-            f"{sum(weight_bytes(m) for m in modules) / 2**30:.2f} GiB)" for kind, name, modules in parts if kind != "none"]
+            f"{sum(weight_bytes(m) for m in modules) / 2**30:.2f} GiB{_freed(modules)})" for kind, name, modules in parts if kind != "none"]
     return f"quantized frozen weights: {', '.join(said)}" if said else None
+
+
+def _freed(modules) -> str:
+    return ", freed after encoding" if modules and all(p.is_meta for m in modules for p in m.parameters()) else ""
 
 
 def weight_bytes(module: nn.Module) -> int:

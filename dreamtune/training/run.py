@@ -22,13 +22,14 @@ from dreamtune.models.components import Components
 from dreamtune.models.loading import ComponentDtypes, load_components, load_pending_denoiser, model_path, resolve_model, weight_dtype
 from dreamtune.models.precision import forward_in_weight_dtype
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
-from dreamtune.training import checkpoint
+from dreamtune.training import checkpoint, memory_auto
 from dreamtune.training.assembly import Ingredients, RunPlan, build, place_frozen, settings_from, wrap_trainable
 from dreamtune.training.callbacks import Checkpointer, MetricLog, RestartOptimizer, TrackerLog, Validator
 from dreamtune.training.checkpoint import TrainingState
 from dreamtune.training.class_images import class_images_location, class_images_ready, provide_class_images
 from dreamtune.training.instance_data import ensure_prepared, prepared_as_configured
 from dreamtune.training.loop import LoopSettings, run_loop
+from dreamtune.training.memory_report import MemoryReport
 from dreamtune.training.optim import build_training_state
 from dreamtune.training.outputs import export, save_resolved_config
 from dreamtune.training.preflight import caption_list, check_captions, tracker_arguments, tracker_config
@@ -121,10 +122,33 @@ def train(config: Config, resume: str | None = None, show_progress: bool = True,
             log(f"removed {len(swept)} unfinished temp file(s) of an interrupted earlier run: {', '.join(swept[:3])}")
     accelerator.wait_for_everyone()
     try:
+        config = _plan_memory(config, accelerator, output_dir, resume, log if main else lambda *_: None)
         return _run(config, accelerator, output_dir, resume, show_progress, log)
     finally:
         if lock:
             lock.release()
+
+
+def _plan_memory(config: Config, accelerator, output_dir: Path, resume: str | None, log) -> Config:
+    """train.memory: auto — the cheapest savings that fit, decided before loading (training/memory_auto.py)."""
+    if config.train.memory != "auto":
+        return config
+    if resume:
+        return memory_auto.kept_choices(config, output_dir / "config.yaml")
+    from dreamtune.models.families import family_for
+    from dreamtune.training import memory_plan
+
+    location, index = resolve_model(config.model)
+    sizes = memory_auto.part_sizes(location, index, config.model.variant)
+    family = family_for(index)
+    if not sizes or family.denoiser_name not in sizes:
+        return config
+    free = accelerator.gather(torch.tensor([memory_plan.free_memory(accelerator.device)], device=accelerator.device)).min()
+    early = early_prompts(config, ["a caption"], class_images_ready=True) is not None
+    where = f"{accelerator.device}" if accelerator.device.type == "cuda" else "this machine"
+    chosen, sentence = memory_auto.choose(config, sizes, family.denoiser_name, list(family.text_encoder_names), early, int(free), where)
+    log(sentence)
+    return chosen
 
 
 def _checkpointing(config: Config, components, parts, accelerator, log) -> bool:
@@ -188,7 +212,8 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     if _checkpointing(config, components, parts, accelerator, log):
         components.denoiser.enable_gradient_checkpointing()
         for encoder in components.text_encoders:
-            encoder.gradient_checkpointing_enable()
+            if any(p.requires_grad for p in encoder.parameters()):    # frozen ones keep no activations for a backward
+                encoder.gradient_checkpointing_enable()
     resolution = config.data.resolution
     class_dir = None
     if config.prior.enabled and plan.class_images:
@@ -221,13 +246,15 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     monitor = _monitor(config, components, parts, instance_dir, output_dir, main, rewards)
     settings = settings_from(LoopSettings, t, process_index=accelerator.process_index, show_progress=show_progress and main)
     trackers = [TrackerLog(accelerator, t.log_every, enabled=main)] if t.log_with != "none" else []
+    memory = MemoryReport([components.denoiser, components.vae, *components.text_encoders], accelerator.device, t.steps, log,
+                          enabled=main)
     stop = StopOnSignal(enabled=main)
     restart = [RestartOptimizer(config.rl.start_step)] if config.rl.handover else []   # before the checkpointer
     try:
         if monitor:
             monitor.observe(state.step)
         run_loop(objective, source, state, accelerator, settings,
-                 [*restart, metric_log, checkpointer, validator, *trackers, *([monitor] if monitor else []), stop])
+                 [*restart, metric_log, memory, checkpointer, validator, *trackers, *([monitor] if monitor else []), stop])
     except StopRequested as request:
         saved = checkpoint.save(state, output_dir, max(1, t.keep_checkpoints)) if main else None
         name = signal.Signals(request.signal_number).name

@@ -140,3 +140,24 @@ def test_lean_update_settings_that_cannot_work_are_refused_in_one_sentence(overr
     with pytest.raises(UserError) as refused:
         config.load(None, [f"{k}={v}" for k, v in overrides.items()])
     assert named in str(refused.value) and str(refused.value).count(". ") <= 1
+
+
+def test_the_run_says_where_its_memory_goes(tiny_models, photos, tmp_path):
+    """One line after step 2: weights, gradients, optimizer state (measured from the optimizer), the step's peak."""
+    import re
+
+    from dreamtune.training.memory_report import size, state_bytes
+
+    messages = []
+    settings = {**RESUME_SETTINGS, "method.kind": "dreambooth", "train.fused_update": True, "train.max_grad_norm": 0.0}
+    result = train(config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **settings)), show_progress=False,
+                   log=messages.append)
+    said = [m for m in messages if m.startswith("memory after step 2: ")]
+    assert len(said) == 1 and "(fused: one weight at a time)" in said[0]
+    figures = re.findall(r"([\d.]+ [MG]iB)", said[0])
+    value = lambda text: float(text.split()[0]) * (2**30 if text.endswith("GiB") else 2**20)
+    weights, trained, gradients, state, peak = figures[:5]
+    unet = sum(p.numel() * p.element_size() for p in result.components.denoiser.parameters())
+    assert trained == size(unet) and value(gradients) < value(trained)
+    assert state == size(state_bytes(result.state.optimizers["model"].optimizer))
+    assert value(peak) >= value(weights)

@@ -102,3 +102,33 @@ def test_without_torchao_the_sentence_names_the_extra(tiny_models, photos, tmp_p
     done = subprocess.run([sys.executable, "-c", code, "train", *args], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2 and "pip install 'dreamtune[quantize]'" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "run" / "model").exists()
+
+
+def test_memory_auto_quantizes_a_base_that_would_not_fit_and_a_resume_keeps_that_choice(tiny_models, photos, tmp_path, monkeypatch):
+    """train.memory: auto on a machine too small for the bf16 base (free memory made small): the run picks int8,
+    says so in one line, trains, and a resume on a roomy machine keeps int8 and ends bit-identical."""
+    import json
+
+    from dreamtune.models.families import family_for
+    from dreamtune.training import memory_auto, memory_plan
+
+    folder = tiny_models["flux"]
+    index = json.loads((folder / "model_index.json").read_text())
+    sizes = memory_auto.part_sizes(str(folder), index, None)
+    family = family_for(index)
+    plain = config.load(None, tiny_overrides(folder, photos, tmp_path / "x", **SETTINGS))
+    need = lambda cfg: memory_auto.need(cfg, sizes, "transformer", list(family.text_encoder_names), True).peak
+    int8 = config.replace(plain, model__quantize="int8", model__quantize_text_encoders="int8")
+    free = (need(int8) + need(plain)) / 2 / memory_auto.STATIC_SHARE          # room for int8 weights, not for bf16 ones
+    monkeypatch.setattr(memory_plan, "free_memory", lambda device: int(free))
+    whole, messages = _run(tiny_models, photos, tmp_path / "whole", "flux", **{"train.checkpoint_every": 2})
+    said = [m for m in messages if m.startswith("memory auto:")]
+    assert len(said) == 1 and "model.quantize=int8" in said[0]
+    assert any(m.startswith("quantized frozen weights: denoiser int8") for m in messages)
+    cut = config.load(None, tiny_overrides(folder, photos, tmp_path / "cut", **SETTINGS, **{"train.checkpoint_every": 2}))
+    train_killed_at(cut, 3, monkeypatch)
+    monkeypatch.setattr(memory_plan, "free_memory", lambda device: 10**12)
+    resumed = train(cut, resume="latest", show_progress=False, log=lambda *_: None)
+    a = load_file(str(whole.model_dir / "pytorch_lora_weights.safetensors"))
+    b = load_file(str(resumed.model_dir / "pytorch_lora_weights.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,178 @@
+"""``train.memory: auto`` — before anything loads, make the run's weights, gradients and optimizer state
+fit the device, choosing the least costly savings, and say so in one line.
+
+The sizes come from the model files' safetensors headers (tensor shapes; nothing is read beyond them),
+so the decision and a refusal both come before loading. The savings, cheapest first, each taken only
+where the run can use it and only while the run does not fit:
+
+1. the optimizer step fused into the backward pass (full fine-tunes: gradients of one weight at a time);
+2. int8 text encoders (they are frozen; where they are freed before the denoiser loads this only
+   matters when their loading phase is the larger);
+3. bf16 trained weights with stochastic rounding and 8-bit AdamW state (full fine-tunes);
+4. an int8 frozen denoiser (LoRA), then nf4.
+
+Activations are not estimated here: after loading, ``train.gradient_checkpointing: auto`` measures
+them (training/memory_plan.py), so weights and state are planned into ``STATIC_SHARE`` of the free
+memory and the rest is left for them. ``manual`` keeps the config as written. A resumed run keeps
+the choices its first part made (read from its saved config), so it continues bit for bit.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dreamtune import config as config_module
+from dreamtune.config import Config
+from dreamtune.errors import UserError
+
+STATIC_SHARE = 0.7                      # of the free memory, for weights, gradients and optimizer state
+GIB = 2**30
+QUANTIZED_BYTES = {"none": 2.0, "int8": 1.03, "fp8": 1.03, "nf4": 0.56}   # per frozen weight, scales included
+DTYPE_BYTES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "I8": 1, "F8_E4M3": 1, "BOOL": 1}
+CHOSEN_KEYS = ("model.quantize", "model.quantize_text_encoders", "train.fused_update", "train.trainable_dtype", "train.optimizer")
+
+
+@dataclass
+class PartSize:
+    """Parameter counts of one model part, from its files' headers."""
+    parameters: int = 0
+    matrices: list[tuple[str, int, int]] = field(default_factory=list)   # (name, out, in) of 2-D weights
+
+
+def _header(file: Path) -> dict:
+    with open(file, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        return json.loads(handle.read(length))
+
+
+def _weight_files(folder: Path, variant: str | None) -> list[Path]:
+    files = sorted(folder.glob("*.safetensors"))
+    marked = [f for f in files if variant and f".{variant}." in f.name]
+    return marked or [f for f in files if not any(f".{v}." in f.name for v in ("fp16", "bf16", "fp32", "ema", "non_ema"))]
+
+
+def part_sizes(location: str, index: dict, variant: str | None) -> dict[str, PartSize] | None:
+    """``{component folder: its size}`` of a local diffusers folder; None where sizes cannot be read
+    without loading (a single file, a hub id)."""
+    root = Path(location)
+    if not root.is_dir():
+        return None
+    sizes = {}
+    for name, entry in index.items():
+        if name.startswith("_") or not isinstance(entry, list) or not (root / name).is_dir():
+            continue
+        size = PartSize()
+        for file in _weight_files(root / name, variant):
+            for key, info in _header(file).items():
+                if key == "__metadata__":
+                    continue
+                count = 1
+                for extent in info["shape"]:
+                    count *= extent
+                size.parameters += count
+                if len(info["shape"]) == 2 and key.endswith(".weight"):
+                    size.matrices.append((key, *info["shape"]))
+        sizes[name] = size
+    return sizes
+
+
+@dataclass(frozen=True)
+class Need:
+    """The static memory of a run under one set of choices (bytes)."""
+    text_phase: int          # text encoders (+ VAE) while prompts are encoded
+    training: int            # everything that lives while steps run: weights, gradients, optimizer state
+
+    @property
+    def peak(self) -> int:
+        return max(self.text_phase, self.training)
+
+
+def _lora_parameters(denoiser: PartSize, config: Config) -> int:
+    targets = config.method.lora.target_modules
+    chosen = [(o, i) for key, o, i in denoiser.matrices if any(key.endswith(f"{t}.weight") for t in targets)]
+    return config.method.lora.rank * sum(o + i for o, i in chosen)
+
+
+def need(config: Config, sizes: dict[str, PartSize], denoiser_name: str, text_names: list[str], early: bool) -> Need:
+    """What ``config`` needs with these sizes; ``early``: text encoders freed before the denoiser loads."""
+    t, m = config.train, config.model
+    frozen = 4.0 if t.mixed_precision == "no" else 2.0
+    denoiser = sizes[denoiser_name]
+    full = config.method.kind in ("dreambooth", "scratch")
+    trained_bytes = 2 if t.trainable_dtype == "bf16" else 4
+    trained = denoiser.parameters if full else _lora_parameters(denoiser, config) if config.method.kind == "lora" else 0
+    weights = trained * trained_bytes + (0 if full else denoiser.parameters * QUANTIZED_BYTES[m.quantize] * frozen / 2)
+    largest = max((o * i for _, o, i in denoiser.matrices), default=0) if full else trained
+    gradients = (largest if t.fused_update else trained) * trained_bytes
+    per_state = {"adamw": 2 * trained_bytes, "adamw8bit": 2.1, "adafactor": 0.1}[t.optimizer]
+    text = sum(sizes[n].parameters for n in text_names if n in sizes) * QUANTIZED_BYTES[m.quantize_text_encoders] * frozen / 2
+    vae = sum(s.parameters for n, s in sizes.items() if n == "vae") * frozen
+    training = int(weights + gradients + trained * per_state + vae + (0 if early else text))
+    return Need(int(text + vae), training)
+
+
+def _savings(config: Config) -> list[tuple[str, dict]]:
+    """(what it costs, the overrides) in order of cost, the ones this run can take."""
+    t = config.train
+    full = config.method.kind in ("dreambooth", "scratch")
+    fusable = t.grad_accum == 1 and t.mixed_precision != "fp16" and not config.rl.algorithm and not config.adversarial.weight
+    found = []
+    if full and fusable and not t.fused_update:
+        found.append(("the optimizer step fused into the backward pass", {"train.fused_update": True}))
+    if config.model.quantize_text_encoders == "none" and config.method.kind == "lora" and not config.method.lora.text_encoder:
+        found.append(("int8 text encoders", {"model.quantize_text_encoders": "int8"}))
+    if full and t.mixed_precision == "bf16" and t.trainable_dtype == "fp32":
+        found.append(("bf16 trained weights with stochastic rounding and 8-bit AdamW state",
+                      {"train.trainable_dtype": "bf16", "train.optimizer": "adamw8bit"}))
+    if config.method.kind == "lora" and config.model.quantize == "none":
+        found.append(("an int8 frozen denoiser", {"model.quantize": "int8"}))
+        found.append(("an nf4 frozen denoiser", {"model.quantize": "nf4"}))
+    return found
+
+
+def _with(config: Config, overrides: dict) -> Config:
+    """``config`` with dotted settings replaced (and checked again)."""
+    return config_module.replace(config, **{key.replace(".", "__"): value for key, value in overrides.items()})
+
+
+def choose(config: Config, sizes: dict[str, PartSize], denoiser_name: str, text_names: list[str], early: bool, free: int,
+           where: str) -> tuple[Config, str]:
+    """The config with the cheapest savings that fit ``free`` bytes (STATIC_SHARE of them), and the line
+    the run logs; a UserError with the numbers when even every saving does not fit."""
+    budget = STATIC_SHARE * free
+    first = need(config, sizes, denoiser_name, text_names, early).peak
+    chosen, taken, current = config, [], first
+    for words, overrides in _savings(config):
+        if current <= budget:
+            break
+        chosen = _with(chosen, overrides)
+        taken.append(words)
+        current = need(chosen, sizes, denoiser_name, text_names, early).peak
+    gib = lambda b: f"{b / GIB:.1f} GiB"
+    if current > budget:
+        every = f" even with {', '.join(taken)}" if taken else ""
+        raise UserError(f"this run needs ~{gib(current)} for weights, gradients and optimizer state{every}, and {where} has {gib(free)} "
+                        f"free (a step needs room for activations too: at most {gib(budget)} for these); train a LoRA (method.kind: lora), "
+                        "use a machine with more memory, or set train.memory: manual to try anyway.")
+    if not taken:
+        return config, f"memory auto: weights, gradients and optimizer state ~{gib(first)} of {gib(free)} free on {where}; no saving needed"
+    settings = ", ".join(f"{k}={v}" for _, o in _savings(config)[:len(taken)] for k, v in o.items())
+    return chosen, (f"memory auto: {gib(first)} of weights, gradients and optimizer state would not leave room in the {gib(free)} free on "
+                    f"{where}; chose {', '.join(taken)} ({settings}): ~{gib(current)} (train.memory: manual keeps the config as written)")
+
+
+def kept_choices(config: Config, saved: Path) -> Config:
+    """A resumed run's memory choices as its first part made them (its saved config.yaml)."""
+    if not saved.is_file():
+        return config
+    import yaml
+
+    written = yaml.safe_load(saved.read_text()) or {}
+    overrides = {}
+    for dotted in CHOSEN_KEYS:
+        section, key = dotted.split(".")
+        if key in (written.get(section) or {}):
+            overrides[dotted] = written[section][key]
+    return _with(config, overrides)

@@ -1,0 +1,73 @@
+"""train.memory: auto (issue 32): the cheapest savings that make weights, gradients and optimizer state fit,
+decided from the files' headers before loading; a refusal with the numbers when nothing fits."""
+import pytest
+
+from dreamtune import config
+from dreamtune.errors import UserError
+from dreamtune.training import memory_auto
+from dreamtune.training.memory_auto import GIB, PartSize, choose
+
+B = 10**9
+
+
+def flux_like(transformer=12 * B, text=4.8 * B):
+    """FLUX.1-dev's proportions: a 12 B transformer of 3072-wide attention, T5-XXL, CLIP-L, the VAE."""
+    matrices = [(f"blocks.{i}.attn.{m}.weight", 3072, 3072) for i in range(57) for m in ("to_q", "to_k", "to_v", "to_out.0")]
+    return {"transformer": PartSize(int(transformer), matrices), "text_encoder": PartSize(int(0.12 * B)),
+            "text_encoder_2": PartSize(int(text)), "vae": PartSize(int(0.08 * B))}
+
+
+def decide(overrides, free_gib, sizes=None, early=True):
+    cfg = config.load(None, ["model.pretrained=x", "train.mixed_precision=bf16", *overrides])
+    return choose(cfg, sizes or flux_like(), "transformer", ["text_encoder", "text_encoder_2"], early, int(free_gib * GIB), "this machine")
+
+
+def test_a_run_that_fits_is_left_as_written():
+    cfg, sentence = decide(["method.kind=lora"], free_gib=80)
+    assert cfg.model.quantize == "none" and not cfg.train.fused_update
+    assert sentence.startswith("memory auto: weights, gradients and optimizer state ~") and "no saving needed" in sentence
+
+
+@pytest.mark.parametrize("free_gib, quantize", [(24, "int8"), (12, "nf4")])
+def test_a_lora_too_big_for_the_machine_gets_the_cheapest_quantization_that_fits(free_gib, quantize):
+    cfg, sentence = decide(["method.kind=lora"], free_gib=free_gib)
+    assert cfg.model.quantize == quantize and cfg.model.quantize_text_encoders == "int8"
+    assert f"model.quantize={quantize}" in sentence and "would not leave room" in sentence
+    assert memory_auto.need(cfg, flux_like(), "transformer", ["text_encoder", "text_encoder_2"], True).peak <= 0.7 * free_gib * GIB
+
+
+def test_a_full_fine_tune_fuses_the_update_before_it_lowers_precision():
+    unet = {"unet": PartSize(int(2.6 * B), [("down.attn.to_q.weight", 1280, 1280)] * 10), "vae": PartSize(int(0.08 * B)),
+            "text_encoder": PartSize(int(0.12 * B))}
+    roomy, said = choose(config.load(None, ["model.pretrained=x", "train.mixed_precision=bf16", "method.kind=dreambooth"]), unet, "unet",
+                         ["text_encoder"], True, int(50 * GIB), "this machine")
+    assert roomy.train.fused_update and roomy.train.trainable_dtype == "fp32" and "fused" in said
+    tight, _ = choose(config.load(None, ["model.pretrained=x", "train.mixed_precision=bf16", "method.kind=dreambooth"]), unet, "unet",
+                      ["text_encoder"], True, int(16 * GIB), "this machine")
+    assert tight.train.fused_update and tight.train.trainable_dtype == "bf16" and tight.train.optimizer == "adamw8bit"
+
+
+def test_when_nothing_fits_the_run_is_refused_with_the_numbers():
+    with pytest.raises(UserError) as refused:
+        decide(["method.kind=lora"], free_gib=6)
+    text = str(refused.value)
+    assert "even with" in text and "6.0 GiB free" in text and "train.memory: manual" in text
+
+
+def test_a_resumed_run_keeps_the_choices_of_its_first_part(tmp_path):
+    saved = tmp_path / "config.yaml"
+    saved.write_text("model:\n  quantize: int8\ntrain:\n  fused_update: false\n  optimizer: adamw\n")
+    kept = memory_auto.kept_choices(config.load(None, ["model.pretrained=x", "method.kind=lora"]), saved)
+    assert kept.model.quantize == "int8"
+
+
+def test_sizes_come_from_the_headers_alone(tiny_models):
+    import json
+
+    folder = tiny_models["flux"]
+    sizes = memory_auto.part_sizes(str(folder), json.loads((folder / "model_index.json").read_text()), None)
+    from diffusers import FluxTransformer2DModel
+
+    model = FluxTransformer2DModel.from_pretrained(str(folder), subfolder="transformer")
+    assert sizes["transformer"].parameters == sum(p.numel() for p in model.parameters())
+    assert memory_auto.part_sizes(str(folder / "missing.safetensors"), {}, None) is None
