@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("recipes", help="list the shipped recipes (use them by name: dreamtune train lora-sd15 ...)").set_defaults(handler=_recipes)
 
     m = commands.add_parser("tiny-model", help="write a tiny random pipeline (smoke tests, no download)")
-    m.add_argument("--family", choices=["sd1", "sd2-v", "sdxl", "sd3", "flux", "flux-schnell", "flux2-klein"], default="sd1")
+    m.add_argument("--family", choices=["sd1", "sd2-v", "sdxl", "sd3", "flux", "flux-schnell", "flux2-klein", "z-image"], default="sd1")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--out", required=True)
     m.set_defaults(handler=_tiny_model)

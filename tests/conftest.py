@@ -96,7 +96,7 @@ RECIPES = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 def recipe_family(recipe: Path) -> str:
-    for marker, family in (("sdxl", "sdxl"), ("sd2", "sd2-v"), ("sd3", "sd3"), ("flux2-klein", "flux2-klein"), ("flux", "flux")):
+    for marker, family in (("sdxl", "sdxl"), ("sd2", "sd2-v"), ("sd3", "sd3"), ("flux2-klein", "flux2-klein"), ("flux", "flux"), ("z-image", "z-image")):
         if marker in recipe.stem:
             return family
     return "sd1"

@@ -15,8 +15,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from dreamtune.models.tokenizer import build_clip_tokenizer
 
-FAMILIES = ("sd1", "sd2-v", "sdxl", "sd3", "flux", "flux-schnell", "flux2-klein")
-FLOW_FAMILIES = ("sd3", "flux", "flux-schnell", "flux2-klein")
+FAMILIES = ("sd1", "sd2-v", "sdxl", "sd3", "flux", "flux-schnell", "flux2-klein", "z-image")
+FLOW_FAMILIES = ("sd3", "flux", "flux-schnell", "flux2-klein", "z-image")
 QWEN_CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
                       "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 SDXL_SECOND_ENCODER_WIDTH = 48
@@ -104,6 +104,24 @@ def _flux2_klein(scratch: Path):
     return Flux2KleinPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, is_distilled=False)
 
 
+def _z_image(scratch: Path):
+    """A tiny Z-Image: Qwen3 (the pipeline reads the second-to-last hidden state), FLUX.1's VAE layout
+    with its scaling and shift, the single-stream transformer with refiner layers and 3-axis RoPE."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
+    from transformers import Qwen3Config, Qwen3Model
+
+    tokenizer = build_qwen_tokenizer(scratch / "qwen")
+    text_encoder = Qwen3Model(Qwen3Config(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                          num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=512))
+    vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        latent_channels=4, norm_num_groups=4, sample_size=32, layers_per_block=1, scaling_factor=0.3611, shift_factor=0.1159,
+                        use_quant_conv=False, use_post_quant_conv=False)
+    transformer = ZImageTransformer2DModel(in_channels=4, dim=32, n_layers=2, n_refiner_layers=1, n_heads=2, n_kv_heads=2, cap_feat_dim=16,
+                                           axes_dims=[4, 6, 6], axes_lens=[512, 64, 64])
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    return ZImagePipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer)
+
+
 def _t5(vocab_size: int, width: int):
     from transformers import T5Config, T5EncoderModel
     return T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=width, d_ff=37, d_kv=8, num_layers=1, num_heads=2,
@@ -116,6 +134,8 @@ def _flow_pipeline(family: str, scratch: Path):
 
     if family == "flux2-klein":
         return _flux2_klein(scratch)
+    if family == "z-image":
+        return _z_image(scratch)
     clip_tokenizer = build_clip_tokenizer(scratch / "clip")
     t5_tokenizer = build_t5_tokenizer(scratch / "t5")
     vocab = len(clip_tokenizer)

@@ -53,7 +53,7 @@ def guided_prediction(components: Components, latents: Tensor, timesteps: Tensor
     both = torch.cat([latents, latents]).to(dtype)
     steps = torch.cat([timesteps, timesteps]).to(latents.device)
     uncond, cond = family.predict(components, both, steps, _cat(conditioning.uncond, conditioning.cond), denoiser).float().chunk(2)
-    return uncond + guidance_scale * (cond - uncond)
+    return uncond + family.classifier_free_scale(guidance_scale) * (cond - uncond)
 
 
 def initial_latents(components: Components, seeds: list[int], resolution: int, device) -> Tensor:

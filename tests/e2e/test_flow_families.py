@@ -1,4 +1,4 @@
-"""SD3 and FLUX.1 (flow-matching transformers) on tiny random pipelines built in the test
+"""SD3, FLUX.1, FLUX.2 klein and Z-Image (flow-matching transformers) on tiny random pipelines built in the test
 process: the flow noise process against diffusers' own scheduler, LoRA / full fine-tune /
 prior preservation / DRaFT / DDPO runs, the LoRA file in the diffusers pipelines' own loaders,
 bit-identical resume, generation with the result, and the refusals."""
@@ -12,7 +12,7 @@ from dreamtune.errors import UserError
 from dreamtune.training.run import train
 from tests.conftest import tiny_overrides
 
-FLOW = ("sd3", "flux", "flux2-klein")
+FLOW = ("sd3", "flux", "flux2-klein", "z-image")
 
 
 def _train(tiny_models, family, photos, out, **extra):
@@ -113,7 +113,7 @@ def test_lora_loads_in_the_diffusers_pipeline_with_every_tensor_used(tiny_models
     weights = result.model_dir / "pytorch_lora_weights.safetensors"
     pipeline = DiffusionPipeline.from_pretrained(str(tiny_models[family]))
     assert type(pipeline).__name__ == {"sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline", "flux-schnell": "FluxPipeline",
-                                       "flux2-klein": "Flux2KleinPipeline"}[family]
+                                       "flux2-klein": "Flux2KleinPipeline", "z-image": "ZImagePipeline"}[family]
     pipeline.load_lora_weights(str(result.model_dir), weight_name="pytorch_lora_weights.safetensors")
     loaded = {n: p for n, p in pipeline.transformer.named_parameters() if "lora_" in n}
     assert len(loaded) == len(load_file(str(weights)))              # every tensor in the file has a home
@@ -156,7 +156,7 @@ def test_prior_preservation_validation_monitor_and_generation(tiny_models, famil
     assert len(list((tmp_path / "gen").glob("*.png"))) >= 2 and record
 
 
-@pytest.mark.parametrize("family, algorithm", [("flux", "draft"), ("sd3", "ddpo"), ("flux2-klein", "ddpo")])
+@pytest.mark.parametrize("family, algorithm", [("flux", "draft"), ("sd3", "ddpo"), ("flux2-klein", "ddpo"), ("z-image", "draft")])
 def test_reward_fine_tuning_runs_on_flow_models(tiny_models, family, algorithm, photos, tmp_path):
     result = _train(tiny_models, family, photos, tmp_path / "run", **{
         "rl.algorithm": algorithm, "rl.prompts": "[a photo of a dog]", "rl.rewards.print_quality": 1.0, "rl.sample_steps": 3,

@@ -9,7 +9,8 @@ from dreamtune.models.families.stable_diffusion import StableDiffusion, StableDi
 
 def _all() -> list[ModelFamily]:
     from dreamtune.models.families.flow import Flux, Flux2Klein, StableDiffusion3
-    return [StableDiffusion(), StableDiffusionXL(), StableDiffusion3(), Flux(), Flux2Klein()]
+    from dreamtune.models.families.z_image import ZImage
+    return [StableDiffusion(), StableDiffusionXL(), StableDiffusion3(), Flux(), Flux2Klein(), ZImage()]
 
 
 def family_named(name: str) -> ModelFamily:

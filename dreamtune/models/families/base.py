@@ -56,6 +56,10 @@ class ModelFamily:
         are the noise process's values; ``guidance`` is the embedded guidance of distilled models."""
         raise NotImplementedError
 
+    def classifier_free_scale(self, guidance: float) -> float:
+        """The scale s of uncond + s·(cond - uncond) that the pipeline's guidance value means."""
+        return guidance
+
     def uses_classifier_free_guidance(self, components: Components) -> bool:
         """Sampled with CFG (guidance-distilled models embed the guidance instead)."""
         return True

@@ -19,6 +19,16 @@ from dreamtune.models.components import Components
 from dreamtune.models.families.base import ModelFamily
 
 
+def packed_token_schedule(components: Components, steps: int, resolution: int) -> dict:
+    """FluxPipeline's (and ZImagePipeline's) grid: σ = linspace(1, 1/N, N), shifted by μ(tokens of 2x2 latent patches)."""
+    import math
+
+    import numpy as np
+
+    tokens = (resolution // components.vae_scale_factor // 2) ** 2
+    return {"sigmas": np.linspace(1.0, 1 / steps, steps), "mu": math.log(components.noise.shift_for(tokens))}
+
+
 def _index_has(index: dict, name: str) -> bool:
     entry = index.get(name)
     return bool(entry) and entry[0] is not None
@@ -60,6 +70,7 @@ class FlowFamily(ModelFamily):
             if not _index_has(index, name):      # SD3 without its T5 (text_encoder_3: null)
                 continue
             tokenizer_name = name.replace("text_encoder", "tokenizer")
+            encoder_cls = index[name][1] if hasattr(transformers, str(index[name][1])) else encoder_cls    # the class the folder names
             tokenizers.append(load_tokenizer(getattr(transformers, tokenizer_cls), location, tokenizer_name, config))
             encoders.append(load_part(getattr(transformers, encoder_cls), location, name, config, dtypes.text_encoders,
                                       config.quantize_text_encoders))
@@ -164,13 +175,7 @@ class Flux(FlowFamily):
         return FluxPipeline._unpack_latents(out, height * scale, width * scale, scale)
 
     def sampling_schedule(self, components: Components, steps: int, resolution: int) -> dict:
-        """FluxPipeline's grid: σ = linspace(1, 1/N, N), shifted by μ(image tokens)."""
-        import math
-
-        import numpy as np
-
-        tokens = (resolution // components.vae_scale_factor // 2) ** 2
-        return {"sigmas": np.linspace(1.0, 1 / steps, steps), "mu": math.log(components.noise.shift_for(tokens))}
+        return packed_token_schedule(components, steps, resolution)
 
 
 class Flux2Klein(FlowFamily):
