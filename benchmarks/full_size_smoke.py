@@ -88,10 +88,14 @@ def build(family: str, folder: Path) -> Path:
     if (folder / "model_index.json").is_file():
         return folder
     torch.manual_seed(0)
-    if family in ("sd35m", "flux2-klein-4b"):
-        return build_flow(family, folder)
-    if family == "flux1-dev":
-        return build_flux1_dev(folder)
+    if family in ("sd35m", "flux2-klein-4b", "flux1-dev"):        # written beside, renamed when whole: a failed build leaves no model
+        import shutil
+
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        (build_flux1_dev if family == "flux1-dev" else lambda f: build_flow(family, f))(partial)
+        partial.rename(folder)
+        return folder
     tokenizer = build_clip_tokenizer(folder.parent / f".{family}-tokenizer")
     scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                               steps_offset=1, num_train_timesteps=1000)
@@ -178,7 +182,10 @@ def build_flux1_dev(folder: Path) -> Path:
     finally:
         torch.set_default_dtype(torch.float32)
     pipeline.save_pretrained(folder, safe_serialization=True)
-    del pipeline
+    del pipeline, stand_in
+    import gc
+
+    gc.collect()
     target = folder / "transformer"
     for old in target.glob("*.safetensors*"):
         old.unlink()
@@ -207,6 +214,7 @@ def build_flux1_dev(folder: Path) -> Path:
             prefix = ".".join(x for x in (child_name, block_name) if x)
             for key, value in block.state_dict().items():
                 current[f"{prefix}.{key}"] = value.detach().to(torch.float16).contiguous()
+            block.to_empty(device="meta")                  # its fp32 weights go: only the fp16 shard being written stays
             if sum(v.numel() * 2 for v in current.values()) >= SHARD_BYTES:
                 flush()
     flush()
