@@ -11,6 +11,23 @@ from dreamtune.training import checkpoint
 from dreamtune.training.checkpoint import TrainingState
 
 
+def read_metric_log(path: Path) -> list[dict]:
+    """A run's ``metrics.jsonl`` as one record per step, in step order: after a resume the steps the
+    interrupted part logged past its last checkpoint appear twice, and the resumed part's record is
+    the one that counts; a line still being written is skipped."""
+    by_step: dict[int, dict] = {}
+    path = Path(path)
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("step"), int):
+                by_step[record["step"]] = record
+    return [by_step[step] for step in sorted(by_step)]
+
+
 class MetricLog:
     """Appends one JSON line of metrics per step to ``log_path``."""
 

@@ -4,18 +4,38 @@ from __future__ import annotations
 
 from pathlib import Path
 
+SETTINGS = ("model.pretrained", "method.kind", "method.lora.rank", "data.instance_prompt", "data.resolution", "prior.enabled",
+            "prior.class_prompt", "train.steps", "train.batch_size", "train.lr", "train.lr_scheduler", "train.optimizer",
+            "train.mixed_precision", "model.quantize", "train.seed")
 
-def write_run_report(output_dir: Path, history: list[dict], monitor=None, selected: dict | None = None) -> Path:
+
+def _settings(config) -> list[dict]:
+    rows = []
+    for dotted in SETTINGS:
+        value = config
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        rows.append({"setting": dotted, "value": value})
+    return rows
+
+
+def write_run_report(output_dir: Path, history: list[dict], monitor=None, selected: dict | None = None, config=None) -> Path:
+    """``history``: every step's record (training.callbacks.read_metric_log: a resumed run's whole log)."""
     from dreamtune.evaluation.plots import line_plot
     from dreamtune.evaluation.report import Report
 
     output_dir = Path(output_dir)
     report = Report(f"dreamtune run: {output_dir.name}")
-    if history:
-        line_plot({"loss": [(r["step"], r["loss"]) for r in history if "loss" in r]}, "training loss (moving average of 20 steps)",
-                  smooth=20).save(output_dir / "loss.png")
+    if config is not None:
+        report.heading("Settings")
+        report.text("The main settings; config.yaml beside this report holds every one.")
+        report.table(_settings(config), ["setting", "value"])
+    losses = [(r["step"], r["loss"]) for r in history if "loss" in r]
+    if losses:
+        line_plot({"loss": losses}, "training loss (moving average of 20 steps)", smooth=20).save(output_dir / "loss.png")
         report.heading("Training loss")
-        report.image("loss.png")
+        report.image("loss.png", f"steps {losses[0][0]}-{losses[-1][0]}: loss {losses[0][1]:.4f} at the first, "
+                                 f"{sum(v for _, v in losses[-20:]) / len(losses[-20:]):.4f} over the last {len(losses[-20:])}")
     if history and any("adv/d_loss" in r for r in history):
         line_plot({k: [(r["step"], r[f"adv/{k}"]) for r in history if f"adv/{k}" in r] for k in ("d_loss", "g_loss", "d_accuracy")},
                   "adversarial: discriminator loss, generator loss, discriminator accuracy (moving average of 20)",

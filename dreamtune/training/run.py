@@ -24,7 +24,7 @@ from dreamtune.models.precision import forward_in_weight_dtype
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
 from dreamtune.training import checkpoint, memory_auto
 from dreamtune.training.assembly import Ingredients, RunPlan, build, place_frozen, settings_from, wrap_trainable
-from dreamtune.training.callbacks import Checkpointer, MetricLog, RestartOptimizer, TrackerLog, Validator
+from dreamtune.training.callbacks import Checkpointer, MetricLog, RestartOptimizer, TrackerLog, Validator, read_metric_log
 from dreamtune.training.checkpoint import TrainingState
 from dreamtune.training.class_images import class_images_location, class_images_ready, provide_class_images
 from dreamtune.training.instance_data import ensure_prepared, prepared_as_configured
@@ -274,7 +274,7 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
         if selected and selected["step"] is not None and monitor.restore_best():
             log(f"monitor selected step {selected['step']}: {selected['reason']}")
         model_dir = export(parts, state, config, output_dir, selected, captions[0] if captions else "")
-        write_run_report(output_dir, metric_log.history, monitor, selected)
+        write_run_report(output_dir, read_metric_log(output_dir / "metrics.jsonl"), monitor, selected, config)
     accelerator.wait_for_everyone()      # the processes leave together: one that exits while another exports
     accelerator.end_training()           # once left its partner hung in gloo's teardown (a CI run's 300 s timeout)
     if accelerator.num_processes > 1 and torch.distributed.is_initialized():

@@ -56,15 +56,9 @@ def process_alive(pid: int | None) -> bool:
 
 
 def read_metrics(folder: Path) -> list[dict]:
-    path = Path(folder) / "metrics.jsonl"
-    records = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue        # the line being written
-    return records
+    from dreamtune.training.callbacks import read_metric_log
+
+    return read_metric_log(Path(folder) / "metrics.jsonl")
 
 
 def _thin(points: list[tuple[int, float]]) -> list[tuple[int, float]]:

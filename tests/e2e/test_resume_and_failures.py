@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,15 @@ def test_interrupted_and_resumed_run_is_bit_identical(tiny_models, photos, tmp_p
     b = load_file(str(resumed.model_dir / "pytorch_lora_weights.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [r["loss"] for r in full.history[4:]] == [r["loss"] for r in resumed.history]
+    # the report of the resumed run is the uninterrupted run's: every step, each once (issue 38)
+    from dreamtune.training.callbacks import read_metric_log
+
+    whole, cut = read_metric_log(tmp_path / "full" / "metrics.jsonl"), read_metric_log(tmp_path / "cut" / "metrics.jsonl")
+    assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 7          # step 5 logged by both parts
+    assert [(r["step"], r["loss"]) for r in whole] == [(r["step"], r["loss"]) for r in cut] and len(cut) == 6
+    captions = [re.search(r"<figcaption>steps 1-6:[^<]*</figcaption>", (tmp_path / run / "report.html").read_text()) for run in ("full", "cut")]
+    assert all(captions) and captions[0].group(0) == captions[1].group(0)
+    assert "<td>method.kind</td><td>lora</td>" in (tmp_path / "cut" / "report.html").read_text()
 
 
 def test_nan_loss_stops_with_step_and_keeps_checkpoint(tiny_models, photos, tmp_path):
