@@ -207,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except UserError as exc:     # a run stopped on request is paused, not failed: no "error:" before it
+        print(f"{'' if getattr(exc, 'exit_code', 2) > 128 else 'error: '}{exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
     except OSError as exc:          # a refusal of the file system that no nearer check named
         sentence = os_error_sentence(exc)

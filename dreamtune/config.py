@@ -104,6 +104,7 @@ class TrainConfig:
     adam_beta2: float = 0.999
     max_grad_norm: float = 1.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"   # bf16: fast on recent GPUs and on CPUs with AMX
+    shard: Literal["none", "fsdp"] = "none"   # fsdp: a full fine-tune split across launched processes (torch FSDP2; training/sharding.py)
     memory: Literal["auto", "manual"] = "auto"   # auto: before loading, the cheapest savings that fit the device (training/memory_auto.py), said in one line
     gradient_checkpointing: bool | Literal["auto"] = "auto"   # recompute activations in the backward; auto: only when a step would not fit (measured, training/memory_plan.py)
     free_text_encoders: bool | Literal["auto"] = "auto"   # encode every prompt once and free frozen text encoders before step 1 (training/text_release.py); auto: when they hold over 1 GiB
@@ -219,6 +220,7 @@ class Config:
 
         config_checks.check_quantization(self)
         config_checks.check_lean_updates(self)
+        config_checks.check_sharding(self)
         if self.prior.enabled and not self.prior.class_prompt:
             raise UserError("prior.enabled is true but prior.class_prompt is empty; set it, e.g. prior.class_prompt='a photo of a dog'.")
         if self.rl.branch and not self.rl.last_steps:

@@ -44,6 +44,25 @@ def check_lean_updates(config) -> None:
                         "set train.fused_update: false.")
 
 
+def check_sharding(config) -> None:
+    """FSDP shards what a full fine-tune trains; what would need the whole model on one process is refused."""
+    if config.train.shard != "fsdp":
+        return
+    t = config.train
+    clashes = [(config.method.kind not in ("dreambooth", "scratch"), f"method.kind={config.method.kind} (a LoRA or an embedding is small "
+                "enough for plain data parallelism)", "method.kind: dreambooth"),
+               (config.method.train_text_encoder, "method.train_text_encoder (only the denoiser is sharded)", "method.train_text_encoder: false"),
+               (bool(config.rl.algorithm or config.adversarial.weight), "reward or adversarial training", "rl.algorithm: '' and adversarial.weight: 0"),
+               (t.fused_update, "train.fused_update", "train.fused_update: false"),
+               (bool(t.ema_decay), "train.ema_decay", "train.ema_decay: null"),
+               (bool(t.validate_every or config.monitor.every), "validation sheets or the monitor (they sample on one process)",
+                "train.validate_every: 0 and monitor.every: 0")]
+    for clash, what, fix in clashes:
+        if clash:
+            raise UserError(f"train.shard=fsdp splits a full fine-tune of the denoiser across processes and cannot run with {what}; "
+                            f"set {fix}, or train.shard: none.")
+
+
 # (section.key, lowest allowed, lowest is allowed itself, highest or None): values a typo or a sign
 # slip produces, which would otherwise train without a word (a negative learning rate ascends)
 RANGES = (

@@ -126,7 +126,7 @@ class DatasetBatches:
         return [order[(first + i) % count] for i in range(self.batch_size)]
 
     def _sample(self, example: Example, size, step: int, slot: int):
-        generator = augment.sample_generator(self.seed, step, slot + self.process_index * 1000)
+        generator = augment.sample_generator(self.seed, step, slot)
         flip = augment.decide_flip(self.plan, generator)
         pixels = _fit(example.pixels, size)
         if torch.rand((), generator=generator) < self.caption_dropout:
@@ -145,7 +145,10 @@ class DatasetBatches:
             chosen += [self.classes.examples[i] for i in self._class_indices(step)]
             is_prior += [True] * self.batch_size
         size = tuple(chosen[0].pixels.shape[2:0:-1])
-        tensors, prompts = zip(*(self._sample(ex, size, step, slot) for slot, ex in enumerate(chosen)))
+        # slots numbered across the global batch (instances, then class images), as one process would number them
+        b, n, r = self.batch_size, self.num_processes, self.process_index
+        slots = [r * b + j for j in range(b)] + [n * b + r * b + k for k in range(len(chosen) - b)]
+        tensors, prompts = zip(*(self._sample(ex, size, step, slot) for slot, ex in zip(slots, chosen)))
         key = "latents" if self.latent_encoder is not None else "pixels"
         return {key: torch.stack(tensors), "prompts": list(prompts),
                 "is_prior": torch.tensor(is_prior), "sizes": torch.tensor([[size[1], size[0]]] * len(chosen))}

@@ -24,7 +24,16 @@ class NoiseSettings:
     min_snr_gamma: float | None = None
     loss_weighting: str = "none"        # flow models: none | sigma_sqrt | cosmap (SD3 sec. 3.1)
     guidance_embedding: float = 3.5     # guidance-distilled models (FLUX.1-dev) are trained with this guidance input
-    stream: int = 0                     # distinguishes processes under data parallelism
+    process_index: int = 0              # data parallelism: this process's share of the global batch ...
+    num_processes: int = 1
+    groups: int = 1                     # ... whose batches hold this many equal groups (2 with prior preservation's class images)
+
+    def rows(self, batch: int) -> list[int]:
+        """This process's rows of the global batch's noise and timesteps: with N processes of B rows each,
+        group g of process r holds global rows g·N·b + r·b + [0, b). One process: all rows, in order."""
+        per_group = batch // self.groups
+        n, r = self.num_processes, self.process_index
+        return [g * n * per_group + r * per_group + j for g in range(self.groups) for j in range(per_group)]
 
 
 @dataclass
@@ -94,9 +103,13 @@ class DenoisingObjective:
         """Noise the batch and run the denoiser."""
         c = self.components
         latents = self.latents_of(batch).float()
-        generator = sample_generator(self.settings.seed, step, 0, stream=1 + self.settings.stream)
-        timesteps = c.noise.sample_timesteps(latents.shape[0], generator)
-        noise = diffusion.sample_noise(latents, generator, self.settings.noise_offset)
+        # the global batch's draw, of which this process takes its rows: N processes give the same noise as one
+        # process with N times the batch (and one process draws exactly as it always has)
+        generator = sample_generator(self.settings.seed, step, 0, stream=1)
+        rows = self.settings.rows(latents.shape[0])
+        total = latents.shape[0] * self.settings.num_processes
+        timesteps = c.noise.sample_timesteps(total, generator)[rows]
+        noise = diffusion.sample_noise(latents.new_empty((total, *latents.shape[1:])), generator, self.settings.noise_offset)[rows]
         noisy = c.noise.add_noise(latents, noise, timesteps)
         conditioning = c.family.conditioning(c, self.encode_text(list(batch["prompts"])), batch["sizes"])
         prediction = c.family.predict(c, noisy, timesteps.to(self.device), conditioning, guidance=self.settings.guidance_embedding)

@@ -79,11 +79,15 @@ def place_frozen(components: Components, parts: TrainableParts, accelerator, dty
                 parameter.data = parameter.data.to(dtype)
 
 
-def wrap_trainable(components: Components, accelerator) -> Components:
-    """Data-parallel wrappers for the top-level modules that hold trainable parameters; every
-    objective computes through the components this returns."""
+def wrap_trainable(components: Components, accelerator, shard: bool = False) -> Components:
+    """Data-parallel wrappers for the top-level modules that hold trainable parameters (or, with ``shard``,
+    FSDP2 over them: training/sharding.py); every objective computes through the components this returns."""
+    from dreamtune.training import sharding
+
     def wrap(module):
-        return accelerator.prepare(module) if any(p.requires_grad for p in module.parameters()) else module
+        if not any(p.requires_grad for p in module.parameters()):
+            return module
+        return sharding.shard(module) if shard else accelerator.prepare(module)
     return dataclasses.replace(components, denoiser=wrap(components.denoiser), text_encoders=[wrap(e) for e in components.text_encoders])
 
 
@@ -129,7 +133,8 @@ def build_denoising(ing: Ingredients):
     """Denoising on the subject's photos; prior preservation and the adversarial game wrap it."""
     config = ing.config
     text_cache = TensorCache(ing.cache_dir / "text") if config.data.cache_latents else None
-    settings = settings_from(NoiseSettings, config.train, stream=ing.accelerator.process_index)
+    settings = settings_from(NoiseSettings, config.train, process_index=ing.accelerator.process_index,
+                             num_processes=ing.accelerator.num_processes, groups=2 if ing.class_dir else 1)
     denoising = DenoisingObjective(ing.wrapped, ing.parts.modules, settings, ing.parts.rewrite_prompt, text_cache)
     objective = PriorPreservation(denoising, config.prior.loss_weight) if config.prior.enabled else denoising
     if config.adversarial.weight:

@@ -62,13 +62,16 @@ class RestartOptimizer:
 
 
 class Checkpointer:
-    def __init__(self, output_dir: Path, every: int, keep: int, enabled: bool = True):
-        self.output_dir, self.every, self.keep, self.enabled = Path(output_dir), every, keep, enabled
+    """Every ``every`` steps a checkpoint; ``write``: this process writes it (under train.shard every process
+    takes part in gathering it and the main one writes)."""
+
+    def __init__(self, output_dir: Path, every: int, keep: int, enabled: bool = True, write: bool = True):
+        self.output_dir, self.every, self.keep, self.enabled, self.write = Path(output_dir), every, keep, enabled, write
         self.last_saved: Path | None = None
 
     def on_step_end(self, state: TrainingState, metrics: dict[str, float]) -> None:
         if self.enabled and self.every and state.step % self.every == 0:
-            self.last_saved = checkpoint.save(state, self.output_dir, self.keep)
+            self.last_saved = checkpoint.save(state, self.output_dir, self.keep, write=self.write)
 
 
 class Validator:

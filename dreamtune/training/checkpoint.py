@@ -53,17 +53,6 @@ def _tensor_bytes(value) -> int:
     return 0
 
 
-def checkpoint_bytes(state: TrainingState) -> int:
-    """About how many bytes a checkpoint of ``state`` takes (weights, optimizer, EMA)."""
-    total = 0
-    for name, module in state.modules.items():
-        total += sum(_tensor_bytes(p) for _, p in trainable_parameters(module))
-        total += _tensor_bytes(state.optimizers[name].state_dict()["state"])
-        if name in state.emas:
-            total += _tensor_bytes(state.emas[name].state_dict())
-    return total + 1_000_000
-
-
 def _check_room(output_dir: Path, needed: int, step: int) -> None:
     free = shutil.disk_usage(output_dir).free
     if free < needed * 1.05:
@@ -71,15 +60,36 @@ def _check_room(output_dir: Path, needed: int, step: int) -> None:
                         f"{free / 2**20:.0f} MB are free; free some space, or lower train.keep_checkpoints; the earlier checkpoints are intact.")
 
 
-def save(state: TrainingState, output_dir: Path, keep: int) -> Path:
+def _snapshot(state: TrainingState) -> dict[str, tuple[dict, dict]]:
+    """Each module's trainable weights and its optimizer's state as whole tensors; a sharded module's
+    are gathered (training/sharding.py: every process must call this, the main one receives them)."""
+    from dreamtune.training import sharding
+
+    taken = {}
+    for name, module in state.modules.items():
+        optimizer = getattr(state.optimizers[name], "optimizer", state.optimizers[name])
+        if sharding.is_sharded(module):
+            names = [n for n, _ in trainable_parameters(module)]
+            taken[name] = (sharding.whole_weights(module, names), sharding.whole_optimizer_state(module, optimizer))
+        else:
+            taken[name] = ({n: p.detach().cpu().contiguous() for n, p in trainable_parameters(module)}, optimizer.state_dict())
+    return taken
+
+
+def save(state: TrainingState, output_dir: Path, keep: int, write: bool = True) -> Path | None:
     """Write ``output_dir/checkpoint-<step>`` atomically, then drop all but the newest ``keep``.
     Refused up front when the disk cannot hold it; a write that fails anyway (a file-size limit,
-    a race for the space) leaves no partial folder and says how much room it needed."""
+    a race for the space) leaves no partial folder and says how much room it needed. Under
+    ``train.shard`` every process calls it (the gathering is collective) and ``write`` is the main one's."""
+    snapshot = _snapshot(state)
+    if not write:
+        return None
     final = Path(output_dir) / f"{PREFIX}{state.step:06d}"
-    needed = checkpoint_bytes(state)
+    needed = sum(_tensor_bytes(w) + _tensor_bytes(o.get("state", {})) for w, o in snapshot.values()) + 1_000_000
+    needed += sum(_tensor_bytes(e.state_dict()) for e in state.emas.values())
     _check_room(Path(output_dir), needed, state.step)
     try:
-        _write(state, final)
+        _write(state, final, snapshot)
     except UserError as exc:
         raise UserError(f"{str(exc).rstrip('.')} (checkpoint-{state.step:06d} needs about {needed / 2**20:.0f} MB); "
                         "the earlier checkpoints are intact.") from None
@@ -88,12 +98,11 @@ def save(state: TrainingState, output_dir: Path, keep: int) -> Path:
     return final
 
 
-def _write(state: TrainingState, final: Path) -> None:
+def _write(state: TrainingState, final: Path, snapshot: dict[str, tuple[dict, dict]]) -> None:
     with atomic_dir(final) as temp:
-        for name, module in state.modules.items():
-            weights = {n: p.detach().cpu().contiguous() for n, p in trainable_parameters(module)}
+        for name, (weights, optimizer) in snapshot.items():
             save_file(weights, str(temp / f"trainable-{name}.safetensors"))
-            torch.save(state.optimizers[name].state_dict(), temp / f"optimizer-{name}.pt")
+            torch.save(optimizer, temp / f"optimizer-{name}.pt")
             torch.save(state.schedules[name].state_dict(), temp / f"schedule-{name}.pt")
             if name in state.emas:
                 save_file({k: v.contiguous() for k, v in state.emas[name].state_dict().items()}, str(temp / f"ema-{name}.safetensors"))
@@ -152,6 +161,17 @@ def _restore(kind: str, path: Path, target, value) -> None:
         raise DamagedCheckpoint(f"{path} does not fit this run's {kind} ({str(exc).splitlines()[0][:100]})") from None
 
 
+class _ShardedOptimizer:
+    """``load_state_dict`` of a sharded module's optimizer from whole tensors (for ``_restore``)."""
+
+    def __init__(self, module, optimizer):
+        self.module, self.optimizer = module, optimizer
+
+    def load_state_dict(self, value) -> None:
+        from dreamtune.training import sharding
+        sharding.load_whole_optimizer_state(self.module, self.optimizer, value)
+
+
 def load(state: TrainingState, folder: Path) -> None:
     """Restore ``state`` in place from ``folder``; a bad file raises :class:`DamagedCheckpoint`
     naming it. Everything is read and checked before anything is changed."""
@@ -174,12 +194,20 @@ def load(state: TrainingState, folder: Path) -> None:
     rng = _load_torch(folder / "rng.pt")
     for name, values in extras.items():
         _restore("state", folder / f"extra-{name}.safetensors", state.extras[name], values)
+    from dreamtune.training import sharding
+
     for name, (weights, optimizer, schedule, ema) in loaded.items():
-        params = dict(trainable_parameters(state.modules[name]))
-        with torch.no_grad():
-            for key, value in weights.items():
-                params[key].copy_(value)
-        _restore("optimizer", folder / f"optimizer-{name}.pt", state.optimizers[name], optimizer)
+        module = state.modules[name]
+        if sharding.is_sharded(module):           # every process read the whole tensors; each keeps its slice
+            sharding.load_whole_weights(module, weights)
+            inner = getattr(state.optimizers[name], "optimizer", state.optimizers[name])
+            _restore("optimizer", folder / f"optimizer-{name}.pt", _ShardedOptimizer(module, inner), optimizer)
+        else:
+            params = dict(trainable_parameters(module))
+            with torch.no_grad():
+                for key, value in weights.items():
+                    params[key].copy_(value)
+            _restore("optimizer", folder / f"optimizer-{name}.pt", state.optimizers[name], optimizer)
         _restore("learning-rate schedule", folder / f"schedule-{name}.pt", state.schedules[name], schedule)
         if ema is not None:
             _restore("EMA", folder / f"ema-{name}.safetensors", state.emas[name], ema)

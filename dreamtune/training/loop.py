@@ -78,7 +78,8 @@ def step_optimizer(optimizer, accelerator, max_grad_norm: float, totals: dict[st
     """Clip the gradients of ``optimizer``'s parameters together, step, and drop the gradients."""
     params = [p for group in optimizer.param_groups for p in group["params"]]   # the trainable ones, without walking the model
     if max_grad_norm and max_grad_norm > 0:
-        totals[f"grad_norm/{name}"] = float(accelerator.clip_grad_norm_(params, max_grad_norm))
+        norm = accelerator.clip_grad_norm_(params, max_grad_norm)
+        totals[f"grad_norm/{name}"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)   # sharded: a DTensor
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 

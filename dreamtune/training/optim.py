@@ -35,7 +35,8 @@ def build_optimizer(module: nn.Module, train: TrainConfig, lr: float | None = No
     if train.optimizer == "adafactor":   # row and column second-moment factors: a few bytes per row, not 8 per weight
         return torch.optim.Adafactor(groups, weight_decay=train.weight_decay)
     # fused: one kernel for every parameter (CPU and CUDA); bitwise deterministic, so resuming stays exact
-    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16) for _, p in named)
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16)
+                and type(p).__name__ != "DTensor" for _, p in named)       # sharded weights (FSDP2) take the foreach kernels
     return torch.optim.AdamW(groups, **kwargs, fused=fused or None)
 
 

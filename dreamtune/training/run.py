@@ -5,6 +5,7 @@ config -> data (prepare, class images) -> models (load, make trainable)
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from dreamtune.models.components import Components
 from dreamtune.models.loading import ComponentDtypes, load_components, load_pending_denoiser, model_path, resolve_model, weight_dtype
 from dreamtune.models.precision import forward_in_weight_dtype
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
-from dreamtune.training import checkpoint, memory_auto
+from dreamtune.training import checkpoint, memory_auto, sharding
 from dreamtune.training.assembly import Ingredients, RunPlan, build, place_frozen, settings_from, wrap_trainable
 from dreamtune.training.callbacks import Checkpointer, MetricLog, RestartOptimizer, TrackerLog, Validator, read_metric_log
 from dreamtune.training.checkpoint import TrainingState
@@ -223,7 +224,11 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
         accelerator.wait_for_everyone()
     if config.train.compile:
         components.denoiser.compile()   # in place: parameter names, checkpoints and exports stay as they are
-    ingredients = Ingredients(config, components, wrap_trainable(components, accelerator), parts, accelerator, instance_dir, class_dir,
+    sharded = config.train.shard == "fsdp" and accelerator.num_processes > 1
+    if config.train.shard == "fsdp" and not sharded and main:
+        log("note: train.shard=fsdp with one process: nothing to split, the run trains unsharded (launch it with accelerate launch "
+            "--num_processes N)")
+    ingredients = Ingredients(config, components, wrap_trainable(components, accelerator, sharded), parts, accelerator, instance_dir, class_dir,
                               Path(config.data.cache_dir or output_dir / "cache"), _photos(instance_dir))
     objective, source, rewards = build(ingredients, plan)
     released = release_text_encoders(config, components, objective, source)
@@ -240,7 +245,7 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
         accelerator.init_trackers(output_dir.resolve().name, config=tracker_config(config))
     t = config.train
     metric_log = MetricLog(output_dir / "metrics.jsonl", enabled=main)
-    checkpointer = Checkpointer(output_dir, t.checkpoint_every, t.keep_checkpoints, enabled=main)
+    checkpointer = Checkpointer(output_dir, t.checkpoint_every, t.keep_checkpoints, enabled=main or sharded, write=main)
     validator = Validator(_renderer(components, config, parts, resolution), list(t.validation_prompts), list(t.validation_seeds),
                           t.validate_every, output_dir / "validation", enabled=main)
     monitor = _monitor(config, components, parts, instance_dir, output_dir, main, rewards)
@@ -248,7 +253,7 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     trackers = [TrackerLog(accelerator, t.log_every, enabled=main)] if t.log_with != "none" else []
     memory = MemoryReport([components.denoiser, components.vae, *components.text_encoders], accelerator.device, t.steps, log,
                           enabled=main)
-    stop = StopOnSignal(enabled=main)
+    stop = StopOnSignal(enabled=main or sharded)
     restart = [RestartOptimizer(config.rl.start_step)] if config.rl.handover else []   # before the checkpointer
     try:
         if monitor:
@@ -256,9 +261,9 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
         run_loop(objective, source, state, accelerator, settings,
                  [*restart, metric_log, memory, checkpointer, validator, *trackers, *([monitor] if monitor else []), stop])
     except StopRequested as request:
-        saved = checkpoint.save(state, output_dir, max(1, t.keep_checkpoints)) if main else None
+        saved = checkpoint.save(state, output_dir, max(1, t.keep_checkpoints), write=main) if main or sharded else None
         name = signal.Signals(request.signal_number).name
-        raise RunStopped(f"stopped by {name} after step {state.step}; {saved} holds it; continue with the same command "
+        raise RunStopped(f"paused after step {state.step} ({name}); {saved} holds it; continue with the same command "
                          "and --resume latest.", request.signal_number) from None
     except TrainingDiverged as exc:
         last = checkpoint.list_checkpoints(output_dir)
@@ -269,13 +274,14 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
         stop.restore()
     accelerator.wait_for_everyone()
     model_dir = output_dir / "model"
-    if main:
-        selected = monitor.selection() if monitor else None
-        if selected and selected["step"] is not None and monitor.restore_best():
-            log(f"monitor selected step {selected['step']}: {selected['reason']}")
-        model_dir = export(parts, state, config, output_dir, selected, captions[0] if captions else "")
-        write_run_report(output_dir, read_metric_log(output_dir / "metrics.jsonl"), monitor, selected, config)
-    accelerator.wait_for_everyone()      # the processes leave together: one that exits while another exports
+    with sharding.gathered(state.modules.values()) if sharded else contextlib.nullcontext():   # whole weights to export
+        if main:
+            selected = monitor.selection() if monitor else None
+            if selected and selected["step"] is not None and monitor.restore_best():
+                log(f"monitor selected step {selected['step']}: {selected['reason']}")
+            model_dir = export(parts, state, config, output_dir, selected, captions[0] if captions else "")
+            write_run_report(output_dir, read_metric_log(output_dir / "metrics.jsonl"), monitor, selected, config)
+        accelerator.wait_for_everyone()  # the processes leave together: one that exits while another exports
     accelerator.end_training()           # once left its partner hung in gloo's teardown (a CI run's 300 s timeout)
     if accelerator.num_processes > 1 and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

@@ -190,13 +190,20 @@ class Actions:
         return {"run": folder.name, "job": job.id}
 
     def run(self, name: str) -> dict:
+        folder = self.root / safe_name(name, "run name")
+        job = self.jobs.latest_for(folder)
+        if job and job.running and not runs.is_run(folder):     # started a moment ago: its folder is not written yet
+            return {"name": folder.name, "status": "starting", "step": 0, "total": None, "eta_s": None, "curves": {}, "monitor": [],
+                    "checkpoints": [], "files": runs.files_of(folder, self.root), "error": "", "notice": "",
+                    "phase": self.jobs.progress(job.id), "log": self.jobs.output(job.id, 3000).strip().splitlines()[-8:]}
         folder = self._run_folder(name)
         info = runs.describe(folder, self.root)
-        job = self.jobs.latest_for(folder)
         info["error"] = self.jobs.error(job.id) if job else ""
         info["notice"] = ""
-        if job and job.exit_code in (128 + 15, 128 + 2) and info["status"] == "stopped":   # stopped on request: not a failure
-            info["notice"], info["error"] = f"{info['error']}".replace("continue with the same command and --resume latest", "Resume continues it"), ""
+        if job and job.exit_code in (128 + 15, 128 + 2) and info["status"] == "stopped":   # stopped on request: a pause, not a failure
+            said = [line for line in self.jobs.output(job.id).splitlines() if line.startswith("paused after")]
+            info["notice"] = (said[-1] if said else "paused").replace("continue with the same command and --resume latest", "Resume continues it")
+            info["error"], info["status"] = "", "paused"
         info["phase"] = self.jobs.progress(job.id) if job and job.running else None
         info["log"] = self.jobs.output(job.id, 3000).strip().splitlines()[-8:] if job else []
         if info["status"] == "incomplete" and job and job.running:

@@ -19,7 +19,7 @@ from dreamtune.ui.runs import process_alive
 
 JOBS = ".ui-jobs"
 ERROR_LINE = re.compile(r"^error: (.+)$", re.M)
-TQDM = re.compile(r"(\d+)/(\d+) \[[^\]<]*<([0-9:?]+)")
+TQDM = re.compile(r"(?:(\w[\w ]*): +)?\d+%\|[^|\r\n]*\| *(\d+)/(\d+) \[[^\]<]*<([0-9:?]+)")
 
 
 @dataclass
@@ -152,10 +152,21 @@ class JobManager:
         return f"the command ended with exit status {job.exit_code}: {tail[-1] if tail else 'no output'}"
 
     def progress(self, job_id: str) -> dict | None:
-        """The newest tqdm figures of a job's output: done, total, eta (text)."""
+        """The newest tqdm figures of a job's output: its label (class images, training, ...), done,
+        total, and the estimate in seconds (None while tqdm has none)."""
         found = TQDM.findall(self.output(job_id, 4000))
         if not found:
             return None
-        done, total, eta = found[-1]
-        return {"done": int(done), "total": int(total), "eta": eta}
+        label, done, total, eta = found[-1]
+        return {"label": label.strip(), "done": int(done), "total": int(total), "eta_s": _seconds(eta)}
+
+
+def _seconds(clock: str) -> int | None:
+    """tqdm's ``MM:SS`` / ``H:MM:SS`` estimate in seconds; None for ``?``."""
+    if "?" in clock:
+        return None
+    seconds = 0
+    for part in clock.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds
 

@@ -85,6 +85,10 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
             page.fill(f"[data-key='{key}']", value)
         page.screenshot(path=str(shots / "train.png"), full_page=True)
         page.click("#start")
+        # a run that is starting shows as starting, never as "no run named ..." (issue 38)
+        page.wait_for_function("['starting', 'running'].includes(document.getElementById('run-status').textContent)")
+        assert "no run named" not in page.locator("#run-error").inner_text()
+        page.screenshot(path=str(shots / "starting.png"), full_page=True)
 
         # live: the loss curve and a validation sheet appear; stop, then resume to the end
         page.wait_for_selector("#curve-line", state="attached")
@@ -92,11 +96,14 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         page.wait_for_function("document.getElementById('progress-text').textContent.includes('left')")   # the ETA
         page.screenshot(path=str(shots / "training.png"), full_page=True)
         page.click("#stop")
-        page.wait_for_function("document.getElementById('run-status').textContent === 'stopped'")
+        # a stop the user asked for reads as a pause with Resume, not as an error (issue 38)
+        page.wait_for_function("document.getElementById('run-status').textContent === 'paused'")
+        page.wait_for_function("document.getElementById('run-notice').textContent.includes('Resume continues it')")
         stopped_at = int(page.locator("#progress-text").inner_text().split()[1])
         assert 10 <= stopped_at < 30
-        # the notice follows once the stopped process's exit is recorded (a poll or two after the status)
-        page.wait_for_function("document.getElementById('run-notice').textContent.includes('Resume continues it')")
+        assert page.locator("#run-notice").inner_text().startswith(f"paused after step {stopped_at}")
+        assert page.locator("#run-error").inner_text() == "" and not page.locator("#resume").is_disabled()
+        page.screenshot(path=str(shots / "paused.png"), full_page=True)
         page.click("#resume")
         page.wait_for_function("document.getElementById('run-status').textContent === 'finished'")
         assert (root / "cat-run" / "model" / "pytorch_lora_weights.safetensors").is_file()

@@ -122,7 +122,9 @@ def test_job_output_resolves_progress_bars(tmp_path):
     jobs = JobManager(tmp_path)
     jobs.log_path("x").write_text("start\ntraining:  10%| | 2/20 [00:01<00:09, 2.0step/s]\rtraining:  15%| | 3/20 [00:02<00:08, 2.0step/s]\n")
     assert jobs.output("x").splitlines() == ["start", "training:  15%| | 3/20 [00:02<00:08, 2.0step/s]"]
-    assert jobs.progress("x") == {"done": 3, "total": 20, "eta": "00:08"}
+    assert jobs.progress("x") == {"label": "training", "done": 3, "total": 20, "eta_s": 8}
+    jobs.log_path("y").write_text("class images:  0%|  | 0/40 [00:00<?, ?img/s]\rclass images:  60%|##  | 24/40 [01:10<1:02:07, 2.1s/img]")
+    assert jobs.progress("y") == {"label": "class images", "done": 24, "total": 40, "eta_s": 3727}
 
 
 def test_names_paths_and_uploads_the_ui_refuses(tmp_path):

@@ -172,16 +172,18 @@ async function pollRun() {
   if ($("run-status").textContent !== run.status || state.polls % 5 === 0) refreshRuns();   // the list follows the open run
   $("run-status").textContent = run.status;
   $("run-status").className = "badge " + run.status;
-  const fraction = run.total ? run.step / run.total : 0;
-  $("progress-fill").style.width = `${Math.round(100 * fraction)}%`;
-  let text = run.total ? `step ${run.step} / ${run.total}` : `step ${run.step}`;
-  if (run.eta_s != null) text += ` · about ${clock(run.eta_s)} left`;
-  if (run.phase && run.step === 0) text = `preparing: ${run.phase.done} / ${run.phase.total} (about ${run.phase.eta} left)`;
+  const preparing = run.phase && run.step === 0 && run.phase.label !== "training";   // class images, prepare: before step 1
+  const [done, total] = preparing ? [run.phase.done, run.phase.total] : [run.step, run.total];
+  $("progress-fill").style.width = `${Math.round(100 * (total ? done / total : 0))}%`;
+  let text = run.status === "starting" && !preparing ? "starting: loading the model" : total ? `step ${done} / ${total}` : `step ${done}`;
+  if (preparing) text = `${run.phase.label || "preparing"}: ${done} / ${total}`;
+  const eta = preparing ? run.phase.eta_s : run.eta_s;
+  if (eta != null && run.status !== "paused") text += ` · about ${clock(eta)} left`;
   $("progress-text").textContent = text;
   $("run-error").textContent = run.error ? "error: " + run.error : "";
   $("run-notice").textContent = run.notice || "";
   $("stop").disabled = !(run.status === "running" || run.status === "starting");
-  $("resume").disabled = run.status !== "stopped";
+  $("resume").disabled = !(run.status === "stopped" || run.status === "paused");
   drawCurves(run.curves);
   const sheets = run.files.validation;
   if (sheets.length) {
@@ -336,6 +338,7 @@ async function init() {
   fillSelect($("prompt-list"), Object.keys(state.info.prompts));
   fillSelect($("train-photos"), state.info.photo_sets);
   await loadForm();
+  setInterval(() => { if (!$("page-runs").hidden && !state.openRun) refreshRuns(); }, 3000);   // the list moves while runs train
   document.body.dataset.ready = "1";
 }
 
