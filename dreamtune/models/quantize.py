@@ -91,6 +91,8 @@ def plain_tensors(tensor: torch.Tensor) -> list[torch.Tensor]:
     """The ordinary tensors that hold a tensor's data (a quantized weight keeps several inside)."""
     if type(tensor) in (torch.Tensor, nn.Parameter) or not hasattr(tensor, "__tensor_flatten__"):
         return [tensor]
+    if hasattr(tensor, "to_local"):            # a sharded weight (FSDP2's DTensor): this process's slice
+        return plain_tensors(tensor.to_local())
     names, _ = tensor.__tensor_flatten__()
     return [plain for name in names for plain in plain_tensors(getattr(tensor, name))]
 

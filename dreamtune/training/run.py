@@ -274,7 +274,7 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
         stop.restore()
     accelerator.wait_for_everyone()
     model_dir = output_dir / "model"
-    with sharding.gathered(state.modules.values()) if sharded else contextlib.nullcontext():   # whole weights to export
+    with sharding.gathered([components.denoiser]) if sharded else contextlib.nullcontext():   # whole weights to export
         if main:
             selected = monitor.selection() if monitor else None
             if selected and selected["step"] is not None and monitor.restore_best():

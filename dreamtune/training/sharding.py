@@ -74,13 +74,15 @@ def load_whole_optimizer_state(module: nn.Module, optimizer, state: dict) -> Non
 
 @contextlib.contextmanager
 def gathered(modules):
-    """The sharded modules with whole parameters (every process enters; export reads them), sharded again after."""
-    fsdp = _fsdp()
-    units = [m for module in modules for m in module.modules() if isinstance(m, fsdp.FSDPModule)]
-    for unit in units:
-        unit.unshard()
+    """The sharded ``modules`` answer ``state_dict()`` with their whole weights while inside (what export
+    saves); every process enters (the gathering is collective), the main one receives them."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    wholes = [(module, get_model_state_dict(module, options=_options())) for module in modules if is_sharded(module)]
+    for module, whole in wholes:
+        module.state_dict = lambda *args, whole=whole, **kwargs: whole
     try:
         yield
     finally:
-        for unit in units:
-            unit.reshard()
+        for module, _ in wholes:
+            del module.state_dict
