@@ -61,6 +61,8 @@ CASES = {   # name -> (family, recipe, extra overrides)
     "flux1-dev-lora-int8": ("flux1-dev", "lora-flux1-dev", ["model.quantize=int8", "model.quantize_text_encoders=int8"]),
     # a full fine-tune in bf16 with stochastic rounding, the update fused into the backward, 8-bit AdamW state (torchao)
     "sdxl-dreambooth-lean": ("sdxl", "lora-sdxl", ["method.kind=dreambooth", "train.lr=5e-6", "train.trainable_dtype=bf16", "train.fused_update=true", "train.optimizer=adamw8bit"]),
+    # the same full fine-tune split across 2 processes (torch FSDP2; on this CPU over gloo): peak RSS is per process
+    "sd15-dreambooth-fsdp-2proc": ("sd15", "dreambooth-sd15", ["launch:2", "train.shard=fsdp"]),
     "sdxl-dreambooth-adafactor": ("sdxl", "lora-sdxl", ["method.kind=dreambooth", "train.lr=5e-6", "train.fused_update=true", "train.optimizer=adafactor"]),
 }
 
@@ -250,6 +252,16 @@ def _rss_gb(pid: int, field: str = "VmRSS") -> float:
     return int(line.split()[1]) / 2**20
 
 
+def _workers(pid: int) -> list[int]:
+    """``pid`` and its descendants (accelerate launch's training processes)."""
+    import psutil
+
+    try:
+        return [pid] + [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return [pid]
+
+
 def memory_cap(gb: float):
     """A preexec function that puts the training process in a cgroup (v1) limited to ``gb`` GiB, the
     model files' page cache included: the run then shows it completes on a machine of that size."""
@@ -277,7 +289,11 @@ def run_case(name: str, root: Path, sdxl_resolution: int, cap_gb: float = 0.0) -
     if out.exists():
         import shutil
         shutil.rmtree(out)
-    command = [sys.executable, "-m", "dreamtune.cli", "train", recipe, f"model.pretrained={model}",
+    processes = next((int(e.split(":")[1]) for e in extra if e.startswith("launch:")), 1)
+    extra = [e for e in extra if not e.startswith("launch:")]
+    launcher = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", str(processes),
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29561"] if processes > 1 else [sys.executable]
+    command = [*launcher, "-m", "dreamtune.cli", "train", recipe, f"model.pretrained={model}",
                f"data.instance_dir={photos(root / f'photos-{resolution}', resolution)}", f"data.resolution={resolution}",
                f"train.output_dir={out}", "train.steps=2", "train.mixed_precision=bf16", "train.gradient_checkpointing=true",
                "train.checkpoint_every=0", "train.validate_every=0", "prior.enabled=false", *extra]
@@ -292,9 +308,10 @@ def run_case(name: str, root: Path, sdxl_resolution: int, cap_gb: float = 0.0) -
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)   # this run's own peak (not the model build's)
             if pid:
                 break
-            anon = max(anon, _rss_gb(process.pid, "RssAnon"))
+            workers = _workers(process.pid)                   # the training process, or each launched one
+            anon = max([anon] + [_rss_gb(w, "RssAnon") for w in workers])
             if (out / "metrics.jsonl").is_file():
-                steps_rss = max(steps_rss, _rss_gb(process.pid))
+                steps_rss = max([steps_rss] + [_rss_gb(w) for w in workers])
             time.sleep(0.5)
     wall = time.perf_counter() - started
     peak_gb = usage.ru_maxrss / 2**20

@@ -27,6 +27,7 @@ def _info(actions: Actions) -> dict:
 
     return {"runs": str(actions.root), "local": actions.access.local, "recipes": [n for n in recipe_names() if "/" not in n],   # not the miniature's pretraining stages
             "subjects": list(world.HELD_OUT), "prompts": DREAMBENCH_PROMPTS, "photo_sets": actions.photo_sets(),
+            "miniature_contexts": [c.replace("_", " ") for c in world.CONTEXTS],
             "limits": {"max_file_mb": actions.limits.max_file_mb, "max_files": actions.limits.max_files}}
 
 

@@ -92,7 +92,9 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
 
         # live: the loss curve and a validation sheet appear; stop, then resume to the end
         page.wait_for_selector("#curve-line", state="attached")
+        assert not page.locator("#sheet").is_visible() or page.locator("#sheet").evaluate("n => n.naturalWidth > 0")  # never a broken image
         page.wait_for_function("(document.getElementById('sheet').dataset.src || '').includes('validation/step-')")
+        assert page.locator("#sheet").is_visible() and not page.locator("#sheet-note").is_visible()
         page.wait_for_function("document.getElementById('progress-text').textContent.includes('left')")   # the ETA
         page.screenshot(path=str(shots / "training.png"), full_page=True)
         page.click("#stop")
@@ -114,6 +116,8 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         # generate: 2 images of the subject, and the base model's for the same prompt and seeds
         page.click("nav button[data-page=generate]")
         page.select_option("#gen-run", "cat-run")
+        page.click("#dreambench")                 # DreamBench's list, with a word on what the miniature can draw (issue 38)
+        assert "hat" in page.locator("#prompt-note").inner_text() and page.locator("#prompt-note").is_visible()
         page.fill("#prompts", "a {subject} {class} on the beach")
         page.fill("#images-per-prompt", "2")
         page.click("#generate")

@@ -190,6 +190,8 @@ async function pollRun() {
     const newest = fileUrl(sheets[sheets.length - 1]);
     if ($("sheet").dataset.src !== newest) { $("sheet").src = newest; $("sheet").dataset.src = newest; $("sheet").alt = sheets[sheets.length - 1]; }
   }
+  $("sheet").hidden = !sheets.length;          // no broken-image icon while there is no sheet
+  $("sheet-note").hidden = sheets.length > 0;
   renderMonitor(run.monitor);
   renderDownloads(run.files);
   $("log").textContent = run.log.join("\n");
@@ -292,6 +294,10 @@ async function pollGeneration() {
 function fillDreamBench() {
   const templates = state.info.prompts[$("prompt-list").value];
   $("prompts").value = templates.join("\n");
+  // DreamBench's contexts were written for photographs; say which of them the miniature's world can draw
+  $("prompt-note").textContent = "On the miniature model: its world draws " + state.info.miniature_contexts.join(", ") +
+    "; other contexts (a hat, a costume, a toy version) come out as the nearest one it knows. Real models draw them all.";
+  $("prompt-note").hidden = false;
 }
 
 // ---- lists ------------------------------------------------------------------------------------
