@@ -325,7 +325,7 @@ def run_case(name: str, root: Path, sdxl_resolution: int, cap_gb: float = 0.0) -
     return {"case": name, "resolution": resolution, "memory_cap_gb": cap_gb, "s_per_step": round(step_s, 1), "first_step_s": round(steps[0]["seconds"], 1),
             "startup_s": round(wall - steps[-1]["seconds"], 1), "wall_s": round(wall, 1), "peak_rss_gb": round(peak_gb, 2),
             "steps_rss_gb": round(steps_rss, 2), "peak_anon_gb": round(anon, 2),
-            "memory_split": next((line for line in log.read_text().splitlines() if line.startswith("memory after step 1")), ""),
+            "memory_split": next((line[line.index("memory after step"):] for line in log.read_text().splitlines() if "memory after step" in line), ""),
             "exported": sorted(p.name for p in (out / "model").iterdir())}
 
 

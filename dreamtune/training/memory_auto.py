@@ -95,8 +95,9 @@ def _lora_parameters(denoiser: PartSize, config: Config) -> int:
     return config.method.lora.rank * sum(o + i for o, i in chosen)
 
 
-def need(config: Config, sizes: dict[str, PartSize], denoiser_name: str, text_names: list[str], early: bool) -> Need:
-    """What ``config`` needs with these sizes; ``early``: text encoders freed before the denoiser loads."""
+def need(config: Config, sizes: dict[str, PartSize], denoiser_name: str, text_names: list[str], early: bool, processes: int = 1) -> Need:
+    """What one process of ``config`` needs with these sizes; ``early``: text encoders freed before the
+    denoiser loads; ``processes``: how many share a sharded (train.shard: fsdp) full fine-tune."""
     t, m = config.train, config.model
     frozen = 4.0 if t.mixed_precision == "no" else 2.0
     denoiser = sizes[denoiser_name]
@@ -109,7 +110,8 @@ def need(config: Config, sizes: dict[str, PartSize], denoiser_name: str, text_na
     per_state = {"adamw": 2 * trained_bytes, "adamw8bit": 2.1, "adafactor": 0.1}[t.optimizer]
     text = sum(sizes[n].parameters for n in text_names if n in sizes) * QUANTIZED_BYTES[m.quantize_text_encoders] * frozen / 2
     vae = sum(s.parameters for n, s in sizes.items() if n == "vae") * frozen
-    training = int(weights + gradients + trained * per_state + vae + (0 if early else text))
+    split = processes if t.shard == "fsdp" and full else 1
+    training = int((weights + gradients + trained * per_state) / split + vae + (0 if early else text))
     return Need(int(text + vae), training)
 
 
@@ -138,18 +140,18 @@ def _with(config: Config, overrides: dict) -> Config:
 
 
 def choose(config: Config, sizes: dict[str, PartSize], denoiser_name: str, text_names: list[str], early: bool, free: int,
-           where: str) -> tuple[Config, str]:
+           where: str, processes: int = 1) -> tuple[Config, str]:
     """The config with the cheapest savings that fit ``free`` bytes (STATIC_SHARE of them), and the line
     the run logs; a UserError with the numbers when even every saving does not fit."""
     budget = STATIC_SHARE * free
-    first = need(config, sizes, denoiser_name, text_names, early).peak
+    first = need(config, sizes, denoiser_name, text_names, early, processes).peak
     chosen, taken, current = config, [], first
     for words, overrides in _savings(config):
         if current <= budget:
             break
         chosen = _with(chosen, overrides)
         taken.append(words)
-        current = need(chosen, sizes, denoiser_name, text_names, early).peak
+        current = need(chosen, sizes, denoiser_name, text_names, early, processes).peak
     gib = lambda b: f"{b / GIB:.1f} GiB"
     if current > budget:
         every = f" even with {', '.join(taken)}" if taken else ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,8 +92,6 @@ def _monitor(config: Config, components: Components, parts: TrainableParts, inst
 def train(config: Config, resume: str | None = None, show_progress: bool = True, log=print, replace: bool = False) -> RunResult:
     """One training run into ``config.train.output_dir``. ``replace`` lets a caller that owns the
     folder (the demo) start over in it; otherwise an earlier run there is refused."""
-    import os
-
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
@@ -145,9 +144,12 @@ def _plan_memory(config: Config, accelerator, output_dir: Path, resume: str | No
     if not sizes or family.denoiser_name not in sizes:
         return config
     free = accelerator.gather(torch.tensor([memory_plan.free_memory(accelerator.device)], device=accelerator.device)).min()
+    if accelerator.device.type == "cpu":            # the processes on one machine share its memory
+        free = free // int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
     early = early_prompts(config, ["a caption"], class_images_ready=True) is not None
-    where = f"{accelerator.device}" if accelerator.device.type == "cuda" else "this machine"
-    chosen, sentence = memory_auto.choose(config, sizes, family.denoiser_name, list(family.text_encoder_names), early, int(free), where)
+    where = f"{accelerator.device}" if accelerator.device.type == "cuda" else "this machine" + (" per process" if accelerator.num_processes > 1 else "")
+    chosen, sentence = memory_auto.choose(config, sizes, family.denoiser_name, list(family.text_encoder_names), early, int(free), where,
+                                          accelerator.num_processes)
     log(sentence)
     return chosen
 
@@ -274,6 +276,9 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
         stop.restore()
     accelerator.wait_for_everyone()
     model_dir = output_dir / "model"
+    if sharded:       # the optimizer's work is done: its state goes before the main process gathers the whole weights
+        for optimizer in state.optimizers.values():
+            getattr(optimizer, "optimizer", optimizer).state.clear()
     with sharding.gathered([components.denoiser]) if sharded else contextlib.nullcontext():   # whole weights to export
         if main:
             selected = monitor.selection() if monitor else None
