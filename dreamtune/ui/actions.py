@@ -201,13 +201,13 @@ class Actions:
         info["error"] = self.jobs.error(job.id) if job else ""
         info["notice"] = ""
         if job and job.exit_code in (128 + 15, 128 + 2) and info["status"] == "stopped":   # stopped on request: a pause, not a failure
-            said = [line for line in self.jobs.output(job.id).splitlines() if line.startswith("paused after")]
+            said = [line[line.index("paused after"):] for line in self.jobs.output(job.id).splitlines() if "paused after" in line]
             info["notice"] = (said[-1] if said else "paused").replace("continue with the same command and --resume latest", "Resume continues it")
             info["error"], info["status"] = "", "paused"
         info["phase"] = self.jobs.progress(job.id) if job and job.running else None
         info["log"] = self.jobs.output(job.id, 3000).strip().splitlines()[-8:] if job else []
-        if info["status"] == "incomplete" and job and job.running:
-            info["status"] = "starting"
+        if info["status"] in ("incomplete", "stopped", "paused") and job and job.running:   # launched, not yet holding the run's lock
+            info["status"], info["notice"] = "starting", ""
         return info
 
     def list_runs(self) -> list[dict]:
