@@ -4,6 +4,7 @@ with a live loss curve and a validation sheet -> stop and resume -> generate bas
 -> the images are served. Screenshots of each page go to $DREAMTUNE_UI_SCREENSHOTS (the README's
 come from there) or the test's temp folder."""
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -96,6 +97,8 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         page.wait_for_function("(document.getElementById('sheet').dataset.src || '').includes('validation/step-')")
         assert page.locator("#sheet").is_visible() and not page.locator("#sheet-note").is_visible()
         page.wait_for_function("document.getElementById('progress-text').textContent.includes('left')")   # the ETA
+        eta = page.locator("#progress-text").inner_text()     # one wording for every estimate (issue 38)
+        assert re.search(r"about (\d+ s|\d+ min \d+ s) left$", eta), eta
         page.screenshot(path=str(shots / "training.png"), full_page=True)
         page.click("#stop")
         # a stop the user asked for reads as a pause with Resume, not as an error (issue 38)
