@@ -100,6 +100,16 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         eta = page.locator("#progress-text").inner_text()     # one wording for every estimate (issue 38)
         assert re.search(r"about (\d+ s|\d+ min \d+ s) left$", eta), eta
         page.screenshot(path=str(shots / "training.png"), full_page=True)
+        # a second tab on the Runs page, no run open: its list follows the training on its own (issue 38)
+        other = browser.new_page(bypass_csp=True)            # its own context: the printed link logs it in
+        other.goto(base)
+        other.wait_for_function("document.body.dataset.ready === '1'")
+        other.click("nav button[data-page=runs]")
+        other.wait_for_selector("#runs-table button[data-run='cat-run']")
+        cell = "[...document.querySelectorAll('#runs-table tr')].find(r => r.textContent.startsWith('cat-run')).children[2].textContent"
+        seen = other.evaluate(cell)
+        other.wait_for_function(f"{cell} !== {seen!r}", timeout=60_000)
+        other.close()
         page.click("#stop")
         # a stop the user asked for reads as a pause with Resume, not as an error (issue 38)
         page.wait_for_function("document.getElementById('run-status').textContent === 'paused'")
