@@ -177,7 +177,8 @@ def _load_model(config: Config, dtypes: ComponentDtypes, captions: list[str], ou
     prompts = early_prompts(config, captions, ready)
     components = load_components(dataclasses.replace(config.model, from_scratch=from_scratch), dtypes, denoiser_later=prompts is not None)
     if prompts is not None:
-        freed = encode_and_free(config, components, prompts, before="loading the denoiser")
+        later = components.extra.get("denoiser_pending", False)      # families that can load their denoiser afterwards
+        freed = encode_and_free(config, components, prompts, before="loading the denoiser" if later else "step 1")
         if freed:
             log(freed)
     load_pending_denoiser(components, config.model, dtypes)
