@@ -18,10 +18,11 @@ the choices its first part made (read from its saved config), so it continues bi
 """
 from __future__ import annotations
 
-import json
-import struct
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from safetensors import safe_open
 
 from dreamtune import config as config_module
 from dreamtune.config import Config
@@ -30,7 +31,6 @@ from dreamtune.errors import UserError
 STATIC_SHARE = 0.7                      # of the free memory, for weights, gradients and optimizer state
 GIB = 2**30
 QUANTIZED_BYTES = {"none": 2.0, "int8": 1.03, "fp8": 1.03, "nf4": 0.56}   # per frozen weight, scales included
-DTYPE_BYTES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "I8": 1, "F8_E4M3": 1, "BOOL": 1}
 CHOSEN_KEYS = ("model.quantize", "model.quantize_text_encoders", "train.fused_update", "train.trainable_dtype", "train.optimizer")
 
 
@@ -41,16 +41,12 @@ class PartSize:
     matrices: list[tuple[str, int, int]] = field(default_factory=list)   # (name, out, in) of 2-D weights
 
 
-def _header(file: Path) -> dict:
-    with open(file, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        return json.loads(handle.read(length))
-
-
 def _weight_files(folder: Path, variant: str | None) -> list[Path]:
+    """The loaded variant's weight files (full export's rule), else the plain ones."""
+    from dreamtune.models.full_export import _weight_file_wanted
+
     files = sorted(folder.glob("*.safetensors"))
-    marked = [f for f in files if variant and f".{variant}." in f.name]
-    return marked or [f for f in files if not any(f".{v}." in f.name for v in ("fp16", "bf16", "fp32", "ema", "non_ema"))]
+    return [f for f in files if _weight_file_wanted(f.name, variant)] or [f for f in files if _weight_file_wanted(f.name, None)]
 
 
 def part_sizes(location: str, index: dict, variant: str | None) -> dict[str, PartSize] | None:
@@ -65,15 +61,12 @@ def part_sizes(location: str, index: dict, variant: str | None) -> dict[str, Par
             continue
         size = PartSize()
         for file in _weight_files(root / name, variant):
-            for key, info in _header(file).items():
-                if key == "__metadata__":
-                    continue
-                count = 1
-                for extent in info["shape"]:
-                    count *= extent
-                size.parameters += count
-                if len(info["shape"]) == 2 and key.endswith(".weight"):
-                    size.matrices.append((key, *info["shape"]))
+            with safe_open(str(file), "pt") as tensors:          # the header only: shapes, no data read
+                for key in tensors.keys():
+                    shape = tensors.get_slice(key).get_shape()
+                    size.parameters += math.prod(shape)
+                    if len(shape) == 2 and key.endswith(".weight"):
+                        size.matrices.append((key, *shape))
         sizes[name] = size
     return sizes
 
