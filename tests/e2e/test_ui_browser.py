@@ -82,9 +82,14 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         page.click("#start")
         page.wait_for_function("document.getElementById('train-error').textContent.includes('train.lr is -1.0')")
         assert not (root / "cat-run").exists()                      # nothing started
-        for key, value in {"train.lr": "0.001", "train.steps": "30", "train.validate_every": "10", "prior.num_class_images": "4"}.items():
+        for key, value in {"train.lr": "0.001", "train.steps": "30", "train.validate_every": "10", "prior.num_class_images": "12"}.items():
             page.fill(f"[data-key='{key}']", value)
         page.screenshot(path=str(shots / "train.png"), full_page=True)
+        # every state of the progress line, kept by the page itself: the class-image phase is short
+        page.evaluate("""() => { window.progressSeen = [];
+            new MutationObserver(() => window.progressSeen.push([document.getElementById('progress-text').textContent,
+                document.getElementById('progress-fill').style.width])).observe(
+                document.getElementById('progress-text'), {childList: true, characterData: true, subtree: true}); }""")
         page.click("#start")
         # a run that is starting shows as starting, never as "no run named ..." (issue 38)
         page.wait_for_function("['starting', 'running'].includes(document.getElementById('run-status').textContent)")
@@ -93,6 +98,12 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
 
         # live: the loss curve and a validation sheet appear; stop, then resume to the end
         page.wait_for_selector("#curve-line", state="attached")
+        # the prepare phase reads "class images: done / total" with a bar that fills, not "step 0" (issue 38)
+        phases = [(text, width) for text, width in page.evaluate("window.progressSeen") if text.startswith("class images: ")]
+        assert phases, page.evaluate("window.progressSeen")
+        for text, width in phases:
+            done, total = map(int, re.match(r"class images: (\d+) / (\d+)", text).groups())
+            assert total == 12 and width == f"{round(100 * done / total)}%", (text, width)
         assert not page.locator("#sheet").is_visible() or page.locator("#sheet").evaluate("n => n.naturalWidth > 0")  # never a broken image
         page.wait_for_function("(document.getElementById('sheet').dataset.src || '').includes('validation/step-')")
         assert page.locator("#sheet").is_visible() and not page.locator("#sheet-note").is_visible()
