@@ -31,7 +31,7 @@ test: setup browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 lint: setup
-	$(BIN)/ruff check dreamtune tests benchmarks
+	$(BIN)/ruff check dreamtune tests benchmarks experiments
 
 demo: setup
 	$(BIN)/dreamtune demo --out runs/demo

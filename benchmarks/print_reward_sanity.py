@@ -7,7 +7,7 @@ transformed the ways a reward hacker would (greyscale, half saturation, lifted b
 and, for comparison, soft-proofed by LittleCMS itself (the honest thing a printer does). The
 reference ("what the image is meant to look like") is always the untransformed image. Prints one
 row per transform: the reward, its parts, and the CIEDE2000 drift of the printed result from the
-intended image; writes docs/print_reward_sanity.json.
+intended image; writes experiments/print-reward-gaming/print_reward_sanity.json.
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--profile")
     parser.add_argument("--intent", default="perceptual")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--out", default=str(ROOT / "docs" / "print_reward_sanity.json"))
+    parser.add_argument("--out", default=str(ROOT / "experiments" / "print-reward-gaming" / "print_reward_sanity.json"))
     args = parser.parse_args()
     reward = PrintProof(args.profile, args.intent)
     images, names = load_images(args.size)

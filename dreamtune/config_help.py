@@ -49,3 +49,48 @@ def help_text(root: type, dotted: str) -> str:
 def field_type(root: type, dotted: str):
     cls, name = section_of(root, dotted)
     return typing.get_type_hints(cls)[name]
+
+
+def reference_rows(root: type, prefix: str = "") -> list[tuple[str, str, str]]:
+    """``(dotted key, default, help)`` for every leaf setting under ``root``, sections expanded in
+    the order they are written."""
+    rows = []
+    hints = typing.get_type_hints(root)
+    for item in dataclasses.fields(root):
+        kind = hints[item.name]
+        key = f"{prefix}{item.name}"
+        if dataclasses.is_dataclass(kind):
+            rows += reference_rows(kind, key + ".")
+            continue
+        if item.default is not dataclasses.MISSING:
+            default = item.default
+        elif item.default_factory is not dataclasses.MISSING:
+            default = item.default_factory()
+        else:
+            default = "required"
+        rows.append((key, repr(default) if isinstance(default, str) and default == "" else str(default),
+                     field_comments(root).get(item.name, "")))
+    return rows
+
+
+def reference_markdown(root: type) -> str:
+    """The configuration reference page (docs/configuration.md) written from ``config.py``."""
+    lines = ["# Configuration reference", "",
+             "Generated from the comments beside each field in `dreamtune/config.py` by",
+             "`python -m dreamtune.config_help > docs/configuration.md` (a test keeps it current). A recipe is",
+             "YAML with these sections; any key can be overridden on the command line (`train.lr=1e-4`). An",
+             "unknown key is an error naming the closest valid one.", ""]
+    section = None
+    for key, default, text in reference_rows(root):
+        head = key.split(".")[0]
+        if head != section:
+            section = head
+            lines += ["", f"## `{section}`", "", "| key | default | meaning |", "|---|---|---|"]
+        lines.append(f"| `{key}` | `{default}` | {text.replace('|', '&#124;')} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    from dreamtune.config import Config
+
+    print(reference_markdown(Config), end="")

@@ -9,5 +9,5 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_ruff_is_green():
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
-    result = subprocess.run([ruff, "check", "dreamtune", "tests", "benchmarks"], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run([ruff, "check", "dreamtune", "tests", "benchmarks", "experiments"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:]

@@ -9,8 +9,8 @@ reward acts — the one-run variant's first 300 steps are that recipe): print re
 the judge's identity / context / class, and the hack indicators (colourfulness ratio, CIEDE2000
 moved, Laplacian energy ratio).
 
-    python benchmarks/one_run_vs_sequential.py [--subjects boot3,glasses3] [--seed 0] [--root runs/issue15]
-        [--arms sequential,one-run,sequential-reg0,one-run-handover] [--sheet docs/one_run_vs_sequential.png]
+    python experiments/one-run-print-reward/one_run_vs_sequential.py [--subjects boot3,glasses3] [--seed 0] [--root runs/issue15]
+        [--arms sequential,one-run,sequential-reg0,one-run-handover] [--sheet experiments/one-run-print-reward/one_run_vs_sequential.png]
 
 ``one-run-handover`` (``rl.handover``) hands over at step 300 as the sequential path does: the
 reward alone from then on, fresh AdamW, no discriminator; ``sequential-reg0`` is its sequential
@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 

@@ -3,7 +3,7 @@ and rewards) and the PPO updates over the round's transitions (transitions/s), f
 (configs/miniature-ddpo.yaml: branched rollouts over the last steps) and for classic DDPO
 (every image its own trajectory, every step trained).
 
-    python benchmarks/ddpo_throughput.py [--samples 64] [--steps 20] [--batch 32] [--precision no|bf16] [key=value ...]
+    python experiments/rl-print-quality-miniature/ddpo_throughput.py [--samples 64] [--steps 20] [--batch 32] [--precision no|bf16] [key=value ...]
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from dreamtune import config  # noqa: E402
 from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
@@ -41,7 +41,7 @@ def measure(name: str, args, overrides: list[str]) -> None:
     from dreamtune.training.loop import LoopSettings, run_step
     from dreamtune.training.optim import build_training_state
 
-    cfg = config.load(Path(__file__).resolve().parents[1] / "configs" / "miniature-ddpo.yaml",
+    cfg = config.load(Path(__file__).resolve().parents[2] / "configs" / "miniature-ddpo.yaml",
                       [f"model.pretrained={MODEL_DIR}", f"rl.samples_per_round={args.samples}", f"rl.sample_steps={args.steps}",
                        f"train.batch_size={args.batch}", f"train.mixed_precision={args.precision}", "train.output_dir=/tmp/ddpo-bench", *overrides])
     accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=True)

@@ -3,7 +3,7 @@ dog3 (runs/demo, made by `make demo`), raise print quality with DRaFT-1 (or the 
 --recipe configs/miniature-ddpo.yaml), keep the subject with the denoising + prior regularizer; the monitor measures subject CLIP-I, CLIP-T, PRES and the reward
 on held-out prompts. Prints the monitor's records.
 
-    python benchmarks/rl_personalized.py [--demo runs/demo] [--out runs/rl-personalized] [--steps 60]
+    python experiments/rl-print-quality-miniature/rl_personalized.py [--demo runs/demo] [--out runs/rl-personalized] [--steps 60]
                                          [--recipe configs/miniature-draft.yaml] [--every 10]
 """
 from __future__ import annotations
@@ -13,13 +13,13 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from dreamtune import config  # noqa: E402
 from dreamtune.errors import UserError  # noqa: E402
 from dreamtune.training.run import train  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:

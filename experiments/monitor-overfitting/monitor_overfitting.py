@@ -2,7 +2,7 @@
 DreamBooth run without prior preservation, measured every N steps; prints the monitor's
 records and the step that ``monitor.select_best`` keeps.
 
-    python benchmarks/monitor_overfitting.py [--out runs/monitor-demo] [--steps 800] [--every 100]
+    python experiments/monitor-overfitting/monitor_overfitting.py [--out runs/monitor-demo] [--steps 800] [--every 100]
 """
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from dreamtune import config  # noqa: E402
 from dreamtune.miniature.demo import photograph  # noqa: E402
 from dreamtune.training.run import train  # noqa: E402
 
-RECIPE = Path(__file__).resolve().parents[1] / "configs" / "miniature-dreambooth.yaml"
+RECIPE = Path(__file__).resolve().parents[2] / "configs" / "miniature-dreambooth.yaml"
 
 
 def main() -> None:

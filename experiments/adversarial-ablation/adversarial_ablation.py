@@ -2,7 +2,7 @@
 plus the adversarial term at several weights; same subjects, seeds and step budget; the
 ground-truth ceiling row. Prints a markdown table and writes OUT/ablation.{json,md,png}.
 
-    python benchmarks/adversarial_ablation.py [--out runs/adversarial] [--subjects dog3,backpack3]
+    python experiments/adversarial-ablation/adversarial_ablation.py [--out runs/adversarial] [--subjects dog3,backpack3]
         [--weights 0.02,0.05,0.2] [--seeds 2] [--stability-seeds 1,2]
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from dreamtune.bench.comparison import compare, comparison_markdown  # noqa: E402
 from dreamtune.bench.harness import CEILING, BenchSettings  # noqa: E402
@@ -21,7 +21,7 @@ from dreamtune.evaluation.evaluate import load_features  # noqa: E402
 from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
 from dreamtune.miniature.minidreambench import write_minidreambench  # noqa: E402
 
-RECIPE = str(Path(__file__).resolve().parents[1] / "configs" / "miniature-adversarial.yaml")
+RECIPE = str(Path(__file__).resolve().parents[2] / "configs" / "miniature-adversarial.yaml")
 
 
 def stability(out: Path, subject_photos: Path, seeds: list[int], weight: float) -> list[dict]:

@@ -8,7 +8,7 @@ accuracy over training.
              subject in the same contexts (1 = as crisp as the world; the miniature's blur < 1)
   print      the print reward (print_proof) of the personalized images, each its own anchor
 
-    python benchmarks/adversarial_designs.py [--root runs/issue15] [--methods a,b,c] [--seeds 1,2] [--plot docs/adversarial_designs.png]
+    python experiments/adversarial-designs/adversarial_designs.py [--root runs/issue15] [--methods a,b,c] [--seeds 1,2] [--plot experiments/adversarial-designs/adversarial_designs.png]
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
