@@ -66,6 +66,9 @@ VARIANTS: tuple[Method, ...] = (
     # the same, handing over at step 300 as the sequential path with the tuning half's DRaFT choice does
     # (a new run: the reward alone, subject loss off, fresh AdamW, no discriminator; lr 3e-5)
     Method("one-run-handover", "miniature-lora.yaml", (*ONE_RUN, "rl.handover=true", "rl.regularize_weight=0")),
+    # issue 32: the same LoRA + prior on a quantized frozen base (weights only, torchao)
+    Method("lora+prior+int8", "miniature-lora.yaml", ("model.quantize=int8",)),
+    Method("lora+prior+nf4", "miniature-lora.yaml", ("model.quantize=nf4",)),
 )
 
 
