@@ -16,6 +16,7 @@ the letter of the instance the item shows, or "-" when it shows none of them (no
 recognisable) — the judge's task, done by eye. The judge's per-image verdicts and its own pick go
 to OUT/key.json, which the person answering does not open before answering.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,15 +54,23 @@ def draw(runs: Path, items: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     pool = candidates(runs, seed)
     chosen = rng.sample(pool, items - items // 6)
-    for _ in range(items // 12):             # controls: ground truth and the base model
+    for _ in range(items // 12):  # controls: ground truth and the base model
         subject, context = rng.choice([c["subject"] for c in pool]), rng.choice(EVAL_CONTEXTS)
         chosen.append({"source": "ground truth", "subject": subject, "context": context, "seed": rng.randrange(10_000)})
         base = rng.choice([c for c in pool if c["subject"] != subject and "floor" not in c["path"]])
-        floor = sorted(Path(base["path"]).parents[1].glob("floor/0*.png")) or \
-            sorted((runs / "lora+prior" / Path(base["path"]).parts[-3] / "floor").glob("0*.png"))
+        floor = sorted(Path(base["path"]).parents[1].glob("floor/0*.png")) or sorted(
+            (runs / "lora+prior" / Path(base["path"]).parts[-3] / "floor").glob("0*.png")
+        )
         if floor:
             png = rng.choice(floor)
-            chosen.append({"source": "base model", "subject": base["subject"], "path": str(png), "context": EVAL_CONTEXTS[int(png.stem) // 2]})
+            chosen.append(
+                {
+                    "source": "base model",
+                    "subject": base["subject"],
+                    "path": str(png),
+                    "context": EVAL_CONTEXTS[int(png.stem) // 2],
+                }
+            )
     rng.shuffle(chosen)
     return chosen
 
@@ -96,13 +105,21 @@ def judged_items(args) -> list[dict]:
     items = draw(Path(args.runs), args.items, args.seed)
     net, vae = judge.load_judge(Path(args.judge)), judge.load_vae(MODEL_DIR)
     for number, item in enumerate(items, 1):
-        nearest, nearest_in_class = judge_pick(net, vae, item)           # caches the subject's references
-        verdict = judge.per_image_verdicts(net, [image_of(item)], item["subject"], [item["context"]], vae=vae,
-                                           references=REFERENCES[item["subject"]])
+        nearest, nearest_in_class = judge_pick(net, vae, item)  # caches the subject's references
+        verdict = judge.per_image_verdicts(
+            net, [image_of(item)], item["subject"], [item["context"]], vae=vae, references=REFERENCES[item["subject"]]
+        )
         letters = class_members(item["subject"])
         rng.shuffle(letters)
-        item.update({"number": number, "letters": letters, "judge_nearest": nearest, "judge_nearest_in_class": nearest_in_class,
-                     **{f"judge_{k}": round(float(v[0]), 4) for k, v in verdict.items()}})
+        item.update(
+            {
+                "number": number,
+                "letters": letters,
+                "judge_nearest": nearest,
+                "judge_nearest_in_class": nearest_in_class,
+                **{f"judge_{k}": round(float(v[0]), 4) for k, v in verdict.items()},
+            }
+        )
     return items
 
 
@@ -114,14 +131,18 @@ def sheets(args) -> None:
     key.write_text(json.dumps(items, indent=1))
     for page in range(0, len(items), PER_SHEET):
         cells, captions = [], []
-        for item in items[page:page + PER_SHEET]:
+        for item in items[page : page + PER_SHEET]:
             cells.append(image_of(item))
             captions.append(f"item {item['number']}")
             for letter, name in zip("ABCD", item["letters"]):
-                cells.append(judge.reference_photos(name, count=1, seed=61_000)[0])     # one seed: the same backdrop for all
+                cells.append(
+                    judge.reference_photos(name, count=1, seed=61_000)[0]
+                )  # one seed: the same backdrop for all
                 captions.append(letter)
         save_png(contact_sheet(cells, captions, columns=5, cell=104), out / f"sheet-{page // PER_SHEET + 1}.png")
-    print(f"{len(items)} items on {(len(items) + PER_SHEET - 1) // PER_SHEET} sheets in {out}; answers go to {out / 'answers.txt'}")
+    print(
+        f"{len(items)} items on {(len(items) + PER_SHEET - 1) // PER_SHEET} sheets in {out}; answers go to {out / 'answers.txt'}"
+    )
 
 
 def score(args) -> None:
@@ -135,28 +156,51 @@ def score(args) -> None:
             number, letter, *context = line.split()
             item = items[int(number)]
             picks[int(number)] = item["letters"]["ABCD".index(letter.upper())] if letter.upper() in "ABCD" else None
-            if context:                  # optional: the background the eye sees (a context name, or "-")
+            if context:  # optional: the background the eye sees (a context name, or "-")
                 contexts[int(number)] = context[0] == item["context"]
     rows = []
     for number, pick in picks.items():
         item = items[number]
         eye_subject = pick == item["subject"]
-        rows.append({"source": item["source"], "eye_subject": eye_subject, "eye_none": pick is None,
-                     "same_pick": pick is not None and pick == item["judge_nearest_in_class"],
-                     "identity_agrees": bool(item["judge_identity"]) == eye_subject,
-                     "identity_all_agrees": bool(item["judge_identity_all"]) == eye_subject})
+        rows.append(
+            {
+                "source": item["source"],
+                "eye_subject": eye_subject,
+                "eye_none": pick is None,
+                "same_pick": pick is not None and pick == item["judge_nearest_in_class"],
+                "identity_agrees": bool(item["judge_identity"]) == eye_subject,
+                "identity_all_agrees": bool(item["judge_identity_all"]) == eye_subject,
+            }
+        )
     mean = lambda key, subset=rows: sum(r[key] for r in subset) / max(1, len(subset))  # noqa: E731
     named = [r for r in rows if not r["eye_none"]]
-    result = {"items": len(rows), "eye_subject": sum(r["eye_subject"] for r in rows), "eye_none": sum(r["eye_none"] for r in rows),
-              "identity_agreement": mean("identity_agrees"), "identity_all_agreement": mean("identity_all_agrees"),
-              "same_pick_when_eye_names_one": mean("same_pick", named),
-              "by_source": {source: {"items": len(subset), "eye_subject": sum(r["eye_subject"] for r in subset),
-                                     "judge_identity": sum(int(items[n]["judge_identity"]) for n in picks if items[n]["source"] == source),
-                                     "judge_identity_all": sum(int(items[n]["judge_identity_all"]) for n in picks if items[n]["source"] == source)}
-                            for source in sorted({r["source"] for r in rows}) for subset in [[r for r in rows if r["source"] == source]]}}
+    result = {
+        "items": len(rows),
+        "eye_subject": sum(r["eye_subject"] for r in rows),
+        "eye_none": sum(r["eye_none"] for r in rows),
+        "identity_agreement": mean("identity_agrees"),
+        "identity_all_agreement": mean("identity_all_agrees"),
+        "same_pick_when_eye_names_one": mean("same_pick", named),
+        "by_source": {
+            source: {
+                "items": len(subset),
+                "eye_subject": sum(r["eye_subject"] for r in subset),
+                "judge_identity": sum(int(items[n]["judge_identity"]) for n in picks if items[n]["source"] == source),
+                "judge_identity_all": sum(
+                    int(items[n]["judge_identity_all"]) for n in picks if items[n]["source"] == source
+                ),
+            }
+            for source in sorted({r["source"] for r in rows})
+            for subset in [[r for r in rows if r["source"] == source]]
+        },
+    }
     if contexts:
-        result["context"] = {"items": len(contexts), "eye_says_prompted": sum(contexts.values()),
-                             "judge_agrees": sum(bool(items[n]["judge_context"]) == said for n, said in contexts.items()) / len(contexts)}
+        result["context"] = {
+            "items": len(contexts),
+            "eye_says_prompted": sum(contexts.values()),
+            "judge_agrees": sum(bool(items[n]["judge_context"]) == said for n, said in contexts.items())
+            / len(contexts),
+        }
     (out / "score.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
@@ -167,7 +211,9 @@ def main() -> None:
     parser.add_argument("--runs", default=str(ROOT / "runs" / "methods-gpu"))
     parser.add_argument("--out", default=str(ROOT / "runs" / "blind"))
     parser.add_argument("--items", type=int, default=48)
-    parser.add_argument("--judge", default=str(MODEL_DIR / "judge"), help="the judge to check (a folder with judge.safetensors)")
+    parser.add_argument(
+        "--judge", default=str(MODEL_DIR / "judge"), help="the judge to check (a folder with judge.safetensors)"
+    )
     parser.add_argument("--seed", type=int, default=14)
     args = parser.parse_args()
     sheets(args) if args.step == "sheets" else score(args)

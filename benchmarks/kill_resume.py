@@ -6,6 +6,7 @@ count the temp folders left behind after the resumed run.
 
 Prints one line per run and "N/N bit-identical, K stale temp folders".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,10 +25,23 @@ sys.path.insert(0, str(ROOT))
 def _command(model: Path, photos: Path, out: Path, steps: int) -> list[str]:
     from tests.conftest import tiny_overrides
 
-    overrides = tiny_overrides(model, photos, out, **{
-        "train.steps": steps, "train.checkpoint_every": 2, "train.keep_checkpoints": 2, "train.lr": 5e-3,
-        "data.instance_prompt": "a photo of sks dog", "prior.enabled": True, "prior.class_prompt": "a photo of dog",
-        "train.ema_decay": 0.9, "data.rotate_p": 0.5, "data.rotate_degrees": 8})
+    overrides = tiny_overrides(
+        model,
+        photos,
+        out,
+        **{
+            "train.steps": steps,
+            "train.checkpoint_every": 2,
+            "train.keep_checkpoints": 2,
+            "train.lr": 5e-3,
+            "data.instance_prompt": "a photo of sks dog",
+            "prior.enabled": True,
+            "prior.class_prompt": "a photo of dog",
+            "train.ema_decay": 0.9,
+            "data.rotate_p": 0.5,
+            "data.rotate_degrees": 8,
+        },
+    )
     return [sys.executable, "-m", "dreamtune.cli", "train", *overrides]
 
 
@@ -81,7 +95,9 @@ def main() -> None:
     identical = stale = killed = 0
     for index in range(args.runs):
         out = root / f"run-{index:02d}"
-        process = subprocess.Popen(_command(model, photos, out, args.steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            _command(model, photos, out, args.steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         moment = _kill_during(process, out, rng, args.steps, time.time() + 120)
         killed_with = process.returncode
         resumes = 0
@@ -95,8 +111,11 @@ def main() -> None:
         identical += bool(same)
         killed += killed_with == -signal.SIGKILL
         stale += len(left)
-        print(f"run {index + 1:2d}: killed (exit {killed_with}) at a {moment}, {resumes} resume(s): "
-              f"{'bit-identical' if same else 'DIFFERENT'}, {len(left)} stale temp folder(s)", flush=True)
+        print(
+            f"run {index + 1:2d}: killed (exit {killed_with}) at a {moment}, {resumes} resume(s): "
+            f"{'bit-identical' if same else 'DIFFERENT'}, {len(left)} stale temp folder(s)",
+            flush=True,
+        )
     print(f"{identical}/{args.runs} bit-identical ({killed} of them killed mid-run), {stale} stale temp folders")
 
 

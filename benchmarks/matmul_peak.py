@@ -10,6 +10,7 @@ On a machine with a CUDA GPU it measures the GPU (sizes up to 8192², each timin
 
     python benchmarks/matmul_peak.py [--dtype bf16|no] [--seconds 1.5]   # prints one number: GFLOP/s
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ def peak_gflops(dtype_name: str = "bf16", seconds: float = 1.5, sizes: tuple[int
             a @ b
         sync()
         end = time.perf_counter() + 2 * budget / 3
-        while time.perf_counter() < end:       # trials of a few matmuls each; the best one counts
+        while time.perf_counter() < end:  # trials of a few matmuls each; the best one counts
             start, count = time.perf_counter(), 0
             while count < 3 or time.perf_counter() - start < 0.05:
                 a @ b

@@ -5,6 +5,7 @@ the 256-px probe scaled by area predicts with the direct measurement.
 
     python benchmarks/memory_probe.py --family sd15 --sides 256,512     # or sdxl (builds the model once, fp16 safetensors)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,9 @@ def main() -> None:
     from dreamtune.training import memory_plan
 
     model = build(args.family, Path(args.work) / f"{args.family}-fp16")
-    components = load_components(config.load(None, [f"model.pretrained={model}"]).model, ComponentDtypes.for_training("lora", False, "bf16"))
+    components = load_components(
+        config.load(None, [f"model.pretrained={model}"]).model, ComponentDtypes.for_training("lora", False, "bf16")
+    )
     for parameter in components.denoiser.parameters():
         parameter.requires_grad_(False)
     components.denoiser.to(torch.bfloat16)
@@ -46,12 +49,17 @@ def main() -> None:
     for side in sides:
         started = time.perf_counter()
         measured[side] = memory_plan.saved_activation_bytes(components, side, no_autocast)
-        print(f"{args.family} {side} px: {measured[side] / 2**30:.3f} GiB kept for the backward ({time.perf_counter() - started:.1f} s)", flush=True)
+        print(
+            f"{args.family} {side} px: {measured[side] / 2**30:.3f} GiB kept for the backward ({time.perf_counter() - started:.1f} s)",
+            flush=True,
+        )
     probe = sides[0]
     for side in sides[1:]:
         estimate = measured[probe] * (side / probe) ** 2
-        print(f"{side} px estimated from the {probe}-px probe: {estimate / 2**30:.3f} GiB vs measured {measured[side] / 2**30:.3f} "
-              f"({100 * (estimate / measured[side] - 1):+.0f} %)")
+        print(
+            f"{side} px estimated from the {probe}-px probe: {estimate / 2**30:.3f} GiB vs measured {measured[side] / 2**30:.3f} "
+            f"({100 * (estimate / measured[side] - 1):+.0f} %)"
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ a 1-px Gaussian blur; identity = the instance is nearest among its class's 4 ins
 25 %), class = the nearest of all instances is of its class; references are the photos the
 personalization set uses, through the VAE as generated images are.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,9 @@ def round_trips(out: Path, data: judge.Rendered) -> torch.Tensor:
     path = out / f"round-trips-{len(data.pixels)}-{key}.safetensors"
     if not path.is_file():
         with torch.no_grad():
-            trips = torch.cat([judge.vae_round_trip(vae, chunk) for chunk in tqdm(data.pixels.split(64), desc="VAE round trips")])
+            trips = torch.cat(
+                [judge.vae_round_trip(vae, chunk) for chunk in tqdm(data.pixels.split(64), desc="VAE round trips")]
+            )
         save_file({"pixels": trips.to(torch.float16).contiguous()}, str(path))
     return load_file(str(path))["pixels"].float()
 
@@ -83,9 +86,16 @@ def train(out: Path, steps: int, pool_pairs: int, pairs_per_batch: int = 32, fad
         loss.backward()
         optimizer.step()
         if (step + 1) % 250 == 0 or step + 1 == steps:
-            torch.save({"net": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1}, out / "checkpoint.tmp")
+            torch.save(
+                {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1}, out / "checkpoint.tmp"
+            )
             (out / "checkpoint.tmp").replace(checkpoint)
-            print(json.dumps({"step": step + 1, "loss": round(float(loss), 4), **{k: round(v, 4) for k, v in parts.items()}}), flush=True)
+            print(
+                json.dumps(
+                    {"step": step + 1, "loss": round(float(loss), 4), **{k: round(v, 4) for k, v in parts.items()}}
+                ),
+                flush=True,
+            )
     return net.eval()
 
 
@@ -96,7 +106,9 @@ def validate(net: judge.JudgeNet) -> dict:
         per_subject = {}
         for subject in world.HELD_OUT:
             contexts = list(world.CONTEXTS)
-            pixels = judge.to_pixels([world.render(world.Scene(subject, c), 90_000 + i) for i, c in enumerate(contexts)])
+            pixels = judge.to_pixels(
+                [world.render(world.Scene(subject, c), 90_000 + i) for i, c in enumerate(contexts)]
+            )
             if level != "clean":
                 pixels = judge.vae_round_trip(vae, pixels)
             if level == "vae+blur1":
@@ -112,22 +124,37 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--out", default=str(ROOT / "runs" / "judge"))
     parser.add_argument("--pool", type=int, default=6000, help="identity pairs rendered once (cached in --out)")
-    parser.add_argument("--fade", type=float, default=0.5, help="share of training images made paler (same hue), as generated ones often are")
+    parser.add_argument(
+        "--fade",
+        type=float,
+        default=0.5,
+        help="share of training images made paler (same hue), as generated ones often are",
+    )
     parser.add_argument("--no-install", action="store_true", help="do not copy the judge into the packaged model")
-    parser.add_argument("--validate-only", action="store_true", help="validate the judge installed in the packaged model")
+    parser.add_argument(
+        "--validate-only", action="store_true", help="validate the judge installed in the packaged model"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    net = judge.load_judge(MODEL_DIR / "judge") if args.validate_only else train(out, args.steps, args.pool, fade_p=args.fade)
+    net = (
+        judge.load_judge(MODEL_DIR / "judge")
+        if args.validate_only
+        else train(out, args.steps, args.pool, fade_p=args.fade)
+    )
     trained = time.perf_counter() - started
     results = validate(net)
-    (out / "validation.json").write_text(json.dumps({"steps": args.steps, "train_seconds": round(trained), **results}, indent=1))
+    (out / "validation.json").write_text(
+        json.dumps({"steps": args.steps, "train_seconds": round(trained), **results}, indent=1)
+    )
     print(f"\nheld-out instances (never trained on), 15 subjects x 20 contexts; train {trained:.0f} s")
     print("| images | identity (chance 25 %) | context | class |\n|---|---|---|---|")
     for level, result in results.items():
         m = result["mean"]
-        print(f"| ground truth, {level} | {100 * m['identity']:.1f} % | {100 * m['context']:.1f} % | {100 * m['class']:.1f} % |")
+        print(
+            f"| ground truth, {level} | {100 * m['identity']:.1f} % | {100 * m['context']:.1f} % | {100 * m['class']:.1f} % |"
+        )
     worst = min(results["vae+blur1"]["subjects"].items(), key=lambda kv: kv[1]["identity"])
     print(f"weakest subject (vae+blur1): {worst[0]} identity {100 * worst[1]['identity']:.0f} %")
     if not (args.no_install or args.validate_only):

@@ -9,6 +9,7 @@ Runs go to --root/METHOD/SUBJECT-sSEED (resumable: finished runs are reused). Se
 a sweep cut short by --minutes still covers every method on the seeds it reached. Prints a
 markdown table (mean ± s.e. over subject × seed runs) and writes --root/methods-HALF.{json,md}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ def method_sheet(root: Path, subjects: list[str], methods: list[str]) -> Path:
 
     images, captions = [], []
     for subject in subjects:
-        rows = [("base model", root / methods[0] / f"{subject}-s0" / "floor")] + \
-            [(method, root / method / f"{subject}-s0" / "personalized") for method in methods]
+        rows = [("base model", root / methods[0] / f"{subject}-s0" / "floor")] + [
+            (method, root / method / f"{subject}-s0" / "personalized") for method in methods
+        ]
         for label, folder in rows:
             for index, context in enumerate(EVAL_CONTEXTS):
                 images.append(Image.open(folder / f"{2 * index:04d}.png").convert("RGB"))
@@ -44,27 +46,49 @@ def method_sheet(root: Path, subjects: list[str], methods: list[str]) -> Path:
         for index, context in enumerate(EVAL_CONTEXTS):
             images.append(world.render(world.Scene(subject, context), 90_000))
             captions.append(f"{subject} ground truth" if index == 0 else context)
-    return save_png(contact_sheet(images, captions, columns=len(EVAL_CONTEXTS), cell=96,
-                                  title="test half, training seed 0: rows = base model, each method, ground truth"),
-                    root / "method_sheet.png")
+    return save_png(
+        contact_sheet(
+            images,
+            captions,
+            columns=len(EVAL_CONTEXTS),
+            cell=96,
+            title="test half, training seed 0: rows = base model, each method, ground truth",
+        ),
+        root / "method_sheet.png",
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--half", choices=["tuning", "test"], required=True)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--methods", default=",".join(m.label for m in METHODS),
-                        help=f"comma-separated; besides the table's: {', '.join(m.label for m in VARIANTS)}")
-    parser.add_argument("--subjects", default="", help="comma-separated subset of the half (e.g. to run two processes at once)")
+    parser.add_argument(
+        "--methods",
+        default=",".join(m.label for m in METHODS),
+        help=f"comma-separated; besides the table's: {', '.join(m.label for m in VARIANTS)}",
+    )
+    parser.add_argument(
+        "--subjects", default="", help="comma-separated subset of the half (e.g. to run two processes at once)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (on a GPU several fill it)")
     parser.add_argument("--minutes", type=float, default=0, help="start no run after this many minutes (0: no limit)")
     parser.add_argument("--root", default=str(ROOT / "runs" / "methods"))
     parser.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished runs under --root")
-    parser.add_argument("--rejudge", metavar="JUDGE_DIR", help="judge the finished runs' saved images again with this judge "
-                        "(written to --root-rejudged), then tabulate those")
-    parser.add_argument("--sheet", metavar="SUBJECTS", help="run nothing: a contact sheet of the finished runs under --root "
-                        "(floor, each method, ground truth; seed 0, one image per context) for these subjects, e.g. can3,boot3")
-    parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run (e.g. train.steps=3 for a smoke test)")
+    parser.add_argument(
+        "--rejudge",
+        metavar="JUDGE_DIR",
+        help="judge the finished runs' saved images again with this judge "
+        "(written to --root-rejudged), then tabulate those",
+    )
+    parser.add_argument(
+        "--sheet",
+        metavar="SUBJECTS",
+        help="run nothing: a contact sheet of the finished runs under --root "
+        "(floor, each method, ground truth; seed 0, one image per context) for these subjects, e.g. can3,boot3",
+    )
+    parser.add_argument(
+        "--extra", nargs="*", default=[], help="overrides added to every run (e.g. train.steps=3 for a smoke test)"
+    )
     args = parser.parse_args()
 
     chosen = [m for m in (*METHODS, *VARIANTS) if m.label in args.methods.split(",")]
@@ -75,7 +99,12 @@ def main() -> None:
         subjects = subject_split.subjects_of(args.half, args.subjects)
     except ValueError as error:
         parser.error(str(error))
-    jobs = [Job(m, subject, int(seed), tuple(args.extra)) for seed in args.seeds.split(",") for subject in subjects for m in chosen]
+    jobs = [
+        Job(m, subject, int(seed), tuple(args.extra))
+        for seed in args.seeds.split(",")
+        for subject in subjects
+        for m in chosen
+    ]
     if args.rejudge:
         from dreamtune.miniature.subject_runs import rejudge
 
@@ -87,8 +116,17 @@ def main() -> None:
     summary = table(results, [m.label for m in chosen])
     text = markdown(summary)
     root = Path(args.root)
-    (root / f"methods-{args.half}.json").write_text(json.dumps({"half": args.half, "seeds": args.seeds, "table": summary,
-                                                              "methods": {m.label: [m.recipe, *m.overrides] for m in chosen}}, indent=1))
+    (root / f"methods-{args.half}.json").write_text(
+        json.dumps(
+            {
+                "half": args.half,
+                "seeds": args.seeds,
+                "table": summary,
+                "methods": {m.label: [m.recipe, *m.overrides] for m in chosen},
+            },
+            indent=1,
+        )
+    )
     (root / f"methods-{args.half}.md").write_text(text + "\n")
     print(f"\n{args.half} half, {len(results)} of {len(jobs)} runs")
     print(text)

@@ -5,6 +5,7 @@
 Prints JSON: zero-shot context and class accuracy on generated images and on ground-truth
 renders of the same 400 world prompts, and instance-retrieval top-1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,9 @@ def main() -> None:
 
     def generate(prompts, seeds):
         generators = [torch.Generator().manual_seed(s) for s in seeds]
-        return pipeline(prompts, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=generators).images
+        return pipeline(
+            prompts, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=generators
+        ).images
 
     started = time.perf_counter()
     clip = load_clip(Path(args.model) / "clip")

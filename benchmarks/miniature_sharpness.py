@@ -12,6 +12,7 @@ the ground truth of the same scene, then prints
     ground truth and ground truth blurred by 1 px (the judge is blur-invariant by design; CLIP is not),
 and writes a contact sheet (generated above ground truth) to --out/sheet.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,9 @@ def kid(a: torch.Tensor, b: torch.Tensor) -> float:
     k = lambda x, y: (x @ y.T / d + 1) ** 3
     m, n = len(a), len(b)
     kaa, kbb, kab = k(a, a), k(b, b), k(a, b)
-    return float((kaa.sum() - kaa.diag().sum()) / (m * (m - 1)) + (kbb.sum() - kbb.diag().sum()) / (n * (n - 1)) - 2 * kab.mean())
+    return float(
+        (kaa.sum() - kaa.diag().sum()) / (m * (m - 1)) + (kbb.sum() - kbb.diag().sum()) / (n * (n - 1)) - 2 * kab.mean()
+    )
 
 
 def clip_embedder(folder: Path):
@@ -51,7 +54,9 @@ def clip_embedder(folder: Path):
     from dreamtune.evaluation.features import load_clip
 
     clip = load_clip(folder)
-    return lambda pixels: torch.cat([clip.embed(clip.tensor_pixels((chunk + 1) / 2)).float() for chunk in pixels.split(64)])
+    return lambda pixels: torch.cat(
+        [clip.embed(clip.tensor_pixels((chunk + 1) / 2)).float() for chunk in pixels.split(64)]
+    )
 
 
 def main() -> None:
@@ -71,7 +76,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(4321)
-    scenes = [world.Scene(rng.choice(world.PRETRAIN_INSTANCES).name, rng.choice(world.CONTEXTS)) for _ in range(args.prompts)]
+    scenes = [
+        world.Scene(rng.choice(world.PRETRAIN_INSTANCES).name, rng.choice(world.CONTEXTS)) for _ in range(args.prompts)
+    ]
     truth = [world.render(s, 70_000 + i) for i, s in enumerate(scenes)]
     pipeline = DiffusionPipeline.from_pretrained(args.model, use_safetensors=True, dtype=torch.float32)
     pipeline.set_progress_bar_config(disable=True)
@@ -79,10 +86,14 @@ def main() -> None:
     started = time.perf_counter()
     generated = []
     for start in range(0, len(scenes), 25):
-        chunk = scenes[start:start + 25]
+        chunk = scenes[start : start + 25]
         generators = [torch.Generator().manual_seed(start + i) for i in range(len(chunk))]
-        generated += pipeline([s.caption() for s in chunk], num_inference_steps=args.steps, guidance_scale=args.guidance,
-                              generator=generators).images
+        generated += pipeline(
+            [s.caption() for s in chunk],
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            generator=generators,
+        ).images
     sampling_seconds = time.perf_counter() - started
     net = judge.load_judge(Path(args.model) / "judge")
     gen_pixels, true_pixels = judge.to_pixels(generated), judge.to_pixels(truth)
@@ -96,20 +107,46 @@ def main() -> None:
     with torch.no_grad():
         gen_c, true_c, blur_c = clip_embed(gen_pixels), clip_embed(true_pixels), clip_embed(blurred)
     half = len(true_e) // 2
-    figures = {"model": str(args.model), "prompts": args.prompts, "scheduler": args.scheduler, "steps": args.steps,
-               "sampling_seconds": round(sampling_seconds, 1),
-               "high_frequency": {"generated": high_frequency(gen_pixels), "ground_truth": high_frequency(true_pixels),
-                                  "ground_truth_blur1": high_frequency(blurred)},
-               "kid_x1000": {"generated_vs_truth": 1000 * kid(gen_e, true_e), "truth_half_vs_half": 1000 * kid(true_e[:half], true_e[half:]),
-                             "truth_blur1_vs_truth": 1000 * kid(blur_e, true_e)},
-               "kid_x1000_mini_clip": {"generated_vs_truth": 1000 * kid(gen_c, true_c), "truth_half_vs_half": 1000 * kid(true_c[:half], true_c[half:]),
-                                       "truth_blur1_vs_truth": 1000 * kid(blur_c, true_c)},
-               "vae_round_trip": {"high_frequency_ratio": high_frequency(round_trip) / high_frequency(true_pixels), "psnr_db": psnr}}
-    figures["high_frequency"]["ratio_generated_to_truth"] = figures["high_frequency"]["generated"] / figures["high_frequency"]["ground_truth"]
+    figures = {
+        "model": str(args.model),
+        "prompts": args.prompts,
+        "scheduler": args.scheduler,
+        "steps": args.steps,
+        "sampling_seconds": round(sampling_seconds, 1),
+        "high_frequency": {
+            "generated": high_frequency(gen_pixels),
+            "ground_truth": high_frequency(true_pixels),
+            "ground_truth_blur1": high_frequency(blurred),
+        },
+        "kid_x1000": {
+            "generated_vs_truth": 1000 * kid(gen_e, true_e),
+            "truth_half_vs_half": 1000 * kid(true_e[:half], true_e[half:]),
+            "truth_blur1_vs_truth": 1000 * kid(blur_e, true_e),
+        },
+        "kid_x1000_mini_clip": {
+            "generated_vs_truth": 1000 * kid(gen_c, true_c),
+            "truth_half_vs_half": 1000 * kid(true_c[:half], true_c[half:]),
+            "truth_blur1_vs_truth": 1000 * kid(blur_c, true_c),
+        },
+        "vae_round_trip": {
+            "high_frequency_ratio": high_frequency(round_trip) / high_frequency(true_pixels),
+            "psnr_db": psnr,
+        },
+    }
+    figures["high_frequency"]["ratio_generated_to_truth"] = (
+        figures["high_frequency"]["generated"] / figures["high_frequency"]["ground_truth"]
+    )
     (out / "sharpness.json").write_text(json.dumps(figures, indent=1))
     shown = 12
-    save_png(contact_sheet(generated[:shown] + truth[:shown], [f"generated: {s.caption()}" for s in scenes[:shown]] +
-                           ["ground truth"] * shown, columns=shown, cell=96), out / "sheet.png")
+    save_png(
+        contact_sheet(
+            generated[:shown] + truth[:shown],
+            [f"generated: {s.caption()}" for s in scenes[:shown]] + ["ground truth"] * shown,
+            columns=shown,
+            cell=96,
+        ),
+        out / "sheet.png",
+    )
     print(json.dumps(figures, indent=1))
     print(f"contact sheet: {out / 'sheet.png'}")
 

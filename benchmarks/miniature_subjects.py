@@ -9,6 +9,7 @@ mean ± standard error of: judge identity of personalized images (chance 25 %), 
 accuracy relative to ground truth's, class, the judge's and CLIP-I's floor→ceiling gap closed;
 writes --root/LABEL/summary-HALF.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,11 +38,24 @@ def main() -> None:
     subjects = subject_split.TUNING if args.half == "tuning" else subject_split.TEST
     seeds = [int(s) for s in args.seeds.split(",")]
     method = Method(args.label, args.recipe, tuple(args.overrides))
-    results = run_jobs([Job(method, subject, seed) for seed in seeds for subject in subjects], Path(args.root), args.jobs)
+    results = run_jobs(
+        [Job(method, subject, seed) for seed in seeds for subject in subjects], Path(args.root), args.jobs
+    )
     summary = table(results, [args.label])
     rows = {f"{job.subject}-s{job.seed}": row(metrics) for job, metrics in results}
-    (Path(args.root) / args.label / f"summary-{args.half}.json").write_text(json.dumps(
-        {"half": args.half, "seeds": seeds, "recipe": args.recipe, "overrides": args.overrides, "runs": rows, "mean_se": summary}, indent=1))
+    (Path(args.root) / args.label / f"summary-{args.half}.json").write_text(
+        json.dumps(
+            {
+                "half": args.half,
+                "seeds": seeds,
+                "recipe": args.recipe,
+                "overrides": args.overrides,
+                "runs": rows,
+                "mean_se": summary,
+            },
+            indent=1,
+        )
+    )
     print(f"\n{args.half} half, {len(subjects)} subjects x {len(seeds)} seeds, label {args.label}")
     print(markdown(summary))
 

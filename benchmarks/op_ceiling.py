@@ -15,6 +15,7 @@ gradients of frozen weights) by each. "flop ops" is a ceiling no eager trainer c
 everything else cost nothing, the step could not run at a larger share of the peak than its kernels do at
 these shapes. Per op family it prints the kernels' own GFLOP/s, and the sizes where they reach the peak.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -129,7 +130,9 @@ def main() -> None:
     parser.add_argument("--model", default=str(ROOT / "dreamtune" / "miniature" / "model"))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--rank", type=int, default=4)
-    parser.add_argument("--resolution", type=int, default=None, help="image side in pixels; default: the UNet's sample size")
+    parser.add_argument(
+        "--resolution", type=int, default=None, help="image side in pixels; default: the UNet's sample size"
+    )
     parser.add_argument("--steps", type=int, default=40, help="steps timed for the measured step rate")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -137,8 +140,9 @@ def main() -> None:
     unet, optimizer, params = build(model, args.rank, dreamtune_policies=True)
     side = latent_side(model, args.resolution) if args.resolution else unet.config.sample_size
     tokens = prompt_length(model)
-    step_rate = statistics.median(time_steps(unet, optimizer, params, args.batch, tokens, args.steps, autocast=False, side=side)
-                                  for _ in range(3))
+    step_rate = statistics.median(
+        time_steps(unet, optimizer, params, args.batch, tokens, args.steps, autocast=False, side=side) for _ in range(3)
+    )
     calls = recorded_step(unet, optimizer, params, step_inputs(unet, args.batch, tokens, side))
     peak = peak_gflops("bf16")
 
@@ -162,26 +166,47 @@ def main() -> None:
             totals[name]["seconds"] += seconds
     flops_a_step = totals["all ops"]["flops"]
     step_seconds = 1 / step_rate
-    print(f"model {model.name} batch {args.batch} latents {side}² LoRA r{args.rank}; "
-          f"{len(calls)} ops a step ({skipped} not replayable, left out); {flops_a_step / 1e9:.2f} GFLOP a step; "
-          f"bf16 matmul peak {peak:.0f} GFLOP/s")
+    print(
+        f"model {model.name} batch {args.batch} latents {side}² LoRA r{args.rank}; "
+        f"{len(calls)} ops a step ({skipped} not replayable, left out); {flops_a_step / 1e9:.2f} GFLOP a step; "
+        f"bf16 matmul peak {peak:.0f} GFLOP/s"
+    )
     rows = {"step (measured)": (step_seconds, flops_a_step)}
     rows.update({name: (totals[name]["seconds"], flops_a_step) for name in ("all ops", "flop ops")})
     print("\n| time a step | ms | GFLOP/s | % of matmul peak |\n|---|---|---|---|")
     for name, (seconds, flops) in rows.items():
-        print(f"| {name} | {1000 * seconds:.1f} | {flops / seconds / 1e9:.0f} | {100 * flops / seconds / 1e9 / peak:.1f} % |")
-    print("\n| op family | calls | GFLOP | ms at isolated best | kernels' GFLOP/s | % of peak |\n|---|---|---|---|---|---|")
+        print(
+            f"| {name} | {1000 * seconds:.1f} | {flops / seconds / 1e9:.0f} | {100 * flops / seconds / 1e9 / peak:.1f} % |"
+        )
+    print(
+        "\n| op family | calls | GFLOP | ms at isolated best | kernels' GFLOP/s | % of peak |\n|---|---|---|---|---|---|"
+    )
     for name in (*FAMILIES, "other"):
         t = totals[name]
         if t["calls"]:
             rate = t["flops"] / t["seconds"] / 1e9 if t["seconds"] else 0
-            print(f"| {name} | {t['calls']} | {t['flops'] / 1e9:.2f} | {1000 * t['seconds']:.1f} | {rate:.0f} | {100 * rate / peak:.1f} % |")
-    print("\nlargest ops without FLOPs (ms a step at isolated best): "
-          + ", ".join(f"{name} {1000 * s:.1f}" for name, s in sorted(others.items(), key=lambda kv: -kv[1])[:8]))
+            print(
+                f"| {name} | {t['calls']} | {t['flops'] / 1e9:.2f} | {1000 * t['seconds']:.1f} | {rate:.0f} | {100 * rate / peak:.1f} % |"
+            )
+    print(
+        "\nlargest ops without FLOPs (ms a step at isolated best): "
+        + ", ".join(f"{name} {1000 * s:.1f}" for name, s in sorted(others.items(), key=lambda kv: -kv[1])[:8])
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"peak_gflops": peak, "step_flops": flops_a_step, "step_seconds": step_seconds,
-                                               "batch": args.batch, "latent_side": side,
-                                               "totals": totals, "skipped": skipped}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "peak_gflops": peak,
+                    "step_flops": flops_a_step,
+                    "step_seconds": step_seconds,
+                    "batch": args.batch,
+                    "latent_side": side,
+                    "totals": totals,
+                    "skipped": skipped,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ then runs ``dreamtune pretrain`` (the one loop; configs/miniature/{vae,unet}.yam
 steps; the recipes hold every other setting) and assembles a pipeline folder to --out/model. Every stage resumes from its checkpoints.
 On 2 CPU cores use tiny budgets only (a smoke run); the real run is for a GPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,7 +74,9 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=60000)
     parser.add_argument("--vae-seconds", type=float, default=80)
     parser.add_argument("--unet-seconds", type=float, default=300)
-    parser.add_argument("--overhead", type=float, default=1.3, help="loop time / bare step time (H200: measured 1.27 UNet, 1.38 VAE)")
+    parser.add_argument(
+        "--overhead", type=float, default=1.3, help="loop time / bare step time (H200: measured 1.27 UNet, 1.38 VAE)"
+    )
     args = parser.parse_args()
     recipes = {stage: ROOT / "configs" / "miniature" / f"{stage}.yaml" for stage in ("vae", "unet")}
     vae_batch, unet_batch = (load_as(PretrainConfig, recipes[stage], []).train.batch_size for stage in ("vae", "unet"))
@@ -81,25 +84,40 @@ def main() -> None:
     root, out = Path(args.root), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seed_clip(root)
-    build_pool(args.pool, 0, root / "cache")     # before CUDA starts: rendering forks worker processes
+    build_pool(args.pool, 0, root / "cache")  # before CUDA starts: rendering forks worker processes
     report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
 
-    vae_step = seconds_per_step(architecture.vae(), lambda: torch.randn(vae_batch, 3, 64, 64, device=device),
-                                lambda m, x: (m(x).sample - x).abs().mean(), device)
+    vae_step = seconds_per_step(
+        architecture.vae(),
+        lambda: torch.randn(vae_batch, 3, 64, 64, device=device),
+        lambda m, x: (m(x).sample - x).abs().mean(),
+        device,
+    )
     unet_step = seconds_per_step(
         architecture.unet(),
-        lambda: (torch.randn(unet_batch, 4, 16, 16, device=device), torch.randint(0, 1000, (unet_batch,), device=device),
-                 torch.randn(unet_batch, architecture.MAX_TOKENS, architecture.TEXT_WIDTH, device=device)),
-        lambda m, x: m(x[0], x[1], encoder_hidden_states=x[2]).sample.square().mean(), device)
+        lambda: (
+            torch.randn(unet_batch, 4, 16, 16, device=device),
+            torch.randint(0, 1000, (unet_batch,), device=device),
+            torch.randn(unet_batch, architecture.MAX_TOKENS, architecture.TEXT_WIDTH, device=device),
+        ),
+        lambda m, x: m(x[0], x[1], encoder_hidden_states=x[2]).sample.square().mean(),
+        device,
+    )
     vae_steps = max(20, int(args.vae_seconds / (vae_step * args.overhead)) // 10 * 10)
     unet_steps = max(20, int(args.unet_seconds / (unet_step * args.overhead)) // 10 * 10)
-    report.update(vae_seconds_per_step=vae_step, unet_seconds_per_step=unet_step, vae_steps=vae_steps, unet_steps=unet_steps)
+    report.update(
+        vae_seconds_per_step=vae_step, unet_seconds_per_step=unet_step, vae_steps=vae_steps, unet_steps=unet_steps
+    )
     print(json.dumps(report), flush=True)
 
     common = [f"root={root}", f"world.pool_size={args.pool}"]
     for stage, steps in [("vae", vae_steps), ("unet", unet_steps)]:
         start = time.time()
-        pretrain(recipes[stage], common + [f"train.steps={steps}", f"train.checkpoint_every={max(10, steps // 4)}"], show_progress=False)
+        pretrain(
+            recipes[stage],
+            common + [f"train.steps={steps}", f"train.checkpoint_every={max(10, steps // 4)}"],
+            show_progress=False,
+        )
         report[f"{stage}_wall_s"] = round(time.time() - start, 1)
         print(json.dumps(report), flush=True)
     assemble(root, out / "model")

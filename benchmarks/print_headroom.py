@@ -13,6 +13,7 @@ its reward and the anchor's is the most any RL run can gain.
 Reads the test half's personalized images (seed-0 starts), prints a markdown table (mean ± s.e. over
 images) and writes ``--out`` (json + a before / optimized / their proofs sheet).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--starts", default=str(ROOT / "runs" / "issue15" / "lora+prior"))
     parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--lr", type=float, default=0.01)   # 0.05: +0.1 %, a worse optimum
+    parser.add_argument("--lr", type=float, default=0.01)  # 0.05: +0.1 %, a worse optimum
     parser.add_argument("--out", default=str(ROOT / "runs" / "issue15" / "print-headroom"))
     args = parser.parse_args()
 
@@ -63,10 +64,15 @@ def main() -> None:
     rows, sheet, captions = [], [], []
     for subject in subject_split.TEST:
         folder = Path(args.starts) / f"{subject}-s0" / "personalized"
-        files = sorted(folder.glob("[0-9][0-9][0-9][0-9].png"))   # the generated images, not the sheet
+        files = sorted(folder.glob("[0-9][0-9][0-9][0-9].png"))  # the generated images, not the sheet
         if not files:
             continue
-        anchor = torch.stack([torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1) for f in files]).float() / 255
+        anchor = (
+            torch.stack(
+                [torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1) for f in files]
+            ).float()
+            / 255
+        )
         best, curve = optimize(proof, anchor, args.steps, args.lr)
         with torch.no_grad():
             before, after = proof(anchor, [], {"reference": anchor}), proof(best, [], {"reference": anchor})
@@ -74,24 +80,56 @@ def main() -> None:
             parts_after = proof.parts(best, [], {"reference": anchor})
             moved = ciede2000(srgb_to_lab(best), srgb_to_lab(anchor)).flatten(1).mean(1)
         for index in range(len(files)):
-            rows.append({"subject": subject, "image": files[index].name, "reward_anchor": float(before[index]),
-                         "reward_optimized": float(after[index]), "fidelity_anchor": float(parts_before["fidelity"][index]),
-                         "fidelity_optimized": float(parts_after["fidelity"][index]), "delta_e00_moved": float(moved[index])})
-        for image, caption in ((anchor[0], f"{subject} anchor"), (proof.proof(anchor[:1])[0], "its proof"),
-                               (best[0], "optimized"), (proof.proof(best[:1])[0], "its proof")):
+            rows.append(
+                {
+                    "subject": subject,
+                    "image": files[index].name,
+                    "reward_anchor": float(before[index]),
+                    "reward_optimized": float(after[index]),
+                    "fidelity_anchor": float(parts_before["fidelity"][index]),
+                    "fidelity_optimized": float(parts_after["fidelity"][index]),
+                    "delta_e00_moved": float(moved[index]),
+                }
+            )
+        for image, caption in (
+            (anchor[0], f"{subject} anchor"),
+            (proof.proof(anchor[:1])[0], "its proof"),
+            (best[0], "optimized"),
+            (proof.proof(best[:1])[0], "its proof"),
+        ):
             sheet.append(Image.fromarray((image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)))
             captions.append(caption)
-        print(json.dumps({"subject": subject, "reward": [round(float(before.mean()), 4), round(float(after.mean()), 4)],
-                          "curve_end": round(curve[-1], 4)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "subject": subject,
+                    "reward": [round(float(before.mean()), 4), round(float(after.mean()), 4)],
+                    "curve_end": round(curve[-1], 4),
+                }
+            ),
+            flush=True,
+        )
     (out / "headroom.json").write_text(json.dumps({"steps": args.steps, "lr": args.lr, "images": rows}, indent=1))
-    print("\n| images | reward of the anchor | reward optimized | gain | fidelity anchor → optimized | ΔE00 optimized vs anchor |")
+    print(
+        "\n| images | reward of the anchor | reward optimized | gain | fidelity anchor → optimized | ΔE00 optimized vs anchor |"
+    )
     print("|---|---|---|---|---|---|")
     cell = lambda key: "{:.3f} ± {:.3f}".format(*mean_se([r[key] for r in rows])[:2])
     gain = mean_se([r["reward_optimized"] / r["reward_anchor"] - 1 for r in rows])
-    print(f"| {len(rows)} | {cell('reward_anchor')} | {cell('reward_optimized')} | {100 * gain[0]:+.1f} % ± {100 * gain[1]:.1f} | "
-          f"{cell('fidelity_anchor')} → {cell('fidelity_optimized')} | {cell('delta_e00_moved')} |")
-    path = save_png(contact_sheet(sheet, captions, columns=8, cell=96, title="print headroom: anchor, its proof, optimized pixels, their proof"),
-                    out / "headroom.png")
+    print(
+        f"| {len(rows)} | {cell('reward_anchor')} | {cell('reward_optimized')} | {100 * gain[0]:+.1f} % ± {100 * gain[1]:.1f} | "
+        f"{cell('fidelity_anchor')} → {cell('fidelity_optimized')} | {cell('delta_e00_moved')} |"
+    )
+    path = save_png(
+        contact_sheet(
+            sheet,
+            captions,
+            columns=8,
+            cell=96,
+            title="print headroom: anchor, its proof, optimized pixels, their proof",
+        ),
+        out / "headroom.png",
+    )
     print(f"wrote {path}")
 
 

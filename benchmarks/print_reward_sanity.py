@@ -9,6 +9,7 @@ reference ("what the image is meant to look like") is always the untransformed i
 row per transform: the reward, its parts, and the CIEDE2000 drift of the printed result from the
 intended image; writes experiments/print-reward-gaming/print_reward_sanity.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ from dreamtune.rewards.print_proof import PrintProof, littlecms_proof  # noqa: E
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = int(3 * sigma) + 1
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-offsets ** 2 / (2 * sigma ** 2))
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
     kernel = (kernel / kernel.sum()).to(images.dtype)
     c = images.shape[1]
     out = torch.nn.functional.pad(images, (radius,) * 4, mode="reflect")
@@ -45,7 +46,9 @@ def transforms(reward: PrintProof) -> dict:
         "half saturation": lambda x: x + 0.5 * (grey(x) - x),
         "lifted blacks (0.2 + 0.8 x)": lambda x: 0.2 + 0.8 * x,
         "blur 1.5 px": lambda x: gaussian_blur(x, 1.5),
-        "noise σ 0.05": lambda x: (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1),
+        "noise σ 0.05": lambda x: (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(
+            0, 1
+        ),
     }
 
 
@@ -87,18 +90,40 @@ def main() -> None:
         changed = transform(images)
         parts = reward.parts(changed, [""] * len(images), {"reference": images})
         total = reward(changed, [""] * len(images), {"reference": images})
-        drift = ciede2000(srgb_to_lab(images), srgb_to_lab(littlecms_proof(changed, reward.profile, reward.intent))).flatten(1).mean(1)
-        wins = (total > reward(littlecms_proof(images, reward.profile, reward.intent), [""] * len(images), {"reference": images})).float()
-        rows[label] = {"reward": float(total.mean()), **{k: float(v.mean()) for k, v in parts.items()},
-                       "delta_e00_print_vs_intended": float(drift.mean()), "share_beating_soft_proof": float(wins.mean())}
-    (Path(args.out)).write_text(json.dumps({"profile": str(reward.profile), "intent": args.intent, "images": names, "rows": rows}, indent=1))
-    print(f"{len(images)} images ({sum(n.startswith('dreambench') for n in names)} DreamBench photos, "
-          f"{sum(n.startswith('miniature') for n in names)} miniature scenes), profile {reward.profile}, intent {args.intent}\n")
-    print("| transform | reward | " + " | ".join(PrintProof.PARTS) + " | ΔE00 print vs intended | images beating the soft proof |")
+        drift = (
+            ciede2000(srgb_to_lab(images), srgb_to_lab(littlecms_proof(changed, reward.profile, reward.intent)))
+            .flatten(1)
+            .mean(1)
+        )
+        wins = (
+            total
+            > reward(littlecms_proof(images, reward.profile, reward.intent), [""] * len(images), {"reference": images})
+        ).float()
+        rows[label] = {
+            "reward": float(total.mean()),
+            **{k: float(v.mean()) for k, v in parts.items()},
+            "delta_e00_print_vs_intended": float(drift.mean()),
+            "share_beating_soft_proof": float(wins.mean()),
+        }
+    (Path(args.out)).write_text(
+        json.dumps({"profile": str(reward.profile), "intent": args.intent, "images": names, "rows": rows}, indent=1)
+    )
+    print(
+        f"{len(images)} images ({sum(n.startswith('dreambench') for n in names)} DreamBench photos, "
+        f"{sum(n.startswith('miniature') for n in names)} miniature scenes), profile {reward.profile}, intent {args.intent}\n"
+    )
+    print(
+        "| transform | reward | "
+        + " | ".join(PrintProof.PARTS)
+        + " | ΔE00 print vs intended | images beating the soft proof |"
+    )
     print("|---|---|" + "---|" * len(PrintProof.PARTS) + "---|---|")
     for label, row in rows.items():
-        print(f"| {label} | {row['reward']:.3f} | " + " | ".join(f"{row[p]:.3f}" for p in PrintProof.PARTS)
-              + f" | {row['delta_e00_print_vs_intended']:.1f} | {100 * row['share_beating_soft_proof']:.0f} % |")
+        print(
+            f"| {label} | {row['reward']:.3f} | "
+            + " | ".join(f"{row[p]:.3f}" for p in PrintProof.PARTS)
+            + f" | {row['delta_e00_print_vs_intended']:.1f} | {100 * row['share_beating_soft_proof']:.0f} % |"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ ops that take the most self time, and the share of each op family, and writes a 
     python benchmarks/profile_train.py --skip 30 --active 20 --trace runs/profile.json -m dreamtune.cli train RECIPE ...
     python benchmarks/profile_train.py --skip 30 --active 20 path/to/train_dreambooth_lora.py ...
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,11 +46,16 @@ def main() -> None:
     parser.add_argument("--active", type=int, default=20)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--trace", default=None, help="write a Chrome trace (chrome://tracing, Perfetto) here")
-    parser.add_argument("--ops", default=None, help="write {op: [calls per step, self ms per step]} as JSON here (to diff two trainers)")
+    parser.add_argument(
+        "--ops", default=None, help="write {op: [calls per step, self ms per step]} as JSON here (to diff two trainers)"
+    )
     args, rest = parser.parse_known_args()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    profiler = profile(activities=activities, schedule=schedule(wait=max(args.skip - 1, 0), warmup=1, active=args.active, repeat=1),
-                       record_shapes=False)
+    profiler = profile(
+        activities=activities,
+        schedule=schedule(wait=max(args.skip - 1, 0), warmup=1, active=args.active, repeat=1),
+        record_shapes=False,
+    )
     profiler.start()
     register_optimizer_step_post_hook(lambda *_: profiler.step())
 
@@ -61,13 +67,20 @@ def main() -> None:
         families: dict[str, float] = defaultdict(float)
         for event in events:
             families[family_of(event.key)] += event.self_cpu_time_total
-        print(f"\nprofile of {args.active} steady steps: {total / 1e6 / args.active * 1e3:.1f} ms of op self-time per step", flush=True)
+        print(
+            f"\nprofile of {args.active} steady steps: {total / 1e6 / args.active * 1e3:.1f} ms of op self-time per step",
+            flush=True,
+        )
         for family, time in sorted(families.items(), key=lambda kv: -kv[1]):
             print(f"  {family:22s} {100 * time / total:5.1f} %")
         print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top), flush=True)
         if args.ops:
             with open(args.ops, "w", encoding="utf-8") as handle:
-                json.dump({e.key: [e.count / args.active, e.self_cpu_time_total / 1e3 / args.active] for e in events}, handle, indent=0)
+                json.dump(
+                    {e.key: [e.count / args.active, e.self_cpu_time_total / 1e3 / args.active] for e in events},
+                    handle,
+                    indent=0,
+                )
         if args.trace:
             profiler.export_chrome_trace(args.trace)
 

@@ -7,6 +7,7 @@ sheet (base above, trained below) to <run>/heldout.png.
 
     python benchmarks/rl_heldout.py runs/miniature-ddpo runs/miniature-draft [--seeds 8]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,12 @@ def scores(images, prompts: list[str], rewards, features, identifier: str) -> di
     out = {}
     with torch.no_grad():
         for _weight, reward in rewards.terms:
-            out.update({f"{reward.name}/{k}" if k != reward.name else reward.name: v for k, v in reward.parts(pixels, prompts, {}).items()})
+            out.update(
+                {
+                    f"{reward.name}/{k}" if k != reward.name else reward.name: v
+                    for k, v in reward.parts(pixels, prompts, {}).items()
+                }
+            )
         out["reward"] = rewards(pixels, prompts, {})
     clip = features.clip
     texts = clip.texts([strip_identifier(p, identifier) for p in prompts])
@@ -47,8 +53,10 @@ def paired(base: torch.Tensor, trained: torch.Tensor) -> str:
     difference = (trained - base).double()
     error = float(difference.std() / math.sqrt(len(difference))) if len(difference) > 1 else float("nan")
     start = float(base.mean())
-    return (f"{start:.4f} -> {float(trained.mean()):.4f}  ({float(difference.mean()):+.4f} ± {error:.4f}, "
-            f"{100 * float(trained.mean()) / start:.1f} % of start)")
+    return (
+        f"{start:.4f} -> {float(trained.mean()):.4f}  ({float(difference.mean()):+.4f} ± {error:.4f}, "
+        f"{100 * float(trained.mean()) / start:.1f} % of start)"
+    )
 
 
 def evaluate_run(run: Path, seeds: int, first_seed: int) -> None:
@@ -67,22 +75,35 @@ def evaluate_run(run: Path, seeds: int, first_seed: int) -> None:
     rendered, measured = {}, {}
     for name, trained in (("base", ""), ("trained", str(model))):
         pipeline, _ = load_pipeline(GenerateRequest(base_model=cfg.model.pretrained, trained=trained))
-        images = sample(pipeline, [p for p, _ in pairs], [s for _, s in pairs], cfg.monitor.sample_steps, cfg.monitor.guidance_scale,
-                        cfg.data.resolution)
+        images = sample(
+            pipeline,
+            [p for p, _ in pairs],
+            [s for _, s in pairs],
+            cfg.monitor.sample_steps,
+            cfg.monitor.guidance_scale,
+            cfg.data.resolution,
+        )
         rendered[name], measured[name] = images, scores(images, [p for p, _ in pairs], rewards, features, identifier)
     selected = cfg.monitor.select_best
-    print(f"{run}  ({len(prompts)} held-out prompts x {seeds} seeds from {first_seed}; model/ = "
-          f"{'the monitor-selected step' if selected else 'the last step'})")
+    print(
+        f"{run}  ({len(prompts)} held-out prompts x {seeds} seeds from {first_seed}; model/ = "
+        f"{'the monitor-selected step' if selected else 'the last step'})"
+    )
     for key in measured["base"]:
         print(f"  {key:32s} {paired(measured['base'][key], measured['trained'][key])}")
     rows, captions = [], []
-    for seed in range(first_seed, first_seed + min(seeds, 2)):            # per seed: base row, trained row
+    for seed in range(first_seed, first_seed + min(seeds, 2)):  # per seed: base row, trained row
         shown = [i for i, (_, s) in enumerate(pairs) if s == seed]
         for name in ("base", "trained"):
             rows += [rendered[name][i] for i in shown]
             captions += [f"{name}: {pairs[i][0]} #{seed}" for i in shown]
-    sheet = contact_sheet(rows, captions, columns=len(prompts), cell=128,
-                          title=f"{run.name}: base and trained, held-out prompts (rows alternate base / trained)")
+    sheet = contact_sheet(
+        rows,
+        captions,
+        columns=len(prompts),
+        cell=128,
+        title=f"{run.name}: base and trained, held-out prompts (rows alternate base / trained)",
+    )
     print(f"  sheet: {save_png(sheet, run / 'heldout.png')}")
 
 

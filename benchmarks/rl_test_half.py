@@ -18,6 +18,7 @@ other contexts):
 Runs are resumable (a run with metrics.json is kept); prints a markdown table (mean ± s.e. over
 runs) and writes ROOT/summary.{json,md} and ROOT/before_after.png (seed 0: before above, after below).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,25 +41,63 @@ from dreamtune.miniature.demo import EVAL_CONTEXTS, IDENTIFIER  # noqa: E402
 from dreamtune.miniature.subject_runs import mean_se  # noqa: E402
 from dreamtune.recipes import RECIPES_DIR  # noqa: E402
 
-RL_CONTEXTS = ("pink_fabric", "purple_rug_forest", "wheat_field", "eiffel_tower", "water", "sunflowers", "dirt_road", "white_rug")
+RL_CONTEXTS = (
+    "pink_fabric",
+    "purple_rug_forest",
+    "wheat_field",
+    "eiffel_tower",
+    "water",
+    "sunflowers",
+    "dirt_road",
+    "white_rug",
+)
 RECIPES = {"draft": "miniature-draft.yaml", "ddpo": "miniature-ddpo.yaml"}
-FIGURES = ("reward_before", "reward_after", "identity_before", "identity_after", "context_before", "context_after",
-           "class_before", "class_after", "colourfulness_ratio", "delta_e00_to_start", "laplacian_ratio")
+FIGURES = (
+    "reward_before",
+    "reward_after",
+    "identity_before",
+    "identity_after",
+    "context_before",
+    "context_after",
+    "class_before",
+    "class_after",
+    "colourfulness_ratio",
+    "delta_e00_to_start",
+    "laplacian_ratio",
+)
 
 
 def rl_overrides(start: Path, noun: str, seed: int, out: Path, steps: int, extra: tuple[str, ...] = ()) -> list[str]:
-    personalized = config.load(start / "run" / "config.yaml")      # the start's own LoRA and prior settings
+    personalized = config.load(start / "run" / "config.yaml")  # the start's own LoRA and prior settings
     lora, prior = personalized.method.lora, personalized.prior
-    return [f"method.lora.rank={lora.rank}", f"method.lora.alpha={lora.alpha}", f"method.lora.target_modules={list(lora.target_modules)}",
-            f"method.lora.init_from={start / 'run' / 'model'}", f"data.instance_dir={start / 'run' / 'data'}",
-            f"data.instance_prompt=a {IDENTIFIER} {noun}", "prior.enabled=true", f"prior.class_prompt=a {noun}",
-            f"prior.class_dir={start / 'run' / 'class_images'}", f"prior.loss_weight={prior.loss_weight}",
-            f"prior.num_class_images={prior.num_class_images}", f"prior.sample_steps={prior.sample_steps}", f"prior.sampler={prior.sampler}",
-            f"prior.guidance_scale={prior.guidance_scale}",
-            "rl.rewards.print_quality=0", "rl.rewards.print_proof=1",
-            f"rl.prompts={['a {subject} {class} ' + scenery.PHRASES[c] for c in RL_CONTEXTS]}", f"rl.subject={IDENTIFIER}",
-            f"rl.class_noun={noun}", "rl.regularize_weight=1.0", "monitor.every=0", "monitor.select_best=", f"train.steps={steps}", f"train.seed={seed}",
-            f"train.output_dir={out / 'run'}", *extra]
+    return [
+        f"method.lora.rank={lora.rank}",
+        f"method.lora.alpha={lora.alpha}",
+        f"method.lora.target_modules={list(lora.target_modules)}",
+        f"method.lora.init_from={start / 'run' / 'model'}",
+        f"data.instance_dir={start / 'run' / 'data'}",
+        f"data.instance_prompt=a {IDENTIFIER} {noun}",
+        "prior.enabled=true",
+        f"prior.class_prompt=a {noun}",
+        f"prior.class_dir={start / 'run' / 'class_images'}",
+        f"prior.loss_weight={prior.loss_weight}",
+        f"prior.num_class_images={prior.num_class_images}",
+        f"prior.sample_steps={prior.sample_steps}",
+        f"prior.sampler={prior.sampler}",
+        f"prior.guidance_scale={prior.guidance_scale}",
+        "rl.rewards.print_quality=0",
+        "rl.rewards.print_proof=1",
+        f"rl.prompts={['a {subject} {class} ' + scenery.PHRASES[c] for c in RL_CONTEXTS]}",
+        f"rl.subject={IDENTIFIER}",
+        f"rl.class_noun={noun}",
+        "rl.regularize_weight=1.0",
+        "monitor.every=0",
+        "monitor.select_best=",
+        f"train.steps={steps}",
+        f"train.seed={seed}",
+        f"train.output_dir={out / 'run'}",
+        *extra,
+    ]
 
 
 def pixels(images: list) -> torch.Tensor:
@@ -77,10 +116,21 @@ def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
     before, record = _images(start / "personalized")
     noun = world.instance(subject).class_noun
     phrases = [scenery.PHRASES[c] for c in EVAL_CONTEXTS]
-    generate(GenerateRequest(trained=str(out / "run" / "model"), prompts=tuple(f"a {IDENTIFIER} {noun} {p}" for p in phrases),
-                             images_per_prompt=2, steps=25, guidance_scale=4.0, resolution=64), out / "after")
+    generate(
+        GenerateRequest(
+            trained=str(out / "run" / "model"),
+            prompts=tuple(f"a {IDENTIFIER} {noun} {p}" for p in phrases),
+            images_per_prompt=2,
+            steps=25,
+            guidance_scale=4.0,
+            resolution=64,
+        ),
+        out / "after",
+    )
     after, again = _images(out / "after")
-    assert [r["seed"] for r in again["images"]] == [r["seed"] for r in record["images"]], "before and after must pair by seed"
+    assert [r["seed"] for r in again["images"]] == [r["seed"] for r in record["images"]], (
+        "before and after must pair by seed"
+    )
     photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
     return {"subject": subject, **score(before, after, subject, photos, cache)}
 
@@ -104,13 +154,20 @@ def score(before: list, after: list, subject: str, photos: list, cache: dict) ->
         parts_after = proof.parts(a, [], {"reference": b})
         moved = ciede2000(srgb_to_lab(a), srgb_to_lab(b)).mean(dim=(1, 2))
         laplacian = _laplacian_energy(luminance(a)) / _laplacian_energy(luminance(b)).clamp(min=1e-8)
-    return {"reward_before": float(reward_before.mean()), "reward_after": float(reward_after.mean()),
-            **{f"after_{k}": float(v.mean()) for k, v in parts_after.items()},
-            "identity_before": rows["before"]["judge_identity"], "identity_after": rows["after"]["judge_identity"],
-            "context_before": rows["before"]["judge_context"], "context_after": rows["after"]["judge_context"],
-            "class_before": rows["before"]["judge_class"], "class_after": rows["after"]["judge_class"],
-            "colourfulness_ratio": float(colourfulness(a).mean() / colourfulness(b).mean()),
-            "delta_e00_to_start": float(moved.mean()), "laplacian_ratio": float(laplacian.mean())}
+    return {
+        "reward_before": float(reward_before.mean()),
+        "reward_after": float(reward_after.mean()),
+        **{f"after_{k}": float(v.mean()) for k, v in parts_after.items()},
+        "identity_before": rows["before"]["judge_identity"],
+        "identity_after": rows["after"]["judge_identity"],
+        "context_before": rows["before"]["judge_context"],
+        "context_after": rows["after"]["judge_context"],
+        "class_before": rows["before"]["judge_class"],
+        "class_after": rows["after"]["judge_class"],
+        "colourfulness_ratio": float(colourfulness(a).mean() / colourfulness(b).mean()),
+        "delta_e00_to_start": float(moved.mean()),
+        "laplacian_ratio": float(laplacian.mean()),
+    }
 
 
 def run_one(start: Path, out: Path, algorithm: str, steps: int, cache: dict, extra: tuple[str, ...] = ()) -> dict:
@@ -119,26 +176,37 @@ def run_one(start: Path, out: Path, algorithm: str, steps: int, cache: dict, ext
     subject, seed = start.name.rsplit("-s", 1)
     if (out / "metrics.json").is_file():
         return json.loads((out / "metrics.json").read_text())
-    shutil.rmtree(out, ignore_errors=True)          # an unfinished run of an interrupted sweep (this script made it)
+    shutil.rmtree(out, ignore_errors=True)  # an unfinished run of an interrupted sweep (this script made it)
     out.mkdir(parents=True)
     started = time.perf_counter()
     noun = world.instance(subject).class_noun
-    train(config.load(RECIPES_DIR / RECIPES[algorithm], rl_overrides(start, noun, int(seed), out, steps, extra)), show_progress=False)
-    metrics = {**measure(start, out, subject, cache), "seed": int(seed), "seconds": round(time.perf_counter() - started, 1)}
+    train(
+        config.load(RECIPES_DIR / RECIPES[algorithm], rl_overrides(start, noun, int(seed), out, steps, extra)),
+        show_progress=False,
+    )
+    metrics = {
+        **measure(start, out, subject, cache),
+        "seed": int(seed),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
 
 
 def _row(label: str, groups: list[list[dict]]) -> str:
     """One table row: each figure's mean ± s.e. over ``groups`` (each group's runs averaged first)."""
+
     def over_groups(value) -> tuple[float, float]:
         mean, se, _ = mean_se([float(np.mean([value(r) for r in group])) for group in groups])
         return mean, se
+
     cells = [f"{m:.3f} ± {e:.3f}" for m, e in (over_groups(lambda r, k=key: r[k]) for key in FIGURES)]
     change, change_se = over_groups(lambda r: r["reward_after"] / r["reward_before"] - 1)
     identity, identity_se = over_groups(lambda r: r["identity_after"] - r["identity_before"])
-    return (f"| {label} | " + " | ".join(cells) + f" | {100 * change:+.1f} % ± {100 * change_se:.1f} | "
-            f"{100 * identity:+.1f} ± {100 * identity_se:.1f} pts |")
+    return (
+        f"| {label} | " + " | ".join(cells) + f" | {100 * change:+.1f} % ± {100 * change_se:.1f} | "
+        f"{100 * identity:+.1f} ± {100 * identity_se:.1f} pts |"
+    )
 
 
 def markdown(runs: list[dict]) -> str:
@@ -152,7 +220,12 @@ def markdown(runs: list[dict]) -> str:
         lines.append(_row(f"seed {seed}: {len(of_seed)}", [[r] for r in of_seed]))
     if len(seeds) > 1:
         subjects = sorted({r["subject"] for r in runs})
-        lines.append(_row(f"all: {len(runs)} ({len(subjects)} subjects)", [[r for r in runs if r["subject"] == s] for s in subjects]))
+        lines.append(
+            _row(
+                f"all: {len(runs)} ({len(subjects)} subjects)",
+                [[r for r in runs if r["subject"] == s] for s in subjects],
+            )
+        )
     return "\n".join(lines)
 
 
@@ -161,12 +234,23 @@ def sheet(root: Path, starts: Path, runs: list[dict]) -> Path:
 
     images, captions = [], []
     for r in [r for r in runs if r["seed"] == 0]:
-        for label, folder in (("before", starts / f"{r['subject']}-s0" / "personalized"), ("after", root / f"{r['subject']}-s0" / "after")):
+        for label, folder in (
+            ("before", starts / f"{r['subject']}-s0" / "personalized"),
+            ("after", root / f"{r['subject']}-s0" / "after"),
+        ):
             for index, context in enumerate(EVAL_CONTEXTS):
                 images.append(Image.open(folder / f"{2 * index:04d}.png").convert("RGB"))
                 captions.append(f"{r['subject']} {label}" if index == 0 else context)
-    return save_png(contact_sheet(images, captions, columns=len(EVAL_CONTEXTS), cell=96,
-                                  title="print reward on personalized subjects (seed 0): before above, after below"), root / "before_after.png")
+    return save_png(
+        contact_sheet(
+            images,
+            captions,
+            columns=len(EVAL_CONTEXTS),
+            cell=96,
+            title="print reward on personalized subjects (seed 0): before above, after below",
+        ),
+        root / "before_after.png",
+    )
 
 
 def main() -> None:
@@ -178,9 +262,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=0, help="RL steps (default: 60 for DRaFT, 160 for DDPO)")
     parser.add_argument("--minutes", type=float, default=0, help="start no run after this many minutes (0: no limit)")
     parser.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished runs")
-    parser.add_argument("--half", choices=["tuning", "test"], default="test",
-                        help="the subjects (dreamtune/miniature/subject_split.py); choose settings on tuning, report on test")
-    parser.add_argument("--subjects", default="", help="comma-separated subset of the half (e.g. to run two processes at once)")
+    parser.add_argument(
+        "--half",
+        choices=["tuning", "test"],
+        default="test",
+        help="the subjects (dreamtune/miniature/subject_split.py); choose settings on tuning, report on test",
+    )
+    parser.add_argument(
+        "--subjects", default="", help="comma-separated subset of the half (e.g. to run two processes at once)"
+    )
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run (e.g. train.lr=3e-5)")
     args = parser.parse_args()
     starts = Path(args.starts)
@@ -202,14 +292,23 @@ def main() -> None:
             if args.collect or not (start / "metrics.json").is_file() or (deadline and time.time() > deadline):
                 continue
             runs.append(run_one(start, out, args.algorithm, steps, cache, tuple(args.extra)))
-            print(json.dumps({"run": f"{subject}-s{seed}", **{k: round(v, 4) if isinstance(v, float) else v for k, v in runs[-1].items()}}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {
+                        "run": f"{subject}-s{seed}",
+                        **{k: round(v, 4) if isinstance(v, float) else v for k, v in runs[-1].items()},
+                    }
+                ),
+                flush=True,
+            )
     if not runs:
         print("no finished runs yet")
         return
     text = markdown(runs)
     (root / "summary.md").write_text(text + "\n")
-    (root / "summary.json").write_text(json.dumps({"algorithm": args.algorithm, "steps": steps, "extra": args.extra, "runs": runs}, indent=1))
+    (root / "summary.json").write_text(
+        json.dumps({"algorithm": args.algorithm, "steps": steps, "extra": args.extra, "runs": runs}, indent=1)
+    )
     print(text)
     print(f"wrote {sheet(root, starts, runs)}")
 

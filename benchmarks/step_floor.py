@@ -16,6 +16,7 @@ and dreamtune / script >= 1.5x needs (script's step) / (dreamtune's floor) >= 1.
 close, the margin must come from what the script does around its UNet (VAE and text encoding every
 step, autocast) and cannot exceed it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,15 +34,18 @@ def build(model: Path, rank: int, dreamtune_policies: bool, device: str = "cpu",
     from diffusers import UNet2DConditionModel
     from peft import LoraConfig
 
-    unet = UNet2DConditionModel.from_pretrained(str(model / "unet"), torch_dtype=torch.bfloat16, **config_overrides).to(device)
+    unet = UNet2DConditionModel.from_pretrained(str(model / "unet"), torch_dtype=torch.bfloat16, **config_overrides).to(
+        device
+    )
     unet.requires_grad_(False)
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TARGETS))
     params = [p for p in unet.parameters() if p.requires_grad]
     for p in params:
         p.data = p.data.float()
-    if dreamtune_policies:                    # as dreamtune's trainer applies them (training/run.py)
+    if dreamtune_policies:  # as dreamtune's trainer applies them (training/run.py)
         from dreamtune.models.attention import use_short_attention_in_fp32
         from dreamtune.models.precision import forward_in_weight_dtype
+
         if device == "cpu":
             use_short_attention_in_fp32(unet)
         forward_in_weight_dtype(unet, torch.bfloat16)
@@ -51,12 +55,14 @@ def build(model: Path, rank: int, dreamtune_policies: bool, device: str = "cpu",
 
 def prompt_length(model: Path) -> int:
     import json
+
     return json.loads((model / "tokenizer" / "tokenizer_config.json").read_text()).get("model_max_length", 77)
 
 
 def latent_side(model: Path, resolution: int) -> int:
     """The latents' side for images of ``resolution`` px: the VAE halves the side once per block after the first."""
     import json
+
     blocks = json.loads((model / "vae" / "config.json").read_text())["block_out_channels"]
     return resolution // 2 ** (len(blocks) - 1)
 
@@ -72,7 +78,9 @@ def step_inputs(unet, batch: int, tokens: int, side: int | None = None):
     conditions = {"encoder_hidden_states": context}
     if unet.config.addition_embed_type == "text_time":
         size_dims = 6 * unet.config.addition_time_embed_dim
-        pooled = torch.randn(batch, unet.config.projection_class_embeddings_input_dim - size_dims, generator=generator, device=device)
+        pooled = torch.randn(
+            batch, unet.config.projection_class_embeddings_input_dim - size_dims, generator=generator, device=device
+        )
         sizes = torch.tensor([[8.0 * side, 8.0 * side, 0, 0, 8.0 * side, 8.0 * side]] * batch, device=device)
         conditions["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": sizes}
     return latents, conditions, generator
@@ -92,7 +100,9 @@ def one_step(unet, optimizer, params, inputs, autocast: bool) -> None:
     float(loss.detach())
 
 
-def time_steps(unet, optimizer, params, batch: int, tokens: int, steps: int, autocast: bool, side: int | None = None) -> float:
+def time_steps(
+    unet, optimizer, params, batch: int, tokens: int, steps: int, autocast: bool, side: int | None = None
+) -> float:
     inputs = step_inputs(unet, batch, tokens, side)
     stamps = []
     for _ in range(steps):
@@ -109,28 +119,54 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--attention-head-dim", default=None,
-                        help="also time the same weights with this UNet attention_head_dim (e.g. 2,4,6 — in SD-1 configs "
-                             "it is the number of heads per block), interleaved with the model's own")
+    parser.add_argument(
+        "--attention-head-dim",
+        default=None,
+        help="also time the same weights with this UNet attention_head_dim (e.g. 2,4,6 — in SD-1 configs "
+        "it is the number of heads per block), interleaved with the model's own",
+    )
     args = parser.parse_args()
     geometries = {"": {}}
     if args.attention_head_dim:
-        geometries[f" @heads {args.attention_head_dim}"] = {"attention_head_dim": [int(n) for n in args.attention_head_dim.split(",")]}
-    arms = {f"floor-{trainer}{label}": (trainer == "dreamtune", trainer == "script", overrides)
-            for label, overrides in geometries.items() for trainer in ("script", "dreamtune")}
-    built = {name: build(Path(args.model), args.rank, policies, **overrides) for name, (policies, _, overrides) in arms.items()}
+        geometries[f" @heads {args.attention_head_dim}"] = {
+            "attention_head_dim": [int(n) for n in args.attention_head_dim.split(",")]
+        }
+    arms = {
+        f"floor-{trainer}{label}": (trainer == "dreamtune", trainer == "script", overrides)
+        for label, overrides in geometries.items()
+        for trainer in ("script", "dreamtune")
+    }
+    built = {
+        name: build(Path(args.model), args.rank, policies, **overrides)
+        for name, (policies, _, overrides) in arms.items()
+    }
     results = {name: [] for name in arms}
     for repeat in range(args.repeats):
-        for name in (list(arms) if repeat % 2 == 0 else list(reversed(arms))):
+        for name in list(arms) if repeat % 2 == 0 else list(reversed(arms)):
             unet, optimizer, params = built[name]
-            results[name].append(time_steps(unet, optimizer, params, args.batch, prompt_length(Path(args.model)), args.steps, autocast=arms[name][1]))
+            results[name].append(
+                time_steps(
+                    unet,
+                    optimizer,
+                    params,
+                    args.batch,
+                    prompt_length(Path(args.model)),
+                    args.steps,
+                    autocast=arms[name][1],
+                )
+            )
             print(f"{name} repeat {repeat}: {results[name][-1]:.2f} steps/s", flush=True)
     for name, values in results.items():
-        print(f"{name}: {min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f} steps/s (min / median / max), "
-              f"{1000 / statistics.median(values):.1f} ms a step")
+        print(
+            f"{name}: {min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f} steps/s (min / median / max), "
+            f"{1000 / statistics.median(values):.1f} ms a step"
+        )
     for label in geometries:
-        ratio = statistics.median(results[f"floor-dreamtune{label}"]) / statistics.median(results[f"floor-script{label}"])
+        ratio = statistics.median(results[f"floor-dreamtune{label}"]) / statistics.median(
+            results[f"floor-script{label}"]
+        )
         print(f"floor ratio{label} {ratio:.2f}")
+
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ where the program used a CUDA GPU, its peak allocated / reserved GPU memory to $
     STEP_TIMES=t.json python benchmarks/step_timer.py -m dreamtune.cli train ...
     STEP_TIMES=t.json python benchmarks/step_timer.py path/to/train_dreambooth_lora.py ...
 """
+
 from __future__ import annotations
 
 import atexit
@@ -32,8 +33,13 @@ def _dump() -> None:
 
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         with open(os.environ["STEP_TIMES"] + ".gpu.json", "w", encoding="utf-8") as handle:
-            json.dump({"allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
-                       "reserved_mb": torch.cuda.max_memory_reserved() / 2**20}, handle)
+            json.dump(
+                {
+                    "allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
+                    "reserved_mb": torch.cuda.max_memory_reserved() / 2**20,
+                },
+                handle,
+            )
 
 
 def main() -> None:

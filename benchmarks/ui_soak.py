@@ -8,6 +8,7 @@ Prints the requests sent, answers by status, transport errors (a hang or a dropp
 counts here), p50 / p95 / max latency, whether the run was still training when the soak ended,
 and whether the weights are identical. tests/e2e/test_ui_soak.py runs it and checks the outcome.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,11 @@ class Tally:
 
 def _http(base: str, path: str, body=None, token: str | None = TOKEN, headers: dict | None = None) -> int:
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    sent = {**({"X-Dreamtune-Token": token} if token else {}), **({"X-Dreamtune": "1"} if data is not None else {}), **(headers or {})}
+    sent = {
+        **({"X-Dreamtune-Token": token} if token else {}),
+        **({"X-Dreamtune": "1"} if data is not None else {}),
+        **(headers or {}),
+    }
     request = urllib.request.Request(base + path, data=data, headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -93,12 +98,24 @@ def _requests(base: str, run: str) -> list:
         ("climb out", lambda: _http(base, "/files/..%2F..%2Fetc%2Fpasswd")),
         ("unknown api", lambda: _http(base, "/api/nothing")),
         ("bad json", lambda: _http(base, "/api/stop", b"{not json")),
-        ("train bad lr", lambda: _http(base, "/api/train", {"name": "x", "photos": "subject", "class_noun": "dog",
-                                                            "settings": {"train.lr": "-1"}})),
+        (
+            "train bad lr",
+            lambda: _http(
+                base,
+                "/api/train",
+                {"name": "x", "photos": "subject", "class_noun": "dog", "settings": {"train.lr": "-1"}},
+            ),
+        ),
         ("stop unknown", lambda: _http(base, "/api/stop", {"run": "nobody"})),
-        ("upload bad type", lambda: _http(base, "/api/upload?set=soak", b"#!/bin/sh", headers={"X-File-Name": "run.sh"})),
+        (
+            "upload bad type",
+            lambda: _http(base, "/api/upload?set=soak", b"#!/bin/sh", headers={"X-File-Name": "run.sh"}),
+        ),
         ("negative length", lambda: _raw(base, f"POST /api/stop HTTP/1.1\r\n{head}\r\nContent-Length: -1\r\n\r\n{{}}")),
-        ("chunked", lambda: _raw(base, f"POST /api/stop HTTP/1.1\r\n{head}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")),
+        (
+            "chunked",
+            lambda: _raw(base, f"POST /api/stop HTTP/1.1\r\n{head}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ),
     ]
 
 
@@ -110,7 +127,7 @@ def _client(base: str, mix: list, count: int, seed: int, tally: Tally) -> None:
         try:
             status = call()
             tally.add(status, time.perf_counter() - started)
-        except Exception as exc:          # a timeout, a reset: the UI failed to answer
+        except Exception as exc:  # a timeout, a reset: the UI failed to answer
             tally.add(None, time.perf_counter() - started, f"{name}: {type(exc).__name__}: {exc}")
 
 
@@ -138,35 +155,68 @@ def soak(root: Path, requests: int = 1000, clients: int = 8, steps: int = 40) ->
     try:
         assert _http(base, "/api/sample", {"set": "subject", "subject": "dog3"}) == 200
         assert _http(base, "/api/prepare", {"set": "subject", "instance_prompt": "a sks dog", "resolution": 64}) == 200
-        settings = {"train.steps": str(steps), "prior.enabled": False, "train.checkpoint_every": "0", "train.validate_every": "0"}
-        assert _http(base, "/api/train", {"name": "soaked", "photos": "subject", "class_noun": "dog", "settings": settings}) == 200
+        settings = {
+            "train.steps": str(steps),
+            "prior.enabled": False,
+            "train.checkpoint_every": "0",
+            "train.validate_every": "0",
+        }
+        assert (
+            _http(
+                base, "/api/train", {"name": "soaked", "photos": "subject", "class_noun": "dog", "settings": settings}
+            )
+            == 200
+        )
         run = root / "runs" / "soaked"
         _wait(lambda: (run / "metrics.jsonl").is_file(), 600, "the run's first step")
         tally, started = Tally(), time.perf_counter()
-        threads = [threading.Thread(target=_client, args=(base, _requests(base, "soaked"), requests // clients + (i < requests % clients), i, tally))
-                   for i in range(clients)]
+        threads = [
+            threading.Thread(
+                target=_client,
+                args=(base, _requests(base, "soaked"), requests // clients + (i < requests % clients), i, tally),
+            )
+            for i in range(clients)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         soak_seconds = time.perf_counter() - started
         still_training = not (run / "model").exists()
-        _wait(lambda: (run / "model" / "dreamtune.json").is_file() or server.actions.jobs.latest_for(run).exit_code not in (None,),
-              1800, "the run to finish")
+        _wait(
+            lambda: (
+                (run / "model" / "dreamtune.json").is_file()
+                or server.actions.jobs.latest_for(run).exit_code not in (None,)
+            ),
+            1800,
+            "the run to finish",
+        )
     finally:
         server.actions.jobs.stop_all()
         server.shutdown()
         server.server_close()
     reference = root / "reference"
-    subprocess.run([sys.executable, "-m", "dreamtune.cli", "train", str(run / "config.yaml"), f"train.output_dir={reference}"],
-                   check=True, capture_output=True, cwd=ROOT, timeout=1800)
+    subprocess.run(
+        [sys.executable, "-m", "dreamtune.cli", "train", str(run / "config.yaml"), f"train.output_dir={reference}"],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=1800,
+    )
     a, b = _weights(run), _weights(reference)
     latencies = sorted(tally.latencies)
-    return {"requests": len(latencies), "clients": clients, "statuses": dict(sorted(tally.statuses.items())),
-            "transport_errors": tally.transport_errors, "seconds": soak_seconds,
-            "p50_ms": 1000 * latencies[len(latencies) // 2], "p95_ms": 1000 * latencies[int(len(latencies) * 0.95)],
-            "max_ms": 1000 * latencies[-1], "still_training_when_soak_ended": still_training,
-            "identical": a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)}
+    return {
+        "requests": len(latencies),
+        "clients": clients,
+        "statuses": dict(sorted(tally.statuses.items())),
+        "transport_errors": tally.transport_errors,
+        "seconds": soak_seconds,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p95_ms": 1000 * latencies[int(len(latencies) * 0.95)],
+        "max_ms": 1000 * latencies[-1],
+        "still_training_when_soak_ended": still_training,
+        "identical": a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a),
+    }
 
 
 def main() -> None:
@@ -177,11 +227,13 @@ def main() -> None:
     parser.add_argument("--root", default="runs/ui_soak")
     args = parser.parse_args()
     figures = soak(Path(args.root), args.requests, args.clients, args.steps)
-    print(f"{figures['requests']} requests from {figures['clients']} clients in {figures['seconds']:.1f} s while training; "
-          f"answers by status {figures['statuses']}; transport errors {len(figures['transport_errors'])}; "
-          f"latency p50 {figures['p50_ms']:.1f} ms, p95 {figures['p95_ms']:.1f} ms, max {figures['max_ms']:.0f} ms; "
-          f"run still training at the end: {figures['still_training_when_soak_ended']}; "
-          f"weights identical to a run without load: {figures['identical']}")
+    print(
+        f"{figures['requests']} requests from {figures['clients']} clients in {figures['seconds']:.1f} s while training; "
+        f"answers by status {figures['statuses']}; transport errors {len(figures['transport_errors'])}; "
+        f"latency p50 {figures['p50_ms']:.1f} ms, p95 {figures['p95_ms']:.1f} ms, max {figures['max_ms']:.0f} ms; "
+        f"run still training at the end: {figures['still_training_when_soak_ended']}; "
+        f"weights identical to a run without load: {figures['identical']}"
+    )
     for error in figures["transport_errors"][:5]:
         print("  ", error)
 

@@ -26,6 +26,7 @@ gpu-sd15 (SD 1.5, 512 px, 150 steps) and gpu-sdxl (SDXL against train_dreambooth
 --reference-sdxl, 1024 px, 60 steps), LoRA r16, batch 1, bf16, neither recomputing; the table adds
 each trainer's peak GPU memory (torch's max allocated, recorded by step_timer.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH_VENV = ROOT / ".venv-bench"
 TIMER = ROOT / "benchmarks" / "step_timer.py"
 MODEL = ROOT / "dreamtune" / "miniature" / "model"
-TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]      # the script's LoRA targets that an SD-1.x UNet has
+TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # the script's LoRA targets that an SD-1.x UNet has
 
 
 @dataclass(frozen=True)
@@ -53,26 +54,45 @@ class Row:
     rank: int
     batch: int
     lr: float
-    precision: str           # "no" or "bf16"
+    precision: str  # "no" or "bf16"
     prior: bool = False
-    model: str = "miniature"  # or "sd15" / "sdxl": full size, random weights, fp16 safetensors (benchmarks/full_size_smoke.py)
+    model: str = (
+        "miniature"  # or "sd15" / "sdxl": full size, random weights, fp16 safetensors (benchmarks/full_size_smoke.py)
+    )
     resolution: int = 64
     checkpointing: bool = False
-    dreamtune_checkpointing: str = ""   # dreamtune's train.gradient_checkpointing when it differs (auto: its own measured choice)
-    warm_steps: int = 0      # steps left out of "steady" for both trainers (at least a fifth of the run): dreamtune
-                             # VAE-encodes each photo the first time a batch draws it and reuses the latent afterwards
+    dreamtune_checkpointing: str = (
+        ""  # dreamtune's train.gradient_checkpointing when it differs (auto: its own measured choice)
+    )
+    warm_steps: int = 0  # steps left out of "steady" for both trainers (at least a fifth of the run): dreamtune
+    # VAE-encodes each photo the first time a batch draws it and reuses the latent afterwards
 
 
-PHOTOS = 5   # the subject's photos: at batch 1 the first PHOTOS steps include dreamtune's one-time encodes
+PHOTOS = 5  # the subject's photos: at batch 1 the first PHOTOS steps include dreamtune's one-time encodes
 ROWS = {
     "small-fp32": Row("small-fp32", 300, 4, 4, 1e-4, "no"),
     "small-bf16": Row("small-bf16", 300, 4, 4, 1e-4, "bf16"),
     "miniature": Row("miniature", 300, 16, 2, 1e-3, "bf16"),
     "miniature-prior": Row("miniature-prior", 300, 16, 2, 1e-3, "bf16", prior=True),
-    "sd15": Row("sd15", 12, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, checkpointing=True, warm_steps=PHOTOS + 1),
-    "sd15-no-checkpointing": Row("sd15-no-checkpointing", 12, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, warm_steps=PHOTOS + 1),
-    "sd15-auto": Row("sd15-auto", 12, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, checkpointing=True, dreamtune_checkpointing="auto",
-                     warm_steps=PHOTOS + 1),
+    "sd15": Row(
+        "sd15", 12, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, checkpointing=True, warm_steps=PHOTOS + 1
+    ),
+    "sd15-no-checkpointing": Row(
+        "sd15-no-checkpointing", 12, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, warm_steps=PHOTOS + 1
+    ),
+    "sd15-auto": Row(
+        "sd15-auto",
+        12,
+        16,
+        1,
+        1e-4,
+        "bf16",
+        model="sd15",
+        resolution=512,
+        checkpointing=True,
+        dreamtune_checkpointing="auto",
+        warm_steps=PHOTOS + 1,
+    ),
     # for a GPU (benchmarks/vs_diffusers_device.sh): long enough for steady state, neither trainer recomputing
     "gpu-sd15": Row("gpu-sd15", 150, 16, 1, 1e-4, "bf16", model="sd15", resolution=512, warm_steps=2 * PHOTOS),
     "gpu-sdxl": Row("gpu-sdxl", 60, 16, 1, 1e-4, "bf16", model="sdxl", resolution=1024, warm_steps=2 * PHOTOS),
@@ -92,15 +112,23 @@ def bench_python() -> Path:
     """A Python where both trainers run: this one if it has torchvision, else the benchmark venv."""
     try:
         import torchvision  # noqa: F401
+
         return Path(sys.executable)
     except ImportError:
         pass
     python = BENCH_VENV / "bin" / "python"
     if not (BENCH_VENV / ".ready").is_file():
-        print(f"preparing {BENCH_VENV} (torch 2.14.1 + torchvision 0.29.1 + dreamtune; a few minutes, once)", flush=True)
+        print(
+            f"preparing {BENCH_VENV} (torch 2.14.1 + torchvision 0.29.1 + dreamtune; a few minutes, once)", flush=True
+        )
         constraints = Path(tempfile.mkstemp(suffix=".txt")[1])
-        constraints.write_text("".join(line + "\n" for line in (ROOT / "constraints.txt").read_text().splitlines()
-                                       if line and not line.startswith(("#", "torch=="))))
+        constraints.write_text(
+            "".join(
+                line + "\n"
+                for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if line and not line.startswith(("#", "torch=="))
+            )
+        )
         subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
         pip = [str(python), "-m", "pip", "install", "-q"]
         subprocess.run([*pip, "torch==2.14.1", "torchvision==0.29.1"], check=True)
@@ -115,7 +143,9 @@ def subject_photos(folder: Path, subject: str, count: int) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(count):
-        world.render(world.Scene(subject, TRAIN_CONTEXTS[index % len(TRAIN_CONTEXTS)]), 50_000 + index).save(folder / f"{index:03d}.png")
+        world.render(world.Scene(subject, TRAIN_CONTEXTS[index % len(TRAIN_CONTEXTS)]), 50_000 + index).save(
+            folder / f"{index:03d}.png"
+        )
     return folder
 
 
@@ -144,28 +174,64 @@ def class_photos(folder: Path, count: int) -> Path:
 
 
 def dreamtune_command(row: Row, model: Path, photos: Path, classes: Path, out: Path) -> list[str]:
-    overrides = [f"model.pretrained={model}", f"data.instance_dir={photos}", "data.instance_prompt=a sks dog",
-                 f"data.resolution={row.resolution}", "data.flip_p=0", f"train.gradient_checkpointing={row.dreamtune_checkpointing or str(row.checkpointing).lower()}",
-                 f"method.lora.rank={row.rank}", f"method.lora.alpha={row.rank}",
-                 f"method.lora.target_modules={json.dumps(TARGETS)}", f"train.steps={row.steps}", f"train.batch_size={row.batch}",
-                 f"train.lr={row.lr}", "train.lr_scheduler=constant", "train.warmup_steps=0", f"train.mixed_precision={row.precision}",
-                 "train.checkpoint_every=0", "train.validate_every=0", f"train.output_dir={out}", "train.seed=0",
-                 f"prior.enabled={'true' if row.prior else 'false'}", "prior.class_prompt=a dog", f"prior.class_dir={classes}",
-                 "prior.num_class_images=40", "prior.loss_weight=0.35"]
+    overrides = [
+        f"model.pretrained={model}",
+        f"data.instance_dir={photos}",
+        "data.instance_prompt=a sks dog",
+        f"data.resolution={row.resolution}",
+        "data.flip_p=0",
+        f"train.gradient_checkpointing={row.dreamtune_checkpointing or str(row.checkpointing).lower()}",
+        f"method.lora.rank={row.rank}",
+        f"method.lora.alpha={row.rank}",
+        f"method.lora.target_modules={json.dumps(TARGETS)}",
+        f"train.steps={row.steps}",
+        f"train.batch_size={row.batch}",
+        f"train.lr={row.lr}",
+        "train.lr_scheduler=constant",
+        "train.warmup_steps=0",
+        f"train.mixed_precision={row.precision}",
+        "train.checkpoint_every=0",
+        "train.validate_every=0",
+        f"train.output_dir={out}",
+        "train.seed=0",
+        f"prior.enabled={'true' if row.prior else 'false'}",
+        "prior.class_prompt=a dog",
+        f"prior.class_dir={classes}",
+        "prior.num_class_images=40",
+        "prior.loss_weight=0.35",
+    ]
     return ["-m", "dreamtune.cli", "train", str(ROOT / "dreamtune" / "recipes" / "miniature-lora.yaml"), *overrides]
 
 
 def script_command(reference: Path, row: Row, model: Path, photos: Path, classes: Path, out: Path) -> list[str]:
-    command = [str(reference), f"--pretrained_model_name_or_path={model}", f"--instance_data_dir={photos}",
-               "--instance_prompt=a sks dog", f"--resolution={row.resolution}", f"--train_batch_size={row.batch}",
-               f"--max_train_steps={row.steps}", f"--learning_rate={row.lr}", "--lr_scheduler=constant", "--lr_warmup_steps=0",
-               f"--rank={row.rank}", f"--mixed_precision={row.precision}", f"--output_dir={out}", "--seed=0",
-               "--checkpointing_steps=1000000", "--report_to=tensorboard"]
+    command = [
+        str(reference),
+        f"--pretrained_model_name_or_path={model}",
+        f"--instance_data_dir={photos}",
+        "--instance_prompt=a sks dog",
+        f"--resolution={row.resolution}",
+        f"--train_batch_size={row.batch}",
+        f"--max_train_steps={row.steps}",
+        f"--learning_rate={row.lr}",
+        "--lr_scheduler=constant",
+        "--lr_warmup_steps=0",
+        f"--rank={row.rank}",
+        f"--mixed_precision={row.precision}",
+        f"--output_dir={out}",
+        "--seed=0",
+        "--checkpointing_steps=1000000",
+        "--report_to=tensorboard",
+    ]
     if row.checkpointing:
         command.append("--gradient_checkpointing")
     if row.prior:
-        command += ["--with_prior_preservation", f"--class_data_dir={classes}", "--class_prompt=a dog",
-                    "--num_class_images=40", "--prior_loss_weight=0.35"]
+        command += [
+            "--with_prior_preservation",
+            f"--class_data_dir={classes}",
+            "--class_prompt=a dog",
+            "--num_class_images=40",
+            "--prior_loss_weight=0.35",
+        ]
     return command
 
 
@@ -174,7 +240,9 @@ def timed_run(python: Path, arguments: list[str], work: Path, warm_steps: int = 
     env = {**os.environ, "STEP_TIMES": str(stamps), "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
     started = time.time()
     with open(work / "log.txt", "a", encoding="utf-8") as log:
-        process = subprocess.Popen([str(python), str(TIMER), *arguments], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
+        process = subprocess.Popen(
+            [str(python), str(TIMER), *arguments], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work
+        )
         _, status, usage = os.wait4(process.pid, 0)
     wall = time.time() - started
     if status != 0 or not stamps.is_file():
@@ -184,8 +252,14 @@ def timed_run(python: Path, arguments: list[str], work: Path, warm_steps: int = 
     gpu_mb = json.loads(gpu.read_text())["allocated_mb"] if gpu.is_file() else None
     skip = max(1, len(times) // 5, warm_steps)
     steady = (len(times) - 1 - skip) / (times[-1] - times[skip]) if len(times) > skip + 1 else float("nan")
-    return {"steady": steady, "startup": times[0] - started, "wall": wall, "rss_mb": usage.ru_maxrss / 1024, "steps": len(times),
-            **({"gpu_mb": gpu_mb} if gpu_mb is not None else {})}
+    return {
+        "steady": steady,
+        "startup": times[0] - started,
+        "wall": wall,
+        "rss_mb": usage.ru_maxrss / 1024,
+        "steps": len(times),
+        **({"gpu_mb": gpu_mb} if gpu_mb is not None else {}),
+    }
 
 
 def flops_per_step(row: Row, model: Path) -> float:
@@ -197,20 +271,26 @@ def flops_per_step(row: Row, model: Path) -> float:
     from op_ceiling import step_flops
     from step_floor import build, latent_side, prompt_length, step_inputs
 
-    unet, optimizer, params = build(model, row.rank, dreamtune_policies=True, device="cuda" if torch.cuda.is_available() else "cpu")
+    unet, optimizer, params = build(
+        model, row.rank, dreamtune_policies=True, device="cuda" if torch.cuda.is_available() else "cpu"
+    )
     batch = row.batch * (2 if row.prior else 1)
     inputs = step_inputs(unet, batch, prompt_length(model), latent_side(model, row.resolution))
     flops = float(step_flops(unet, optimizer, params, inputs))
     del unet, optimizer, params, inputs
     if torch.cuda.is_available():
-        torch.cuda.empty_cache()    # the next row's trainers get the whole GPU
+        torch.cuda.empty_cache()  # the next row's trainers get the whole GPU
     return flops
 
 
 def matmul_peak(python: Path, dtype_name: str) -> float:
     """GFLOP/s of the best matmul this minute (benchmarks/matmul_peak.py), in the trainers' Python."""
-    done = subprocess.run([str(python), str(ROOT / "benchmarks" / "matmul_peak.py"), "--dtype", dtype_name],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [str(python), str(ROOT / "benchmarks" / "matmul_peak.py"), "--dtype", dtype_name],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(done.stdout.strip().splitlines()[-1])
 
 
@@ -222,7 +302,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", default="-", help="diffusers' examples/dreambooth/train_dreambooth_lora.py")
     parser.add_argument("--reference-sdxl", default=None, help="its train_dreambooth_lora_sdxl.py, for the sdxl rows")
-    parser.add_argument("--model", default=None, help="a diffusers folder to use instead of each row's model (a check of the commands)")
+    parser.add_argument(
+        "--model", default=None, help="a diffusers folder to use instead of each row's model (a check of the commands)"
+    )
     parser.add_argument("--resolution", type=int, default=None, help="image side instead of each row's")
     parser.add_argument("--quick", action="store_true", help="only small-bf16, 60 steps, 3 runs each")
     parser.add_argument("--rows", default=",".join(name for name in ROWS if not name.startswith("gpu-")))
@@ -235,11 +317,16 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--rows: no row {unknown[0]}; the rows are {', '.join(ROWS)}.")
     references = {"sd": Path(args.reference).resolve(), "sdxl": Path(args.reference_sdxl or "-").resolve()}
-    flags = {"sd": ("--reference", "train_dreambooth_lora.py"), "sdxl": ("--reference-sdxl", "train_dreambooth_lora_sdxl.py")}
+    flags = {
+        "sd": ("--reference", "train_dreambooth_lora.py"),
+        "sdxl": ("--reference-sdxl", "train_dreambooth_lora_sdxl.py"),
+    }
     for family in {"sdxl" if ROWS[name].model == "sdxl" else "sd" for name in names}:
         if not references[family].is_file():
             flag, script = flags[family]
-            raise SystemExit(f"{flag} {references[family]} does not exist; pass diffusers' examples/dreambooth/{script}.")
+            raise SystemExit(
+                f"{flag} {references[family]} does not exist; pass diffusers' examples/dreambooth/{script}."
+            )
     steps = args.steps or (60 if args.quick else None)
     python = bench_python()
     work = Path(args.work).resolve()
@@ -250,45 +337,64 @@ def main() -> None:
         row = ROWS[name]
         row = Row(**{**row.__dict__, "steps": steps or row.steps, "resolution": args.resolution or row.resolution})
         model = Path(args.model).resolve() if args.model else model_of(row, work)
-        row_photos = photos if row.resolution == 64 else upscaled(photos, work / f"photos-{row.resolution}", row.resolution)
+        row_photos = (
+            photos if row.resolution == 64 else upscaled(photos, work / f"photos-{row.resolution}", row.resolution)
+        )
         reference = references["sdxl" if row.model == "sdxl" else "sd"]
         results = {"dreamtune": [], "diffusers": []}
         for index in range(args.runs):
             order = ["dreamtune", "diffusers"] if index % 2 == 0 else ["diffusers", "dreamtune"]
             for trainer in order:
                 out = work / "out" / f"{name}-{trainer}-{index}"
-                command = dreamtune_command(row, model, row_photos, classes, out) if trainer == "dreamtune" else \
-                    script_command(reference, row, model, row_photos, classes, out)
-                peak = matmul_peak(python, row.precision)      # the machine as it is right before this run
+                command = (
+                    dreamtune_command(row, model, row_photos, classes, out)
+                    if trainer == "dreamtune"
+                    else script_command(reference, row, model, row_photos, classes, out)
+                )
+                peak = matmul_peak(python, row.precision)  # the machine as it is right before this run
                 result = {**timed_run(python, command, work, row.warm_steps), "peak_gflops": peak}
                 results[trainer].append(result)
-                print(json.dumps({"row": name, "trainer": trainer, "run": index, **{k: round(v, 3) for k, v in result.items()}}), flush=True)
+                print(
+                    json.dumps(
+                        {"row": name, "trainer": trainer, "run": index, **{k: round(v, 3) for k, v in result.items()}}
+                    ),
+                    flush=True,
+                )
         flops = flops_per_step(row, model)
         line = {"row": name, "steps": row.steps}
         for trainer, runs in results.items():
             steady = [r["steady"] for r in runs]
-            line[trainer] = {"steady": summarize(steady), "startup_s": round(statistics.median(r["startup"] for r in runs), 1),
-                             "wall_s": round(statistics.median(r["wall"] for r in runs), 1),
-                             "rss_mb": round(statistics.median(r["rss_mb"] for r in runs)),
-                             "gpu_mb": round(statistics.median(r["gpu_mb"] for r in runs)) if "gpu_mb" in runs[0] else None,
-                             "gflops": round(flops * statistics.median(steady) / 1e9, 1),
-                             # each run against the peak measured right before it, then the median
-                             "of_peak": f"{statistics.median(100 * flops * r['steady'] / 1e9 / r['peak_gflops'] for r in runs):.1f} %"}
-        line["ratio"] = statistics.median(r["steady"] for r in results["dreamtune"]) / statistics.median(r["steady"] for r in results["diffusers"])
+            line[trainer] = {
+                "steady": summarize(steady),
+                "startup_s": round(statistics.median(r["startup"] for r in runs), 1),
+                "wall_s": round(statistics.median(r["wall"] for r in runs), 1),
+                "rss_mb": round(statistics.median(r["rss_mb"] for r in runs)),
+                "gpu_mb": round(statistics.median(r["gpu_mb"] for r in runs)) if "gpu_mb" in runs[0] else None,
+                "gflops": round(flops * statistics.median(steady) / 1e9, 1),
+                # each run against the peak measured right before it, then the median
+                "of_peak": f"{statistics.median(100 * flops * r['steady'] / 1e9 / r['peak_gflops'] for r in runs):.1f} %",
+            }
+        line["ratio"] = statistics.median(r["steady"] for r in results["dreamtune"]) / statistics.median(
+            r["steady"] for r in results["diffusers"]
+        )
         line["rss_ratio"] = line["dreamtune"]["rss_mb"] / line["diffusers"]["rss_mb"]
         line["peak_gflops"] = summarize([r["peak_gflops"] for runs in results.values() for r in runs])
         table.append(line)
         print(json.dumps(line), flush=True)
     (work / "table.json").write_text(json.dumps(table, indent=1))
-    print("\n| row | dreamtune steps/s (min / median / max) | script | ratio | RSS dreamtune / script | peak GPU memory "
-          "| GFLOP/s (% of matmul peak) | matmul peak GFLOP/s before each run (min / median / max) |")
+    print(
+        "\n| row | dreamtune steps/s (min / median / max) | script | ratio | RSS dreamtune / script | peak GPU memory "
+        "| GFLOP/s (% of matmul peak) | matmul peak GFLOP/s before each run (min / median / max) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for line in table:
         d, s = line["dreamtune"], line["diffusers"]
         gpu = f"{d['gpu_mb']} / {s['gpu_mb']} MB" if d["gpu_mb"] is not None else "—"
-        print(f"| {line['row']} ({line['steps']} steps) | {d['steady']} | {s['steady']} | {line['ratio']:.2f}× | "
-              f"{d['rss_mb']} / {s['rss_mb']} MB | {gpu} | {d['gflops']} ({d['of_peak']}) vs {s['gflops']} ({s['of_peak']}) | "
-              f"{line['peak_gflops']} |")
+        print(
+            f"| {line['row']} ({line['steps']} steps) | {d['steady']} | {s['steady']} | {line['ratio']:.2f}× | "
+            f"{d['rss_mb']} / {s['rss_mb']} MB | {gpu} | {d['gflops']} ({d['of_peak']}) vs {s['gflops']} ({s['of_peak']}) | "
+            f"{line['peak_gflops']} |"
+        )
     if args.quick:
         print(f"ratio {table[0]['ratio']:.2f}")
 

@@ -6,4 +6,6 @@ import logging as _logging
 # machine, and torch that torchao registers an enum twice: noise on every command's stderr
 _logging.getLogger("torchao").setLevel(_logging.ERROR)
 _logging.getLogger("torch.utils._pytree").setLevel(_logging.ERROR)
-_logging.getLogger("bitsandbytes").setLevel(_logging.ERROR)   # 8-bit AdamW: a CPU 4-bit kernel it will not use is missing
+_logging.getLogger("bitsandbytes").setLevel(
+    _logging.ERROR
+)  # 8-bit AdamW: a CPU 4-bit kernel it will not use is missing

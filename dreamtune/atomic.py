@@ -1,4 +1,5 @@
 """Atomic writes: a crash never leaves a half-written file or folder where a good one is expected."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,11 +13,17 @@ from typing import Iterator
 
 from dreamtune.errors import UserError
 
-MARKER = ".dreamtune"   # written into every output folder dreamtune creates
+MARKER = ".dreamtune"  # written into every output folder dreamtune creates
 # sets of files that together identify an output of an earlier dreamtune version (before the
 # marker existed): a run, a prepared folder, a generate folder, a bench table, a checkpoint, a model
-SIGNATURES = ({"config.yaml", "metrics.jsonl"}, {"report.json", "metadata.jsonl"}, {"generations.json", "contact_sheet.png"},
-              {"table.json", "table.md"}, {"state.json", "rng.pt"}, {"dreamtune.json"})
+SIGNATURES = (
+    {"config.yaml", "metrics.jsonl"},
+    {"report.json", "metadata.jsonl"},
+    {"generations.json", "contact_sheet.png"},
+    {"table.json", "table.md"},
+    {"state.json", "rng.pt"},
+    {"dreamtune.json"},
+)
 
 
 def is_dreamtune_output(folder: Path) -> bool:
@@ -34,8 +41,10 @@ def _check_replaceable(folder: Path, what: str) -> None:
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{what} {folder} is a file, not a folder; choose a folder path.")
     if folder.is_dir() and any(folder.iterdir()) and not is_dreamtune_output(folder):
-        raise UserError(f"{what} {folder} already holds files that dreamtune did not write; choose a new or empty folder "
-                        "(dreamtune never deletes or overwrites your files).")
+        raise UserError(
+            f"{what} {folder} already holds files that dreamtune did not write; choose a new or empty folder "
+            "(dreamtune never deletes or overwrites your files)."
+        )
 
 
 def check_output_dir(folder: Path, what: str = "output folder") -> None:
@@ -45,7 +54,9 @@ def check_output_dir(folder: Path, what: str = "output folder") -> None:
     _check_replaceable(folder, what)
     existing = next(p for p in [folder, *folder.absolute().parents] if p.exists())
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write {what} {folder} (permission denied on {existing}); choose a folder you can write to.")
+        raise UserError(
+            f"cannot write {what} {folder} (permission denied on {existing}); choose a folder you can write to."
+        )
 
 
 def claim_output_dir(folder: Path, what: str = "output folder") -> Path:
@@ -65,7 +76,9 @@ def _disk_error(path: Path, exc: OSError) -> UserError:
     if exc.errno == errno.ENOSPC:
         return UserError(f"the disk holding {path} is full; free some space or choose another output folder.")
     if exc.errno == errno.EFBIG:
-        return UserError(f"writing {path} hit the file-size limit (ulimit -f); raise the limit or choose another output folder.")
+        return UserError(
+            f"writing {path} hit the file-size limit (ulimit -f); raise the limit or choose another output folder."
+        )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return UserError(f"cannot write {path} (permission denied or read-only); choose a folder you can write to.")
     return UserError(f"cannot write {path} ({exc.strerror}); check the path and the disk.")
@@ -88,7 +101,7 @@ def honour_umask(path: Path) -> None:
             for names, mode in ((folders, 0o777), (files, 0o666)):
                 for name in names:
                     entry = os.path.join(root, name)
-                    if not os.path.islink(entry):   # never reach through a link to someone else's file
+                    if not os.path.islink(entry):  # never reach through a link to someone else's file
                         os.chmod(entry, mode & ~mask)
 
 
@@ -147,9 +160,15 @@ def atomic_file(final: Path, mode: str = "wb") -> Iterator[Path]:
         raise
 
 
-WRITE_FAILURES = {"No space left on device": errno.ENOSPC, "File too large": errno.EFBIG, "file write failed": errno.EIO,
-                  "failed writing": errno.EIO, "Disk quota exceeded": errno.EDQUOT,
-                  "unexpected pos": errno.EIO, "iostream error": errno.EIO}   # torch.save's zip writer cut short
+WRITE_FAILURES = {
+    "No space left on device": errno.ENOSPC,
+    "File too large": errno.EFBIG,
+    "file write failed": errno.EIO,
+    "failed writing": errno.EIO,
+    "Disk quota exceeded": errno.EDQUOT,
+    "unexpected pos": errno.EIO,
+    "iostream error": errno.EIO,
+}  # torch.save's zip writer cut short
 
 
 def failed_write(exc: BaseException) -> bool:
@@ -164,7 +183,7 @@ def as_os_error(exc: BaseException, path: Path | None = None) -> OSError:
     if isinstance(exc, OSError):
         return exc
     code = next((c for text, c in WRITE_FAILURES.items() if text.lower() in str(exc).lower()), errno.EIO)
-    if code == errno.EIO and path is not None:   # the library hid the cause: a file-size limit or a full disk
+    if code == errno.EIO and path is not None:  # the library hid the cause: a file-size limit or a full disk
         code = _likely_cause(path)
     return OSError(code, os.strerror(code))
 

@@ -1,5 +1,6 @@
 """Command line: thin. Parses arguments, builds the pieces, calls them; user errors end in
 one sentence and exit status 2, never a traceback."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,18 @@ def _recipe_and_overrides(recipe: str | None, overrides: list[str]) -> tuple[str
 def _prepare(args) -> None:
     from dreamtune.data.prepare import PrepareOptions, prepare, summary
 
-    options = PrepareOptions(resolution=args.resolution, crop=args.crop, buckets=args.buckets, grayscale=args.grayscale,
-                             background=args.background, resample=args.resample, min_size=args.min_size,
-                             caption=args.instance_prompt, seed=args.seed, strict=args.strict)
+    options = PrepareOptions(
+        resolution=args.resolution,
+        crop=args.crop,
+        buckets=args.buckets,
+        grayscale=args.grayscale,
+        background=args.background,
+        resample=args.resample,
+        min_size=args.min_size,
+        caption=args.instance_prompt,
+        seed=args.seed,
+        strict=args.strict,
+    )
     report = prepare(Path(args.src), Path(args.out), options)
     print(summary(report))
     print(f"report: {Path(args.out) / 'report.json'}")
@@ -36,6 +46,7 @@ def _train(args) -> None:
     print(f"trained {result.state.step} steps; model written to {result.model_dir}")
     if args.push_to_hub:
         from dreamtune.models.hub import push_model
+
         print(push_model(result.model_dir, args.push_to_hub))
 
 
@@ -43,12 +54,24 @@ def _generate(args) -> None:
     from dreamtune.sampling.generate import GenerateRequest, generate, read_prompts
 
     prompts = list(args.prompt or []) + (read_prompts(Path(args.prompts_file)) if args.prompts_file else [])
-    request = GenerateRequest(base_model=args.model or "", trained=args.trained or "", prompts=tuple(prompts),
-                              subject=args.subject, class_noun=args.class_noun, images_per_prompt=args.images_per_prompt,
-                              seed=args.seed, guidance_scale=args.guidance_scale, steps=args.steps,
-                              scheduler=args.scheduler, resolution=args.resolution, negative_prompt=args.negative_prompt,
-                              allow_pickle=args.allow_pickle, lora_scale=args.lora_scale, print_profile=args.print_profile or "",
-                              print_intent=args.print_intent)
+    request = GenerateRequest(
+        base_model=args.model or "",
+        trained=args.trained or "",
+        prompts=tuple(prompts),
+        subject=args.subject,
+        class_noun=args.class_noun,
+        images_per_prompt=args.images_per_prompt,
+        seed=args.seed,
+        guidance_scale=args.guidance_scale,
+        steps=args.steps,
+        scheduler=args.scheduler,
+        resolution=args.resolution,
+        negative_prompt=args.negative_prompt,
+        allow_pickle=args.allow_pickle,
+        lora_scale=args.lora_scale,
+        print_profile=args.print_profile or "",
+        print_intent=args.print_intent,
+    )
     record = generate(request, Path(args.out))
     extra = " and print-ready CMYK TIFFs (NNNN.cmyk.tif)" if args.print_profile else ""
     print(f"wrote {len(record['images'])} image(s){extra} and contact_sheet.png to {args.out}")
@@ -80,8 +103,15 @@ def _tiny_model(args) -> None:
 def _demo(args) -> None:
     from dreamtune.miniature.demo import run_demo
 
-    run_demo(Path(args.out), args.subject, Path(args.images) if args.images else None, args.class_noun,
-             args.seeds, args.overrides, guidance_scale=args.guidance_scale)
+    run_demo(
+        Path(args.out),
+        args.subject,
+        Path(args.images) if args.images else None,
+        args.class_noun,
+        args.seeds,
+        args.overrides,
+        guidance_scale=args.guidance_scale,
+    )
 
 
 def _pretrain(args) -> None:
@@ -100,8 +130,15 @@ def _ui(args) -> None:
     from dreamtune.ui.safety import Limits
     from dreamtune.ui.server import serve
 
-    serve(Path(args.runs), args.host, args.port, args.auth or "", Limits(args.max_upload_mb, args.max_files),
-          certfile=args.certfile or "", keyfile=args.keyfile or "")
+    serve(
+        Path(args.runs),
+        args.host,
+        args.port,
+        args.auth or "",
+        Limits(args.max_upload_mb, args.max_files),
+        certfile=args.certfile or "",
+        keyfile=args.keyfile or "",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,17 +154,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grayscale", action="store_true")
     p.add_argument("--background", default="white", help="colour that transparent pixels are composited on")
     p.add_argument("--resample", default="lanczos", help="resize filter: lanczos, bicubic, bilinear, box, nearest")
-    p.add_argument("--min-size", type=int, default=None, help="shortest side below this is skipped (default: resolution/2)")
+    p.add_argument(
+        "--min-size", type=int, default=None, help="shortest side below this is skipped (default: resolution/2)"
+    )
     p.add_argument("--instance-prompt", default=None, help="caption for images without their own")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strict", action="store_true", help="any skipped file is an error")
     p.set_defaults(handler=_prepare)
 
     t = commands.add_parser("train", help="fine-tune a model from a YAML recipe")
-    t.add_argument("config", nargs="?", default=None, help="YAML recipe: a path, or a shipped recipe's name (dreamtune recipes)")
+    t.add_argument(
+        "config", nargs="?", default=None, help="YAML recipe: a path, or a shipped recipe's name (dreamtune recipes)"
+    )
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4")
     t.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
-    t.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload model/ (with its model card) to this hub repo, private")
+    t.add_argument(
+        "--push-to-hub",
+        default=None,
+        metavar="REPO",
+        help="upload model/ (with its model card) to this hub repo, private",
+    )
     t.set_defaults(handler=_train)
 
     g = commands.add_parser("generate", help="render prompts with a base model and a trained result")
@@ -146,19 +192,31 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--negative-prompt", default=None)
     g.add_argument("--lora-scale", type=float, default=1.0)
     g.add_argument("--allow-pickle", action="store_true")
-    g.add_argument("--print-profile", metavar="X.icc", help="also write CMYK TIFFs separated through this CMYK ICC profile (your print shop's)")
-    g.add_argument("--print-intent", default="perceptual", help="rendering intent of the separation: perceptual, relative, saturation, absolute")
+    g.add_argument(
+        "--print-profile",
+        metavar="X.icc",
+        help="also write CMYK TIFFs separated through this CMYK ICC profile (your print shop's)",
+    )
+    g.add_argument(
+        "--print-intent",
+        default="perceptual",
+        help="rendering intent of the separation: perceptual, relative, saturation, absolute",
+    )
     g.add_argument("--out", required=True)
     g.set_defaults(handler=_generate)
 
-    r = commands.add_parser("pretrain", help="build the miniature model: a stage recipe (configs/miniature/) or 'assemble'")
+    r = commands.add_parser(
+        "pretrain", help="build the miniature model: a stage recipe (configs/miniature/) or 'assemble'"
+    )
     r.add_argument("recipe", help="configs/miniature/{clip,vae,unet}.yaml, or 'assemble'")
     r.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=100")
     r.add_argument("--root", default="runs/miniature", help="assemble: where the stages were trained")
     r.add_argument("--out", default=None, help="assemble: output folder (default: the packaged model)")
     r.set_defaults(handler=_pretrain)
 
-    d = commands.add_parser("demo", help="personalize a subject on the embedded miniature model, offline; writes report.html")
+    d = commands.add_parser(
+        "demo", help="personalize a subject on the embedded miniature model, offline; writes report.html"
+    )
     d.add_argument("overrides", nargs="*", help="dotted overrides of configs/miniature-lora.yaml, e.g. train.steps=200")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--subject", default="dog3", help="a held-out world instance (dog3, cat3, backpack3, teapot3, ...)")
@@ -169,16 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(handler=_demo)
 
     from dreamtune.bench.commands import add_commands
+
     add_commands(commands)
 
-    e = commands.add_parser("export", help="write a full fine-tune as one original-layout .safetensors (ComfyUI, A1111)")
+    e = commands.add_parser(
+        "export", help="write a full fine-tune as one original-layout .safetensors (ComfyUI, A1111)"
+    )
     e.add_argument("model", help="a run's model/ folder (DreamBooth or from scratch)")
-    e.add_argument("--single-file", action="store_true", required=True, help="the original (LDM/SGM) single-file layout")
+    e.add_argument(
+        "--single-file", action="store_true", required=True, help="the original (LDM/SGM) single-file layout"
+    )
     e.add_argument("--out", default=None, help="output file (default: beside model/, named after the run)")
     e.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16")
     e.set_defaults(handler=_export)
 
-    u = commands.add_parser("ui", help="the web UI: photos -> training with live progress -> generations (offline on the miniature)")
+    u = commands.add_parser(
+        "ui", help="the web UI: photos -> training with live progress -> generations (offline on the miniature)"
+    )
     u.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but loopback needs --auth")
     u.add_argument("--port", type=int, default=7860)
     u.add_argument("--runs", default="runs", help="folder of the UI's uploads, photo sets, runs and generations")
@@ -189,10 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--keyfile", default=None, help="the certificate's private key (PEM), unless --certfile holds it")
     u.set_defaults(handler=_ui)
 
-    commands.add_parser("recipes", help="list the shipped recipes (use them by name: dreamtune train lora-sd15 ...)").set_defaults(handler=_recipes)
+    commands.add_parser(
+        "recipes", help="list the shipped recipes (use them by name: dreamtune train lora-sd15 ...)"
+    ).set_defaults(handler=_recipes)
 
     m = commands.add_parser("tiny-model", help="write a tiny random pipeline (smoke tests, no download)")
-    m.add_argument("--family", choices=["sd1", "sd2-v", "sdxl", "sd3", "flux", "flux-schnell", "flux2-klein", "z-image"], default="sd1")
+    m.add_argument(
+        "--family",
+        choices=["sd1", "sd2-v", "sdxl", "sd3", "flux", "flux-schnell", "flux2-klein", "z-image"],
+        default="sd1",
+    )
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--out", required=True)
     m.set_defaults(handler=_tiny_model)
@@ -202,15 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    if hasattr(signal, "SIGXFSZ"):   # past a file-size limit, let the write fail (one sentence) instead of killing us
+    if hasattr(signal, "SIGXFSZ"):  # past a file-size limit, let the write fail (one sentence) instead of killing us
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except UserError as exc:     # a run stopped on request is paused, not failed: no "error:" before it
+    except UserError as exc:  # a run stopped on request is paused, not failed: no "error:" before it
         print(f"{'' if getattr(exc, 'exit_code', 2) > 128 else 'error: '}{exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
-    except OSError as exc:          # a refusal of the file system that no nearer check named
+    except OSError as exc:  # a refusal of the file system that no nearer check named
         sentence = os_error_sentence(exc)
         if sentence is None:
             raise

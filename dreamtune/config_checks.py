@@ -1,5 +1,6 @@
 """Checks across config sections that would crowd config.py: each refusal one sentence naming the
 setting and the fix (called from ``Config.__post_init__``)."""
+
 from __future__ import annotations
 
 from dreamtune.errors import UserError
@@ -10,14 +11,22 @@ def check_quantization(config) -> None:
     m = config.model
     full = config.method.kind in ("dreambooth", "scratch") or m.from_scratch
     if m.quantize != "none" and full:
-        raise UserError(f"model.quantize={m.quantize} quantizes frozen weights, but method {config.method.kind} trains the denoiser's "
-                        "weights themselves; set model.quantize: none, or train a LoRA (method.kind: lora) on the quantized base.")
-    if m.quantize_text_encoders != "none" and (config.method.kind == "textual_inversion" or (full and config.method.train_text_encoder)):
-        raise UserError(f"model.quantize_text_encoders={m.quantize_text_encoders} cannot be combined with {config.method.kind}, which "
-                        "trains inside the text encoders; set model.quantize_text_encoders: none.")
+        raise UserError(
+            f"model.quantize={m.quantize} quantizes frozen weights, but method {config.method.kind} trains the denoiser's "
+            "weights themselves; set model.quantize: none, or train a LoRA (method.kind: lora) on the quantized base."
+        )
+    if m.quantize_text_encoders != "none" and (
+        config.method.kind == "textual_inversion" or (full and config.method.train_text_encoder)
+    ):
+        raise UserError(
+            f"model.quantize_text_encoders={m.quantize_text_encoders} cannot be combined with {config.method.kind}, which "
+            "trains inside the text encoders; set model.quantize_text_encoders: none."
+        )
     if "fp8" in (m.quantize, m.quantize_text_encoders) and config.train.mixed_precision != "bf16":
-        raise UserError(f"fp8 weights compute in bf16, and train.mixed_precision is {config.train.mixed_precision}; "
-                        "set train.mixed_precision: bf16, or quantize to int8 instead.")
+        raise UserError(
+            f"fp8 weights compute in bf16, and train.mixed_precision is {config.train.mixed_precision}; "
+            "set train.mixed_precision: bf16, or quantize to int8 instead."
+        )
 
 
 def check_lean_updates(config) -> None:
@@ -26,22 +35,32 @@ def check_lean_updates(config) -> None:
     t = config.train
     if t.trainable_dtype == "bf16":
         if t.optimizer == "adafactor":
-            raise UserError("train.trainable_dtype=bf16 needs stochastic rounding, which torch's Adafactor does not do (small updates "
-                            "would round away); set train.optimizer: adamw8bit (8-bit state, torchao) or adamw.")
+            raise UserError(
+                "train.trainable_dtype=bf16 needs stochastic rounding, which torch's Adafactor does not do (small updates "
+                "would round away); set train.optimizer: adamw8bit (8-bit state, torchao) or adamw."
+            )
         if t.mixed_precision != "bf16":
-            raise UserError(f"train.trainable_dtype=bf16 computes in bf16, and train.mixed_precision is {t.mixed_precision}; "
-                            "set train.mixed_precision: bf16, or train.trainable_dtype: fp32.")
+            raise UserError(
+                f"train.trainable_dtype=bf16 computes in bf16, and train.mixed_precision is {t.mixed_precision}; "
+                "set train.mixed_precision: bf16, or train.trainable_dtype: fp32."
+            )
     if not t.fused_update:
         return
     if t.grad_accum > 1:
-        raise UserError(f"train.fused_update steps each weight as soon as its gradient is ready, so it cannot accumulate "
-                        f"{t.grad_accum} micro-batches; set train.grad_accum: 1 (raise train.batch_size instead) or train.fused_update: false.")
+        raise UserError(
+            f"train.fused_update steps each weight as soon as its gradient is ready, so it cannot accumulate "
+            f"{t.grad_accum} micro-batches; set train.grad_accum: 1 (raise train.batch_size instead) or train.fused_update: false."
+        )
     if t.mixed_precision == "fp16":
-        raise UserError("train.fused_update cannot unscale fp16 gradients one weight at a time; set train.mixed_precision: bf16.")
+        raise UserError(
+            "train.fused_update cannot unscale fp16 gradients one weight at a time; set train.mixed_precision: bf16."
+        )
     if config.rl.algorithm or config.adversarial.weight:
         which = f"rl.algorithm={config.rl.algorithm}" if config.rl.algorithm else "adversarial.weight"
-        raise UserError(f"train.fused_update supports the denoising methods, and {which} runs several backward passes per step; "
-                        "set train.fused_update: false.")
+        raise UserError(
+            f"train.fused_update supports the denoising methods, and {which} runs several backward passes per step; "
+            "set train.fused_update: false."
+        )
 
 
 def check_sharding(config) -> None:
@@ -49,34 +68,73 @@ def check_sharding(config) -> None:
     if config.train.shard != "fsdp":
         return
     t = config.train
-    clashes = [(config.method.kind not in ("dreambooth", "scratch"), f"method.kind={config.method.kind} (a LoRA or an embedding is small "
-                "enough for plain data parallelism)", "method.kind: dreambooth"),
-               (config.method.train_text_encoder, "method.train_text_encoder (only the denoiser is sharded)", "method.train_text_encoder: false"),
-               (bool(config.rl.algorithm or config.adversarial.weight), "reward or adversarial training", "rl.algorithm: '' and adversarial.weight: 0"),
-               (t.fused_update, "train.fused_update", "train.fused_update: false"),
-               (bool(t.ema_decay), "train.ema_decay", "train.ema_decay: null"),
-               (bool(t.validate_every or config.monitor.every), "validation sheets or the monitor (they sample on one process)",
-                "train.validate_every: 0 and monitor.every: 0")]
+    clashes = [
+        (
+            config.method.kind not in ("dreambooth", "scratch"),
+            f"method.kind={config.method.kind} (a LoRA or an embedding is small enough for plain data parallelism)",
+            "method.kind: dreambooth",
+        ),
+        (
+            config.method.train_text_encoder,
+            "method.train_text_encoder (only the denoiser is sharded)",
+            "method.train_text_encoder: false",
+        ),
+        (
+            bool(config.rl.algorithm or config.adversarial.weight),
+            "reward or adversarial training",
+            "rl.algorithm: '' and adversarial.weight: 0",
+        ),
+        (t.fused_update, "train.fused_update", "train.fused_update: false"),
+        (bool(t.ema_decay), "train.ema_decay", "train.ema_decay: null"),
+        (
+            bool(t.validate_every or config.monitor.every),
+            "validation sheets or the monitor (they sample on one process)",
+            "train.validate_every: 0 and monitor.every: 0",
+        ),
+    ]
     for clash, what, fix in clashes:
         if clash:
-            raise UserError(f"train.shard=fsdp splits a full fine-tune of the denoiser across processes and cannot run with {what}; "
-                            f"set {fix}, or train.shard: none.")
+            raise UserError(
+                f"train.shard=fsdp splits a full fine-tune of the denoiser across processes and cannot run with {what}; "
+                f"set {fix}, or train.shard: none."
+            )
 
 
 # (section.key, lowest allowed, lowest is allowed itself, highest or None): values a typo or a sign
 # slip produces, which would otherwise train without a word (a negative learning rate ascends)
 RANGES = (
-    ("train.lr", 0.0, False, None), ("train.text_encoder_lr", 0.0, False, None), ("train.warmup_steps", 0, True, None),
-    ("train.weight_decay", 0.0, True, None), ("train.max_grad_norm", 0.0, True, None), ("train.noise_offset", 0.0, True, None),
-    ("train.min_snr_gamma", 0.0, False, None), ("train.ema_decay", 0.0, False, 1.0), ("train.adam_beta1", 0.0, True, 1.0),
-    ("train.adam_beta2", 0.0, True, 1.0), ("train.checkpoint_every", 0, True, None), ("train.keep_checkpoints", 0, True, None),
-    ("train.validate_every", 0, True, None), ("train.validation_steps", 1, True, None), ("data.resolution", 8, True, None),
-    ("data.repeats", 1, True, None), ("data.rotate_degrees", 0.0, True, 180.0), ("data.color_jitter", 0.0, True, 1.0),
-    ("method.lora.rank", 1, True, None), ("method.lora.alpha", 0.0, False, None), ("method.lora.dropout", 0.0, True, 1.0),
-    ("method.textual_inversion.num_vectors", 1, True, None), ("prior.num_class_images", 1, True, None),
-    ("prior.loss_weight", 0.0, True, None), ("prior.sample_steps", 1, True, None), ("monitor.every", 0, True, None),
-    ("rl.sample_steps", 1, True, None), ("rl.samples_per_round", 1, True, None), ("rl.images_per_prompt", 1, True, None),
-    ("adversarial.weight", 0.0, True, None), ("adversarial.lr", 0.0, False, None), ("rl.lr", 0.0, False, None),
+    ("train.lr", 0.0, False, None),
+    ("train.text_encoder_lr", 0.0, False, None),
+    ("train.warmup_steps", 0, True, None),
+    ("train.weight_decay", 0.0, True, None),
+    ("train.max_grad_norm", 0.0, True, None),
+    ("train.noise_offset", 0.0, True, None),
+    ("train.min_snr_gamma", 0.0, False, None),
+    ("train.ema_decay", 0.0, False, 1.0),
+    ("train.adam_beta1", 0.0, True, 1.0),
+    ("train.adam_beta2", 0.0, True, 1.0),
+    ("train.checkpoint_every", 0, True, None),
+    ("train.keep_checkpoints", 0, True, None),
+    ("train.validate_every", 0, True, None),
+    ("train.validation_steps", 1, True, None),
+    ("data.resolution", 8, True, None),
+    ("data.repeats", 1, True, None),
+    ("data.rotate_degrees", 0.0, True, 180.0),
+    ("data.color_jitter", 0.0, True, 1.0),
+    ("method.lora.rank", 1, True, None),
+    ("method.lora.alpha", 0.0, False, None),
+    ("method.lora.dropout", 0.0, True, 1.0),
+    ("method.textual_inversion.num_vectors", 1, True, None),
+    ("prior.num_class_images", 1, True, None),
+    ("prior.loss_weight", 0.0, True, None),
+    ("prior.sample_steps", 1, True, None),
+    ("monitor.every", 0, True, None),
+    ("rl.sample_steps", 1, True, None),
+    ("rl.samples_per_round", 1, True, None),
+    ("rl.images_per_prompt", 1, True, None),
+    ("adversarial.weight", 0.0, True, None),
+    ("adversarial.lr", 0.0, False, None),
+    ("rl.lr", 0.0, False, None),
 )
 
 

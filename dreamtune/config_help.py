@@ -1,6 +1,7 @@
 """Help text of every config key, read from the one place it is written: the trailing comment of
 the field in ``config.py`` (and a section's docstring). The web UI's form and any other tool show
 these words, so a setting is documented once."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,8 +22,14 @@ def field_comments(cls: type) -> dict[str, str]:
     tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
     for index, token in enumerate(tokens):
         following = tokens[index + 1] if index + 1 < len(tokens) else None
-        if token.type == tokenize.NAME and token.string in names and following is not None and following.string == ":" \
-                and token.start[0] not in line_names and token.start[1] == 4:
+        if (
+            token.type == tokenize.NAME
+            and token.string in names
+            and following is not None
+            and following.string == ":"
+            and token.start[0] not in line_names
+            and token.start[1] == 4
+        ):
             line_names[token.start[0]] = token.string
         elif token.type == tokenize.COMMENT and token.start[0] in line_names:
             comments[line_names[token.start[0]]] = token.string.lstrip("#").strip()
@@ -68,18 +75,27 @@ def reference_rows(root: type, prefix: str = "") -> list[tuple[str, str, str]]:
             default = item.default_factory()
         else:
             default = "required"
-        rows.append((key, repr(default) if isinstance(default, str) and default == "" else str(default),
-                     field_comments(root).get(item.name, "")))
+        rows.append(
+            (
+                key,
+                repr(default) if isinstance(default, str) and default == "" else str(default),
+                field_comments(root).get(item.name, ""),
+            )
+        )
     return rows
 
 
 def reference_markdown(root: type) -> str:
     """The configuration reference page (docs/configuration.md) written from ``config.py``."""
-    lines = ["# Configuration reference", "",
-             "Generated from the comments beside each field in `dreamtune/config.py` by",
-             "`python -m dreamtune.config_help > docs/configuration.md` (a test keeps it current). A recipe is",
-             "YAML with these sections; any key can be overridden on the command line (`train.lr=1e-4`). An",
-             "unknown key is an error naming the closest valid one.", ""]
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from the comments beside each field in `dreamtune/config.py` by",
+        "`python -m dreamtune.config_help > docs/configuration.md` (a test keeps it current). A recipe is",
+        "YAML with these sections; any key can be overridden on the command line (`train.lr=1e-4`). An",
+        "unknown key is an error naming the closest valid one.",
+        "",
+    ]
     section = None
     for key, default, text in reference_rows(root):
         head = key.split(".")[0]

@@ -22,7 +22,7 @@ def os_error_sentence(exc: OSError) -> str | None:
     where = exc.filename or "a file"
     sentences = {
         errno.EACCES: f"{where} cannot be opened (permission denied); run dreamtune as a user who may read and write it, "
-                      "or choose another folder.",
+        "or choose another folder.",
         errno.EROFS: f"{where} is on a read-only file system; choose a folder you can write to.",
         errno.ENOSPC: f"the disk holding {where} is full; free some space or choose another folder.",
         errno.EDQUOT: f"the disk quota for {where} is used up; free some space or choose another folder.",

@@ -1,5 +1,6 @@
 """Strict, typed loading of frozen dataclasses from YAML plus dotted overrides (config.py's
 machinery; any schema works, e.g. the miniature's PretrainConfig)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,7 +44,9 @@ def _coerce(value: Any, tp, key: str):
                 return _coerce(value, option, key)
             except UserError:
                 continue
-        raise UserError(f"config key '{key}' got {value!r}; expected {', or '.join(_describe(o) for o in options if o is not type(None))}.")
+        raise UserError(
+            f"config key '{key}' got {value!r}; expected {', or '.join(_describe(o) for o in options if o is not type(None))}."
+        )
     if origin is Literal:
         choices = typing.get_args(tp)
         if value is False and "no" in choices:
@@ -99,8 +102,10 @@ def apply_override(raw: dict, override: str) -> None:
         node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError as exc:
         problem = str(getattr(exc, "problem", None) or "not valid YAML")
-        raise UserError(f"override '{override}': the value is not valid YAML ({problem}); quote text with braces, colons or "
-                        f"commas, e.g. {dotted}='[\"a {{subject}} on the beach\"]'.") from None
+        raise UserError(
+            f"override '{override}': the value is not valid YAML ({problem}); quote text with braces, colons or "
+            f"commas, e.g. {dotted}='[\"a {{subject}} on the beach\"]'."
+        ) from None
 
 
 def load_as(schema, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()):
@@ -111,8 +116,10 @@ def load_as(schema, path: str | Path | None = None, overrides: list[str] | tuple
 
         path = find_recipe(path)
         if not path.is_file():
-            raise UserError(f"config file {path} does not exist; pass the path of a YAML recipe or a shipped recipe's name "
-                            f"({', '.join(n for n in recipe_names() if '/' not in n)}).")
+            raise UserError(
+                f"config file {path} does not exist; pass the path of a YAML recipe or a shipped recipe's name "
+                f"({', '.join(n for n in recipe_names() if '/' not in n)})."
+            )
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except UnicodeDecodeError:
@@ -120,7 +127,9 @@ def load_as(schema, path: str | Path | None = None, overrides: list[str] | tuple
         except OSError as exc:
             raise UserError(f"cannot read config file {path} ({exc.strerror}); check its permissions.") from None
         except yaml.YAMLError as exc:
-            raise UserError(f"config file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix its syntax.") from None
+            raise UserError(
+                f"config file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix its syntax."
+            ) from None
         if not isinstance(raw, dict):
             raise UserError(f"config file {path} must hold a mapping of sections (model:, data:, ...).")
     for override in overrides:
@@ -130,12 +139,14 @@ def load_as(schema, path: str | Path | None = None, overrides: list[str] | tuple
 
 def to_dict(config) -> dict:
     """Plain nested dict (tuples as lists) for saving beside outputs."""
+
     def plain(value):
         if isinstance(value, tuple):
             return [plain(v) for v in value]
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
         return value
+
     return plain(dataclasses.asdict(config))
 
 

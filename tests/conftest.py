@@ -1,4 +1,5 @@
 """Shared fixtures: tiny pipelines built in-process (nothing downloaded), photo folders."""
+
 from __future__ import annotations
 
 import random
@@ -49,11 +50,18 @@ def _save_as_downloads(source: Path, root: Path, family: str) -> dict[str, list[
     pipeline.to(torch.float16)
     pipeline.save_pretrained(root / "fp16", safe_serialization=True)
     pipeline.save_pretrained(root / "variant", safe_serialization=True, variant="fp16")
-    formats = {"fp16": [f"model.pretrained={root / 'fp16'}"], "variant": [f"model.pretrained={root / 'variant'}", "model.variant=fp16"]}
-    if family in FLOW_FAMILIES:        # their single files hold the transformer alone; refused with a sentence (test_flow_families)
+    formats = {
+        "fp16": [f"model.pretrained={root / 'fp16'}"],
+        "variant": [f"model.pretrained={root / 'variant'}", "model.variant=fp16"],
+    }
+    if (
+        family in FLOW_FAMILIES
+    ):  # their single files hold the transformer alone; refused with a sentence (test_flow_families)
         return formats
     encoders = [pipeline.text_encoder] + ([pipeline.text_encoder_2] if family == "sdxl" else [])
-    single = save_single_file(pipeline.unet, pipeline.vae, encoders, "sdxl" if family == "sdxl" else "sd", root / "model.safetensors")
+    single = save_single_file(
+        pipeline.unet, pipeline.vae, encoders, "sdxl" if family == "sdxl" else "sd", root / "model.safetensors"
+    )
     configs = shutil.copytree(source, root / "configs", ignore=shutil.ignore_patterns("*.safetensors"))
     return {**formats, "single_file": [f"model.pretrained={single}", f"model.config={configs}"]}
 
@@ -83,10 +91,18 @@ def photos(tmp_path) -> Path:
 
 def tiny_overrides(model: Path, photos: Path, output: Path, **extra) -> list[str]:
     """Dotted overrides that make any recipe run on a tiny model in a second or two."""
-    values = {"model.pretrained": str(model), "data.instance_dir": str(photos), "data.resolution": 32,
-              "train.output_dir": str(output), "train.steps": 2, "prior.num_class_images": 2,
-              "prior.sample_steps": 2, "train.validation_steps": 2, "train.mixed_precision": "no",
-              "train.gradient_checkpointing": False}
+    values = {
+        "model.pretrained": str(model),
+        "data.instance_dir": str(photos),
+        "data.resolution": 32,
+        "train.output_dir": str(output),
+        "train.steps": 2,
+        "prior.num_class_images": 2,
+        "prior.sample_steps": 2,
+        "train.validation_steps": 2,
+        "train.mixed_precision": "no",
+        "train.gradient_checkpointing": False,
+    }
     values.update(extra)
     return [f"{key}={value}" for key, value in values.items()]
 
@@ -96,7 +112,14 @@ RECIPES = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 def recipe_family(recipe: Path) -> str:
-    for marker, family in (("sdxl", "sdxl"), ("sd2", "sd2-v"), ("sd3", "sd3"), ("flux2-klein", "flux2-klein"), ("flux", "flux"), ("z-image", "z-image")):
+    for marker, family in (
+        ("sdxl", "sdxl"),
+        ("sd2", "sd2-v"),
+        ("sd3", "sd3"),
+        ("flux2-klein", "flux2-klein"),
+        ("flux", "flux"),
+        ("z-image", "z-image"),
+    ):
         if marker in recipe.stem:
             return family
     return "sd1"

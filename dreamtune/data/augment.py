@@ -3,6 +3,7 @@
 Every random choice for sample ``slot`` of training step ``step`` comes from a generator
 seeded by (seed, step, slot): a resumed run draws exactly what an uninterrupted one drew.
 """
+
 from __future__ import annotations
 
 import math

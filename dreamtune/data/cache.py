@@ -3,6 +3,7 @@
 A key is the tuple of everything that changes the value (content hash, model identity,
 resolution, crop, flip); any change yields a new key, so stale entries are never read.
 """
+
 from __future__ import annotations
 
 import hashlib

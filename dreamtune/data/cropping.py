@@ -1,4 +1,5 @@
 """Where to crop: centre, seeded random, face-aware, and aspect-ratio buckets."""
+
 from __future__ import annotations
 
 import random
@@ -12,8 +13,8 @@ from dreamtune.errors import UserError
 
 @dataclass(frozen=True)
 class CropDecision:
-    box: tuple[int, int, int, int]   # left, top, right, bottom in the resized image
-    note: str = ""                   # e.g. "no face found, centre crop used"
+    box: tuple[int, int, int, int]  # left, top, right, bottom in the resized image
+    note: str = ""  # e.g. "no face found, centre crop used"
 
 
 def bucket_sizes(resolution: int, step: int = 64, max_ratio: float = 2.0) -> list[tuple[int, int]]:
@@ -40,7 +41,9 @@ def _largest_face_center(image: Image.Image) -> tuple[float, float] | None:
     try:
         import cv2
     except ImportError:
-        raise UserError("data.crop is 'face' but OpenCV is not installed; run pip install 'dreamtune[face]' or use crop=center.") from None
+        raise UserError(
+            "data.crop is 'face' but OpenCV is not installed; run pip install 'dreamtune[face]' or use crop=center."
+        ) from None
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     gray = np.asarray(image.convert("L"))
     faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
@@ -63,5 +66,7 @@ def choose_crop(image: Image.Image, target: tuple[int, int], mode: str, rng: ran
         center = _largest_face_center(image)
         if center is not None:
             return CropDecision(crop_box_centered(image.size, target, center), "face-centred crop")
-        return CropDecision(crop_box_centered(image.size, target, (width / 2, height / 2)), "no face found, centre crop used")
+        return CropDecision(
+            crop_box_centered(image.size, target, (width / 2, height / 2)), "no face found, centre crop used"
+        )
     return CropDecision(crop_box_centered(image.size, target, (width / 2, height / 2)))

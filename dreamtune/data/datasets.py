@@ -4,6 +4,7 @@ The batch for step ``s`` is a pure function of (seed, s): data order, augmentati
 caption dropout are all drawn from generators seeded by the step, so resuming at step ``s``
 continues exactly the sequence an uninterrupted run would have seen.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from dreamtune.errors import UserError
 
 @dataclass(frozen=True)
 class Example:
-    pixels: torch.Tensor        # (3,H,W) float32 in [-1,1]
+    pixels: torch.Tensor  # (3,H,W) float32 in [-1,1]
     caption: str
     content_hash: str
 
@@ -37,9 +38,15 @@ def _read_image(folder: Path, name: str) -> torch.Tensor:
     try:
         with Image.open(folder / name) as image:
             return image_to_tensor(image)
-    except (OSError, SyntaxError, ValueError) as exc:   # missing, unreadable, truncated, not an image
-        reason = "permission denied" if isinstance(exc, PermissionError) else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
-        raise UserError(f"{name} in {folder} cannot be read ({reason}); prepare the photos again with dreamtune prepare.") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # missing, unreadable, truncated, not an image
+        reason = (
+            "permission denied"
+            if isinstance(exc, PermissionError)
+            else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+        )
+        raise UserError(
+            f"{name} in {folder} cannot be read ({reason}); prepare the photos again with dreamtune prepare."
+        ) from None
 
 
 class ImageSet:
@@ -49,13 +56,17 @@ class ImageSet:
         folder = Path(folder)
         manifest = folder / MANIFEST
         if not manifest.is_file():
-            raise UserError(f"{folder} is not a prepared image folder (no {MANIFEST}); run dreamtune prepare on it first.")
+            raise UserError(
+                f"{folder} is not a prepared image folder (no {MANIFEST}); run dreamtune prepare on it first."
+            )
         self.examples: list[Example] = []
         for record in prepared_records(folder):
             pixels = _read_image(folder, record["file_name"])
             caption = record.get("text") or default_caption
             if not caption:
-                raise UserError(f"{record['file_name']} in {folder} has no caption; set data.instance_prompt (e.g. 'a photo of sks dog').")
+                raise UserError(
+                    f"{record['file_name']} in {folder} has no caption; set data.instance_prompt (e.g. 'a photo of sks dog')."
+                )
             self.examples.append(Example(pixels, caption, record.get("content_hash", "")))
         if not self.examples:
             raise UserError(f"{folder} holds no images; run dreamtune prepare on a folder of photos.")
@@ -64,7 +75,9 @@ class ImageSet:
         return len(self.examples)
 
 
-def _epoch_batches(sizes: list[tuple[int, int]], repeats: int, global_batch: int, seed: int, epoch: int) -> list[list[int]]:
+def _epoch_batches(
+    sizes: list[tuple[int, int]], repeats: int, global_batch: int, seed: int, epoch: int
+) -> list[list[int]]:
     """All global batches of one epoch: shuffled, same-size images together (buckets)."""
     generator = torch.Generator().manual_seed(seed * 9_973 + epoch)
     groups: dict[tuple[int, int], list[int]] = {}
@@ -75,7 +88,7 @@ def _epoch_batches(sizes: list[tuple[int, int]], repeats: int, global_batch: int
         members = groups[key]
         order = [members[i] for i in torch.randperm(len(members), generator=generator)]
         for start in range(0, len(order), global_batch):
-            chunk = order[start:start + global_batch]
+            chunk = order[start : start + global_batch]
             chunk += [order[i % len(order)] for i in range(global_batch - len(chunk))]
             batches.append(chunk)
     return [batches[i] for i in torch.randperm(len(batches), generator=generator)]
@@ -87,9 +100,15 @@ def _fit(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if (w0, h0) == (width, height):
         return pixels
     scale = max(width / w0, height / h0)
-    resized = F.interpolate(pixels[None], size=(max(height, round(h0 * scale)), max(width, round(w0 * scale))), mode="bilinear", antialias=True, align_corners=False)[0]
+    resized = F.interpolate(
+        pixels[None],
+        size=(max(height, round(h0 * scale)), max(width, round(w0 * scale))),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )[0]
     top, left = (resized.shape[1] - height) // 2, (resized.shape[2] - width) // 2
-    return resized[:, top:top + height, left:left + width]
+    return resized[:, top : top + height, left : left + width]
 
 
 LatentEncoder = Callable[[torch.Tensor, str], torch.Tensor]  # (pixels (3,H,W), cache key part) -> (C,h,w)
@@ -98,9 +117,19 @@ LatentEncoder = Callable[[torch.Tensor, str], torch.Tensor]  # (pixels (3,H,W), 
 class DatasetBatches:
     """Batch source: ``batch(step)`` -> {"pixels"|"latents", "prompts", "is_prior", "sizes"}."""
 
-    def __init__(self, instances: ImageSet, batch_size: int, seed: int, plan: augment.AugmentPlan,
-                 repeats: int = 1, caption_dropout: float = 0.0, classes: ImageSet | None = None,
-                 process_index: int = 0, num_processes: int = 1, latent_encoder: LatentEncoder | None = None):
+    def __init__(
+        self,
+        instances: ImageSet,
+        batch_size: int,
+        seed: int,
+        plan: augment.AugmentPlan,
+        repeats: int = 1,
+        caption_dropout: float = 0.0,
+        classes: ImageSet | None = None,
+        process_index: int = 0,
+        num_processes: int = 1,
+        latent_encoder: LatentEncoder | None = None,
+    ):
         self.instances, self.classes = instances, classes
         self.batch_size, self.seed, self.plan = batch_size, seed, plan
         self.repeats, self.caption_dropout = repeats, caption_dropout
@@ -116,7 +145,7 @@ class DatasetBatches:
         if epoch not in self._epochs:  # keep only the current epoch's order
             self._epochs = {epoch: _epoch_batches(self._sizes, self.repeats, self._global_batch, self.seed, epoch)}
         start = self.process_index * self.batch_size
-        return self._epochs[epoch][position][start:start + self.batch_size]
+        return self._epochs[epoch][position][start : start + self.batch_size]
 
     def _class_indices(self, step: int) -> list[int]:
         count = len(self.classes)
@@ -150,5 +179,9 @@ class DatasetBatches:
         slots = [r * b + j for j in range(b)] + [n * b + r * b + k for k in range(len(chosen) - b)]
         tensors, prompts = zip(*(self._sample(ex, size, step, slot) for slot, ex in zip(slots, chosen)))
         key = "latents" if self.latent_encoder is not None else "pixels"
-        return {key: torch.stack(tensors), "prompts": list(prompts),
-                "is_prior": torch.tensor(is_prior), "sizes": torch.tensor([[size[1], size[0]]] * len(chosen))}
+        return {
+            key: torch.stack(tensors),
+            "prompts": list(prompts),
+            "is_prior": torch.tensor(is_prior),
+            "sizes": torch.tensor([[size[1], size[0]]] * len(chosen)),
+        }

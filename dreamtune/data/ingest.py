@@ -4,6 +4,7 @@ Nothing in the source folder is ever modified. Each entry ends up kept or skippe
 one-line reason; hostile inputs (truncated files, decompression bombs, symlink loops, files
 that only pretend to be images) become skip reasons, never tracebacks.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,6 +27,7 @@ MAX_PIXELS = 64_000_000  # larger than any camera image; bigger is treated as a 
 @dataclass
 class Entry:
     """One file or folder of the source, with its verdict."""
+
     path: Path
     caption: str | None = None
     kept: bool = False
@@ -56,7 +58,9 @@ def prepared_records(folder: Path) -> list[dict]:
     try:
         lines = manifest.read_bytes().splitlines()
     except PermissionError:
-        raise UserError(f"{manifest} cannot be read (permission denied); run as a user who may read {folder}.") from None
+        raise UserError(
+            f"{manifest} cannot be read (permission denied); run as a user who may read {folder}."
+        ) from None
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -66,12 +70,16 @@ def prepared_records(folder: Path) -> list[dict]:
         except (UnicodeDecodeError, json.JSONDecodeError):
             record = None
         if not isinstance(record, dict) or not isinstance(record.get("file_name"), str):
-            raise UserError(f"{manifest} line {number} is damaged (not a JSON record with a file_name); "
-                            f"prepare the photos again with dreamtune prepare.")
+            raise UserError(
+                f"{manifest} line {number} is damaged (not a JSON record with a file_name); "
+                f"prepare the photos again with dreamtune prepare."
+            )
         name = record["file_name"]
         if "\x00" in name or Path(name).is_absolute() or not (root / name).resolve().is_relative_to(root):
-            raise UserError(f"{manifest} line {number} names {name!r}, outside the prepared folder; a prepared folder "
-                            "lists only its own images — prepare the photos again with dreamtune prepare.")
+            raise UserError(
+                f"{manifest} line {number} names {name!r}, outside the prepared folder; a prepared folder "
+                "lists only its own images — prepare the photos again with dreamtune prepare."
+            )
         records.append(record)
     return records
 
@@ -97,7 +105,9 @@ def _read_manifest(src: Path, problems: list[Entry]) -> dict[str, str]:
             continue
         target = (src / str(record["file_name"])).resolve()
         if not target.is_relative_to(root):
-            problems.append(Entry(Path(str(record["file_name"]))).skip(f"{MANIFEST} line {number} points outside the source folder"))
+            problems.append(
+                Entry(Path(str(record["file_name"]))).skip(f"{MANIFEST} line {number} points outside the source folder")
+            )
             continue
         captions[str(target.relative_to(root))] = str(record.get("text", "")).strip()
     return captions
@@ -126,10 +136,16 @@ def _decode(entry: Entry, min_size: int) -> Entry:
         return entry.skip("not an image Pillow can read")
     except (OSError, SyntaxError, ValueError) as exc:
         text = str(exc)
-        reason = "truncated image file" if "truncated" in text.lower() or "broken data" in text else f"unreadable image ({text[:80]})"
+        reason = (
+            "truncated image file"
+            if "truncated" in text.lower() or "broken data" in text
+            else f"unreadable image ({text[:80]})"
+        )
         return entry.skip(reason)
     if min(entry.image.size) < min_size:
-        return entry.skip(f"too small ({entry.image.width}x{entry.image.height}, need at least {min_size} px on the short side)")
+        return entry.skip(
+            f"too small ({entry.image.width}x{entry.image.height}, need at least {min_size} px on the short side)"
+        )
     entry.content_hash = hashlib.sha256(entry.path.read_bytes()).hexdigest()
     entry.kept = True
     return entry
@@ -138,7 +154,9 @@ def _decode(entry: Entry, min_size: int) -> Entry:
 def scan(src: Path, min_size: int, default_caption: str | None) -> list[Entry]:
     """Every entry of ``src`` (top level) with a verdict; kept ones hold the decoded image."""
     if not src.is_dir():
-        raise UserError(f"image folder {src} does not exist or is not a folder; pass the folder that holds your photos.")
+        raise UserError(
+            f"image folder {src} does not exist or is not a folder; pass the folder that holds your photos."
+        )
     problems: list[Entry] = []
     manifest_captions = _read_manifest(src, problems)
     entries: list[Entry] = []
@@ -181,7 +199,9 @@ def _caption_for(path: Path, src: Path, manifest: dict[str, str], default: str |
             except ValueError as exc:
                 entry.skip(str(exc))
                 return None
-    relative = str(path.resolve().relative_to(src.resolve())) if path.resolve().is_relative_to(src.resolve()) else path.name
+    relative = (
+        str(path.resolve().relative_to(src.resolve())) if path.resolve().is_relative_to(src.resolve()) else path.name
+    )
     if relative in manifest:
         return manifest[relative]
     return default

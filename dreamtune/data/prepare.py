@@ -5,6 +5,7 @@ DST layout (written atomically, the whole folder at once):
     metadata.jsonl      {"file_name": "images/NNNN.png", "text": caption, "source": name}
     report.json         every source entry with kept/skipped and the reason
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,8 +29,8 @@ class PrepareOptions:
     grayscale: bool = False
     background: str = "white"
     resample: str = "lanczos"
-    min_size: int | None = None       # default: half the resolution
-    caption: str | None = None        # caption for images without their own
+    min_size: int | None = None  # default: half the resolution
+    caption: str | None = None  # caption for images without their own
     seed: int = 0
     strict: bool = False
 
@@ -54,21 +55,31 @@ def prepare(src: Path, dst: Path, options: PrepareOptions) -> dict:
     """Validate and standardize every image of ``src`` into ``dst``; returns the report."""
     src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
-        raise UserError(f"output folder {dst} lies inside the source folder {src}; choose an output outside it (the source is never modified).")
+        raise UserError(
+            f"output folder {dst} lies inside the source folder {src}; choose an output outside it (the source is never modified)."
+        )
     if options.resolution < 8 or options.resolution % 8:
-        raise UserError(f"--resolution {options.resolution} must be a positive multiple of 8 (the VAE downsamples by 8), e.g. 512.")
+        raise UserError(
+            f"--resolution {options.resolution} must be a positive multiple of 8 (the VAE downsamples by 8), e.g. 512."
+        )
     if options.min_size is not None and options.min_size < 1:
-        raise UserError(f"--min-size {options.min_size} must be a positive number of pixels (the shortest side a photo may have), "
-                        "or leave it out for half the resolution.")
+        raise UserError(
+            f"--min-size {options.min_size} must be a positive number of pixels (the shortest side a photo may have), "
+            "or leave it out for half the resolution."
+        )
     if options.resample not in standardize.RESAMPLING:
-        raise UserError(f"resize filter '{options.resample}' is unknown; choose one of {', '.join(standardize.RESAMPLING)}.")
+        raise UserError(
+            f"resize filter '{options.resample}' is unknown; choose one of {', '.join(standardize.RESAMPLING)}."
+        )
     standardize.parse_color(options.background)
     min_size = options.min_size if options.min_size is not None else options.resolution // 2
     entries = ingest.scan(src, min_size, options.caption)
     skipped = [e for e in entries if not e.kept]
     if options.strict and skipped:
         first = skipped[0]
-        raise UserError(f"--strict: {first.path.name} was skipped ({first.reason}); fix or remove it, or drop --strict.")
+        raise UserError(
+            f"--strict: {first.path.name} was skipped ({first.reason}); fix or remove it, or drop --strict."
+        )
     rng = random.Random(options.seed)
     records, verdicts = [], []
     with atomic_dir(dst) as temp:
@@ -78,18 +89,39 @@ def prepare(src: Path, dst: Path, options: PrepareOptions) -> dict:
                 image = _standardize(entry, options, rng)
                 name = f"images/{len(records):04d}.png"
                 image.save(temp / name)
-                records.append({"file_name": name, "text": entry.caption or "", "source": entry.path.name,
-                                "content_hash": entry.content_hash, "size": list(image.size)})
-            verdicts.append({"file": entry.path.name if entry.path.parent == src else str(entry.path), "kept": entry.kept, "reason": entry.reason,
-                             "notes": entry.notes, "caption": entry.caption})
+                records.append(
+                    {
+                        "file_name": name,
+                        "text": entry.caption or "",
+                        "source": entry.path.name,
+                        "content_hash": entry.content_hash,
+                        "size": list(image.size),
+                    }
+                )
+            verdicts.append(
+                {
+                    "file": entry.path.name if entry.path.parent == src else str(entry.path),
+                    "kept": entry.kept,
+                    "reason": entry.reason,
+                    "notes": entry.notes,
+                    "caption": entry.caption,
+                }
+            )
         if not records:
             example = f"; e.g. {skipped[0].path.name}: {skipped[0].reason}" if skipped else ""
-            raise UserError(f"no usable image in {src} ({len(entries)} entries, all skipped{example}); add JPEG or PNG photos.")
+            raise UserError(
+                f"no usable image in {src} ({len(entries)} entries, all skipped{example}); add JPEG or PNG photos."
+            )
         with open(temp / ingest.MANIFEST, "w", encoding="utf-8") as manifest:
             for record in records:
                 manifest.write(json.dumps(record, ensure_ascii=False) + "\n")
-        report = {"source": str(src), "options": options.__dict__, "kept": len(records),
-                  "skipped": len(skipped), "entries": verdicts}
+        report = {
+            "source": str(src),
+            "options": options.__dict__,
+            "kept": len(records),
+            "skipped": len(skipped),
+            "entries": verdicts,
+        }
         (temp / REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     return report
 

@@ -5,6 +5,7 @@ transparency key) is composited on a chosen background, CMYK goes through Pillow
 conversion, and high-bit-depth modes (I;16, I, F) are rescaled from their real value range
 instead of being clipped to 255.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +26,9 @@ def parse_color(name: str) -> tuple[int, int, int]:
     try:
         return ImageColor.getrgb(name)[:3]
     except ValueError:
-        raise UserError(f"background colour '{name}' is not a colour Pillow knows; use a name like 'white' or a hex code like '#808080'.") from None
+        raise UserError(
+            f"background colour '{name}' is not a colour Pillow knows; use a name like 'white' or a hex code like '#808080'."
+        ) from None
 
 
 def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
@@ -67,7 +70,9 @@ def resize_shortest_side(image: Image.Image, size: int, resample: str = "lanczos
     return image.resize(new_size, RESAMPLING[resample])
 
 
-def crop_box_centered(size: tuple[int, int], target: tuple[int, int], center: tuple[float, float]) -> tuple[int, int, int, int]:
+def crop_box_centered(
+    size: tuple[int, int], target: tuple[int, int], center: tuple[float, float]
+) -> tuple[int, int, int, int]:
     """A ``target``-sized box inside ``size`` whose centre is as close to ``center`` as fits."""
     (width, height), (tw, th) = size, target
     left = int(round(min(max(center[0] - tw / 2, 0), width - tw)))

@@ -1,6 +1,7 @@
 """A DDIM step that also returns the log-probability of the step it took (Song et al. 2021,
 eq. 12, with η > 0 the step is a Gaussian), as DDPO needs (Black et al. 2023, sec. 4.3).
 Timesteps are per sample, so a minibatch may mix steps from different trajectories."""
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,9 @@ def _gather(values: Tensor, index: Tensor, like: Tensor) -> Tensor:
     return values.to(like.device)[index.to(like.device)].float().view(-1, *([1] * (like.ndim - 1)))
 
 
-def ddim_mean(scheduler, prediction: Tensor, timesteps: Tensor, sample: Tensor, eta: float,
-              prediction_type: str = "epsilon") -> tuple[Tensor, Tensor, Tensor]:
+def ddim_mean(
+    scheduler, prediction: Tensor, timesteps: Tensor, sample: Tensor, eta: float, prediction_type: str = "epsilon"
+) -> tuple[Tensor, Tensor, Tensor]:
     """The Gaussian of one DDIM step x_t -> x_{t-1}: (mean, std, predicted x_0).
 
     ``scheduler`` has had ``set_timesteps`` called (x̂0 is not clipped: Stable Diffusion sets
@@ -24,8 +26,11 @@ def ddim_mean(scheduler, prediction: Tensor, timesteps: Tensor, sample: Tensor, 
     alphas = scheduler.alphas_cumprod
     alpha_t = _gather(alphas, timesteps, sample)
     final = torch.as_tensor(float(scheduler.final_alpha_cumprod))
-    alpha_prev = torch.where(previous.view(-1, *([1] * (sample.ndim - 1))).to(sample.device) >= 0,
-                             _gather(alphas, previous.clamp(min=0), sample), final.to(sample.device))
+    alpha_prev = torch.where(
+        previous.view(-1, *([1] * (sample.ndim - 1))).to(sample.device) >= 0,
+        _gather(alphas, previous.clamp(min=0), sample),
+        final.to(sample.device),
+    )
     x, out = sample.float(), prediction.float()
     if prediction_type == "epsilon":
         eps = out
@@ -37,13 +42,20 @@ def ddim_mean(scheduler, prediction: Tensor, timesteps: Tensor, sample: Tensor, 
         raise ValueError(f"unsupported prediction type {prediction_type}")
     variance = (1 - alpha_prev) / (1 - alpha_t) * (1 - alpha_t / alpha_prev)
     std = eta * variance.clamp(min=1e-20).sqrt()
-    mean = alpha_prev.sqrt() * x0 + (1 - alpha_prev - std ** 2).clamp(min=0).sqrt() * eps
+    mean = alpha_prev.sqrt() * x0 + (1 - alpha_prev - std**2).clamp(min=0).sqrt() * eps
     return mean, std, x0
 
 
-def ddim_step(scheduler, prediction: Tensor, timesteps: Tensor, sample: Tensor, eta: float,
-              prediction_type: str = "epsilon", prev_sample: Tensor | None = None,
-              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def ddim_step(
+    scheduler,
+    prediction: Tensor,
+    timesteps: Tensor,
+    sample: Tensor,
+    eta: float,
+    prediction_type: str = "epsilon",
+    prev_sample: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
     """One DDIM step x_t -> x_{t-1}. Returns (prev_sample, log_prob (B,), predicted x_0).
     ``prev_sample`` given: score that sample instead of drawing one (the PPO ratio recomputes
     the log-probability of stored steps)."""
@@ -57,11 +69,11 @@ def ddim_step(scheduler, prediction: Tensor, timesteps: Tensor, sample: Tensor, 
 
 def gaussian_log_prob(value: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     """log N(value; mean, std²) per dimension, averaged per sample (B,)."""
-    log_prob = -((value.float() - mean) ** 2) / (2 * std ** 2) - torch.log(std) - math.log(math.sqrt(2 * math.pi))
+    log_prob = -((value.float() - mean) ** 2) / (2 * std**2) - torch.log(std) - math.log(math.sqrt(2 * math.pi))
     return log_prob.mean(dim=tuple(range(1, mean.ndim)))
 
 
 def gaussian_kl(mean: Tensor, reference_mean: Tensor, std: Tensor) -> Tensor:
     """KL(N(mean, std²) ‖ N(reference_mean, std²)) per dimension, averaged per sample (B,)."""
-    kl = (mean - reference_mean) ** 2 / (2 * std ** 2)
+    kl = (mean - reference_mean) ** 2 / (2 * std**2)
     return kl.mean(dim=tuple(range(1, mean.ndim)))

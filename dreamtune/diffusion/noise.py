@@ -3,6 +3,7 @@
 All functions take the model's DDPM training scheduler (``alphas_cumprod``) and explicit
 ``torch.Generator``s, so a batch's noise is a pure function of its seed.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,7 +34,9 @@ def add_noise(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: 
     return (alpha_bar.sqrt() * latents.float() + (1 - alpha_bar).sqrt() * noise.float()).to(latents.dtype)
 
 
-def target(prediction_type: str, scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+def target(
+    prediction_type: str, scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
     """What the network must predict: ε, or v = sqrt(ᾱ)ε − sqrt(1−ᾱ)x_0 (Salimans & Ho 2022)."""
     if prediction_type == "epsilon":
         return noise
@@ -43,7 +46,9 @@ def target(prediction_type: str, scheduler, latents: torch.Tensor, noise: torch.
     raise ValueError(f"unsupported prediction type {prediction_type}")
 
 
-def predicted_clean(prediction_type: str, scheduler, noisy: torch.Tensor, prediction: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+def predicted_clean(
+    prediction_type: str, scheduler, noisy: torch.Tensor, prediction: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
     """x̂_0 from the network output at timestep t (used by adversarial and reward objectives)."""
     alpha_bar = _alpha_bar(scheduler, timesteps, noisy)
     if prediction_type == "epsilon":

@@ -15,6 +15,7 @@ An objective never asks which kind of model it trains; it asks the process to
 ``FlowMatchingProcess``: rectified flow, x_t = (1-σ)x_0 + σε, velocity target ε - x_0
 (SD3 / FLUX; Esser et al. 2024; Liu et al. 2023).
 """
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,10 @@ class DDPMProcess:
 
     def loss_weights(self, timesteps: Tensor, weighting: str, gamma: float | None) -> Tensor | None:
         if weighting in ("sigma_sqrt", "cosmap"):
-            raise UserError(f"train.loss_weighting={weighting} is for flow-matching models (SD3, FLUX); for this model "
-                            "use train.min_snr_gamma (e.g. 5) or remove the setting.")
+            raise UserError(
+                f"train.loss_weighting={weighting} is for flow-matching models (SD3, FLUX); for this model "
+                "use train.min_snr_gamma (e.g. 5) or remove the setting."
+            )
         if gamma:
             return ddpm.min_snr_weights(self.scheduler, timesteps, gamma, self.prediction)
         return None
@@ -81,8 +84,15 @@ class DDIMSampler:
         """The Gaussian of one step: (mean, std, x̂_0)."""
         return ddim_mean(self.scheduler, prediction, timesteps, sample, eta, self.process.prediction)
 
-    def step(self, prediction: Tensor, timesteps: Tensor, sample: Tensor, eta: float, prev_sample: Tensor | None = None,
-             generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def step(
+        self,
+        prediction: Tensor,
+        timesteps: Tensor,
+        sample: Tensor,
+        eta: float,
+        prev_sample: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         return _gaussian_step(self.mean(prediction, timesteps, sample, eta), prev_sample, generator)
 
 
@@ -99,12 +109,13 @@ def _gaussian_step(gaussian, prev_sample, generator):
 class FlowSchedule:
     """How σ is drawn in training and spaced in sampling. ``shift`` maps σ -> sσ / (1 + (s-1)σ)
     (SD3 sec. 5.3.2; FLUX computes it from the image size: ``dynamic``)."""
-    sampling: str = "logit_normal"       # uniform | logit_normal | mode
+
+    sampling: str = "logit_normal"  # uniform | logit_normal | mode
     logit_mean: float = 0.0
     logit_std: float = 1.0
     mode_scale: float = 1.29
     shift: float = 1.0
-    dynamic: bool = False                # FLUX: shift = exp(μ(image tokens))
+    dynamic: bool = False  # FLUX: shift = exp(μ(image tokens))
     base_shift: float = 0.5
     max_shift: float = 1.15
     base_seq_len: int = 256
@@ -120,21 +131,34 @@ class FlowMatchingProcess:
 
     def __init__(self, schedule: FlowSchedule, scheduler_config=None):
         self.schedule = schedule
-        self.scheduler_config = scheduler_config      # sampling follows the model's own flow-matching Euler schedule
+        self.scheduler_config = scheduler_config  # sampling follows the model's own flow-matching Euler schedule
 
     @classmethod
     def from_scheduler_config(cls, config, sampling: str = "logit_normal") -> "FlowMatchingProcess":
-        get = lambda key, default: config.get(key, default) if isinstance(config, dict) else getattr(config, key, default)
-        return cls(scheduler_config=config, schedule=FlowSchedule(sampling=sampling, shift=float(get("shift", 1.0)), dynamic=bool(get("use_dynamic_shifting", False)),
-                                base_shift=float(get("base_shift", 0.5) or 0.5), max_shift=float(get("max_shift", 1.15) or 1.15),
-                                base_seq_len=int(get("base_image_seq_len", 256) or 256), max_seq_len=int(get("max_image_seq_len", 4096) or 4096),
-                                num_train_timesteps=int(get("num_train_timesteps", 1000))))
+        get = lambda key, default: (
+            config.get(key, default) if isinstance(config, dict) else getattr(config, key, default)
+        )
+        return cls(
+            scheduler_config=config,
+            schedule=FlowSchedule(
+                sampling=sampling,
+                shift=float(get("shift", 1.0)),
+                dynamic=bool(get("use_dynamic_shifting", False)),
+                base_shift=float(get("base_shift", 0.5) or 0.5),
+                max_shift=float(get("max_shift", 1.15) or 1.15),
+                base_seq_len=int(get("base_image_seq_len", 256) or 256),
+                max_seq_len=int(get("max_image_seq_len", 4096) or 4096),
+                num_train_timesteps=int(get("num_train_timesteps", 1000)),
+            ),
+        )
 
     def shift_for(self, image_tokens: int | None) -> float:
         s = self.schedule
         if not s.dynamic:
             return s.shift
-        if image_tokens is None:    # training draws σ unshifted where the shift depends on the size (diffusers' FLUX scripts)
+        if (
+            image_tokens is None
+        ):  # training draws σ unshifted where the shift depends on the size (diffusers' FLUX scripts)
             return 1.0
         slope = (s.max_shift - s.base_shift) / (s.max_seq_len - s.base_seq_len)
         return math.exp(s.base_shift + slope * (image_tokens - s.base_seq_len))
@@ -172,13 +196,15 @@ class FlowMatchingProcess:
     def loss_weights(self, timesteps: Tensor, weighting: str, gamma: float | None) -> Tensor | None:
         """SD3's weightings (sec. 3.1): 'sigma_sqrt' σ^-2, 'cosmap' 2/(π(1-2σ+2σ²))."""
         if gamma:
-            raise UserError("train.min_snr_gamma is for DDPM models (SD 1.x / 2.x / SDXL); for flow-matching models "
-                            "use train.loss_weighting=sigma_sqrt or cosmap, or remove the setting.")
+            raise UserError(
+                "train.min_snr_gamma is for DDPM models (SD 1.x / 2.x / SDXL); for flow-matching models "
+                "use train.loss_weighting=sigma_sqrt or cosmap, or remove the setting."
+            )
         sigma = self.sigmas_of(timesteps).clamp(1e-4, 1.0)
         if weighting == "sigma_sqrt":
-            return sigma ** -2.0
+            return sigma**-2.0
         if weighting == "cosmap":
-            return 2 / (math.pi * (1 - 2 * sigma + 2 * sigma ** 2))
+            return 2 / (math.pi * (1 - 2 * sigma + 2 * sigma**2))
         return None
 
     def sampler(self, steps: int, sigmas=None, mu: float | None = None) -> "FlowSampler":
@@ -193,11 +219,13 @@ class FlowSampler:
 
     def __init__(self, process: FlowMatchingProcess, steps: int, sigmas=None, mu: float | None = None):
         self.process = process
-        if process.scheduler_config is not None:        # the exact σ grid the model's pipeline samples on
+        if process.scheduler_config is not None:  # the exact σ grid the model's pipeline samples on
             from diffusers import FlowMatchEulerDiscreteScheduler
 
             scheduler = FlowMatchEulerDiscreteScheduler.from_config(process.scheduler_config)
-            dynamic = {"mu": mu if mu is not None else math.log(process.shift_for(None))} if process.schedule.dynamic else {}
+            dynamic = (
+                {"mu": mu if mu is not None else math.log(process.shift_for(None))} if process.schedule.dynamic else {}
+            )
             scheduler.set_timesteps(None if sigmas is not None else steps, sigmas=sigmas, **dynamic)
             self.sigmas = scheduler.sigmas.float().cpu()
         else:
@@ -212,19 +240,30 @@ class FlowSampler:
     def mean(self, prediction: Tensor, timesteps: Tensor, sample: Tensor, eta: float) -> tuple[Tensor, Tensor, Tensor]:
         x, v = sample.float(), prediction.float()
         sigma, following = self._sigmas(timesteps, x)
-        dt = following - sigma                                    # negative
+        dt = following - sigma  # negative
         x0 = x - sigma * v
         if not eta:
             return x + dt * v, torch.zeros_like(sigma), x0
         # σ = 1 makes σ/(1-σ) infinite; Flow-GRPO uses the next grid point there
         bounded = torch.where(sigma >= 1, self.sigmas[1].to(x.device), sigma)
         std_t = eta * (bounded / (1 - bounded)).sqrt()
-        mean = x * (1 + std_t ** 2 / (2 * sigma) * dt) + v * (1 + std_t ** 2 * (1 - sigma) / (2 * sigma)) * dt
+        mean = x * (1 + std_t**2 / (2 * sigma) * dt) + v * (1 + std_t**2 * (1 - sigma) / (2 * sigma)) * dt
         return mean, std_t * (-dt).sqrt(), x0
 
-    def step(self, prediction: Tensor, timesteps: Tensor, sample: Tensor, eta: float, prev_sample: Tensor | None = None,
-             generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def step(
+        self,
+        prediction: Tensor,
+        timesteps: Tensor,
+        sample: Tensor,
+        eta: float,
+        prev_sample: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         mean, std, x0 = self.mean(prediction, timesteps, sample, eta)
         if not eta:
-            return mean if prev_sample is None else prev_sample.float(), torch.zeros(mean.shape[0], device=mean.device), x0
+            return (
+                mean if prev_sample is None else prev_sample.float(),
+                torch.zeros(mean.shape[0], device=mean.device),
+                x0,
+            )
         return _gaussian_step((mean, std, x0), prev_sample, generator)

@@ -4,6 +4,7 @@ templates 'a {0} {1} in the jungle'). Both the upstream layout (``dataset/<subje
 flat one (``<subject>/``) are read. A ``ceiling/<subject>/`` folder of ground-truth images with a
 generations.json (the MiniDreamBench has one) gives a ceiling row.
 """
+
 from __future__ import annotations
 
 import re
@@ -13,14 +14,14 @@ from pathlib import Path
 from dreamtune.errors import UserError
 
 PROMPTS_FILE = "prompts_and_classes.txt"
-LIVE_CLASSES = {"cat", "dog"}     # DreamBench's live subjects get the live-subject prompt list
+LIVE_CLASSES = {"cat", "dog"}  # DreamBench's live subjects get the live-subject prompt list
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
 @dataclass(frozen=True)
 class Benchmark:
     root: Path
-    classes: dict[str, str]              # subject -> class noun, as listed
+    classes: dict[str, str]  # subject -> class noun, as listed
     object_prompts: tuple[str, ...]
     live_prompts: tuple[str, ...]
 
@@ -48,14 +49,16 @@ def _section(text: str, start: str, end: str | None) -> str:
     if begin < 0:
         return ""
     stop = text.find(end, begin) if end else -1
-    return text[begin:stop if stop >= 0 else None]
+    return text[begin : stop if stop >= 0 else None]
 
 
 def read_benchmark(root: str | Path) -> Benchmark:
     root = Path(root)
     path = root / PROMPTS_FILE
     if not path.is_file():
-        raise UserError(f"{root} is not a DreamBench folder (no {PROMPTS_FILE}); pass the folder that holds it and the subject folders.")
+        raise UserError(
+            f"{root} is not a DreamBench folder (no {PROMPTS_FILE}); pass the folder that holds it and the subject folders."
+        )
     text = path.read_text(encoding="utf-8")
     classes = {}
     for line in _section(text, "subject_name,class", "Prompts").splitlines()[1:]:
@@ -63,14 +66,18 @@ def read_benchmark(root: str | Path) -> Benchmark:
             subject, noun = (part.strip() for part in line.split(","))
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", subject) or ".." in subject:
                 # the name becomes a folder under --out: it must not reach outside it
-                raise UserError(f"{path} lists the subject '{subject}', which is not a plain folder name; "
-                                "use letters, digits, '_', '-' and '.' only.")
+                raise UserError(
+                    f"{path} lists the subject '{subject}', which is not a plain folder name; "
+                    "use letters, digits, '_', '-' and '.' only."
+                )
             classes[subject] = noun
     quoted = lambda section: tuple(re.findall(r"^\s*'(.*?)'\.format", section, flags=re.M))
     objects = quoted(_section(text, "Object Prompts", "Live Subject Prompts"))
     live = quoted(_section(text, "Live Subject Prompts", None)) or objects
     if not classes or not objects:
-        raise UserError(f"{path} lists no subjects or no prompts; it should follow DreamBench's prompts_and_classes.txt.")
+        raise UserError(
+            f"{path} lists no subjects or no prompts; it should follow DreamBench's prompts_and_classes.txt."
+        )
     return Benchmark(root, classes, objects, live)
 
 

@@ -4,6 +4,7 @@ Inputs are what dreamtune already writes: a ``generate`` output folder (generati
 PNGs), the subject's real photos, and optionally a second ``generate`` folder of class-prompt
 generations of the personalized model (for PRES).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,14 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 class FeatureSet:
     clip: ClipFeatures
     dino: DinoFeatures | None = None
-    note: str = ""            # e.g. "mini-CLIP stands in for OpenAI CLIP; no DINO model available"
+    note: str = ""  # e.g. "mini-CLIP stands in for OpenAI CLIP; no DINO model available"
 
     def describe(self) -> str:
-        parts = [f"CLIP-I/CLIP-T: {self.clip.name}", f"DINO: {self.dino.name}" if self.dino else "DINO: not reported (no DINO model)",
-                 f"DIV on {'DINO' if self.dino else 'CLIP'} features (1 - cosine; the paper uses LPIPS)"]
+        parts = [
+            f"CLIP-I/CLIP-T: {self.clip.name}",
+            f"DINO: {self.dino.name}" if self.dino else "DINO: not reported (no DINO model)",
+            f"DIV on {'DINO' if self.dino else 'CLIP'} features (1 - cosine; the paper uses LPIPS)",
+        ]
         return "; ".join(parts + ([self.note] if self.note else []))
 
 
@@ -48,18 +52,30 @@ def read_generations(folder: Path) -> tuple[list[Image.Image], list[dict]]:
 
 
 def read_photos(folder: Path) -> list[Image.Image]:
-    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if Path(folder).is_dir() else []
+    paths = (
+        sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if Path(folder).is_dir()
+        else []
+    )
     if not paths:
         raise UserError(f"no subject photos found in {folder}; pass the folder of the subject's real images.")
     return [Image.open(p).convert("RGB") for p in paths]
 
 
-def score(images: list[Image.Image], prompts: list[str], real: list[Image.Image], features: FeatureSet,
-          class_images: list[Image.Image] | None = None) -> dict:
+def score(
+    images: list[Image.Image],
+    prompts: list[str],
+    real: list[Image.Image],
+    features: FeatureSet,
+    class_images: list[Image.Image] | None = None,
+) -> dict:
     """CLIP-I, CLIP-T (against ``prompts``, already without identifier), DINO, DIV, PRES."""
     clip_generated, clip_real = features.clip.images(images), features.clip.images(real)
-    result = {"images": len(images), "clip_i": subject_fidelity(clip_generated, clip_real),
-              "clip_t": prompt_fidelity(clip_generated, features.clip.texts(prompts))}
+    result = {
+        "images": len(images),
+        "clip_i": subject_fidelity(clip_generated, clip_real),
+        "clip_t": prompt_fidelity(clip_generated, features.clip.texts(prompts)),
+    }
     diversity_features = clip_generated
     if features.dino is not None:
         dino_generated, dino_real = features.dino.images(images), features.dino.images(real)
@@ -72,8 +88,9 @@ def score(images: list[Image.Image], prompts: list[str], real: list[Image.Image]
     return result
 
 
-def evaluate(generated: Path, real: Path, features: FeatureSet, identifier: str = "sks",
-             class_generated: Path | None = None) -> dict:
+def evaluate(
+    generated: Path, real: Path, features: FeatureSet, identifier: str = "sks", class_generated: Path | None = None
+) -> dict:
     images, records = read_generations(generated)
     prompts = [strip_identifier(r["prompt"], identifier) for r in records]
     class_images = read_generations(class_generated)[0] if class_generated else None

@@ -8,6 +8,7 @@ unit-norm embeddings out. Metrics (metrics.py) are pure functions of these embed
 Preprocessing (size, mean, std) comes from the model folder's preprocessor_config.json when it
 has one; the mini CLIP has none and was trained on pixels scaled to [-1, 1] (mean = std = 0.5).
 """
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,7 @@ class ImageFeatures(nn.Module):
         shape = (max(self.size, round(height * scale)), max(self.size, round(width * scale)))
         resized = F.interpolate(images.float(), size=shape, mode="bicubic", align_corners=False, antialias=True)
         top, left = (shape[0] - self.size) // 2, (shape[1] - self.size) // 2
-        resized = resized[..., top:top + self.size, left:left + self.size]
+        resized = resized[..., top : top + self.size, left : left + self.size]
         return ((resized - self.mean) / self.std).to(next(self.parameters()).dtype)
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -69,11 +70,13 @@ class ImageFeatures(nn.Module):
     @torch.no_grad()
     def images(self, images: list[Image.Image]) -> torch.Tensor:
         """(N,D) unit-norm float32."""
-        return torch.cat([self.embed(self.pixels(images[i:i + 64])) for i in range(0, len(images), 64)])
+        return torch.cat([self.embed(self.pixels(images[i : i + 64])) for i in range(0, len(images), 64)])
 
 
 class ClipFeatures(ImageFeatures):
-    def __init__(self, model: nn.Module, tokenizer, size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), name: str = "clip"):
+    def __init__(
+        self, model: nn.Module, tokenizer, size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), name: str = "clip"
+    ):
         super().__init__(size, mean, std, name)
         self.model, self.tokenizer = model.eval(), tokenizer
 
@@ -83,8 +86,12 @@ class ClipFeatures(ImageFeatures):
     @torch.no_grad()
     def texts(self, prompts: list[str]) -> torch.Tensor:
         """(N,D) unit-norm float32."""
-        return torch.cat([text_embeddings(self.model, tokenize(self.tokenizer, prompts[i:i + 256]))
-                          for i in range(0, len(prompts), 256)])
+        return torch.cat(
+            [
+                text_embeddings(self.model, tokenize(self.tokenizer, prompts[i : i + 256]))
+                for i in range(0, len(prompts), 256)
+            ]
+        )
 
 
 class DinoFeatures(ImageFeatures):
@@ -116,10 +123,13 @@ def _local(name_or_folder: str | Path, what: str) -> Path:
         return path
     try:
         from huggingface_hub import snapshot_download
+
         return Path(snapshot_download(str(name_or_folder), allow_patterns=["*.json", "*.safetensors", "*.txt"]))
     except Exception as exc:
-        raise UserError(f"{what} model {name_or_folder} is not a local folder and could not be fetched "
-                        f"({type(exc).__name__}); download it once with network access, or pass a local folder.") from None
+        raise UserError(
+            f"{what} model {name_or_folder} is not a local folder and could not be fetched "
+            f"({type(exc).__name__}); download it once with network access, or pass a local folder."
+        ) from None
 
 
 def load_clip(folder: str | Path = DEFAULT_CLIP, size: int | None = None, name: str = "clip") -> ClipFeatures:

@@ -11,6 +11,7 @@ pure functions of unit-norm embeddings.
                    needs downloaded AlexNet/VGG weights; dreamtune measures it on the same
                    DINO (else CLIP) features and says so in every report.
 """
+
 from __future__ import annotations
 
 import statistics

@@ -1,4 +1,5 @@
 """Small line plots drawn with Pillow (no plotting dependency): loss curves, metric curves."""
+
 from __future__ import annotations
 
 from PIL import Image, ImageDraw, ImageFont
@@ -6,7 +7,9 @@ from PIL import Image, ImageDraw, ImageFont
 COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
 
 
-def line_plot(series: dict[str, list[tuple[float, float]]], title: str = "", size=(640, 320), smooth: int = 1) -> Image.Image:
+def line_plot(
+    series: dict[str, list[tuple[float, float]]], title: str = "", size=(640, 320), smooth: int = 1
+) -> Image.Image:
     """One line per named series of (x, y) points; ``smooth`` = moving-average window."""
     width, height = size
     left, right, top, bottom = 60, 20, 30, 40
@@ -19,8 +22,10 @@ def line_plot(series: dict[str, list[tuple[float, float]]], title: str = "", siz
     x0, x1, y0, y1 = min(xs), max(xs) or 1, min(ys), max(ys)
     if y1 == y0:
         y0, y1 = y0 - 1, y1 + 1
-    to_px = lambda x, y: (left + (x - x0) / ((x1 - x0) or 1) * (width - left - right),
-                          top + (1 - (y - y0) / (y1 - y0)) * (height - top - bottom))
+    to_px = lambda x, y: (
+        left + (x - x0) / ((x1 - x0) or 1) * (width - left - right),
+        top + (1 - (y - y0) / (y1 - y0)) * (height - top - bottom),
+    )
     draw.rectangle((left, top, width - right, height - bottom), outline=(180, 180, 180))
     for fraction in (0, 0.5, 1):
         value = y0 + fraction * (y1 - y0)
@@ -41,6 +46,6 @@ def _smoothed(values: list[tuple[float, float]], window: int) -> list[tuple[floa
         return values
     out = []
     for i in range(len(values)):
-        chunk = values[max(0, i - window + 1):i + 1]
+        chunk = values[max(0, i - window + 1) : i + 1]
         out.append((values[i][0], sum(y for _, y in chunk) / len(chunk)))
     return out

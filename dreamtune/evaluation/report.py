@@ -1,4 +1,5 @@
 """A self-contained HTML report: sections of pictures and tables, written atomically."""
+
 from __future__ import annotations
 
 import html
@@ -24,7 +25,9 @@ class Report:
 
     def image(self, relative_path: str, caption: str = "", width: int | None = None) -> None:
         size = f" width='{width}'" if width else ""
-        self.parts.append(f"<figure><img src='{html.escape(relative_path)}'{size}><figcaption>{html.escape(caption)}</figcaption></figure>")
+        self.parts.append(
+            f"<figure><img src='{html.escape(relative_path)}'{size}><figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
 
     def table(self, rows: list[dict], columns: list[str]) -> None:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
@@ -32,8 +35,10 @@ class Report:
         self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
 
     def write(self, path: Path) -> Path:
-        page = f"<!doctype html><meta charset='utf-8'><title>{html.escape(self.title)}</title><style>{STYLE}</style>" \
-               f"<h1>{html.escape(self.title)}</h1>" + "\n".join(self.parts)
+        page = (
+            f"<!doctype html><meta charset='utf-8'><title>{html.escape(self.title)}</title><style>{STYLE}</style>"
+            f"<h1>{html.escape(self.title)}</h1>" + "\n".join(self.parts)
+        )
         with atomic_file(Path(path)) as temp:
             temp.write_text(page, encoding="utf-8")
         return Path(path)

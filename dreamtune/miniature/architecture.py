@@ -1,12 +1,13 @@
 """Sizes of the miniature's networks: Stable Diffusion's component classes, scaled to 64×64.
 
-    text:  CLIP text transformer, 4 layers × 128 wide, 32 tokens (the mini CLIP's text tower)
-    image: CLIP ViT, 64×64 input, 8×8 patches, 4 layers × 128 wide (metrics and rewards)
-    VAE:   AutoencoderKL 64×64×3 <-> 16×16×4 (downsampling 4, where SD's is 8), 3.5 M parameters
-           (the first build's 0.7 M VAE, channels 16/32/64 × 1 layer, was the sharpness bottleneck)
-    UNet:  10.9 M parameters; bf16 training step at batch 32 ≈ 0.67 s on 2 AMX cores
-    UNet:  UNet2DConditionModel on 16×16×4 latents, cross-attention to the 128-wide text states
+text:  CLIP text transformer, 4 layers × 128 wide, 32 tokens (the mini CLIP's text tower)
+image: CLIP ViT, 64×64 input, 8×8 patches, 4 layers × 128 wide (metrics and rewards)
+VAE:   AutoencoderKL 64×64×3 <-> 16×16×4 (downsampling 4, where SD's is 8), 3.5 M parameters
+       (the first build's 0.7 M VAE, channels 16/32/64 × 1 layer, was the sharpness bottleneck)
+UNet:  10.9 M parameters; bf16 training step at batch 32 ≈ 0.67 s on 2 AMX cores
+UNet:  UNet2DConditionModel on 16×16×4 latents, cross-attention to the 128-wide text states
 """
+
 from __future__ import annotations
 
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -17,18 +18,35 @@ MAX_TOKENS = 32
 
 
 def clip_model(vocab_size: int, eos_token_id: int, bos_token_id: int) -> CLIPModel:
-    text = dict(vocab_size=vocab_size, hidden_size=TEXT_WIDTH, intermediate_size=512, num_hidden_layers=4,
-                num_attention_heads=4, max_position_embeddings=MAX_TOKENS, eos_token_id=eos_token_id,
-                bos_token_id=bos_token_id, pad_token_id=eos_token_id)
-    vision = dict(image_size=64, patch_size=8, hidden_size=128, intermediate_size=512, num_hidden_layers=4,
-                  num_attention_heads=4)
+    text = dict(
+        vocab_size=vocab_size,
+        hidden_size=TEXT_WIDTH,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_TOKENS,
+        eos_token_id=eos_token_id,
+        bos_token_id=bos_token_id,
+        pad_token_id=eos_token_id,
+    )
+    vision = dict(
+        image_size=64, patch_size=8, hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4
+    )
     return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=128))
 
 
 def vae() -> AutoencoderKL:
-    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64, 128),
-                         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-                         layers_per_block=2, norm_num_groups=16, sample_size=64)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(32, 64, 128),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        layers_per_block=2,
+        norm_num_groups=16,
+        sample_size=64,
+    )
 
 
 def unet() -> UNet2DConditionModel:
@@ -37,14 +55,28 @@ def unet() -> UNet2DConditionModel:
     # heads, so 32 gives 32 heads of dim 4 / 6, where PyTorch's CPU attention runs at ~2 % of the matmul
     # peak (benchmarks/op_ceiling.py). `attention_head_dim=(2, 4, 6)` (head dim 32) costs the same weights
     # and makes attention ~5x faster, but computes a different function: it needs the UNet re-pretrained.
-    return UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
-                                block_out_channels=(64, 128, 192),
-                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-                                cross_attention_dim=TEXT_WIDTH, attention_head_dim=32, norm_num_groups=32)
+    return UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(64, 128, 192),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=TEXT_WIDTH,
+        attention_head_dim=32,
+        norm_num_groups=32,
+    )
 
 
 def noise_scheduler() -> DDPMScheduler:
     """Stable Diffusion's training schedule (scaled linear β from 0.00085 to 0.012, 1000 steps)."""
-    return DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-                         clip_sample=False, steps_offset=1, prediction_type="epsilon")
+    return DDPMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        clip_sample=False,
+        steps_offset=1,
+        prediction_type="epsilon",
+    )

@@ -1,4 +1,5 @@
 """Assemble the trained stages into a diffusers StableDiffusionPipeline folder (fp16)."""
+
 from __future__ import annotations
 
 import shutil
@@ -28,7 +29,9 @@ def frozen_components(root: Path) -> Components:
     tokenizer = CLIPTokenizer.from_pretrained(str(root / "clip" / "final"))
     vae = load_folder(AutoencoderKL, root / "vae" / "final")
     freeze(vae, text_encoder)
-    return Components(StableDiffusion(), None, vae, [text_encoder], [tokenizer], architecture.noise_scheduler(), source=str(root))
+    return Components(
+        StableDiffusion(), None, vae, [text_encoder], [tokenizer], architecture.noise_scheduler(), source=str(root)
+    )
 
 
 def assemble(root: Path, out: Path = MODEL_DIR) -> Path:
@@ -39,22 +42,34 @@ def assemble(root: Path, out: Path = MODEL_DIR) -> Path:
     components = frozen_components(root)
     unet = load_folder(UNet2DConditionModel, root / "unet" / "final")
     scheduler = DDIMScheduler.from_config(architecture.noise_scheduler().config)
-    pipeline = StableDiffusionPipeline(vae=components.vae, text_encoder=components.text_encoders[0],
-                                       tokenizer=components.tokenizers[0], unet=unet, scheduler=scheduler,
-                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipeline = StableDiffusionPipeline(
+        vae=components.vae,
+        text_encoder=components.text_encoders[0],
+        tokenizer=components.tokenizers[0],
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     # fp16 on disk for size; diffusers loads the UNet and VAE back as fp32, but transformers keeps a
     # text encoder's saved dtype, so it stays fp32 (0.9 M parameters) for a pipeline that runs as loaded
     unet.to(torch.float16)
     components.vae.to(torch.float16)
-    with atomic_dir(out, owned=Path(out).resolve() == MODEL_DIR.resolve()) as temp:   # the packaged model is replaced in place
+    with atomic_dir(
+        out, owned=Path(out).resolve() == MODEL_DIR.resolve()
+    ) as temp:  # the packaged model is replaced in place
         pipeline.save_pretrained(temp, safe_serialization=True)
         from transformers import CLIPModel
-        refined = root / "clip_image" / "final"     # same text tower, better image tower
+
+        refined = root / "clip_image" / "final"  # same text tower, better image tower
         clip = load_folder(CLIPModel, refined if refined.is_dir() else root / "clip" / "final").to(torch.float16)
         clip.save_pretrained(temp / "clip", safe_serialization=True)
         components.tokenizers[0].save_pretrained(temp / "clip")
         judge = root / "judge" if (root / "judge" / "judge.safetensors").is_file() else MODEL_DIR / "judge"
-        if (judge / "judge.safetensors").is_file():   # the judge (benchmarks/miniature_judge.py; retrain it after a new VAE)
+        if (
+            judge / "judge.safetensors"
+        ).is_file():  # the judge (benchmarks/miniature_judge.py; retrain it after a new VAE)
             shutil.copytree(judge, temp / "judge", ignore=shutil.ignore_patterns(".*"))
         card = Path(__file__).parent / "MODEL_CARD.md"
         if card.is_file():

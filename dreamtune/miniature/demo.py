@@ -7,6 +7,7 @@ never shown. The same run measures three rows with the mini CLIP:
   personalized the fine-tuned model prompted with the identifier ("a sks dog in the jungle")
   ceiling      ground-truth world renders of the subject in those contexts
 """
+
 from __future__ import annotations
 
 import json
@@ -62,33 +63,69 @@ def identifier_of(recipe: config.Config) -> str:
     return method.textual_inversion.placeholder_token if method.kind == "textual_inversion" else IDENTIFIER
 
 
-def run_demo(out: Path, subject: str = "dog3", images: Path | None = None, class_noun: str | None = None,
-             seeds: int = 2, overrides: list[str] = (), model_dir: Path = MODEL_DIR, guidance_scale: float = 4.0,
-             recipe: Path = RECIPE) -> dict:
+def run_demo(
+    out: Path,
+    subject: str = "dog3",
+    images: Path | None = None,
+    class_noun: str | None = None,
+    seeds: int = 2,
+    overrides: list[str] = (),
+    model_dir: Path = MODEL_DIR,
+    guidance_scale: float = 4.0,
+    recipe: Path = RECIPE,
+) -> dict:
     started = time.perf_counter()
     out, model_dir = Path(out), Path(model_dir)
     claim_output_dir(out, "--out")
     if not (model_dir / "model_index.json").is_file():
-        raise UserError(f"the miniature model is missing from {model_dir}; build it with bash benchmarks/pretrain_miniature.sh.")
+        raise UserError(
+            f"the miniature model is missing from {model_dir}; build it with bash benchmarks/pretrain_miniature.sh."
+        )
     if images is None and subject not in world.HELD_OUT:
         raise UserError(f"--subject {subject} is not a held-out instance; choose one of {', '.join(world.HELD_OUT)}.")
     noun = class_noun or (world.instance(subject).class_noun if images is None else "object")
     identifier = identifier_of(config.load(recipe, list(overrides)))
     photos = Path(images) if images else photograph(subject, out / "photos", identifier=identifier)
-    rewards = [f"rl.subject={identifier}", f"rl.class_noun={noun}"] if any(o.startswith("rl.algorithm=") for o in overrides) else []
-    run = train(config.load(recipe, [f"model.pretrained={model_dir}", f"data.instance_dir={photos}",
-                                     f"data.instance_prompt=a {identifier} {noun}", f"train.output_dir={out / 'run'}",
-                                     f"prior.class_prompt=a {noun}", *rewards, *overrides]), replace=True)
+    rewards = (
+        [f"rl.subject={identifier}", f"rl.class_noun={noun}"]
+        if any(o.startswith("rl.algorithm=") for o in overrides)
+        else []
+    )
+    run = train(
+        config.load(
+            recipe,
+            [
+                f"model.pretrained={model_dir}",
+                f"data.instance_dir={photos}",
+                f"data.instance_prompt=a {identifier} {noun}",
+                f"train.output_dir={out / 'run'}",
+                f"prior.class_prompt=a {noun}",
+                *rewards,
+                *overrides,
+            ],
+        ),
+        replace=True,
+    )
     phrases = [scenery.PHRASES[c] for c in EVAL_CONTEXTS]
     pairs = [(p, s) for p in phrases for s in range(seeds)]
     common = dict(images_per_prompt=seeds, steps=25, guidance_scale=guidance_scale, resolution=64)
-    tuned = generate(GenerateRequest(trained=str(run.model_dir), prompts=tuple(f"a {identifier} {noun} {p}" for p in phrases), **common), out / "personalized")
-    base = generate(GenerateRequest(base_model=str(model_dir), prompts=tuple(f"a {noun} {p}" for p in phrases), **common), out / "floor")
+    tuned = generate(
+        GenerateRequest(
+            trained=str(run.model_dir), prompts=tuple(f"a {identifier} {noun} {p}" for p in phrases), **common
+        ),
+        out / "personalized",
+    )
+    base = generate(
+        GenerateRequest(base_model=str(model_dir), prompts=tuple(f"a {noun} {p}" for p in phrases), **common),
+        out / "floor",
+    )
     clip = load_clip(model_dir / "clip", name="mini-CLIP")
     real = clip.images([Image.open(p).convert("RGB") for p in sorted((out / "run" / "data" / "images").glob("*.png"))])
     class_prompts = [f"a {noun} {p}" for p, _ in pairs]
-    rows = {"floor": _measure(clip, _images(base, out / "floor"), real, class_prompts),
-            "personalized": _measure(clip, _images(tuned, out / "personalized"), real, class_prompts)}
+    rows = {
+        "floor": _measure(clip, _images(base, out / "floor"), real, class_prompts),
+        "personalized": _measure(clip, _images(tuned, out / "personalized"), real, class_prompts),
+    }
     truth = []
     if images is None:
         truth = [world.render(world.Scene(subject, c), 90_000 + s) for c in EVAL_CONTEXTS for s in range(seeds)]
@@ -101,17 +138,31 @@ def run_demo(out: Path, subject: str = "dog3", images: Path | None = None, class
     return metrics
 
 
-def _judge_rows(rows: dict, model_dir: Path, subject: str, base: dict, tuned: dict, truth: list, out: Path, seeds: int) -> None:
+def _judge_rows(
+    rows: dict, model_dir: Path, subject: str, base: dict, tuned: dict, truth: list, out: Path, seeds: int
+) -> None:
     """The miniature judge's verdicts for each row, when the model ships a judge (``judge/``)."""
     if not (model_dir / "judge" / "judge.safetensors").is_file():
         return
     photos = [Image.open(p).convert("RGB") for p in sorted((out / "photos").glob("*.png"))]
-    images = {"floor": _images(base, out / "floor"), "personalized": _images(tuned, out / "personalized"), "ceiling": truth}
+    images = {
+        "floor": _images(base, out / "floor"),
+        "personalized": _images(tuned, out / "personalized"),
+        "ceiling": truth,
+    }
     judge_rows(rows, model_dir / "judge", model_dir, subject, images, photos, seeds)
 
 
-def judge_rows(rows: dict, judge_dir: Path, model_dir: Path, subject: str, images: dict[str, list], photos: list, seeds: int,
-               cache: dict | None = None) -> None:
+def judge_rows(
+    rows: dict,
+    judge_dir: Path,
+    model_dir: Path,
+    subject: str,
+    images: dict[str, list],
+    photos: list,
+    seeds: int,
+    cache: dict | None = None,
+) -> None:
     """Add the judge's verdicts (identity among the class's instances and among all, context, class,
     the judge's CLIP-I) to each row of ``rows`` whose ``images`` are given. ``cache`` (a dict kept
     by the caller) keeps the loaded judge and each subject's references across calls with the
@@ -131,15 +182,24 @@ def judge_rows(rows: dict, judge_dir: Path, model_dir: Path, subject: str, image
 
 
 def summarize(rows: dict, wall_seconds: float, subject: str, noun: str) -> dict:
-    result = {"subject": subject, "class": noun, "features": "mini-CLIP (stands in for OpenAI CLIP offline)", **rows,
-              "wall_seconds": round(wall_seconds, 1)}
+    result = {
+        "subject": subject,
+        "class": noun,
+        "features": "mini-CLIP (stands in for OpenAI CLIP offline)",
+        **rows,
+        "wall_seconds": round(wall_seconds, 1),
+    }
     if "ceiling" in rows:
         gap = rows["ceiling"]["clip_i"] - rows["floor"]["clip_i"]
         result["clip_i_gap_closed"] = (rows["personalized"]["clip_i"] - rows["floor"]["clip_i"]) / gap if gap else None
         result["clip_t_vs_ceiling"] = rows["personalized"]["clip_t"] / rows["ceiling"]["clip_t"]
         if "judge_similarity" in rows["ceiling"]:
             judged = rows["ceiling"]["judge_similarity"] - rows["floor"]["judge_similarity"]
-            result["judge_gap_closed"] = (rows["personalized"]["judge_similarity"] - rows["floor"]["judge_similarity"]) / judged if judged else None
+            result["judge_gap_closed"] = (
+                (rows["personalized"]["judge_similarity"] - rows["floor"]["judge_similarity"]) / judged
+                if judged
+                else None
+            )
     return result
 
 
@@ -162,19 +222,27 @@ def _report(out: Path, run, base: dict, tuned: dict, truth: list, metrics: dict,
     report.heading("Input photos")
     report.image("inputs.png")
     report.heading("Metrics")
-    report.text(f"Features: {metrics['features']}. CLIP-I: mean cosine to the input photos; CLIP-T: to the prompt without the identifier.")
+    report.text(
+        f"Features: {metrics['features']}. CLIP-I: mean cosine to the input photos; CLIP-T: to the prompt without the identifier."
+    )
     judged = "judge_identity" in metrics.get("ceiling", {})
-    columns = ["row", "clip_i", "clip_t"] + (["judge_identity", "judge_identity_all", "judge_context", "judge_class", "judge_similarity"] if judged else [])
+    columns = ["row", "clip_i", "clip_t"] + (
+        ["judge_identity", "judge_identity_all", "judge_context", "judge_class", "judge_similarity"] if judged else []
+    )
     report.table([{"row": k, **metrics[k]} for k in ("floor", "personalized", "ceiling") if k in metrics], columns)
     if judged and metrics.get("judge_gap_closed") is not None:
-        report.text("Judge (the miniature's own, validated on ground truth of held-out instances): identity = the subject is the "
-                    "nearest of its class's 4 instances (chance 25 %); identity_all = the nearest of all instances, every class's; class = the nearest of all instances is of its class; "
-                    "context = the prompted context recognised; "
-                    f"similarity = to the input photos. Personalization closes {metrics['judge_gap_closed']:.0%} of the judge's "
-                    "floor→ceiling similarity gap.")
+        report.text(
+            "Judge (the miniature's own, validated on ground truth of held-out instances): identity = the subject is the "
+            "nearest of its class's 4 instances (chance 25 %); identity_all = the nearest of all instances, every class's; class = the nearest of all instances is of its class; "
+            "context = the prompted context recognised; "
+            f"similarity = to the input photos. Personalization closes {metrics['judge_gap_closed']:.0%} of the judge's "
+            "floor→ceiling similarity gap."
+        )
     if "clip_i_gap_closed" in metrics:
-        report.text(f"Personalized CLIP-I closes {metrics['clip_i_gap_closed']:.0%} of the floor→ceiling gap; "
-                    f"CLIP-T is {metrics['clip_t_vs_ceiling']:.0%} of the ceiling's. Wall time {metrics['wall_seconds']:.0f} s.")
+        report.text(
+            f"Personalized CLIP-I closes {metrics['clip_i_gap_closed']:.0%} of the floor→ceiling gap; "
+            f"CLIP-T is {metrics['clip_t_vs_ceiling']:.0%} of the ceiling's. Wall time {metrics['wall_seconds']:.0f} s."
+        )
     report.heading("Generations in contexts never shown")
     report.image("personalized/contact_sheet.png")
     report.heading("Base model vs personalized" + (" vs ground truth" if truth else ""))

@@ -7,6 +7,7 @@ classes, each at a random hue, each drawn in two random contexts (a positive pai
 same glyph at another hue (a hard negative). No held-out instance, and no glyph of a world
 class, is ever drawn, so the held-out subjects stay unseen.
 """
+
 from __future__ import annotations
 
 import random
@@ -27,7 +28,8 @@ GLYPHS = tuple(
     "1F681 1F6A2 1F34C 1F349 1F353 1F95D 1F345 1F966 1F9C0 1F354 1F355 1F3A8 1F3BA 1F3BB 1F941 "
     "1F4BB 1F4F1 1F50B 1F526 1F6CB 1FA91 1F6C1 1F9F2 1F418 1F992 1F993 1F98C 1F42B 1F994 1F987 "
     "1F989 1F99C 1F99A 1F986 1F40D 1F996 1F419 1F980 1F41E 1F33B 1F337 1F332 2602 1F302 1F3D0 "
-    "1F3B2 1F9E9".split())
+    "1F3B2 1F9E9".split()
+)
 assert not set(GLYPHS) & {g for glyphs in world.GLYPHS.values() for g in glyphs}
 
 
@@ -37,7 +39,7 @@ def distractor_pairs(count: int, rng: random.Random) -> tuple[list, list[int]]:
     for k in range(count):
         if k % 2 == 0:
             glyph, hue = rng.choice(GLYPHS), rng.random()
-        else:   # the same glyph at a clearly different hue: a hard negative for the previous one
+        else:  # the same glyph at a clearly different hue: a hard negative for the previous one
             hue = (hue + rng.uniform(0.15, 0.85)) % 1.0
         sprite = world.glyph_sprite(glyph, round(hue, 2))
         for context in rng.sample(list(world.CONTEXTS), 2):
@@ -62,9 +64,11 @@ class ImageTowerBatches:
         pixels = torch.from_numpy(np.stack([np.asarray(i) for i in images]))
         pixels = pixels.permute(0, 3, 1, 2).float() / 127.5 - 1.0
         captioned = len(batch["prompts"])
-        return {"pixels": torch.cat([batch["pixels"], pixels]),
-                "prompts": list(batch["prompts"]) + [""] * len(images),
-                "captioned": torch.arange(captioned + len(images)) < captioned,
-                "instance_labels": torch.cat([batch["instance_labels"], torch.tensor(labels)]),
-                "sizes": torch.tensor([[64, 64]] * (captioned + len(images))),
-                "is_prior": torch.zeros(captioned + len(images), dtype=torch.bool)}
+        return {
+            "pixels": torch.cat([batch["pixels"], pixels]),
+            "prompts": list(batch["prompts"]) + [""] * len(images),
+            "captioned": torch.arange(captioned + len(images)) < captioned,
+            "instance_labels": torch.cat([batch["instance_labels"], torch.tensor(labels)]),
+            "sizes": torch.tensor([[64, 64]] * (captioned + len(images))),
+            "is_prior": torch.zeros(captioned + len(images), dtype=torch.bool),
+        }

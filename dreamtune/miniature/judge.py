@@ -15,6 +15,7 @@ contrastive loss (Khosla et al. 2020) and cross-entropy heads. Every image is de
 generator degrades: a round trip through the miniature's own VAE (75 %), Gaussian blur
 σ ~ U(0, 1.5) px, pixel noise, so a soft generated image is judged on what it shows.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,7 +62,11 @@ class JudgeNet(nn.Module):
         """``pixels`` (B,3,64,64) in [-1, 1]."""
         h = self.stages(F.silu(self.stem(pixels))).mean(dim=(2, 3))
         h = F.silu(self.neck(h))
-        return {"embedding": F.normalize(self.embedding(h), dim=-1), "class": self.classes(h), "context": self.contexts(h)}
+        return {
+            "embedding": F.normalize(self.embedding(h), dim=-1),
+            "class": self.classes(h),
+            "context": self.contexts(h),
+        }
 
 
 # ---- degradation: what the generator does to an image --------------------------------------
@@ -69,8 +74,8 @@ def gaussian_blur(pixels: Tensor, sigmas: Tensor) -> Tensor:
     """Per-image Gaussian blur, σ in pixels (σ = 0: unchanged)."""
     radius = 3
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernels = torch.exp(-offsets[None] ** 2 / (2 * sigmas.clamp(min=1e-3)[:, None] ** 2))
-    kernels = kernels / kernels.sum(dim=1, keepdim=True)                     # (B, 7)
+    kernels = torch.exp(-(offsets[None] ** 2) / (2 * sigmas.clamp(min=1e-3)[:, None] ** 2))
+    kernels = kernels / kernels.sum(dim=1, keepdim=True)  # (B, 7)
     batch, channels, height, width = pixels.shape
     flat = F.pad(pixels.reshape(1, batch * channels, height, width), (radius,) * 4, mode="reflect")
     weight = kernels.repeat_interleave(channels, dim=0)
@@ -93,8 +98,18 @@ def fade(pixels: Tensor, desaturate: Tensor, lighten: Tensor) -> Tensor:
     return pixels + (1.0 - pixels) * lighten.view(-1, 1, 1, 1)
 
 
-def degrade(pixels: Tensor, vae, generator: torch.Generator, vae_p: float = 0.75, max_blur: float = 1.5, max_noise: float = 0.06,
-            round_trips: Tensor | None = None, fade_p: float = 0.0, max_desaturate: float = 0.5, max_lighten: float = 0.3) -> Tensor:
+def degrade(
+    pixels: Tensor,
+    vae,
+    generator: torch.Generator,
+    vae_p: float = 0.75,
+    max_blur: float = 1.5,
+    max_noise: float = 0.06,
+    round_trips: Tensor | None = None,
+    fade_p: float = 0.0,
+    max_desaturate: float = 0.5,
+    max_lighten: float = 0.3,
+) -> Tensor:
     """``pixels`` as the generator degrades images: the VAE round trip (``vae``, or the same
     images' ``round_trips`` computed once), with probability ``fade_p`` paler colours of the same
     hue (generated subjects often are; see :func:`fade`), a blur of up to ``max_blur`` px, Gaussian noise."""
@@ -102,13 +117,20 @@ def degrade(pixels: Tensor, vae, generator: torch.Generator, vae_p: float = 0.75
     through_vae = torch.rand(batch, generator=generator) < vae_p
     if (vae is not None or round_trips is not None) and through_vae.any():
         pixels = pixels.clone()
-        pixels[through_vae] = round_trips[through_vae] if round_trips is not None else vae_round_trip(vae, pixels[through_vae])
+        pixels[through_vae] = (
+            round_trips[through_vae] if round_trips is not None else vae_round_trip(vae, pixels[through_vae])
+        )
     if fade_p > 0:
         faded = (torch.rand(batch, generator=generator) < fade_p).float()
-        pixels = fade(pixels, faded * torch.rand(batch, generator=generator) * max_desaturate,
-                      faded * torch.rand(batch, generator=generator) * max_lighten)
+        pixels = fade(
+            pixels,
+            faded * torch.rand(batch, generator=generator) * max_desaturate,
+            faded * torch.rand(batch, generator=generator) * max_lighten,
+        )
     pixels = gaussian_blur(pixels, torch.rand(batch, generator=generator) * max_blur)
-    noise = torch.randn(pixels.shape, generator=generator) * (torch.rand(batch, 1, 1, 1, generator=generator) * max_noise)
+    noise = torch.randn(pixels.shape, generator=generator) * (
+        torch.rand(batch, 1, 1, 1, generator=generator) * max_noise
+    )
     return (pixels + noise).clamp(-1, 1)
 
 
@@ -120,10 +142,10 @@ def to_pixels(images) -> Tensor:
 # ---- training data ---------------------------------------------------------------------------
 @dataclass
 class Rendered:
-    pixels: Tensor            # (N,3,64,64) in [-1,1]
-    identity: Tensor          # (N,) pair label: same value = same instance
-    classes: Tensor           # (N,) class index, -1 for distractors
-    contexts: Tensor          # (N,) context index
+    pixels: Tensor  # (N,3,64,64) in [-1,1]
+    identity: Tensor  # (N,) pair label: same value = same instance
+    classes: Tensor  # (N,) class index, -1 for distractors
+    contexts: Tensor  # (N,) context index
 
 
 def render_pairs(pairs: int, seed: int, plain_p: float = 0.1) -> Rendered:
@@ -134,9 +156,17 @@ def render_pairs(pairs: int, seed: int, plain_p: float = 0.1) -> Rendered:
     for k in range(pairs):
         if k % 2 == 0:
             spec = rng.choice(world.PRETRAIN_INSTANCES)
-            sprite, label, noun = world.object_sprite(spec.name), world.INSTANCES.index(spec), CLASSES.index(spec.class_noun)
+            sprite, label, noun = (
+                world.object_sprite(spec.name),
+                world.INSTANCES.index(spec),
+                CLASSES.index(spec.class_noun),
+            )
         else:
-            sprite, label, noun = world.glyph_sprite(rng.choice(DISTRACTOR_GLYPHS), round(rng.random(), 2)), 1000 + k, -1
+            sprite, label, noun = (
+                world.glyph_sprite(rng.choice(DISTRACTOR_GLYPHS), round(rng.random(), 2)),
+                1000 + k,
+                -1,
+            )
         for context in rng.sample(list(world.CONTEXTS), 2):
             context = None if rng.random() < plain_p else context
             images.append(world.compose(sprite, context, rng.randrange(10**9)))
@@ -163,7 +193,11 @@ def judge_loss(net: JudgeNet, pixels: Tensor, data: Rendered) -> tuple[Tensor, d
     class_loss = F.cross_entropy(out["class"][world_rows], data.classes[world_rows])
     context_loss = F.cross_entropy(out["context"], data.contexts)
     loss = contrastive + class_loss + context_loss
-    return loss, {"contrastive": float(contrastive.detach()), "class": float(class_loss.detach()), "context": float(context_loss.detach())}
+    return loss, {
+        "contrastive": float(contrastive.detach()),
+        "class": float(class_loss.detach()),
+        "context": float(context_loss.detach()),
+    }
 
 
 # ---- saving and loading ------------------------------------------------------------------
@@ -173,7 +207,9 @@ def save_judge(net: JudgeNet, folder: Path) -> Path:
     from dreamtune.atomic import atomic_dir
 
     with atomic_dir(Path(folder), owned=True) as temp:
-        save_file({k: v.detach().half().contiguous() for k, v in net.state_dict().items()}, str(temp / "judge.safetensors"))  # fp16 on disk, fp32 when loaded
+        save_file(
+            {k: v.detach().half().contiguous() for k, v in net.state_dict().items()}, str(temp / "judge.safetensors")
+        )  # fp16 on disk, fp32 when loaded
         (temp / "config.json").write_text(json.dumps({"classes": CLASSES, "contexts": CONTEXT_LABELS}, indent=1))
     return Path(folder)
 
@@ -195,7 +231,7 @@ def load_judge(folder: Path) -> JudgeNet:
 @torch.no_grad()
 def judge_images(net: JudgeNet, images) -> dict[str, Tensor]:
     pixels = images if isinstance(images, Tensor) else to_pixels(images)
-    outputs = [net(pixels[i:i + 128]) for i in range(0, len(pixels), 128)]
+    outputs = [net(pixels[i : i + 128]) for i in range(0, len(pixels), 128)]
     return {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
 
 
@@ -212,6 +248,7 @@ def load_vae(model_dir: Path):
     from diffusers import AutoencoderKL
 
     from dreamtune.models.loading import load_folder
+
     return load_folder(AutoencoderKL, Path(model_dir) / "vae", torch_dtype=torch.float32).eval()
 
 
@@ -232,8 +269,15 @@ def instance_references(net: JudgeNet, subject: str, photos=None, vae=None) -> t
 
 
 @torch.no_grad()
-def per_image_verdicts(net: JudgeNet, images, subject: str, contexts: list[str | None], photos=None, vae=None,
-                       references: tuple[list[str], Tensor] | None = None) -> dict[str, Tensor]:
+def per_image_verdicts(
+    net: JudgeNet,
+    images,
+    subject: str,
+    contexts: list[str | None],
+    photos=None,
+    vae=None,
+    references: tuple[list[str], Tensor] | None = None,
+) -> dict[str, Tensor]:
     """For images meant to show ``subject`` in ``contexts`` (None: plain), one value per image:
       identity    the subject is the nearest of its class's instances (chance 25 %)
       identity_all the subject is the nearest of all instances, every class's (the other classes are
@@ -252,12 +296,26 @@ def per_image_verdicts(net: JudgeNet, images, subject: str, contexts: list[str |
     nearest = similarity.argmax(dim=1)
     wanted_context = torch.tensor([CONTEXT_LABELS.index(c or "plain") for c in contexts])
     mine = names.index(subject)
-    return {"identity": (nearest_in_family == mine).float(), "identity_all": (nearest == mine).float(),
-            "class": torch.tensor([float(world.instance(names[k]).class_noun == noun) for k in nearest.tolist()]),
-            "context": (out["context"].argmax(1) == wanted_context).float(), "similarity": similarity[:, mine]}
+    return {
+        "identity": (nearest_in_family == mine).float(),
+        "identity_all": (nearest == mine).float(),
+        "class": torch.tensor([float(world.instance(names[k]).class_noun == noun) for k in nearest.tolist()]),
+        "context": (out["context"].argmax(1) == wanted_context).float(),
+        "similarity": similarity[:, mine],
+    }
 
 
-def verdicts(net: JudgeNet, images, subject: str, contexts: list[str | None], photos=None, vae=None,
-             references: tuple[list[str], Tensor] | None = None) -> dict[str, float]:
+def verdicts(
+    net: JudgeNet,
+    images,
+    subject: str,
+    contexts: list[str | None],
+    photos=None,
+    vae=None,
+    references: tuple[list[str], Tensor] | None = None,
+) -> dict[str, float]:
     """The means of :func:`per_image_verdicts` over ``images``."""
-    return {k: float(v.mean()) for k, v in per_image_verdicts(net, images, subject, contexts, photos, vae, references).items()}
+    return {
+        k: float(v.mean())
+        for k, v in per_image_verdicts(net, images, subject, contexts, photos, vae, references).items()
+    }

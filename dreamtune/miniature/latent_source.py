@@ -1,4 +1,5 @@
 """Cached VAE latents of the world pool, and the batch source of the UNet pretraining stage."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,10 @@ from dreamtune.models.families import StableDiffusion
 def encode_pool(vae, pool: Pool, cache_dir: Path, show_progress: bool = True) -> torch.Tensor:
     """(N,4,16,16) scaled latents of every pool image, cached on disk by pool and VAE weights."""
     weights = sum(float(p.double().sum()) for p in vae.parameters())
-    path = Path(cache_dir) / f"latents-{key_of(len(pool.scenes), pool.pixels[:4].tobytes().hex()[:64], weights)}.safetensors"
+    path = (
+        Path(cache_dir)
+        / f"latents-{key_of(len(pool.scenes), pool.pixels[:4].tobytes().hex()[:64], weights)}.safetensors"
+    )
     if path.is_file():
         return load_file(str(path))["latents"]
     chunks = []
@@ -43,11 +47,16 @@ class LatentPoolBatches:
         indices = torch.randint(0, len(self.pool.scenes), (self.batch_size,), generator=generator)
         drop = torch.rand(self.batch_size, generator=generator) < self.caption_dropout
         prompts = ["" if d else c for d, c in zip(drop.tolist(), self.pool.captions(indices.tolist()))]
-        return {"latents": self.latents[indices], "prompts": prompts, "sizes": torch.tensor([[64, 64]] * self.batch_size),
-                "is_prior": torch.zeros(self.batch_size, dtype=torch.bool)}
+        return {
+            "latents": self.latents[indices],
+            "prompts": prompts,
+            "sizes": torch.tensor([[64, 64]] * self.batch_size),
+            "is_prior": torch.zeros(self.batch_size, dtype=torch.bool),
+        }
 
 
 def _encode(vae, pixels):
     """The miniature is an SD-family model: its latents as the SD family encodes them."""
     from types import SimpleNamespace
+
     return StableDiffusion().encode_latents(SimpleNamespace(vae=vae), pixels)

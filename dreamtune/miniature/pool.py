@@ -1,5 +1,6 @@
 """A pre-rendered pool of world scenes (uint8 pixels + labels + captions) and the batch
 sources the pretraining stages draw from. Batches are pure functions of (seed, step)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +24,7 @@ POOL_VERSION = 1
 
 @dataclass
 class Pool:
-    pixels: np.ndarray           # (N,64,64,3) uint8
+    pixels: np.ndarray  # (N,64,64,3) uint8
     scenes: list[world.Scene]
 
     def captions(self, indices) -> list[str]:
@@ -45,8 +46,9 @@ def _render_chunk(args: tuple[list[world.Scene], int, int]) -> np.ndarray:
     return np.stack([np.asarray(world.render(s, seed * 1_000_003 + first + i)) for i, s in enumerate(scenes)])
 
 
-def build_pool(count: int, seed: int, cache_dir: Path | None = None, show_progress: bool = True,
-               workers: int | None = None) -> Pool:
+def build_pool(
+    count: int, seed: int, cache_dir: Path | None = None, show_progress: bool = True, workers: int | None = None
+) -> Pool:
     """Render ``count`` random pretraining scenes (held-out instances never appear); cached on disk.
     Renders are pure functions of (scene, seed, index), so ``workers`` processes give the same pool."""
     path = Path(cache_dir) / f"pool-v{POOL_VERSION}-{seed}-{count}.npz" if cache_dir else None
@@ -57,12 +59,12 @@ def build_pool(count: int, seed: int, cache_dir: Path | None = None, show_progre
     rng = random.Random(seed)
     scenes = [world.random_scene(rng) for _ in range(count)]
     chunk = 250
-    jobs = [(scenes[start:start + chunk], seed, start) for start in range(0, count, chunk)]
+    jobs = [(scenes[start : start + chunk], seed, start) for start in range(0, count, chunk)]
     workers = min(workers or os.cpu_count() or 1, len(jobs))
     progress = tqdm(total=count, desc="rendering world", unit="img", disable=not show_progress)
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as executor:
         parts = []
-        for part in (executor.map(_render_chunk, jobs) if executor else map(_render_chunk, jobs)):
+        for part in executor.map(_render_chunk, jobs) if executor else map(_render_chunk, jobs):
             parts.append(part)
             progress.update(len(part))
     progress.close()
@@ -103,5 +105,10 @@ class PoolBatches:
         pixels[flips] = pixels[flips].flip(-1)
         instances = [self.pool.scenes[i].instance for i in indices]
         labels = torch.tensor([self.names.index(name) for name in instances])
-        return {"pixels": pixels, "prompts": self.pool.captions(indices), "instance_labels": labels,
-                "sizes": torch.tensor([[64, 64]] * len(indices)), "is_prior": torch.zeros(len(indices), dtype=torch.bool)}
+        return {
+            "pixels": pixels,
+            "prompts": self.pool.captions(indices),
+            "instance_labels": labels,
+            "sizes": torch.tensor([[64, 64]] * len(indices)),
+            "is_prior": torch.zeros(len(indices), dtype=torch.bool),
+        }

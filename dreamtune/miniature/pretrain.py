@@ -9,6 +9,7 @@ Stages (each resumable: rerunning continues from the newest checkpoint of its fo
         -> <root>/unet/final
   assemble  a diffusers StableDiffusionPipeline folder in fp16 (+ the CLIP for metrics)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,8 +42,8 @@ class WorldConfig:
 class PretrainConfig:
     stage: Literal["clip", "clip_image", "vae", "unet"] = "clip"
     root: str = "runs/miniature"
-    instance_weight: float = 1.0     # clip stages: weight of the image-image (instance) term
-    edge_weight: float = 0.0         # vae stage: weight of the L1 between Sobel gradients (sharper edges)
+    instance_weight: float = 1.0  # clip stages: weight of the image-image (instance) term
+    edge_weight: float = 0.0  # vae stage: weight of the L1 between Sobel gradients (sharper edges)
     world: WorldConfig = field(default_factory=WorldConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -67,7 +68,10 @@ def _train(objective, source, folder: Path, train: TrainConfig, show_progress: b
     if checkpoint.list_checkpoints(folder):
         checkpoint.load(state, checkpoint.list_checkpoints(folder)[-1])
         print(f"resuming {folder.name} at step {state.step}")
-    callbacks = [MetricLog(folder / "metrics.jsonl"), Checkpointer(folder, train.checkpoint_every, train.keep_checkpoints)]
+    callbacks = [
+        MetricLog(folder / "metrics.jsonl"),
+        Checkpointer(folder, train.checkpoint_every, train.keep_checkpoints),
+    ]
     settings = LoopSettings(train.steps, train.grad_accum, train.max_grad_norm, train.seed, 0, show_progress)
     run_loop(objective, source, state, accelerator, settings, callbacks)
     return state
@@ -86,7 +90,9 @@ def stage_clip(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
     model = architecture.clip_model(len(tokenizer), tokenizer.eos_token_id, tokenizer.bos_token_id)
     source = PoolBatches(pool, cfg.train.batch_size, cfg.train.seed, pairs=True)
     objective = ContrastiveObjective(model, tokenizer, cfg.instance_weight)
-    return _save_clip(_train(objective, source, root / "clip", cfg.train, show_progress), model, tokenizer, root / "clip")
+    return _save_clip(
+        _train(objective, source, root / "clip", cfg.train, show_progress), model, tokenizer, root / "clip"
+    )
 
 
 def stage_clip_image(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
@@ -98,7 +104,9 @@ def stage_clip_image(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Pa
 
     root = Path(cfg.root)
     if not (root / "clip" / "final").is_dir():
-        raise UserError(f"the clip_image stage refines the clip stage's model; run dreamtune pretrain configs/miniature/clip.yaml (root {cfg.root}) first.")
+        raise UserError(
+            f"the clip_image stage refines the clip stage's model; run dreamtune pretrain configs/miniature/clip.yaml (root {cfg.root}) first."
+        )
     quiet_libraries()
     model = load_folder(CLIPModel, root / "clip" / "final")
     tokenizer = CLIPTokenizer.from_pretrained(str(root / "clip" / "final"))
@@ -122,7 +130,13 @@ def stage_vae(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
     torch.manual_seed(cfg.train.seed)
     vae = architecture.vae()
     source = PoolBatches(pool, cfg.train.batch_size, cfg.train.seed)
-    state = _train(AutoencoderObjective(vae, seed=cfg.train.seed, edge_weight=cfg.edge_weight), source, root / "vae", cfg.train, show_progress)
+    state = _train(
+        AutoencoderObjective(vae, seed=cfg.train.seed, edge_weight=cfg.edge_weight),
+        source,
+        root / "vae",
+        cfg.train,
+        show_progress,
+    )
     with torch.no_grad(), _ema_weights(state):
         sample = pool.tensor(range(0, len(pool.scenes), max(1, len(pool.scenes) // 512)))
         latents = torch.cat([vae.encode(chunk.to(vae.device)).latent_dist.mean for chunk in sample.split(64)])
@@ -134,6 +148,7 @@ def stage_vae(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
 
 def _ema_weights(state):
     import contextlib
+
     emas = list(state.emas.values())
     return emas[0].swapped_in() if emas else contextlib.nullcontext()
 
@@ -150,14 +165,17 @@ def stage_unet(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
 
     root = Path(cfg.root)
     components = frozen_components(root)
-    for frozen in [components.vae, *components.text_encoders]:   # the UNet goes where _train puts it
+    for frozen in [components.vae, *components.text_encoders]:  # the UNet goes where _train puts it
         frozen.to(_device())
     torch.manual_seed(cfg.train.seed)
     components.denoiser = architecture.unet()
     latents = encode_pool(components.vae, pool, root / "cache", show_progress)
     source = LatentPoolBatches(latents, pool, cfg.train.batch_size, cfg.train.seed, cfg.world.caption_dropout)
-    objective = DenoisingObjective(components, {"unet": components.denoiser},
-                                   NoiseSettings(cfg.train.seed, cfg.train.noise_offset, cfg.train.min_snr_gamma))
+    objective = DenoisingObjective(
+        components,
+        {"unet": components.denoiser},
+        NoiseSettings(cfg.train.seed, cfg.train.noise_offset, cfg.train.min_snr_gamma),
+    )
     state = _train(objective, source, root / "unet", cfg.train, show_progress)
     with atomic_dir(root / "unet" / "final", owned=True) as temp:
         _with_ema(state, lambda: components.denoiser.save_pretrained(temp, safe_serialization=True))
@@ -170,6 +188,8 @@ STAGES = {"clip": stage_clip, "clip_image": stage_clip_image, "vae": stage_vae, 
 def pretrain(recipe: str | Path | None, overrides: list[str], show_progress: bool = True) -> Path:
     cfg = config_module.load_as(PretrainConfig, recipe, overrides)
     if cfg.stage == "unet" and not (Path(cfg.root) / "vae" / "final").is_dir():
-        raise UserError(f"the unet stage needs the vae and clip stages first; run dreamtune pretrain configs/miniature/vae.yaml (root {cfg.root}).")
+        raise UserError(
+            f"the unet stage needs the vae and clip stages first; run dreamtune pretrain configs/miniature/vae.yaml (root {cfg.root})."
+        )
     pool = build_pool(cfg.world.pool_size, cfg.world.seed, Path(cfg.root) / "cache", show_progress)
     return STAGES[cfg.stage](cfg, pool, show_progress)

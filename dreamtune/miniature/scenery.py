@@ -2,6 +2,7 @@
 
 A painter draws on a square canvas and returns the y of the surface the object stands on.
 """
+
 from __future__ import annotations
 
 import random
@@ -10,16 +11,26 @@ from typing import Callable
 from PIL import ImageDraw
 
 PHRASES = {
-    "jungle": "in the jungle", "snow": "in the snow", "beach": "on the beach",
-    "cobblestone": "on a cobblestone street", "pink_fabric": "on top of pink fabric",
-    "wooden_floor": "on top of a wooden floor", "city": "with a city in the background",
-    "mountain": "with a mountain in the background", "blue_house": "with a blue house in the background",
-    "purple_rug_forest": "on top of a purple rug in a forest", "wheat_field": "with a wheat field in the background",
+    "jungle": "in the jungle",
+    "snow": "in the snow",
+    "beach": "on the beach",
+    "cobblestone": "on a cobblestone street",
+    "pink_fabric": "on top of pink fabric",
+    "wooden_floor": "on top of a wooden floor",
+    "city": "with a city in the background",
+    "mountain": "with a mountain in the background",
+    "blue_house": "with a blue house in the background",
+    "purple_rug_forest": "on top of a purple rug in a forest",
+    "wheat_field": "with a wheat field in the background",
     "autumn_tree": "with a tree and autumn leaves in the background",
-    "eiffel_tower": "with the Eiffel Tower in the background", "water": "floating on top of water",
-    "milk": "floating in an ocean of milk", "sunflowers": "on top of green grass with sunflowers around it",
-    "mirror": "on top of a mirror", "crowded_street": "on top of the sidewalk in a crowded street",
-    "dirt_road": "on top of a dirt road", "white_rug": "on top of a white rug",
+    "eiffel_tower": "with the Eiffel Tower in the background",
+    "water": "floating on top of water",
+    "milk": "floating in an ocean of milk",
+    "sunflowers": "on top of green grass with sunflowers around it",
+    "mirror": "on top of a mirror",
+    "crowded_street": "on top of the sidewalk in a crowded street",
+    "dirt_road": "on top of a dirt road",
+    "white_rug": "on top of a white rug",
 }
 
 
@@ -118,7 +129,9 @@ def purple_rug_forest(d, rng, n):
     _sky_and_ground(d, rng, n, (70, 110, 60), (50, 90, 40), int(n * 0.5))
     for _ in range(6):
         x = rng.randint(0, n)
-        d.polygon([(x - 14, int(n * 0.55)), (x, rng.randint(2, 20)), (x + 14, int(n * 0.55))], fill=_jitter((20, 80, 30), rng))
+        d.polygon(
+            [(x - 14, int(n * 0.55)), (x, rng.randint(2, 20)), (x + 14, int(n * 0.55))], fill=_jitter((20, 80, 30), rng)
+        )
     d.polygon([(10, int(n * 0.62)), (n - 10, int(n * 0.62)), (n, n - 6), (0, n - 6)], fill=_jitter((130, 50, 170), rng))
     return int(n * 0.85)
 

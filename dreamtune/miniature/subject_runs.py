@@ -6,6 +6,7 @@ unfinished folder (made by an interrupted sweep) is started again, so sweeps res
 parallel processes (``jobs``): on a GPU a miniature run is bound by Python's per-step overhead, so
 several at once fill the device; an optional deadline stops starting new runs.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,6 +26,7 @@ from dreamtune.recipes import RECIPES_DIR
 @dataclass(frozen=True)
 class Method:
     """A recipe and its overrides, run the way ``dreamtune demo`` runs the default one."""
+
     label: str
     recipe: str = "miniature-lora.yaml"
     overrides: tuple[str, ...] = ()
@@ -47,18 +49,53 @@ METHODS: tuple[Method, ...] = (
 # x̂0 is nearly the real image it came from) with a discriminator learning rate of 2e-3 (2x the
 # LoRA's, TTUR): with the generator frozen their heads then reach ~0.72 accuracy in 100 steps
 # (0.60-0.66 without the threshold) — measured on boot3's data, the only learnability probe run.
-ADVERSARIAL = ("adversarial.weight=0.05", "adversarial.warmup_steps=50", "adversarial.lr=2e-3", "adversarial.min_timestep=500")
+ADVERSARIAL = (
+    "adversarial.weight=0.05",
+    "adversarial.warmup_steps=50",
+    "adversarial.lr=2e-3",
+    "adversarial.min_timestep=500",
+)
 LADD = (*ADVERSARIAL, "adversarial.discriminator=denoiser", "adversarial.r1_gamma=0", "adversarial.renoise_max=0.5")
-ONE_RUN = (*LADD, "rl.algorithm=draft", "rl.rewards.print_proof=1", "rl.regularize_weight=1.0", "rl.start_step=300", "rl.lr=3e-5",
-           "train.steps=360", "rl.sample_steps=20", "rl.guidance_scale=4.0", "rl.truncation_steps=1",
-           "rl.prompts=" + str(["a {subject} {class} " + p for p in (
-               "on top of pink fabric", "on top of a purple rug in a forest", "with a wheat field in the background",
-               "with the Eiffel Tower in the background", "floating on top of water", "on top of green grass with sunflowers around it",
-               "on top of a dirt road", "on top of a white rug")]))
+ONE_RUN = (
+    *LADD,
+    "rl.algorithm=draft",
+    "rl.rewards.print_proof=1",
+    "rl.regularize_weight=1.0",
+    "rl.start_step=300",
+    "rl.lr=3e-5",
+    "train.steps=360",
+    "rl.sample_steps=20",
+    "rl.guidance_scale=4.0",
+    "rl.truncation_steps=1",
+    "rl.prompts="
+    + str(
+        [
+            "a {subject} {class} " + p
+            for p in (
+                "on top of pink fabric",
+                "on top of a purple rug in a forest",
+                "with a wheat field in the background",
+                "with the Eiffel Tower in the background",
+                "floating on top of water",
+                "on top of green grass with sunflowers around it",
+                "on top of a dirt road",
+                "on top of a white rug",
+            )
+        ]
+    ),
+)
 VARIANTS: tuple[Method, ...] = (
     Method("lora+prior+ladd", "miniature-lora.yaml", LADD),
-    Method("lora+prior+clip-d4", "miniature-lora.yaml", (*ADVERSARIAL, "adversarial.discriminator=clip", "adversarial.generator_every=4",
-                                                         "adversarial.augment=[translation]")),
+    Method(
+        "lora+prior+clip-d4",
+        "miniature-lora.yaml",
+        (
+            *ADVERSARIAL,
+            "adversarial.discriminator=clip",
+            "adversarial.generator_every=4",
+            "adversarial.augment=[translation]",
+        ),
+    ),
     # issue 15 part 3, one run: LoRA DreamBooth + prior + LADD for 300 steps, then DRaFT-1 on the print
     # reward joins for 60 more (anchored to the step-300 weights), the subject loss still on, at the lr the
     # tuning half chose for DRaFT with the subject loss on (3e-5: reward -3.3 % vs -6.3 % at 1e-4, dog3 + cat3)
@@ -84,16 +121,22 @@ class Job:
 
 
 FIGURES = ("identity", "identity_all", "context_vs_truth", "class", "judge_gap_closed", "clip_i_gap_closed")
-POOLED = {"judge_gap_pooled": "judge_similarity", "clip_i_gap_pooled": "clip_i"}   # gap of the means over runs
+POOLED = {"judge_gap_pooled": "judge_similarity", "clip_i_gap_pooled": "clip_i"}  # gap of the means over runs
 
 
 def row(metrics: dict) -> dict:
     """One run's figures: judge identity (chance 25 %), context relative to ground truth's, class, gaps closed."""
     p, c = metrics["personalized"], metrics["ceiling"]
-    return {"identity": p["judge_identity"], "identity_all": p.get("judge_identity_all"), "context_vs_truth": p["judge_context"] / c["judge_context"] if c["judge_context"] else None,
-            "class": p["judge_class"], "judge_gap_closed": metrics.get("judge_gap_closed"),
-            "clip_i_gap_closed": metrics.get("clip_i_gap_closed"), "floor_identity": metrics["floor"]["judge_identity"],
-            **{f"{r}_{key}": metrics[r][key] for key in POOLED.values() for r in ("floor", "personalized", "ceiling")}}
+    return {
+        "identity": p["judge_identity"],
+        "identity_all": p.get("judge_identity_all"),
+        "context_vs_truth": p["judge_context"] / c["judge_context"] if c["judge_context"] else None,
+        "class": p["judge_class"],
+        "judge_gap_closed": metrics.get("judge_gap_closed"),
+        "clip_i_gap_closed": metrics.get("clip_i_gap_closed"),
+        "floor_identity": metrics["floor"]["judge_identity"],
+        **{f"{r}_{key}": metrics[r][key] for key in POOLED.values() for r in ("floor", "personalized", "ceiling")},
+    }
 
 
 def pooled_gap(rows: list[dict], key: str) -> float:
@@ -123,10 +166,17 @@ def pooled_gap_se(rows: list[dict], key: str, draws: int = 2000, seed: int = 0) 
 def reference_rows(metrics: dict) -> dict[str, dict]:
     """The floor (base model, class prompt) and the ceiling (ground truth) in the same terms as :func:`row`."""
     c = metrics["ceiling"]
-    return {name: {"identity": r["judge_identity"], "identity_all": r.get("judge_identity_all"), "context_vs_truth": r["judge_context"] / c["judge_context"] if c["judge_context"] else None,
-                   "class": r["judge_class"], "judge_gap_closed": 0.0 if name == "floor" else 1.0,
-                   "clip_i_gap_closed": 0.0 if name == "floor" else 1.0}
-            for name, r in (("floor", metrics["floor"]), ("ceiling", c))}
+    return {
+        name: {
+            "identity": r["judge_identity"],
+            "identity_all": r.get("judge_identity_all"),
+            "context_vs_truth": r["judge_context"] / c["judge_context"] if c["judge_context"] else None,
+            "class": r["judge_class"],
+            "judge_gap_closed": 0.0 if name == "floor" else 1.0,
+            "clip_i_gap_closed": 0.0 if name == "floor" else 1.0,
+        }
+        for name, r in (("floor", metrics["floor"]), ("ceiling", c))
+    }
 
 
 def mean_se(values: list[float | None]) -> tuple[float, float, int]:
@@ -135,7 +185,11 @@ def mean_se(values: list[float | None]) -> tuple[float, float, int]:
     if not values:
         return math.nan, math.nan, 0
     mean = sum(values) / len(values)
-    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    spread = (
+        math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) / math.sqrt(len(values))
+        if len(values) > 1
+        else 0.0
+    )
     return mean, spread, len(values)
 
 
@@ -149,10 +203,14 @@ def run_job(job: Job, root: str, deadline: float | None = None) -> tuple[Job, di
             return job, None, 0.0
         from dreamtune.miniature.demo import run_demo
 
-        shutil.rmtree(out, ignore_errors=True)      # an unfinished run of an interrupted sweep (this module made it)
+        shutil.rmtree(out, ignore_errors=True)  # an unfinished run of an interrupted sweep (this module made it)
         out.parent.mkdir(parents=True, exist_ok=True)
-        run_demo(out, subject=job.subject, recipe=RECIPES_DIR / job.method.recipe,
-                 overrides=[f"train.seed={job.seed}", *job.method.overrides, *job.extra])
+        run_demo(
+            out,
+            subject=job.subject,
+            recipe=RECIPES_DIR / job.method.recipe,
+            overrides=[f"train.seed={job.seed}", *job.method.overrides, *job.extra],
+        )
     return job, json.loads((out / "metrics.json").read_text()), time.perf_counter() - started
 
 
@@ -163,7 +221,9 @@ def _single_thread_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_jobs(jobs: list[Job], root: Path, parallel: int = 1, deadline: float | None = None, log=print) -> list[tuple[Job, dict]]:
+def run_jobs(
+    jobs: list[Job], root: Path, parallel: int = 1, deadline: float | None = None, log=print
+) -> list[tuple[Job, dict]]:
     """Run ``jobs`` in order (``parallel`` processes); no new job starts after ``deadline`` (time.time())."""
     from tqdm.auto import tqdm
 
@@ -172,10 +232,18 @@ def run_jobs(jobs: list[Job], root: Path, parallel: int = 1, deadline: float | N
     if parallel <= 1:
         for job in jobs:
             job, metrics, seconds = run_job(job, str(root), deadline)
-            if metrics is None:         # past the deadline: not started (finished runs later in the list still count)
+            if metrics is None:  # past the deadline: not started (finished runs later in the list still count)
                 continue
             done.append((job, metrics))
-            log(json.dumps({"run": f"{job.method.label}/{job.subject}-s{job.seed}", "seconds": round(seconds, 1), **row(metrics)}))
+            log(
+                json.dumps(
+                    {
+                        "run": f"{job.method.label}/{job.subject}-s{job.seed}",
+                        "seconds": round(seconds, 1),
+                        **row(metrics),
+                    }
+                )
+            )
             bar.update()
         return done
     with ProcessPoolExecutor(parallel, mp_context=get_context("spawn"), initializer=_single_thread_worker) as pool:
@@ -187,16 +255,28 @@ def run_jobs(jobs: list[Job], root: Path, parallel: int = 1, deadline: float | N
                 job, metrics, seconds = future.result()
             except Exception as error:  # noqa: BLE001 — one failed run must not end a sweep; it is reported
                 failed = pending[future]
-                log(json.dumps({"failed": f"{failed.method.label}/{failed.subject}-s{failed.seed}", "error": repr(error)[:500]}))
+                log(
+                    json.dumps(
+                        {"failed": f"{failed.method.label}/{failed.subject}-s{failed.seed}", "error": repr(error)[:500]}
+                    )
+                )
                 bar.update()
                 continue
             bar.update()
             if metrics is None:
                 continue
             done.append((job, metrics))
-            log(json.dumps({"run": f"{job.method.label}/{job.subject}-s{job.seed}", "seconds": round(seconds, 1), **row(metrics)}))
+            log(
+                json.dumps(
+                    {
+                        "run": f"{job.method.label}/{job.subject}-s{job.seed}",
+                        "seconds": round(seconds, 1),
+                        **row(metrics),
+                    }
+                )
+            )
             if deadline and time.time() > deadline:
-                for waiting in pending:          # runs already started finish; the rest wait for the next sweep
+                for waiting in pending:  # runs already started finish; the rest wait for the next sweep
                     waiting.cancel()
     return done
 
@@ -208,28 +288,43 @@ def table(results: list[tuple[Job, dict]], labels: list[str]) -> dict[str, dict]
     seen = set()
     for job, metrics in results:
         per_label.setdefault(job.method.label, []).append({**row(metrics), "subject": job.subject})
-        if (job.subject, job.seed) not in seen:      # the floor and truth do not depend on the method
+        if (job.subject, job.seed) not in seen:  # the floor and truth do not depend on the method
             seen.add((job.subject, job.seed))
             for name, values in reference_rows(metrics).items():
                 references[name].append(values)
-    ordered = {"floor": references["floor"], **{label: per_label[label] for label in labels if label in per_label},
-               "ceiling": references["ceiling"]}
-    summary = {name: {key: mean_se([r.get(key) for r in rows]) for key in FIGURES} | {"runs": len(rows)}
-               for name, rows in ordered.items() if rows}
+    ordered = {
+        "floor": references["floor"],
+        **{label: per_label[label] for label in labels if label in per_label},
+        "ceiling": references["ceiling"],
+    }
+    summary = {
+        name: {key: mean_se([r.get(key) for r in rows]) for key in FIGURES} | {"runs": len(rows)}
+        for name, rows in ordered.items()
+        if rows
+    }
     for name, figures in summary.items():
         for pooled, key in POOLED.items():
             value = {"floor": 0.0, "ceiling": 1.0}.get(name)
-            figures[pooled] = (value, math.nan, 1) if value is not None else \
-                (pooled_gap(per_label[name], key), pooled_gap_se(per_label[name], key), len(per_label[name]))
+            figures[pooled] = (
+                (value, math.nan, 1)
+                if value is not None
+                else (pooled_gap(per_label[name], key), pooled_gap_se(per_label[name], key), len(per_label[name]))
+            )
     return summary
 
 
 def markdown(summary: dict[str, dict]) -> str:
-    lines = ["| method | runs | identity (in class) | identity (all instances) | context / truth's | class | judge gap closed, per run | "
-             "CLIP-I gap closed, per run | judge gap closed, pooled (± s.e., subjects bootstrapped) | CLIP-I gap closed, pooled |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | runs | identity (in class) | identity (all instances) | context / truth's | class | judge gap closed, per run | "
+        "CLIP-I gap closed, per run | judge gap closed, pooled (± s.e., subjects bootstrapped) | CLIP-I gap closed, pooled |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, figures in summary.items():
         cells = [f"{100 * m:.1f} ± {100 * s:.1f}" if n else "—" for m, s, n in (figures[k] for k in FIGURES)]
-        cells += [f"{100 * figures[k][0]:.0f} %" + ("" if math.isnan(figures[k][1]) else f" ± {100 * figures[k][1]:.0f}") for k in POOLED]
+        cells += [
+            f"{100 * figures[k][0]:.0f} %" + ("" if math.isnan(figures[k][1]) else f" ± {100 * figures[k][1]:.0f}")
+            for k in POOLED
+        ]
         lines.append(f"| {name} | {figures['runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -259,8 +354,13 @@ def rejudge(source: Path, target: Path, judge_dir: Path, model_dir: Path | None 
         for row, folder in (("floor", floor), ("personalized", run / "personalized")):
             record = json.loads((folder / "generations.json").read_text())
             images[row] = [Image.open(folder / r["file"]).convert("RGB") for r in record["images"]]
-        images["ceiling"] = [world.render(world.Scene(subject, c), 90_000 + s) for c in EVAL_CONTEXTS for s in range(seeds)]
-        rows = {k: {m: v for m, v in metrics[k].items() if not m.startswith("judge_")} for k in ("floor", "personalized", "ceiling")}
+        images["ceiling"] = [
+            world.render(world.Scene(subject, c), 90_000 + s) for c in EVAL_CONTEXTS for s in range(seeds)
+        ]
+        rows = {
+            k: {m: v for m, v in metrics[k].items() if not m.startswith("judge_")}
+            for k in ("floor", "personalized", "ceiling")
+        }
         judge_rows(rows, judge_dir, model_dir, subject, images, reference_photos(subject), seeds, cache)
         updated = summarize(rows, metrics["wall_seconds"], subject, metrics["class"]) | {"judge": str(judge_dir)}
         out = Path(target) / run.relative_to(source)

@@ -5,6 +5,7 @@ dog3 and backpack3 were already used to tune earlier recipes and ablations, so t
 tuning half; the other 13 were shuffled with random.Random(20261127) and the first five joined
 them. Fixed on 2026-11-27; changing it after seeing test figures would make them tuning figures.
 """
+
 from __future__ import annotations
 
 TUNING: tuple[str, ...] = ("dog3", "backpack3", "candle3", "cat3", "clock3", "toy3", "vase3")

@@ -1,6 +1,7 @@
 """The miniature's tokenizer: CLIP-style byte-level BPE whose merges are learned from world
 captions, so caption words are single tokens while any other string (``sks``, ``<my-dog>``)
 still tokenizes, byte by byte."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -9,8 +10,10 @@ from pathlib import Path
 from dreamtune.miniature import scenery, world
 from dreamtune.models.tokenizer import build_clip_tokenizer, byte_symbols
 
-EXTRA_TEXT = ("a photo of the with in on top and red purple shiny wet cube shaped wearing hat scarf outfit "
-              "glasses shirt black yellow pink blue green white rainbow santa chef firefighter police wizard monocle")
+EXTRA_TEXT = (
+    "a photo of the with in on top and red purple shiny wet cube shaped wearing hat scarf outfit "
+    "glasses shirt black yellow pink blue green white rainbow santa chef firefighter police wizard monocle"
+)
 
 
 def caption_words() -> Counter:
@@ -26,9 +29,11 @@ def caption_words() -> Counter:
 def learn_merges(words: Counter, max_merges: int = 400) -> list[tuple[str, str]]:
     """Classic BPE (Sennrich et al. 2016) over byte symbols with CLIP's ``</w>`` word ending."""
     symbols = byte_symbols()
+
     def split(word: str) -> tuple[str, ...]:
         chars = [symbols[b] for b in word.encode("utf-8")]
         return tuple(chars[:-1] + [chars[-1] + "</w>"])
+
     corpus = {split(w): c for w, c in words.items()}
     merges: list[tuple[str, str]] = []
     while len(merges) < max_merges:

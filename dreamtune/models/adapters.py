@@ -5,6 +5,7 @@
   PEFT, with adapter metadata) and, for SD UNets, ``<title>.safetensors`` in kohya format (ComfyUI, A1111, Forge)
 * textual inversion (new token rows only) -> ``learned_embeds.safetensors``
 """
+
 from __future__ import annotations
 
 import re
@@ -23,7 +24,8 @@ from dreamtune.models.loading import freeze
 @dataclass(frozen=True)
 class ExportInfo:
     """What an exported file says about itself (file names, headers, model card)."""
-    title: str = "dreamtune"          # e.g. the run folder's name
+
+    title: str = "dreamtune"  # e.g. the run folder's name
     base_model: str = ""
     steps: int = 0
 
@@ -83,8 +85,17 @@ class LoraParts(TrainableParts):
 
         settings = self.modules["unet"].peft_config["default"]
         c = self.components
-        metadata = kohya_metadata(c.family.name, c.prediction_type, settings.r, settings.lora_alpha,
-                                  settings.use_dora, info.title, info.base_model, info.steps, len(self.modules) > 1)
+        metadata = kohya_metadata(
+            c.family.name,
+            c.prediction_type,
+            settings.r,
+            settings.lora_alpha,
+            settings.use_dora,
+            info.title,
+            info.base_model,
+            info.steps,
+            len(self.modules) > 1,
+        )
         save_file(kohya_state_dict(self.modules, c.family.name), str(path), metadata=metadata)
         return path
 
@@ -156,10 +167,14 @@ def _add_textual_inversion(components: Components, config: Config) -> TextualInv
     modules = {}
     for index, (tokenizer, encoder) in enumerate(zip(components.tokenizers, components.text_encoders)):
         if tokenizer.add_tokens(tokens) != len(tokens):
-            raise UserError(f"placeholder token {settings.placeholder_token} already exists in the tokenizer; pick a new one, e.g. '<my-subject>'.")
+            raise UserError(
+                f"placeholder token {settings.placeholder_token} already exists in the tokenizer; pick a new one, e.g. '<my-subject>'."
+            )
         init_ids = tokenizer.encode(initializer, add_special_tokens=False)
         if not init_ids:
-            raise UserError(f"initializer token '{initializer}' tokenizes to nothing; set method.textual_inversion.initializer_token to a word like 'dog'.")
+            raise UserError(
+                f"initializer token '{initializer}' tokenizes to nothing; set method.textual_inversion.initializer_token to a word like 'dog'."
+            )
         base = encoder.get_input_embeddings()
         rows = base.weight[init_ids[0]].detach().unsqueeze(0).repeat(len(tokens), 1)
         replacement = NewTokenEmbedding(base, rows)
@@ -173,15 +188,25 @@ def _add_lora(components: Components, config: Config) -> LoraParts:
     from peft import LoraConfig as PeftLoraConfig
 
     settings = config.method.lora
+
     def peft_config(targets):
-        return PeftLoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                              init_lora_weights="gaussian", target_modules=list(targets), use_dora=settings.dora)
+        return PeftLoraConfig(
+            r=settings.rank,
+            lora_alpha=settings.alpha,
+            lora_dropout=settings.dropout,
+            init_lora_weights="gaussian",
+            target_modules=list(targets),
+            use_dora=settings.dora,
+        )
+
     family = components.family
     try:
         components.denoiser.add_adapter(peft_config(settings.target_modules))
     except ValueError as exc:
-        raise UserError(f"method.lora.target_modules {list(settings.target_modules)} match no {family.denoiser_name} layer ({exc}); "
-                        "use names like to_q, to_k, to_v, to_out.0.") from None
+        raise UserError(
+            f"method.lora.target_modules {list(settings.target_modules)} match no {family.denoiser_name} layer ({exc}); "
+            "use names like to_q, to_k, to_v, to_out.0."
+        ) from None
     modules = {family.denoiser_name: components.denoiser}
     if settings.text_encoder:
         for name, encoder in zip(family.text_encoder_names, components.text_encoders):
@@ -199,24 +224,30 @@ def _load_lora(modules: dict[str, nn.Module], path: Path) -> None:
 
     file = path / "pytorch_lora_weights.safetensors" if path.is_dir() else path
     if not file.is_file():
-        raise UserError(f"method.lora.init_from: {path} holds no pytorch_lora_weights.safetensors; pass a dreamtune LoRA model/ folder.")
+        raise UserError(
+            f"method.lora.init_from: {path} holds no pytorch_lora_weights.safetensors; pass a dreamtune LoRA model/ folder."
+        )
     tensors = load_file(str(file))
     for name, module in modules.items():
         prefix = f"{name}."
-        own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         if not own:
             continue
         result = set_peft_model_state_dict(module, own)
         unexpected = getattr(result, "unexpected_keys", None) or []
         if unexpected:
-            raise UserError(f"method.lora.init_from: {file} does not match this LoRA's layers ({len(unexpected)} unknown keys, "
-                            f"e.g. {unexpected[0]}); use the same rank and target_modules it was trained with.")
+            raise UserError(
+                f"method.lora.init_from: {file} does not match this LoRA's layers ({len(unexpected)} unknown keys, "
+                f"e.g. {unexpected[0]}); use the same rank and target_modules it was trained with."
+            )
 
 
 def make_trainable(components: Components, config: Config) -> TrainableParts:
     """Freeze everything, then unfreeze / add exactly what ``config.method`` trains."""
     kind = config.method.kind
-    components.family.check_method(kind, config.method.train_text_encoder, kind == "lora" and config.method.lora.text_encoder)
+    components.family.check_method(
+        kind, config.method.train_text_encoder, kind == "lora" and config.method.lora.text_encoder
+    )
     freeze(components.denoiser, components.vae, *components.text_encoders)
     if kind == "lora":
         parts = _add_lora(components, config)
@@ -234,11 +265,15 @@ def make_trainable(components: Components, config: Config) -> TrainableParts:
     for module in parts.modules.values():
         module.train()
         for parameter in module.parameters():
-            if parameter.requires_grad:     # fp32 under mixed precision, or bf16 with stochastic rounding
+            if parameter.requires_grad:  # fp32 under mixed precision, or bf16 with stochastic rounding
                 parameter.data = parameter.data.to(trained)
     return parts
 
 
 def text_encoders_train(method) -> bool:
     """Whether ``method`` (config.method) trains inside the text encoders (their weights, a LoRA or a new token)."""
-    return method.kind == "textual_inversion" or method.train_text_encoder or (method.kind == "lora" and method.lora.text_encoder)
+    return (
+        method.kind == "textual_inversion"
+        or method.train_text_encoder
+        or (method.kind == "lora" and method.lora.text_encoder)
+    )

@@ -14,6 +14,7 @@ earlier version wrapped diffusers' processor in a TorchFunctionMode, which sent 
 the processor (projections, LoRA branches, reshapes) through Python — 15 % of a miniature training
 step (benchmarks/step_floor.py). GPUs and the transformer families (SD3, FLUX) keep PyTorch's choice.
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,25 +27,32 @@ SHORT_KEYS = 256
 def short_attention(query, key, value, attn_mask=None, scale=None):
     """``F.scaled_dot_product_attention`` with the CPU policy above; same dtype out as in."""
     needs_backward = torch.is_grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad)
-    if (not needs_backward or query.device.type != "cpu" or query.dtype not in (torch.bfloat16, torch.float16)
-            or key.shape[-2] > SHORT_KEYS):
+    if (
+        not needs_backward
+        or query.device.type != "cpu"
+        or query.dtype not in (torch.bfloat16, torch.float16)
+        or key.shape[-2] > SHORT_KEYS
+    ):
         return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, scale=scale)
     if attn_mask is not None and attn_mask.is_floating_point():
         attn_mask = attn_mask.float()
     with torch.autocast("cpu", enabled=False):
-        return F.scaled_dot_product_attention(query.float(), key.float(), value.float(), attn_mask=attn_mask,
-                                              scale=scale).to(query.dtype)
+        return F.scaled_dot_product_attention(
+            query.float(), key.float(), value.float(), attn_mask=attn_mask, scale=scale
+        ).to(query.dtype)
 
 
 class ShortAttentionProcessor(AttnProcessor2_0):
     """Self- and cross-attention of diffusers' ``Attention`` blocks (the UNets'), through ``short_attention``."""
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+    ):
         residual = hidden_states
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
         image_shape = hidden_states.shape if hidden_states.ndim == 4 else None
-        if image_shape is not None:                       # (B, C, H, W) -> (B, H*W, C)
+        if image_shape is not None:  # (B, C, H, W) -> (B, H*W, C)
             hidden_states = hidden_states.flatten(2).transpose(1, 2)
         batch = hidden_states.shape[0]
         if attention_mask is not None:
@@ -61,7 +69,7 @@ class ShortAttentionProcessor(AttnProcessor2_0):
         key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
         head_dim = key.shape[-1] // attn.heads
 
-        def heads(x):                                     # (B, N, heads*d) -> (B, heads, N, d)
+        def heads(x):  # (B, N, heads*d) -> (B, heads, N, d)
             return x.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
 
         query, key, value = heads(query), heads(key), heads(value)
@@ -71,7 +79,7 @@ class ShortAttentionProcessor(AttnProcessor2_0):
             key = attn.norm_k(key)
         out = short_attention(query, key, value, attn_mask=attention_mask)
         out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))         # projection, dropout
+        out = attn.to_out[1](attn.to_out[0](out))  # projection, dropout
         if image_shape is not None:
             out = out.transpose(1, 2).reshape(image_shape)
         if attn.residual_connection:
@@ -87,5 +95,5 @@ def use_short_attention_in_fp32(denoiser) -> int:
         return 0
     replaced = {name: ShortAttentionProcessor() if type(p) is AttnProcessor2_0 else p for name, p in processors.items()}
     count = sum(type(p) is ShortAttentionProcessor for p in replaced.values())
-    denoiser.set_attn_processor(replaced)   # (it empties the dict it is given)
+    denoiser.set_attn_processor(replaced)  # (it empties the dict it is given)
     return count

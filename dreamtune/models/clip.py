@@ -1,5 +1,6 @@
 """CLIP embeddings across transformers versions (v5 returns an output object whose
 ``pooler_output`` holds the projected embedding; v4 returned the tensor)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """The in-memory parts of a model that training touches."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,16 +13,19 @@ class Components:
     """A loaded model: its family (the object that knows how to drive it), the denoiser (UNet or
     transformer), VAE, text encoders, tokenizers, the training scheduler its files ship, and the
     noise process built from that scheduler."""
-    family: "object"                   # a models.families.ModelFamily
+
+    family: "object"  # a models.families.ModelFamily
     denoiser: nn.Module
     vae: nn.Module
     text_encoders: list[nn.Module]
     tokenizers: list
-    noise_scheduler: object            # the scheduler of the model folder (DDPM / flow-matching Euler)
+    noise_scheduler: object  # the scheduler of the model folder (DDPM / flow-matching Euler)
     source: str = ""
     extra: dict = field(default_factory=dict)
-    noise: object = None               # a diffusion.process noise process; built from the scheduler when None
-    encoded_prompts: dict = field(default_factory=dict)   # prompt -> its embeddings, kept when the text encoders are freed
+    noise: object = None  # a diffusion.process noise process; built from the scheduler when None
+    encoded_prompts: dict = field(
+        default_factory=dict
+    )  # prompt -> its embeddings, kept when the text encoders are freed
 
     def __post_init__(self):
         if self.noise is None:
@@ -46,8 +50,10 @@ class Components:
             return {key: torch.stack([row[key] for row in rows]).to(device) for key in rows[0]}
         if any(p.is_meta for e in self.text_encoders for p in e.parameters()):
             unknown = next(p for p in prompts if p not in self.encoded_prompts)
-            raise RuntimeError(f"the text encoders were freed before step 1 and the prompt {unknown!r} was not encoded before; "
-                               "set train.free_text_encoders: false and report this.")
+            raise RuntimeError(
+                f"the text encoders were freed before step 1 and the prompt {unknown!r} was not encoded before; "
+                "set train.free_text_encoders: false and report this."
+            )
         return self.family.encode_prompts(self, prompts, device)
 
     def sampler(self, steps: int, resolution: int):

@@ -9,6 +9,7 @@ tower, as ADD's DINO, judges "is this the subject in a plausible scene" and keep
 Heads: one per tapped layer: token features -> LayerNorm -> Linear -> FiLM(timestep) -> LeakyReLU
 -> Linear -> one logit per token, averaged (a patch-wise verdict, like ADD's heads).
 """
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,7 @@ class Head(nn.Module):
     def forward(self, tokens: Tensor, time: Tensor) -> Tensor:
         scale, shift = self.film(time)[:, None].chunk(2, dim=-1)
         hidden = F.leaky_relu(self.inp(self.norm(tokens)) * (1 + scale) + shift, 0.2)
-        return self.out(hidden).squeeze(-1).mean(-1)           # (B,)
+        return self.out(hidden).squeeze(-1).mean(-1)  # (B,)
 
 
 class FeatureDiscriminator(nn.Module):
@@ -46,11 +47,15 @@ class FeatureDiscriminator(nn.Module):
 
     def __init__(self, clip_features, layers: tuple[int, ...] | None = None, hidden: int = 128):
         super().__init__()
-        self.features = clip_features                          # an evaluation.features.ClipFeatures
+        self.features = clip_features  # an evaluation.features.ClipFeatures
         self.features.requires_grad_(False)
         vision = clip_features.model.config.vision_config
         count = vision.num_hidden_layers
-        self.layers = tuple(layers) if layers else tuple(sorted({max(1, count // 4), max(1, count // 2), max(1, 3 * count // 4), count}))
+        self.layers = (
+            tuple(layers)
+            if layers
+            else tuple(sorted({max(1, count // 4), max(1, count // 2), max(1, 3 * count // 4), count}))
+        )
         self.heads = nn.ModuleList(Head(vision.hidden_size, hidden) for _ in self.layers)
 
     def trainable(self) -> nn.Module:
@@ -90,8 +95,8 @@ class DenoiserFeatureDiscriminator(nn.Module):
         super().__init__()
         if not hasattr(frozen_denoiser, "down_blocks") or not hasattr(frozen_denoiser, "mid_block"):
             raise ValueError("the denoiser-feature discriminator needs a UNet denoiser (down and mid blocks)")
-        self.denoiser = [frozen_denoiser]        # a list: not a submodule, so never in the heads' state or optimizer
-        self.predict = predict                   # (noisy, timesteps, conditioning, denoiser) -> output (family.predict)
+        self.denoiser = [frozen_denoiser]  # a list: not a submodule, so never in the heads' state or optimizer
+        self.predict = predict  # (noisy, timesteps, conditioning, denoiser) -> output (family.predict)
         channels = list(frozen_denoiser.config.block_out_channels)
         taps = [*frozen_denoiser.down_blocks, frozen_denoiser.mid_block]
         # conditioned on the re-noising level and on the training timestep x̂0 came from (how blurry x̂0 may be)
@@ -105,6 +110,7 @@ class DenoiserFeatureDiscriminator(nn.Module):
             self._taken.append(output[0] if isinstance(output, tuple) else output)
             if last:
                 raise _FeaturesTaken
+
         return hook
 
     def trainable(self) -> nn.Module:

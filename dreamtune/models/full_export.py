@@ -6,6 +6,7 @@ stored it in (an fp16 download gives an fp16 UNet, not an fp32 one twice the siz
 files (``*.fp16.safetensors``) are copied under their plain names, so the folder loads with a
 plain ``from_pretrained``.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,6 +40,7 @@ def _local_base(components: Components) -> Path | None:
     if source.is_dir():
         return source
     from huggingface_hub import snapshot_download  # a hub id: the snapshot from_pretrained already cached
+
     return Path(snapshot_download(components.source, local_files_only=True))
 
 
@@ -62,7 +64,7 @@ def _copy_component(source: Path, target: Path, variant: str | None) -> None:
     for file in sorted(source.iterdir()):
         if file.is_file() and _weight_file_wanted(file.name, variant):
             destination = target / _plain_name(file.name, variant)
-            if variant and ".index." in file.name:   # an index of variant shards names them: use the plain names
+            if variant and ".index." in file.name:  # an index of variant shards names them: use the plain names
                 index = json.loads(file.read_text())
                 index["weight_map"] = {k: _plain_name(v, variant) for k, v in index.get("weight_map", {}).items()}
                 destination.write_text(json.dumps(index, indent=2))
@@ -75,11 +77,11 @@ def _save_trained(module: nn.Module, target: Path, dtype: torch.dtype) -> None:
     from safetensors.torch import save_file
 
     state = {k: v.detach().to(dtype).contiguous() for k, v in module.state_dict().items()}
-    if hasattr(module, "save_config"):            # diffusers model
+    if hasattr(module, "save_config"):  # diffusers model
         target.mkdir(parents=True)
         module.save_config(target)
         save_file(state, str(target / "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"})
-    else:                                         # transformers model
+    else:  # transformers model
         module.save_pretrained(target, state_dict=state, safe_serialization=True)
 
 
@@ -95,7 +97,7 @@ def export_full(components: Components, trained: dict[str, nn.Module], out_dir: 
         if entry.is_dir():
             _copy_component(entry, out_dir / entry.name, variant)
         elif entry.is_file() and not entry.name.endswith((".safetensors", ".ckpt", ".bin")):
-            shutil.copy2(entry, out_dir / entry.name)    # model_index.json, README, licence
+            shutil.copy2(entry, out_dir / entry.name)  # model_index.json, README, licence
     for name, module in trained.items():
         files = [f for f in (base / name).glob("*.safetensors") if _weight_file_wanted(f.name, variant)]
         _save_trained(module, out_dir / name, stored_dtype(files))
@@ -111,7 +113,7 @@ def _export_from_single_file(components: Components, trained: dict[str, nn.Modul
     pipeline = load_base_pipeline(config, dtype)
     out_dir.mkdir(parents=True, exist_ok=True)
     pipeline.save_pretrained(out_dir, safe_serialization=True)
-    for name, module in trained.items():   # trained parts as the file stored them, not in the training's fp32
+    for name, module in trained.items():  # trained parts as the file stored them, not in the training's fp32
         shutil.rmtree(out_dir / name)
         _save_trained(module, out_dir / name, dtype)
     return out_dir

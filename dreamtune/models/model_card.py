@@ -1,6 +1,7 @@
 """``model/README.md``: a Hugging Face model card (YAML front matter the Hub reads: base_model,
 instance_prompt, tags, license, widget images) and how to use the result in diffusers,
 ComfyUI and A1111."""
+
 from __future__ import annotations
 
 import shutil
@@ -51,31 +52,58 @@ def write_model_card(model_dir: Path, description: dict, validation_sheet: Path 
     """Write ``model_dir/README.md`` (and ``images/validation.png`` for the widget)."""
     kind = description["kind"]
     base, prompt = description.get("base_model", ""), description.get("instance_prompt") or "a photo of sks dog"
-    tags = ["text-to-image", "diffusers", "dreamtune", "dreambooth",
-            "stable-diffusion-xl" if description.get("family") == "sdxl" else "stable-diffusion"]
+    tags = [
+        "text-to-image",
+        "diffusers",
+        "dreamtune",
+        "dreambooth",
+        "stable-diffusion-xl" if description.get("family") == "sdxl" else "stable-diffusion",
+    ]
     tags += {"lora": ["lora", "template:sd-lora"], "textual_inversion": ["textual_inversion"]}.get(kind, [])
-    front = {"base_model": base, "library_name": "diffusers", "license": _base_license(base), "instance_prompt": prompt,
-             "tags": tags}
+    front = {
+        "base_model": base,
+        "library_name": "diffusers",
+        "license": _base_license(base),
+        "instance_prompt": prompt,
+        "tags": tags,
+    }
     if validation_sheet and validation_sheet.is_file():
         (model_dir / "images").mkdir(exist_ok=True)
         shutil.copy2(validation_sheet, model_dir / "images" / "validation.png")
         front["widget"] = [{"text": prompt, "output": {"url": "images/validation.png"}}]
     usage = USE_WITH_DIFFUSERS.get(kind, USE_WITH_DIFFUSERS["full"]).format(
-        base=base, where="path/to/this/folder", prompt=prompt, token=description.get("placeholder_token") or "")
-    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
-             f"# {description.get('title') or 'dreamtune model'}", "",
-             f"A {KIND_NAMES.get(kind, kind)} of `{base}` trained with dreamtune "
-             f"for {description.get('steps', 0)} steps. Prompt with **{prompt}**.", ""]
+        base=base, where="path/to/this/folder", prompt=prompt, token=description.get("placeholder_token") or ""
+    )
+    lines = [
+        "---",
+        yaml.safe_dump(front, sort_keys=False).strip(),
+        "---",
+        "",
+        f"# {description.get('title') or 'dreamtune model'}",
+        "",
+        f"A {KIND_NAMES.get(kind, kind)} of `{base}` trained with dreamtune "
+        f"for {description.get('steps', 0)} steps. Prompt with **{prompt}**.",
+        "",
+    ]
     if validation_sheet and validation_sheet.is_file():
         lines += ["![validation images](images/validation.png)", ""]
     lines += ["## Use it with diffusers", "", usage, ""]
     if kohya_file:
-        lines += ["## Use it with ComfyUI, A1111 / Forge", "",
-                  f"Copy `{kohya_file}` (kohya format, fp16) into `ComfyUI/models/loras/` (load it with a *LoraLoader* node) "
-                  f"or `stable-diffusion-webui/models/Lora/` (prompt `<lora:{Path(kohya_file).stem}:1>`).", ""]
+        lines += [
+            "## Use it with ComfyUI, A1111 / Forge",
+            "",
+            f"Copy `{kohya_file}` (kohya format, fp16) into `ComfyUI/models/loras/` (load it with a *LoraLoader* node) "
+            f"or `stable-diffusion-webui/models/Lora/` (prompt `<lora:{Path(kohya_file).stem}:1>`).",
+            "",
+        ]
     if description.get("selected"):
-        lines += ["## Which step", "", f"The overfitting monitor selected step {description['selected'].get('step')}: "
-                  f"{description['selected'].get('reason', '')}", ""]
+        lines += [
+            "## Which step",
+            "",
+            f"The overfitting monitor selected step {description['selected'].get('step')}: "
+            f"{description['selected'].get('reason', '')}",
+            "",
+        ]
     path = model_dir / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

@@ -8,6 +8,7 @@ LoRA r4, batch 4, fwd+bwd+AdamW): 165 -> 135-155 ms per step. The LoRA layers st
 weight dtype on the way in — activations and embeddings (floating tensors of two or more dimensions),
 never timesteps, guidance or position ids, which lose precision in bf16.
 """
+
 from __future__ import annotations
 
 import functools

@@ -11,6 +11,7 @@ so the full-precision model never sits in memory at once.
 LoRA / DoRA layers wrap the quantized layers and train in fp32; the exported files hold only the
 adapters, so they load on the unquantized base as any other dreamtune LoRA does.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,16 +20,18 @@ from torch import nn
 from dreamtune.errors import UserError
 
 KINDS = ("int8", "fp8", "nf4")
-NF4_BLOCK = 64               # weights per 4-bit block (QLoRA's)
-NF4_MAX_SCALER_BLOCK = 256   # block scales quantized in groups of up to this many (QLoRA's double quantization)
+NF4_BLOCK = 64  # weights per 4-bit block (QLoRA's)
+NF4_MAX_SCALER_BLOCK = 256  # block scales quantized in groups of up to this many (QLoRA's double quantization)
 
 
 def require_torchao():
     try:
         import torchao  # noqa: F401
     except ImportError:
-        raise UserError("model.quantize needs the torchao library; install it with pip install 'dreamtune[quantize]' "
-                        "(or set model.quantize: none).") from None
+        raise UserError(
+            "model.quantize needs the torchao library; install it with pip install 'dreamtune[quantize]' "
+            "(or set model.quantize: none)."
+        ) from None
 
 
 def _nf4(weight_numel: int):
@@ -66,8 +69,11 @@ def loading_arguments(cls, location: str, subfolder: str, kind: str, revision: s
     model = empty_model(cls, location, subfolder, revision)
     # a weight shared with an embedding (a language model's tied output head) stays as it is
     shared = {id(p) for m in model.modules() if not isinstance(m, nn.Linear) for p in m.parameters(recurse=False)}
-    plan = {f"{name}.weight": None if id(layer.weight) in shared else layer_config(kind, layer)
-            for name, layer in model.named_modules() if isinstance(layer, nn.Linear)}
+    plan = {
+        f"{name}.weight": None if id(layer.weight) in shared else layer_config(kind, layer)
+        for name, layer in model.named_modules()
+        if isinstance(layer, nn.Linear)
+    }
     if cls.__module__.startswith("diffusers"):
         from diffusers import TorchAoConfig
     else:
@@ -91,7 +97,7 @@ def plain_tensors(tensor: torch.Tensor) -> list[torch.Tensor]:
     """The ordinary tensors that hold a tensor's data (a quantized weight keeps several inside)."""
     if type(tensor) in (torch.Tensor, nn.Parameter) or not hasattr(tensor, "__tensor_flatten__"):
         return [tensor]
-    if hasattr(tensor, "to_local"):            # a sharded weight (FSDP2's DTensor): this process's slice
+    if hasattr(tensor, "to_local"):  # a sharded weight (FSDP2's DTensor): this process's slice
         return plain_tensors(tensor.to_local())
     names, _ = tensor.__tensor_flatten__()
     return [plain for name in names for plain in plain_tensors(getattr(tensor, name))]
@@ -99,10 +105,16 @@ def plain_tensors(tensor: torch.Tensor) -> list[torch.Tensor]:
 
 def describe(components, model_config) -> str | None:
     """One line saying what was quantized (None when nothing was asked)."""
-    parts = [(model_config.quantize, "denoiser", [components.denoiser]),
-             (model_config.quantize_text_encoders, "text encoders", components.text_encoders)]
-    said = [f"{name} {kind} ({100 * sum(quantized_share(m) for m in modules) / max(1, len(modules)):.0f} % of its linear layers, "
-            f"{sum(weight_bytes(m) for m in modules) / 2**30:.2f} GiB{_freed(modules)})" for kind, name, modules in parts if kind != "none"]
+    parts = [
+        (model_config.quantize, "denoiser", [components.denoiser]),
+        (model_config.quantize_text_encoders, "text encoders", components.text_encoders),
+    ]
+    said = [
+        f"{name} {kind} ({100 * sum(quantized_share(m) for m in modules) / max(1, len(modules)):.0f} % of its linear layers, "
+        f"{sum(weight_bytes(m) for m in modules) / 2**30:.2f} GiB{_freed(modules)})"
+        for kind, name, modules in parts
+        if kind != "none"
+    ]
     return f"quantized frozen weights: {', '.join(said)}" if said else None
 
 

@@ -8,6 +8,7 @@ Written layout (the one diffusers' single-file loader, ComfyUI and A1111 read):
     cond_stage_model.model.*                SD 2.x OpenCLIP (fused in_proj)
     conditioner.embedders.0.transformer.*   SDXL CLIP-L;  conditioner.embedders.1.model.* SDXL OpenCLIP-G
 """
+
 from __future__ import annotations
 
 import re
@@ -20,15 +21,20 @@ from dreamtune.models.kohya import unet_ldm_namer
 
 VAE_RESNET = {"conv_shortcut": "nin_shortcut"}
 VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
-OPENCLIP_LAYER = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
-                  "self_attn.out_proj": "attn.out_proj"}
+OPENCLIP_LAYER = {
+    "layer_norm1": "ln_1",
+    "layer_norm2": "ln_2",
+    "mlp.fc1": "mlp.c_fc",
+    "mlp.fc2": "mlp.c_proj",
+    "self_attn.out_proj": "attn.out_proj",
+}
 
 
 def _vae_name(name: str, num_up_blocks: int) -> str:
     top = {"encoder.conv_norm_out": "encoder.norm_out", "decoder.conv_norm_out": "decoder.norm_out"}
     for old, new in top.items():
         if name.startswith(old + "."):
-            return new + name[len(old):]
+            return new + name[len(old) :]
     if m := re.fullmatch(r"(encoder|decoder)\.(down|up)_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)\.(\w+)", name):
         block = int(m[3]) if m[2] == "down" else num_up_blocks - 1 - int(m[3])
         return f"{m[1]}.{m[2]}.{block}.block.{m[4]}.{VAE_RESNET.get(m[5], m[5])}.{m[6]}"
@@ -40,7 +46,7 @@ def _vae_name(name: str, num_up_blocks: int) -> str:
         return f"{m[1]}.mid.block_{int(m[2]) + 1}.{VAE_RESNET.get(m[3], m[3])}.{m[4]}"
     if m := re.fullmatch(r"(encoder|decoder)\.mid_block\.attentions\.0\.(.+)\.(weight|bias)", name):
         return f"{m[1]}.mid.attn_1.{VAE_ATTENTION[m[2]]}.{m[3]}"
-    return name   # conv_in, conv_out, quant_conv, post_quant_conv keep their names
+    return name  # conv_in, conv_out, quant_conv, post_quant_conv keep their names
 
 
 def _vae_state(vae: nn.Module) -> dict[str, torch.Tensor]:
@@ -49,14 +55,17 @@ def _vae_state(vae: nn.Module) -> dict[str, torch.Tensor]:
     for name, tensor in vae.state_dict().items():
         target = _vae_name(name, num_up)
         if ".mid.attn_1." in target and target.endswith("weight") and tensor.dim() == 2:
-            tensor = tensor[:, :, None, None]     # the original attention projections are 1x1 convs
+            tensor = tensor[:, :, None, None]  # the original attention projections are 1x1 convs
         out["first_stage_model." + target] = tensor
     return out
 
 
 def _text_model_keys(encoder: nn.Module) -> dict[str, torch.Tensor]:
     """State dict with the ``text_model.`` level (transformers 5's CLIPTextModel drops it)."""
-    return {k if k.startswith(("text_model.", "text_projection")) else f"text_model.{k}": v for k, v in encoder.state_dict().items()}
+    return {
+        k if k.startswith(("text_model.", "text_projection")) else f"text_model.{k}": v
+        for k, v in encoder.state_dict().items()
+    }
 
 
 def _openclip_state(encoder: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
@@ -81,15 +90,19 @@ def _openclip_state(encoder: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def original_layout_state_dict(unet: nn.Module, vae: nn.Module, text_encoders: list[nn.Module], family: str) -> dict[str, torch.Tensor]:
+def original_layout_state_dict(
+    unet: nn.Module, vae: nn.Module, text_encoders: list[nn.Module], family: str
+) -> dict[str, torch.Tensor]:
     """Every weight of an SD 1.x / 2.x / SDXL pipeline under its original single-file name."""
     namer = unet_ldm_namer(unet)
     state = {"model.diffusion_model." + namer(k): v for k, v in unet.state_dict().items()}
     state.update(_vae_state(vae))
     if family == "sdxl":
-        state.update({"conditioner.embedders.0.transformer." + k: v for k, v in _text_model_keys(text_encoders[0]).items()})
+        state.update(
+            {"conditioner.embedders.0.transformer." + k: v for k, v in _text_model_keys(text_encoders[0]).items()}
+        )
         state.update(_openclip_state(text_encoders[1], "conditioner.embedders.1.model."))
-    elif text_encoders[0].config.hidden_act == "gelu":    # SD 2.x: OpenCLIP-H (GELU); SD 1.x: CLIP-L (quick GELU)
+    elif text_encoders[0].config.hidden_act == "gelu":  # SD 2.x: OpenCLIP-H (GELU); SD 1.x: CLIP-L (quick GELU)
         state.update(_openclip_state(text_encoders[0], "cond_stage_model.model."))
     else:
         state.update({"cond_stage_model.transformer." + k: v for k, v in _text_model_keys(text_encoders[0]).items()})
@@ -110,13 +123,16 @@ def is_single_file(path: Path) -> bool:
 
 
 def single_file_layout(path: Path) -> str:
-    """"sd1", "sd2", "sdxl" or another layout's name, from the checkpoint's header (no weights read)."""
+    """ "sd1", "sd2", "sdxl" or another layout's name, from the checkpoint's header (no weights read)."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as handle:
         keys = set(handle.keys())
-        conv_in = handle.get_slice("model.diffusion_model.input_blocks.0.0.weight").get_shape() \
-            if "model.diffusion_model.input_blocks.0.0.weight" in keys else None
+        conv_in = (
+            handle.get_slice("model.diffusion_model.input_blocks.0.0.weight").get_shape()
+            if "model.diffusion_model.input_blocks.0.0.weight" in keys
+            else None
+        )
     if conv_in is None:
         raise ValueError("no original-layout UNet keys (model.diffusion_model.*)")
     if conv_in[1] != 4:
@@ -133,7 +149,7 @@ def single_file_layout(path: Path) -> str:
 
 
 def single_file_family(path: Path) -> str:
-    """"sdxl" or "sd" from the checkpoint's key names (read from the header only)."""
+    """ "sdxl" or "sd" from the checkpoint's key names (read from the header only)."""
     return "sdxl" if single_file_layout(path).startswith("sdxl") else "sd"
 
 
@@ -146,8 +162,10 @@ def export_single_file(model_dir: Path, out: Path | None = None, dtype: torch.dt
 
     model_dir = Path(model_dir)
     if not (model_dir / "model_index.json").is_file():
-        raise UserError(f"{model_dir} is not a full fine-tune (no model_index.json); --single-file exports DreamBooth / "
-                        "from-scratch runs (a LoRA already has its kohya-format file beside it).")
+        raise UserError(
+            f"{model_dir} is not a full fine-tune (no model_index.json); --single-file exports DreamBooth / "
+            "from-scratch runs (a LoRA already has its kohya-format file beside it)."
+        )
     out = Path(out) if out else model_dir.parent / f"{model_dir.resolve().parent.name}.safetensors"
     if out.exists():
         raise UserError(f"{out} already exists; choose another --out (dreamtune never overwrites a file).")

@@ -4,6 +4,7 @@ A CLIP BPE vocabulary starts from the 256 byte symbols (and their end-of-word fo
 join frequent pairs. With no merges every character is one token; ``merges`` lets callers
 add learned merges (the miniature model trains them on its captions).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,14 +16,17 @@ from transformers import CLIPTokenizer
 
 def tokenize(tokenizer, prompts: list[str]):
     """Token ids (B, model_max_length), padded and truncated as CLIP text encoders expect."""
-    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
-                     truncation=True, return_tensors="pt").input_ids
+    return tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
 
 
 @lru_cache(maxsize=1)
 def byte_symbols() -> tuple[str, ...]:
     """GPT-2/CLIP's reversible byte -> printable unicode table, in byte order."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes, extra = printable[:], 0
     for byte in range(256):
         if byte not in printable:
@@ -33,7 +37,9 @@ def byte_symbols() -> tuple[str, ...]:
     return tuple(chr(table[b]) for b in range(256))
 
 
-def build_clip_tokenizer(folder: str | Path, merges: list[tuple[str, str]] = (), model_max_length: int = 77) -> CLIPTokenizer:
+def build_clip_tokenizer(
+    folder: str | Path, merges: list[tuple[str, str]] = (), model_max_length: int = 77
+) -> CLIPTokenizer:
     """Write vocab.json/merges.txt into ``folder`` and return the loaded tokenizer."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,6 +62,8 @@ def openai_byte_symbols() -> tuple[str, ...]:
     """The 256 byte symbols in the order of OpenAI CLIP's vocabulary (ids 0-255): the printable
     bytes ('!'..'~', '¡'..'¬', '®'..'ÿ') first, then the others. (``byte_symbols`` is in byte
     order, which the miniature's own tokenizer uses.)"""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     order = printable + [b for b in range(256) if b not in printable]
     return tuple(byte_symbols()[b] for b in order)

@@ -23,6 +23,7 @@ while the heads have requires_grad off, so the loop's single backward stays corr
 ``generator_every: k`` the generator's term is applied on every k-th step only, while the
 discriminator learns on every step (k discriminator steps per generator step).
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ AUGMENT_POLICIES = ("translation", "color", "cutout")
 @dataclass(frozen=True)
 class AdversarialSettings:
     """Built by keyword from the ``adversarial`` config section (plus train.seed): no defaults of its own."""
+
     weight: float
     warmup_steps: int
     lr: float
@@ -142,8 +144,12 @@ class AdversarialObjective:
         if getattr(self.discriminator, "space", "pixels") == "latents":
             real_logits, fake_logits, g_logits, r1, extra = self._latent_game(forward, generator)
         else:
-            real_logits, fake_logits, g_logits, r1, extra = self._pixel_game(forward, generator, forward.timesteps.to(forward.noisy.device))
-        judged = (forward.timesteps >= s.min_timestep).float().to(real_logits.device)   # x̂0 from small t is the real image itself
+            real_logits, fake_logits, g_logits, r1, extra = self._pixel_game(
+                forward, generator, forward.timesteps.to(forward.noisy.device)
+            )
+        judged = (
+            (forward.timesteps >= s.min_timestep).float().to(real_logits.device)
+        )  # x̂0 from small t is the real image itself
         count = judged.sum().clamp(min=1)
         masked = lambda values: (values * judged).sum() / count
         d_loss = masked(F.relu(1 - real_logits)) + masked(F.relu(1 + fake_logits))
@@ -153,9 +159,15 @@ class AdversarialObjective:
         losses = dict(output.losses)
         losses["model"] = losses["model"] + weight * g_loss
         losses["discriminator"] = d_loss + r1
-        metrics = {**output.metrics, "adv/d_loss": float(d_loss.detach()), "adv/g_loss": float(g_loss.detach()),
-                   "adv/r1": float(r1.detach()), "adv/weight": weight, **extra}
-        if judged.any():       # no accuracy on a step where nothing was judged (every t below min_timestep)
+        metrics = {
+            **output.metrics,
+            "adv/d_loss": float(d_loss.detach()),
+            "adv/g_loss": float(g_loss.detach()),
+            "adv/r1": float(r1.detach()),
+            "adv/weight": weight,
+            **extra,
+        }
+        if judged.any():  # no accuracy on a step where nothing was judged (every t below min_timestep)
             metrics["adv/d_accuracy"] = float(masked((real_logits > 0).float()) + masked((fake_logits < 0).float())) / 2
         return LossOutput(losses, metrics)
 

@@ -2,6 +2,7 @@
 2022): L1 + MSE reconstruction plus a small KL term keeping latents near N(0, I); optionally an
 L1 between the images' Sobel gradients (``edge_weight``), which pixel losses under-weight: a
 reconstruction that is right on average but soft at edges pays for its blur."""
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -35,7 +36,7 @@ class AutoencoderObjective:
         if self.edge_weight:
             metrics["edge"] = F.l1_loss(sobel(reconstruction), sobel(pixels.float()))
             loss = loss + self.edge_weight * metrics["edge"]
-        values = torch.stack([loss.detach(), *(v.detach() for v in metrics.values())]).tolist()   # one host sync a step
+        values = torch.stack([loss.detach(), *(v.detach() for v in metrics.values())]).tolist()  # one host sync a step
         return LossOutput({"model": loss}, dict(zip(["loss", *metrics], values)))
 
 

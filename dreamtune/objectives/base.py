@@ -4,6 +4,7 @@ An objective computes named losses from a batch; each name is one optimizer. Its
 gradients must reach only that optimizer's parameters (an adversarial objective detaches
 accordingly), so the loop can sum them and call backward once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -14,9 +15,9 @@ from torch import Tensor, nn
 
 @dataclass
 class LossOutput:
-    losses: dict[str, Tensor]                      # one scalar per optimizer name
+    losses: dict[str, Tensor]  # one scalar per optimizer name
     metrics: dict[str, float] = field(default_factory=dict)
-    passes: dict[str, object] = field(default_factory=dict)   # forward passes it ran, for wrappers that judge them
+    passes: dict[str, object] = field(default_factory=dict)  # forward passes it ran, for wrappers that judge them
 
 
 class Objective(Protocol):

@@ -1,6 +1,7 @@
 """Objectives composed by weighted sum: each part gets its own sub-batch (``batch[name]``), their
 losses are added per optimizer name, their metrics prefixed. How a reward objective keeps a
 personalized subject: + w x the denoising (and prior) loss on the subject's photos."""
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -36,7 +37,9 @@ class WeightedSum:
             output = objective(batch[name], step)
             for key, loss in output.losses.items():
                 losses[key] = losses.get(key, 0) + weight * loss
-            metrics.update({(k if k.startswith(("reward", "round")) else f"{name}/{k}"): v for k, v in output.metrics.items()})
+            metrics.update(
+                {(k if k.startswith(("reward", "round")) else f"{name}/{k}"): v for k, v in output.metrics.items()}
+            )
         metrics["loss"] = float(sum(l.detach() for l in losses.values()))
         return LossOutput(losses, metrics)
 

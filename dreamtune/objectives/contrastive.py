@@ -6,6 +6,7 @@ contexts are positives) teaches the image tower instance identity, which CLIP-I 
 ``freeze_text=True`` trains the image tower only (the text tower, already the pipeline's text
 encoder, stays exactly as it is); rows whose ``captioned`` flag is False join only the
 image-image term."""
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -60,7 +61,16 @@ class ContrastiveObjective:
         instance_logits = instance_logits.masked_fill(torch.eye(len(labels), dtype=torch.bool, device=device), -1e4)
         off_diagonal = same_instance & ~torch.eye(len(labels), dtype=torch.bool, device=device)
         has_pair = off_diagonal.any(1)
-        instance_loss = -(soft_targets(off_diagonal[has_pair]) * F.log_softmax(instance_logits[has_pair], 1)).sum(1).mean()
+        instance_loss = (
+            -(soft_targets(off_diagonal[has_pair]) * F.log_softmax(instance_logits[has_pair], 1)).sum(1).mean()
+        )
         loss = text_loss + self.instance_weight * instance_loss
-        return LossOutput({"model": loss}, {"loss": loss.item(), "text_loss": text_loss.item(),
-                                            "instance_loss": instance_loss.item(), "logit_scale": scale.item()})
+        return LossOutput(
+            {"model": loss},
+            {
+                "loss": loss.item(),
+                "text_loss": text_loss.item(),
+                "instance_loss": instance_loss.item(),
+                "logit_scale": scale.item(),
+            },
+        )

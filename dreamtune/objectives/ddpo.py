@@ -10,6 +10,7 @@ the same step of the run's starting weights (exact for two Gaussians of equal va
 reward fine-tuning's usual leash (Fan et al. 2023, DPOK) that keeps the model near what it could
 do before. The start is a copy of the trainable parameters taken when the objective is built
 (LoRA: the adapter's few MB; full weights: one more copy of the UNet)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,11 +63,18 @@ class DDPOObjective:
         extra = {}
         if s.kl_weight:
             with torch.no_grad():
-                start = guided_prediction(self.components, latents, timesteps, batch["conditioning"], s.guidance_scale, self.start)
+                start = guided_prediction(
+                    self.components, latents, timesteps, batch["conditioning"], s.guidance_scale, self.start
+                )
                 start_mean, _, _ = self.sampler.mean(start, timesteps, latents, s.eta)
             kl = gaussian_kl(mean, start_mean, std).mean()
             loss = loss + s.kl_weight * kl
             extra = {"kl_to_start": float(kl.detach())}
-        metrics = {"loss": float(loss.detach()), **extra, "approx_kl": float(0.5 * ((log_prob.detach() - old) ** 2).mean()),
-                   "clipfrac": float(((ratio.detach() - 1).abs() > s.clip_range).float().mean()), **batch.get("round_metrics", {})}
+        metrics = {
+            "loss": float(loss.detach()),
+            **extra,
+            "approx_kl": float(0.5 * ((log_prob.detach() - old) ** 2).mean()),
+            "clipfrac": float(((ratio.detach() - 1).abs() > s.clip_range).float().mean()),
+            **batch.get("round_metrics", {}),
+        }
         return LossOutput({"model": loss}, metrics)

@@ -1,6 +1,7 @@
 """The denoising objective used by DreamBooth, LoRA, textual inversion and training from
 scratch (they differ only in which parameters train), for every model family: the noise
 process says what x_t, the target and the loss weights are (ε, v or flow velocity)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,11 +23,11 @@ class NoiseSettings:
     seed: int = 0
     noise_offset: float = 0.0
     min_snr_gamma: float | None = None
-    loss_weighting: str = "none"        # flow models: none | sigma_sqrt | cosmap (SD3 sec. 3.1)
-    guidance_embedding: float = 3.5     # guidance-distilled models (FLUX.1-dev) are trained with this guidance input
-    process_index: int = 0              # data parallelism: this process's share of the global batch ...
+    loss_weighting: str = "none"  # flow models: none | sigma_sqrt | cosmap (SD3 sec. 3.1)
+    guidance_embedding: float = 3.5  # guidance-distilled models (FLUX.1-dev) are trained with this guidance input
+    process_index: int = 0  # data parallelism: this process's share of the global batch ...
     num_processes: int = 1
-    groups: int = 1                     # ... whose batches hold this many equal groups (2 with prior preservation's class images)
+    groups: int = 1  # ... whose batches hold this many equal groups (2 with prior preservation's class images)
 
     def rows(self, batch: int) -> list[int]:
         """This process's rows of the global batch's noise and timesteps: with N processes of B rows each,
@@ -40,23 +41,34 @@ class NoiseSettings:
 class DenoisingPass:
     """One forward pass of the denoiser on a noised batch (what wrappers such as the
     adversarial objective judge)."""
+
     latents: Tensor
     noise: Tensor
     timesteps: Tensor
     noisy: Tensor
     prediction: Tensor
-    conditioning: dict | None = None     # the denoiser's keyword arguments (text), for discriminators that condition on them
+    conditioning: dict | None = (
+        None  # the denoiser's keyword arguments (text), for discriminators that condition on them
+    )
 
     def predicted_clean(self, components: Components) -> Tensor:
-        return components.noise.predicted_clean(self.noisy.float(), self.prediction.float(), self.timesteps.to(self.noisy.device))
+        return components.noise.predicted_clean(
+            self.noisy.float(), self.prediction.float(), self.timesteps.to(self.noisy.device)
+        )
 
 
 class DenoisingObjective:
     """Per-sample MSE between the denoiser's output and the noise process's target, weighted
     as the process says (Min-SNR for DDPM, SD3's σ-weightings for flow)."""
 
-    def __init__(self, components: Components, trainable: dict[str, nn.Module], settings: NoiseSettings,
-                 prompt_rewrite=None, text_cache: TensorCache | None = None):
+    def __init__(
+        self,
+        components: Components,
+        trainable: dict[str, nn.Module],
+        settings: NoiseSettings,
+        prompt_rewrite=None,
+        text_cache: TensorCache | None = None,
+    ):
         self.components = components
         self.trainable = trainable
         self.settings = settings
@@ -65,7 +77,9 @@ class DenoisingObjective:
         self._text_memo: dict[str, dict[str, Tensor]] = {}
         self.text_cache = text_cache
         dtype = str(next(components.text_encoders[0].parameters()).dtype)
-        self._text_identity = [model_identity(components.source, name) for name in components.family.text_encoder_names] + [dtype]
+        self._text_identity = [
+            model_identity(components.source, name) for name in components.family.text_encoder_names
+        ] + [dtype]
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"model": nn.ModuleDict(self.trainable)}
@@ -85,9 +99,11 @@ class DenoisingObjective:
 
     def _encode_frozen(self, prompt: str) -> dict[str, Tensor]:
         """One prompt's embeddings from a frozen text encoder, through the on-disk cache."""
+
         def compute():
             with torch.no_grad():
                 return {k: v[0].float() for k, v in self.components.encode([prompt], self.device).items()}
+
         if self.text_cache is None:
             return compute()
         cached = self.text_cache.get_or_compute(key_of(prompt, self._text_identity), compute)
@@ -109,10 +125,14 @@ class DenoisingObjective:
         rows = self.settings.rows(latents.shape[0])
         total = latents.shape[0] * self.settings.num_processes
         timesteps = c.noise.sample_timesteps(total, generator)[rows]
-        noise = diffusion.sample_noise(latents.new_empty((total, *latents.shape[1:])), generator, self.settings.noise_offset)[rows]
+        noise = diffusion.sample_noise(
+            latents.new_empty((total, *latents.shape[1:])), generator, self.settings.noise_offset
+        )[rows]
         noisy = c.noise.add_noise(latents, noise, timesteps)
         conditioning = c.family.conditioning(c, self.encode_text(list(batch["prompts"])), batch["sizes"])
-        prediction = c.family.predict(c, noisy, timesteps.to(self.device), conditioning, guidance=self.settings.guidance_embedding)
+        prediction = c.family.predict(
+            c, noisy, timesteps.to(self.device), conditioning, guidance=self.settings.guidance_embedding
+        )
         return DenoisingPass(latents, noise, timesteps, noisy, prediction, conditioning)
 
     def per_sample_loss(self, batch: Mapping[str, Tensor], step: int) -> tuple[Tensor, DenoisingPass]:
@@ -120,7 +140,9 @@ class DenoisingObjective:
         out = self.forward_pass(batch, step)
         noise = self.components.noise
         wanted = noise.target(out.latents, out.noise, out.timesteps)
-        loss = F.mse_loss(out.prediction.float(), wanted.float(), reduction="none").mean(dim=tuple(range(1, wanted.ndim)))
+        loss = F.mse_loss(out.prediction.float(), wanted.float(), reduction="none").mean(
+            dim=tuple(range(1, wanted.ndim))
+        )
         weights = noise.loss_weights(out.timesteps, self.settings.loss_weighting, self.settings.min_snr_gamma)
         if weights is not None:
             loss = loss * weights.to(loss.device)

@@ -3,6 +3,7 @@ Diffusion Models on Differentiable Rewards"; AlignProp, Prabhudesai et al. 2023,
 idea). Sample deterministically (DDIM η = 0, or Euler for flow models); the first T-K steps run without gradients, the last K steps,
 the VAE decoder and the reward run with them (each denoiser call gradient-checkpointed, so memory
 grows with K only through the latents); the loss is -mean(reward)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ class DraftObjective:
 
     def _step(self, latents, t, conditioning, denoiser=None):
         steps = t.reshape(1).repeat(latents.shape[0]).to(latents.device)
-        prediction = guided_prediction(self.components, latents, steps, conditioning, self.settings.guidance_scale, denoiser)
+        prediction = guided_prediction(
+            self.components, latents, steps, conditioning, self.settings.guidance_scale, denoiser
+        )
         return self.sampler.step(prediction, steps, latents, 0.0)[0]
 
     def __call__(self, batch: Mapping, step: int) -> LossOutput:
@@ -50,7 +53,7 @@ class DraftObjective:
         latents = initial_latents(c, list(batch["seeds"]), s.resolution, device)
         timesteps = self.sampler.timesteps
         meta = {"seeds": list(batch["seeds"])}
-        if self.start is not None:          # the same prompts and seeds through the starting weights
+        if self.start is not None:  # the same prompts and seeds through the starting weights
             with torch.no_grad():
                 reference = latents
                 for t in timesteps:
@@ -66,4 +69,3 @@ class DraftObjective:
         reward, logged = self.rewards.evaluate(images, prompts, meta)
         loss = -reward.mean()
         return LossOutput({"model": loss}, {"loss": loss.item(), **logged})
-

@@ -3,6 +3,7 @@ with its unconditional twin, the guided prediction (classifier-free guidance, or
 guidance of distilled models), seeded initial latents, and VAE decoding to [0,1] images.
 Written out (not the diffusers pipeline) because DDPO needs every intermediate latent and DRaFT
 needs gradients through the last steps."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,8 +16,8 @@ from dreamtune.models.components import Components
 
 @dataclass
 class Conditioning:
-    cond: dict            # denoiser kwargs for the prompts
-    uncond: dict          # denoiser kwargs for the empty prompt, same batch size
+    cond: dict  # denoiser kwargs for the prompts
+    uncond: dict  # denoiser kwargs for the empty prompt, same batch size
 
     def select(self, index: Tensor) -> "Conditioning":
         pick = lambda kwargs: _map(kwargs, lambda t: t[index])
@@ -40,19 +41,33 @@ def condition(components: Components, prompts: list[str], resolution: int, devic
     return Conditioning(_map(cond, lambda t: t.detach()), _map(uncond, lambda t: t.detach()))
 
 
-def guided_prediction(components: Components, latents: Tensor, timesteps: Tensor, conditioning: Conditioning,
-                      guidance_scale: float, denoiser=None) -> Tensor:
+def guided_prediction(
+    components: Components,
+    latents: Tensor,
+    timesteps: Tensor,
+    conditioning: Conditioning,
+    guidance_scale: float,
+    denoiser=None,
+) -> Tensor:
     """The denoiser's output with classifier-free guidance (Ho & Salimans 2022) in one batched
     call; guidance-distilled families get the scale as their guidance input and one call.
     ``denoiser``: a stand-in callable for components.denoiser (e.g. the same network with other weights)."""
     dtype = next(p for p in components.denoiser.parameters()).dtype
     family = components.family
     if not family.uses_classifier_free_guidance(components):
-        return family.predict(components, latents.to(dtype), timesteps.to(latents.device), conditioning.cond, denoiser,
-                              guidance=guidance_scale).float()
+        return family.predict(
+            components,
+            latents.to(dtype),
+            timesteps.to(latents.device),
+            conditioning.cond,
+            denoiser,
+            guidance=guidance_scale,
+        ).float()
     both = torch.cat([latents, latents]).to(dtype)
     steps = torch.cat([timesteps, timesteps]).to(latents.device)
-    uncond, cond = family.predict(components, both, steps, _cat(conditioning.uncond, conditioning.cond), denoiser).float().chunk(2)
+    uncond, cond = (
+        family.predict(components, both, steps, _cat(conditioning.uncond, conditioning.cond), denoiser).float().chunk(2)
+    )
     return uncond + family.classifier_free_scale(guidance_scale) * (cond - uncond)
 
 

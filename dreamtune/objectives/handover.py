@@ -5,6 +5,7 @@ adversarial game if on); from it on only the subject's plain loss stays, weighte
 ``rl.regularize_weight`` (0: it stops and its photos are no longer drawn), as in a separate reward
 run, which has no discriminator. The model's optimizer restarts there too
 (``training.callbacks.RestartOptimizer``). Plays both roles in a composed run, like LateStart."""
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -21,7 +22,9 @@ class Handover:
         self.objective, self.source, self.after, self.weight, self.start = objective, source, after, weight, start
 
     def trainable_modules(self) -> dict[str, nn.Module]:
-        return self.objective.trainable_modules()     # a discriminator keeps its optimizer (and checkpoint) after the start
+        return (
+            self.objective.trainable_modules()
+        )  # a discriminator keeps its optimizer (and checkpoint) after the start
 
     def learning_rates(self) -> dict[str, float]:
         return self.objective.learning_rates() if hasattr(self.objective, "learning_rates") else {}

@@ -8,6 +8,7 @@ model's. The anchors and whether they were taken are checkpoint state (``state_d
 resumed after the start step anchors to the same weights. Plays both roles in a composed run: the
 reward's batch source (nothing is sampled before the start) and its objective (no loss before it).
 """
+
 from __future__ import annotations
 
 from typing import Mapping

@@ -3,6 +3,7 @@
 The batch holds subject images and class images (``is_prior``); the loss is
 mean(subject) + prior_loss_weight * mean(class). It wraps; it is not an ``if`` in the loop.
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -27,5 +28,8 @@ class PriorPreservation:
         instance_loss = per_sample[~is_prior].mean()
         prior_loss = per_sample[is_prior].mean()
         loss = instance_loss + self.prior_loss_weight * prior_loss
-        return LossOutput({"model": loss}, {"loss": loss.item(), "instance_loss": instance_loss.item(),
-                                            "prior_loss": prior_loss.item()}, passes={"denoising": forward})
+        return LossOutput(
+            {"model": loss},
+            {"loss": loss.item(), "instance_loss": instance_loss.item(), "prior_loss": prior_loss.item()},
+            passes={"denoising": forward},
+        )

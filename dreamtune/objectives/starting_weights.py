@@ -3,6 +3,7 @@ objective is built — before a resumed run loads its checkpoint, so a resumed r
 start — and the denoiser called with them (torch.func.functional_call; the live weights are
 untouched). DDPO's KL term compares the policy with it; rewards that need "what the image was
 meant to look like" (``needs_reference``) get the same-seed image it samples."""
+
 from __future__ import annotations
 
 import torch

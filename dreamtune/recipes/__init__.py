@@ -1,5 +1,6 @@
 """The shipped YAML recipes (``configs/`` in the checkout links here), found by name from anywhere:
 ``dreamtune train lora-sd15 ...`` is ``dreamtune train <package>/recipes/lora-sd15.yaml ...``."""
+
 from __future__ import annotations
 
 from pathlib import Path

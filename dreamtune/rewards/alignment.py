@@ -1,10 +1,11 @@
 """Rewards measured with CLIP (the mini CLIP on the miniature), differentiable:
 
-  clip_score        cosine of the image with its prompt (the identifier removed): keeps RL
-                    fine-tuning on the prompt
-  subject_fidelity  cosine of the image with the mean embedding of the subject's photos (CLIP-I):
-                    lets RL push a personalized model toward its subject
+clip_score        cosine of the image with its prompt (the identifier removed): keeps RL
+                  fine-tuning on the prompt
+subject_fidelity  cosine of the image with the mean embedding of the subject's photos (CLIP-I):
+                  lets RL push a personalized model toward its subject
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence

@@ -1,4 +1,5 @@
 """The reward interface and weighted composition (the rewards' parts are logged one by one)."""
+
 from __future__ import annotations
 
 from typing import Mapping, Protocol, Sequence
@@ -33,11 +34,13 @@ class WeightedRewards:
             raise ValueError("at least one reward with a non-zero weight is needed")
         self.terms = terms
         self.differentiable = all(r.differentiable for _, r in terms)
-        self.needs_reference = any(getattr(r, "needs_reference", False) for _, r in terms)   # meta["reference"]: see print_proof
+        self.needs_reference = any(
+            getattr(r, "needs_reference", False) for _, r in terms
+        )  # meta["reference"]: see print_proof
         self.name = "+".join(f"{w:g}*{r.name}" for w, r in terms)
 
     def evaluate(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> tuple[Tensor, dict[str, float]]:
-        with torch.autocast(images.device.type, enabled=False):    # rewards in fp32, also under mixed precision
+        with torch.autocast(images.device.type, enabled=False):  # rewards in fp32, also under mixed precision
             return self._evaluate(images.float(), prompts, meta)
 
     def _evaluate(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> tuple[Tensor, dict[str, float]]:

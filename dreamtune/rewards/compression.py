@@ -1,5 +1,6 @@
 """JPEG (in)compressibility, the DDPO paper's (Black et al. 2023) simplest rewards: the size in
 kB of the image saved as JPEG at quality 95. Not differentiable (DDPO only)."""
+
 from __future__ import annotations
 
 import io

@@ -19,6 +19,7 @@ the model before reward fine-tuning (or, when absent, the image itself, detached
   sharpness  exp(-|log(Laplacian energy of the print / the reference print's)|): blur loses, and
              so does added noise or grain.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,15 +37,17 @@ from dreamtune.rewards.colour import ciede2000, colourfulness, luminance, srgb_t
 # installed, never shipped with dreamtune).
 DEFAULT_PROFILES = ("/usr/share/color/icc/ghostscript/default_cmyk.icc",)
 INTENTS = ("perceptual", "relative", "saturation", "absolute")
-GRID = 52                                  # 255 / 51 = 5: every grid point is an exact 8-bit value
+GRID = 52  # 255 / 51 = 5: every grid point is an exact 8-bit value
 
 
 def default_profile() -> Path:
     for candidate in DEFAULT_PROFILES:
         if Path(candidate).is_file():
             return Path(candidate)
-    raise UserError("no CMYK ICC profile was given and Ghostscript's default_cmyk.icc is not installed; pass your print "
-                    "shop's profile (rl.print_profile / --print-profile X.icc) or install it with: apt-get install libgs-common.")
+    raise UserError(
+        "no CMYK ICC profile was given and Ghostscript's default_cmyk.icc is not installed; pass your print "
+        "shop's profile (rl.print_profile / --print-profile X.icc) or install it with: apt-get install libgs-common."
+    )
 
 
 def _intent(name: str):
@@ -52,8 +55,12 @@ def _intent(name: str):
 
     if name not in INTENTS:
         raise UserError(f"print intent {name!r} is not one of {', '.join(INTENTS)}.")
-    return {"perceptual": ImageCms.Intent.PERCEPTUAL, "relative": ImageCms.Intent.RELATIVE_COLORIMETRIC,
-            "saturation": ImageCms.Intent.SATURATION, "absolute": ImageCms.Intent.ABSOLUTE_COLORIMETRIC}[name]
+    return {
+        "perceptual": ImageCms.Intent.PERCEPTUAL,
+        "relative": ImageCms.Intent.RELATIVE_COLORIMETRIC,
+        "saturation": ImageCms.Intent.SATURATION,
+        "absolute": ImageCms.Intent.ABSOLUTE_COLORIMETRIC,
+    }[name]
 
 
 def open_profile(path: str | Path):
@@ -66,9 +73,13 @@ def open_profile(path: str | Path):
     try:
         profile = ImageCms.getOpenProfile(str(path))
     except (ImageCms.PyCMSError, OSError):
-        raise UserError(f"print profile {path} is not an ICC profile LittleCMS can read; pass a CMYK .icc/.icm file.") from None
+        raise UserError(
+            f"print profile {path} is not an ICC profile LittleCMS can read; pass a CMYK .icc/.icm file."
+        ) from None
     if profile.profile.xcolor_space.strip() != "CMYK":
-        raise UserError(f"print profile {path} is a {profile.profile.xcolor_space.strip()} profile; a CMYK output profile is needed.")
+        raise UserError(
+            f"print profile {path} is a {profile.profile.xcolor_space.strip()} profile; a CMYK output profile is needed."
+        )
     return profile
 
 
@@ -96,14 +107,16 @@ def lookup_tables(profile_path: str, intent: str = "perceptual") -> tuple[Tensor
     back = ImageCms.buildTransform(cmyk, srgb, "CMYK", "RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
     proof = np.asarray(ImageCms.applyTransform(separated, back), dtype=np.float32).reshape(GRID, GRID, GRID, 3) / 255
     ink = np.asarray(separated, dtype=np.float32).reshape(GRID, GRID, GRID, 4).sum(-1, keepdims=True) / 255 * 100
-    return torch.from_numpy(proof).permute(3, 0, 1, 2).contiguous(), torch.from_numpy(ink).permute(3, 0, 1, 2).contiguous()
+    return torch.from_numpy(proof).permute(3, 0, 1, 2).contiguous(), torch.from_numpy(ink).permute(
+        3, 0, 1, 2
+    ).contiguous()
 
 
 def apply_table(table: Tensor, images: Tensor) -> Tensor:
     """Trilinear lookup of (C, G, G, G) ``table`` at (B,3,H,W) sRGB ``images`` in [0,1] -> (B,C,H,W)."""
     batch, _, height, width = images.shape
     coords = images.float().clamp(0, 1).permute(0, 2, 3, 1).reshape(1, -1, 1, 1, 3) * 2 - 1
-    coords = coords.flip(-1)                               # grid_sample's (x, y, z) index (W, H, D) = (b, g, r)
+    coords = coords.flip(-1)  # grid_sample's (x, y, z) index (W, H, D) = (b, g, r)
     out = F.grid_sample(table.to(images.device).unsqueeze(0), coords, mode="bilinear", align_corners=True)
     return out.reshape(table.shape[0], batch, height, width).permute(1, 0, 2, 3)
 
@@ -123,11 +136,17 @@ def _laplacian_energy(y: Tensor) -> Tensor:
 class PrintProof:
     """The print reward (module doc). ``profile``: a CMYK ICC file (default: Ghostscript's);
     ``intent``: the rendering intent of the separation."""
+
     name, differentiable, needs_reference = "print_proof", True, True
     PARTS = ("fidelity", "colour", "ink", "detail", "sharpness")
 
-    def __init__(self, profile: str | Path | None = None, intent: str = "perceptual", ink_limit: float = 300.0,
-                 weights: Mapping[str, float] | None = None):
+    def __init__(
+        self,
+        profile: str | Path | None = None,
+        intent: str = "perceptual",
+        ink_limit: float = 300.0,
+        weights: Mapping[str, float] | None = None,
+    ):
         self.profile = Path(profile) if profile else default_profile()
         self.intent, self.ink_limit = intent, ink_limit
         self.proof_table, self.ink_table = lookup_tables(str(self.profile), intent)
@@ -168,8 +187,16 @@ def littlecms_proof(images: Tensor, profile: str | Path, intent: str = "perceptu
 
     srgb = ImageCms.createProfile("sRGB")
     # Pillow: renderingIntent is that of input -> proof (the separation), proofRenderingIntent that of proof -> output
-    transform = ImageCms.buildProofTransform(srgb, srgb, open_profile(profile), "RGB", "RGB", renderingIntent=_intent(intent),
-                                             proofRenderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, flags=ImageCms.Flags.SOFTPROOFING)
+    transform = ImageCms.buildProofTransform(
+        srgb,
+        srgb,
+        open_profile(profile),
+        "RGB",
+        "RGB",
+        renderingIntent=_intent(intent),
+        proofRenderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+        flags=ImageCms.Flags.SOFTPROOFING,
+    )
     out = []
     for image in images.float().clamp(0, 1):
         pil = Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), "RGB")
@@ -183,7 +210,9 @@ def separate(image, profile: str | Path, intent: str = "perceptual"):
     from PIL import ImageCms
 
     cmyk = open_profile(profile)
-    transform = ImageCms.buildTransform(ImageCms.createProfile("sRGB"), cmyk, "RGB", "CMYK", renderingIntent=_intent(intent))
+    transform = ImageCms.buildTransform(
+        ImageCms.createProfile("sRGB"), cmyk, "RGB", "CMYK", renderingIntent=_intent(intent)
+    )
     separated = ImageCms.applyTransform(image.convert("RGB"), transform)
-    separated.info["icc_profile"] = Path(profile).read_bytes()       # the shop's file as it is, not re-serialised
+    separated.info["icc_profile"] = Path(profile).read_bytes()  # the shop's file as it is, not re-serialised
     return separated

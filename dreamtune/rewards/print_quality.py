@@ -14,6 +14,7 @@
 
 Everything is written in torch with soft thresholds, so the reward is differentiable (DRaFT).
 """
+
 from __future__ import annotations
 
 import math
@@ -26,16 +27,24 @@ from torch import Tensor
 from dreamtune.rewards.colour import luminance, srgb_to_lab
 
 # (hue in degrees, L*, C*) of the gamut cusps: red, yellow, green, cyan, blue, magenta
-CUSPS = ((35.2, 47.0, 83.2), (93.1, 89.0, 93.1), (157.4, 50.0, 70.4), (233.5, 55.0, 62.2),
-         (295.6, 24.0, 51.0), (357.7, 48.0, 74.1))
+CUSPS = (
+    (35.2, 47.0, 83.2),
+    (93.1, 89.0, 93.1),
+    (157.4, 50.0, 70.4),
+    (233.5, 55.0, 62.2),
+    (295.6, 24.0, 51.0),
+    (357.7, 48.0, 74.1),
+)
 PAPER_BLACK, PAPER_WHITE = 16.0, 95.0
+
+
 def max_chroma(lightness: Tensor, hue_degrees: Tensor) -> Tensor:
     """Chroma limit of the approximate coated-paper gamut at (L*, hue)."""
     hues = torch.tensor([c[0] for c in CUSPS], device=lightness.device)
     cusp_l = torch.tensor([c[1] for c in CUSPS], device=lightness.device)
     cusp_c = torch.tensor([c[2] for c in CUSPS], device=lightness.device)
     h = hue_degrees % 360
-    upper = torch.searchsorted(hues, h.contiguous()) % len(CUSPS)       # next cusp (cyclic)
+    upper = torch.searchsorted(hues, h.contiguous()) % len(CUSPS)  # next cusp (cyclic)
     lower = (upper - 1) % len(CUSPS)
     span = (hues[upper] - hues[lower]) % 360
     t = ((h - hues[lower]) % 360) / span
@@ -52,7 +61,11 @@ def gamut_share(images: Tensor, softness: float = 2.0) -> Tensor:
     chroma = torch.sqrt(a * a + b * b + 1e-6)
     hue = torch.rad2deg(torch.atan2(b, a + 1e-6))
     inside = torch.sigmoid((max_chroma(lightness, hue) - chroma) / softness)
-    inside = inside * torch.sigmoid((lightness - PAPER_BLACK) / softness) * torch.sigmoid((PAPER_WHITE - lightness) / softness)
+    inside = (
+        inside
+        * torch.sigmoid((lightness - PAPER_BLACK) / softness)
+        * torch.sigmoid((PAPER_WHITE - lightness) / softness)
+    )
     return inside.flatten(1).mean(1)
 
 

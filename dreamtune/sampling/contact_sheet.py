@@ -1,4 +1,5 @@
 """Contact sheets: a grid of images with a caption under each, as one PNG."""
+
 from __future__ import annotations
 
 import textwrap
@@ -9,8 +10,9 @@ from PIL import Image, ImageDraw, ImageFont
 from dreamtune.atomic import atomic_file
 
 
-def contact_sheet(images: list[Image.Image], captions: list[str], columns: int = 4, cell: int = 160,
-                  title: str = "") -> Image.Image:
+def contact_sheet(
+    images: list[Image.Image], captions: list[str], columns: int = 4, cell: int = 160, title: str = ""
+) -> Image.Image:
     """Lay ``images`` out in a grid of ``cell``-pixel squares with wrapped captions below."""
     font = ImageFont.load_default()
     columns = max(1, min(columns, len(images)))
@@ -23,7 +25,9 @@ def contact_sheet(images: list[Image.Image], captions: list[str], columns: int =
     for index, (image, caption) in enumerate(zip(images, captions)):
         x = (index % columns) * cell
         y = title_height + (index // columns) * (cell + caption_height)
-        thumb = image.convert("RGB").resize((cell, cell), Image.Resampling.LANCZOS if image.width > cell else Image.Resampling.NEAREST)
+        thumb = image.convert("RGB").resize(
+            (cell, cell), Image.Resampling.LANCZOS if image.width > cell else Image.Resampling.NEAREST
+        )
         sheet.paste(thumb, (x, y))
         lines = textwrap.wrap(caption, width=max(8, cell // 6))[:3]
         for line_number, line in enumerate(lines):

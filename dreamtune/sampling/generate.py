@@ -3,6 +3,7 @@
 Prompts may use ``{subject}`` and ``{class}`` placeholders; the DreamBench prompt templates
 (``'a {0} {1} in the jungle'``) work as they are, with {0} = subject token, {1} = class noun.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,13 +20,20 @@ from dreamtune.config import ModelConfig
 from dreamtune.errors import UserError
 from dreamtune.models.loading import load_base_pipeline, quiet_libraries
 from dreamtune.sampling.contact_sheet import contact_sheet, save_png
-from dreamtune.sampling.pipeline import SCHEDULERS, lora_scale_arguments, pipeline_resolution, sample, scheduler_for, scheduler_name
+from dreamtune.sampling.pipeline import (
+    SCHEDULERS,
+    lora_scale_arguments,
+    pipeline_resolution,
+    sample,
+    scheduler_for,
+    scheduler_name,
+)
 
 
 @dataclass(frozen=True)
 class GenerateRequest:
     base_model: str = ""
-    trained: str = ""                   # a run's model/ folder (LoRA, TI or full pipeline); "" = base only
+    trained: str = ""  # a run's model/ folder (LoRA, TI or full pipeline); "" = base only
     prompts: tuple[str, ...] = ()
     subject: str = "sks"
     class_noun: str = ""
@@ -33,17 +41,17 @@ class GenerateRequest:
     seed: int = 0
     guidance_scale: float = 7.5
     steps: int = 30
-    scheduler: str = "default"         # DDIM for SD models, Euler for flow-matching ones
+    scheduler: str = "default"  # DDIM for SD models, Euler for flow-matching ones
     resolution: int | None = None
     negative_prompt: str | None = None
     allow_pickle: bool = False
     lora_scale: float = 1.0
-    print_profile: str = ""             # a CMYK .icc: also write print-ready CMYK TIFFs separated through it
+    print_profile: str = ""  # a CMYK .icc: also write print-ready CMYK TIFFs separated through it
     print_intent: str = "perceptual"
     extra: dict = field(default_factory=dict)
 
 
-MAX_LORA_SCALE = 10.0     # past this a LoRA's update swamps the base weights (1e30 renders black)
+MAX_LORA_SCALE = 10.0  # past this a LoRA's update swamps the base weights (1e30 renders black)
 
 
 def check_request(request: GenerateRequest) -> None:
@@ -53,13 +61,19 @@ def check_request(request: GenerateRequest) -> None:
     if request.images_per_prompt < 1:
         raise UserError(f"--images-per-prompt {request.images_per_prompt} must be at least 1.")
     if request.resolution is not None and (request.resolution < 8 or request.resolution % 8):
-        raise UserError(f"--resolution {request.resolution} must be a positive multiple of 8 (the VAE downsamples by 8), "
-                        "e.g. 512, or leave it out for the model's own size.")
+        raise UserError(
+            f"--resolution {request.resolution} must be a positive multiple of 8 (the VAE downsamples by 8), "
+            "e.g. 512, or leave it out for the model's own size."
+        )
     if not math.isfinite(request.guidance_scale) or request.guidance_scale < 0:
-        raise UserError(f"--guidance-scale {request.guidance_scale} must be a number of 0 or more (7.5 is usual; 1 turns guidance off).")
+        raise UserError(
+            f"--guidance-scale {request.guidance_scale} must be a number of 0 or more (7.5 is usual; 1 turns guidance off)."
+        )
     if not math.isfinite(request.lora_scale) or abs(request.lora_scale) > MAX_LORA_SCALE:
-        raise UserError(f"--lora-scale {request.lora_scale} must lie between -{MAX_LORA_SCALE:g} and {MAX_LORA_SCALE:g} "
-                        "(1 applies the LoRA as trained, 0 switches it off).")
+        raise UserError(
+            f"--lora-scale {request.lora_scale} must lie between -{MAX_LORA_SCALE:g} and {MAX_LORA_SCALE:g} "
+            "(1 applies the LoRA as trained, 0 switches it off)."
+        )
     if request.trained:
         _check_trained(Path(request.trained))
 
@@ -69,8 +83,10 @@ def _check_trained(trained: Path) -> None:
         raise UserError(f"--trained {trained} does not exist; pass a run's model/ folder (e.g. runs/my-dog/model).")
     known = ("dreamtune.json", "model_index.json", "pytorch_lora_weights.safetensors", "learned_embeds.safetensors")
     if not trained.is_dir() or not any((trained / name).is_file() for name in known):
-        raise UserError(f"--trained {trained} is not a trained model folder (it holds none of {', '.join(known)}); "
-                        "pass a run's model/ folder.")
+        raise UserError(
+            f"--trained {trained} is not a trained model folder (it holds none of {', '.join(known)}); "
+            "pass a run's model/ folder."
+        )
 
 
 def read_prompts(path: Path) -> list[str]:
@@ -112,21 +128,30 @@ def load_pipeline(request: GenerateRequest):
     trained = Path(request.trained) if request.trained else None
     description = _describe(trained) if trained else {}
     base = request.base_model or description.get("base_model", "")
-    if description.get("kind") in ("full", "dreambooth", "scratch") or (trained and (trained / "model_index.json").is_file()):
+    if description.get("kind") in ("full", "dreambooth", "scratch") or (
+        trained and (trained / "model_index.json").is_file()
+    ):
         base = str(trained)
     elif trained and not base:
-        raise UserError(f"--trained {trained} does not say which base model it was trained on; pass that model with --model.")
+        raise UserError(
+            f"--trained {trained} does not say which base model it was trained on; pass that model with --model."
+        )
     dtype = torch.float16 if torch.cuda.is_available() else torch.float32
     base_config = description.get("base_config", "") if base == description.get("base_model") else ""
-    pipeline = load_base_pipeline(ModelConfig(pretrained=base, config=base_config, allow_pickle=request.allow_pickle), dtype)
+    pipeline = load_base_pipeline(
+        ModelConfig(pretrained=base, config=base_config, allow_pickle=request.allow_pickle), dtype
+    )
     pipeline.scheduler = scheduler_for(request.scheduler, pipeline.scheduler.config)
     try:
-        with _quiet_diffusers_errors():       # diffusers logs the error it raises; we say it once, below
+        with _quiet_diffusers_errors():  # diffusers logs the error it raises; we say it once, below
             _apply_trained(pipeline, trained, description)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise _mismatch(trained, base, description, exc) from None
     if trained and request.base_model and description.get("base_model") not in ("", None, request.base_model):
-        print(f"note: {trained} was trained on {description['base_model']}; applying it to {request.base_model}", file=sys.stderr)
+        print(
+            f"note: {trained} was trained on {description['base_model']}; applying it to {request.base_model}",
+            file=sys.stderr,
+        )
     pipeline.to("cuda" if torch.cuda.is_available() else "cpu")
     pipeline.set_progress_bar_config(disable=True)
     return pipeline, description
@@ -155,7 +180,11 @@ def _mismatch(trained: Path, base: str, description: dict, exc: Exception) -> Us
     """A LoRA or embedding that does not fit the base it is loaded on: name both bases."""
     own = description.get("base_model", "")
     trained_on = f"was trained on {own}" if own else "was trained on another base model"
-    fix = f"pass --model {own} (or leave --model out)" if own and own != base else "pass the base model it was trained on with --model"
+    fix = (
+        f"pass --model {own} (or leave --model out)"
+        if own and own != base
+        else "pass the base model it was trained on with --model"
+    )
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
     detail = next((line for line in lines if line.startswith("size mismatch")), lines[0])
     detail = re.sub(r"torch\.Size\((\[[^\]]*\])\)", r"\1", detail)[:200]
@@ -168,8 +197,12 @@ def _load_textual_inversion(pipeline, path: Path, description: dict) -> None:
     token = description.get("placeholder_token") or "<sks>"
     tensors = load_file(str(path))
     if "clip_l" in tensors:  # SDXL: one embedding per text encoder
-        pipeline.load_textual_inversion(tensors["clip_l"], token=token, text_encoder=pipeline.text_encoder, tokenizer=pipeline.tokenizer)
-        pipeline.load_textual_inversion(tensors["clip_g"], token=token, text_encoder=pipeline.text_encoder_2, tokenizer=pipeline.tokenizer_2)
+        pipeline.load_textual_inversion(
+            tensors["clip_l"], token=token, text_encoder=pipeline.text_encoder, tokenizer=pipeline.tokenizer
+        )
+        pipeline.load_textual_inversion(
+            tensors["clip_g"], token=token, text_encoder=pipeline.text_encoder_2, tokenizer=pipeline.tokenizer_2
+        )
     else:
         pipeline.load_textual_inversion(str(path))
 
@@ -181,16 +214,31 @@ def png_parameters(request: GenerateRequest, record: dict, description: dict, re
 
     base = request.base_model or description.get("base_model", "")
     trained = request.trained or ""
-    facts = {"prompt": record["prompt"], "negative_prompt": request.negative_prompt or "", "seed": record["seed"],
-             "steps": request.steps, "guidance_scale": request.guidance_scale, "scheduler": request.scheduler,
-             "size": [resolution, resolution], "base_model": base, "trained": trained,
-             "kind": description.get("kind", ""), "lora_scale": request.lora_scale}
+    facts = {
+        "prompt": record["prompt"],
+        "negative_prompt": request.negative_prompt or "",
+        "seed": record["seed"],
+        "steps": request.steps,
+        "guidance_scale": request.guidance_scale,
+        "scheduler": request.scheduler,
+        "size": [resolution, resolution],
+        "base_model": base,
+        "trained": trained,
+        "kind": description.get("kind", ""),
+        "lora_scale": request.lora_scale,
+    }
     lines = [record["prompt"]]
     if request.negative_prompt:
         lines.append(f"Negative prompt: {request.negative_prompt}")
-    extra = f", Lora: {trained} ({request.lora_scale})" if description.get("kind") == "lora" else (f", Trained: {trained}" if trained else "")
-    lines.append(f"Steps: {request.steps}, Sampler: {request.scheduler}, CFG scale: {request.guidance_scale}, Seed: {record['seed']}, "
-                 f"Size: {resolution}x{resolution}, Model: {base}{extra}")
+    extra = (
+        f", Lora: {trained} ({request.lora_scale})"
+        if description.get("kind") == "lora"
+        else (f", Trained: {trained}" if trained else "")
+    )
+    lines.append(
+        f"Steps: {request.steps}, Sampler: {request.scheduler}, CFG scale: {request.guidance_scale}, Seed: {record['seed']}, "
+        f"Size: {resolution}x{resolution}, Model: {base}{extra}"
+    )
     info = PngInfo()
     info.add_text("parameters", "\n".join(lines))
     info.add_text("dreamtune", json.dumps(facts))
@@ -206,7 +254,7 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
         raise UserError(f"scheduler '{request.scheduler}' is unknown; choose one of {', '.join(SCHEDULERS)}.")
     if not request.prompts:
         raise UserError("no prompt given; pass --prompt TEXT or --prompts-file FILE.")
-    if request.print_profile:           # a bad profile is reported before any work
+    if request.print_profile:  # a bad profile is reported before any work
         from dreamtune.rewards.print_proof import INTENTS, open_profile
 
         open_profile(request.print_profile)
@@ -217,9 +265,11 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
     request = dataclasses.replace(request, scheduler=scheduler_name(request.scheduler, pipeline.scheduler.config))
     subject = description.get("placeholder_token") or request.subject
     resolution = request.resolution or pipeline_resolution(pipeline)
-    multiple = pipeline.vae_scale_factor * (2 if hasattr(pipeline, "transformer") else 1)   # SD3 / FLUX pack 2x2 latents
+    multiple = pipeline.vae_scale_factor * (2 if hasattr(pipeline, "transformer") else 1)  # SD3 / FLUX pack 2x2 latents
     if resolution % multiple:
-        raise UserError(f"--resolution {resolution} must be a multiple of {multiple} for this model; try {resolution // multiple * multiple or multiple}.")
+        raise UserError(
+            f"--resolution {resolution} must be a multiple of {multiple} for this model; try {resolution // multiple * multiple or multiple}."
+        )
     claim_output_dir(Path(out_dir), "--out")
     out_dir = Path(out_dir)
     records = []
@@ -229,8 +279,17 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
     filled = [fill_prompt(template, subject, request.class_noun) for template, _ in pairs]
     progress = tqdm(total=len(pairs), desc="generating", unit="img", disable=not show_progress)
     # batches of 8 (prompt, seed) pairs across prompts; every image keeps its own seeded generator
-    images = sample(pipeline, filled, [seed for _, seed in pairs], request.steps, request.guidance_scale, resolution,
-                    request.negative_prompt, on_batch=progress.update, **kwargs)
+    images = sample(
+        pipeline,
+        filled,
+        [seed for _, seed in pairs],
+        request.steps,
+        request.guidance_scale,
+        resolution,
+        request.negative_prompt,
+        on_batch=progress.update,
+        **kwargs,
+    )
     for (template, seed), prompt, image in zip(pairs, filled, images):
         name = f"{len(records):04d}.png"
         record = {"file": name, "prompt": prompt, "template": template, "seed": seed}
@@ -245,9 +304,17 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
                 separated.save(temp, format="TIFF", compression="tiff_lzw", icc_profile=separated.info["icc_profile"])
         records.append(record)
     progress.close()
-    sheet = contact_sheet(images, [f"{r['prompt']} #{r['seed']}" for r in records], columns=max(1, request.images_per_prompt) if len(request.prompts) > 1 else 4)
+    sheet = contact_sheet(
+        images,
+        [f"{r['prompt']} #{r['seed']}" for r in records],
+        columns=max(1, request.images_per_prompt) if len(request.prompts) > 1 else 4,
+    )
     save_png(sheet, out_dir / "contact_sheet.png")
-    record = {"request": {k: v for k, v in request.__dict__.items() if k != "extra"}, "resolution": resolution,
-              "trained": description, "images": records}
+    record = {
+        "request": {k: v for k, v in request.__dict__.items() if k != "extra"},
+        "resolution": resolution,
+        "trained": description,
+        "images": records,
+    }
     write_json(out_dir / "generations.json", record)
     return record

@@ -1,4 +1,5 @@
 """Build a sampling pipeline from in-memory components (validation, class images)."""
+
 from __future__ import annotations
 
 import torch
@@ -12,14 +13,31 @@ SCHEDULERS = ("default", "ddim", "euler", "euler_a", "dpm++", "pndm", "ddpm")
 def scheduler_for(name: str, config):
     """The named sampler on a model's scheduler config; flow-matching models sample with their
     own flow-matching Euler scheduler (the DDPM samplers do not apply to them)."""
-    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, PNDMScheduler
+    from diffusers import (
+        DDIMScheduler,
+        DDPMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerAncestralDiscreteScheduler,
+        EulerDiscreteScheduler,
+        FlowMatchEulerDiscreteScheduler,
+        PNDMScheduler,
+    )
 
     if str(config.get("_class_name", "")).startswith("FlowMatch"):
         if name not in ("euler", "default"):
-            raise UserError(f"scheduler {name} does not sample flow-matching models (SD3, FLUX); use --scheduler euler.")
+            raise UserError(
+                f"scheduler {name} does not sample flow-matching models (SD3, FLUX); use --scheduler euler."
+            )
         return FlowMatchEulerDiscreteScheduler.from_config(config)
-    classes = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "euler_a": EulerAncestralDiscreteScheduler,
-               "dpm++": DPMSolverMultistepScheduler, "pndm": PNDMScheduler, "ddpm": DDPMScheduler, "default": DDIMScheduler}
+    classes = {
+        "ddim": DDIMScheduler,
+        "euler": EulerDiscreteScheduler,
+        "euler_a": EulerAncestralDiscreteScheduler,
+        "dpm++": DPMSolverMultistepScheduler,
+        "pndm": PNDMScheduler,
+        "ddpm": DDPMScheduler,
+        "default": DDIMScheduler,
+    }
     return classes[name].from_config(config)
 
 
@@ -73,18 +91,36 @@ def _mixed_precision(pipeline):
 
 
 @torch.no_grad()
-def sample(pipeline, prompts: list[str], seeds: list[int], steps: int, guidance_scale: float, resolution: int,
-           negative_prompt: str | None = None, batch_size: int = 8, on_batch=None, **pipeline_kwargs):
+def sample(
+    pipeline,
+    prompts: list[str],
+    seeds: list[int],
+    steps: int,
+    guidance_scale: float,
+    resolution: int,
+    negative_prompt: str | None = None,
+    batch_size: int = 8,
+    on_batch=None,
+    **pipeline_kwargs,
+):
     """One image per (prompt, seed) pair, each from its own seeded CPU generator (batched);
     ``on_batch(n)`` is called after every batch (progress bars)."""
     images = []
     for start in range(0, len(prompts), batch_size):
-        chunk = list(prompts[start:start + batch_size])
-        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[start:start + batch_size]]
+        chunk = list(prompts[start : start + batch_size])
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[start : start + batch_size]]
         negative = {"negative_prompt": [negative_prompt] * len(chunk)} if negative_prompt else {}
         with _mixed_precision(pipeline):
-            result = pipeline(prompt=chunk, num_inference_steps=steps, guidance_scale=guidance_scale, height=resolution,
-                              width=resolution, generator=generators, **negative, **pipeline_kwargs)
+            result = pipeline(
+                prompt=chunk,
+                num_inference_steps=steps,
+                guidance_scale=guidance_scale,
+                height=resolution,
+                width=resolution,
+                generator=generators,
+                **negative,
+                **pipeline_kwargs,
+            )
         images.extend(result.images)
         if on_batch:
             on_batch(len(chunk))

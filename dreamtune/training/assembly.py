@@ -8,6 +8,7 @@ once for every objective, and each batch source draws its own share of the work 
 Add a method: write its objective (objectives/) and batch source, add a builder here and a row
 to ``OBJECTIVES``. Add a reward: rewards/registry.py. Add a model family: models/families/.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,9 +49,10 @@ def settings_from(cls, *sections, **explicit):
 @dataclass(frozen=True)
 class RunPlan:
     """What a run's config asks for, decided once."""
-    denoises: bool          # a denoising loss on the subject's photos (every method; reward runs with rl.regularize_weight)
-    rewards: str            # "" | ddpo | draft
-    uses_photos: bool       # the subject's photos are read (denoising, subject-fidelity reward, or given)
+
+    denoises: bool  # a denoising loss on the subject's photos (every method; reward runs with rl.regularize_weight)
+    rewards: str  # "" | ddpo | draft
+    uses_photos: bool  # the subject's photos are read (denoising, subject-fidelity reward, or given)
 
     @classmethod
     def of(cls, config: Config) -> "RunPlan":
@@ -69,13 +71,13 @@ def place_frozen(components: Components, parts: TrainableParts, accelerator, dty
     (as do text encoders that gradients run through: ``parts.text_encoders_train_in_fp32``)."""
     keep_fp32 = list(components.text_encoders) if parts.text_encoders_train_in_fp32 else []
     for module in [components.vae, components.denoiser, *components.text_encoders]:
-        if any(p.is_meta for p in module.parameters()):     # text encoders already freed (training/text_release.py)
+        if any(p.is_meta for p in module.parameters()):  # text encoders already freed (training/text_release.py)
             continue
         module.to(accelerator.device)
         if any(module is kept for kept in keep_fp32):
             continue
         for parameter in module.parameters():
-            if not parameter.requires_grad and not is_quantized(parameter):   # quantized weights keep their own format
+            if not parameter.requires_grad and not is_quantized(parameter):  # quantized weights keep their own format
                 parameter.data = parameter.data.to(dtype)
 
 
@@ -88,7 +90,10 @@ def wrap_trainable(components: Components, accelerator, shard: bool = False) -> 
         if not any(p.requires_grad for p in module.parameters()):
             return module
         return sharding.shard(module) if shard else accelerator.prepare(module)
-    return dataclasses.replace(components, denoiser=wrap(components.denoiser), text_encoders=[wrap(e) for e in components.text_encoders])
+
+    return dataclasses.replace(
+        components, denoiser=wrap(components.denoiser), text_encoders=[wrap(e) for e in components.text_encoders]
+    )
 
 
 # ---- data ---------------------------------------------------------------------------------
@@ -102,6 +107,7 @@ def latent_encoder(components: Components, config: Config, cache_dir: Path):
         compute = lambda: {"latents": components.family.encode_latents(components, pixels[None])[0].float()}
         with torch.no_grad():
             return cache.get_or_compute(key, compute)["latents"]
+
     return encode if config.data.cache_latents else None
 
 
@@ -109,16 +115,27 @@ def photo_batches(config: Config, instance_dir: Path, class_dir: Path | None, ac
     d = config.data
     plan = augment.AugmentPlan(d.flip_p, d.rotate_degrees, d.rotate_p, d.color_jitter, d.color_jitter_p)
     classes = ImageSet(class_dir, config.prior.class_prompt) if class_dir else None
-    return DatasetBatches(ImageSet(instance_dir, d.instance_prompt), config.train.batch_size, config.train.seed, plan,
-                          d.repeats, d.caption_dropout, classes, accelerator.process_index, accelerator.num_processes, encoder)
+    return DatasetBatches(
+        ImageSet(instance_dir, d.instance_prompt),
+        config.train.batch_size,
+        config.train.seed,
+        plan,
+        d.repeats,
+        d.caption_dropout,
+        classes,
+        accelerator.process_index,
+        accelerator.num_processes,
+        encoder,
+    )
 
 
 @dataclass
 class Ingredients:
     """What the builders draw on."""
+
     config: Config
-    components: Components          # as loaded (sampling, validation)
-    wrapped: Components             # data-parallel wrapped (every objective computes through these)
+    components: Components  # as loaded (sampling, validation)
+    wrapped: Components  # data-parallel wrapped (every objective computes through these)
     parts: TrainableParts
     accelerator: object
     instance_dir: Path | None
@@ -133,13 +150,20 @@ def build_denoising(ing: Ingredients):
     """Denoising on the subject's photos; prior preservation and the adversarial game wrap it."""
     config = ing.config
     text_cache = TensorCache(ing.cache_dir / "text") if config.data.cache_latents else None
-    settings = settings_from(NoiseSettings, config.train, process_index=ing.accelerator.process_index,
-                             num_processes=ing.accelerator.num_processes, groups=2 if ing.class_dir else 1)
+    settings = settings_from(
+        NoiseSettings,
+        config.train,
+        process_index=ing.accelerator.process_index,
+        num_processes=ing.accelerator.num_processes,
+        groups=2 if ing.class_dir else 1,
+    )
     denoising = DenoisingObjective(ing.wrapped, ing.parts.modules, settings, ing.parts.rewrite_prompt, text_cache)
     objective = PriorPreservation(denoising, config.prior.loss_weight) if config.prior.enabled else denoising
     if config.adversarial.weight:
         objective = build_adversarial(config, ing.wrapped, objective, ing.components)
-    source = photo_batches(config, ing.instance_dir, ing.class_dir, ing.accelerator, latent_encoder(ing.components, config, ing.cache_dir))
+    source = photo_batches(
+        config, ing.instance_dir, ing.class_dir, ing.accelerator, latent_encoder(ing.components, config, ing.cache_dir)
+    )
     return objective, source
 
 
@@ -151,9 +175,13 @@ def build_adversarial(config: Config, components: Components, base, unwrapped: C
     a = config.adversarial
     unknown = set(a.augment) - set(AUGMENT_POLICIES)
     if unknown:
-        raise UserError(f"adversarial.augment has unknown policies {sorted(unknown)}; choose from {', '.join(AUGMENT_POLICIES)}.")
+        raise UserError(
+            f"adversarial.augment has unknown policies {sorted(unknown)}; choose from {', '.join(AUGMENT_POLICIES)}."
+        )
     if a.generator_every < 1:
-        raise UserError(f"adversarial.generator_every is {a.generator_every}; it counts steps, so use 1 (every step) or more.")
+        raise UserError(
+            f"adversarial.generator_every is {a.generator_every}; it counts steps, so use 1 (every step) or more."
+        )
     if a.discriminator == "denoiser":
         discriminator = denoiser_discriminator(unwrapped or components, a.hidden)
     else:
@@ -180,10 +208,12 @@ def denoiser_discriminator(components: Components, hidden: int):
     from dreamtune.models.discriminator import DenoiserFeatureDiscriminator
 
     if not hasattr(components.denoiser, "down_blocks"):
-        raise UserError(f"adversarial.discriminator=denoiser works on UNet models (SD 1.x / 2.x / SDXL); this {components.family.name} "
-                        "model has a transformer, so use adversarial.discriminator=clip.")
+        raise UserError(
+            f"adversarial.discriminator=denoiser works on UNet models (SD 1.x / 2.x / SDXL); this {components.family.name} "
+            "model has a transformer, so use adversarial.discriminator=clip."
+        )
     frozen = copy.deepcopy(components.denoiser)
-    frozen.__dict__.pop("forward", None)        # a forward patched on the original (precision.py) would call the original
+    frozen.__dict__.pop("forward", None)  # a forward patched on the original (precision.py) would call the original
     frozen.requires_grad_(False)
     frozen.eval()
     family = components.family
@@ -203,6 +233,7 @@ def reward_features(config: Config):
 
 def rl_prompts(config: Config) -> tuple[str, ...]:
     from dreamtune.sampling.generate import fill_prompt
+
     return tuple(fill_prompt(p, config.rl.subject, config.rl.class_noun) for p in config.rl.prompts)
 
 
@@ -211,8 +242,15 @@ def build_rewards_for(config: Config, photos: list):
 
     rl = config.rl
     needs_clip = rl.rewards.clip_score or rl.rewards.subject_fidelity
-    return build_rewards(rl.rewards, reward_features(config) if needs_clip else None, photos, rl.subject, rl.print_profile, rl.print_intent,
-                         rl.ink_limit)
+    return build_rewards(
+        rl.rewards,
+        reward_features(config) if needs_clip else None,
+        photos,
+        rl.subject,
+        rl.print_profile,
+        rl.print_intent,
+        rl.ink_limit,
+    )
 
 
 def build_ddpo(ing: Ingredients):
@@ -223,8 +261,9 @@ def build_ddpo(ing: Ingredients):
     config, rl = ing.config, ing.config.rl
     rewards = build_rewards_for(config, ing.photos)
     objective = DDPOObjective(ing.wrapped, ing.parts.modules, settings_from(DDPOSettings, rl, config.data))
-    rollout = settings_from(RolloutSettings, rl, config.train, config.data, prompts=rl_prompts(config),
-                            stream=ing.accelerator.process_index)
+    rollout = settings_from(
+        RolloutSettings, rl, config.train, config.data, prompts=rl_prompts(config), stream=ing.accelerator.process_index
+    )
     source = RolloutSource(ing.wrapped, rewards, rollout, autocast=ing.accelerator.autocast, on_round=ing.on_round)
     return objective, source, rewards
 
@@ -236,12 +275,14 @@ def build_draft(ing: Ingredients):
 
     config = ing.config
     rewards = build_rewards_for(config, ing.photos)
-    objective = DraftObjective(ing.wrapped, ing.parts.modules, rewards, settings_from(DraftSettings, config.rl, config.data))
+    objective = DraftObjective(
+        ing.wrapped, ing.parts.modules, rewards, settings_from(DraftSettings, config.rl, config.data)
+    )
     source = PromptSource(rl_prompts(config), config.train.batch_size, config.train.seed, ing.accelerator.process_index)
     return objective, source, rewards
 
 
-OBJECTIVES = {"ddpo": build_ddpo, "draft": build_draft}    # rl.algorithm -> builder; "" trains by denoising alone
+OBJECTIVES = {"ddpo": build_ddpo, "draft": build_draft}  # rl.algorithm -> builder; "" trains by denoising alone
 
 
 def build(ing: Ingredients, plan: RunPlan):
@@ -252,17 +293,19 @@ def build(ing: Ingredients, plan: RunPlan):
     objective, source, rewards = OBJECTIVES[plan.rewards](ing)
     start = ing.config.rl.start_step
     if start and denoising is None:
-        raise UserError(f"rl.start_step={start} delays the reward within a run that personalizes first; set rl.regularize_weight "
-                        "(e.g. 1.0) so that the run trains on the subject's photos until then (or rl.handover=true: on the photos "
-                        "until then, the reward alone after), or set rl.start_step=0.")
+        raise UserError(
+            f"rl.start_step={start} delays the reward within a run that personalizes first; set rl.regularize_weight "
+            "(e.g. 1.0) so that the run trains on the subject's photos until then (or rl.handover=true: on the photos "
+            "until then, the reward alone after), or set rl.start_step=0."
+        )
     weight = ing.config.rl.regularize_weight
     if start:
         micro_start = start * ing.config.train.grad_accum
         objective = source = LateStart(objective, source, micro_start)
-        if ing.config.rl.handover:     # the personalizing loss as configured until the start, the plain subject loss after
+        if ing.config.rl.handover:  # the personalizing loss as configured until the start, the plain subject loss after
             personalize, photos = denoising
             plain = personalize.base if ing.config.adversarial.weight else personalize
-            handover = Handover(personalize, photos, plain, weight, micro_start)   # weighs its own loss after the start
+            handover = Handover(personalize, photos, plain, weight, micro_start)  # weighs its own loss after the start
             denoising, weight = (handover, handover), 1.0
     if denoising is not None:
         objective = WeightedSum({"reward": (1.0, objective), "denoise": (weight, denoising[0])})

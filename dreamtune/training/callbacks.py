@@ -1,5 +1,6 @@
 """Callbacks of the training loop: metric log, periodic checkpoints, validation images, and the
 optimizer restart of a run whose personalization hands over to a reward."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,11 @@ class MetricLog:
         self.started = time.perf_counter()
 
     def on_step_end(self, state: TrainingState, metrics: dict[str, float]) -> None:
-        record = {"step": state.step, "seconds": round(time.perf_counter() - self.started, 4),
-                  **{k: round(v, 6) for k, v in metrics.items()}}
+        record = {
+            "step": state.step,
+            "seconds": round(time.perf_counter() - self.started, 4),
+            **{k: round(v, 6) for k, v in metrics.items()},
+        }
         self.history.append(record)
         if self.enabled:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,8 +92,12 @@ class Validator:
     def run(self, step: int) -> Path:
         pairs = [(p, s) for p in self.prompts for s in self.seeds]
         images = self.render([p for p, _ in pairs], [s for _, s in pairs])
-        sheet = contact_sheet(images, [f"{p} (seed {s})" for p, s in pairs], columns=len(self.seeds) * min(4, len(self.prompts)),
-                              title=f"step {step}")
+        sheet = contact_sheet(
+            images,
+            [f"{p} (seed {s})" for p, s in pairs],
+            columns=len(self.seeds) * min(4, len(self.prompts)),
+            title=f"step {step}",
+        )
         return save_png(sheet, self.folder / f"step-{step:06d}.png")
 
 

@@ -5,6 +5,7 @@ A checkpoint folder ``checkpoint-NNNNNN`` holds, per optimizer name: the trainab
 step. Data order, augmentation and noise are functions of (seed, step), so the step is all
 the data pipeline needs to continue exactly.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,14 +34,20 @@ class TrainingState:
     schedules: dict[str, object]
     emas: dict[str, EMA] = field(default_factory=dict)
     step: int = 0
-    extras: dict[str, object] = field(default_factory=dict)   # other state objectives keep (state_dict of tensors)
-    fused: dict[str, object] = field(default_factory=dict)    # optimizers stepped inside the backward pass (optim.FusedUpdate)
+    extras: dict[str, object] = field(default_factory=dict)  # other state objectives keep (state_dict of tensors)
+    fused: dict[str, object] = field(
+        default_factory=dict
+    )  # optimizers stepped inside the backward pass (optim.FusedUpdate)
 
 
 def _rng_state() -> dict:
     _, keys, position, *_ = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy": keys.tolist(), "numpy_position": int(position),
-            "python": list(random.getstate()[1])}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": keys.tolist(),
+        "numpy_position": int(position),
+        "python": list(random.getstate()[1]),
+    }
 
 
 def _tensor_bytes(value) -> int:
@@ -56,8 +63,10 @@ def _tensor_bytes(value) -> int:
 def _check_room(output_dir: Path, needed: int, step: int) -> None:
     free = shutil.disk_usage(output_dir).free
     if free < needed * 1.05:
-        raise UserError(f"not enough disk space in {output_dir} for checkpoint-{step:06d}: it needs about {needed / 2**20:.0f} MB and "
-                        f"{free / 2**20:.0f} MB are free; free some space, or lower train.keep_checkpoints; the earlier checkpoints are intact.")
+        raise UserError(
+            f"not enough disk space in {output_dir} for checkpoint-{step:06d}: it needs about {needed / 2**20:.0f} MB and "
+            f"{free / 2**20:.0f} MB are free; free some space, or lower train.keep_checkpoints; the earlier checkpoints are intact."
+        )
 
 
 def _snapshot(state: TrainingState) -> dict[str, tuple[dict, dict]]:
@@ -72,7 +81,10 @@ def _snapshot(state: TrainingState) -> dict[str, tuple[dict, dict]]:
             names = [n for n, _ in trainable_parameters(module)]
             taken[name] = (sharding.whole_weights(module, names), sharding.whole_optimizer_state(module, optimizer))
         else:
-            taken[name] = ({n: p.detach().cpu().contiguous() for n, p in trainable_parameters(module)}, optimizer.state_dict())
+            taken[name] = (
+                {n: p.detach().cpu().contiguous() for n, p in trainable_parameters(module)},
+                optimizer.state_dict(),
+            )
     return taken
 
 
@@ -91,8 +103,10 @@ def save(state: TrainingState, output_dir: Path, keep: int, write: bool = True) 
     try:
         _write(state, final, snapshot)
     except UserError as exc:
-        raise UserError(f"{str(exc).rstrip('.')} (checkpoint-{state.step:06d} needs about {needed / 2**20:.0f} MB); "
-                        "the earlier checkpoints are intact.") from None
+        raise UserError(
+            f"{str(exc).rstrip('.')} (checkpoint-{state.step:06d} needs about {needed / 2**20:.0f} MB); "
+            "the earlier checkpoints are intact."
+        ) from None
     for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -105,9 +119,14 @@ def _write(state: TrainingState, final: Path, snapshot: dict[str, tuple[dict, di
             torch.save(optimizer, temp / f"optimizer-{name}.pt")
             torch.save(state.schedules[name].state_dict(), temp / f"schedule-{name}.pt")
             if name in state.emas:
-                save_file({k: v.contiguous() for k, v in state.emas[name].state_dict().items()}, str(temp / f"ema-{name}.safetensors"))
+                save_file(
+                    {k: v.contiguous() for k, v in state.emas[name].state_dict().items()},
+                    str(temp / f"ema-{name}.safetensors"),
+                )
         for name, extra in state.extras.items():
-            save_file({k: v.contiguous() for k, v in extra.state_dict().items()}, str(temp / f"extra-{name}.safetensors"))
+            save_file(
+                {k: v.contiguous() for k, v in extra.state_dict().items()}, str(temp / f"extra-{name}.safetensors")
+            )
         torch.save(_rng_state(), temp / "rng.pt")
         (temp / "state.json").write_text(json.dumps({"step": state.step}))
 
@@ -115,7 +134,7 @@ def _write(state: TrainingState, final: Path, snapshot: dict[str, tuple[dict, di
 def list_checkpoints(output_dir: Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first (temp folders are never listed)."""
     folders = [p for p in Path(output_dir).glob(f"{PREFIX}*") if (p / "state.json").is_file()]
-    return sorted(folders, key=lambda p: int(p.name[len(PREFIX):]))
+    return sorted(folders, key=lambda p: int(p.name[len(PREFIX) :]))
 
 
 def find(output_dir: Path, which: str) -> Path:
@@ -123,11 +142,15 @@ def find(output_dir: Path, which: str) -> Path:
     if which == "latest":
         found = list_checkpoints(output_dir)
         if not found:
-            raise UserError(f"--resume latest: no checkpoint in {output_dir}; start without --resume or set train.checkpoint_every.")
+            raise UserError(
+                f"--resume latest: no checkpoint in {output_dir}; start without --resume or set train.checkpoint_every."
+            )
         return found[-1]
     path = Path(which)
     if not (path / "state.json").is_file():
-        raise UserError(f"--resume {which}: not a dreamtune checkpoint folder (no state.json); pass 'latest' or a checkpoint-NNNNNN folder.")
+        raise UserError(
+            f"--resume {which}: not a dreamtune checkpoint folder (no state.json); pass 'latest' or a checkpoint-NNNNNN folder."
+        )
     return path
 
 
@@ -169,6 +192,7 @@ class _ShardedOptimizer:
 
     def load_state_dict(self, value) -> None:
         from dreamtune.training import sharding
+
         sharding.load_whole_optimizer_state(self.module, self.optimizer, value)
 
 
@@ -183,13 +207,21 @@ def load(state: TrainingState, folder: Path) -> None:
         weights = _load_tensors(path)
         params = dict(trainable_parameters(module))
         if set(weights) != set(params):
-            raise DamagedCheckpoint(f"{path} was made by a different method or model; resume with the config it was trained with")
+            raise DamagedCheckpoint(
+                f"{path} was made by a different method or model; resume with the config it was trained with"
+            )
         wrong = [k for k in weights if weights[k].shape != params[k].shape]
         if wrong:
-            raise DamagedCheckpoint(f"{path} holds {wrong[0]} of shape {tuple(weights[wrong[0]].shape)}, this run's is "
-                                    f"{tuple(params[wrong[0]].shape)} (another LoRA rank or model); resume with the config it was trained with")
-        loaded[name] = (weights, _load_torch(folder / f"optimizer-{name}.pt"), _load_torch(folder / f"schedule-{name}.pt"),
-                        _load_tensors(folder / f"ema-{name}.safetensors") if name in state.emas else None)
+            raise DamagedCheckpoint(
+                f"{path} holds {wrong[0]} of shape {tuple(weights[wrong[0]].shape)}, this run's is "
+                f"{tuple(params[wrong[0]].shape)} (another LoRA rank or model); resume with the config it was trained with"
+            )
+        loaded[name] = (
+            weights,
+            _load_torch(folder / f"optimizer-{name}.pt"),
+            _load_torch(folder / f"schedule-{name}.pt"),
+            _load_tensors(folder / f"ema-{name}.safetensors") if name in state.emas else None,
+        )
     extras = {name: _load_tensors(folder / f"extra-{name}.safetensors") for name in state.extras}
     rng = _load_torch(folder / "rng.pt")
     for name, values in extras.items():
@@ -198,7 +230,7 @@ def load(state: TrainingState, folder: Path) -> None:
 
     for name, (weights, optimizer, schedule, ema) in loaded.items():
         module = state.modules[name]
-        if sharding.is_sharded(module):           # every process read the whole tensors; each keeps its slice
+        if sharding.is_sharded(module):  # every process read the whole tensors; each keeps its slice
             sharding.load_whole_weights(module, weights)
             inner = getattr(state.optimizers[name], "optimizer", state.optimizers[name])
             _restore("optimizer", folder / f"optimizer-{name}.pt", _ShardedOptimizer(module, inner), optimizer)
@@ -216,7 +248,9 @@ def load(state: TrainingState, folder: Path) -> None:
         np.random.set_state(("MT19937", np.array(rng["numpy"], dtype=np.uint32), rng["numpy_position"], 0, 0.0))
         random.setstate((3, tuple(rng["python"]), None))
     except Exception:
-        raise DamagedCheckpoint(f"{folder / 'rng.pt'} is damaged (not the random-number state dreamtune writes)") from None
+        raise DamagedCheckpoint(
+            f"{folder / 'rng.pt'} is damaged (not the random-number state dreamtune writes)"
+        ) from None
     state.step = step
 
 
@@ -235,7 +269,9 @@ def resume(state: TrainingState, output_dir: Path, which: str, log=print) -> Pat
         return folder
     candidates = list_checkpoints(output_dir)
     if not candidates:
-        raise UserError(f"--resume latest: no checkpoint in {output_dir}; start without --resume or set train.checkpoint_every.")
+        raise UserError(
+            f"--resume latest: no checkpoint in {output_dir}; start without --resume or set train.checkpoint_every."
+        )
     problems = []
     for folder in reversed(candidates):
         try:
@@ -245,4 +281,6 @@ def resume(state: TrainingState, output_dir: Path, which: str, log=print) -> Pat
             log(f"warning: {exc}; trying the checkpoint before it")
             continue
         return folder
-    raise UserError(f"cannot resume: every checkpoint in {output_dir} is damaged ({problems[0]}); start again without --resume.")
+    raise UserError(
+        f"cannot resume: every checkpoint in {output_dir} is damaged ({problems[0]}); start again without --resume."
+    )

@@ -1,4 +1,5 @@
 """Exponential moving average of trainable parameters (full weights, LoRA or embeddings)."""
+
 from __future__ import annotations
 
 import contextlib

@@ -4,6 +4,7 @@ A raw folder is prepared into ``<output_dir>/data``; a prepared folder made at a
 resolution is prepared again from its source photos there (never trained on at the wrong size,
 never rewritten in place).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,12 +18,20 @@ def ensure_prepared(config: Config, output_dir: Path, log=print) -> Path:
     """A prepared instance folder: the configured one, or one prepared now from raw photos."""
     source = Path(config.data.instance_dir)
     if not config.data.instance_dir:
-        raise UserError("data.instance_dir is empty; set it to your folder of subject photos, e.g. data.instance_dir=photos/.")
+        raise UserError(
+            "data.instance_dir is empty; set it to your folder of subject photos, e.g. data.instance_dir=photos/."
+        )
     if is_prepared(source):
         return _at_training_resolution(source, config, output_dir, log)
-    options = PrepareOptions(resolution=config.data.resolution, crop=config.data.crop, buckets=config.data.buckets,
-                             grayscale=config.data.grayscale, background=config.data.background,
-                             caption=config.data.instance_prompt or None, seed=config.train.seed)
+    options = PrepareOptions(
+        resolution=config.data.resolution,
+        crop=config.data.crop,
+        buckets=config.data.buckets,
+        grayscale=config.data.grayscale,
+        background=config.data.background,
+        caption=config.data.instance_prompt or None,
+        seed=config.train.seed,
+    )
     target = output_dir / "data"
     log(summary(prepare(source, target, options)))
     return target
@@ -38,13 +47,20 @@ def _at_training_resolution(prepared: Path, config: Config, output_dir: Path, lo
         return prepared
     original = Path(str(report.get("source", "")))
     if not report.get("source") or not original.is_dir():
-        raise UserError(f"{prepared} was prepared at {prepared_at} px but data.resolution is {wanted}, and its source folder "
-                        f"{original} is gone; run dreamtune prepare again with --resolution {wanted}, or set data.resolution={prepared_at}.")
+        raise UserError(
+            f"{prepared} was prepared at {prepared_at} px but data.resolution is {wanted}, and its source folder "
+            f"{original} is gone; run dreamtune prepare again with --resolution {wanted}, or set data.resolution={prepared_at}."
+        )
     target = output_dir / "data"
-    log(f"{prepared} was prepared at {prepared_at} px but data.resolution is {wanted}: preparing {original} again into {target}")
+    log(
+        f"{prepared} was prepared at {prepared_at} px but data.resolution is {wanted}: preparing {original} again into {target}"
+    )
     log(summary(prepare(original, target, options_from_report(report, resolution=wanted, min_size=None))))
     return target
 
 
 def prepared_as_configured(folder: Path, config: Config) -> bool:
-    return is_prepared(folder) and read_report(folder).get("options", {}).get("resolution") in (None, config.data.resolution)
+    return is_prepared(folder) and read_report(folder).get("options", {}).get("resolution") in (
+        None,
+        config.data.resolution,
+    )

@@ -16,6 +16,7 @@ them (training/memory_plan.py), so weights and state are planned into ``STATIC_S
 memory and the rest is left for them. ``manual`` keeps the config as written. A resumed run keeps
 the choices its first part made (read from its saved config), so it continues bit for bit.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,17 +29,24 @@ from dreamtune import config as config_module
 from dreamtune.config import Config
 from dreamtune.errors import UserError
 
-STATIC_SHARE = 0.7                      # of the free memory, for weights, gradients and optimizer state
+STATIC_SHARE = 0.7  # of the free memory, for weights, gradients and optimizer state
 GIB = 2**30
-QUANTIZED_BYTES = {"none": 2.0, "int8": 1.03, "fp8": 1.03, "nf4": 0.56}   # per frozen weight, scales included
-CHOSEN_KEYS = ("model.quantize", "model.quantize_text_encoders", "train.fused_update", "train.trainable_dtype", "train.optimizer")
+QUANTIZED_BYTES = {"none": 2.0, "int8": 1.03, "fp8": 1.03, "nf4": 0.56}  # per frozen weight, scales included
+CHOSEN_KEYS = (
+    "model.quantize",
+    "model.quantize_text_encoders",
+    "train.fused_update",
+    "train.trainable_dtype",
+    "train.optimizer",
+)
 
 
 @dataclass
 class PartSize:
     """Parameter counts of one model part, from its files' headers."""
+
     parameters: int = 0
-    matrices: list[tuple[str, int, int]] = field(default_factory=list)   # (name, out, in) of 2-D weights
+    matrices: list[tuple[str, int, int]] = field(default_factory=list)  # (name, out, in) of 2-D weights
 
 
 def _weight_files(folder: Path, variant: str | None) -> list[Path]:
@@ -46,7 +54,9 @@ def _weight_files(folder: Path, variant: str | None) -> list[Path]:
     from dreamtune.models.full_export import _weight_file_wanted
 
     files = sorted(folder.glob("*.safetensors"))
-    return [f for f in files if _weight_file_wanted(f.name, variant)] or [f for f in files if _weight_file_wanted(f.name, None)]
+    return [f for f in files if _weight_file_wanted(f.name, variant)] or [
+        f for f in files if _weight_file_wanted(f.name, None)
+    ]
 
 
 def part_sizes(location: str, index: dict, variant: str | None) -> dict[str, PartSize] | None:
@@ -61,7 +71,7 @@ def part_sizes(location: str, index: dict, variant: str | None) -> dict[str, Par
             continue
         size = PartSize()
         for file in _weight_files(root / name, variant):
-            with safe_open(str(file), "pt") as tensors:          # the header only: shapes, no data read
+            with safe_open(str(file), "pt") as tensors:  # the header only: shapes, no data read
                 for key in tensors.keys():
                     shape = tensors.get_slice(key).get_shape()
                     size.parameters += math.prod(shape)
@@ -74,8 +84,9 @@ def part_sizes(location: str, index: dict, variant: str | None) -> dict[str, Par
 @dataclass(frozen=True)
 class Need:
     """The static memory of a run under one set of choices (bytes)."""
-    text_phase: int          # text encoders (+ VAE) while prompts are encoded
-    training: int            # everything that lives while steps run: weights, gradients, optimizer state
+
+    text_phase: int  # text encoders (+ VAE) while prompts are encoded
+    training: int  # everything that lives while steps run: weights, gradients, optimizer state
 
     @property
     def peak(self) -> int:
@@ -88,7 +99,14 @@ def _lora_parameters(denoiser: PartSize, config: Config) -> int:
     return config.method.lora.rank * sum(o + i for o, i in chosen)
 
 
-def need(config: Config, sizes: dict[str, PartSize], denoiser_name: str, text_names: list[str], early: bool, processes: int = 1) -> Need:
+def need(
+    config: Config,
+    sizes: dict[str, PartSize],
+    denoiser_name: str,
+    text_names: list[str],
+    early: bool,
+    processes: int = 1,
+) -> Need:
     """What one process of ``config`` needs with these sizes; ``early``: text encoders freed before the
     denoiser loads; ``processes``: how many share a sharded (train.shard: fsdp) full fine-tune."""
     t, m = config.train, config.model
@@ -101,7 +119,12 @@ def need(config: Config, sizes: dict[str, PartSize], denoiser_name: str, text_na
     largest = max((o * i for _, o, i in denoiser.matrices), default=0) if full else trained
     gradients = (largest if t.fused_update else trained) * trained_bytes
     per_state = {"adamw": 2 * trained_bytes, "adamw8bit": 2.1, "adafactor": 0.1}[t.optimizer]
-    text = sum(sizes[n].parameters for n in text_names if n in sizes) * QUANTIZED_BYTES[m.quantize_text_encoders] * frozen / 2
+    text = (
+        sum(sizes[n].parameters for n in text_names if n in sizes)
+        * QUANTIZED_BYTES[m.quantize_text_encoders]
+        * frozen
+        / 2
+    )
     vae = sum(s.parameters for n, s in sizes.items() if n == "vae") * frozen
     split = processes if t.shard == "fsdp" and full else 1
     training = int((weights + gradients + trained * per_state) / split + vae + (0 if early else text))
@@ -112,15 +135,25 @@ def _savings(config: Config) -> list[tuple[str, dict]]:
     """(what it costs, the overrides) in order of cost, the ones this run can take."""
     t = config.train
     full = config.method.kind in ("dreambooth", "scratch")
-    fusable = t.grad_accum == 1 and t.mixed_precision != "fp16" and not config.rl.algorithm and not config.adversarial.weight
+    fusable = (
+        t.grad_accum == 1 and t.mixed_precision != "fp16" and not config.rl.algorithm and not config.adversarial.weight
+    )
     found = []
     if full and fusable and not t.fused_update:
         found.append(("the optimizer step fused into the backward pass", {"train.fused_update": True}))
-    if config.model.quantize_text_encoders == "none" and config.method.kind == "lora" and not config.method.lora.text_encoder:
+    if (
+        config.model.quantize_text_encoders == "none"
+        and config.method.kind == "lora"
+        and not config.method.lora.text_encoder
+    ):
         found.append(("int8 text encoders", {"model.quantize_text_encoders": "int8"}))
     if full and t.mixed_precision == "bf16" and t.trainable_dtype == "fp32":
-        found.append(("bf16 trained weights with stochastic rounding and 8-bit AdamW state",
-                      {"train.trainable_dtype": "bf16", "train.optimizer": "adamw8bit"}))
+        found.append(
+            (
+                "bf16 trained weights with stochastic rounding and 8-bit AdamW state",
+                {"train.trainable_dtype": "bf16", "train.optimizer": "adamw8bit"},
+            )
+        )
     if config.method.kind == "lora" and config.model.quantize == "none":
         found.append(("an int8 frozen denoiser", {"model.quantize": "int8"}))
         found.append(("an nf4 frozen denoiser", {"model.quantize": "nf4"}))
@@ -132,8 +165,16 @@ def _with(config: Config, overrides: dict) -> Config:
     return config_module.replace(config, **{key.replace(".", "__"): value for key, value in overrides.items()})
 
 
-def choose(config: Config, sizes: dict[str, PartSize], denoiser_name: str, text_names: list[str], early: bool, free: int,
-           where: str, processes: int = 1) -> tuple[Config, str]:
+def choose(
+    config: Config,
+    sizes: dict[str, PartSize],
+    denoiser_name: str,
+    text_names: list[str],
+    early: bool,
+    free: int,
+    where: str,
+    processes: int = 1,
+) -> tuple[Config, str]:
     """The config with the cheapest savings that fit ``free`` bytes (STATIC_SHARE of them), and the line
     the run logs; a UserError with the numbers when even every saving does not fit."""
     budget = STATIC_SHARE * free
@@ -148,14 +189,21 @@ def choose(config: Config, sizes: dict[str, PartSize], denoiser_name: str, text_
     gib = lambda b: f"{b / GIB:.1f} GiB"
     if current > budget:
         every = f" even with {', '.join(taken)}" if taken else ""
-        raise UserError(f"this run needs ~{gib(current)} for weights, gradients and optimizer state{every}, and {where} has {gib(free)} "
-                        f"free (a step needs room for activations too: at most {gib(budget)} for these); train a LoRA (method.kind: lora), "
-                        "use a machine with more memory, or set train.memory: manual to try anyway.")
+        raise UserError(
+            f"this run needs ~{gib(current)} for weights, gradients and optimizer state{every}, and {where} has {gib(free)} "
+            f"free (a step needs room for activations too: at most {gib(budget)} for these); train a LoRA (method.kind: lora), "
+            "use a machine with more memory, or set train.memory: manual to try anyway."
+        )
     if not taken:
-        return config, f"memory auto: weights, gradients and optimizer state ~{gib(first)} of {gib(free)} free on {where}; no saving needed"
-    settings = ", ".join(f"{k}={v}" for _, o in _savings(config)[:len(taken)] for k, v in o.items())
-    return chosen, (f"memory auto: {gib(first)} of weights, gradients and optimizer state would not leave room in the {gib(free)} free on "
-                    f"{where}; chose {', '.join(taken)} ({settings}): ~{gib(current)} (train.memory: manual keeps the config as written)")
+        return (
+            config,
+            f"memory auto: weights, gradients and optimizer state ~{gib(first)} of {gib(free)} free on {where}; no saving needed",
+        )
+    settings = ", ".join(f"{k}={v}" for _, o in _savings(config)[: len(taken)] for k, v in o.items())
+    return chosen, (
+        f"memory auto: {gib(first)} of weights, gradients and optimizer state would not leave room in the {gib(free)} free on "
+        f"{where}; chose {', '.join(taken)} ({settings}): ~{gib(current)} (train.memory: manual keeps the config as written)"
+    )
 
 
 def kept_choices(config: Config, saved: Path) -> Config:

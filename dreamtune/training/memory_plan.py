@@ -10,6 +10,7 @@ plus the gradients and AdamW state of the trainable weights. Checkpointing stays
 in ``FREE_SHARE`` of the device's free memory, the rest being room for the backward's transient
 buffers and the allocator. The decision and its figures are logged; ``true`` / ``false`` skip it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,30 +19,36 @@ import torch
 
 from dreamtune.models.quantize import plain_tensors
 
-FREE_SHARE = 0.6          # of the free memory a step's activations + optimizer state may take without checkpointing
-PROBE_SIDE = 256          # probe resolution (px) for runs above it: the probe itself must fit whatever the run's size
+FREE_SHARE = 0.6  # of the free memory a step's activations + optimizer state may take without checkpointing
+PROBE_SIDE = 256  # probe resolution (px) for runs above it: the probe itself must fit whatever the run's size
 
 
 @dataclass(frozen=True)
 class MemoryPlan:
     checkpointing: bool
-    activation_bytes: int       # estimated activations one step keeps without checkpointing
-    optimizer_bytes: int        # gradients + AdamW moments of the trainable weights
+    activation_bytes: int  # estimated activations one step keeps without checkpointing
+    optimizer_bytes: int  # gradients + AdamW moments of the trainable weights
     free_bytes: int
 
     def sentence(self) -> str:
         gib = lambda b: f"{b / 2**30:.1f} GiB"
         need = gib(self.activation_bytes + self.optimizer_bytes)
         verdict = "on (it would not fit)" if self.checkpointing else "off (it fits)"
-        return (f"gradient checkpointing {verdict}: a step keeps ~{gib(self.activation_bytes)} of activations and "
-                f"{gib(self.optimizer_bytes)} of gradients and optimizer state ({need}); {gib(self.free_bytes)} free "
-                f"(train.gradient_checkpointing=true/false overrides)")
+        return (
+            f"gradient checkpointing {verdict}: a step keeps ~{gib(self.activation_bytes)} of activations and "
+            f"{gib(self.optimizer_bytes)} of gradients and optimizer state ({need}); {gib(self.free_bytes)} free "
+            f"(train.gradient_checkpointing=true/false overrides)"
+        )
 
 
 def free_memory(device: torch.device) -> int:
     """Bytes the run may still allocate on ``device``."""
-    if device.type == "cuda":   # the driver's free memory plus what PyTorch's allocator holds unused
-        return torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type == "cuda":  # the driver's free memory plus what PyTorch's allocator holds unused
+        return (
+            torch.cuda.mem_get_info(device)[0]
+            + torch.cuda.memory_reserved(device)
+            - torch.cuda.memory_allocated(device)
+        )
     import psutil
 
     return psutil.virtual_memory().available
@@ -75,16 +82,24 @@ def saved_activation_bytes(components, resolution: int, autocast) -> int:
         return tensor
 
     conditioning = condition(components, [""], resolution, device).cond
-    latents = initial_latents(components, [0], resolution, device).to(next(denoiser.parameters()).dtype).requires_grad_(True)
+    latents = (
+        initial_latents(components, [0], resolution, device).to(next(denoiser.parameters()).dtype).requires_grad_(True)
+    )
     timestep = components.sampler(2, resolution).timesteps[:1].to(device)
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), autocast(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        output = family.predict(components, latents, timestep, conditioning)   # the run's random streams are untouched
+    with (
+        torch.random.fork_rng(devices=devices),
+        autocast(),
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor),
+    ):
+        output = family.predict(components, latents, timestep, conditioning)  # the run's random streams are untouched
     del output
     return sum(kept.values())
 
 
-def plan(components, trainable_parameters, resolution: int, batch: int, autocast, free: int | None = None) -> MemoryPlan:
+def plan(
+    components, trainable_parameters, resolution: int, batch: int, autocast, free: int | None = None
+) -> MemoryPlan:
     """Measure and decide (module doc); ``batch``: images through the denoiser per micro-step;
     ``free``: the free bytes to plan with (default: this device's; several processes pass their minimum)."""
     probe = probe_resolution(resolution)

@@ -3,6 +3,7 @@ optimizer state, and the peak of one whole step, of which the rest is activation
 allocator's working room. On CUDA from PyTorch's allocator; on the CPU from the process's resident
 set, whose peak (VmHWM) is reset after the first step (Linux ``clear_refs``) so that the second
 step's peak is the one reported (the first includes warm-up and, on the CPU, loading)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,7 +38,7 @@ def _reset_peak(device: torch.device) -> bool:
         torch.cuda.reset_peak_memory_stats(device)
         return True
     try:
-        Path("/proc/self/clear_refs").write_text("5")    # resets VmHWM to the current RSS
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
         return True
     except OSError:
         return False
@@ -76,7 +77,9 @@ class MemoryReport:
         peak = _peak_bytes(self.device)
         rest = peak - weights - optimizer - (0 if fused else gradients)
         where = "GPU memory" if self.device.type == "cuda" else "resident memory"
-        return (f"memory after step {self.report_at}: weights {size(weights)} (trained {size(trained_bytes)}), "
-                f"gradients {size(gradients)}{' (fused: one weight at a time)' if fused else ''}, optimizer state "
-                f"{size(optimizer)}; peak {where} of the step {size(peak)}, of which ~{size(max(0, rest))} "
-                f"activations and working room")
+        return (
+            f"memory after step {self.report_at}: weights {size(weights)} (trained {size(trained_bytes)}), "
+            f"gradients {size(gradients)}{' (fused: one weight at a time)' if fused else ''}, optimizer state "
+            f"{size(optimizer)}; peak {where} of the step {size(peak)}, of which ~{size(max(0, rest))} "
+            f"activations and working room"
+        )

@@ -11,6 +11,7 @@ run exports those weights, and dreamtune.json + the run report say which step an
 Records go to <output_dir>/monitor/monitor.jsonl; the best weights to monitor/best.safetensors,
 so a resumed run keeps its selection.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,9 @@ def monitor_prompts(config: Config, identifier: str) -> tuple[list[str], str]:
 
     base = config.data.instance_prompt
     noun = strip_identifier(base, identifier).split()[-1] if base else config.rl.class_noun
-    prompts = [fill_prompt(p, identifier, noun) if "{" in p or not base else f"{base} {p}" for p in config.monitor.prompts]
+    prompts = [
+        fill_prompt(p, identifier, noun) if "{" in p or not base else f"{base} {p}" for p in config.monitor.prompts
+    ]
     class_prompt = config.prior.class_prompt or strip_identifier(base, identifier)
     return prompts, class_prompt
 
@@ -51,19 +54,33 @@ def choose(records: list[dict], rule: str, clip_t_floor: float, clip_i_floor: fl
         best = max(records, key=lambda r: r["clip_i"])
         return best, f"highest CLIP-I ({best['clip_i']:.4f}) of {len(records)} points"
     key, name = ("reward", "reward") if rule.startswith("reward") else ("clip_i", "CLIP-I")
-    guard, label, floor = ("clip_i", "CLIP-I", clip_i_floor) if rule.endswith("clip_i_floor") else ("clip_t", "CLIP-T", clip_t_floor)
+    guard, label, floor = (
+        ("clip_i", "CLIP-I", clip_i_floor) if rule.endswith("clip_i_floor") else ("clip_t", "CLIP-T", clip_t_floor)
+    )
     start = records[0][guard]
     eligible = [r for r in records if r[guard] >= floor * start]
     if not eligible:
         return records[0], f"no point kept {label} >= {floor:g} x start ({start:.4f}); kept the start"
     best = max(eligible, key=lambda r: r[key])
-    return best, (f"highest {name} ({best[key]:.4f}) among the {len(eligible)} of {len(records)} points whose {label} stayed "
-                  f">= {floor:g} x its start value {start:.4f} (here {best[guard]:.4f})")
+    return best, (
+        f"highest {name} ({best[key]:.4f}) among the {len(eligible)} of {len(records)} points whose {label} stayed "
+        f">= {floor:g} x its start value {start:.4f} (here {best[guard]:.4f})"
+    )
 
 
 class Monitor:
-    def __init__(self, config: Config, render, features, subject_images: list, modules: dict, folder: Path,
-                 identifier: str, enabled: bool = True, rewards=None):
+    def __init__(
+        self,
+        config: Config,
+        render,
+        features,
+        subject_images: list,
+        modules: dict,
+        folder: Path,
+        identifier: str,
+        enabled: bool = True,
+        rewards=None,
+    ):
         self.settings, self.render, self.features, self.rewards = config.monitor, render, features, rewards
         self.modules, self.folder, self.enabled, self.identifier = modules, Path(folder), enabled, identifier
         self.prompts, self.class_prompt = monitor_prompts(config, identifier)
@@ -73,8 +90,12 @@ class Monitor:
 
     # -- weights of the trainable modules ------------------------------------------------------
     def _weights(self) -> dict[str, torch.Tensor]:
-        return {f"{name}.{key}": p.detach().float().cpu().contiguous() for name, module in self.modules.items()
-                for key, p in module.named_parameters() if p.requires_grad}
+        return {
+            f"{name}.{key}": p.detach().float().cpu().contiguous()
+            for name, module in self.modules.items()
+            for key, p in module.named_parameters()
+            if p.requires_grad
+        }
 
     def restore_best(self) -> bool:
         path = self.folder / "best.safetensors"
@@ -99,15 +120,28 @@ class Monitor:
         record = {"step": step, "clip_t": prompt_fidelity(generated, texts)}
         class_images = []
         if self.real is not None:
-            class_images = self.render([self.class_prompt] * self.settings.class_images, list(range(100, 100 + self.settings.class_images)))
-            record.update(clip_i=subject_fidelity(generated, self.real), pres=preservation(clip.images(class_images), self.real))
+            class_images = self.render(
+                [self.class_prompt] * self.settings.class_images, list(range(100, 100 + self.settings.class_images))
+            )
+            record.update(
+                clip_i=subject_fidelity(generated, self.real), pres=preservation(clip.images(class_images), self.real)
+            )
         if self.rewards is not None:
             with torch.no_grad():
-                pixels = torch.stack([torch.from_numpy(np.array(i.convert("RGB"))).permute(2, 0, 1) for i in images]).float() / 255
+                pixels = (
+                    torch.stack([torch.from_numpy(np.array(i.convert("RGB"))).permute(2, 0, 1) for i in images]).float()
+                    / 255
+                )
                 record.update(self.rewards.evaluate(pixels, [p for p, _ in pairs], {})[1])
         from dreamtune.sampling.contact_sheet import contact_sheet, save_png
-        sheet = contact_sheet(images + class_images, [f"{p} #{s}" for p, s in pairs] + [self.class_prompt] * len(class_images),
-                              columns=len(seeds) * 2, cell=128, title=f"step {step}")
+
+        sheet = contact_sheet(
+            images + class_images,
+            [f"{p} #{s}" for p, s in pairs] + [self.class_prompt] * len(class_images),
+            columns=len(seeds) * 2,
+            cell=128,
+            title=f"step {step}",
+        )
         save_png(sheet, self.folder / f"step-{step:06d}.png")
         return record
 
@@ -132,7 +166,9 @@ class Monitor:
     def selection(self) -> dict | None:
         if not self.settings.select_best:
             return None
-        best, reason = choose(self.records, self.settings.select_best, self.settings.clip_t_floor, self.settings.clip_i_floor)
+        best, reason = choose(
+            self.records, self.settings.select_best, self.settings.clip_t_floor, self.settings.clip_i_floor
+        )
         return {"rule": self.settings.select_best, "step": best["step"] if best else None, "reason": reason}
 
     def plot(self, path: Path, selected: int | None = None) -> Path:

@@ -1,5 +1,6 @@
 """Checks a run passes before any work is done: mistakes that would otherwise train for an
 hour and report success (a placeholder that never appears in a caption trains nothing)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,21 +24,29 @@ def check_captions(config: Config, captions: list[str], folder: Path) -> None:
     if config.method.kind == "textual_inversion":
         token = config.method.textual_inversion.placeholder_token
         if not any(token in c for c in captions):
-            raise UserError(f"textual inversion learns {token}, but none of {where} contains it (e.g. '{captions[0]}'); "
-                            f"prepare the photos again with --instance-prompt 'a photo of {token} dog', or edit the captions.")
+            raise UserError(
+                f"textual inversion learns {token}, but none of {where} contains it (e.g. '{captions[0]}'); "
+                f"prepare the photos again with --instance-prompt 'a photo of {token} dog', or edit the captions."
+            )
     elif config.prior.enabled and all(c.strip() == config.prior.class_prompt.strip() for c in captions):
-        raise UserError(f"every caption in {where} equals prior.class_prompt '{config.prior.class_prompt}', so nothing tells "
-                        "the subject from its class; add an identifier to the instance prompt, e.g. 'a photo of sks dog'.")
+        raise UserError(
+            f"every caption in {where} equals prior.class_prompt '{config.prior.class_prompt}', so nothing tells "
+            "the subject from its class; add an identifier to the instance prompt, e.g. 'a photo of sks dog'."
+        )
     per_epoch = len(captions) * config.data.repeats
     if not config.rl.algorithm and config.train.batch_size > per_epoch:
-        raise UserError(f"train.batch_size is {config.train.batch_size} but there are {len(captions)} photo(s) x data.repeats "
-                        f"{config.data.repeats} = {per_epoch} per epoch, so a batch would repeat photos; use train.batch_size<={per_epoch} "
-                        "(or raise data.repeats; train.grad_accum gives a larger effective batch).")
+        raise UserError(
+            f"train.batch_size is {config.train.batch_size} but there are {len(captions)} photo(s) x data.repeats "
+            f"{config.data.repeats} = {per_epoch} per epoch, so a batch would repeat photos; use train.batch_size<={per_epoch} "
+            "(or raise data.repeats; train.grad_accum gives a larger effective batch)."
+        )
     if config.monitor.every and config.method.kind != "textual_inversion":
         identifier = config.monitor.identifier
         if identifier and not any(identifier in c for c in captions):
-            raise UserError(f"monitor.identifier '{identifier}' appears in none of {where} (e.g. '{captions[0]}'); "
-                            "set monitor.identifier to the word that names your subject.")
+            raise UserError(
+                f"monitor.identifier '{identifier}' appears in none of {where} (e.g. '{captions[0]}'); "
+                "set monitor.identifier to the word that names your subject."
+            )
 
 
 TRACKER_PACKAGES = {"tensorboard": ("tensorboard", "dreamtune[tensorboard]"), "wandb": ("wandb", "wandb")}
@@ -51,7 +60,9 @@ def tracker_arguments(log_with: str, output_dir: Path) -> dict:
         return {}
     module, install = TRACKER_PACKAGES[log_with]
     if importlib.util.find_spec(module) is None:
-        raise UserError(f"train.log_with={log_with} needs the {module} package; pip install '{install}', or set train.log_with=none.")
+        raise UserError(
+            f"train.log_with={log_with} needs the {module} package; pip install '{install}', or set train.log_with=none."
+        )
     return {"log_with": log_with, "project_dir": str(output_dir / "logs")}
 
 
@@ -67,5 +78,6 @@ def tracker_config(config: Config) -> dict:
                 walk(f"{prefix}.{key}" if prefix else key, inner)
         else:
             flat[prefix] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
     walk("", to_dict(config))
     return flat

@@ -14,6 +14,7 @@ conditioned on the branch point (still unbiased for those steps), which removes 
 the untrained steps would add. The shared prefix is sampled once per group, so a round costs
 about (T - K + K x images_per_prompt) / (T x images_per_prompt) of the unbranched one.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,16 +35,16 @@ class RolloutSettings:
     samples_per_round: int = 16
     images_per_prompt: int = 4
     inner_epochs: int = 1
-    batch_size: int = 16              # transitions per micro-step
-    timestep_fraction: float = 1.0    # share of the candidate steps trained on
-    last_steps: int = 0               # candidates: the last K steps of each trajectory (0: all)
-    branch: bool = False              # a prompt's images share their start and the steps before the last K
+    batch_size: int = 16  # transitions per micro-step
+    timestep_fraction: float = 1.0  # share of the candidate steps trained on
+    last_steps: int = 0  # candidates: the last K steps of each trajectory (0: all)
+    branch: bool = False  # a prompt's images share their start and the steps before the last K
     sample_steps: int = 20
     guidance_scale: float = 5.0
     eta: float = 1.0
     resolution: int = 512
     seed: int = 0
-    stream: int = 0                   # the process's index: each process samples its own prompts and seeds
+    stream: int = 0  # the process's index: each process samples its own prompts and seeds
 
 
 def advantages_per_prompt(rewards: torch.Tensor, prompts: list) -> torch.Tensor:
@@ -83,7 +84,9 @@ class RolloutSource:
         return self.per_epoch * self.settings.inner_epochs
 
     @torch.no_grad()
-    def sample(self, prompts: list[str], seeds: list[int], copies: int = 1, shared_steps: int = 0, denoiser=None) -> dict:
+    def sample(
+        self, prompts: list[str], seeds: list[int], copies: int = 1, shared_steps: int = 0, denoiser=None
+    ) -> dict:
         """Trajectories: latents (B,T+1,...), log_probs (B,T), timesteps (T,), images (B,3,H,W).
         Each prompt's first ``shared_steps`` steps run once, then ``copies`` branches continue
         with their own noise (B = len(prompts) x copies, a prompt's copies adjacent).
@@ -96,7 +99,7 @@ class RolloutSource:
             generator = torch.Generator("cpu").manual_seed(seeds[0] * 7_919 + 1)
             chain, log_probs = [latents.float()], []
             for index, t in enumerate(self.sampler.timesteps):
-                if index == shared_steps and copies > 1:             # branch: every group into its copies
+                if index == shared_steps and copies > 1:  # branch: every group into its copies
                     branch = torch.arange(len(prompts)).repeat_interleave(copies)
                     chain, log_probs = [x[branch] for x in chain], [x[branch] for x in log_probs]
                     latents, conditioning = chain[-1], conditioning.select(branch.to(device))
@@ -106,8 +109,13 @@ class RolloutSource:
                 chain.append(latents)
                 log_probs.append(log_prob)
             images = decode(c, latents)
-        return {"latents": torch.stack(chain, 1), "log_probs": torch.stack(log_probs, 1), "timesteps": self.sampler.timesteps.clone(),
-                "images": images, "conditioning": conditioning}
+        return {
+            "latents": torch.stack(chain, 1),
+            "log_probs": torch.stack(log_probs, 1),
+            "timesteps": self.sampler.timesteps.clone(),
+            "images": images,
+            "conditioning": conditioning,
+        }
 
     def _collect(self, round_index: int) -> None:
         s = self.settings
@@ -120,16 +128,18 @@ class RolloutSource:
             module.eval()
         steps = len(self.sampler.timesteps)
         candidates, kept = self._candidates(steps), self._kept(steps)
-        if s.branch:         # a group shares its start and every step before the trained ones
-            group_seeds = seeds[::s.images_per_prompt]
-            seeds = [seed for seed in group_seeds for _ in range(s.images_per_prompt)]     # a group's images share one start
+        if s.branch:  # a group shares its start and every step before the trained ones
+            group_seeds = seeds[:: s.images_per_prompt]
+            seeds = [
+                seed for seed in group_seeds for _ in range(s.images_per_prompt)
+            ]  # a group's images share one start
             arguments = (chosen_prompts, group_seeds, s.images_per_prompt, steps - candidates)
             keys = [g for g in range(groups) for _ in range(s.images_per_prompt)]
         else:
             arguments, keys = (prompts, seeds), prompts
         trajectories = self.sample(*arguments)
         meta = {"seeds": seeds}
-        if self.start is not None:          # the same prompts, seeds, branches and noise through the starting weights
+        if self.start is not None:  # the same prompts, seeds, branches and noise through the starting weights
             meta["reference"] = self.sample(*arguments, denoiser=self.start)["images"]
         for module in self._trained_modules():
             module.train()
@@ -137,7 +147,9 @@ class RolloutSource:
         advantages = advantages_per_prompt(rewards.detach().cpu(), keys)
         generator = sample_generator(s.seed, round_index, 0, stream=11 + 100 * s.stream)
         first = steps - candidates
-        chosen = torch.stack([first + torch.randperm(candidates, generator=generator)[:kept] for _ in prompts])  # (B, kept)
+        chosen = torch.stack(
+            [first + torch.randperm(candidates, generator=generator)[:kept] for _ in prompts]
+        )  # (B, kept)
         sample_index = torch.arange(len(prompts)).repeat_interleave(kept)
         step_index = chosen.flatten()
         self.data = {"sample": sample_index, "step": step_index, "trajectories": trajectories, "advantages": advantages}
@@ -154,13 +166,20 @@ class RolloutSource:
             self._collect(round_index)
         epoch, k = divmod(within, self.per_epoch)
         generator = sample_generator(self.settings.seed, round_index, 1 + epoch, stream=12 + 100 * self.settings.stream)
-        order = torch.randperm(self.transitions, generator=generator)[k * self.settings.batch_size:(k + 1) * self.settings.batch_size]
+        order = torch.randperm(self.transitions, generator=generator)[
+            k * self.settings.batch_size : (k + 1) * self.settings.batch_size
+        ]
         sample_index, step_index = self.data["sample"][order], self.data["step"][order]
         t = self.data["trajectories"]
-        return {"latents": t["latents"][sample_index, step_index], "next_latents": t["latents"][sample_index, step_index + 1],
-                "timesteps": t["timesteps"][step_index], "log_probs": t["log_probs"][sample_index, step_index],
-                "advantages": self.data["advantages"][sample_index], "conditioning": t["conditioning"].select(sample_index),
-                "round_metrics": self.round_metrics}
+        return {
+            "latents": t["latents"][sample_index, step_index],
+            "next_latents": t["latents"][sample_index, step_index + 1],
+            "timesteps": t["timesteps"][step_index],
+            "log_probs": t["log_probs"][sample_index, step_index],
+            "advantages": self.data["advantages"][sample_index],
+            "conditioning": t["conditioning"].select(sample_index),
+            "round_metrics": self.round_metrics,
+        }
 
 
 class PromptSource:
@@ -172,5 +191,7 @@ class PromptSource:
 
     def batch(self, step: int) -> dict:
         rng = random.Random(self.seed * 1_000_003 + step + self.stream * 7_777_777_777)
-        return {"prompts": [rng.choice(self.prompts) for _ in range(self.batch_size)],
-                "seeds": [rng.randrange(2**31) for _ in range(self.batch_size)]}
+        return {
+            "prompts": [rng.choice(self.prompts) for _ in range(self.batch_size)],
+            "seeds": [rng.randrange(2**31) for _ in range(self.batch_size)],
+        }

@@ -3,6 +3,7 @@
 config -> data (prepare, class images) -> models (load, make trainable)
        -> objective + batch source (training/assembly.py) -> loop -> export
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,12 +22,26 @@ from dreamtune.models import quantize
 from dreamtune.models.adapters import TrainableParts, make_trainable
 from dreamtune.models.attention import use_short_attention_in_fp32
 from dreamtune.models.components import Components
-from dreamtune.models.loading import ComponentDtypes, load_components, load_pending_denoiser, model_path, resolve_model, weight_dtype
+from dreamtune.models.loading import (
+    ComponentDtypes,
+    load_components,
+    load_pending_denoiser,
+    model_path,
+    resolve_model,
+    weight_dtype,
+)
 from dreamtune.models.precision import forward_in_weight_dtype
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
 from dreamtune.training import checkpoint, memory_auto, sharding
 from dreamtune.training.assembly import Ingredients, RunPlan, build, place_frozen, settings_from, wrap_trainable
-from dreamtune.training.callbacks import Checkpointer, MetricLog, RestartOptimizer, TrackerLog, Validator, read_metric_log
+from dreamtune.training.callbacks import (
+    Checkpointer,
+    MetricLog,
+    RestartOptimizer,
+    TrackerLog,
+    Validator,
+    read_metric_log,
+)
 from dreamtune.training.checkpoint import TrainingState
 from dreamtune.training.class_images import class_images_location, class_images_ready, provide_class_images
 from dreamtune.training.instance_data import ensure_prepared, prepared_as_configured
@@ -36,7 +51,14 @@ from dreamtune.training.optim import build_training_state
 from dreamtune.training.outputs import export, save_resolved_config
 from dreamtune.training.preflight import caption_list, check_captions, tracker_arguments, tracker_config
 from dreamtune.training.report import write_run_report
-from dreamtune.training.run_lock import RunLock, RunStopped, StopOnSignal, StopRequested, refuse_earlier_run, sweep_leftovers
+from dreamtune.training.run_lock import (
+    RunLock,
+    RunStopped,
+    StopOnSignal,
+    StopRequested,
+    refuse_earlier_run,
+    sweep_leftovers,
+)
 from dreamtune.training.text_release import early_prompts, encode_and_free, release_text_encoders
 
 
@@ -50,8 +72,14 @@ class RunResult:
     parts: TrainableParts
 
 
-def _renderer(components: Components, config: Config, parts: TrainableParts, resolution: int,
-              steps: int | None = None, guidance_scale: float | None = None):
+def _renderer(
+    components: Components,
+    config: Config,
+    parts: TrainableParts,
+    resolution: int,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+):
     guidance_scale = components.family.default_guidance if guidance_scale is None else guidance_scale
 
     def render(prompts: list[str], seeds: list[int]):
@@ -64,16 +92,29 @@ def _renderer(components: Components, config: Config, parts: TrainableParts, res
         finally:
             for module in parts.modules.values():
                 module.train()
+
     return render
 
 
 def _photos(instance_dir: Path | None) -> list:
     from PIL import Image
-    return [Image.open(p).convert("RGB") for p in sorted((Path(instance_dir) / "images").glob("*"))] if instance_dir else []
+
+    return (
+        [Image.open(p).convert("RGB") for p in sorted((Path(instance_dir) / "images").glob("*"))]
+        if instance_dir
+        else []
+    )
 
 
-def _monitor(config: Config, components: Components, parts: TrainableParts, instance_dir: Path | None, output_dir: Path, main: bool,
-             rewards=None):
+def _monitor(
+    config: Config,
+    components: Components,
+    parts: TrainableParts,
+    instance_dir: Path | None,
+    output_dir: Path,
+    main: bool,
+    rewards=None,
+):
     if not config.monitor.every:
         return None
     from dreamtune.evaluation.evaluate import load_features
@@ -85,31 +126,51 @@ def _monitor(config: Config, components: Components, parts: TrainableParts, inst
     identifier = parts.identifier(m.identifier)
     render = _renderer(components, config, parts, config.data.resolution, m.sample_steps, m.guidance_scale)
     (output_dir / "monitor").mkdir(parents=True, exist_ok=True)
-    return Monitor(config, render, features, _photos(instance_dir), parts.modules, output_dir / "monitor", identifier,
-                   enabled=main, rewards=rewards)
+    return Monitor(
+        config,
+        render,
+        features,
+        _photos(instance_dir),
+        parts.modules,
+        output_dir / "monitor",
+        identifier,
+        enabled=main,
+        rewards=rewards,
+    )
 
 
-def train(config: Config, resume: str | None = None, show_progress: bool = True, log=print, replace: bool = False) -> RunResult:
+def train(
+    config: Config, resume: str | None = None, show_progress: bool = True, log=print, replace: bool = False
+) -> RunResult:
     """One training run into ``config.train.output_dir``. ``replace`` lets a caller that owns the
     folder (the demo) start over in it; otherwise an earlier run there is refused."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
     if config.train.mixed_precision == "fp16" and not torch.cuda.is_available():
-        raise UserError("train.mixed_precision=fp16 needs a CUDA GPU and this machine has none; "
-                        "set train.mixed_precision=bf16 (fast on CPUs with AMX) or train.mixed_precision=no.")
+        raise UserError(
+            "train.mixed_precision=fp16 needs a CUDA GPU and this machine has none; "
+            "set train.mixed_precision=bf16 (fast on CPUs with AMX) or train.mixed_precision=no."
+        )
     if "WORLD_SIZE" not in os.environ:  # a second run in one process may use another precision
         AcceleratorState._reset_state(reset_partial_state=True)
     # without cpu=True accelerate ignores torchrun's WORLD_SIZE on GPU-less machines
     output_dir = Path(config.train.output_dir)
-    accelerator = Accelerator(mixed_precision=config.train.mixed_precision, cpu=not torch.cuda.is_available(),
-                              **tracker_arguments(config.train.log_with, output_dir))
+    accelerator = Accelerator(
+        mixed_precision=config.train.mixed_precision,
+        cpu=not torch.cuda.is_available(),
+        **tracker_arguments(config.train.log_with, output_dir),
+    )
     if config.train.fused_update and accelerator.num_processes > 1:
-        raise UserError(f"train.fused_update steps each weight before the {accelerator.num_processes} processes have averaged its "
-                        "gradient; set train.fused_update: false for a multi-process run.")
+        raise UserError(
+            f"train.fused_update steps each weight before the {accelerator.num_processes} processes have averaged its "
+            "gradient; set train.fused_update: false for a multi-process run."
+        )
     main = accelerator.is_main_process
     if main:
-        log(f"training on {accelerator.num_processes} process(es), device {accelerator.device}, mixed precision {accelerator.mixed_precision}")
+        log(
+            f"training on {accelerator.num_processes} process(es), device {accelerator.device}, mixed precision {accelerator.mixed_precision}"
+        )
     resolve_model(config.model)  # a wrong model path fails before any work is done
     if not resume and not replace:
         refuse_earlier_run(output_dir)
@@ -143,13 +204,27 @@ def _plan_memory(config: Config, accelerator, output_dir: Path, resume: str | No
     family = family_for(index)
     if not sizes or family.denoiser_name not in sizes:
         return config
-    free = accelerator.gather(torch.tensor([memory_plan.free_memory(accelerator.device)], device=accelerator.device)).min()
-    if accelerator.device.type == "cpu":            # the processes on one machine share its memory
+    free = accelerator.gather(
+        torch.tensor([memory_plan.free_memory(accelerator.device)], device=accelerator.device)
+    ).min()
+    if accelerator.device.type == "cpu":  # the processes on one machine share its memory
         free = free // int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
     early = early_prompts(config, ["a caption"], class_images_ready=True) is not None
-    where = f"{accelerator.device}" if accelerator.device.type == "cuda" else "this machine" + (" per process" if accelerator.num_processes > 1 else "")
-    chosen, sentence = memory_auto.choose(config, sizes, family.denoiser_name, list(family.text_encoder_names), early, int(free), where,
-                                          accelerator.num_processes)
+    where = (
+        f"{accelerator.device}"
+        if accelerator.device.type == "cuda"
+        else "this machine" + (" per process" if accelerator.num_processes > 1 else "")
+    )
+    chosen, sentence = memory_auto.choose(
+        config,
+        sizes,
+        family.denoiser_name,
+        list(family.text_encoder_names),
+        early,
+        int(free),
+        where,
+        accelerator.num_processes,
+    )
     log(sentence)
     return chosen
 
@@ -162,7 +237,9 @@ def _checkpointing(config: Config, components, parts, accelerator, log) -> bool:
 
     batch = config.train.batch_size * (2 if config.prior.enabled else 1) * (2 if config.rl.algorithm else 1)
     trainable = [p for module in parts.modules.values() for p in module.parameters()]
-    free = accelerator.gather(torch.tensor([memory_plan.free_memory(accelerator.device)], device=accelerator.device)).min()
+    free = accelerator.gather(
+        torch.tensor([memory_plan.free_memory(accelerator.device)], device=accelerator.device)
+    ).min()
     decided = memory_plan.plan(components, trainable, config.data.resolution, batch, accelerator.autocast, int(free))
     if accelerator.is_main_process:
         log(decided.sentence())
@@ -175,9 +252,11 @@ def _load_model(config: Config, dtypes: ComponentDtypes, captions: list[str], ou
     from_scratch = config.model.from_scratch or config.method.kind == "scratch"
     ready = not config.prior.enabled or class_images_ready(config.prior, output_dir, config.data.resolution)
     prompts = early_prompts(config, captions, ready)
-    components = load_components(dataclasses.replace(config.model, from_scratch=from_scratch), dtypes, denoiser_later=prompts is not None)
+    components = load_components(
+        dataclasses.replace(config.model, from_scratch=from_scratch), dtypes, denoiser_later=prompts is not None
+    )
     if prompts is not None:
-        later = components.extra.get("denoiser_pending", False)      # families that can load their denoiser afterwards
+        later = components.extra.get("denoiser_pending", False)  # families that can load their denoiser afterwards
         freed = encode_and_free(config, components, prompts, before="loading the denoiser" if later else "step 1")
         if freed:
             log(freed)
@@ -199,8 +278,9 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     if plan.denoises:
         check_captions(config, captions, instance_dir)
     torch.manual_seed(config.train.seed)
-    dtypes = ComponentDtypes.for_training(config.method.kind, config.method.train_text_encoder, config.train.mixed_precision,
-                                          config.train.trainable_dtype)
+    dtypes = ComponentDtypes.for_training(
+        config.method.kind, config.method.train_text_encoder, config.train.mixed_precision, config.train.trainable_dtype
+    )
     components = _load_model(config, dtypes, captions, output_dir, log if main else lambda *_: None)
     components.noise = components.family.noise_process(components.noise_scheduler, config.train.timestep_sampling)
     quantized = quantize.describe(components, config.model) if main else None
@@ -216,23 +296,36 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     if _checkpointing(config, components, parts, accelerator, log):
         components.denoiser.enable_gradient_checkpointing()
         for encoder in components.text_encoders:
-            if any(p.requires_grad for p in encoder.parameters()):    # frozen ones keep no activations for a backward
+            if any(p.requires_grad for p in encoder.parameters()):  # frozen ones keep no activations for a backward
                 encoder.gradient_checkpointing_enable()
     resolution = config.data.resolution
     class_dir = None
     if config.prior.enabled and plan.class_images:
         class_dir = class_images_location(config.prior, output_dir)
         if main:
-            provide_class_images(components, config.prior, output_dir, resolution, config.train.seed, show_progress, log)
+            provide_class_images(
+                components, config.prior, output_dir, resolution, config.train.seed, show_progress, log
+            )
         accelerator.wait_for_everyone()
     if config.train.compile:
-        components.denoiser.compile()   # in place: parameter names, checkpoints and exports stay as they are
+        components.denoiser.compile()  # in place: parameter names, checkpoints and exports stay as they are
     sharded = config.train.shard == "fsdp" and accelerator.num_processes > 1
     if config.train.shard == "fsdp" and not sharded and main:
-        log("note: train.shard=fsdp with one process: nothing to split, the run trains unsharded (launch it with accelerate launch "
-            "--num_processes N)")
-    ingredients = Ingredients(config, components, wrap_trainable(components, accelerator, sharded), parts, accelerator, instance_dir, class_dir,
-                              Path(config.data.cache_dir or output_dir / "cache"), _photos(instance_dir))
+        log(
+            "note: train.shard=fsdp with one process: nothing to split, the run trains unsharded (launch it with accelerate launch "
+            "--num_processes N)"
+        )
+    ingredients = Ingredients(
+        config,
+        components,
+        wrap_trainable(components, accelerator, sharded),
+        parts,
+        accelerator,
+        instance_dir,
+        class_dir,
+        Path(config.data.cache_dir or output_dir / "cache"),
+        _photos(instance_dir),
+    )
     objective, source, rewards = build(ingredients, plan)
     released = release_text_encoders(config, components, objective, source)
     if released and main:
@@ -249,38 +342,58 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
     t = config.train
     metric_log = MetricLog(output_dir / "metrics.jsonl", enabled=main)
     checkpointer = Checkpointer(output_dir, t.checkpoint_every, t.keep_checkpoints, enabled=main or sharded, write=main)
-    validator = Validator(_renderer(components, config, parts, resolution), list(t.validation_prompts), list(t.validation_seeds),
-                          t.validate_every, output_dir / "validation", enabled=main)
+    validator = Validator(
+        _renderer(components, config, parts, resolution),
+        list(t.validation_prompts),
+        list(t.validation_seeds),
+        t.validate_every,
+        output_dir / "validation",
+        enabled=main,
+    )
     monitor = _monitor(config, components, parts, instance_dir, output_dir, main, rewards)
-    settings = settings_from(LoopSettings, t, process_index=accelerator.process_index, show_progress=show_progress and main)
+    settings = settings_from(
+        LoopSettings, t, process_index=accelerator.process_index, show_progress=show_progress and main
+    )
     trackers = [TrackerLog(accelerator, t.log_every, enabled=main)] if t.log_with != "none" else []
-    memory = MemoryReport([components.denoiser, components.vae, *components.text_encoders], accelerator.device, t.steps, log,
-                          enabled=main)
+    memory = MemoryReport(
+        [components.denoiser, components.vae, *components.text_encoders], accelerator.device, t.steps, log, enabled=main
+    )
     stop = StopOnSignal(enabled=main or sharded)
-    restart = [RestartOptimizer(config.rl.start_step)] if config.rl.handover else []   # before the checkpointer
+    restart = [RestartOptimizer(config.rl.start_step)] if config.rl.handover else []  # before the checkpointer
     try:
         if monitor:
             monitor.observe(state.step)
-        run_loop(objective, source, state, accelerator, settings,
-                 [*restart, metric_log, memory, checkpointer, validator, *trackers, *([monitor] if monitor else []), stop])
+        run_loop(
+            objective,
+            source,
+            state,
+            accelerator,
+            settings,
+            [*restart, metric_log, memory, checkpointer, validator, *trackers, *([monitor] if monitor else []), stop],
+        )
     except StopRequested as request:
         saved = checkpoint.save(state, output_dir, max(1, t.keep_checkpoints), write=main) if main or sharded else None
         name = signal.Signals(request.signal_number).name
-        raise RunStopped(f"paused after step {state.step} ({name}); {saved} holds it; continue with the same command "
-                         "and --resume latest.", request.signal_number) from None
+        raise RunStopped(
+            f"paused after step {state.step} ({name}); {saved} holds it; continue with the same command "
+            "and --resume latest.",
+            request.signal_number,
+        ) from None
     except TrainingDiverged as exc:
         last = checkpoint.list_checkpoints(output_dir)
         kept = f"the last good checkpoint {last[-1]} is intact" if last else "no checkpoint was written yet"
         overflow = " or fp16 overflow (try train.mixed_precision=bf16)" if t.mixed_precision == "fp16" else ""
-        raise TrainingDiverged(f"{exc}: likely a learning rate too high (train.lr={t.lr}; try a tenth of it){overflow}; {kept}.") from None
+        raise TrainingDiverged(
+            f"{exc}: likely a learning rate too high (train.lr={t.lr}; try a tenth of it){overflow}; {kept}."
+        ) from None
     finally:
         stop.restore()
     accelerator.wait_for_everyone()
     model_dir = output_dir / "model"
-    if sharded:       # the optimizer's work is done: its state goes before the main process gathers the whole weights
+    if sharded:  # the optimizer's work is done: its state goes before the main process gathers the whole weights
         for optimizer in state.optimizers.values():
             getattr(optimizer, "optimizer", optimizer).state.clear()
-    with sharding.gathered([components.denoiser]) if sharded else contextlib.nullcontext():   # whole weights to export
+    with sharding.gathered([components.denoiser]) if sharded else contextlib.nullcontext():  # whole weights to export
         if main:
             selected = monitor.selection() if monitor else None
             if selected and selected["step"] is not None and monitor.restore_best():
@@ -288,7 +401,7 @@ def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show
             model_dir = export(parts, state, config, output_dir, selected, captions[0] if captions else "")
             write_run_report(output_dir, read_metric_log(output_dir / "metrics.jsonl"), monitor, selected, config)
         accelerator.wait_for_everyone()  # the processes leave together: one that exits while another exports
-    accelerator.end_training()           # once left its partner hung in gloo's teardown (a CI run's 300 s timeout)
+    accelerator.end_training()  # once left its partner hung in gloo's teardown (a CI run's 300 s timeout)
     if accelerator.num_processes > 1 and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return RunResult(output_dir, model_dir, metric_log.history, state, components, parts)

@@ -5,6 +5,7 @@ file left by a dead run is simply taken over; a live holder makes a second run s
 sentence before it writes anything. Holding the lock also makes it safe to sweep the temp
 folders (``.checkpoint-*.tmp-*``, ``.model.tmp-*``) a killed run left behind.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -28,15 +29,19 @@ class RunLock:
         try:
             handle = open(self.path, "a+", encoding="utf-8")
         except OSError as exc:
-            raise UserError(f"cannot write in {self.path.parent} ({exc.strerror}); choose a folder you can write to.") from None
+            raise UserError(
+                f"cannot write in {self.path.parent} ({exc.strerror}); choose a folder you can write to."
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise UserError(f"{self.path.parent} is in use by another dreamtune run ({holder}); wait for it to finish "
-                            "or set train.output_dir to another folder.") from None
+            raise UserError(
+                f"{self.path.parent} is in use by another dreamtune run ({holder}); wait for it to finish "
+                "or set train.output_dir to another folder."
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
@@ -122,9 +127,13 @@ def refuse_earlier_run(output_dir: Path) -> None:
     """A new run never silently replaces an earlier one in the same folder: a finished run's model
     and report, or a stopped run's checkpoints (continue those with ``--resume latest``)."""
     if (output_dir / "model" / "dreamtune.json").is_file():
-        raise UserError(f"train.output_dir {output_dir} already holds a finished run (its model/ and report); choose another "
-                        "train.output_dir for this run — dreamtune never replaces a finished run.")
+        raise UserError(
+            f"train.output_dir {output_dir} already holds a finished run (its model/ and report); choose another "
+            "train.output_dir for this run — dreamtune never replaces a finished run."
+        )
     earlier = list_checkpoints(output_dir) if output_dir.is_dir() else []
     if earlier:
-        raise UserError(f"train.output_dir {output_dir} holds a stopped run ({earlier[-1].name}); continue it with "
-                        "--resume latest, or choose another train.output_dir to start over.")
+        raise UserError(
+            f"train.output_dir {output_dir} holds a stopped run ({earlier[-1].name}); continue it with "
+            "--resume latest, or choose another train.output_dir to start over."
+        )

@@ -10,6 +10,7 @@ tensors (collectives every process joins; the main process writes), and a resume
 its slice of them again, so a sharded run resumes from its own checkpoints bit for bit and a
 checkpoint does not depend on the number of processes. Export gathers the weights once the same way.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,6 +22,7 @@ from dreamtune.errors import UserError
 
 def _fsdp():
     from torch.distributed import fsdp
+
     return fsdp
 
 
@@ -29,10 +31,12 @@ def shard(module: nn.Module) -> nn.Module:
     fsdp = _fsdp()
     names = set(getattr(module, "_no_split_modules", None) or [])
     if not names:
-        raise UserError(f"train.shard=fsdp needs the model's block classes (_no_split_modules) and {type(module).__name__} names none; "
-                        "set train.shard: none.")
+        raise UserError(
+            f"train.shard=fsdp needs the model's block classes (_no_split_modules) and {type(module).__name__} names none; "
+            "set train.shard: none."
+        )
     blocks = [m for m in module.modules() if type(m).__name__ in names and m is not module]
-    for block in reversed(blocks):              # innermost first: a block inside another is its own unit
+    for block in reversed(blocks):  # innermost first: a block inside another is its own unit
         if not isinstance(block, fsdp.FSDPModule):
             fsdp.fully_shard(block)
     fsdp.fully_shard(module)
@@ -45,6 +49,7 @@ def is_sharded(module: nn.Module) -> bool:
 
 def _options(**more):
     from torch.distributed.checkpoint.state_dict import StateDictOptions
+
     return StateDictOptions(full_state_dict=True, cpu_offload=True, **more)
 
 
@@ -58,17 +63,20 @@ def whole_weights(module: nn.Module, names: list[str]) -> dict:
 
 def whole_optimizer_state(module: nn.Module, optimizer) -> dict:
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
     return get_optimizer_state_dict(module, optimizer, options=_options())
 
 
 def load_whole_weights(module: nn.Module, weights: dict) -> None:
     """Every process read the same whole tensors; each keeps its slice."""
     from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
     set_model_state_dict(module, weights, options=_options(strict=False))
 
 
 def load_whole_optimizer_state(module: nn.Module, optimizer, state: dict) -> None:
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
     set_optimizer_state_dict(module, optimizer, state, options=_options())
 
 

@@ -14,6 +14,7 @@ The embeddings are exactly the ones the run would have computed step by step (sa
 dtype, one prompt at a time), so the run's losses and weights do not change; a resumed run encodes
 them again the same way.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,13 +25,21 @@ from dreamtune.models.components import Components
 from dreamtune.models.loading import release_freed_memory
 from dreamtune.models.quantize import weight_bytes
 
-RELEASE_ABOVE = 2**30        # auto: free text encoders holding more than 1 GiB of weights
+RELEASE_ABOVE = 2**30  # auto: free text encoders holding more than 1 GiB of weights
 
 
 def _users(config: Config) -> list[str]:
     """The settings that encode prompts during training (so the encoders must stay)."""
-    return [name for name, on in (("train.validate_every", config.train.validate_every), ("monitor.every", config.monitor.every),
-                                  ("rl.algorithm", config.rl.algorithm), ("adversarial.weight", config.adversarial.weight)) if on]
+    return [
+        name
+        for name, on in (
+            ("train.validate_every", config.train.validate_every),
+            ("monitor.every", config.monitor.every),
+            ("rl.algorithm", config.rl.algorithm),
+            ("adversarial.weight", config.adversarial.weight),
+        )
+        if on
+    ]
 
 
 def early_prompts(config: Config, captions: list[str], class_images_ready: bool) -> list[str] | None:
@@ -56,7 +65,7 @@ def encode_and_free(config: Config, components: Components, prompts: list[str], 
             encoded = components.encode([prompt], device)
             components.encoded_prompts[prompt] = {key: value[0] for key, value in encoded.items()}
     for encoder in encoders:
-        encoder.to("meta")                           # weights gone; any later use fails loudly instead of silently
+        encoder.to("meta")  # weights gone; any later use fails loudly instead of silently
     release_freed_memory()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -89,11 +98,22 @@ def release_text_encoders(config: Config, components: Components, objective, sou
     setting = config.train.free_text_encoders
     encoders = components.text_encoders
     freed = any(p.is_meta for e in encoders for p in e.parameters())
-    if setting is False or not encoders or freed or (setting == "auto" and sum(weight_bytes(e) for e in encoders) <= RELEASE_ABOVE):
+    if (
+        setting is False
+        or not encoders
+        or freed
+        or (setting == "auto" and sum(weight_bytes(e) for e in encoders) <= RELEASE_ABOVE)
+    ):
         return None
     denoising, prompts = _denoising(objective), _known_prompts(source)
     users = _users(config)
     if denoising is None or prompts is None or users or not denoising.text_frozen:
-        return None if setting == "auto" else (f"note: the text encoders stay in memory: {', '.join(users) or 'this method'} "
-                                                "encodes prompts during training")
+        return (
+            None
+            if setting == "auto"
+            else (
+                f"note: the text encoders stay in memory: {', '.join(users) or 'this method'} "
+                "encodes prompts during training"
+            )
+        )
     return encode_and_free(config, components, [denoising.prompt_rewrite(p) for p in prompts])

@@ -1,5 +1,6 @@
 """What each button does, as plain functions of the request's JSON (the HTTP layer in server.py
 only routes). Work that trains or renders runs as a CLI subprocess (jobs.py)."""
+
 from __future__ import annotations
 
 import io
@@ -18,18 +19,49 @@ PHOTOS = "photos"
 MINIATURE = "miniature"
 
 # DreamBench's prompt lists (Ruiz et al., DreamBooth, CVPR 2023; dataset CC BY 4.0), as templates
-_SHARED = ("in the jungle", "in the snow", "on the beach", "on a cobblestone street", "on top of pink fabric",
-           "on top of a wooden floor", "with a city in the background", "with a mountain in the background",
-           "with a blue house in the background", "on top of a purple rug in a forest")
-_OBJECT = ("with a wheat field in the background", "with a tree and autumn leaves in the background",
-           "with the Eiffel Tower in the background", "floating on top of water", "floating in an ocean of milk",
-           "on top of green grass with sunflowers around it", "on top of a mirror",
-           "on top of the sidewalk in a crowded street", "on top of a dirt road", "on top of a white rug")
-_LIVE = ("wearing a red hat", "wearing a santa hat", "wearing a rainbow scarf", "wearing a black top hat and a monocle",
-         "in a chef outfit", "in a firefighter outfit", "in a police outfit", "wearing pink glasses", "wearing a yellow shirt",
-         "in a purple wizard outfit")
-_STYLE = ("a red {subject} {class}", "a purple {subject} {class}", "a shiny {subject} {class}", "a wet {subject} {class}",
-          "a cube shaped {subject} {class}")
+_SHARED = (
+    "in the jungle",
+    "in the snow",
+    "on the beach",
+    "on a cobblestone street",
+    "on top of pink fabric",
+    "on top of a wooden floor",
+    "with a city in the background",
+    "with a mountain in the background",
+    "with a blue house in the background",
+    "on top of a purple rug in a forest",
+)
+_OBJECT = (
+    "with a wheat field in the background",
+    "with a tree and autumn leaves in the background",
+    "with the Eiffel Tower in the background",
+    "floating on top of water",
+    "floating in an ocean of milk",
+    "on top of green grass with sunflowers around it",
+    "on top of a mirror",
+    "on top of the sidewalk in a crowded street",
+    "on top of a dirt road",
+    "on top of a white rug",
+)
+_LIVE = (
+    "wearing a red hat",
+    "wearing a santa hat",
+    "wearing a rainbow scarf",
+    "wearing a black top hat and a monocle",
+    "in a chef outfit",
+    "in a firefighter outfit",
+    "in a police outfit",
+    "wearing pink glasses",
+    "wearing a yellow shirt",
+    "in a purple wizard outfit",
+)
+_STYLE = (
+    "a red {subject} {class}",
+    "a purple {subject} {class}",
+    "a shiny {subject} {class}",
+    "a wet {subject} {class}",
+    "a cube shaped {subject} {class}",
+)
 DREAMBENCH_PROMPTS = {
     "objects": [f"a {{subject}} {{class}} {c}" for c in _SHARED + _OBJECT] + list(_STYLE),
     "live subjects": [f"a {{subject}} {{class}} {c}" for c in _SHARED + _LIVE] + list(_STYLE),
@@ -51,7 +83,7 @@ class Actions:
         name = self.limits.check_upload(filename, declared, count)
         folder.mkdir(exist_ok=True)
         target, n = folder / name, 1
-        while target.exists():                       # never overwrite an earlier upload
+        while target.exists():  # never overwrite an earlier upload
             target, n = folder / f"{Path(name).stem}-{n}{Path(name).suffix}", n + 1
         with atomic_file(target) as temp:
             temp.write_bytes(body)
@@ -63,7 +95,9 @@ class Actions:
         from dreamtune.miniature.demo import TRAIN_CONTEXTS
 
         if subject not in world.HELD_OUT:
-            raise UserError(f"{subject} is not a held-out subject of the miniature; choose one of {', '.join(world.HELD_OUT)}.")
+            raise UserError(
+                f"{subject} is not a held-out subject of the miniature; choose one of {', '.join(world.HELD_OUT)}."
+            )
         saved = []
         for index in range(count):
             image = world.render(world.Scene(subject, TRAIN_CONTEXTS[index % len(TRAIN_CONTEXTS)]), 50_000 + index)
@@ -97,9 +131,21 @@ class Actions:
         folder = self.root / PHOTOS / safe_name(name, "photo set name")
         report = read_report(folder)
         captions = prepared_records(folder)
-        return {"name": folder.name, "kept": report["kept"], "skipped": report["skipped"], "entries": report["entries"],
-                "images": [{"file": f"{PHOTOS}/{folder.name}/{c['file_name']}", "file_name": c["file_name"], "caption": c.get("text", ""),
-                            "source": c.get("source", "")} for c in captions]}
+        return {
+            "name": folder.name,
+            "kept": report["kept"],
+            "skipped": report["skipped"],
+            "entries": report["entries"],
+            "images": [
+                {
+                    "file": f"{PHOTOS}/{folder.name}/{c['file_name']}",
+                    "file_name": c["file_name"],
+                    "caption": c.get("text", ""),
+                    "source": c.get("source", ""),
+                }
+                for c in captions
+            ],
+        }
 
     def photo_sets(self) -> list[str]:
         folder = self.root / PHOTOS
@@ -148,17 +194,27 @@ class Actions:
             raise UserError(f"a run named {name} already exists; pick another name, or resume it on the Runs page.")
         settings = form.overrides_from_form(recipe, request.get("settings", {}))
         chosen = form.check(recipe, settings)
-        subject_prompt = f"a {identifier} {noun}" if chosen.method.kind != "textual_inversion" else \
-            f"a {chosen.method.textual_inversion.placeholder_token} {noun}"
-        fixed = [f"model.pretrained={json.dumps(self.base_model(request.get('base_model', '')))}",
-                 f"data.instance_dir={json.dumps(str(photos))}", f"data.instance_prompt={json.dumps(subject_prompt)}",
-                 f"prior.class_prompt={json.dumps(f'a {noun}')}", f"train.output_dir={json.dumps(str(output))}"]
+        subject_prompt = (
+            f"a {identifier} {noun}"
+            if chosen.method.kind != "textual_inversion"
+            else f"a {chosen.method.textual_inversion.placeholder_token} {noun}"
+        )
+        fixed = [
+            f"model.pretrained={json.dumps(self.base_model(request.get('base_model', '')))}",
+            f"data.instance_dir={json.dumps(str(photos))}",
+            f"data.instance_prompt={json.dumps(subject_prompt)}",
+            f"prior.class_prompt={json.dumps(f'a {noun}')}",
+            f"train.output_dir={json.dumps(str(output))}",
+        ]
         if chosen.train.validate_every and not chosen.train.validation_prompts:
-            fixed.append("train.validation_prompts=" + json.dumps([f"{subject_prompt} on the beach", f"{subject_prompt} in the snow"]))
+            fixed.append(
+                "train.validation_prompts="
+                + json.dumps([f"{subject_prompt} on the beach", f"{subject_prompt} in the snow"])
+            )
         if chosen.monitor.every:
             fixed.append(f"monitor.identifier={json.dumps(subject_prompt.split()[1])}")
         overrides = [*settings, *fixed]
-        confine_config(form.check(recipe, overrides), self.root, self.access)   # the CLI's checks, then the UI's own
+        confine_config(form.check(recipe, overrides), self.root, self.access)  # the CLI's checks, then the UI's own
         claim_output_dir(output, "run folder")
         job = self.jobs.start("train", ["train", str(recipe), *overrides], output)
         return {"run": name, "job": job.id}
@@ -192,21 +248,43 @@ class Actions:
     def run(self, name: str) -> dict:
         folder = self.root / safe_name(name, "run name")
         job = self.jobs.latest_for(folder)
-        if job and job.running and not runs.is_run(folder):     # started a moment ago: its folder is not written yet
-            return {"name": folder.name, "status": "starting", "step": 0, "total": None, "eta_s": None, "curves": {}, "monitor": [],
-                    "checkpoints": [], "files": runs.files_of(folder, self.root), "error": "", "notice": "",
-                    "phase": self.jobs.progress(job.id), "log": self.jobs.output(job.id, 3000).strip().splitlines()[-8:]}
+        if job and job.running and not runs.is_run(folder):  # started a moment ago: its folder is not written yet
+            return {
+                "name": folder.name,
+                "status": "starting",
+                "step": 0,
+                "total": None,
+                "eta_s": None,
+                "curves": {},
+                "monitor": [],
+                "checkpoints": [],
+                "files": runs.files_of(folder, self.root),
+                "error": "",
+                "notice": "",
+                "phase": self.jobs.progress(job.id),
+                "log": self.jobs.output(job.id, 3000).strip().splitlines()[-8:],
+            }
         folder = self._run_folder(name)
         info = runs.describe(folder, self.root)
         info["error"] = self.jobs.error(job.id) if job else ""
         info["notice"] = ""
-        if job and job.exit_code in (128 + 15, 128 + 2) and info["status"] == "stopped":   # stopped on request: a pause, not a failure
-            said = [line[line.index("paused after"):] for line in self.jobs.output(job.id).splitlines() if "paused after" in line]
-            info["notice"] = (said[-1] if said else "paused").replace("continue with the same command and --resume latest", "Resume continues it")
+        if (
+            job and job.exit_code in (128 + 15, 128 + 2) and info["status"] == "stopped"
+        ):  # stopped on request: a pause, not a failure
+            said = [
+                line[line.index("paused after") :]
+                for line in self.jobs.output(job.id).splitlines()
+                if "paused after" in line
+            ]
+            info["notice"] = (said[-1] if said else "paused").replace(
+                "continue with the same command and --resume latest", "Resume continues it"
+            )
             info["error"], info["status"] = "", "paused"
         info["phase"] = self.jobs.progress(job.id) if job and job.running else None
         info["log"] = self.jobs.output(job.id, 3000).strip().splitlines()[-8:] if job else []
-        if info["status"] in ("incomplete", "stopped", "paused") and job and job.running:   # launched, not yet holding the run's lock
+        if (
+            info["status"] in ("incomplete", "stopped", "paused") and job and job.running
+        ):  # launched, not yet holding the run's lock
             info["status"], info["notice"] = "starting", ""
         return info
 
@@ -225,12 +303,23 @@ class Actions:
         if len(prompts) > 50:
             raise UserError(f"{len(prompts)} prompts at once is too many for one batch here; keep it to 50.")
         settings = json.loads((folder / "model" / "dreamtune.json").read_text(encoding="utf-8"))
-        words = (settings.get("instance_prompt") or "a sks").split()      # "a sks dog": identifier, class noun
+        words = (settings.get("instance_prompt") or "a sks").split()  # "a sks dog": identifier, class noun
         identifier = request.get("subject") or (words[1] if len(words) > 1 else "sks")
         noun = request.get("class_noun") or " ".join(words[2:])
-        common = ["--subject", identifier, "--class-noun", noun,
-                  "--images-per-prompt", str(int(request.get("images_per_prompt", 1))), "--seed", str(int(request.get("seed", 0))),
-                  "--guidance-scale", str(float(request.get("guidance_scale", 7.5))), "--steps", str(int(request.get("steps", 30)))]
+        common = [
+            "--subject",
+            identifier,
+            "--class-noun",
+            noun,
+            "--images-per-prompt",
+            str(int(request.get("images_per_prompt", 1))),
+            "--seed",
+            str(int(request.get("seed", 0))),
+            "--guidance-scale",
+            str(float(request.get("guidance_scale", 7.5))),
+            "--steps",
+            str(int(request.get("steps", 30))),
+        ]
         for prompt in prompts:
             common += ["--prompt", prompt]
         out = folder / "generations" / time.strftime("%Y%m%d-%H%M%S")
@@ -241,6 +330,7 @@ class Actions:
         def then_base(job):
             if job.exit_code == 0 and base and request.get("base", True):
                 self.jobs.start("generate", base, out / "base")
+
         job = self.jobs.start("generate", personalized, out / "personalized", on_exit=then_base)
         return {"generation": out.relative_to(self.root).as_posix(), "job": job.id}
 
@@ -249,7 +339,7 @@ class Actions:
 
         base = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))["model"]["pretrained"]
         blank = list(common)
-        blank[blank.index("--subject") + 1] = ""           # the base model has no identifier: "a dog on the beach"
+        blank[blank.index("--subject") + 1] = ""  # the base model has no identifier: "a dog on the beach"
         return ["generate", "--model", str(base), *blank, "--out", str(out / "base")]
 
     def generation(self, relative: str) -> dict:
@@ -260,8 +350,14 @@ class Actions:
         for side in ("personalized", "base"):
             record_path = out / side / "generations.json"
             job = self.jobs.latest_for(out / side)
-            entry = {"images": [], "prompts": [], "seeds": [], "error": self.jobs.error(job.id) if job else "",
-                     "running": bool(job and job.running), "progress": self.jobs.progress(job.id) if job and job.running else None}
+            entry = {
+                "images": [],
+                "prompts": [],
+                "seeds": [],
+                "error": self.jobs.error(job.id) if job else "",
+                "running": bool(job and job.running),
+                "progress": self.jobs.progress(job.id) if job and job.running else None,
+            }
             if record_path.is_file():
                 record = json.loads(record_path.read_text(encoding="utf-8"))
                 entry["images"] = [f"{relative}/{side}/{r['file']}" for r in record["images"]]

@@ -1,6 +1,7 @@
 """The training form: the settings people change, generated from the config dataclasses (type,
 choices, the recipe's value, the help comment in config.py) — no second copy of names or defaults —
 and the way back, from the submitted form to the CLI's dotted overrides."""
+
 from __future__ import annotations
 
 import json
@@ -15,24 +16,42 @@ from dreamtune.errors import UserError
 
 # what the form shows, in order; everything else stays as the recipe has it
 FORM_KEYS = (
-    "train.steps", "train.lr", "method.lora.rank", "method.lora.alpha", "train.batch_size", "data.resolution",
-    "prior.enabled", "prior.num_class_images", "prior.loss_weight", "train.seed", "train.mixed_precision",
-    "train.validate_every", "train.checkpoint_every", "monitor.every", "monitor.select_best",
+    "train.steps",
+    "train.lr",
+    "method.lora.rank",
+    "method.lora.alpha",
+    "train.batch_size",
+    "data.resolution",
+    "prior.enabled",
+    "prior.num_class_images",
+    "prior.loss_weight",
+    "train.seed",
+    "train.mixed_precision",
+    "train.validate_every",
+    "train.checkpoint_every",
+    "monitor.every",
+    "monitor.select_best",
 )
 
 
 @dataclass(frozen=True)
 class Field:
     key: str
-    kind: str                 # "int", "float", "bool", "choice", "text"
-    value: object             # the recipe's value
+    kind: str  # "int", "float", "bool", "choice", "text"
+    value: object  # the recipe's value
     help: str
     choices: tuple = ()
-    optional: bool = False    # may be left empty (None)
+    optional: bool = False  # may be left empty (None)
 
     def as_dict(self) -> dict:
-        return {"key": self.key, "kind": self.kind, "value": self.value, "help": self.help,
-                "choices": list(self.choices), "optional": self.optional}
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "value": self.value,
+            "help": self.help,
+            "choices": list(self.choices),
+            "optional": self.optional,
+        }
 
 
 def _kind(tp) -> tuple[str, tuple, bool]:
@@ -83,7 +102,9 @@ def _parse(field: Field, raw) -> object:
         if field.kind == "float":
             return float(text)
     except (TypeError, ValueError):
-        raise UserError(f"{field.key} got {raw!r}; it must be {'a whole number' if field.kind == 'int' else 'a number' if field.kind == 'float' else 'true or false'}.") from None
+        raise UserError(
+            f"{field.key} got {raw!r}; it must be {'a whole number' if field.kind == 'int' else 'a number' if field.kind == 'float' else 'true or false'}."
+        ) from None
     if field.kind == "choice" and text not in field.choices:
         raise UserError(f"{field.key} got {raw!r}; choose one of {', '.join(map(repr, field.choices))}.")
     return text

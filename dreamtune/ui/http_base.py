@@ -1,6 +1,7 @@
 """The HTTP plumbing under the UI's routes: a request handler that parses every request
 defensively (sizes checked before reading, bodies read against a deadline, every failure a status
 and one sentence, never a hang or a dropped connection), and the threaded server with optional TLS."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,9 @@ if TYPE_CHECKING:
     from dreamtune.ui.actions import Actions
 
 MAX_JSON = 2**20
-READ_TIMEOUT = 30                    # seconds of silence before a request is dropped (a stalled client holds no thread)
-MIN_RATE = 64 * 2**10                # bytes per second a body must arrive at, after READ_TIMEOUT of grace
+READ_TIMEOUT = 30  # seconds of silence before a request is dropped (a stalled client holds no thread)
+MIN_RATE = 64 * 2**10  # bytes per second a body must arrive at, after READ_TIMEOUT of grace
+
 
 class RequestProblem(Exception):
     """A request the server cannot take (bad framing, too slow): an HTTP status and one sentence."""
@@ -28,14 +30,14 @@ class RequestProblem(Exception):
 
 
 class SafeHandler(BaseHTTPRequestHandler):
-    timeout = READ_TIMEOUT            # the socket's: a request line or header that stalls ends the connection
+    timeout = READ_TIMEOUT  # the socket's: a request line or header that stalls ends the connection
 
     def setup(self) -> None:
         super().setup()
-        if hasattr(self.connection, "do_handshake"):      # TLS: the handshake runs here, in this request's thread
+        if hasattr(self.connection, "do_handshake"):  # TLS: the handshake runs here, in this request's thread
             self.connection.do_handshake()
 
-    def log_message(self, fmt, *args) -> None:   # quiet: the terminal shows the CLI jobs' progress, not every poll
+    def log_message(self, fmt, *args) -> None:  # quiet: the terminal shows the CLI jobs' progress, not every poll
         pass
 
     # ---- plumbing -----------------------------------------------------------------------------
@@ -45,7 +47,9 @@ class SafeHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'")
+        self.send_header(
+            "Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'"
+        )
         for key, value in (extra or {}).items():
             self.send_header(key, value)
         self.end_headers()
@@ -64,9 +68,13 @@ class SafeHandler(BaseHTTPRequestHandler):
             raise RequestProblem(411, "send the request with a Content-Length (this UI does not take chunked bodies).")
         declared = (self.headers.get("Content-Length") or "0").strip()
         if not declared.isdigit():
-            raise RequestProblem(400, f"the request's Content-Length {declared!r} is not a size in bytes; send it again from the page.")
+            raise RequestProblem(
+                400, f"the request's Content-Length {declared!r} is not a size in bytes; send it again from the page."
+            )
         if int(declared) > limit:
-            raise RequestProblem(413, f"the request is larger than {limit / 2**20:.0f} MB; send fewer prompts or captions at once.")
+            raise RequestProblem(
+                413, f"the request is larger than {limit / 2**20:.0f} MB; send fewer prompts or captions at once."
+            )
         return int(declared)
 
     def _body(self, length: int) -> bytes:
@@ -74,7 +82,9 @@ class SafeHandler(BaseHTTPRequestHandler):
         deadline = time.monotonic() + READ_TIMEOUT + length / MIN_RATE
         parts, have = [], 0
         while have < length:
-            chunk = self.rfile.read1(min(length - have, 2**16))    # what has arrived, up to 64 KB: the deadline is checked between
+            chunk = self.rfile.read1(
+                min(length - have, 2**16)
+            )  # what has arrived, up to 64 KB: the deadline is checked between
             if not chunk:
                 raise RequestProblem(400, "the request ended before its body did; send it again.")
             parts.append(chunk)
@@ -88,7 +98,7 @@ class SafeHandler(BaseHTTPRequestHandler):
         try:
             work()
         except UserError as exc:
-            self.close_connection = True           # an unread body must not be taken for the next request
+            self.close_connection = True  # an unread body must not be taken for the next request
             self._error(str(exc))
         except RequestProblem as exc:
             self.close_connection = True
@@ -99,7 +109,7 @@ class SafeHandler(BaseHTTPRequestHandler):
                 self._error("the request stalled; send it again.", 408)
             except OSError:
                 pass
-        except Exception:                          # a bug: say so, keep serving
+        except Exception:  # a bug: say so, keep serving
             traceback.print_exc(file=sys.stderr)
             self.close_connection = True
             self._error("the UI hit an internal error; its terminal shows the details (please report them).", 500)
@@ -107,9 +117,9 @@ class SafeHandler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 64           # the listen backlog (5 by default: a burst of clients waited seconds for a SYN retry)
+    request_queue_size = 64  # the listen backlog (5 by default: a burst of clients waited seconds for a SYN retry)
     actions: Actions
-    url: str                          # the link to open: address, port and this launch's token
+    url: str  # the link to open: address, port and this launch's token
 
     def handle_error(self, request, client_address) -> None:
         """A client that vanished, stalled or failed the TLS handshake is routine; anything else is printed."""
@@ -127,6 +137,8 @@ def tls_context(certfile: str, keyfile: str):
     try:
         context.load_cert_chain(certfile, keyfile or None)
     except (OSError, ssl.SSLError) as exc:
-        raise UserError(f"cannot use the certificate {certfile} (key {keyfile or 'inside it'}): {getattr(exc, 'strerror', None) or exc}; "
-                        "pass a PEM certificate and its private key.") from None
+        raise UserError(
+            f"cannot use the certificate {certfile} (key {keyfile or 'inside it'}): {getattr(exc, 'strerror', None) or exc}; "
+            "pass a PEM certificate and its private key."
+        ) from None
     return context

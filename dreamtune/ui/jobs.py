@@ -1,6 +1,7 @@
 """The UI's work runs as CLI subprocesses (``python -m dreamtune.cli ...``): a crash or a stop never
 takes the UI down, and resuming is the CLI's own ``--resume latest``. Each job leaves a record and
 its output under ``<runs>/.ui-jobs/`` so that a restarted UI still knows its runs."""
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,9 @@ TQDM = re.compile(r"(?:(\w[\w ]*): +)?\d+%\|[^|\r\n]*\| *(\d+)/(\d+) \[[^\]<]*<(
 @dataclass
 class Job:
     id: str
-    kind: str                      # prepare, train, resume, generate
+    kind: str  # prepare, train, resume, generate
     argv: list[str]
-    target: str                    # the folder it writes (a run, a prepared folder, a generation)
+    target: str  # the folder it writes (a run, a prepared folder, a generation)
     started: float = field(default_factory=time.time)
     pid: int | None = None
     ended: float | None = None
@@ -68,9 +69,10 @@ class JobManager:
         job = Job(self._new_id(kind), kind, _cli(*arguments), str(target))
         log = open(self.log_path(job.id), "w", encoding="utf-8")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.setdefault("DREAMTUNE_CACHE", str(self.folder.parent / ".cache"))   # the UI writes only under --runs
-        process = subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                   start_new_session=True)
+        env.setdefault("DREAMTUNE_CACHE", str(self.folder.parent / ".cache"))  # the UI writes only under --runs
+        process = subprocess.Popen(
+            job.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
         log.close()
         job.pid = process.pid
         self.processes[job.id] = process
@@ -99,7 +101,7 @@ class JobManager:
             return None
         job = Job(**json.loads(path.read_text(encoding="utf-8")))
         if job.ended is None and job.id not in self.processes and not process_alive(job.pid):
-            job.ended, job.exit_code = time.time(), -1     # its UI died with it; the run's own files tell the rest
+            job.ended, job.exit_code = time.time(), -1  # its UI died with it; the run's own files tell the rest
         return job
 
     def jobs(self) -> list[Job]:
@@ -169,4 +171,3 @@ def _seconds(clock: str) -> int | None:
     for part in clock.split(":"):
         seconds = seconds * 60 + int(part)
     return seconds
-

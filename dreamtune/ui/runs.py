@@ -1,6 +1,7 @@
 """What the UI knows about a run, read from its folder only (the CLI's files: ``config.yaml``,
 ``metrics.jsonl``, ``.lock``, ``checkpoint-*``, ``validation/``, ``monitor.jsonl``, ``model/``,
 ``report.html``), so runs started from the CLI show up too."""
+
 from __future__ import annotations
 
 import json
@@ -173,7 +174,14 @@ def discover(runs: Path) -> list[dict]:
     for folder in Path(runs).iterdir():
         if folder.is_dir() and not folder.is_symlink() and not folder.name.startswith(".") and is_run(folder):
             records = read_metrics(folder)
-            found.append({"name": folder.name, "status": run_status(folder), "step": records[-1]["step"] if records else 0,
-                          "total": total_steps(folder), "modified": folder.stat().st_mtime,
-                          "has_report": (folder / "report.html").is_file()})
+            found.append(
+                {
+                    "name": folder.name,
+                    "status": run_status(folder),
+                    "step": records[-1]["step"] if records else 0,
+                    "total": total_steps(folder),
+                    "modified": folder.stat().st_mtime,
+                    "has_report": (folder / "report.html").is_file(),
+                }
+            )
     return sorted(found, key=lambda r: -r["modified"])

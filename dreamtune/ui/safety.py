@@ -1,5 +1,6 @@
 """What the UI may touch: names it makes folders from, paths it serves, uploads it accepts, and
 who may talk to it. Every refusal is one sentence naming the thing and the fix."""
+
 from __future__ import annotations
 
 import base64
@@ -45,16 +46,22 @@ class Limits:
         name = safe_name(Path(filename).name, "file name")
         suffix = Path(name).suffix.lower()
         if suffix not in UPLOAD_SUFFIXES:
-            raise UserError(f"{filename} is not an image this UI accepts ({', '.join(sorted(UPLOAD_SUFFIXES))}); "
-                            "convert it to PNG or JPEG and upload it again.")
+            raise UserError(
+                f"{filename} is not an image this UI accepts ({', '.join(sorted(UPLOAD_SUFFIXES))}); "
+                "convert it to PNG or JPEG and upload it again."
+            )
         if size is None:
             raise UserError(f"{filename} came without its size (Content-Length); upload it again from the page.")
         if size > self.max_file_mb * 2**20:
-            raise UserError(f"{filename} is {size / 2**20:.1f} MB, over the {self.max_file_mb:g} MB limit of one upload; "
-                            "resize it (2048 px is plenty) or start the UI with a larger --max-upload-mb.")
+            raise UserError(
+                f"{filename} is {size / 2**20:.1f} MB, over the {self.max_file_mb:g} MB limit of one upload; "
+                "resize it (2048 px is plenty) or start the UI with a larger --max-upload-mb."
+            )
         if count_before >= self.max_files:
-            raise UserError(f"this photo set already holds {self.max_files} files, the limit; start a new set "
-                            "or start the UI with a larger --max-files.")
+            raise UserError(
+                f"this photo set already holds {self.max_files} files, the limit; start a new set "
+                "or start the UI with a larger --max-files."
+            )
         return name
 
 
@@ -86,16 +93,19 @@ class Access:
     at this machine: bound to loopback). Every request must carry this launch's token (as notebook
     servers do: in the printed link, then a cookie), so no other user of the machine can drive the
     UI with its owner's rights; ``auth`` adds a login for a UI shared over the network."""
+
     host: str
     port: int
-    auth: str = ""                   # "user:pass" (required off loopback)
+    auth: str = ""  # "user:pass" (required off loopback)
     token: str = field(default_factory=new_token)
-    tls: bool = False                # served over HTTPS (--certfile / --keyfile)
+    tls: bool = False  # served over HTTPS (--certfile / --keyfile)
 
     def __post_init__(self):
         if not is_loopback(self.host) and not self.auth:
-            raise UserError(f"--host {self.host} lets other machines reach the UI and start jobs on this one; "
-                            "add --auth user:pass, or leave --host at 127.0.0.1.")
+            raise UserError(
+                f"--host {self.host} lets other machines reach the UI and start jobs on this one; "
+                "add --auth user:pass, or leave --host at 127.0.0.1."
+            )
         if self.auth and ":" not in self.auth:
             raise UserError("--auth must be user:pass (a colon between them).")
 
@@ -116,7 +126,7 @@ class Access:
 
     @property
     def cookie_name(self) -> str:
-        return f"dreamtune-token-{self.port}"       # cookies ignore ports: one UI's cookie per port
+        return f"dreamtune-token-{self.port}"  # cookies ignore ports: one UI's cookie per port
 
     def token_ok(self, given: str | None) -> bool:
         return bool(given) and hmac.compare_digest(str(given).encode(), self.token.encode())
@@ -149,8 +159,10 @@ class Access:
     def local_path(self, text: str, what: str) -> Path:
         """A path outside the runs folder typed by the user (photos, a base model): only on loopback."""
         if not self.local:
-            raise UserError(f"{what} names a path on the server; a UI reachable from other machines takes uploads and "
-                            "the runs folder only — start it on 127.0.0.1 to use local paths.")
+            raise UserError(
+                f"{what} names a path on the server; a UI reachable from other machines takes uploads and "
+                "the runs folder only — start it on 127.0.0.1 to use local paths."
+            )
         path = Path(text).expanduser()
         if not path.exists():
             raise UserError(f"{what} {path} does not exist; check the path.")
@@ -160,8 +172,16 @@ class Access:
 # config keys that name places on disk: the UI writes only under --runs, and (off loopback) reads
 # only there too; tests/unit/test_ui.py checks every key still exists in config.py
 WRITTEN_PATHS = ("train.output_dir", "prior.class_dir", "data.cache_dir")
-READ_PATHS = ("model.pretrained", "model.config", "data.instance_dir", "method.lora.init_from", "monitor.clip",
-              "adversarial.features", "rl.clip", "rl.print_profile")
+READ_PATHS = (
+    "model.pretrained",
+    "model.config",
+    "data.instance_dir",
+    "method.lora.init_from",
+    "monitor.clip",
+    "adversarial.features",
+    "rl.clip",
+    "rl.print_profile",
+)
 
 
 def ui_recipe(root: Path, text: str) -> Path:
@@ -177,8 +197,10 @@ def ui_recipe(root: Path, text: str) -> Path:
     given = Path(text) if text and "\x00" not in text else None
     path = (given if given.is_absolute() else root / given).resolve() if given else None
     if path is None or not path.is_relative_to(root) or path.suffix not in (".yaml", ".yml") or not path.is_file():
-        raise UserError(f"recipe {text!r} is neither a shipped recipe ({', '.join(shipped[:3])}, ...) nor a .yaml file under {root}; "
-                        "pick one from the list.")
+        raise UserError(
+            f"recipe {text!r} is neither a shipped recipe ({', '.join(shipped[:3])}, ...) nor a .yaml file under {root}; "
+            "pick one from the list."
+        )
     return path
 
 
@@ -195,8 +217,12 @@ def confine_config(cfg, root: Path, access: Access) -> None:
     root = Path(root).resolve()
     for key in WRITTEN_PATHS + (() if access.local else READ_PATHS):
         value = _setting(cfg, key)
-        if not value or (key in READ_PATHS and not Path(value).expanduser().exists() and ("/" not in value or HUB_ID.match(value))):
-            continue            # empty, a hub id or a built-in name ("miniature"): not a place on this disk
+        if not value or (
+            key in READ_PATHS and not Path(value).expanduser().exists() and ("/" not in value or HUB_ID.match(value))
+        ):
+            continue  # empty, a hub id or a built-in name ("miniature"): not a place on this disk
         if "\x00" in value or not Path(value).expanduser().resolve().is_relative_to(root):
-            raise UserError(f"the recipe sets {key} to {value}, outside the runs folder {root}; the UI "
-                            f"{'writes' if key in WRITTEN_PATHS else 'reads'} only there — remove that setting or point it inside {root}.")
+            raise UserError(
+                f"the recipe sets {key} to {value}, outside the runs folder {root}; the UI "
+                f"{'writes' if key in WRITTEN_PATHS else 'reads'} only there — remove that setting or point it inside {root}."
+            )

@@ -1,5 +1,6 @@
 """``dreamtune ui``: a small HTTP server (standard library only) for the page in ``static/`` and the
 JSON API behind it. Nothing else in dreamtune imports this package."""
+
 from __future__ import annotations
 
 import json
@@ -15,20 +16,28 @@ from dreamtune.ui.http_base import MAX_JSON, SafeHandler, Server, tls_context
 from dreamtune.ui.safety import Access, Limits, inside, ui_recipe
 
 STATIC = Path(__file__).parent / "static"
-CSRF_HEADER = "X-Dreamtune"          # a cross-site page cannot send it without a CORS preflight, which we never answer
+CSRF_HEADER = "X-Dreamtune"  # a cross-site page cannot send it without a CORS preflight, which we never answer
 PAGES = ("/", "/index.html")
-NO_TOKEN = ("<!doctype html><title>dreamtune</title><p>This page needs the link printed in the terminal where "
-            "<code>dreamtune ui</code> started (it carries this launch's token, which keeps other users of the machine out).")
+NO_TOKEN = (
+    "<!doctype html><title>dreamtune</title><p>This page needs the link printed in the terminal where "
+    "<code>dreamtune ui</code> started (it carries this launch's token, which keeps other users of the machine out)."
+)
 
 
 def _info(actions: Actions) -> dict:
     from dreamtune.miniature import world
     from dreamtune.recipes import recipe_names
 
-    return {"runs": str(actions.root), "local": actions.access.local, "recipes": [n for n in recipe_names() if "/" not in n],   # not the miniature's pretraining stages
-            "subjects": list(world.HELD_OUT), "prompts": DREAMBENCH_PROMPTS, "photo_sets": actions.photo_sets(),
-            "miniature_contexts": [c.replace("_", " ") for c in world.CONTEXTS],
-            "limits": {"max_file_mb": actions.limits.max_file_mb, "max_files": actions.limits.max_files}}
+    return {
+        "runs": str(actions.root),
+        "local": actions.access.local,
+        "recipes": [n for n in recipe_names() if "/" not in n],  # not the miniature's pretraining stages
+        "subjects": list(world.HELD_OUT),
+        "prompts": DREAMBENCH_PROMPTS,
+        "photo_sets": actions.photo_sets(),
+        "miniature_contexts": [c.replace("_", " ") for c in world.CONTEXTS],
+        "limits": {"max_file_mb": actions.limits.max_file_mb, "max_files": actions.limits.max_files},
+    }
 
 
 def _form(actions: Actions, query: dict) -> list[dict]:
@@ -38,7 +47,7 @@ def _form(actions: Actions, query: dict) -> list[dict]:
 
 
 class Handler(SafeHandler):
-    actions: Actions                  # set on the subclass serve() makes
+    actions: Actions  # set on the subclass serve() makes
     server_version = "dreamtune-ui"
 
     def _gate(self, path: str, query: dict) -> bool:
@@ -54,11 +63,19 @@ class Handler(SafeHandler):
             if path in PAGES:
                 self._send(403, NO_TOKEN.encode(), "text/html; charset=utf-8")
             else:
-                self._error("this request lacks the UI's token; open the link printed in the terminal where dreamtune ui started.", 403)
+                self._error(
+                    "this request lacks the UI's token; open the link printed in the terminal where dreamtune ui started.",
+                    403,
+                )
             return False
-        if "token" in query and self.command in ("GET", "HEAD"):   # the printed link: keep the token in a cookie, drop it from the address
+        if "token" in query and self.command in (
+            "GET",
+            "HEAD",
+        ):  # the printed link: keep the token in a cookie, drop it from the address
             rest = urlencode({k: v for k, v in query.items() if k != "token"})
-            self._send(303, b"", "text/plain", {"Location": path + (f"?{rest}" if rest else ""), "Set-Cookie": access.cookie()})
+            self._send(
+                303, b"", "text/plain", {"Location": path + (f"?{rest}" if rest else ""), "Set-Cookie": access.cookie()}
+            )
             return False
         return True
 
@@ -81,11 +98,11 @@ class Handler(SafeHandler):
         if path in PAGES:
             self._send(200, (STATIC / "index.html").read_bytes(), "text/html; charset=utf-8")
         elif path.startswith("/static/"):
-            self._static(path[len("/static/"):])
-        elif path == "/favicon.ico":                     # what browsers ask for before reading the page's <link>
+            self._static(path[len("/static/") :])
+        elif path == "/favicon.ico":  # what browsers ask for before reading the page's <link>
             self._static("favicon.svg")
         elif path.startswith("/files/"):
-            self._file(unquote(path[len("/files/"):]), "download" in query)
+            self._file(unquote(path[len("/files/") :]), "download" in query)
         elif path.startswith("/api/"):
             self._json(self._get_api(path[5:], query))
         else:
@@ -93,8 +110,14 @@ class Handler(SafeHandler):
 
     def _get_api(self, name: str, query: dict):
         a = self.actions
-        routes = {"info": lambda: _info(a), "form": lambda: _form(a, query), "runs": a.list_runs, "run": lambda: a.run(query.get("name", "")),
-                  "photos": lambda: a.photo_set(query.get("set", "")), "generation": lambda: a.generation(query.get("path", ""))}
+        routes = {
+            "info": lambda: _info(a),
+            "form": lambda: _form(a, query),
+            "runs": a.list_runs,
+            "run": lambda: a.run(query.get("name", "")),
+            "photos": lambda: a.photo_set(query.get("set", "")),
+            "generation": lambda: a.generation(query.get("path", "")),
+        }
         if name not in routes:
             raise UserError(f"/api/{name} is not part of this UI's API.")
         return routes[name]()
@@ -105,7 +128,11 @@ class Handler(SafeHandler):
             self._error(f"{name} is not a file of this UI.", 404)
             return
         kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        self._send(200, path.read_bytes(), kind + ("; charset=utf-8" if kind.startswith("text/") or kind.endswith("javascript") else ""))
+        self._send(
+            200,
+            path.read_bytes(),
+            kind + ("; charset=utf-8" if kind.startswith("text/") or kind.endswith("javascript") else ""),
+        )
 
     def _file(self, relative: str, download: bool) -> None:
         path = inside(self.actions.root, relative)
@@ -132,7 +159,7 @@ class Handler(SafeHandler):
             declared = self.headers.get("Content-Length")
             size = int(declared) if declared and declared.strip().isdigit() else None
             filename = unquote(self.headers.get("X-File-Name", "") or query.get("name", ""))
-            self.actions.limits.check_upload(filename, size, 0)   # refuse before reading a huge body
+            self.actions.limits.check_upload(filename, size, 0)  # refuse before reading a huge body
             body = self._body(self._length(int(self.actions.limits.max_file_mb * 2**20)))
             self._json(self.actions.upload(query.get("set", ""), filename, body, size))
             return
@@ -142,13 +169,15 @@ class Handler(SafeHandler):
             raise UserError("the request is not valid JSON; reload the page.") from None
         if not isinstance(request, dict):
             raise UserError("the request is not a JSON object; reload the page.")
-        self._json(self._post_api(path[len("/api/"):], request))
+        self._json(self._post_api(path[len("/api/") :], request))
 
     def _post_api(self, name: str, r: dict):
         a = self.actions
         routes = {
             "sample": lambda: a.sample_photos(r.get("set", ""), r.get("subject", "")),
-            "prepare": lambda: a.prepare(r.get("set", ""), r.get("instance_prompt", ""), int(r.get("resolution") or 512), r.get("folder", "")),
+            "prepare": lambda: a.prepare(
+                r.get("set", ""), r.get("instance_prompt", ""), int(r.get("resolution") or 512), r.get("folder", "")
+            ),
             "captions": lambda: a.edit_captions(r.get("set", ""), r.get("captions", {})),
             "train": lambda: a.train(r),
             "stop": lambda: a.stop(r.get("run", "")),
@@ -160,8 +189,16 @@ class Handler(SafeHandler):
         return routes[name]()
 
 
-def make_server(runs: Path, host: str = "127.0.0.1", port: int = 7860, auth: str = "", limits: Limits | None = None,
-                token: str | None = None, certfile: str = "", keyfile: str = "") -> Server:
+def make_server(
+    runs: Path,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    auth: str = "",
+    limits: Limits | None = None,
+    token: str | None = None,
+    certfile: str = "",
+    keyfile: str = "",
+) -> Server:
     """The UI's server, bound and ready (``server.url`` is the link to open); nothing is served yet."""
     import socket
 
@@ -183,18 +220,28 @@ def make_server(runs: Path, host: str = "127.0.0.1", port: int = 7860, auth: str
     return server
 
 
-def serve(runs: Path, host: str, port: int, auth: str, limits: Limits, ready=None, certfile: str = "", keyfile: str = "") -> None:
+def serve(
+    runs: Path, host: str, port: int, auth: str, limits: Limits, ready=None, certfile: str = "", keyfile: str = ""
+) -> None:
     import signal
 
     def interrupt(number, frame):
         raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, interrupt)   # stopped like Ctrl-C: its runs checkpoint and stop (resume them later)
+
+    signal.signal(signal.SIGTERM, interrupt)  # stopped like Ctrl-C: its runs checkpoint and stop (resume them later)
     server = make_server(runs, host, port, auth, limits, certfile=certfile, keyfile=keyfile)
-    print(f"dreamtune UI on {server.url}\n  (open that link: its token keeps other users of this machine out; runs in "
-          f"{server.actions.root}; Ctrl-C stops it)", flush=True)
+    print(
+        f"dreamtune UI on {server.url}\n  (open that link: its token keeps other users of this machine out; runs in "
+        f"{server.actions.root}; Ctrl-C stops it)",
+        flush=True,
+    )
     if not server.actions.access.local and not certfile:
-        print("warning: the UI is reachable from other machines over plain HTTP, so the login and the token cross the network "
-              "unencrypted; pass --certfile and --keyfile, or serve it behind a TLS reverse proxy (docs/ui.md).", file=sys.stderr, flush=True)
+        print(
+            "warning: the UI is reachable from other machines over plain HTTP, so the login and the token cross the network "
+            "unencrypted; pass --certfile and --keyfile, or serve it behind a TLS reverse proxy (docs/ui.md).",
+            file=sys.stderr,
+            flush=True,
+        )
     if ready:
         ready(server)
     try:
@@ -206,8 +253,16 @@ def serve(runs: Path, host: str, port: int, auth: str, limits: Limits, ready=Non
         server.server_close()
 
 
-def serve_in_thread(runs: Path, host: str = "127.0.0.1", port: int = 0, auth: str = "", limits: Limits | None = None,
-                    token: str | None = None, certfile: str = "", keyfile: str = "") -> Server:
+def serve_in_thread(
+    runs: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    auth: str = "",
+    limits: Limits | None = None,
+    token: str | None = None,
+    certfile: str = "",
+    keyfile: str = "",
+) -> Server:
     """For tests: a server on a free port in a daemon thread; returns it (``server.shutdown()`` stops it)."""
     server = make_server(runs, host, port, auth, limits, token, certfile, keyfile)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -5,6 +5,7 @@ ground-truth ceiling row. Prints a markdown table and writes OUT/ablation.{json,
     python experiments/adversarial-ablation/adversarial_ablation.py [--out runs/adversarial] [--subjects dog3,backpack3]
         [--weights 0.02,0.05,0.2] [--seeds 2] [--stability-seeds 1,2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,13 +32,29 @@ def stability(out: Path, subject_photos: Path, seeds: list[int], weight: float) 
 
     rows = []
     for seed in seeds:
-        run = train(config.load(RECIPE, [f"data.instance_dir={subject_photos}", f"adversarial.weight={weight}",
-                                         f"train.seed={seed}", f"train.output_dir={out / f'stability-seed{seed}'}",
-                                         f"prior.class_dir={out / 'class_images' / 'dog'}"]), show_progress=False)
+        run = train(
+            config.load(
+                RECIPE,
+                [
+                    f"data.instance_dir={subject_photos}",
+                    f"adversarial.weight={weight}",
+                    f"train.seed={seed}",
+                    f"train.output_dir={out / f'stability-seed{seed}'}",
+                    f"prior.class_dir={out / 'class_images' / 'dog'}",
+                ],
+            ),
+            show_progress=False,
+        )
         tail = run.history[-50:]
-        rows.append({"seed": seed, "steps": run.state.step, "finite": all(r["loss"] == r["loss"] for r in run.history),
-                     "d_accuracy_last50": sum(r["adv/d_accuracy"] for r in tail) / len(tail),
-                     "d_loss_last50": sum(r["adv/d_loss"] for r in tail) / len(tail)})
+        rows.append(
+            {
+                "seed": seed,
+                "steps": run.state.step,
+                "finite": all(r["loss"] == r["loss"] for r in run.history),
+                "d_accuracy_last50": sum(r["adv/d_accuracy"] for r in tail) / len(tail),
+                "d_loss_last50": sum(r["adv/d_loss"] for r in tail) / len(tail),
+            }
+        )
     return rows
 
 
@@ -54,8 +71,14 @@ def main() -> None:
     methods = {"lora + prior": (RECIPE, ("adversarial.weight=0",))}
     methods.update({f"+ adversarial {w}": (RECIPE, (f"adversarial.weight={w}",)) for w in args.weights.split(",")})
     methods["ceiling (ground truth)"] = (CEILING, ())
-    common = BenchSettings(recipe=None, base_model=str(MODEL_DIR), subjects=tuple(args.subjects.split(",")), seeds=args.seeds,
-                           sample_steps=25, guidance_scale=4.0)
+    common = BenchSettings(
+        recipe=None,
+        base_model=str(MODEL_DIR),
+        subjects=tuple(args.subjects.split(",")),
+        seeds=args.seeds,
+        sample_steps=25,
+        guidance_scale=4.0,
+    )
     result = compare(bench, common, load_features(model_dir=MODEL_DIR), out, methods=methods)
     seeds = [int(s) for s in args.stability_seeds.split(",") if s]
     if seeds:
@@ -63,8 +86,10 @@ def main() -> None:
     (out / "ablation.json").write_text(json.dumps(result, indent=1))
     print(comparison_markdown(result))
     for row in result.get("stability", []):
-        print(f"stability seed {row['seed']}: {row['steps']} steps, finite={row['finite']}, "
-              f"D accuracy (last 50) {row['d_accuracy_last50']:.3f}, D loss {row['d_loss_last50']:.3f}")
+        print(
+            f"stability seed {row['seed']}: {row['steps']} steps, finite={row['finite']}, "
+            f"D accuracy (last 50) {row['d_accuracy_last50']:.3f}, D loss {row['d_loss_last50']:.3f}"
+        )
 
 
 if __name__ == "__main__":

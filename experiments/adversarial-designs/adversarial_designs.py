@@ -10,6 +10,7 @@ accuracy over training.
 
     python experiments/adversarial-designs/adversarial_designs.py [--root runs/issue15] [--methods a,b,c] [--seeds 1,2] [--plot experiments/adversarial-designs/adversarial_designs.png]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,9 @@ def figures(folder: Path, subject: str, truth_energy: dict, proof) -> dict:
     record = json.loads((folder / "personalized" / "generations.json").read_text())
     images = [Image.open(folder / "personalized" / r["file"]).convert("RGB") for r in record["images"]]
     if subject not in truth_energy:
-        truth_energy[subject] = laplacian([world.render(world.Scene(subject, c), 90_000 + s) for c in EVAL_CONTEXTS for s in range(2)])
+        truth_energy[subject] = laplacian(
+            [world.render(world.Scene(subject, c), 90_000 + s) for c in EVAL_CONTEXTS for s in range(2)]
+        )
     with torch.no_grad():
         printed = float(proof(_pixels(images), [], {}).mean())
     return {**row(metrics), "sharpness": laplacian(images) / truth_energy[subject], "print": printed}
@@ -60,7 +63,10 @@ def accuracy_curve(folder: Path) -> list[float]:
     if prefix is None:
         return []
     # a step where nothing was judged (every t < min_timestep) has no accuracy (older runs logged 0 with d_loss 0)
-    return [r[f"{prefix}d_accuracy"] if r.get(f"{prefix}d_loss") and f"{prefix}d_accuracy" in r else float("nan") for r in records]
+    return [
+        r[f"{prefix}d_accuracy"] if r.get(f"{prefix}d_loss") and f"{prefix}d_accuracy" in r else float("nan")
+        for r in records
+    ]
 
 
 def main() -> None:
@@ -81,12 +87,18 @@ def main() -> None:
         results[method] = {}
         for folder in sorted((root / method).glob("*-s*")):
             subject, seed = folder.name.rsplit("-s", 1)
-            if subject in subject_split.TEST and (folder / "metrics.json").is_file() and (seeds is None or seed in seeds):
+            if (
+                subject in subject_split.TEST
+                and (folder / "metrics.json").is_file()
+                and (seeds is None or seed in seeds)
+            ):
                 results[method][subject, seed] = figures(folder, subject, truth_energy, proof)
                 if config.load(folder / "run" / "config.yaml").adversarial.weight:
                     curves.setdefault(method, []).append(accuracy_curve(folder))
     base = results[methods[0]]
-    print(f"| method | runs | {' | '.join(KEYS)} | " + " | ".join(f"Δ {k} vs {methods[0]} (paired)" for k in KEYS) + " |")
+    print(
+        f"| method | runs | {' | '.join(KEYS)} | " + " | ".join(f"Δ {k} vs {methods[0]} (paired)" for k in KEYS) + " |"
+    )
     print("|---|---|" + "---|" * (2 * len(KEYS)))
     summary = {}
     for method in methods:
@@ -94,10 +106,19 @@ def main() -> None:
         cells = [mean_se([r[k] for r in runs.values()]) for k in KEYS]
         pairs = [key for key in runs if key in base]
         deltas = [mean_se([runs[p][k] - base[p][k] for p in pairs]) for k in KEYS]
-        summary[method] = {"runs": len(runs), "paired": len(pairs), **{k: c[:2] for k, c in zip(KEYS, cells)},
-                           **{f"delta_{k}": d[:2] for k, d in zip(KEYS, deltas)}}
-        print(f"| {method} | {len(runs)} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s, _ in cells) + " | "
-              + " | ".join(f"{m:+.3f} ± {s:.3f} ({n})" for m, s, n in deltas) + " |")
+        summary[method] = {
+            "runs": len(runs),
+            "paired": len(pairs),
+            **{k: c[:2] for k, c in zip(KEYS, cells)},
+            **{f"delta_{k}": d[:2] for k, d in zip(KEYS, deltas)},
+        }
+        print(
+            f"| {method} | {len(runs)} | "
+            + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s, _ in cells)
+            + " | "
+            + " | ".join(f"{m:+.3f} ± {s:.3f} ({n})" for m, s, n in deltas)
+            + " |"
+        )
     (root / "designs.json").write_text(json.dumps(summary, indent=1))
     if args.plot and curves:
         from dreamtune.evaluation.plots import line_plot
@@ -105,13 +126,16 @@ def main() -> None:
         series = {}
         for method, runs in curves.items():
             length = min(len(c) for c in runs)
-            values = np.array([c[:length] for c in runs])           # (runs, steps), NaN where nothing was judged
-            window = [values[:, max(0, i - 24):i + 1] for i in range(length)]
-            mean = [float(np.nanmean(w)) for w in window]             # over runs and the last 25 steps
+            values = np.array([c[:length] for c in runs])  # (runs, steps), NaN where nothing was judged
+            window = [values[:, max(0, i - 24) : i + 1] for i in range(length)]
+            mean = [float(np.nanmean(w)) for w in window]  # over runs and the last 25 steps
             series[f"{method} ({len(runs)} runs)"] = list(enumerate(mean, start=1))
         series["chance"] = [(1, 0.5), (length, 0.5)]
-        line_plot(series, "discriminator accuracy during personalization (test half; mean over runs and 25 steps; x = step)",
-                  size=(720, 320)).save(args.plot)
+        line_plot(
+            series,
+            "discriminator accuracy during personalization (test half; mean over runs and 25 steps; x = step)",
+            size=(720, 320),
+        ).save(args.plot)
         print(f"wrote {args.plot}")
 
 

@@ -4,6 +4,7 @@ records and the step that ``monitor.select_best`` keeps.
 
     python experiments/monitor-overfitting/monitor_overfitting.py [--out runs/monitor-demo] [--steps 800] [--every 100]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,14 +34,28 @@ def main() -> None:
     out = Path(args.out)
     photos = photograph(args.subject, out / "photos")
     noun = "dog" if args.subject.startswith("dog") else args.subject.rstrip("0123456789").replace("_", " ")
-    cfg = config.load(RECIPE, [f"data.instance_dir={photos}", f"data.instance_prompt=a sks {noun}", f"prior.class_prompt=a {noun}",
-                               "prior.enabled=false", f"train.steps={args.steps}", f"train.lr={args.lr}",
-                               f"train.output_dir={out / 'run'}", f"monitor.every={args.every}", "monitor.guidance_scale=4.0",
-                               f"monitor.select_best={args.rule}", f"monitor.clip_t_floor={args.floor}"])
+    cfg = config.load(
+        RECIPE,
+        [
+            f"data.instance_dir={photos}",
+            f"data.instance_prompt=a sks {noun}",
+            f"prior.class_prompt=a {noun}",
+            "prior.enabled=false",
+            f"train.steps={args.steps}",
+            f"train.lr={args.lr}",
+            f"train.output_dir={out / 'run'}",
+            f"monitor.every={args.every}",
+            "monitor.guidance_scale=4.0",
+            f"monitor.select_best={args.rule}",
+            f"monitor.clip_t_floor={args.floor}",
+        ],
+    )
     result = train(cfg)
     for line in (out / "run" / "monitor" / "monitor.jsonl").read_text().splitlines():
         record = json.loads(line)
-        print(f"step {record['step']:5d}  clip_i {record['clip_i']:.4f}  clip_t {record['clip_t']:.4f}  pres {record['pres']:.4f}")
+        print(
+            f"step {record['step']:5d}  clip_i {record['clip_i']:.4f}  clip_t {record['clip_t']:.4f}  pres {record['pres']:.4f}"
+        )
     print("selected:", json.loads((result.model_dir / "dreamtune.json").read_text())["selected"])
     print(f"report: {out / 'run' / 'report.html'}")
 

@@ -16,6 +16,7 @@ moved, Laplacian energy ratio).
 reward alone from then on, fresh AdamW, no discriminator; ``sequential-reg0`` is its sequential
 twin (the LADD run, then DRaFT with the subject loss off, the tuning half's choice).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,11 +35,21 @@ from dreamtune.miniature.demo import EVAL_CONTEXTS  # noqa: E402
 from dreamtune.miniature.subject_runs import mean_se  # noqa: E402
 
 ANCHOR = "anchor: LoRA + prior + LADD, no reward"
-ARMS = {"sequential": "rl-draft-after-ladd/{run}/after",                 # then DRaFT, subject loss on
-        "one-run": "one-run/{run}/personalized",                         # DRaFT joins at 300, everything else keeps training
-        "sequential-reg0": "rl-draft-after-ladd-reg0/{run}/after",       # then DRaFT, subject loss off (the tuning half's choice)
-        "one-run-handover": "one-run-handover/{run}/personalized"}       # DRaFT takes over at 300 (rl.handover, subject loss off)
-FIGURES = ("reward_after", "identity_after", "context_after", "class_after", "colourfulness_ratio", "delta_e00_to_start", "laplacian_ratio")
+ARMS = {
+    "sequential": "rl-draft-after-ladd/{run}/after",  # then DRaFT, subject loss on
+    "one-run": "one-run/{run}/personalized",  # DRaFT joins at 300, everything else keeps training
+    "sequential-reg0": "rl-draft-after-ladd-reg0/{run}/after",  # then DRaFT, subject loss off (the tuning half's choice)
+    "one-run-handover": "one-run-handover/{run}/personalized",
+}  # DRaFT takes over at 300 (rl.handover, subject loss off)
+FIGURES = (
+    "reward_after",
+    "identity_after",
+    "context_after",
+    "class_after",
+    "colourfulness_ratio",
+    "delta_e00_to_start",
+    "laplacian_ratio",
+)
 
 
 def main() -> None:
@@ -46,7 +57,9 @@ def main() -> None:
     parser.add_argument("--subjects", default="boot3,glasses3")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", default=str(ROOT / "runs" / "issue15"))
-    parser.add_argument("--arms", default="sequential,one-run", help=f"compared beside the anchor, from {', '.join(ARMS)}")
+    parser.add_argument(
+        "--arms", default="sequential,one-run", help=f"compared beside the anchor, from {', '.join(ARMS)}"
+    )
     parser.add_argument("--sheet", default="", help="write a contact sheet here: the anchor and each arm per subject")
     args = parser.parse_args()
     root, cache = Path(args.root), {}
@@ -70,12 +83,25 @@ def main() -> None:
         for index, (arm, folder) in enumerate(arms.items()):
             images, _ = _images(folder)
             figures = score(anchor, images, subject, photos, cache)
-            if index == 0:    # the anchor scored against itself: its reward, the judge's verdicts on it
-                results[ANCHOR].append({"subject": subject, "colourfulness_ratio": 1.0, "delta_e00_to_start": 0.0, "laplacian_ratio": 1.0,
-                                        **{key.replace("_before", "_after"): value for key, value in figures.items() if key.endswith("_before")}})
+            if index == 0:  # the anchor scored against itself: its reward, the judge's verdicts on it
+                results[ANCHOR].append(
+                    {
+                        "subject": subject,
+                        "colourfulness_ratio": 1.0,
+                        "delta_e00_to_start": 0.0,
+                        "laplacian_ratio": 1.0,
+                        **{
+                            key.replace("_before", "_after"): value
+                            for key, value in figures.items()
+                            if key.endswith("_before")
+                        },
+                    }
+                )
             results[arm].append({"subject": subject, **figures})
             sheet_rows.append((subject, arm, images))
-            print(json.dumps({"subject": subject, "arm": arm, **{k: round(v, 4) for k, v in figures.items()}}), flush=True)
+            print(
+                json.dumps({"subject": subject, "arm": arm, **{k: round(v, 4) for k, v in figures.items()}}), flush=True
+            )
     print(f"\n| arm ({args.subjects}, seed {args.seed}) | " + " | ".join(FIGURES) + " |")
     print("|---|" + "---|" * len(FIGURES))
     for arm, runs in results.items():
@@ -91,7 +117,9 @@ def main() -> None:
                 images.append(row[2 * index])
                 captions.append(f"{subject} {label}" if index == 0 else context)
         title = f"one run vs sequential (seed {args.seed}): anchor, {', '.join(chosen)}"
-        print(f"wrote {save_png(contact_sheet(images, captions, columns=len(EVAL_CONTEXTS), cell=96, title=title), Path(args.sheet))}")
+        print(
+            f"wrote {save_png(contact_sheet(images, captions, columns=len(EVAL_CONTEXTS), cell=96, title=title), Path(args.sheet))}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """ObjectiveContract: every objective gives a finite scalar loss per optimizer, its gradients
 reach only trainable parameters, and a fixed seed gives the same result."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,7 +18,9 @@ from dreamtune.objectives.prior import PriorPreservation
 
 def _objective(tiny_models, family, kind, prior, tmp_path, photos, min_snr=None):
     extra = ["data.instance_prompt=a photo of <sks> dog"] if kind == "textual_inversion" else []
-    cfg = config.load(None, [f"model.pretrained={tiny_models[family]}", f"method.kind={kind}", "prior.class_prompt=a dog", *extra])
+    cfg = config.load(
+        None, [f"model.pretrained={tiny_models[family]}", f"method.kind={kind}", "prior.class_prompt=a dog", *extra]
+    )
     components = load_components(cfg.model)
     torch.manual_seed(0)
     parts = make_trainable(components, cfg)
@@ -31,8 +34,14 @@ def _objective(tiny_models, family, kind, prior, tmp_path, photos, min_snr=None)
     return objective, source, components
 
 
-CASES = [("sd1", "lora", False), ("sd1", "dreambooth", True), ("sd2-v", "lora", True), ("sdxl", "lora", True),
-         ("sd1", "textual_inversion", False), ("sdxl", "textual_inversion", True)]
+CASES = [
+    ("sd1", "lora", False),
+    ("sd1", "dreambooth", True),
+    ("sd2-v", "lora", True),
+    ("sdxl", "lora", True),
+    ("sd1", "textual_inversion", False),
+    ("sdxl", "textual_inversion", True),
+]
 
 
 class ObjectiveContract:

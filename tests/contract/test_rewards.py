@@ -1,6 +1,7 @@
 """Every reward honours one contract: (B,3,H,W) in [0,1] + prompts -> finite (B,) tensor, its
 parts are (B,) too, and a differentiable reward passes gradients back to the pixels. Plus checks
 that each one measures what it says."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,13 @@ def clip(tmp_path_factory):
 
 def _rewards(clip):
     photos = [Image.new("RGB", (32, 32), (200, 30, 30)), Image.new("RGB", (32, 32), (180, 40, 40))]
-    return [PrintQuality(), JpegCompressibility(), JpegIncompressibility(), ClipScore(clip), SubjectFidelity(clip, photos)]
+    return [
+        PrintQuality(),
+        JpegCompressibility(),
+        JpegIncompressibility(),
+        ClipScore(clip),
+        SubjectFidelity(clip, photos),
+    ]
 
 
 def test_every_reward_honours_the_contract(clip):
@@ -45,8 +52,14 @@ def test_weighted_rewards_sum_and_log_every_part(clip):
     total, logged = combined.evaluate(images, ["a", "b"], {})
     expected = 2.0 * PrintQuality()(images, ["a", "b"], {}) + 0.5 * JpegIncompressibility()(images, ["a", "b"], {})
     assert torch.allclose(total, expected, atol=1e-5) and not combined.differentiable
-    assert {"reward", "reward/print_quality", "reward/print_quality/gamut", "reward/print_quality/sharpness",
-            "reward/print_quality/tonal", "reward/jpeg_incompressibility"} <= set(logged)
+    assert {
+        "reward",
+        "reward/print_quality",
+        "reward/print_quality/gamut",
+        "reward/print_quality/sharpness",
+        "reward/print_quality/tonal",
+        "reward/jpeg_incompressibility",
+    } <= set(logged)
 
 
 def test_srgb_to_lab_matches_published_d65_values_and_pillow_lightness():
@@ -59,7 +72,7 @@ def test_srgb_to_lab_matches_published_d65_values_and_pillow_lightness():
     transform = ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB")
     lightness = np.asarray(ImageCms.applyTransform(Image.fromarray(array), transform))[..., 0].astype(float) * 100 / 255
     mine = srgb_to_lab(torch.from_numpy(array).permute(2, 0, 1)[None].float() / 255)[0, 0].numpy()
-    assert np.abs(mine - lightness).mean() < 1.0      # L* agrees (a*/b* differ: lcms works in D50)
+    assert np.abs(mine - lightness).mean() < 1.0  # L* agrees (a*/b* differ: lcms works in D50)
 
 
 def test_print_quality_parts_measure_what_they_say():
@@ -71,7 +84,7 @@ def test_print_quality_parts_measure_what_they_say():
     sharp = checker.float().expand(1, 3, 16, 16) * 0.8 + 0.1
     assert sharpness(sharp) > 0.9 and sharpness(flat([0.5, 0.5, 0.5])) < 0.01
     ramp = torch.linspace(0.1, 0.9, 16).view(1, 1, 1, 16).expand(1, 3, 16, 16)
-    clipped = (ramp > 0.5).float()                        # only pure black and pure white
+    clipped = (ramp > 0.5).float()  # only pure black and pure white
     assert tonal_range(ramp) > 0.6 and tonal_range(clipped) < 0.05 and tonal_range(flat([0.5, 0.5, 0.5])) < 0.01
 
 

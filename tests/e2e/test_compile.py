@@ -1,5 +1,6 @@
 """train.compile: the compiled denoiser trains the same LoRA as the eager one, and the run saves and
 exports as usual (parameter names unchanged by the in-place compile)."""
+
 import torch
 from safetensors.torch import load_file
 
@@ -12,9 +13,23 @@ def test_compiled_training_matches_eager(tiny_models, photos, tmp_path):
     results = {}
     for compiled in (False, True):
         out = tmp_path / f"compile-{compiled}"
-        train(config.load(None, tiny_overrides(tiny_models["sd1"], photos, out, **{"method.kind": "lora", "train.steps": 3,
-                                                                                   "train.compile": compiled, "train.lr": 1e-3,
-                                                                                   "data.instance_prompt": "a photo of sks dog"})))
+        train(
+            config.load(
+                None,
+                tiny_overrides(
+                    tiny_models["sd1"],
+                    photos,
+                    out,
+                    **{
+                        "method.kind": "lora",
+                        "train.steps": 3,
+                        "train.compile": compiled,
+                        "train.lr": 1e-3,
+                        "data.instance_prompt": "a photo of sks dog",
+                    },
+                ),
+            )
+        )
         results[compiled] = load_file(next((out / "model").rglob("pytorch_lora_weights.safetensors")))
     eager, compiled = results[False], results[True]
     assert eager.keys() == compiled.keys() and eager
@@ -26,8 +41,22 @@ def test_bf16_lora_with_gradient_checkpointing_trains_on_cpu(tiny_models, photos
     """Checkpointing recomputes the forward inside the backward: the CPU attention policy must
     choose the same kernels there (it once did not, and the recomputation failed its dtype check)."""
     out = tmp_path / "run"
-    train(config.load(None, tiny_overrides(tiny_models["sd1"], photos, out, **{
-        "method.kind": "lora", "train.steps": 2, "train.mixed_precision": "bf16", "train.gradient_checkpointing": True,
-        "data.instance_prompt": "a photo of sks dog"})))
+    train(
+        config.load(
+            None,
+            tiny_overrides(
+                tiny_models["sd1"],
+                photos,
+                out,
+                **{
+                    "method.kind": "lora",
+                    "train.steps": 2,
+                    "train.mixed_precision": "bf16",
+                    "train.gradient_checkpointing": True,
+                    "data.instance_prompt": "a photo of sks dog",
+                },
+            ),
+        )
+    )
     weights = load_file(next((out / "model").rglob("pytorch_lora_weights.safetensors")))
     assert weights and all(torch.isfinite(w.float()).all() for w in weights.values())

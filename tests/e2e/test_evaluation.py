@@ -1,6 +1,7 @@
 """Evaluation end to end on tiny models built here: `dreamtune evaluate`, the DreamBench
 harness (train → generate → score → table, resumable), the MiniDreamBench and its ceiling,
 and the method comparison."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,14 @@ from dreamtune.models.tiny import build_tiny_feature_models
 from dreamtune.sampling.generate import GenerateRequest, generate
 from tests.conftest import DREAMBENCH, make_photos
 
-TINY_TRAINING = ["data.resolution=32", "train.steps=2", "prior.num_class_images=2", "prior.sample_steps=2",
-                 "train.mixed_precision=no", "train.gradient_checkpointing=false"]
+TINY_TRAINING = [
+    "data.resolution=32",
+    "train.steps=2",
+    "prior.num_class_images=2",
+    "prior.sample_steps=2",
+    "train.mixed_precision=no",
+    "train.gradient_checkpointing=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +39,12 @@ def feature_models(tmp_path_factory):
 def tiny_bench(tmp_path):
     root = tmp_path / "bench"
     root.mkdir()
-    write_prompts_file(root / "prompts_and_classes.txt", {"rex": "dog", "tin": "can", "absent": "vase"},
-                       ["a {0} {1} on the beach", "a red {0} {1}"], ["a {0} {1} in the snow", "a {0} {1} wearing a red hat"])
+    write_prompts_file(
+        root / "prompts_and_classes.txt",
+        {"rex": "dog", "tin": "can", "absent": "vase"},
+        ["a {0} {1} on the beach", "a red {0} {1}"],
+        ["a {0} {1} in the snow", "a {0} {1} wearing a red hat"],
+    )
     make_photos(root / "dataset" / "rex", count=3, seed=1)
     make_photos(root / "tin", count=3, seed=2)
     return read_benchmark(root)
@@ -41,10 +52,30 @@ def tiny_bench(tmp_path):
 
 def test_evaluate_command_scores_generations_against_photos(tmp_path, tiny_models, photos, feature_models):
     out = tmp_path / "generated"
-    generate(GenerateRequest(base_model=str(tiny_models["sd1"]), prompts=("a {subject} dog on the beach", "a {subject} dog"),
-                             images_per_prompt=2, steps=2, resolution=32), out, show_progress=False)
-    code = cli.main(["evaluate", "--generated", str(out), "--real", str(photos), "--clip", str(feature_models["clip"]),
-                     "--dino", str(feature_models["dino"])])
+    generate(
+        GenerateRequest(
+            base_model=str(tiny_models["sd1"]),
+            prompts=("a {subject} dog on the beach", "a {subject} dog"),
+            images_per_prompt=2,
+            steps=2,
+            resolution=32,
+        ),
+        out,
+        show_progress=False,
+    )
+    code = cli.main(
+        [
+            "evaluate",
+            "--generated",
+            str(out),
+            "--real",
+            str(photos),
+            "--clip",
+            str(feature_models["clip"]),
+            "--dino",
+            str(feature_models["dino"]),
+        ]
+    )
     assert code == 0
     result = json.loads((out / "metrics.json").read_text())
     assert {"dino", "clip_i", "clip_t", "div"} <= set(result) and result["images"] == 4
@@ -52,29 +83,43 @@ def test_evaluate_command_scores_generations_against_photos(tmp_path, tiny_model
     # CLIP-T is scored against the prompt without the identifier
     features = load_features(str(feature_models["clip"]), "none")
     images, records = read_generations(out)
-    expected = prompt_fidelity(features.clip.images(images), features.clip.texts([strip_identifier(r["prompt"], "sks") for r in records]))
+    expected = prompt_fidelity(
+        features.clip.images(images), features.clip.texts([strip_identifier(r["prompt"], "sks") for r in records])
+    )
     assert math.isclose(result["clip_t"], expected, rel_tol=1e-5)
     assert "DINO: " + str(feature_models["dino"]) in result["features"]
 
 
 def test_evaluate_names_a_missing_generations_folder(tmp_path, photos, capsys):
-    assert cli.main(["evaluate", "--generated", str(tmp_path), "--real", str(photos), "--clip", str(tmp_path / "none")]) == 2
+    assert (
+        cli.main(["evaluate", "--generated", str(tmp_path), "--real", str(photos), "--clip", str(tmp_path / "none")])
+        == 2
+    )
     assert "error:" in capsys.readouterr().err
 
 
 def test_benchmark_layout_errors_are_one_sentence(tmp_path, tiny_bench):
     with pytest.raises(UserError, match="not a DreamBench folder"):
         read_benchmark(tmp_path)
-    assert tiny_bench.available == ["rex", "tin"]            # 'absent' has no photos
-    assert tiny_bench.prompts("rex")[1] == "a {0} {1} wearing a red hat" and tiny_bench.prompts("tin")[1] == "a red {0} {1}"
+    assert tiny_bench.available == ["rex", "tin"]  # 'absent' has no photos
+    assert (
+        tiny_bench.prompts("rex")[1] == "a {0} {1} wearing a red hat"
+        and tiny_bench.prompts("tin")[1] == "a red {0} {1}"
+    )
     with pytest.raises(UserError, match="absent"):
         run_bench(tiny_bench, BenchSettings(recipe=None, subjects=("absent",)), None, tmp_path / "out")
 
 
 def test_harness_trains_scores_tabulates_and_resumes_per_subject(tmp_path, tiny_models, tiny_bench, feature_models):
     features = load_features(str(feature_models["clip"]), str(feature_models["dino"]))
-    settings = BenchSettings(recipe="configs/lora-sd15.yaml", overrides=tuple(TINY_TRAINING), base_model=str(tiny_models["sd1"]),
-                             seeds=2, sample_steps=2, resolution=32)
+    settings = BenchSettings(
+        recipe="configs/lora-sd15.yaml",
+        overrides=tuple(TINY_TRAINING),
+        base_model=str(tiny_models["sd1"]),
+        seeds=2,
+        sample_steps=2,
+        resolution=32,
+    )
     out = tmp_path / "out"
     table = run_bench(tiny_bench, settings, features, out, show_progress=False)
     assert [r["subject"] for r in table["rows"]] == ["rex", "tin"]
@@ -94,16 +139,28 @@ def test_harness_trains_scores_tabulates_and_resumes_per_subject(tmp_path, tiny_
 
 def test_method_comparison_has_one_row_per_method_and_a_sheet(tmp_path, tiny_models, tiny_bench, feature_models):
     features = load_features(str(feature_models["clip"]), "none")
-    common = BenchSettings(recipe=None, overrides=tuple(TINY_TRAINING), base_model=str(tiny_models["sd1"]), subjects=("tin",),
-                           seeds=1, sample_steps=2, resolution=32)
-    methods = {"base (class noun)": (None, ()), "lora": ("configs/lora-sd15.yaml", ("prior.enabled=false",)),
-               "textual inversion": ("configs/textual-inversion-sd15.yaml", ())}
+    common = BenchSettings(
+        recipe=None,
+        overrides=tuple(TINY_TRAINING),
+        base_model=str(tiny_models["sd1"]),
+        subjects=("tin",),
+        seeds=1,
+        sample_steps=2,
+        resolution=32,
+    )
+    methods = {
+        "base (class noun)": (None, ()),
+        "lora": ("configs/lora-sd15.yaml", ("prior.enabled=false",)),
+        "textual inversion": ("configs/textual-inversion-sd15.yaml", ()),
+    }
     result = compare(tiny_bench, common, features, tmp_path / "cmp", methods=methods, steps=2, show_progress=False)
     assert [r["method"] for r in result["rows"]] == list(methods)
     assert all("clip_i" in r and "dino" not in r for r in result["rows"])
-    assert (tmp_path / "cmp" / "comparison.png").is_file() and "| lora |" in (tmp_path / "cmp" / "comparison.md").read_text()
+    assert (tmp_path / "cmp" / "comparison.png").is_file() and "| lora |" in (
+        tmp_path / "cmp" / "comparison.md"
+    ).read_text()
     ti = json.loads((tmp_path / "cmp" / "textual_inversion" / "tin" / "generated" / "generations.json").read_text())
-    assert ti["images"][0]["prompt"] == "a <sks> can on the beach"        # the placeholder token, not 'sks'
+    assert ti["images"][0]["prompt"] == "a <sks> can on the beach"  # the placeholder token, not 'sks'
 
 
 def test_minidreambench_reads_back_with_a_ground_truth_ceiling(tmp_path):
@@ -119,7 +176,9 @@ def test_minidreambench_reads_back_with_a_ground_truth_ceiling(tmp_path):
     assert "mini-CLIP" in table["features"]
     # the subject's ground truth is closer to its own photos than to another subject's
     dog_truth = features.clip.images(read_generations(bench.ceiling_dir("dog3"))[0])
-    assert dog["clip_i"] > subject_fidelity(dog_truth, features.clip.images(read_photos(bench.photos_dir("can3")))) + 0.1
+    assert (
+        dog["clip_i"] > subject_fidelity(dog_truth, features.clip.images(read_photos(bench.photos_dir("can3")))) + 0.1
+    )
 
 
 @pytest.mark.skipif(not DREAMBENCH.is_dir(), reason="../shared/dreambench is not present")
@@ -132,9 +191,33 @@ def test_reads_the_real_dreambench_layout():
 
 def test_bench_command_runs_a_recipe_over_a_benchmark_folder(tmp_path, tiny_models, tiny_bench, feature_models, capsys):
     out = tmp_path / "cli"
-    code = cli.main(["bench", "dreambench", *TINY_TRAINING, "--data", str(tiny_bench.root), "--recipe", "configs/lora-sd15.yaml",
-                     "--model", str(tiny_models["sd1"]), "--clip", str(feature_models["clip"]), "--dino", "none", "--subjects", "tin",
-                     "--seeds", "1", "--sample-steps", "2", "--resolution", "32", "--out", str(out)])
+    code = cli.main(
+        [
+            "bench",
+            "dreambench",
+            *TINY_TRAINING,
+            "--data",
+            str(tiny_bench.root),
+            "--recipe",
+            "configs/lora-sd15.yaml",
+            "--model",
+            str(tiny_models["sd1"]),
+            "--clip",
+            str(feature_models["clip"]),
+            "--dino",
+            "none",
+            "--subjects",
+            "tin",
+            "--seeds",
+            "1",
+            "--sample-steps",
+            "2",
+            "--resolution",
+            "32",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0 and "| **all** |" in capsys.readouterr().out
     assert (out / "tin" / "metrics.json").is_file() and (out / "report.html").is_file()
 
@@ -143,4 +226,6 @@ def test_bench_command_scores_the_minidreambench_ceiling(tmp_path, capsys):
     out = tmp_path / "mini"
     assert cli.main(["bench", "dreambench", "--recipe", "ceiling", "--subjects", "can3", "--out", str(out)]) == 0
     table = json.loads((out / "table.json").read_text())
-    assert table["rows"][0]["subject"] == "can3" and table["rows"][0]["clip_i"] > 0.5 and "mini-CLIP" in table["features"]
+    assert (
+        table["rows"][0]["subject"] == "can3" and table["rows"][0]["clip_i"] > 0.5 and "mini-CLIP" in table["features"]
+    )

@@ -1,5 +1,6 @@
 """Each method trains a few steps on tiny SD1 / SD2-v / SDXL models: what should change
 changes, what should stay frozen stays bit-identical, and the outputs reload in diffusers."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,12 @@ METHODS = {
     "dreambooth": ["method.kind=dreambooth"],
     "dreambooth_te": ["method.kind=dreambooth", "method.train_text_encoder=true"],
     "scratch": ["method.kind=scratch"],
-    "textual_inversion": ["method.kind=textual_inversion", "data.instance_prompt=a photo of <sks> dog",
-                          "method.textual_inversion.num_vectors=2", "method.textual_inversion.initializer_token=dog"],
+    "textual_inversion": [
+        "method.kind=textual_inversion",
+        "data.instance_prompt=a photo of <sks> dog",
+        "method.textual_inversion.num_vectors=2",
+        "method.textual_inversion.initializer_token=dog",
+    ],
 }
 
 
@@ -30,8 +35,17 @@ def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _run(tiny_models, family, method, photos, tmp_path, extra=()):
-    overrides = tiny_overrides(tiny_models[family], photos, tmp_path / "run", **{"train.steps": 3, "train.lr": 1e-2,
-                               "data.instance_prompt": "a photo of sks dog", "prior.class_prompt": "a photo of dog"})
+    overrides = tiny_overrides(
+        tiny_models[family],
+        photos,
+        tmp_path / "run",
+        **{
+            "train.steps": 3,
+            "train.lr": 1e-2,
+            "data.instance_prompt": "a photo of sks dog",
+            "prior.class_prompt": "a photo of dog",
+        },
+    )
     return train(config.load(None, overrides + METHODS[method] + list(extra)), show_progress=False, log=lambda *_: None)
 
 
@@ -45,9 +59,13 @@ def test_trainable_change_frozen_stay(tiny_models, family, method, photos, tmp_p
     base = load_components(config.ModelConfig(pretrained=str(tiny_models[family])))
     result = _run(tiny_models, family, method, photos, tmp_path)
     trained = result.components
-    changed = lambda before, after: [n for n in before if n in after and not torch.equal(before[n], after[n].to(before[n].dtype))]
+    changed = lambda before, after: [
+        n for n in before if n in after and not torch.equal(before[n], after[n].to(before[n].dtype))
+    ]
     assert changed(_snapshot(base.vae), _snapshot(trained.vae)) == []
-    unet_changed = changed(_snapshot(base.denoiser), {n.replace(".base_layer", ""): p for n, p in _snapshot(trained.denoiser).items()})
+    unet_changed = changed(
+        _snapshot(base.denoiser), {n.replace(".base_layer", ""): p for n, p in _snapshot(trained.denoiser).items()}
+    )
     trains_unet = method.startswith("dreambooth") or method == "scratch"
     assert bool(unet_changed) == trains_unet
     if method.startswith("lora"):
@@ -65,6 +83,7 @@ def test_trainable_change_frozen_stay(tiny_models, family, method, photos, tmp_p
 
 def _pixels(record, folder):
     from PIL import Image
+
     return np.asarray(Image.open(folder / record["images"][0]["file"]), dtype=np.float32)
 
 
@@ -74,28 +93,53 @@ def test_outputs_reload_in_diffusers_and_change_images(tiny_models, family, meth
     result = _run(tiny_models, family, method, photos, tmp_path)
     prompt = "a photo of <sks> dog" if method == "textual_inversion" else "a photo of sks dog"
     common = dict(prompts=(prompt,), steps=3, guidance_scale=3.0, resolution=32, seed=1)
-    base = generate(GenerateRequest(base_model=str(tiny_models[family]), **common), tmp_path / "base", show_progress=False)
+    base = generate(
+        GenerateRequest(base_model=str(tiny_models[family]), **common), tmp_path / "base", show_progress=False
+    )
     tuned = generate(GenerateRequest(trained=str(result.model_dir), **common), tmp_path / "tuned", show_progress=False)
     assert tuned["trained"]["kind"] == result.parts.kind
     difference = np.abs(_pixels(base, tmp_path / "base") - _pixels(tuned, tmp_path / "tuned")).mean()
     assert difference > 0.5, difference
     assert (tmp_path / "tuned" / "contact_sheet.png").is_file()
     from PIL import Image
-    text = Image.open(tmp_path / "tuned" / tuned["images"][0]["file"]).text   # generation parameters travel with the PNG
-    assert text["parameters"].startswith(prompt) and "Steps: 3, Sampler: ddim, CFG scale: 3.0, Seed: 1" in text["parameters"]
+
+    text = Image.open(tmp_path / "tuned" / tuned["images"][0]["file"]).text  # generation parameters travel with the PNG
+    assert (
+        text["parameters"].startswith(prompt)
+        and "Steps: 3, Sampler: ddim, CFG scale: 3.0, Seed: 1" in text["parameters"]
+    )
     assert json.loads(text["dreamtune"])["trained"] == str(result.model_dir)
 
 
 def test_min_snr_noise_offset_ema_bf16_and_checkpointing_run(tiny_models, photos, tmp_path):
-    result = _run(tiny_models, "sd1", "lora", photos, tmp_path, ["train.min_snr_gamma=5", "train.noise_offset=0.1",
-                  "train.ema_decay=0.9", "train.mixed_precision=bf16", "train.gradient_checkpointing=true",
-                  "train.grad_accum=2", "train.lr_scheduler=cosine", "train.warmup_steps=1", "data.rotate_p=0.5",
-                  "data.rotate_degrees=10", "data.color_jitter=0.1", "data.color_jitter_p=0.5"])
+    result = _run(
+        tiny_models,
+        "sd1",
+        "lora",
+        photos,
+        tmp_path,
+        [
+            "train.min_snr_gamma=5",
+            "train.noise_offset=0.1",
+            "train.ema_decay=0.9",
+            "train.mixed_precision=bf16",
+            "train.gradient_checkpointing=true",
+            "train.grad_accum=2",
+            "train.lr_scheduler=cosine",
+            "train.warmup_steps=1",
+            "data.rotate_p=0.5",
+            "data.rotate_degrees=10",
+            "data.color_jitter=0.1",
+            "data.color_jitter_p=0.5",
+        ],
+    )
     assert all(np.isfinite(r["loss"]) for r in result.history)
     assert (result.model_dir / "pytorch_lora_weights.safetensors").is_file()
 
 
-@pytest.mark.parametrize("family, method", [("sd1", "textual_inversion"), ("sdxl", "textual_inversion"), ("sd1", "dreambooth")])
+@pytest.mark.parametrize(
+    "family, method", [("sd1", "textual_inversion"), ("sdxl", "textual_inversion"), ("sd1", "dreambooth")]
+)
 def test_every_method_trains_in_bf16(tiny_models, photos, tmp_path, family, method):
     """CPU autocast does not cover every op: bf16 must work for each method, not just LoRA."""
     result = _run(tiny_models, family, method, photos, tmp_path, ["train.mixed_precision=bf16"])
@@ -108,7 +152,14 @@ def test_lora_on_attention_and_convs_reloads_completely(tiny_models, photos, tmp
     from diffusers import DiffusionPipeline
     from safetensors.torch import load_file
 
-    result = _run(tiny_models, "sd1", "lora", photos, tmp_path, ["method.lora.target_modules=[to_q, to_k, to_v, to_out.0, conv1, conv2]"])
+    result = _run(
+        tiny_models,
+        "sd1",
+        "lora",
+        photos,
+        tmp_path,
+        ["method.lora.target_modules=[to_q, to_k, to_v, to_out.0, conv1, conv2]"],
+    )
     saved = load_file(str(result.model_dir / "pytorch_lora_weights.safetensors"))
     pipeline = DiffusionPipeline.from_pretrained(str(tiny_models["sd1"]))
     pipeline.load_lora_weights(str(result.model_dir), weight_name="pytorch_lora_weights.safetensors")

@@ -1,5 +1,6 @@
 """Every pretraining stage runs through the one loop for a few steps, resumes, and the
 assembled folder loads as a plain diffusers pipeline."""
+
 from __future__ import annotations
 
 import json
@@ -40,10 +41,15 @@ def test_demo_runs_end_to_end_on_a_freshly_pretrained_miniature(tmp_path):
     for stage in ("clip", "vae", "unet"):
         pretrain(f"configs/miniature/{stage}.yaml", common, show_progress=False)
     model = assemble(root, tmp_path / "model")
-    metrics = run_demo(tmp_path / "demo", subject="cat3", seeds=1, model_dir=model,
-                       overrides=["train.steps=3", "prior.num_class_images=2", "prior.sample_steps=2"])
+    metrics = run_demo(
+        tmp_path / "demo",
+        subject="cat3",
+        seeds=1,
+        model_dir=model,
+        overrides=["train.steps=3", "prior.num_class_images=2", "prior.sample_steps=2"],
+    )
     judged = {"judge_identity", "judge_identity_all", "judge_context", "judge_class", "judge_similarity"}
-    for row in ("floor", "personalized", "ceiling"):     # assemble carries the shipped judge over
+    for row in ("floor", "personalized", "ceiling"):  # assemble carries the shipped judge over
         assert set(metrics[row]) == {"clip_i", "clip_t"} | judged and all(np.isfinite(v) for v in metrics[row].values())
     assert all(0 <= metrics[row]["judge_identity"] <= 1 for row in ("floor", "personalized", "ceiling"))
     assert json.loads((tmp_path / "demo" / "metrics.json").read_text())["subject"] == "cat3"

@@ -3,6 +3,7 @@ held-out miniature subject uploaded with a bad file among them -> verdicts -> a 
 with a live loss curve and a validation sheet -> stop and resume -> generate base vs personalized
 -> the images are served. Screenshots of each page go to $DREAMTUNE_UI_SCREENSHOTS (the README's
 come from there) or the test's temp folder."""
+
 import os
 import re
 import shutil
@@ -11,11 +12,16 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed; pip install playwright (the dev extra has it).")
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright is not installed; pip install playwright (the dev extra has it)."
+)
 if CHROMIUM is None:
-    pytest.skip("no chromium on this machine; apt-get install chromium (make test does it) to run the browser test.", allow_module_level=True)
+    pytest.skip(
+        "no chromium on this machine; apt-get install chromium (make test does it) to run the browser test.",
+        allow_module_level=True,
+    )
 
-TIMEOUT = 600_000     # ms per wait; generous: a 2-core machine shared with other training runs can be 20x slower
+TIMEOUT = 600_000  # ms per wait; generous: a 2-core machine shared with other training runs can be 20x slower
 
 
 @pytest.fixture()
@@ -23,7 +29,7 @@ def ui(tmp_path):
     from dreamtune.ui.server import serve_in_thread
 
     server = serve_in_thread(tmp_path / "runs")
-    yield server.url, tmp_path / "runs"            # the printed link: its token becomes the page's cookie
+    yield server.url, tmp_path / "runs"  # the printed link: its token becomes the page's cookie
     server.actions.jobs.stop_all()
     server.shutdown()
     server.server_close()
@@ -50,11 +56,15 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
     shots.mkdir(parents=True, exist_ok=True)
     files = _photos(tmp_path / "upload")
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)   # the page forbids eval; the test's waits use it
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        )
+        page = browser.new_page(
+            viewport={"width": 1280, "height": 900}, bypass_csp=True
+        )  # the page forbids eval; the test's waits use it
         page.set_default_timeout(TIMEOUT)
         page.goto(base)
-        page.wait_for_selector("body[data-ready='1']")       # the page has loaded its lists and the form
+        page.wait_for_selector("body[data-ready='1']")  # the page has loaded its lists and the form
 
         # photos: upload, prepare, one verdict per file, the bad file's reason in one sentence
         page.fill("#set-name", "cat")
@@ -81,8 +91,13 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         page.fill("[data-key='train.lr']", "-1")
         page.click("#start")
         page.wait_for_function("document.getElementById('train-error').textContent.includes('train.lr is -1.0')")
-        assert not (root / "cat-run").exists()                      # nothing started
-        for key, value in {"train.lr": "0.001", "train.steps": "30", "train.validate_every": "10", "prior.num_class_images": "12"}.items():
+        assert not (root / "cat-run").exists()  # nothing started
+        for key, value in {
+            "train.lr": "0.001",
+            "train.steps": "30",
+            "train.validate_every": "10",
+            "prior.num_class_images": "12",
+        }.items():
             page.fill(f"[data-key='{key}']", value)
         page.screenshot(path=str(shots / "train.png"), full_page=True)
         # every state of the progress line, kept by the page itself: the class-image phase is short
@@ -99,20 +114,24 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         # live: the loss curve and a validation sheet appear; stop, then resume to the end
         page.wait_for_selector("#curve-line", state="attached")
         # the prepare phase reads "class images: done / total" with a bar that fills, not "step 0" (issue 38)
-        phases = [(text, width) for text, width in page.evaluate("window.progressSeen") if text.startswith("class images: ")]
+        phases = [
+            (text, width) for text, width in page.evaluate("window.progressSeen") if text.startswith("class images: ")
+        ]
         assert phases, page.evaluate("window.progressSeen")
         for text, width in phases:
             done, total = map(int, re.match(r"class images: (\d+) / (\d+)", text).groups())
             assert total == 12 and width == f"{round(100 * done / total)}%", (text, width)
-        assert not page.locator("#sheet").is_visible() or page.locator("#sheet").evaluate("n => n.naturalWidth > 0")  # never a broken image
+        assert not page.locator("#sheet").is_visible() or page.locator("#sheet").evaluate(
+            "n => n.naturalWidth > 0"
+        )  # never a broken image
         page.wait_for_function("(document.getElementById('sheet').dataset.src || '').includes('validation/step-')")
         assert page.locator("#sheet").is_visible() and not page.locator("#sheet-note").is_visible()
-        page.wait_for_function("document.getElementById('progress-text').textContent.includes('left')")   # the ETA
-        eta = page.locator("#progress-text").inner_text()     # one wording for every estimate (issue 38)
+        page.wait_for_function("document.getElementById('progress-text').textContent.includes('left')")  # the ETA
+        eta = page.locator("#progress-text").inner_text()  # one wording for every estimate (issue 38)
         assert re.search(r"about (\d+ s|\d+ min \d+ s) left$", eta), eta
         page.screenshot(path=str(shots / "training.png"), full_page=True)
         # a second tab on the Runs page, no run open: its list follows the training on its own (issue 38)
-        other = browser.new_page(bypass_csp=True)            # its own context: the printed link logs it in
+        other = browser.new_page(bypass_csp=True)  # its own context: the printed link logs it in
         other.goto(base)
         other.wait_for_function("document.body.dataset.ready === '1'")
         other.click("nav button[data-page=runs]")
@@ -133,23 +152,30 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         page.click("#resume")
         page.wait_for_function("document.getElementById('run-status').textContent === 'finished'")
         assert (root / "cat-run" / "model" / "pytorch_lora_weights.safetensors").is_file()
-        assert "resumed from" in (root / "cat-run" / "metrics.jsonl").read_text() or \
-            any("resumed from" in p.read_text() for p in (root / ".ui-jobs").glob("*-resume.log"))
+        assert "resumed from" in (root / "cat-run" / "metrics.jsonl").read_text() or any(
+            "resumed from" in p.read_text() for p in (root / ".ui-jobs").glob("*-resume.log")
+        )
         page.screenshot(path=str(shots / "run.png"), full_page=True)
 
         # generate: 2 images of the subject, and the base model's for the same prompt and seeds
         page.click("nav button[data-page=generate]")
         page.select_option("#gen-run", "cat-run")
-        page.click("#dreambench")                 # DreamBench's list, with a word on what the miniature can draw (issue 38)
+        page.click("#dreambench")  # DreamBench's list, with a word on what the miniature can draw (issue 38)
         assert "hat" in page.locator("#prompt-note").inner_text() and page.locator("#prompt-note").is_visible()
         page.fill("#prompts", "a {subject} {class} on the beach")
         page.fill("#images-per-prompt", "2")
         page.click("#generate")
         page.wait_for_function("document.querySelectorAll('#gallery img.generated').length === 4")
         page.wait_for_function("document.getElementById('gen-progress').textContent === 'done.'")
-        for src in page.eval_on_selector_all("#gallery img.generated", "nodes => nodes.map(n => n.getAttribute('src'))"):
-            response = page.request.get(base.split("/?")[0] + src)     # the cookie carries the token
-            assert response.status == 200 and response.headers["content-type"] == "image/png" and len(response.body()) > 500
+        for src in page.eval_on_selector_all(
+            "#gallery img.generated", "nodes => nodes.map(n => n.getAttribute('src'))"
+        ):
+            response = page.request.get(base.split("/?")[0] + src)  # the cookie carries the token
+            assert (
+                response.status == 200
+                and response.headers["content-type"] == "image/png"
+                and len(response.body()) > 500
+            )
         assert page.eval_on_selector_all("#gallery img.generated", "nodes => nodes.every(n => n.naturalWidth === 64)")
         page.screenshot(path=str(shots / "generate.png"), full_page=True)
 

@@ -1,6 +1,7 @@
 """The UI under load (issue 31): 1,000 mixed requests, good and bad, from 8 clients while a training it
 started runs. Every request is answered (no hang, no dropped connection, no server error), the
 run goes on, and its weights equal those of the same run trained with no load at all."""
+
 import sys
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """The README's journeys as a new user walks them, with what went wrong before (issue 11)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,12 @@ from dreamtune.training.run import train
 from tests.conftest import make_photos, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
-DEAD_HUB_IDS = ("runwayml/stable-diffusion-v1-5", "stabilityai/stable-diffusion-2-1", "stabilityai/stable-diffusion-2-base",
-                "CompVis/stable-diffusion-v1-4")
+DEAD_HUB_IDS = (
+    "runwayml/stable-diffusion-v1-5",
+    "stabilityai/stable-diffusion-2-1",
+    "stabilityai/stable-diffusion-2-base",
+    "CompVis/stable-diffusion-v1-4",
+)
 
 
 def _quiet(cfg):
@@ -26,7 +31,12 @@ def _quiet(cfg):
 
 
 def test_no_shipped_file_names_a_hub_id_that_was_removed():
-    shipped = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "configs").rglob("*.yaml"), *(ROOT / "dreamtune").rglob("*.py")]
+    shipped = [
+        ROOT / "README.md",
+        *(ROOT / "docs").glob("*.md"),
+        *(ROOT / "configs").rglob("*.yaml"),
+        *(ROOT / "dreamtune").rglob("*.py"),
+    ]
     for path in shipped:
         text = path.read_text(encoding="utf-8")
         assert not [dead for dead in DEAD_HUB_IDS if dead in text], path
@@ -37,27 +47,43 @@ def test_fp16_on_a_machine_without_cuda_is_one_sentence_naming_bf16(tiny_models,
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: fp16 is valid here")
-    result = subprocess.run([sys.executable, "-m", "dreamtune.cli", "train", "configs/lora-sd15.yaml",
-                             *tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{"train.mixed_precision": "fp16"})],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dreamtune.cli",
+            "train",
+            "configs/lora-sd15.yaml",
+            *tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{"train.mixed_precision": "fp16"}),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "train.mixed_precision=bf16" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "run" / "class_images").exists()   # refused before any work
+    assert not (tmp_path / "run" / "class_images").exists()  # refused before any work
 
 
 def test_prepared_folder_at_another_resolution_is_prepared_again(tiny_models, photos, tmp_path):
     prepared = tmp_path / "prepared"
     prepare(photos, prepared, PrepareOptions(resolution=48, caption="a photo of sks dog"))
     before = hashlib.sha256((prepared / "metadata.jsonl").read_bytes()).hexdigest()
-    overrides = tiny_overrides(tiny_models["sd1"], prepared, tmp_path / "run", **{
-        "data.resolution": 32, "prior.enabled": True, "prior.class_prompt": "a photo of dog"})
+    overrides = tiny_overrides(
+        tiny_models["sd1"],
+        prepared,
+        tmp_path / "run",
+        **{"data.resolution": 32, "prior.enabled": True, "prior.class_prompt": "a photo of dog"},
+    )
     messages = []
     train(config.load(None, overrides), show_progress=False, log=messages.append)
     assert any("generating 2 class image(s) of 'a photo of dog' at 32 px, 2 ddim steps each" in m for m in messages)
     sizes = {Image.open(p).size for p in (tmp_path / "run" / "data" / "images").iterdir()}
     class_sizes = {Image.open(p).size for p in (tmp_path / "run" / "class_images" / "images").iterdir()}
     assert sizes == {(32, 32)} and class_sizes == {(32, 32)}
-    assert hashlib.sha256((prepared / "metadata.jsonl").read_bytes()).hexdigest() == before   # the user's folder untouched
+    assert (
+        hashlib.sha256((prepared / "metadata.jsonl").read_bytes()).hexdigest() == before
+    )  # the user's folder untouched
 
 
 def test_prepared_folder_at_another_resolution_without_its_source_is_refused(tiny_models, tmp_path):
@@ -71,26 +97,45 @@ def test_prepared_folder_at_another_resolution_without_its_source_is_refused(tin
 
 
 def test_generated_class_images_at_another_resolution_are_refused(tiny_models, photos, tmp_path):
-    overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{"prior.class_dir": str(tmp_path / "classes"),
-        "prior.enabled": True, "prior.class_prompt": "a photo of dog", "data.instance_prompt": "a photo of sks dog"})
+    overrides = tiny_overrides(
+        tiny_models["sd1"],
+        photos,
+        tmp_path / "run",
+        **{
+            "prior.class_dir": str(tmp_path / "classes"),
+            "prior.enabled": True,
+            "prior.class_prompt": "a photo of dog",
+            "data.instance_prompt": "a photo of sks dog",
+        },
+    )
     _quiet(config.load(None, overrides))
     with pytest.raises(UserError, match="generated at 32 px but training runs at 48 px"):
         _quiet(config.load(None, overrides + ["data.resolution=48", f"train.output_dir={tmp_path / 'run2'}"]))
 
 
-def test_textual_inversion_whose_captions_lack_the_placeholder_is_refused_before_step_one(tiny_models, photos, tmp_path):
+def test_textual_inversion_whose_captions_lack_the_placeholder_is_refused_before_step_one(
+    tiny_models, photos, tmp_path
+):
     prepared = tmp_path / "prepared"
-    prepare(photos, prepared, PrepareOptions(resolution=32, caption="a photo of sks dog"))   # the README's prepare step
-    overrides = tiny_overrides(tiny_models["sd1"], prepared, tmp_path / "run", **{
-        "method.kind": "textual_inversion", "data.instance_prompt": "a photo of <sks> dog"})
+    prepare(photos, prepared, PrepareOptions(resolution=32, caption="a photo of sks dog"))  # the README's prepare step
+    overrides = tiny_overrides(
+        tiny_models["sd1"],
+        prepared,
+        tmp_path / "run",
+        **{"method.kind": "textual_inversion", "data.instance_prompt": "a photo of <sks> dog"},
+    )
     with pytest.raises(UserError, match="none of the captions .* contains it"):
         _quiet(config.load(None, overrides))
     assert not (tmp_path / "run" / "model").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
 def test_prior_preservation_without_an_identifier_is_refused(tiny_models, photos, tmp_path):
-    overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{
-        "prior.enabled": True, "prior.class_prompt": "a photo of dog", "data.instance_prompt": "a photo of dog"})
+    overrides = tiny_overrides(
+        tiny_models["sd1"],
+        photos,
+        tmp_path / "run",
+        **{"prior.enabled": True, "prior.class_prompt": "a photo of dog", "data.instance_prompt": "a photo of dog"},
+    )
     with pytest.raises(UserError, match="nothing tells the subject from its class"):
         _quiet(config.load(None, overrides))
 
@@ -106,23 +151,40 @@ def test_real_regularization_photos_are_used_and_left_untouched(tiny_models, pho
         prepare(real, tmp_path / "real_prepared", PrepareOptions(resolution=48, caption="a photo of dog"))
         real = tmp_path / "real_prepared"
     before = {p: p.read_bytes() for p in real.rglob("*") if p.is_file()}
-    overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{
-        "prior.enabled": True, "prior.class_prompt": "a photo of dog", "prior.class_dir": str(real),
-        "prior.num_class_images": 50, "data.instance_prompt": "a photo of sks dog"})
+    overrides = tiny_overrides(
+        tiny_models["sd1"],
+        photos,
+        tmp_path / "run",
+        **{
+            "prior.enabled": True,
+            "prior.class_prompt": "a photo of dog",
+            "prior.class_dir": str(real),
+            "prior.num_class_images": 50,
+            "data.instance_prompt": "a photo of sks dog",
+        },
+    )
     _quiet(config.load(None, overrides))
-    assert {p: p.read_bytes() for p in real.rglob("*") if p.is_file()} == before      # nothing added, nothing changed
+    assert {p: p.read_bytes() for p in real.rglob("*") if p.is_file()} == before  # nothing added, nothing changed
     used = tmp_path / "run" / "class_data"
     records = [json.loads(line) for line in (used / "metadata.jsonl").read_text().splitlines()]
     assert len(records) == 3 and {r["text"] for r in records} == {"a photo of dog"}
     assert {Image.open(used / r["file_name"]).size for r in records} == {(32, 32)}
-    assert not (tmp_path / "run" / "class_images").exists()                             # nothing generated
+    assert not (tmp_path / "run" / "class_images").exists()  # nothing generated
 
 
 def test_class_dir_that_is_a_file_is_one_sentence(tiny_models, photos, tmp_path):
     (tmp_path / "notes.txt").write_text("x")
-    overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{
-        "prior.enabled": True, "prior.class_prompt": "a photo of dog", "prior.class_dir": str(tmp_path / "notes.txt"),
-        "data.instance_prompt": "a photo of sks dog"})
+    overrides = tiny_overrides(
+        tiny_models["sd1"],
+        photos,
+        tmp_path / "run",
+        **{
+            "prior.enabled": True,
+            "prior.class_prompt": "a photo of dog",
+            "prior.class_dir": str(tmp_path / "notes.txt"),
+            "data.instance_prompt": "a photo of sks dog",
+        },
+    )
     with pytest.raises(UserError, match="is a file"):
         _quiet(config.load(None, overrides))
 
@@ -130,8 +192,17 @@ def test_class_dir_that_is_a_file_is_one_sentence(tiny_models, photos, tmp_path)
 def test_tensorboard_logs_every_log_every_steps(tiny_models, photos, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{
-        "train.steps": 6, "train.log_every": 3, "train.log_with": "tensorboard", "data.instance_prompt": "a photo of sks dog"})
+    overrides = tiny_overrides(
+        tiny_models["sd1"],
+        photos,
+        tmp_path / "run",
+        **{
+            "train.steps": 6,
+            "train.log_every": 3,
+            "train.log_with": "tensorboard",
+            "data.instance_prompt": "a photo of sks dog",
+        },
+    )
     _quiet(config.load(None, overrides))
     events = [p for p in (tmp_path / "run" / "logs").rglob("events.out.tfevents.*")]
     assert events
@@ -145,13 +216,24 @@ def test_tensorboard_logs_every_log_every_steps(tiny_models, photos, tmp_path):
 
 
 def test_recipes_are_found_by_name_from_any_folder(tiny_models, photos, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "dreamtune.cli", "train", "lora-sd15",
-                             *tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{"prior.enabled": False})],
-                            capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dreamtune.cli",
+            "train",
+            "lora-sd15",
+            *tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{"prior.enabled": False}),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-1500:]
     assert (tmp_path / "run" / "model" / "pytorch_lora_weights.safetensors").is_file()
-    shipped = config.load("miniature-lora")          # its model is the packaged miniature, from anywhere
+    shipped = config.load("miniature-lora")  # its model is the packaged miniature, from anywhere
     from dreamtune.models.loading import model_path
+
     assert (model_path(shipped.model.pretrained) / "model_index.json").is_file()
 
 
@@ -162,11 +244,20 @@ def test_model_card_and_offline_push_to_hub(tiny_models, photos, tmp_path):
 
     prepared = tmp_path / "prepared"
     prepare(photos, prepared, PrepareOptions(resolution=32, caption="a photo of sks dog"))
-    overrides = tiny_overrides(tiny_models["sd1"], prepared, tmp_path / "run", **{
-        "train.validate_every": 2, "train.validation_prompts": "[a photo of sks dog]", "train.validation_steps": 2})
+    overrides = tiny_overrides(
+        tiny_models["sd1"],
+        prepared,
+        tmp_path / "run",
+        **{"train.validate_every": 2, "train.validation_prompts": "[a photo of sks dog]", "train.validation_steps": 2},
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "dreamtune.cli", "train", *overrides, "--push-to-hub", "me/my-dog"],
-                            capture_output=True, text=True, cwd=ROOT, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "dreamtune.cli", "train", *overrides, "--push-to-hub", "me/my-dog"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-1500:]
     assert "skipped pushing to the hub (HF_HUB_OFFLINE is set)" in result.stdout
     card = (tmp_path / "run" / "model" / "README.md").read_text()
@@ -174,4 +265,4 @@ def test_model_card_and_offline_push_to_hub(tiny_models, photos, tmp_path):
     assert front["base_model"] == str(tiny_models["sd1"]) and front["instance_prompt"] == "a photo of sks dog"
     assert "lora" in front["tags"] and front["widget"][0]["output"]["url"] == "images/validation.png"
     assert (tmp_path / "run" / "model" / "images" / "validation.png").is_file()
-    assert "run.safetensors" in card                                          # how to use the kohya file
+    assert "run.safetensors" in card  # how to use the kohya file

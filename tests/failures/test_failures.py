@@ -1,5 +1,6 @@
 """Every mistake a user can make ends in exit status 2 and one sentence, or a documented success;
 never a traceback, a silent accept, a half-written file, or a user's file lost (issue 12)."""
+
 from __future__ import annotations
 
 import os
@@ -42,32 +43,42 @@ def _one_sentence(capsys, argv: list[str], fragment: str) -> str:
 
 
 def _train_args(tiny_models, photos, out, **extra) -> list[str]:
-    return ["train", *tiny_overrides(tiny_models["sd1"], photos, out, **{"data.instance_prompt": "a photo of sks dog", **extra})]
+    return [
+        "train",
+        *tiny_overrides(tiny_models["sd1"], photos, out, **{"data.instance_prompt": "a photo of sks dog", **extra}),
+    ]
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("train.lr=-1e-4", "train.lr is -0.0001; it must be above 0"),
-    ("train.warmup_steps=-5", "train.warmup_steps is -5"),
-    ("train.weight_decay=-1", "train.weight_decay is -1"),
-    ("train.ema_decay=1.5", "train.ema_decay is 1.5"),
-    ("data.resolution=0", "data.resolution is 0"),
-    ("data.resolution=-64", "data.resolution is -64"),
-    ("data.resolution=30", "multiple of 8"),
-    ("method.lora.rank=0", "method.lora.rank is 0"),
-    ("method.lora.dropout=2", "method.lora.dropout is 2"),
-    ("prior.num_class_images=0", "prior.num_class_images is 0"),
-    ("train.log_every=0", "train.log_every is 0"),
-    ("train.keep_checkpoints=-1", "train.keep_checkpoints is -1"),
-    ("train.batch_size=100000", "so a batch would repeat photos"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("train.lr=-1e-4", "train.lr is -0.0001; it must be above 0"),
+        ("train.warmup_steps=-5", "train.warmup_steps is -5"),
+        ("train.weight_decay=-1", "train.weight_decay is -1"),
+        ("train.ema_decay=1.5", "train.ema_decay is 1.5"),
+        ("data.resolution=0", "data.resolution is 0"),
+        ("data.resolution=-64", "data.resolution is -64"),
+        ("data.resolution=30", "multiple of 8"),
+        ("method.lora.rank=0", "method.lora.rank is 0"),
+        ("method.lora.dropout=2", "method.lora.dropout is 2"),
+        ("prior.num_class_images=0", "prior.num_class_images is 0"),
+        ("train.log_every=0", "train.log_every is 0"),
+        ("train.keep_checkpoints=-1", "train.keep_checkpoints is -1"),
+        ("train.batch_size=100000", "so a batch would repeat photos"),
+    ],
+)
 def test_out_of_range_values_are_refused(capsys, tiny_models, photos, tmp_path, override, fragment):
     _one_sentence(capsys, _train_args(tiny_models, photos, tmp_path / "run") + [override], fragment)
     assert not (tmp_path / "run" / "model").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-@pytest.mark.parametrize("resolution, fragment", [("0", "positive multiple of 8"), ("-8", "positive multiple of 8"), ("30", "multiple of 8")])
+@pytest.mark.parametrize(
+    "resolution, fragment", [("0", "positive multiple of 8"), ("-8", "positive multiple of 8"), ("30", "multiple of 8")]
+)
 def test_prepare_resolution_is_checked(capsys, photos, tmp_path, resolution, fragment):
-    _one_sentence(capsys, ["prepare", str(photos), "--out", str(tmp_path / "out"), "--resolution", resolution], fragment)
+    _one_sentence(
+        capsys, ["prepare", str(photos), "--out", str(tmp_path / "out"), "--resolution", resolution], fragment
+    )
 
 
 def test_recipe_that_is_not_utf8(capsys, tmp_path):
@@ -92,7 +103,11 @@ def test_output_dir_that_is_read_only(capsys, tiny_models, photos, tmp_path):
 def test_prepared_folder_with_a_damaged_report(capsys, tiny_models, photos, tmp_path):
     prepare(photos, tmp_path / "prepared", PrepareOptions(resolution=32, caption="a photo of sks dog"))
     (tmp_path / "prepared" / "report.json").write_bytes(b"\x00{not json")
-    _one_sentence(capsys, _train_args(tiny_models, tmp_path / "prepared", tmp_path / "run"), "report.json is unreadable or damaged")
+    _one_sentence(
+        capsys,
+        _train_args(tiny_models, tmp_path / "prepared", tmp_path / "run"),
+        "report.json is unreadable or damaged",
+    )
 
 
 def _user_folder(path: Path) -> Path:
@@ -101,7 +116,9 @@ def _user_folder(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", ["bench-minidreambench", "prepare", "generate", "train", "demo", "bench-dreambench", "evaluate"])
+@pytest.mark.parametrize(
+    "command", ["bench-minidreambench", "prepare", "generate", "train", "demo", "bench-dreambench", "evaluate"]
+)
 def test_a_users_folder_is_never_replaced_or_emptied(capsys, tiny_models, photos, tmp_path, command):
     folder = _user_folder(tmp_path / "mine")
     argv = {
@@ -111,21 +128,32 @@ def test_a_users_folder_is_never_replaced_or_emptied(capsys, tiny_models, photos
         "generate": ["generate", "--model", str(tiny_models["sd1"]), "--prompt", "a dog", "--out", str(folder)],
         "train": _train_args(tiny_models, photos, folder),
         "demo": ["demo", "--out", str(folder)],
-        "evaluate": ["evaluate", "--generated", str(tmp_path), "--real", str(photos), "--out", str(folder / "holiday.jpg")],
+        "evaluate": [
+            "evaluate",
+            "--generated",
+            str(tmp_path),
+            "--real",
+            str(photos),
+            "--out",
+            str(folder / "holiday.jpg"),
+        ],
     }[command]
     _one_sentence(capsys, argv, "already")
-    assert sorted(p.name for p in folder.iterdir()) == ["holiday.jpg"] and (folder / "holiday.jpg").read_bytes() == b"my photo"
+    assert (
+        sorted(p.name for p in folder.iterdir()) == ["holiday.jpg"]
+        and (folder / "holiday.jpg").read_bytes() == b"my photo"
+    )
 
 
 def test_a_folder_in_use_by_a_live_run_is_refused_and_a_stale_lock_taken_over(capsys, tiny_models, photos, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / ".dreamtune").touch()
-    holder = RunLock(out).acquire()           # another run holds it
+    holder = RunLock(out).acquire()  # another run holds it
     try:
         _one_sentence(capsys, _train_args(tiny_models, photos, out), "is in use by another dreamtune run")
     finally:
-        holder.release()                      # its process "died": the lock file stays behind
+        holder.release()  # its process "died": the lock file stays behind
     assert (out / ".lock").exists()
     assert main(_train_args(tiny_models, photos, out)) == 0
 
@@ -134,7 +162,13 @@ def test_two_runs_at_once_into_one_folder(tiny_models, photos, tmp_path):
     # the first run is long enough to still hold the folder whatever the machine's speed; it is
     # stopped with SIGTERM once the second has been refused (and then exits 128 + 15, checkpointed)
     args = _train_args(tiny_models, photos, tmp_path / "run", **{"train.steps": 100_000})
-    first = subprocess.Popen([sys.executable, "-m", "dreamtune.cli", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "dreamtune.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not (tmp_path / "run" / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -142,12 +176,23 @@ def test_two_runs_at_once_into_one_folder(tiny_models, photos, tmp_path):
     first.send_signal(signal.SIGTERM)
     first.communicate(timeout=300)
     assert first.returncode == 128 + signal.SIGTERM
-    assert second.returncode == 2 and "in use by another dreamtune run" in second.stderr and "Traceback" not in second.stderr
+    assert (
+        second.returncode == 2
+        and "in use by another dreamtune run" in second.stderr
+        and "Traceback" not in second.stderr
+    )
 
 
 def _checkpointed_run(tiny_models, photos, out, **extra):
-    cfg = config.load(None, tiny_overrides(tiny_models["sd1"], photos, out, **{
-        "data.instance_prompt": "a photo of sks dog", "train.steps": 2, "train.checkpoint_every": 1, **extra}))
+    cfg = config.load(
+        None,
+        tiny_overrides(
+            tiny_models["sd1"],
+            photos,
+            out,
+            **{"data.instance_prompt": "a photo of sks dog", "train.steps": 2, "train.checkpoint_every": 1, **extra},
+        ),
+    )
     train(cfg, show_progress=False, log=lambda *_: None)
     return cfg
 
@@ -156,7 +201,7 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
 
 
-class Pickled:   # a class weights_only=True refuses to unpickle
+class Pickled:  # a class weights_only=True refuses to unpickle
     pass
 
 
@@ -185,8 +230,15 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tiny_models, p
 
 def test_checkpoint_of_another_lora_rank_is_one_sentence(tiny_models, photos, tmp_path):
     _checkpointed_run(tiny_models, photos, tmp_path / "run")
-    cfg = config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{
-        "data.instance_prompt": "a photo of sks dog", "train.steps": 3, "method.lora.rank": 8}))
+    cfg = config.load(
+        None,
+        tiny_overrides(
+            tiny_models["sd1"],
+            photos,
+            tmp_path / "run",
+            **{"data.instance_prompt": "a photo of sks dog", "train.steps": 3, "method.lora.rank": 8},
+        ),
+    )
     with pytest.raises(UserError, match="another LoRA rank or model"):
         train(cfg, resume="latest", show_progress=False, log=lambda *_: None)
 
@@ -194,20 +246,31 @@ def test_checkpoint_of_another_lora_rank_is_one_sentence(tiny_models, photos, tm
 def _fsize_limit(kilobytes: int):
     def apply():
         import resource
+
         resource.setrlimit(resource.RLIMIT_FSIZE, (kilobytes * 1024, kilobytes * 1024))
+
     return apply
 
 
-@pytest.mark.parametrize("method, kilobytes", [("dreambooth", 96), ("lora", 60)])   # lora: torch.save's zip writer is cut mid-file
+@pytest.mark.parametrize(
+    "method, kilobytes", [("dreambooth", 96), ("lora", 60)]
+)  # lora: torch.save's zip writer is cut mid-file
 def test_file_size_limit_while_saving_a_checkpoint(tiny_models, photos, tmp_path, method, kilobytes):
     out = tmp_path / "run"
-    args = _train_args(tiny_models, photos, out, **{"method.kind": method, "train.steps": 3, "train.checkpoint_every": 1})
-    done = subprocess.run([sys.executable, "-m", "dreamtune.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          preexec_fn=_fsize_limit(kilobytes))
+    args = _train_args(
+        tiny_models, photos, out, **{"method.kind": method, "train.steps": 3, "train.checkpoint_every": 1}
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "dreamtune.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        preexec_fn=_fsize_limit(kilobytes),
+    )
     assert done.returncode == 2, done.stderr[-2000:]
     assert "file-size limit" in done.stderr and "needs about" in done.stderr
     assert len(_error_lines(done.stderr)) == 1
-    assert not [p.name for p in out.iterdir() if ".tmp-" in p.name]          # no partial file left
+    assert not [p.name for p in out.iterdir() if ".tmp-" in p.name]  # no partial file left
 
 
 def test_disk_full_while_saving_a_checkpoint(tiny_models, photos, tmp_path):
@@ -215,10 +278,21 @@ def test_disk_full_while_saving_a_checkpoint(tiny_models, photos, tmp_path):
     mount.mkdir()
     made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True)
     if made.returncode:
-        pytest.skip("cannot mount a small tmpfs here (needs root in a mount namespace); the file-size-limit test covers the write path")
+        pytest.skip(
+            "cannot mount a small tmpfs here (needs root in a mount namespace); the file-size-limit test covers the write path"
+        )
     try:
-        args = _train_args(tiny_models, photos, mount / "run", **{"method.kind": "dreambooth", "train.steps": 3,
-                                                                  "train.checkpoint_every": 1, "data.cache_dir": str(tmp_path / "cache")})
+        args = _train_args(
+            tiny_models,
+            photos,
+            mount / "run",
+            **{
+                "method.kind": "dreambooth",
+                "train.steps": 3,
+                "train.checkpoint_every": 1,
+                "data.cache_dir": str(tmp_path / "cache"),
+            },
+        )
         done = subprocess.run([sys.executable, "-m", "dreamtune.cli", *args], cwd=ROOT, capture_output=True, text=True)
         assert done.returncode == 2, done.stderr[-2000:]
         assert ("not enough disk space" in done.stderr or "is full" in done.stderr) and "Traceback" not in done.stderr
@@ -229,24 +303,38 @@ def test_disk_full_while_saving_a_checkpoint(tiny_models, photos, tmp_path):
 
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_sigint_save_a_checkpoint_and_say_how_to_resume(tiny_models, photos, tmp_path, signal_number):
-    reference = _checkpointed_run(tiny_models, photos, tmp_path / "reference", **{"train.steps": 30, "train.checkpoint_every": 0})
+    reference = _checkpointed_run(
+        tiny_models, photos, tmp_path / "reference", **{"train.steps": 30, "train.checkpoint_every": 0}
+    )
     out = tmp_path / "run"
     args = _train_args(tiny_models, photos, out, **{"train.steps": 30})
-    process = subprocess.Popen([sys.executable, "-m", "dreamtune.cli", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dreamtune.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
-    while time.time() < deadline and (not (out / "metrics.jsonl").exists() or len((out / "metrics.jsonl").read_text().splitlines()) < 3):
+    while time.time() < deadline and (
+        not (out / "metrics.jsonl").exists() or len((out / "metrics.jsonl").read_text().splitlines()) < 3
+    ):
         time.sleep(0.1)
     process.send_signal(signal_number)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signal_number, err[-2000:]
-    paused = [line for line in err.splitlines() if line.startswith("paused after step")]   # a pause the user asked for, not an error
+    paused = [
+        line for line in err.splitlines() if line.startswith("paused after step")
+    ]  # a pause the user asked for, not an error
     assert len(paused) == 1 and "--resume latest" in paused[0] and _error_lines(err) == []
     saved = sorted(out.glob("checkpoint-*"))
     assert len(saved) == 1 and not [p for p in out.iterdir() if ".tmp-" in p.name]
     assert main(args + ["--resume", "latest"]) == 0
     a = load_file(str(tmp_path / "reference" / "model" / "pytorch_lora_weights.safetensors"))
     b = load_file(str(out / "model" / "pytorch_lora_weights.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a) and reference.train.steps == 30   # bit-identical to the uninterrupted run
+    assert (
+        all(torch.equal(a[k], b[k]) for k in a) and reference.train.steps == 30
+    )  # bit-identical to the uninterrupted run
 
 
 def test_stale_temp_folders_of_a_killed_run_are_swept(tiny_models, photos, tmp_path):
@@ -256,9 +344,17 @@ def test_stale_temp_folders_of_a_killed_run_are_swept(tiny_models, photos, tmp_p
     (out / ".checkpoint-000003.tmp-abc123" / "trainable-model.safetensors").write_bytes(b"half")
     (out / ".model.tmp-xyz").mkdir()
     messages = []
-    train(config.load(None, tiny_overrides(tiny_models["sd1"], photos, out, **{"data.instance_prompt": "a photo of sks dog",
-                                                                               "train.steps": 2})), resume="latest", show_progress=False,
-          log=messages.append)
+    train(
+        config.load(
+            None,
+            tiny_overrides(
+                tiny_models["sd1"], photos, out, **{"data.instance_prompt": "a photo of sks dog", "train.steps": 2}
+            ),
+        ),
+        resume="latest",
+        show_progress=False,
+        log=messages.append,
+    )
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
     assert any("removed 2 unfinished temp file(s)" in m for m in messages)
 
@@ -266,9 +362,24 @@ def test_stale_temp_folders_of_a_killed_run_are_swept(tiny_models, photos, tmp_p
 def test_nan_names_the_step_and_does_not_suggest_bf16_to_a_bf16_run(tiny_models, photos, tmp_path):
     from dreamtune.errors import TrainingDiverged
 
-    cfg = config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{
-        "train.steps": 4, "train.lr": 1e30, "train.max_grad_norm": 0, "method.kind": "dreambooth", "train.grad_accum": 2,
-        "data.instance_prompt": "a photo of sks dog", "train.weight_decay": 0, "train.mixed_precision": "bf16"}))
+    cfg = config.load(
+        None,
+        tiny_overrides(
+            tiny_models["sd1"],
+            photos,
+            tmp_path / "run",
+            **{
+                "train.steps": 4,
+                "train.lr": 1e30,
+                "train.max_grad_norm": 0,
+                "method.kind": "dreambooth",
+                "train.grad_accum": 2,
+                "data.instance_prompt": "a photo of sks dog",
+                "train.weight_decay": 0,
+                "train.mixed_precision": "bf16",
+            },
+        ),
+    )
     with pytest.raises(TrainingDiverged) as error:
         train(cfg, show_progress=False, log=lambda *_: None)
     message = str(error.value)
@@ -277,9 +388,19 @@ def test_nan_names_the_step_and_does_not_suggest_bf16_to_a_bf16_run(tiny_models,
 
 def test_html_reports_escape_what_users_type(tiny_models, photos, tmp_path):
     out = tmp_path / "<img src=x onerror=alert(1)>"
-    cfg = config.load(None, tiny_overrides(tiny_models["sd1"], photos, out, **{
-        "data.instance_prompt": "a photo of sks <script>alert(1)</script>", "prior.enabled": True,
-        "prior.class_prompt": "a photo of <script>alert(2)</script>"}))
+    cfg = config.load(
+        None,
+        tiny_overrides(
+            tiny_models["sd1"],
+            photos,
+            out,
+            **{
+                "data.instance_prompt": "a photo of sks <script>alert(1)</script>",
+                "prior.enabled": True,
+                "prior.class_prompt": "a photo of <script>alert(2)</script>",
+            },
+        ),
+    )
     train(cfg, show_progress=False, log=lambda *_: None)
     page = (out / "report.html").read_text()
     assert "<script>" not in page and "<img src=x" not in page
@@ -292,8 +413,11 @@ def test_dreambench_subject_names_cannot_write_outside_out(capsys, tmp_path, sub
     data = tmp_path / "bench"
     data.mkdir()
     write_prompts_file(data / "prompts_and_classes.txt", {subject: "dog"}, ["a {0} {1}"], ["a {0} {1}"])
-    _one_sentence(capsys, ["bench", "dreambench", "--data", str(data), "--out", str(tmp_path / "out"), "--recipe", "base"],
-                  "not a plain folder name")
+    _one_sentence(
+        capsys,
+        ["bench", "dreambench", "--data", str(data), "--out", str(tmp_path / "out"), "--recipe", "base"],
+        "not a plain folder name",
+    )
     assert not (tmp_path / "escape").exists()
 
 
@@ -308,27 +432,56 @@ def _descendants(pid: int) -> list[int]:
 def test_killing_one_of_two_processes_ends_the_other_and_resume_works(tiny_models, photos, tmp_path, victim):
     launcher = Path(sys.executable).with_name("accelerate")
     out = tmp_path / "run"
-    overrides = tiny_overrides(tiny_models["sd1"], photos, out, **{"data.instance_prompt": "a photo of sks dog", "train.steps": 60,
-                                                                   "train.checkpoint_every": 2})
-    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-               "--dynamo_backend", "no", "--main_process_port", "29534" if victim == "main" else "29535",
-               "-m", "dreamtune.cli", "train", *overrides]
+    overrides = tiny_overrides(
+        tiny_models["sd1"],
+        photos,
+        out,
+        **{"data.instance_prompt": "a photo of sks dog", "train.steps": 60, "train.checkpoint_every": 2},
+    )
+    command = [
+        str(launcher),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29534" if victim == "main" else "29535",
+        "-m",
+        "dreamtune.cli",
+        "train",
+        *overrides,
+    ]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, start_new_session=True
+    )
     deadline = time.time() + 180
     while time.time() < deadline and len(list(out.glob("checkpoint-*"))) < 1:
         time.sleep(0.2)
-    workers = [pid for pid in _descendants(process.pid)
-               if "dreamtune.cli" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace") and "launch" not in
-               Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+    workers = [
+        pid
+        for pid in _descendants(process.pid)
+        if "dreamtune.cli" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        and "launch" not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    ]
     assert len(workers) == 2, workers
     os.kill(sorted(workers)[0 if victim == "main" else 1], signal.SIGKILL)
     killed_at = time.time()
     _, err = process.communicate(timeout=120)
-    print(f"survivor ended {time.time() - killed_at:.1f} s after the kill; stderr tail: {err.strip().splitlines()[-1][:200]}")
+    print(
+        f"survivor ended {time.time() - killed_at:.1f} s after the kill; stderr tail: {err.strip().splitlines()[-1][:200]}"
+    )
     assert time.time() - killed_at < 30, "the surviving process kept running"
     assert process.returncode != 0 and all(not Path(f"/proc/{pid}").exists() for pid in workers)
-    resumed = subprocess.run(command + ["--resume", "latest"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    resumed = subprocess.run(
+        command + ["--resume", "latest"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in resumed.stdout and (out / "model" / "pytorch_lora_weights.safetensors").is_file()
 

@@ -7,6 +7,7 @@
   DoRA ``weight_decompose`` on the output axis) and A1111 (``extensions-builtin/Lora/networks.py``:
   ``convert_diffusers_name_to_compvis``), re-implemented here from their documented behaviour.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,14 +23,30 @@ from dreamtune.models.kohya import unet_ldm_namer
 from dreamtune.training.run import train
 from tests.conftest import tiny_overrides
 
-COMFY_CLIP_MODULES = ("mlp_fc1", "mlp_fc2", "self_attn_k_proj", "self_attn_q_proj", "self_attn_v_proj", "self_attn_out_proj")
+COMFY_CLIP_MODULES = (
+    "mlp_fc1",
+    "mlp_fc2",
+    "self_attn_k_proj",
+    "self_attn_q_proj",
+    "self_attn_v_proj",
+    "self_attn_out_proj",
+)
 
 
 def _train_lora(tiny_models, family, photos, tmp_path, dora=False, targets="to_q,to_k,to_v,to_out.0,conv1"):
-    overrides = tiny_overrides(tiny_models[family], photos, tmp_path / "my run", **{
-        "train.steps": 3, "train.lr": 1e-2, "data.instance_prompt": "a photo of sks dog"})
-    overrides += ["method.lora.rank=4", "method.lora.alpha=16", "method.lora.text_encoder=true",
-                  f"method.lora.dora={str(dora).lower()}", f"method.lora.target_modules=[{targets}]"]
+    overrides = tiny_overrides(
+        tiny_models[family],
+        photos,
+        tmp_path / "my run",
+        **{"train.steps": 3, "train.lr": 1e-2, "data.instance_prompt": "a photo of sks dog"},
+    )
+    overrides += [
+        "method.lora.rank=4",
+        "method.lora.alpha=16",
+        "method.lora.text_encoder=true",
+        f"method.lora.dora={str(dora).lower()}",
+        f"method.lora.target_modules=[{targets}]",
+    ]
     return train(config.load(None, overrides), show_progress=False, log=lambda *_: None)
 
 
@@ -39,8 +56,12 @@ def _unet_inputs(unet):
     hidden = torch.randn(1, 77, unet.config.cross_attention_dim, generator=generator)
     extra = {}
     if unet.config.addition_embed_type == "text_time":
-        extra = {"added_cond_kwargs": {"text_embeds": torch.randn(1, 32, generator=generator),
-                                       "time_ids": torch.randn(1, 6, generator=generator)}}
+        extra = {
+            "added_cond_kwargs": {
+                "text_embeds": torch.randn(1, 32, generator=generator),
+                "time_ids": torch.randn(1, 6, generator=generator),
+            }
+        }
     return sample, torch.tensor([500]), hidden, extra
 
 
@@ -107,20 +128,36 @@ def _ldm_names(unet) -> dict[str, str]:
     namer = unet_ldm_namer(unet)
     state = unet.state_dict()
     names = {namer(k): k for k in state}
-    converted = convert_ldm_unet_checkpoint({f"model.diffusion_model.{k}": state[v] for k, v in names.items()}, dict(unet.config))
+    converted = convert_ldm_unet_checkpoint(
+        {f"model.diffusion_model.{k}": state[v] for k, v in names.items()}, dict(unet.config)
+    )
     assert set(converted) == set(state) and all(torch.equal(converted[k], state[k]) for k in state)
     return names
 
 
 def test_original_layout_names_match_diffusers_converter_for_sd_layouts():
     """SD 1.x/2.x and SDXL UNet layouts (2 layers per block, as the real models)."""
-    common = dict(block_out_channels=(8, 16, 16), layers_per_block=2, sample_size=16, norm_num_groups=4, cross_attention_dim=32,
-                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                  up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4, 4))
+    common = dict(
+        block_out_channels=(8, 16, 16),
+        layers_per_block=2,
+        sample_size=16,
+        norm_num_groups=4,
+        cross_attention_dim=32,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4, 4),
+    )
     _ldm_names(UNet2DConditionModel(**common))
-    _ldm_names(UNet2DConditionModel(**common, use_linear_projection=True, transformer_layers_per_block=(1, 2, 2),
-                                    addition_embed_type="text_time", addition_time_embed_dim=8,
-                                    projection_class_embeddings_input_dim=32 + 6 * 8))
+    _ldm_names(
+        UNet2DConditionModel(
+            **common,
+            use_linear_projection=True,
+            transformer_layers_per_block=(1, 2, 2),
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=32 + 6 * 8,
+        )
+    )
 
 
 def _comfy_key_map(pipeline, family) -> dict[str, tuple[torch.nn.Module, str]]:
@@ -130,16 +167,22 @@ def _comfy_key_map(pipeline, family) -> dict[str, tuple[torch.nn.Module, str]]:
     ldm = _ldm_names(unet)
     for ldm_name, diffusers_name in ldm.items():
         if diffusers_name.endswith(".weight"):
-            path = diffusers_name[:-len(".weight")]
-            key_map["lora_unet_" + path.replace(".", "_")] = (unet, path)              # unet_to_diffusers rule
-            key_map["lora_unet_" + ldm_name[:-len(".weight")].replace(".", "_")] = (unet, path)  # state-dict rule
-    encoders = [("lora_te_", pipeline.text_encoder)] if family != "sdxl" else [
-        ("lora_te1_", pipeline.text_encoder), ("lora_te2_", pipeline.text_encoder_2)]
+            path = diffusers_name[: -len(".weight")]
+            key_map["lora_unet_" + path.replace(".", "_")] = (unet, path)  # unet_to_diffusers rule
+            key_map["lora_unet_" + ldm_name[: -len(".weight")].replace(".", "_")] = (unet, path)  # state-dict rule
+    encoders = (
+        [("lora_te_", pipeline.text_encoder)]
+        if family != "sdxl"
+        else [("lora_te1_", pipeline.text_encoder), ("lora_te2_", pipeline.text_encoder_2)]
+    )
     for prefix, encoder in encoders:
         for layer in range(encoder.config.num_hidden_layers):
             for module in COMFY_CLIP_MODULES:
                 dotted = module.replace("self_attn_", "self_attn.").replace("mlp_", "mlp.")
-                key_map[f"{prefix}text_model_encoder_layers_{layer}_{module}"] = (encoder, f"text_model.encoder.layers.{layer}.{dotted}")
+                key_map[f"{prefix}text_model_encoder_layers_{layer}_{module}"] = (
+                    encoder,
+                    f"text_model.encoder.layers.{layer}.{dotted}",
+                )
     return key_map
 
 
@@ -150,7 +193,7 @@ def _apply_like_comfy(tensors: dict[str, torch.Tensor], key_map) -> set[str]:
     for key in {k.split(".")[0] for k in tensors}:
         module, path = key_map[key]
         if not hasattr(module, "text_model") and path.startswith("text_model."):
-            path = path[len("text_model."):]  # transformers 5's CLIPTextModel has no text_model level
+            path = path[len("text_model.") :]  # transformers 5's CLIPTextModel has no text_model level
         weight = module.get_submodule(path).weight
         down, up = tensors[f"{key}.lora_down.weight"].float(), tensors[f"{key}.lora_up.weight"].float()
         alpha = tensors[f"{key}.alpha"].item()
@@ -172,7 +215,9 @@ def test_kohya_file_by_comfyui_rules_every_key_consumed_same_model(tiny_models, 
     tensors = load_file(str(_kohya_file(result.model_dir)))
     pipeline = DiffusionPipeline.from_pretrained(str(tiny_models[family]))
     key_map = _comfy_key_map(pipeline, family)
-    assert {k.split(".")[0] for k in tensors} <= set(key_map), sorted(set(k.split(".")[0] for k in tensors) - set(key_map))[:3]
+    assert {k.split(".")[0] for k in tensors} <= set(key_map), sorted(
+        set(k.split(".")[0] for k in tensors) - set(key_map)
+    )[:3]
     assert _apply_like_comfy(tensors, key_map) == set(tensors)
     trained = _unet_output(result.components.denoiser)
     assert (_unet_output(pipeline.unet) - trained).abs().max() < 2e-3 * trained.abs().max()
@@ -184,11 +229,19 @@ def test_kohya_file_by_comfyui_rules_every_key_consumed_same_model(tiny_models, 
 def _a1111_compvis_name(key: str) -> str:
     """A1111 ``convert_diffusers_name_to_compvis`` for the UNet (SD 1.x/2.x: 3 slots per block);
     a key already in the original layout passes through and is looked up as diffusion_model_*."""
-    resnet = {"conv1": "in_layers_2", "conv2": "out_layers_3", "norm1": "in_layers_0", "norm2": "out_layers_0",
-              "time_emb_proj": "emb_layers_1", "conv_shortcut": "skip_connection"}
+    resnet = {
+        "conv1": "in_layers_2",
+        "conv2": "out_layers_3",
+        "norm1": "in_layers_0",
+        "norm2": "out_layers_0",
+        "time_emb_proj": "emb_layers_1",
+        "conv_shortcut": "skip_connection",
+    }
     if m := re.match(r"lora_unet_down_blocks_(\d+)_(attentions|resnets)_(\d+)_(.+)", key):
         suffix = m[4] if m[2] == "attentions" else resnet.get(m[4], m[4])
-        return f"diffusion_model_input_blocks_{1 + int(m[1]) * 3 + int(m[3])}_{1 if m[2] == 'attentions' else 0}_{suffix}"
+        return (
+            f"diffusion_model_input_blocks_{1 + int(m[1]) * 3 + int(m[3])}_{1 if m[2] == 'attentions' else 0}_{suffix}"
+        )
     if m := re.match(r"lora_unet_mid_block_(attentions|resnets)_(\d+)_(.+)", key):
         suffix = m[3] if m[1] == "attentions" else resnet.get(m[3], m[3])
         return f"diffusion_model_middle_block_{1 if m[1] == 'attentions' else int(m[2]) * 2}_{suffix}"
@@ -205,14 +258,33 @@ def test_kohya_unet_keys_resolve_by_a1111_rules(tmp_path, sdxl):
 
     from dreamtune.models.kohya import kohya_state_dict
 
-    common = dict(block_out_channels=(8, 16, 16), layers_per_block=2, sample_size=16, norm_num_groups=4, cross_attention_dim=32,
-                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                  up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4, 4))
+    common = dict(
+        block_out_channels=(8, 16, 16),
+        layers_per_block=2,
+        sample_size=16,
+        norm_num_groups=4,
+        cross_attention_dim=32,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4, 4),
+    )
     if sdxl:
-        common.update(use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
-                      projection_class_embeddings_input_dim=32 + 6 * 8)
+        common.update(
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=32 + 6 * 8,
+        )
     unet = UNet2DConditionModel(**common)
-    compvis = {"diffusion_model_" + name[:-len(".weight")].replace(".", "_") for name in _ldm_names(unet) if name.endswith(".weight")}
-    unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"]))
+    compvis = {
+        "diffusion_model_" + name[: -len(".weight")].replace(".", "_")
+        for name in _ldm_names(unet)
+        if name.endswith(".weight")
+    }
+    unet.add_adapter(
+        LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"])
+    )
     keys = {k.split(".")[0] for k in kohya_state_dict({"unet": unet}, "sdxl" if sdxl else "sd")}
-    assert keys and all(_a1111_compvis_name(k) in compvis for k in keys), [k for k in keys if _a1111_compvis_name(k) not in compvis][:3]
+    assert keys and all(_a1111_compvis_name(k) in compvis for k in keys), [
+        k for k in keys if _a1111_compvis_name(k) not in compvis
+    ][:3]

@@ -1,4 +1,5 @@
 """The data-flow rules of DESIGN.md, enforced by parsing imports."""
+
 import ast
 from pathlib import Path
 
@@ -21,13 +22,13 @@ def test_nothing_imports_cli_and_lower_layers_do_not_import_training():
         imported = _imports(path)
         assert "dreamtune.cli" not in imported, path
         layer = path.relative_to(PACKAGE).parts[0]
-        if layer not in ("ui", "cli.py"):   # the web UI is a top layer nothing else needs
+        if layer not in ("ui", "cli.py"):  # the web UI is a top layer nothing else needs
             assert not any(n.startswith("dreamtune.ui") for n in imported), path
         if layer in ("data", "models", "diffusion", "sampling", "evaluation", "objectives"):
             assert not any(n.startswith("dreamtune.training") for n in imported), path
         if layer in ("data", "diffusion"):
             assert not any(n.startswith(("dreamtune.models", "dreamtune.objectives")) for n in imported), path
-        if layer == "objectives":   # objectives compute losses; loading feature networks is assembly's job
+        if layer == "objectives":  # objectives compute losses; loading feature networks is assembly's job
             assert not any(n.startswith(("dreamtune.evaluation", "dreamtune.models.loading")) for n in imported), path
 
 
@@ -42,7 +43,11 @@ def _weight_loads(path: Path) -> bool:
 
 
 def test_only_models_loading_calls_from_pretrained_for_training_components():
-    offenders = [p.name for p in PACKAGE.rglob("*.py") if _weight_loads(p) and p.name not in ("loading.py", "generate.py", "adapters.py")]
+    offenders = [
+        p.name
+        for p in PACKAGE.rglob("*.py")
+        if _weight_loads(p) and p.name not in ("loading.py", "generate.py", "adapters.py")
+    ]
     assert offenders == []
 
 
@@ -51,11 +56,28 @@ def test_no_objective_or_sampler_asks_which_model_family_it_runs():
     diffusion/process.py: nothing else compares a family name or a prediction type."""
     import re
 
-    switch = re.compile(r"(family|family\.name)\s*[!=]=\s*['\"]|prediction_type\s*[!=]=\s*['\"]|\b(components|c|self)\.unet\b")
-    allowed = {"kohya.py", "single_file.py", "known_configs.py", "tiny.py", "model_card.py", "architecture.py", "assemble.py",
-               "noise.py", "ddim.py", "cli.py"}
-    offenders = [f"{p.name}:{n + 1}" for p in PACKAGE.rglob("*.py") if p.name not in allowed and "families" not in p.parts
-                 for n, line in enumerate(p.read_text().splitlines()) if switch.search(line)]
+    switch = re.compile(
+        r"(family|family\.name)\s*[!=]=\s*['\"]|prediction_type\s*[!=]=\s*['\"]|\b(components|c|self)\.unet\b"
+    )
+    allowed = {
+        "kohya.py",
+        "single_file.py",
+        "known_configs.py",
+        "tiny.py",
+        "model_card.py",
+        "architecture.py",
+        "assemble.py",
+        "noise.py",
+        "ddim.py",
+        "cli.py",
+    }
+    offenders = [
+        f"{p.name}:{n + 1}"
+        for p in PACKAGE.rglob("*.py")
+        if p.name not in allowed and "families" not in p.parts
+        for n, line in enumerate(p.read_text().splitlines())
+        if switch.search(line)
+    ]
     assert offenders == []
 
 
@@ -68,7 +90,7 @@ def test_the_held_out_subjects_split_is_a_partition():
     from dreamtune.miniature.subject_split import TEST, TUNING
 
     assert not set(TUNING) & set(TEST) and set(TUNING) | set(TEST) == set(world.HELD_OUT)
-    assert {"dog3", "backpack3"} <= set(TUNING)      # used to tune earlier recipes
+    assert {"dog3", "backpack3"} <= set(TUNING)  # used to tune earlier recipes
 
 
 def test_a_subset_of_a_half_keeps_the_halfs_order_and_refuses_a_subject_of_the_other_half():

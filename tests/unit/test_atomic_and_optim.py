@@ -45,7 +45,9 @@ def test_text_encoder_parameters_get_their_own_learning_rate():
     assert sorted(g["lr"] for g in optimizer.param_groups) == [5e-6, 1e-4]
 
 
-@pytest.mark.parametrize("umask, dir_mode, file_mode", [(0o022, 0o755, 0o644), (0o002, 0o775, 0o664), (0o077, 0o700, 0o600)])
+@pytest.mark.parametrize(
+    "umask, dir_mode, file_mode", [(0o022, 0o755, 0o644), (0o002, 0o775, 0o664), (0o077, 0o700, 0o600)]
+)
 def test_outputs_honour_the_umask(tmp_path, umask, dir_mode, file_mode):
     import os
 

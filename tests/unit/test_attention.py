@@ -1,4 +1,5 @@
 """The CPU attention policy: short-key attention in fp32, same results, gradients and dtypes."""
+
 import torch
 import torch.nn.functional as F
 
@@ -34,7 +35,7 @@ def test_long_fp32_and_gradient_free_attention_are_left_to_pytorch():
     assert torch.equal(short_attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
     q, k, v = _qkv(4, 8)
     reference = F.scaled_dot_product_attention(q, k, v)
-    with torch.no_grad():     # sampling: bf16 is the faster kernel without a backward
+    with torch.no_grad():  # sampling: bf16 is the faster kernel without a backward
         assert torch.equal(short_attention(q, k, v), reference)
     q, k, v = _qkv(4, 8, torch.float32)
     reference = F.scaled_dot_product_attention(q, k, v)
@@ -56,7 +57,7 @@ def test_processor_keeps_the_policy_inside_gradient_checkpointing_and_matches_th
     context = torch.randn(2, 7, 32, dtype=torch.bfloat16)
     run = lambda unet, x: unet(x, torch.tensor([10, 900]), context).sample
     reference = run(plain, sample)
-    out = checkpoint(lambda x: run(policy, x), sample, use_reentrant=False)   # recomputed in the backward
+    out = checkpoint(lambda x: run(policy, x), sample, use_reentrant=False)  # recomputed in the backward
     assert (out.float() - reference.float()).abs().max() < 0.05 * reference.float().abs().max()
     out.float().square().mean().backward()
     assert sample.grad is not None and torch.isfinite(sample.grad).all()
@@ -75,9 +76,18 @@ def test_processor_is_diffusers_attention_exactly_where_the_policy_does_not_appl
     policy.load_state_dict(plain.state_dict())
     use_short_attention_in_fp32(policy)
     sample, context = torch.randn(2, 4, 16, 16), torch.randn(2, 7, 32)
-    assert torch.equal(plain(sample, torch.tensor([10, 900]), context).sample, policy(sample, torch.tensor([10, 900]), context).sample)
-    block = Attention(query_dim=8, cross_attention_dim=6, heads=2, dim_head=4, norm_num_groups=2, residual_connection=True,
-                      rescale_output_factor=2.0)
+    assert torch.equal(
+        plain(sample, torch.tensor([10, 900]), context).sample, policy(sample, torch.tensor([10, 900]), context).sample
+    )
+    block = Attention(
+        query_dim=8,
+        cross_attention_dim=6,
+        heads=2,
+        dim_head=4,
+        norm_num_groups=2,
+        residual_connection=True,
+        rescale_output_factor=2.0,
+    )
     images, text = torch.randn(2, 8, 3, 3), torch.randn(2, 5, 6)
     mask = torch.zeros(2, 5)
     mask[:, 3:] = -10000.0

@@ -1,5 +1,6 @@
 """docs/configuration.md is written from config.py's comments, so the settings are documented once:
 every setting has its sentence, and the page in the repository is the one the code writes now."""
+
 from pathlib import Path
 
 from dreamtune.config import Config
@@ -15,7 +16,9 @@ def test_every_setting_has_help_text():
 
 def test_the_configuration_page_is_current():
     page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    assert page == reference_markdown(Config), "docs/configuration.md is stale: python -m dreamtune.config_help > docs/configuration.md"
+    assert page == reference_markdown(Config), (
+        "docs/configuration.md is stale: python -m dreamtune.config_help > docs/configuration.md"
+    )
 
 
 def test_the_page_lists_nested_sections_by_their_dotted_keys():

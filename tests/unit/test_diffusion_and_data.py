@@ -16,7 +16,9 @@ def test_add_noise_and_v_target_match_diffusers():
     latents, eps = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 4, 8, 8, generator=g)
     t = torch.tensor([0, 500, 999])
     assert torch.allclose(noise.add_noise(scheduler, latents, eps, t), scheduler.add_noise(latents, eps, t), atol=1e-5)
-    assert torch.allclose(noise.target("v_prediction", scheduler, latents, eps, t), scheduler.get_velocity(latents, eps, t), atol=1e-5)
+    assert torch.allclose(
+        noise.target("v_prediction", scheduler, latents, eps, t), scheduler.get_velocity(latents, eps, t), atol=1e-5
+    )
     assert torch.equal(noise.target("epsilon", scheduler, latents, eps, t), eps)
 
 
@@ -51,9 +53,11 @@ def test_noise_offset_shifts_channel_means():
 def test_augmentation_is_a_function_of_seed_step_slot():
     plan = augment.AugmentPlan(flip_p=0.5, rotate_degrees=15, rotate_p=1.0, color_jitter=0.3, color_jitter_p=1.0)
     image = torch.rand(3, 16, 16) * 2 - 1
+
     def run(seed, step, slot):
         g = augment.sample_generator(seed, step, slot)
         return augment.apply_pixels(image, plan, augment.decide_flip(plan, g), g)
+
     assert torch.equal(run(0, 5, 1), run(0, 5, 1))
     assert not torch.equal(run(0, 5, 1), run(0, 6, 1))
     assert run(0, 5, 1).abs().max() <= 1
@@ -77,7 +81,7 @@ def test_cache_reuses_and_keys_invalidate(tmp_path):
     cache.get_or_compute(key_of("img", "vae-a", 768), compute)
     assert len(calls) == 3
     (next(tmp_path.glob("*.safetensors"))).write_bytes(b"corrupt")
-    cache = TensorCache(tmp_path)   # a later run reads the disk (one run keeps what it read in memory)
+    cache = TensorCache(tmp_path)  # a later run reads the disk (one run keeps what it read in memory)
     for key in [key_of("img", "vae-a", 512), key_of("img", "vae-b", 512), key_of("img", "vae-a", 768)]:
         assert torch.equal(cache.get_or_compute(key, compute)["x"], torch.ones(2))
     assert len(calls) == 4  # the corrupt entry alone was recomputed

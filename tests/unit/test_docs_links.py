@@ -1,6 +1,7 @@
 """The newcomer's path through the documentation: every relative link in the README, the guide
 pages, the architecture page and the experiment records leads to a file that exists, and the README
 stays a short front page (the guides hold the detail)."""
+
 import re
 from pathlib import Path
 
@@ -9,13 +10,22 @@ LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
 def _pages() -> list[Path]:
-    return [ROOT / "README.md", ROOT / "ARCHITECTURE.md", ROOT / "benchmarks" / "README.md",
-            *(ROOT / "docs").glob("*.md"), *(ROOT / "experiments").glob("**/README.md")]
+    return [
+        ROOT / "README.md",
+        ROOT / "ARCHITECTURE.md",
+        ROOT / "benchmarks" / "README.md",
+        *(ROOT / "docs").glob("*.md"),
+        *(ROOT / "experiments").glob("**/README.md"),
+    ]
 
 
 def test_every_relative_link_resolves():
-    broken = [(str(page.relative_to(ROOT)), target) for page in _pages() for target in LINK.findall(page.read_text(encoding="utf-8"))
-              if not target.startswith(("http://", "https://", "mailto:")) and not (page.parent / target).exists()]
+    broken = [
+        (str(page.relative_to(ROOT)), target)
+        for page in _pages()
+        for target in LINK.findall(page.read_text(encoding="utf-8"))
+        if not target.startswith(("http://", "https://", "mailto:")) and not (page.parent / target).exists()
+    ]
     assert not broken, broken
 
 

@@ -1,4 +1,5 @@
 """The miniature judge's parts (dreamtune/miniature/judge.py): degradation, loss, verdicts."""
+
 import torch
 
 from dreamtune.miniature import judge, world
@@ -26,7 +27,7 @@ def test_training_pairs_never_show_a_held_out_instance():
     assert data.pixels.shape == (24, 3, 64, 64) and -1 <= float(data.pixels.min()) and float(data.pixels.max()) <= 1
     world_labels = {int(i) for i in data.identity if i < 1000}
     assert world_labels and all(world.INSTANCES[i].name not in world.HELD_OUT for i in world_labels)
-    assert (data.identity[0::2] == data.identity[1::2]).all()          # pairs share an identity
+    assert (data.identity[0::2] == data.identity[1::2]).all()  # pairs share an identity
 
 
 def test_verdicts_are_fractions_and_the_loss_backpropagates():
@@ -38,4 +39,6 @@ def test_verdicts_are_fractions_and_the_loss_backpropagates():
     assert all(p.grad is not None for p in net.parameters()) and set(parts) == {"contrastive", "class", "context"}
     images = [world.render(world.Scene("dog3", c), i) for i, c in enumerate(("snow", "beach"))]
     result = judge.verdicts(net.eval(), images, "dog3", ["snow", "beach"])
-    assert set(result) == {"identity", "identity_all", "context", "class", "similarity"} and all(0 <= result[k] <= 1 for k in ("identity", "context", "class"))
+    assert set(result) == {"identity", "identity_all", "context", "class", "similarity"} and all(
+        0 <= result[k] <= 1 for k in ("identity", "context", "class")
+    )

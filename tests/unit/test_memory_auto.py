@@ -1,5 +1,6 @@
 """train.memory: auto (issue 32): the cheapest savings that make weights, gradients and optimizer state fit,
 decided from the files' headers before loading; a refusal with the numbers when nothing fits."""
+
 import pytest
 
 from dreamtune import config
@@ -12,20 +13,36 @@ B = 10**9
 
 def flux_like(transformer=12 * B, text=4.8 * B):
     """FLUX.1-dev's proportions: a 12 B transformer of 3072-wide attention, T5-XXL, CLIP-L, the VAE."""
-    matrices = [(f"blocks.{i}.attn.{m}.weight", 3072, 3072) for i in range(57) for m in ("to_q", "to_k", "to_v", "to_out.0")]
-    return {"transformer": PartSize(int(transformer), matrices), "text_encoder": PartSize(int(0.12 * B)),
-            "text_encoder_2": PartSize(int(text)), "vae": PartSize(int(0.08 * B))}
+    matrices = [
+        (f"blocks.{i}.attn.{m}.weight", 3072, 3072) for i in range(57) for m in ("to_q", "to_k", "to_v", "to_out.0")
+    ]
+    return {
+        "transformer": PartSize(int(transformer), matrices),
+        "text_encoder": PartSize(int(0.12 * B)),
+        "text_encoder_2": PartSize(int(text)),
+        "vae": PartSize(int(0.08 * B)),
+    }
 
 
 def decide(overrides, free_gib, sizes=None, early=True):
     cfg = config.load(None, ["model.pretrained=x", "train.mixed_precision=bf16", *overrides])
-    return choose(cfg, sizes or flux_like(), "transformer", ["text_encoder", "text_encoder_2"], early, int(free_gib * GIB), "this machine")
+    return choose(
+        cfg,
+        sizes or flux_like(),
+        "transformer",
+        ["text_encoder", "text_encoder_2"],
+        early,
+        int(free_gib * GIB),
+        "this machine",
+    )
 
 
 def test_a_run_that_fits_is_left_as_written():
     cfg, sentence = decide(["method.kind=lora"], free_gib=80)
     assert cfg.model.quantize == "none" and not cfg.train.fused_update
-    assert sentence.startswith("memory auto: weights, gradients and optimizer state ~") and "no saving needed" in sentence
+    assert (
+        sentence.startswith("memory auto: weights, gradients and optimizer state ~") and "no saving needed" in sentence
+    )
 
 
 @pytest.mark.parametrize("free_gib, quantize", [(24, "int8"), (12, "nf4")])
@@ -33,17 +50,37 @@ def test_a_lora_too_big_for_the_machine_gets_the_cheapest_quantization_that_fits
     cfg, sentence = decide(["method.kind=lora"], free_gib=free_gib)
     assert cfg.model.quantize == quantize and cfg.model.quantize_text_encoders == "int8"
     assert f"model.quantize={quantize}" in sentence and "would not leave room" in sentence
-    assert memory_auto.need(cfg, flux_like(), "transformer", ["text_encoder", "text_encoder_2"], True).peak <= 0.7 * free_gib * GIB
+    assert (
+        memory_auto.need(cfg, flux_like(), "transformer", ["text_encoder", "text_encoder_2"], True).peak
+        <= 0.7 * free_gib * GIB
+    )
 
 
 def test_a_full_fine_tune_fuses_the_update_before_it_lowers_precision():
-    unet = {"unet": PartSize(int(2.6 * B), [("down.attn.to_q.weight", 1280, 1280)] * 10), "vae": PartSize(int(0.08 * B)),
-            "text_encoder": PartSize(int(0.12 * B))}
-    roomy, said = choose(config.load(None, ["model.pretrained=x", "train.mixed_precision=bf16", "method.kind=dreambooth"]), unet, "unet",
-                         ["text_encoder"], True, int(50 * GIB), "this machine")
+    unet = {
+        "unet": PartSize(int(2.6 * B), [("down.attn.to_q.weight", 1280, 1280)] * 10),
+        "vae": PartSize(int(0.08 * B)),
+        "text_encoder": PartSize(int(0.12 * B)),
+    }
+    roomy, said = choose(
+        config.load(None, ["model.pretrained=x", "train.mixed_precision=bf16", "method.kind=dreambooth"]),
+        unet,
+        "unet",
+        ["text_encoder"],
+        True,
+        int(50 * GIB),
+        "this machine",
+    )
     assert roomy.train.fused_update and roomy.train.trainable_dtype == "fp32" and "fused" in said
-    tight, _ = choose(config.load(None, ["model.pretrained=x", "train.mixed_precision=bf16", "method.kind=dreambooth"]), unet, "unet",
-                      ["text_encoder"], True, int(16 * GIB), "this machine")
+    tight, _ = choose(
+        config.load(None, ["model.pretrained=x", "train.mixed_precision=bf16", "method.kind=dreambooth"]),
+        unet,
+        "unet",
+        ["text_encoder"],
+        True,
+        int(16 * GIB),
+        "this machine",
+    )
     assert tight.train.fused_update and tight.train.trainable_dtype == "bf16" and tight.train.optimizer == "adamw8bit"
 
 

@@ -4,7 +4,14 @@ import torch
 import torch.nn.functional as F
 
 from dreamtune.evaluation.evaluate import strip_identifier
-from dreamtune.evaluation.metrics import diversity, mean_and_spread, preservation, prompt_fidelity, subject_fidelity, top1_accuracy
+from dreamtune.evaluation.metrics import (
+    diversity,
+    mean_and_spread,
+    preservation,
+    prompt_fidelity,
+    subject_fidelity,
+    top1_accuracy,
+)
 
 
 def test_subject_fidelity_is_mean_pairwise_cosine():
@@ -34,9 +41,16 @@ def test_preservation_is_the_fidelity_formula_on_class_generations():
 
 def test_diversity_averages_within_prompt_dissimilarity_and_skips_singletons():
     s = math.sqrt(0.5)
-    features = torch.tensor([[1.0, 0.0], [0.0, 1.0],          # prompt a: orthogonal -> 1 - 0 = 1
-                             [1.0, 0.0], [s, s], [s, s],      # prompt b: pairs 1-.7071, 1-.7071, 1-1 -> mean .1953
-                             [0.0, 1.0]])                     # prompt c: a single image, no pair
+    features = torch.tensor(
+        [
+            [1.0, 0.0],
+            [0.0, 1.0],  # prompt a: orthogonal -> 1 - 0 = 1
+            [1.0, 0.0],
+            [s, s],
+            [s, s],  # prompt b: pairs 1-.7071, 1-.7071, 1-1 -> mean .1953
+            [0.0, 1.0],
+        ]
+    )  # prompt c: a single image, no pair
     groups = ["a", "a", "b", "b", "b", "c"]
     expected_b = (2 * (1 - s) + 0.0) / 3
     assert math.isclose(diversity(features, groups), (1.0 + expected_b) / 2, rel_tol=1e-5)
@@ -67,12 +81,15 @@ def test_image_preprocessing_is_clips_own_resize_short_side_and_centre_crop():
 
     rng = np.random.default_rng(0)
     wide = Image.fromarray((rng.random((60, 100, 3)) * 255).astype("uint8"))
-    reference = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, do_normalize=False)(
-        wide, return_tensors="pt").pixel_values[0]
+    reference = CLIPImageProcessorPil(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, do_normalize=False
+    )(wide, return_tensors="pt").pixel_values[0]
     ours = torch.from_numpy(np.asarray(center_square(wide, 32), dtype=np.float32) / 255).permute(2, 0, 1)
     assert torch.equal(ours, reference)
     features = ImageFeatures(32)
-    features.register_parameter("anchor", torch.nn.Parameter(torch.zeros(1)))   # gives the module a dtype
-    from_tensor = features.tensor_pixels(torch.from_numpy(np.asarray(wide, dtype=np.float32) / 255).permute(2, 0, 1)[None])
+    features.register_parameter("anchor", torch.nn.Parameter(torch.zeros(1)))  # gives the module a dtype
+    from_tensor = features.tensor_pixels(
+        torch.from_numpy(np.asarray(wide, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    )
     assert from_tensor.shape == (1, 3, 32, 32)
     assert (from_tensor - features.pixels([wide])).abs().mean() < 0.05

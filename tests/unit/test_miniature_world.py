@@ -1,4 +1,3 @@
-
 import numpy as np
 
 from dreamtune.miniature import scenery, world
@@ -8,7 +7,10 @@ from dreamtune.miniature.vocabulary import build_tokenizer
 
 def test_twenty_dreambench_contexts_and_fifteen_classes():
     assert len(world.CONTEXTS) == 20 and len(world.GLYPHS) == 15
-    assert "on the beach" in scenery.PHRASES.values() and "with the Eiffel Tower in the background" in scenery.PHRASES.values()
+    assert (
+        "on the beach" in scenery.PHRASES.values()
+        and "with the Eiffel Tower in the background" in scenery.PHRASES.values()
+    )
     assert len(world.HELD_OUT) == 15 and not set(world.HELD_OUT) & {i.name for i in world.PRETRAIN_INSTANCES}
 
 

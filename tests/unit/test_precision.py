@@ -1,4 +1,5 @@
 """A frozen bf16 denoiser with a LoRA runs without autocast and matches the autocast result."""
+
 import copy
 
 import torch
@@ -11,7 +12,9 @@ from dreamtune.models.tiny import _unet
 def _lora_unet():
     torch.manual_seed(0)
     unet = _unet("sdxl").to(torch.bfloat16).requires_grad_(False)
-    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights="gaussian"))
+    unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights="gaussian")
+    )
     for p in unet.parameters():
         if p.requires_grad:
             p.data = p.data.float()
@@ -23,8 +26,10 @@ def _inputs(unet):
     c = unet.config
     sample = torch.randn(2, c.in_channels, 16, 16)
     context = torch.randn(2, 7, c.cross_attention_dim)
-    added = {"text_embeds": torch.randn(2, c.projection_class_embeddings_input_dim - 6 * c.addition_time_embed_dim),
-             "time_ids": torch.tensor([[1023.0, 997.0, 3.0, 5.0, 1023.0, 997.0]] * 2)}
+    added = {
+        "text_embeds": torch.randn(2, c.projection_class_embeddings_input_dim - 6 * c.addition_time_embed_dim),
+        "time_ids": torch.tensor([[1023.0, 997.0, 3.0, 5.0, 1023.0, 997.0]] * 2),
+    }
     return sample, torch.tensor([999, 17]), context, added
 
 

@@ -12,8 +12,12 @@ from tests.conftest import DREAMBENCH, make_photos
 
 
 def _tree_digest(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and not p.is_symlink() else "x")
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): (
+            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and not p.is_symlink() else "x"
+        )
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def _hostile_folder(root: Path) -> Path:
@@ -34,8 +38,12 @@ def _hostile_folder(root: Path) -> Path:
     (src / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     Image.new("RGB", (40, 40), "green").save(src / "captioned.png")
     (src / "captioned.txt").write_text("a photo of sks ball", encoding="utf-8")
-    (src / "metadata.jsonl").write_text(json.dumps({"file_name": "../outside.png", "text": "x"}) + "\n"
-                                        + json.dumps({"file_name": "photo1.jpg", "text": "from manifest"}) + "\n")
+    (src / "metadata.jsonl").write_text(
+        json.dumps({"file_name": "../outside.png", "text": "x"})
+        + "\n"
+        + json.dumps({"file_name": "photo1.jpg", "text": "from manifest"})
+        + "\n"
+    )
     return src
 
 
@@ -57,8 +65,12 @@ def test_every_hostile_input_gets_a_reason_and_src_is_untouched(tmp_path):
     assert "UTF-8" in reasons["latin1.png"]
     assert "outside the source folder" in reasons["../outside.png"]
     kept = {e["file"]: e["caption"] for e in report["entries"] if e["kept"]}
-    assert kept == {"captioned.png": "a photo of sks ball", "photo0.jpg": "a photo of sks thing",
-                    "photo1.jpg": "from manifest", "photo2.jpg": "a photo of sks thing"}
+    assert kept == {
+        "captioned.png": "a photo of sks ball",
+        "photo0.jpg": "a photo of sks thing",
+        "photo1.jpg": "from manifest",
+        "photo2.jpg": "a photo of sks thing",
+    }
     manifest = [json.loads(l) for l in (tmp_path / "out" / "metadata.jsonl").read_text().splitlines()]
     assert len(manifest) == 4
     for record in manifest:

@@ -14,8 +14,8 @@ def _rgba_half_transparent():
 def test_alpha_is_composited_on_background():
     out = standardize.to_rgb(_rgba_half_transparent(), background="#00ff00")
     assert out.mode == "RGB"
-    assert out.getpixel((0, 0)) == (0, 255, 0)       # transparent -> background
-    assert out.getpixel((7, 0)) == (255, 0, 0)       # opaque kept
+    assert out.getpixel((0, 0)) == (0, 255, 0)  # transparent -> background
+    assert out.getpixel((7, 0)) == (255, 0, 0)  # opaque kept
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F", "1", "YCbCr"])
@@ -56,6 +56,7 @@ def test_exif_orientation_applied():
 
 def _save_jpeg(image, exif):
     import io
+
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", exif=exif)
     buffer.seek(0)
@@ -74,6 +75,7 @@ def test_resize_and_crops():
     covered = standardize.cover_resize(image, (64, 64))
     assert covered.size == (128, 64)
     import random
+
     box = cropping.choose_crop(covered, (64, 64), "center", random.Random(0)).box
     assert box == (32, 0, 96, 64)
     boxes = {cropping.choose_crop(covered, (64, 64), "random", random.Random(s)).box for s in range(5)}
@@ -82,6 +84,7 @@ def test_resize_and_crops():
 
 def test_face_crop_falls_back_to_center_with_note():
     import random
+
     covered = Image.new("RGB", (128, 64), "gray")
     decision = cropping.choose_crop(covered, (64, 64), "face", random.Random(0))
     assert decision.box == (32, 0, 96, 64) and "no face" in decision.note

@@ -1,5 +1,6 @@
 """The instruments behind the speed figures (benchmarks/op_ceiling.py, step_floor.py, vs_diffusers.py):
 the FLOPs of a step and the latent size they are counted at must be right before any "% of peak" is."""
+
 import sys
 from pathlib import Path
 

@@ -1,5 +1,6 @@
 """The web UI's own logic (dreamtune/ui): form <-> config overrides, run discovery, log tailing,
 what it refuses to touch; and its HTTP gate, through a real server on a free port."""
+
 import base64
 import json
 import os
@@ -25,9 +26,9 @@ RECIPE = find_recipe("miniature-lora")
 
 @dataclass(frozen=True)
 class _Example:
-    size: int = 3        # how big it is
+    size: int = 3  # how big it is
     name: str = "x"
-    other: float = 1.0   # a: colon, "quotes" and # inside
+    other: float = 1.0  # a: colon, "quotes" and # inside
 
 
 def test_field_comments_read_the_trailing_comment_of_each_field():
@@ -48,19 +49,35 @@ def test_every_form_field_has_help_from_config_py_and_the_recipes_value():
 
 
 def test_form_values_become_overrides_only_where_they_differ_and_load_back():
-    overrides = form.overrides_from_form(RECIPE, {"train.steps": "20", "train.lr": "0.001", "prior.enabled": False,
-                                                  "train.mixed_precision": "no", "method.lora.rank": "16"})
+    overrides = form.overrides_from_form(
+        RECIPE,
+        {
+            "train.steps": "20",
+            "train.lr": "0.001",
+            "prior.enabled": False,
+            "train.mixed_precision": "no",
+            "method.lora.rank": "16",
+        },
+    )
     assert overrides == ["train.steps=20", "prior.enabled=false", 'train.mixed_precision="no"']
     loaded = form.check(RECIPE, overrides)
-    assert (loaded.train.steps, loaded.prior.enabled, loaded.train.mixed_precision, loaded.train.lr) == (20, False, "no", 1e-3)
+    assert (loaded.train.steps, loaded.prior.enabled, loaded.train.mixed_precision, loaded.train.lr) == (
+        20,
+        False,
+        "no",
+        1e-3,
+    )
 
 
-@pytest.mark.parametrize("values, words", [
-    ({"train.steps": "many"}, "train.steps got 'many'; it must be a whole number"),
-    ({"train.lr": "fast"}, "train.lr got 'fast'; it must be a number"),
-    ({"train.mixed_precision": "fp8"}, "choose one of"),
-    ({"train.stepz": "3"}, "the form has no setting 'train.stepz'"),
-])
+@pytest.mark.parametrize(
+    "values, words",
+    [
+        ({"train.steps": "many"}, "train.steps got 'many'; it must be a whole number"),
+        ({"train.lr": "fast"}, "train.lr got 'fast'; it must be a number"),
+        ({"train.mixed_precision": "fp8"}, "choose one of"),
+        ({"train.stepz": "3"}, "the form has no setting 'train.stepz'"),
+    ],
+)
 def test_a_bad_form_value_is_one_sentence(values, words):
     with pytest.raises(UserError, match=words):
         form.overrides_from_form(RECIPE, values)
@@ -73,8 +90,10 @@ def test_the_cli_checks_catch_what_the_form_cannot():
 
 
 def _metrics(folder: Path, steps: int, per_step: float = 0.5) -> None:
-    lines = [json.dumps({"step": s, "seconds": s * per_step, "loss": 1.0 / s, "lr/model": 1e-3}) for s in range(1, steps + 1)]
-    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n{\"step\": 99, \"los")   # a line being written
+    lines = [
+        json.dumps({"step": s, "seconds": s * per_step, "loss": 1.0 / s, "lr/model": 1e-3}) for s in range(1, steps + 1)
+    ]
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 99, "los')  # a line being written
 
 
 def test_run_discovery_reads_status_progress_and_curves_from_the_folder(tmp_path):
@@ -91,12 +110,12 @@ def test_run_discovery_reads_status_progress_and_curves_from_the_folder(tmp_path
     (stopped / "checkpoint-000040" / "state.json").write_text('{"step": 40}')
     (running / ".lock").write_text(f"pid {os.getpid()} on {socket.gethostname()}")
     (incomplete / ".lock").write_text("pid 999999999 on elsewhere")
-    (tmp_path / "photos").mkdir()                               # not a run
+    (tmp_path / "photos").mkdir()  # not a run
     found = {r["name"]: r["status"] for r in runs.discover(tmp_path)}
     assert found == {"finished": "finished", "stopped": "stopped", "running": "running", "incomplete": "incomplete"}
     info = runs.describe(running, tmp_path)
     assert (info["step"], info["total"]) == (40, 100)
-    assert info["eta_s"] == pytest.approx(60 * 0.5)              # 60 steps left at 0.5 s each
+    assert info["eta_s"] == pytest.approx(60 * 0.5)  # 60 steps left at 0.5 s each
     assert list(info["curves"]) == ["loss"] and info["curves"]["loss"][0] == (1, 1.0)
     assert runs.describe(finished, tmp_path)["files"]["weights"] == ["finished/model/pytorch_lora_weights.safetensors"]
 
@@ -115,15 +134,19 @@ def test_jobs_run_the_cli_and_report_its_one_sentence_error(tmp_path):
     assert bad.exit_code == 2
     assert jobs.error(bad.id).startswith("unknown config key 'train.stepz'") or "train.stepz" in jobs.error(bad.id)
     assert jobs.latest_for(tmp_path).id == bad.id
-    assert [j.id for j in JobManager(tmp_path).jobs()] == [ok.id, bad.id]       # a restarted UI still knows them
+    assert [j.id for j in JobManager(tmp_path).jobs()] == [ok.id, bad.id]  # a restarted UI still knows them
 
 
 def test_job_output_resolves_progress_bars(tmp_path):
     jobs = JobManager(tmp_path)
-    jobs.log_path("x").write_text("start\ntraining:  10%| | 2/20 [00:01<00:09, 2.0step/s]\rtraining:  15%| | 3/20 [00:02<00:08, 2.0step/s]\n")
+    jobs.log_path("x").write_text(
+        "start\ntraining:  10%| | 2/20 [00:01<00:09, 2.0step/s]\rtraining:  15%| | 3/20 [00:02<00:08, 2.0step/s]\n"
+    )
     assert jobs.output("x").splitlines() == ["start", "training:  15%| | 3/20 [00:02<00:08, 2.0step/s]"]
     assert jobs.progress("x") == {"label": "training", "done": 3, "total": 20, "eta_s": 8}
-    jobs.log_path("y").write_text("class images:  0%|  | 0/40 [00:00<?, ?img/s]\rclass images:  60%|##  | 24/40 [01:10<1:02:07, 2.1s/img]")
+    jobs.log_path("y").write_text(
+        "class images:  0%|  | 0/40 [00:00<?, ?img/s]\rclass images:  60%|##  | 24/40 [01:10<1:02:07, 2.1s/img]"
+    )
     assert jobs.progress("y") == {"label": "class images", "done": 24, "total": 40, "eta_s": 3727}
 
 
@@ -158,7 +181,7 @@ def test_access_rules_for_hosts_logins_and_local_paths(tmp_path):
     local = Access("127.0.0.1", 7860)
     assert local.authorized(None) and local.local_path(str(tmp_path), "x") == tmp_path
     assert local.host_allowed("127.0.0.1:7860") and local.host_allowed("localhost:7860")
-    assert not local.host_allowed("evil.example:7860")          # DNS rebinding
+    assert not local.host_allowed("evil.example:7860")  # DNS rebinding
 
 
 @pytest.fixture()
@@ -177,7 +200,9 @@ TOKEN = "this-launchs-token"
 def _call(url, body=None, headers=None, method=None, token=TOKEN):
     """One request to the UI, carrying this launch's token (as the page does, in its cookie)."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={**({TOKEN_HEADER: token} if token else {}), **(headers or {})}, method=method)
+    request = urllib.request.Request(
+        url, data=data, headers={**({TOKEN_HEADER: token} if token else {}), **(headers or {})}, method=method
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, response.read()
@@ -190,8 +215,8 @@ def test_the_server_gate(server, tmp_path):
     status, body = _call(base + "/api/info")
     assert status == 200 and "miniature-lora" in json.loads(body)["recipes"] and json.loads(body)["local"] is True
     assert _call(base + "/")[0] == 200 and b"dreamtune" in _call(base + "/static/app.js")[1]
-    assert _call(base + "/favicon.ico")[1].startswith(b"<svg")                  # no 404 in the browser's console
-    status, body = _call(base + "/api/stop", {"run": "x"})               # no X-Dreamtune header: a cross-site form
+    assert _call(base + "/favicon.ico")[1].startswith(b"<svg")  # no 404 in the browser's console
+    status, body = _call(base + "/api/stop", {"run": "x"})  # no X-Dreamtune header: a cross-site form
     assert status == 403 and b"X-Dreamtune" in body
     status, body = _call(base + "/files/..%2F..%2Fetc%2Fpasswd")
     assert status == 400 and b"outside the runs folder" in body
@@ -200,9 +225,16 @@ def test_the_server_gate(server, tmp_path):
     status, body = _call(base + "/api/upload?set=s", b"png", {"X-Dreamtune": "1", "X-File-Name": "a.png"})
     assert status == 200 and (root / "uploads" / "s" / "a.png").read_bytes() == b"png"
     status, body = _call(base + "/api/upload?set=s", b"png2", {"X-Dreamtune": "1", "X-File-Name": "a.png"})
-    assert json.loads(body)["saved"] == "a-1.png" and (root / "uploads" / "s" / "a.png").read_bytes() == b"png"   # never overwritten
-    status, body = _call(base + "/api/train", {"name": "r", "photos": "none", "class_noun": "dog"}, {"X-Dreamtune": "1"})
-    assert status == 400 and json.loads(body)["error"] == "photo set none is not prepared; prepare photos on the Photos page first."
+    assert (
+        json.loads(body)["saved"] == "a-1.png" and (root / "uploads" / "s" / "a.png").read_bytes() == b"png"
+    )  # never overwritten
+    status, body = _call(
+        base + "/api/train", {"name": "r", "photos": "none", "class_noun": "dog"}, {"X-Dreamtune": "1"}
+    )
+    assert (
+        status == 400
+        and json.loads(body)["error"] == "photo set none is not prepared; prepare photos on the Photos page first."
+    )
     status, body = _call(base + "/api/run?name=../../x")
     assert status == 400 and b"there is no run named" in body
 
@@ -232,8 +264,12 @@ def test_login_required_when_auth_is_set(tmp_path):
 def test_the_cli_refuses_an_open_host_without_a_login(tmp_path):
     import subprocess
 
-    result = subprocess.run([sys.executable, "-m", "dreamtune.cli", "ui", "--host", "0.0.0.0", "--runs", str(tmp_path / "r")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "dreamtune.cli", "ui", "--host", "0.0.0.0", "--runs", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: --host 0.0.0.0 lets other machines reach the UI")
-    assert not (tmp_path / "r").exists()                       # refused before anything was made
+    assert not (tmp_path / "r").exists()  # refused before anything was made

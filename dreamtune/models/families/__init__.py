@@ -1,5 +1,6 @@
 """Model families: the objects that know how to load, condition, run and export each kind of
 model (see ``base.ModelFamily``). ``family_for(index)`` picks one from ``model_index.json``."""
+
 from __future__ import annotations
 
 from dreamtune.errors import UserError
@@ -10,6 +11,7 @@ from dreamtune.models.families.stable_diffusion import StableDiffusion, StableDi
 def _all() -> list[ModelFamily]:
     from dreamtune.models.families.flow import Flux, Flux2Klein, StableDiffusion3
     from dreamtune.models.families.z_image import ZImage
+
     return [StableDiffusion(), StableDiffusionXL(), StableDiffusion3(), Flux(), Flux2Klein(), ZImage()]
 
 

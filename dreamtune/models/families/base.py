@@ -4,6 +4,7 @@ lives behind these methods, so objectives, sampling and export never ask which m
 Add a family: subclass ``ModelFamily``, implement the methods below, list it in
 ``models/families/__init__.py:FAMILIES`` (detection reads ``model_index.json``'s ``_class_name``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,14 +19,14 @@ from dreamtune.models.components import Components
 
 class ModelFamily:
     name = "base"
-    pipeline_classes: tuple[str, ...] = ()        # model_index.json _class_name values of this family
-    denoiser_name = "unet"                        # the pipeline attribute / folder of the denoiser
+    pipeline_classes: tuple[str, ...] = ()  # model_index.json _class_name values of this family
+    denoiser_name = "unet"  # the pipeline attribute / folder of the denoiser
     text_encoder_names: tuple[str, ...] = ("text_encoder",)
-    textual_inversion = False                     # can new token rows be trained
-    kohya_export = False                          # also write a kohya / LyCORIS file (SD UNets)
-    text_encoder_lora = True                      # text-encoder LoRA is offered
-    default_guidance = 7.5                        # validation sheets' guidance (CFG scale, or the embedded guidance)
-    forward_in_bf16 = False                       # a frozen bf16 denoiser runs without autocast (models/precision.py)
+    textual_inversion = False  # can new token rows be trained
+    kohya_export = False  # also write a kohya / LyCORIS file (SD UNets)
+    text_encoder_lora = True  # text-encoder LoRA is offered
+    default_guidance = 7.5  # validation sheets' guidance (CFG scale, or the embedded guidance)
+    forward_in_bf16 = False  # a frozen bf16 denoiser runs without autocast (models/precision.py)
 
     # ---- loading ---------------------------------------------------------------------------
     def load(self, location: str, index: dict, config: ModelConfig, dtypes, denoiser_later: bool = False) -> Components:
@@ -50,8 +51,15 @@ class ModelFamily:
         """The denoiser's keyword arguments for a batch; ``sizes`` (B,2) image (height, width)."""
         return dict(encoded)
 
-    def predict(self, components: Components, noisy: Tensor, timesteps: Tensor, conditioning: dict, denoiser=None,
-                guidance: float | None = None) -> Tensor:
+    def predict(
+        self,
+        components: Components,
+        noisy: Tensor,
+        timesteps: Tensor,
+        conditioning: dict,
+        denoiser=None,
+        guidance: float | None = None,
+    ) -> Tensor:
         """The denoiser's output for ``noisy`` latents (B,C,h,w), in the same layout; ``timesteps``
         are the noise process's values; ``guidance`` is the embedded guidance of distilled models."""
         raise NotImplementedError
@@ -101,6 +109,7 @@ class ModelFamily:
 
     def pipeline_class(self):
         import diffusers
+
         return getattr(diffusers, self.pipeline_classes[0])
 
     def save_lora(self, out_dir: Path, modules: dict[str, nn.Module]) -> None:
@@ -109,7 +118,7 @@ class ModelFamily:
         from peft.utils import get_peft_model_state_dict
 
         layers = {}
-        for name, module in modules.items():   # named as the pipeline names them: unet / transformer / text_encoder(_2)
+        for name, module in modules.items():  # named as the pipeline names them: unet / transformer / text_encoder(_2)
             layers[f"{name}_lora_layers"] = get_peft_model_state_dict(module)
             layers[f"{name}_lora_adapter_metadata"] = module.peft_config["default"].to_dict()
         self.pipeline_class().save_lora_weights(out_dir, safe_serialization=True, **layers)
@@ -117,10 +126,14 @@ class ModelFamily:
     def check_method(self, method_kind: str, train_text_encoder: bool, text_encoder_lora: bool) -> None:
         """Refuse, in one sentence, what this family cannot train."""
         if method_kind == "textual_inversion" and not self.textual_inversion:
-            raise UserError(f"textual inversion is not offered for {self.name} models (their T5 / LLM text encoders make it "
-                            "a different method); use method.kind=lora, the way kohya and the diffusers scripts personalize them.")
+            raise UserError(
+                f"textual inversion is not offered for {self.name} models (their T5 / LLM text encoders make it "
+                "a different method); use method.kind=lora, the way kohya and the diffusers scripts personalize them."
+            )
         if text_encoder_lora and not self.text_encoder_lora:
-            raise UserError(f"method.lora.text_encoder is not offered for {self.name} models; set method.lora.text_encoder=false.")
+            raise UserError(
+                f"method.lora.text_encoder is not offered for {self.name} models; set method.lora.text_encoder=false."
+            )
 
 
 def model_dtype(module: nn.Module) -> torch.dtype:

@@ -6,6 +6,7 @@ patchified latents). All train with the rectified-flow noise process.
 Prompts are encoded by the pipelines' own ``encode_prompt`` (a pipeline built around the same
 modules), so training sees exactly the conditioning the user's sampling pipeline makes.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,7 +41,7 @@ class FlowFamily(ModelFamily):
     text_encoder_lora = False
     transformer_class = ""
     vae_class = "AutoencoderKL"
-    encoder_classes: tuple[str, ...] = ()           # transformers classes, one per text_encoder_names entry
+    encoder_classes: tuple[str, ...] = ()  # transformers classes, one per text_encoder_names entry
     tokenizer_classes: tuple[str, ...] = ()
 
     def noise_process(self, scheduler, timestep_sampling: str = "default"):
@@ -57,8 +58,10 @@ class FlowFamily(ModelFamily):
         from dreamtune.models.loading import empty_model, load_part, load_scheduler, load_tokenizer
 
         if Path(location).is_file():
-            raise UserError(f"{location} is a single file; {self.name} models train from a diffusers folder or hub id "
-                            "(their single files hold no text encoders).")
+            raise UserError(
+                f"{location} is a single file; {self.name} models train from a diffusers folder or hub id "
+                "(their single files hold no text encoders)."
+            )
         later = denoiser_later and not config.from_scratch
         if later:
             denoiser = empty_model(getattr(diffusers, self.transformer_class), location, "transformer", config.revision)
@@ -66,17 +69,37 @@ class FlowFamily(ModelFamily):
             denoiser = self.load_denoiser(location, config, dtypes)
         vae = load_part(getattr(diffusers, self.vae_class), location, "vae", config, dtypes.vae)
         encoders, tokenizers = [], []
-        for name, encoder_cls, tokenizer_cls in zip(self.text_encoder_names, self.encoder_classes, self.tokenizer_classes):
-            if not _index_has(index, name):      # SD3 without its T5 (text_encoder_3: null)
+        for name, encoder_cls, tokenizer_cls in zip(
+            self.text_encoder_names, self.encoder_classes, self.tokenizer_classes
+        ):
+            if not _index_has(index, name):  # SD3 without its T5 (text_encoder_3: null)
                 continue
             tokenizer_name = name.replace("text_encoder", "tokenizer")
-            encoder_cls = index[name][1] if hasattr(transformers, str(index[name][1])) else encoder_cls    # the class the folder names
+            encoder_cls = (
+                index[name][1] if hasattr(transformers, str(index[name][1])) else encoder_cls
+            )  # the class the folder names
             tokenizers.append(load_tokenizer(getattr(transformers, tokenizer_cls), location, tokenizer_name, config))
-            encoders.append(load_part(getattr(transformers, encoder_cls), location, name, config, dtypes.text_encoders,
-                                      config.quantize_text_encoders))
+            encoders.append(
+                load_part(
+                    getattr(transformers, encoder_cls),
+                    location,
+                    name,
+                    config,
+                    dtypes.text_encoders,
+                    config.quantize_text_encoders,
+                )
+            )
         scheduler = load_scheduler(FlowMatchEulerDiscreteScheduler, location, config)
-        return Components(self, denoiser, vae, encoders, tokenizers, scheduler, source=location,
-                          extra={"model_index": index, "variant": config.variant, "denoiser_pending": later})
+        return Components(
+            self,
+            denoiser,
+            vae,
+            encoders,
+            tokenizers,
+            scheduler,
+            source=location,
+            extra={"model_index": index, "variant": config.variant, "denoiser_pending": later},
+        )
 
     def load_denoiser(self, location: str, config: ModelConfig, dtypes):
         import diffusers
@@ -97,13 +120,17 @@ class FlowFamily(ModelFamily):
         return parts
 
     def pipeline(self, components: Components, scheduler=None):
-        pipeline = self.pipeline_class()(transformer=components.denoiser, vae=components.vae,
-                                         scheduler=scheduler or components.noise_scheduler, **self._pipeline_parts(components))
+        pipeline = self.pipeline_class()(
+            transformer=components.denoiser,
+            vae=components.vae,
+            scheduler=scheduler or components.noise_scheduler,
+            **self._pipeline_parts(components),
+        )
         pipeline.set_progress_bar_config(disable=True)
         return pipeline
 
     def default_resolution(self, components: Components) -> int:
-        return 128 * components.vae_scale_factor     # 1024 px, as the pipelines' default_sample_size
+        return 128 * components.vae_scale_factor  # 1024 px, as the pipelines' default_sample_size
 
     def _text_length(self, components: Components) -> int:
         """T5's sequence length: the pipelines' default, or less where the tokenizer allows less."""
@@ -123,12 +150,20 @@ class StableDiffusion3(FlowFamily):
     def encode_prompts(self, components: Components, prompts: list[str], device) -> dict[str, Tensor]:
         pipeline = self.pipeline(components)
         length = self._text_length(components) if len(components.text_encoders) == 3 else self.max_sequence_length
-        embeds, _, pooled, _ = pipeline.encode_prompt(prompts, None, None, device=device, do_classifier_free_guidance=False,
-                                                      max_sequence_length=length)
+        embeds, _, pooled, _ = pipeline.encode_prompt(
+            prompts, None, None, device=device, do_classifier_free_guidance=False, max_sequence_length=length
+        )
         return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
 
-    def predict(self, components: Components, noisy: Tensor, timesteps: Tensor, conditioning: dict, denoiser=None,
-                guidance: float | None = None) -> Tensor:
+    def predict(
+        self,
+        components: Components,
+        noisy: Tensor,
+        timesteps: Tensor,
+        conditioning: dict,
+        denoiser=None,
+        guidance: float | None = None,
+    ) -> Tensor:
         denoiser = denoiser or components.denoiser
         return denoiser(hidden_states=noisy, timestep=timesteps, return_dict=False, **conditioning)[0]
 
@@ -139,6 +174,7 @@ class StableDiffusion3(FlowFamily):
 class Flux(FlowFamily):
     """FLUX.1: the transformer sees 2x2 patches of the latents as tokens and the timestep as σ;
     dev is guidance-distilled (its guidance is an input, no classifier-free guidance)."""
+
     name = "flux"
     pipeline_classes = ("FluxPipeline",)
     transformer_class = "FluxTransformer2DModel"
@@ -153,11 +189,20 @@ class Flux(FlowFamily):
 
     def encode_prompts(self, components: Components, prompts: list[str], device) -> dict[str, Tensor]:
         pipeline = self.pipeline(components)
-        embeds, pooled, _ = pipeline.encode_prompt(prompts, None, device=device, max_sequence_length=self._text_length(components))
+        embeds, pooled, _ = pipeline.encode_prompt(
+            prompts, None, device=device, max_sequence_length=self._text_length(components)
+        )
         return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
 
-    def predict(self, components: Components, noisy: Tensor, timesteps: Tensor, conditioning: dict, denoiser=None,
-                guidance: float | None = None) -> Tensor:
+    def predict(
+        self,
+        components: Components,
+        noisy: Tensor,
+        timesteps: Tensor,
+        conditioning: dict,
+        denoiser=None,
+        guidance: float | None = None,
+    ) -> Tensor:
         from diffusers import FluxPipeline
 
         denoiser = denoiser or components.denoiser
@@ -169,8 +214,15 @@ class Flux(FlowFamily):
         embedded = None
         if components.denoiser.config.guidance_embeds:
             embedded = torch.full((batch,), float(guidance if guidance is not None else 3.5), device=noisy.device)
-        out = denoiser(hidden_states=packed, timestep=timesteps.float() / 1000, guidance=embedded, txt_ids=text_ids, img_ids=image_ids,
-                       return_dict=False, **conditioning)[0]
+        out = denoiser(
+            hidden_states=packed,
+            timestep=timesteps.float() / 1000,
+            guidance=embedded,
+            txt_ids=text_ids,
+            img_ids=image_ids,
+            return_dict=False,
+            **conditioning,
+        )[0]
         scale = components.vae_scale_factor
         return FluxPipeline._unpack_latents(out, height * scale, width * scale, scale)
 
@@ -182,6 +234,7 @@ class Flux2Klein(FlowFamily):
     """FLUX.2 klein: a Qwen3 text encoder (hidden states of three layers, stacked), the FLUX.2
     VAE whose latents are 2x2-patchified and batch-normalised before the transformer sees them as
     tokens with 4-D position ids; base models sample with CFG, distilled ones without."""
+
     name = "flux2-klein"
     pipeline_classes = ("Flux2KleinPipeline",)
     transformer_class = "Flux2Transformer2DModel"
@@ -196,22 +249,31 @@ class Flux2Klein(FlowFamily):
         return not components.extra.get("model_index", {}).get("is_distilled", False)
 
     def pipeline(self, components: Components, scheduler=None):
-        pipeline = self.pipeline_class()(transformer=components.denoiser, vae=components.vae, scheduler=scheduler or components.noise_scheduler,
-                                         text_encoder=components.text_encoders[0], tokenizer=components.tokenizers[0],
-                                         is_distilled=not self.uses_classifier_free_guidance(components))
+        pipeline = self.pipeline_class()(
+            transformer=components.denoiser,
+            vae=components.vae,
+            scheduler=scheduler or components.noise_scheduler,
+            text_encoder=components.text_encoders[0],
+            tokenizer=components.tokenizers[0],
+            is_distilled=not self.uses_classifier_free_guidance(components),
+        )
         pipeline.set_progress_bar_config(disable=True)
         return pipeline
 
     def _batch_norm(self, components: Components, like: Tensor) -> tuple[Tensor, Tensor]:
         vae = components.vae
         mean = vae.bn.running_mean.view(1, -1, 1, 1).to(like.device, torch.float32)
-        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(like.device, torch.float32)
+        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(
+            like.device, torch.float32
+        )
         return mean, std
 
     def encode_latents(self, components: Components, pixels: Tensor) -> Tensor:
         """Patchified (B,4C,H/2f,W/2f), normalised by the VAE's batch-norm statistics (the pipeline's _encode_vae_image)."""
         vae = components.vae
-        latents = self.pipeline_class()._patchify_latents(vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode().float())
+        latents = self.pipeline_class()._patchify_latents(
+            vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode().float()
+        )
         mean, std = self._batch_norm(components, latents)
         return (latents - mean) / std
 
@@ -229,8 +291,15 @@ class Flux2Klein(FlowFamily):
         embeds, _ = pipeline.encode_prompt(prompts, device=device, max_sequence_length=self._text_length(components))
         return {"encoder_hidden_states": embeds}
 
-    def predict(self, components: Components, noisy: Tensor, timesteps: Tensor, conditioning: dict, denoiser=None,
-                guidance: float | None = None) -> Tensor:
+    def predict(
+        self,
+        components: Components,
+        noisy: Tensor,
+        timesteps: Tensor,
+        conditioning: dict,
+        denoiser=None,
+        guidance: float | None = None,
+    ) -> Tensor:
         cls = self.pipeline_class()
         denoiser = denoiser or components.denoiser
         batch, channels, height, width = noisy.shape
@@ -238,9 +307,15 @@ class Flux2Klein(FlowFamily):
         embedded = None
         if components.denoiser.config.guidance_embeds:
             embedded = torch.full((batch,), float(guidance if guidance is not None else 4.0), device=noisy.device)
-        out = denoiser(hidden_states=cls._pack_latents(noisy), timestep=timesteps.float() / 1000, guidance=embedded,
-                       encoder_hidden_states=text, txt_ids=cls._prepare_text_ids(text).to(noisy.device),
-                       img_ids=cls._prepare_latent_ids(noisy).to(noisy.device), return_dict=False)[0]
+        out = denoiser(
+            hidden_states=cls._pack_latents(noisy),
+            timestep=timesteps.float() / 1000,
+            guidance=embedded,
+            encoder_hidden_states=text,
+            txt_ids=cls._prepare_text_ids(text).to(noisy.device),
+            img_ids=cls._prepare_latent_ids(noisy).to(noisy.device),
+            return_dict=False,
+        )[0]
         return out[:, : height * width].permute(0, 2, 1).reshape(batch, channels, height, width)
 
     def sampling_schedule(self, components: Components, steps: int, resolution: int) -> dict:

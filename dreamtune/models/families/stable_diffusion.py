@@ -4,6 +4,7 @@ UNet on 4-channel latents, CLIP text encoders, a DDPM noise process.
 SDXL concatenates the penultimate hidden states of its two CLIP text encoders, adds the second
 encoder's pooled projection and the size/crop "time ids" (Podell et al. 2023, sec. 2.2).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,12 +31,15 @@ class StableDiffusion(ModelFamily):
         from dreamtune.diffusion.process import DDPMProcess
 
         if timestep_sampling not in ("default", "uniform"):
-            raise UserError(f"train.timestep_sampling={timestep_sampling} is for flow-matching models (SD3, FLUX); "
-                            f"{self.name} models sample timesteps uniformly: remove the setting.")
+            raise UserError(
+                f"train.timestep_sampling={timestep_sampling} is for flow-matching models (SD3, FLUX); "
+                f"{self.name} models sample timesteps uniformly: remove the setting."
+            )
         return DDPMProcess(scheduler)
 
     def _encoder_classes(self):
         from transformers import CLIPTextModel
+
         return [CLIPTextModel]
 
     def load(self, location: str, index: dict, config: ModelConfig, dtypes, denoiser_later: bool = False) -> Components:
@@ -46,8 +50,10 @@ class StableDiffusion(ModelFamily):
 
         if Path(location).is_file():
             if (config.quantize, config.quantize_text_encoders) != ("none", "none"):
-                raise UserError(f"model.quantize works on diffusers folders, and {location} is a single file; convert it once with "
-                                "diffusers' from_single_file(...).save_pretrained(FOLDER) and train from FOLDER.")
+                raise UserError(
+                    f"model.quantize works on diffusers folders, and {location} is a single file; convert it once with "
+                    "diffusers' from_single_file(...).save_pretrained(FOLDER) and train from FOLDER."
+                )
             return self._load_single_file(Path(location), config, dtypes)
         if config.from_scratch:
             unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(location, subfolder="unet"))
@@ -56,11 +62,23 @@ class StableDiffusion(ModelFamily):
         vae = load_part(AutoencoderKL, location, "vae", config, dtypes.vae)
         tokenizers, encoders = [], []
         for name, cls in zip(self.text_encoder_names, self._encoder_classes()):
-            tokenizers.append(CLIPTokenizer.from_pretrained(location, subfolder=name.replace("text_encoder", "tokenizer"), revision=config.revision))
+            tokenizers.append(
+                CLIPTokenizer.from_pretrained(
+                    location, subfolder=name.replace("text_encoder", "tokenizer"), revision=config.revision
+                )
+            )
             encoders.append(load_part(cls, location, name, config, dtypes.text_encoders, config.quantize_text_encoders))
         scheduler = load_scheduler(DDPMScheduler, location, config)
-        return Components(self, unet, vae, encoders, tokenizers, scheduler, source=location,
-                          extra={"model_index": index, "variant": config.variant})
+        return Components(
+            self,
+            unet,
+            vae,
+            encoders,
+            tokenizers,
+            scheduler,
+            source=location,
+            extra={"model_index": index, "variant": config.variant},
+        )
 
     def _load_single_file(self, path: Path, config: ModelConfig, dtypes) -> Components:
         from diffusers import DDPMScheduler, UNet2DConditionModel
@@ -74,26 +92,51 @@ class StableDiffusion(ModelFamily):
             unet = UNet2DConditionModel.from_config(unet.config)
         encoders = [getattr(pipeline, name).to(dtypes.text_encoders) for name in self.text_encoder_names]
         tokenizers = [getattr(pipeline, name.replace("text_encoder", "tokenizer")) for name in self.text_encoder_names]
-        return Components(self, unet, pipeline.vae.to(dtypes.vae), encoders, tokenizers,
-                          DDPMScheduler.from_config(pipeline.scheduler.config), source=str(path),
-                          extra={"model_index": {"_class_name": type(pipeline).__name__}, "single_file": True, "config": config.config})
+        return Components(
+            self,
+            unet,
+            pipeline.vae.to(dtypes.vae),
+            encoders,
+            tokenizers,
+            DDPMScheduler.from_config(pipeline.scheduler.config),
+            source=str(path),
+            extra={
+                "model_index": {"_class_name": type(pipeline).__name__},
+                "single_file": True,
+                "config": config.config,
+            },
+        )
 
     def encode_prompts(self, components: Components, prompts: list[str], device) -> dict[str, Tensor]:
         """{"encoder_hidden_states": (B,L,D)}."""
         ids = tokenize(components.tokenizers[0], prompts).to(device)
         return {"encoder_hidden_states": components.text_encoders[0](ids)[0]}
 
-    def predict(self, components: Components, noisy: Tensor, timesteps: Tensor, conditioning: dict, denoiser=None,
-                guidance: float | None = None) -> Tensor:
+    def predict(
+        self,
+        components: Components,
+        noisy: Tensor,
+        timesteps: Tensor,
+        conditioning: dict,
+        denoiser=None,
+        guidance: float | None = None,
+    ) -> Tensor:
         denoiser = denoiser or components.denoiser
         return denoiser(noisy, timesteps.to(noisy.device), **conditioning).sample
 
     def pipeline(self, components: Components, scheduler=None):
         from diffusers import StableDiffusionPipeline
 
-        pipeline = StableDiffusionPipeline(unet=components.denoiser, vae=components.vae, text_encoder=components.text_encoders[0],
-                                           tokenizer=components.tokenizers[0], scheduler=scheduler or components.noise_scheduler,
-                                           safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        pipeline = StableDiffusionPipeline(
+            unet=components.denoiser,
+            vae=components.vae,
+            text_encoder=components.text_encoders[0],
+            tokenizer=components.tokenizers[0],
+            scheduler=scheduler or components.noise_scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
         pipeline.set_progress_bar_config(disable=True)
         return pipeline
 
@@ -106,6 +149,7 @@ class StableDiffusionXL(StableDiffusion):
 
     def _encoder_classes(self):
         from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
         return [CLIPTextModel, CLIPTextModelWithProjection]
 
     def encode_prompts(self, components: Components, prompts: list[str], device) -> dict[str, Tensor]:
@@ -121,14 +165,22 @@ class StableDiffusionXL(StableDiffusion):
         sizes = sizes.to(encoded["pooled"].device, encoded["pooled"].dtype)
         crops = torch.zeros_like(sizes)  # images are cropped in prepare; the kept region starts at 0,0
         time_ids = torch.cat([sizes, crops, sizes], dim=1)
-        return {"encoder_hidden_states": encoded["encoder_hidden_states"],
-                "added_cond_kwargs": {"text_embeds": encoded["pooled"], "time_ids": time_ids}}
+        return {
+            "encoder_hidden_states": encoded["encoder_hidden_states"],
+            "added_cond_kwargs": {"text_embeds": encoded["pooled"], "time_ids": time_ids},
+        }
 
     def pipeline(self, components: Components, scheduler=None):
         from diffusers import StableDiffusionXLPipeline
 
-        pipeline = StableDiffusionXLPipeline(unet=components.denoiser, vae=components.vae, text_encoder=components.text_encoders[0],
-                                             tokenizer=components.tokenizers[0], text_encoder_2=components.text_encoders[1],
-                                             tokenizer_2=components.tokenizers[1], scheduler=scheduler or components.noise_scheduler)
+        pipeline = StableDiffusionXLPipeline(
+            unet=components.denoiser,
+            vae=components.vae,
+            text_encoder=components.text_encoders[0],
+            tokenizer=components.tokenizers[0],
+            text_encoder_2=components.text_encoders[1],
+            tokenizer_2=components.tokenizers[1],
+            scheduler=scheduler or components.noise_scheduler,
+        )
         pipeline.set_progress_bar_config(disable=True)
         return pipeline

@@ -8,6 +8,7 @@ Captions have different lengths and the transformer takes them as a list; here e
 to the family's sequence length with its length beside it (``text_lengths``), so embeddings batch and
 cache like every other family's, and the padding is cut off again before the transformer sees them.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,7 +26,7 @@ class ZImage(FlowFamily):
     encoder_classes = ("Qwen3Model",)
     tokenizer_classes = ("Qwen2Tokenizer",)
     max_sequence_length = 512
-    default_guidance = 5.0                  # ZImagePipeline's default s (the usual CFG scale 6)
+    default_guidance = 5.0  # ZImagePipeline's default s (the usual CFG scale 6)
 
     def classifier_free_scale(self, guidance: float) -> float:
         return guidance + 1.0
@@ -33,18 +34,30 @@ class ZImage(FlowFamily):
     def encode_prompts(self, components: Components, prompts: list[str], device) -> dict[str, Tensor]:
         pipeline = self.pipeline(components)
         length = self._text_length(components)
-        embeds, _ = pipeline.encode_prompt(list(prompts), device=device, do_classifier_free_guidance=False, max_sequence_length=length)
+        embeds, _ = pipeline.encode_prompt(
+            list(prompts), device=device, do_classifier_free_guidance=False, max_sequence_length=length
+        )
         padded = embeds[0].new_zeros(len(embeds), length, embeds[0].shape[-1])
         for row, embed in enumerate(embeds):
             padded[row, : len(embed)] = embed
-        return {"encoder_hidden_states": padded, "text_lengths": torch.tensor([len(e) for e in embeds], device=padded.device)}
+        return {
+            "encoder_hidden_states": padded,
+            "text_lengths": torch.tensor([len(e) for e in embeds], device=padded.device),
+        }
 
-    def predict(self, components: Components, noisy: Tensor, timesteps: Tensor, conditioning: dict, denoiser=None,
-                guidance: float | None = None) -> Tensor:
+    def predict(
+        self,
+        components: Components,
+        noisy: Tensor,
+        timesteps: Tensor,
+        conditioning: dict,
+        denoiser=None,
+        guidance: float | None = None,
+    ) -> Tensor:
         denoiser = denoiser or components.denoiser
         text, lengths = conditioning["encoder_hidden_states"], conditioning["text_lengths"]
         captions = [text[row, : int(lengths[row])] for row in range(len(text))]
-        clips = list(noisy.unsqueeze(2).unbind(0))                 # (C, 1 frame, h, w) each
+        clips = list(noisy.unsqueeze(2).unbind(0))  # (C, 1 frame, h, w) each
         out = denoiser(clips, (1000 - timesteps.float().to(noisy.device)) / 1000, captions, return_dict=False)[0]
         return -torch.stack(out).squeeze(2)
 
