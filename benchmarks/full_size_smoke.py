@@ -300,7 +300,7 @@ def build_flow(family: str, folder: Path) -> Path:
         T5EncoderModel,
     )
 
-    from dreamtune.models.tiny import build_qwen_tokenizer, build_t5_tokenizer
+    from dreamtune.models.tiny_text import build_qwen_tokenizer, build_t5_tokenizer
     from dreamtune.models.tokenizer import build_clip_tokenizer
 
     torch.set_default_dtype(torch.float16)
@@ -371,7 +371,7 @@ def build_flux1_dev(folder: Path) -> Path:
     from safetensors.torch import save_file
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    from dreamtune.models.tiny import build_t5_tokenizer
+    from dreamtune.models.tiny_text import build_t5_tokenizer
     from dreamtune.models.tokenizer import build_clip_tokenizer
 
     clip = build_clip_tokenizer(folder.parent / ".clip-tokenizer")
@@ -669,7 +669,8 @@ def main() -> None:
         results_file.write_text(json.dumps(results, indent=2))
         print(json.dumps(results[key]), flush=True)
     print(
-        "\n| case | px | s/step | first step s | start-up s | peak RSS GB | peak anonymous GB | RSS during steps GB |\n|---|---|---|---|---|---|---|---|"
+        "\n| case | px | s/step | first step s | start-up s | peak RSS GB | peak "
+        "anonymous GB | RSS during steps GB |\n|---|---|---|---|---|---|---|---|"
     )
     for r in results.values():
         if "error" in r:
@@ -677,7 +678,8 @@ def main() -> None:
         else:
             capped = f" (cap {r['memory_cap_gb']:g} GiB)" if r.get("memory_cap_gb") else ""
             print(
-                f"| {r['case']}{capped} | {r['resolution']} | {r['s_per_step']} | {r['first_step_s']} | {r['startup_s']} | {r['peak_rss_gb']} | "
+                f"| {r['case']}{capped} | {r['resolution']} | {r['s_per_step']} | "
+                f"{r['first_step_s']} | {r['startup_s']} | {r['peak_rss_gb']} | "
                 f"{r.get('peak_anon_gb', '')} | {r.get('steps_rss_gb', '')} |"
             )
 

@@ -125,7 +125,7 @@ class TrainConfig:
     trainable_dtype: Literal["fp32", "bf16"] = (
         "fp32"  # bf16: trained weights in bf16, updated with stochastic rounding (torchao): half the weights and gradients
     )
-    fused_update: bool = False  # step each weight in the backward pass as its gradient is ready: gradients never all live at once (max_grad_norm: per weight)
+    fused_update: bool = False  # step each weight in the backward pass as its gradient is ready (clipping per weight)
     weight_decay: float = 1e-2  # AdamW weight decay
     adam_beta1: float = 0.9  # AdamW beta1
     adam_beta2: float = 0.999  # AdamW beta2
@@ -138,10 +138,10 @@ class TrainConfig:
         "auto"  # auto: before loading, the cheapest savings that fit the device (training/memory_auto.py), said in one line
     )
     gradient_checkpointing: bool | Literal["auto"] = (
-        "auto"  # recompute activations in the backward; auto: only when a step would not fit (measured, training/memory_plan.py)
+        "auto"  # recompute activations; auto: only when a step would not fit
     )
     free_text_encoders: bool | Literal["auto"] = (
-        "auto"  # encode every prompt once and free frozen text encoders before step 1 (training/text_release.py); auto: when they hold over 1 GiB
+        "auto"  # encode prompts once, then free the text encoders (auto: over 1 GiB)
     )
     compile: bool = False  # torch.compile the denoiser: less Python overhead per step, minutes of compiling first (pays on long GPU runs)
     min_snr_gamma: float | None = None  # Min-SNR loss weighting gamma (DDPM models only; None: off)
@@ -251,7 +251,7 @@ class RLConfig:
     regularize_weight: float = 0.0  # + weight x denoising loss on data.instance_dir (and prior), keeps the subject
     start_step: int = 0  # with regularize_weight: the reward joins at this step, anchored to the weights reached there
     lr: float | None = None  # with start_step: the model's learning rate from that step on (default: train.lr)
-    handover: bool = False  # with start_step: from it on as a separate reward run — adversarial game off, subject loss at regularize_weight (0: off), optimizer restarted
+    handover: bool = False  # with start_step: go on as a new reward run (no adversary, fresh optimizer)
     clip: str = ""  # CLIP for clip_score / subject_fidelity (default: the model's clip/)
     print_profile: str = ""  # print_proof: your print shop's CMYK .icc (default: Ghostscript's default_cmyk.icc)
     print_intent: Literal["perceptual", "relative", "saturation", "absolute"] = (
@@ -301,7 +301,8 @@ class Config:
             weights = dataclasses.asdict(self.rl.rewards)
             if not any(weights.values()):
                 raise UserError(
-                    f"rl.algorithm={self.rl.algorithm} needs a reward; set one of rl.rewards.{{{', '.join(weights)}}}, e.g. rl.rewards.print_quality=1."
+                    f"rl.algorithm={self.rl.algorithm} needs a reward; set one of "
+                    f"rl.rewards.{{{', '.join(weights)}}}, e.g. rl.rewards.print_quality=1."
                 )
             if not self.rl.prompts:
                 raise UserError(

@@ -14,26 +14,22 @@ import typing
 
 @functools.lru_cache(maxsize=None)
 def field_comments(cls: type) -> dict[str, str]:
-    """``{field name: its trailing comment}`` for a dataclass defined in source."""
-    comments: dict[str, str] = {}
+    """``{field name: its comment}`` for a dataclass defined in source: the comments inside the
+    field's statement (on its line, or wherever the formatter wrapped it), joined."""
+    comments: dict[str, list[str]] = {}
     names = {f.name for f in dataclasses.fields(cls)}
-    line_names: dict[int, str] = {}
-    source = inspect.getsource(cls)
-    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    current = None
+    tokens = list(tokenize.generate_tokens(io.StringIO(inspect.getsource(cls)).readline))
     for index, token in enumerate(tokens):
         following = tokens[index + 1] if index + 1 < len(tokens) else None
-        if (
-            token.type == tokenize.NAME
-            and token.string in names
-            and following is not None
-            and following.string == ":"
-            and token.start[0] not in line_names
-            and token.start[1] == 4
-        ):
-            line_names[token.start[0]] = token.string
-        elif token.type == tokenize.COMMENT and token.start[0] in line_names:
-            comments[line_names[token.start[0]]] = token.string.lstrip("#").strip()
-    return comments
+        if current is None and token.type == tokenize.NAME and token.string in names and token.start[1] == 4:
+            if following is not None and following.string == ":":
+                current = token.string
+        elif current is not None and token.type == tokenize.COMMENT:
+            comments.setdefault(current, []).append(token.string.lstrip("#").strip())
+        elif token.type == tokenize.NEWLINE:
+            current = None
+    return {name: " ".join(parts) for name, parts in comments.items()}
 
 
 def section_of(root: type, dotted: str) -> tuple[type, str]:

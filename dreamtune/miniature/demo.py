@@ -233,7 +233,8 @@ def _report(out: Path, run, base: dict, tuned: dict, truth: list, metrics: dict,
     if judged and metrics.get("judge_gap_closed") is not None:
         report.text(
             "Judge (the miniature's own, validated on ground truth of held-out instances): identity = the subject is the "
-            "nearest of its class's 4 instances (chance 25 %); identity_all = the nearest of all instances, every class's; class = the nearest of all instances is of its class; "
+            "nearest of its class's 4 instances (chance 25 %); identity_all = the nearest of all "
+            "instances, every class's; class = the nearest of all instances is of its class; "
             "context = the prompted context recognised; "
             f"similarity = to the input photos. Personalization closes {metrics['judge_gap_closed']:.0%} of the judge's "
             "floor→ceiling similarity gap."

@@ -105,7 +105,8 @@ def stage_clip_image(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Pa
     root = Path(cfg.root)
     if not (root / "clip" / "final").is_dir():
         raise UserError(
-            f"the clip_image stage refines the clip stage's model; run dreamtune pretrain configs/miniature/clip.yaml (root {cfg.root}) first."
+            "the clip_image stage refines the clip stage's model; run dreamtune "
+            f"pretrain configs/miniature/clip.yaml (root {cfg.root}) first."
         )
     quiet_libraries()
     model = load_folder(CLIPModel, root / "clip" / "final")

@@ -173,7 +173,8 @@ def _add_textual_inversion(components: Components, config: Config) -> TextualInv
         init_ids = tokenizer.encode(initializer, add_special_tokens=False)
         if not init_ids:
             raise UserError(
-                f"initializer token '{initializer}' tokenizes to nothing; set method.textual_inversion.initializer_token to a word like 'dog'."
+                f"initializer token '{initializer}' tokenizes to nothing; set "
+                "method.textual_inversion.initializer_token to a word like 'dog'."
             )
         base = encoder.get_input_embeddings()
         rows = base.weight[init_ids[0]].detach().unsqueeze(0).repeat(len(tokens), 1)

@@ -79,7 +79,8 @@ def resolve_model(config: ModelConfig) -> tuple[str, dict]:
     """Check the model location; returns (path or hub id, model_index.json contents)."""
     if not config.pretrained:
         raise UserError(
-            "model.pretrained is empty; set it to a diffusers model folder or hub id, e.g. model.pretrained=stable-diffusion-v1-5/stable-diffusion-v1-5."
+            "model.pretrained is empty; set it to a diffusers model folder or hub "
+            "id, e.g. model.pretrained=stable-diffusion-v1-5/stable-diffusion-v1-5."
         )
     path = model_path(config.pretrained)
     if path.is_file():

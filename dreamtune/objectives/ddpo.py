@@ -1,6 +1,7 @@
 """DDPO (Black et al. 2023, "Training Diffusion Models with Reinforcement Learning"), the
 importance-sampled PPO variant (DDPO_IS): the denoising chain is an MDP whose actions are sampler
-steps with a log-probability (DDIM with η > 0; flow models: Flow-GRPO's SDE step). A batch holds stored transitions (x_t, x_{t-1}, t, old log-probability,
+steps with a log-probability (DDIM with η > 0; flow models: Flow-GRPO's SDE step). A batch holds
+stored transitions (x_t, x_{t-1}, t, old log-probability,
 advantage) from the rollout source (training/rollouts.py); the loss is PPO's clipped surrogate
     L = mean(max(-A·r, -A·clip(r, 1-ε, 1+ε))),  r = p_θ(x_{t-1}|x_t) / p_old(x_{t-1}|x_t).
 Works on whatever the method trains (full UNet, LoRA).

@@ -268,7 +268,8 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
     multiple = pipeline.vae_scale_factor * (2 if hasattr(pipeline, "transformer") else 1)  # SD3 / FLUX pack 2x2 latents
     if resolution % multiple:
         raise UserError(
-            f"--resolution {resolution} must be a multiple of {multiple} for this model; try {resolution // multiple * multiple or multiple}."
+            f"--resolution {resolution} must be a multiple of {multiple} for "
+            f"this model; try {resolution // multiple * multiple or multiple}."
         )
     claim_output_dir(Path(out_dir), "--out")
     out_dir = Path(out_dir)

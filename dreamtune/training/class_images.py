@@ -178,7 +178,8 @@ def ensure_class_images(
     reused = sum(v is not None for v in cached.values())
     note = f", {reused} of them from the shared cache {shared.folder}" if reused else ""
     log(
-        f"generating {len(missing)} class image(s) of '{prior.class_prompt}' at {resolution} px, {prior.sample_steps} {sampler} steps each, "
+        f"generating {len(missing)} class image(s) of '{prior.class_prompt}' "
+        f"at {resolution} px, {prior.sample_steps} {sampler} steps each, "
         f"into {folder}{note} (reused by later runs; the bar shows the estimate)"
     )
     progress = tqdm(

@@ -36,7 +36,8 @@ def build_optimizer(module: nn.Module, train: TrainConfig, lr: float | None = No
             import bitsandbytes
         except ImportError:
             raise UserError(
-                "train.optimizer is adamw8bit but bitsandbytes is not installed; pip install 'dreamtune[8bit]' or use train.optimizer=adamw."
+                "train.optimizer is adamw8bit but bitsandbytes is not installed; "
+                "pip install 'dreamtune[8bit]' or use train.optimizer=adamw."
             ) from None
         return bitsandbytes.optim.AdamW8bit(groups, **kwargs)
     if train.optimizer == "adafactor":  # row and column second-moment factors: a few bytes per row, not 8 per weight

@@ -2,14 +2,14 @@
 
 config -> data (prepare, class images) -> models (load, make trainable)
        -> objective + batch source (training/assembly.py) -> loop -> export
+
+``train`` reads as the run's script; each step is a function of ``training/run_steps.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,49 +17,19 @@ import torch
 
 from dreamtune.atomic import claim_output_dir
 from dreamtune.config import Config
-from dreamtune.errors import TrainingDiverged, UserError
-from dreamtune.models import quantize
-from dreamtune.models.adapters import TrainableParts, make_trainable
-from dreamtune.models.attention import use_short_attention_in_fp32
+from dreamtune.errors import UserError
+from dreamtune.models.adapters import TrainableParts
 from dreamtune.models.components import Components
-from dreamtune.models.loading import (
-    ComponentDtypes,
-    load_components,
-    load_pending_denoiser,
-    model_path,
-    resolve_model,
-    weight_dtype,
-)
-from dreamtune.models.precision import forward_in_weight_dtype
-from dreamtune.sampling.pipeline import pipeline_from_components, sample
-from dreamtune.training import checkpoint, memory_auto, sharding
-from dreamtune.training.assembly import Ingredients, RunPlan, build, place_frozen, settings_from, wrap_trainable
-from dreamtune.training.callbacks import (
-    Checkpointer,
-    MetricLog,
-    RestartOptimizer,
-    TrackerLog,
-    Validator,
-    read_metric_log,
-)
+from dreamtune.models.loading import resolve_model
+from dreamtune.training import checkpoint
+from dreamtune.training import run_steps as steps
+from dreamtune.training.assembly import Ingredients, RunPlan, build, wrap_trainable
 from dreamtune.training.checkpoint import TrainingState
-from dreamtune.training.class_images import class_images_location, class_images_ready, provide_class_images
-from dreamtune.training.instance_data import ensure_prepared, prepared_as_configured
-from dreamtune.training.loop import LoopSettings, run_loop
-from dreamtune.training.memory_report import MemoryReport
 from dreamtune.training.optim import build_training_state
-from dreamtune.training.outputs import export, save_resolved_config
-from dreamtune.training.preflight import caption_list, check_captions, tracker_arguments, tracker_config
-from dreamtune.training.report import write_run_report
-from dreamtune.training.run_lock import (
-    RunLock,
-    RunStopped,
-    StopOnSignal,
-    StopRequested,
-    refuse_earlier_run,
-    sweep_leftovers,
-)
-from dreamtune.training.text_release import early_prompts, encode_and_free, release_text_encoders
+from dreamtune.training.outputs import save_resolved_config
+from dreamtune.training.preflight import tracker_arguments, tracker_config
+from dreamtune.training.run_lock import RunLock, refuse_earlier_run, sweep_leftovers
+from dreamtune.training.text_release import release_text_encoders
 
 
 @dataclass
@@ -72,78 +42,53 @@ class RunResult:
     parts: TrainableParts
 
 
-def _renderer(
-    components: Components,
-    config: Config,
-    parts: TrainableParts,
-    resolution: int,
-    steps: int | None = None,
-    guidance_scale: float | None = None,
-):
-    guidance_scale = components.family.default_guidance if guidance_scale is None else guidance_scale
-
-    def render(prompts: list[str], seeds: list[int]):
-        prompts = [parts.rewrite_prompt(p) for p in prompts]
-        pipeline = pipeline_from_components(components)
-        for module in parts.modules.values():
-            module.eval()
-        try:
-            return sample(pipeline, prompts, seeds, steps or config.train.validation_steps, guidance_scale, resolution)
-        finally:
-            for module in parts.modules.values():
-                module.train()
-
-    return render
-
-
-def _photos(instance_dir: Path | None) -> list:
-    from PIL import Image
-
-    return (
-        [Image.open(p).convert("RGB") for p in sorted((Path(instance_dir) / "images").glob("*"))]
-        if instance_dir
-        else []
-    )
-
-
-def _monitor(
-    config: Config,
-    components: Components,
-    parts: TrainableParts,
-    instance_dir: Path | None,
-    output_dir: Path,
-    main: bool,
-    rewards=None,
-):
-    if not config.monitor.every:
-        return None
-    from dreamtune.evaluation.evaluate import load_features
-    from dreamtune.training.monitor import Monitor
-
-    m = config.monitor
-    local = model_path(config.model.pretrained)
-    features = load_features(m.clip or None, "none", local if local.is_dir() else None)
-    identifier = parts.identifier(m.identifier)
-    render = _renderer(components, config, parts, config.data.resolution, m.sample_steps, m.guidance_scale)
-    (output_dir / "monitor").mkdir(parents=True, exist_ok=True)
-    return Monitor(
-        config,
-        render,
-        features,
-        _photos(instance_dir),
-        parts.modules,
-        output_dir / "monitor",
-        identifier,
-        enabled=main,
-        rewards=rewards,
-    )
-
-
 def train(
     config: Config, resume: str | None = None, show_progress: bool = True, log=print, replace: bool = False
 ) -> RunResult:
     """One training run into ``config.train.output_dir``. ``replace`` lets a caller that owns the
     folder (the demo) start over in it; otherwise an earlier run there is refused."""
+    accelerator = _accelerator(config, log)
+    output_dir = Path(config.train.output_dir)
+    main = accelerator.is_main_process
+    say = log if main else steps.quiet
+    with _claimed(output_dir, accelerator, resume, replace, config, log):
+        config = steps.plan_memory(config, accelerator, output_dir, resume, say)
+        plan = RunPlan.of(config)
+        photos = steps.prepare_photos(config, plan, accelerator, output_dir, log)
+        components, parts = steps.load_trainable_model(config, photos.captions, accelerator, output_dir, log)
+        class_dir = steps.class_images(config, plan, components, accelerator, output_dir, show_progress, log)
+        if config.train.compile:
+            components.denoiser.compile()  # in place: parameter names, checkpoints and exports stay as they are
+        sharded = steps.sharding_on(config, accelerator, log)
+        cache = Path(config.data.cache_dir or output_dir / "cache")
+        trainable = wrap_trainable(components, accelerator, sharded)
+        ingredients = Ingredients(
+            config,
+            components,
+            trainable,
+            parts,
+            accelerator,
+            photos.folder,
+            class_dir,
+            cache,
+            steps.photo_images(photos.folder),
+        )
+        objective, source, rewards = build(ingredients, plan)
+        released = release_text_encoders(config, components, objective, source)
+        if released and main:
+            log(released)
+        state = _training_state(config, objective, accelerator, output_dir, resume, log)
+        around = steps.callbacks(config, components, parts, photos, accelerator, output_dir, sharded, rewards, log)
+        settings = steps.loop_settings(config, accelerator, show_progress)
+        steps.run_with_stops(objective, source, state, accelerator, settings, around, config, output_dir, sharded)
+        model_dir = steps.export_run(
+            config, components, parts, state, accelerator, output_dir, around.monitor, photos.captions, sharded, log
+        )
+    return RunResult(output_dir, model_dir, around.metric_log.history, state, components, parts)
+
+
+def _accelerator(config: Config, log):
+    """accelerate's Accelerator for this run; refusals of what this machine or launch cannot do."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
@@ -155,27 +100,32 @@ def train(
     if "WORLD_SIZE" not in os.environ:  # a second run in one process may use another precision
         AcceleratorState._reset_state(reset_partial_state=True)
     # without cpu=True accelerate ignores torchrun's WORLD_SIZE on GPU-less machines
-    output_dir = Path(config.train.output_dir)
     accelerator = Accelerator(
         mixed_precision=config.train.mixed_precision,
         cpu=not torch.cuda.is_available(),
-        **tracker_arguments(config.train.log_with, output_dir),
+        **tracker_arguments(config.train.log_with, Path(config.train.output_dir)),
     )
     if config.train.fused_update and accelerator.num_processes > 1:
         raise UserError(
-            f"train.fused_update steps each weight before the {accelerator.num_processes} processes have averaged its "
-            "gradient; set train.fused_update: false for a multi-process run."
+            f"train.fused_update steps each weight before the {accelerator.num_processes} processes have averaged "
+            "its gradient; set train.fused_update: false for a multi-process run."
         )
-    main = accelerator.is_main_process
-    if main:
+    if accelerator.is_main_process:
         log(
-            f"training on {accelerator.num_processes} process(es), device {accelerator.device}, mixed precision {accelerator.mixed_precision}"
+            f"training on {accelerator.num_processes} process(es), device "
+            f"{accelerator.device}, mixed precision {accelerator.mixed_precision}"
         )
+    return accelerator
+
+
+@contextlib.contextmanager
+def _claimed(output_dir: Path, accelerator, resume: str | None, replace: bool, config: Config, log):
+    """The output folder checked, claimed and locked (by the main process) for the run's length."""
     resolve_model(config.model)  # a wrong model path fails before any work is done
     if not resume and not replace:
         refuse_earlier_run(output_dir)
     lock = None
-    if main:
+    if accelerator.is_main_process:
         claim_output_dir(output_dir, "train.output_dir")
         lock = RunLock(output_dir).acquire()
         swept = sweep_leftovers(output_dir)
@@ -183,225 +133,22 @@ def train(
             log(f"removed {len(swept)} unfinished temp file(s) of an interrupted earlier run: {', '.join(swept[:3])}")
     accelerator.wait_for_everyone()
     try:
-        config = _plan_memory(config, accelerator, output_dir, resume, log if main else lambda *_: None)
-        return _run(config, accelerator, output_dir, resume, show_progress, log)
+        yield
     finally:
         if lock:
             lock.release()
 
 
-def _plan_memory(config: Config, accelerator, output_dir: Path, resume: str | None, log) -> Config:
-    """train.memory: auto — the cheapest savings that fit, decided before loading (training/memory_auto.py)."""
-    if config.train.memory != "auto":
-        return config
-    if resume:
-        return memory_auto.kept_choices(config, output_dir / "config.yaml")
-    from dreamtune.models.families import family_for
-    from dreamtune.training import memory_plan
-
-    location, index = resolve_model(config.model)
-    sizes = memory_auto.part_sizes(location, index, config.model.variant)
-    family = family_for(index)
-    if not sizes or family.denoiser_name not in sizes:
-        return config
-    free = accelerator.gather(
-        torch.tensor([memory_plan.free_memory(accelerator.device)], device=accelerator.device)
-    ).min()
-    if accelerator.device.type == "cpu":  # the processes on one machine share its memory
-        free = free // int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
-    early = early_prompts(config, ["a caption"], class_images_ready=True) is not None
-    where = (
-        f"{accelerator.device}"
-        if accelerator.device.type == "cuda"
-        else "this machine" + (" per process" if accelerator.num_processes > 1 else "")
-    )
-    chosen, sentence = memory_auto.choose(
-        config,
-        sizes,
-        family.denoiser_name,
-        list(family.text_encoder_names),
-        early,
-        int(free),
-        where,
-        accelerator.num_processes,
-    )
-    log(sentence)
-    return chosen
-
-
-def _checkpointing(config: Config, components, parts, accelerator, log) -> bool:
-    """train.gradient_checkpointing: true / false as set; auto: measured (training/memory_plan.py)."""
-    if config.train.gradient_checkpointing != "auto":
-        return config.train.gradient_checkpointing
-    from dreamtune.training import memory_plan
-
-    batch = config.train.batch_size * (2 if config.prior.enabled else 1) * (2 if config.rl.algorithm else 1)
-    trainable = [p for module in parts.modules.values() for p in module.parameters()]
-    free = accelerator.gather(
-        torch.tensor([memory_plan.free_memory(accelerator.device)], device=accelerator.device)
-    ).min()
-    decided = memory_plan.plan(components, trainable, config.data.resolution, batch, accelerator.autocast, int(free))
-    if accelerator.is_main_process:
-        log(decided.sentence())
-    return decided.checkpointing
-
-
-def _load_model(config: Config, dtypes: ComponentDtypes, captions: list[str], output_dir: Path, log) -> Components:
-    """The model in memory. Where every prompt of the run is known and the frozen text encoders may go,
-    they are loaded, used and freed before the denoiser loads (training/text_release.py)."""
-    from_scratch = config.model.from_scratch or config.method.kind == "scratch"
-    ready = not config.prior.enabled or class_images_ready(config.prior, output_dir, config.data.resolution)
-    prompts = early_prompts(config, captions, ready)
-    components = load_components(
-        dataclasses.replace(config.model, from_scratch=from_scratch), dtypes, denoiser_later=prompts is not None
-    )
-    if prompts is not None:
-        later = components.extra.get("denoiser_pending", False)  # families that can load their denoiser afterwards
-        freed = encode_and_free(config, components, prompts, before="loading the denoiser" if later else "step 1")
-        if freed:
-            log(freed)
-    load_pending_denoiser(components, config.model, dtypes)
-    return components
-
-
-def _run(config: Config, accelerator, output_dir: Path, resume: str | None, show_progress: bool, log) -> RunResult:
-    """The run itself, with the output folder claimed and locked."""
-    main = accelerator.is_main_process
-    plan = RunPlan.of(config)
-    instance_dir = None
-    if plan.uses_photos:
-        instance_dir = ensure_prepared(config, output_dir, log) if main else Path(config.data.instance_dir)
-    accelerator.wait_for_everyone()
-    if plan.uses_photos and not main and not prepared_as_configured(instance_dir, config):
-        instance_dir = output_dir / "data"
-    captions = caption_list(instance_dir, config.data.instance_prompt) if plan.uses_photos else []
-    if plan.denoises:
-        check_captions(config, captions, instance_dir)
-    torch.manual_seed(config.train.seed)
-    dtypes = ComponentDtypes.for_training(
-        config.method.kind, config.method.train_text_encoder, config.train.mixed_precision, config.train.trainable_dtype
-    )
-    components = _load_model(config, dtypes, captions, output_dir, log if main else lambda *_: None)
-    components.noise = components.family.noise_process(components.noise_scheduler, config.train.timestep_sampling)
-    quantized = quantize.describe(components, config.model) if main else None
-    if quantized:
-        log(quantized)
-    torch.manual_seed(config.train.seed)  # LoRA / from-scratch initialisation is part of the run's seed
-    parts = make_trainable(components, config)
-    place_frozen(components, parts, accelerator, weight_dtype(config.train.mixed_precision))
-    if dtypes.denoiser == torch.bfloat16 and components.family.forward_in_bf16:
-        forward_in_weight_dtype(components.denoiser, dtypes.denoiser)
-    if accelerator.device.type == "cpu":
-        use_short_attention_in_fp32(components.denoiser)
-    if _checkpointing(config, components, parts, accelerator, log):
-        components.denoiser.enable_gradient_checkpointing()
-        for encoder in components.text_encoders:
-            if any(p.requires_grad for p in encoder.parameters()):  # frozen ones keep no activations for a backward
-                encoder.gradient_checkpointing_enable()
-    resolution = config.data.resolution
-    class_dir = None
-    if config.prior.enabled and plan.class_images:
-        class_dir = class_images_location(config.prior, output_dir)
-        if main:
-            provide_class_images(
-                components, config.prior, output_dir, resolution, config.train.seed, show_progress, log
-            )
-        accelerator.wait_for_everyone()
-    if config.train.compile:
-        components.denoiser.compile()  # in place: parameter names, checkpoints and exports stay as they are
-    sharded = config.train.shard == "fsdp" and accelerator.num_processes > 1
-    if config.train.shard == "fsdp" and not sharded and main:
-        log(
-            "note: train.shard=fsdp with one process: nothing to split, the run trains unsharded (launch it with accelerate launch "
-            "--num_processes N)"
-        )
-    ingredients = Ingredients(
-        config,
-        components,
-        wrap_trainable(components, accelerator, sharded),
-        parts,
-        accelerator,
-        instance_dir,
-        class_dir,
-        Path(config.data.cache_dir or output_dir / "cache"),
-        _photos(instance_dir),
-    )
-    objective, source, rewards = build(ingredients, plan)
-    released = release_text_encoders(config, components, objective, source)
-    if released and main:
-        log(released)
+def _training_state(config: Config, objective, accelerator, output_dir: Path, resume: str | None, log) -> TrainingState:
+    """Optimizers and schedulers for the objective's parts, restored from a checkpoint on resume;
+    the resolved config saved and the trackers started."""
     switch = (config.rl.start_step, config.rl.lr / config.train.lr) if config.rl.lr is not None else None
     state = build_training_state(objective, config.train, accelerator, switch)
     if resume:
         found = checkpoint.resume(state, output_dir, resume, log)
         log(f"resumed from {found} at step {state.step}")
-    if main:
+    if accelerator.is_main_process:
         save_resolved_config(config, output_dir)
     if config.train.log_with != "none":
         accelerator.init_trackers(output_dir.resolve().name, config=tracker_config(config))
-    t = config.train
-    metric_log = MetricLog(output_dir / "metrics.jsonl", enabled=main)
-    checkpointer = Checkpointer(output_dir, t.checkpoint_every, t.keep_checkpoints, enabled=main or sharded, write=main)
-    validator = Validator(
-        _renderer(components, config, parts, resolution),
-        list(t.validation_prompts),
-        list(t.validation_seeds),
-        t.validate_every,
-        output_dir / "validation",
-        enabled=main,
-    )
-    monitor = _monitor(config, components, parts, instance_dir, output_dir, main, rewards)
-    settings = settings_from(
-        LoopSettings, t, process_index=accelerator.process_index, show_progress=show_progress and main
-    )
-    trackers = [TrackerLog(accelerator, t.log_every, enabled=main)] if t.log_with != "none" else []
-    memory = MemoryReport(
-        [components.denoiser, components.vae, *components.text_encoders], accelerator.device, t.steps, log, enabled=main
-    )
-    stop = StopOnSignal(enabled=main or sharded)
-    restart = [RestartOptimizer(config.rl.start_step)] if config.rl.handover else []  # before the checkpointer
-    try:
-        if monitor:
-            monitor.observe(state.step)
-        run_loop(
-            objective,
-            source,
-            state,
-            accelerator,
-            settings,
-            [*restart, metric_log, memory, checkpointer, validator, *trackers, *([monitor] if monitor else []), stop],
-        )
-    except StopRequested as request:
-        saved = checkpoint.save(state, output_dir, max(1, t.keep_checkpoints), write=main) if main or sharded else None
-        name = signal.Signals(request.signal_number).name
-        raise RunStopped(
-            f"paused after step {state.step} ({name}); {saved} holds it; continue with the same command "
-            "and --resume latest.",
-            request.signal_number,
-        ) from None
-    except TrainingDiverged as exc:
-        last = checkpoint.list_checkpoints(output_dir)
-        kept = f"the last good checkpoint {last[-1]} is intact" if last else "no checkpoint was written yet"
-        overflow = " or fp16 overflow (try train.mixed_precision=bf16)" if t.mixed_precision == "fp16" else ""
-        raise TrainingDiverged(
-            f"{exc}: likely a learning rate too high (train.lr={t.lr}; try a tenth of it){overflow}; {kept}."
-        ) from None
-    finally:
-        stop.restore()
-    accelerator.wait_for_everyone()
-    model_dir = output_dir / "model"
-    if sharded:  # the optimizer's work is done: its state goes before the main process gathers the whole weights
-        for optimizer in state.optimizers.values():
-            getattr(optimizer, "optimizer", optimizer).state.clear()
-    with sharding.gathered([components.denoiser]) if sharded else contextlib.nullcontext():  # whole weights to export
-        if main:
-            selected = monitor.selection() if monitor else None
-            if selected and selected["step"] is not None and monitor.restore_best():
-                log(f"monitor selected step {selected['step']}: {selected['reason']}")
-            model_dir = export(parts, state, config, output_dir, selected, captions[0] if captions else "")
-            write_run_report(output_dir, read_metric_log(output_dir / "metrics.jsonl"), monitor, selected, config)
-        accelerator.wait_for_everyone()  # the processes leave together: one that exits while another exports
-    accelerator.end_training()  # once left its partner hung in gloo's teardown (a CI run's 300 s timeout)
-    if accelerator.num_processes > 1 and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-    return RunResult(output_dir, model_dir, metric_log.history, state, components, parts)
+    return state

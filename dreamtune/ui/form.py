@@ -103,7 +103,8 @@ def _parse(field: Field, raw) -> object:
             return float(text)
     except (TypeError, ValueError):
         raise UserError(
-            f"{field.key} got {raw!r}; it must be {'a whole number' if field.kind == 'int' else 'a number' if field.kind == 'float' else 'true or false'}."
+            f"{field.key} got {raw!r}; it must be "
+            f"{'a whole number' if field.kind == 'int' else 'a number' if field.kind == 'float' else 'true or false'}."
         ) from None
     if field.kind == "choice" and text not in field.choices:
         raise UserError(f"{field.key} got {raw!r}; choose one of {', '.join(map(repr, field.choices))}.")

@@ -8,7 +8,8 @@ accuracy over training.
              subject in the same contexts (1 = as crisp as the world; the miniature's blur < 1)
   print      the print reward (print_proof) of the personalized images, each its own anchor
 
-    python experiments/adversarial-designs/adversarial_designs.py [--root runs/issue15] [--methods a,b,c] [--seeds 1,2] [--plot experiments/adversarial-designs/adversarial_designs.png]
+    python experiments/adversarial-designs/adversarial_designs.py [--root runs/issue15] [--methods a,b,c] [--seeds 1,2]
+        [--plot experiments/adversarial-designs/adversarial_designs.png]
 """
 
 from __future__ import annotations

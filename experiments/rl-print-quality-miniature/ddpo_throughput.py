@@ -3,7 +3,8 @@ and rewards) and the PPO updates over the round's transitions (transitions/s), f
 (configs/miniature-ddpo.yaml: branched rollouts over the last steps) and for classic DDPO
 (every image its own trajectory, every step trained).
 
-    python experiments/rl-print-quality-miniature/ddpo_throughput.py [--samples 64] [--steps 20] [--batch 32] [--precision no|bf16] [key=value ...]
+    python experiments/rl-print-quality-miniature/ddpo_throughput.py [--samples 64] [--steps 20] [--batch 32]
+        [--precision no|bf16] [key=value ...]
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def measure(name: str, args, overrides: list[str]) -> None:
     )
     print(f"  sampling: {sampled:.1f} s ({args.samples / sampled:.2f} trajectories/s, incl. rewards)")
     print(
-        f"  PPO updates: {trained:.1f} s for {transitions} transitions in {source.steps_per_round} steps ({transitions / trained:.1f} transitions/s)"
+        f"  PPO updates: {trained:.1f} s for {transitions} transitions in "
+        f"{source.steps_per_round} steps ({transitions / trained:.1f} transitions/s)"
     )
     print(f"  round total: {sampled + trained:.1f} s ({args.samples / (sampled + trained):.2f} samples/s)")
 

@@ -1,6 +1,7 @@
 """Reward fine-tuning of a *personalized* miniature: start from the demo's LoRA DreamBooth of
 dog3 (runs/demo, made by `make demo`), raise print quality with DRaFT-1 (or the DDPO recipe with
---recipe configs/miniature-ddpo.yaml), keep the subject with the denoising + prior regularizer; the monitor measures subject CLIP-I, CLIP-T, PRES and the reward
+--recipe configs/miniature-ddpo.yaml), keep the subject with the denoising + prior regularizer;
+the monitor measures subject CLIP-I, CLIP-T, PRES and the reward
 on held-out prompts. Prints the monitor's records.
 
     python experiments/rl-print-quality-miniature/rl_personalized.py [--demo runs/demo] [--out runs/rl-personalized] [--steps 60]

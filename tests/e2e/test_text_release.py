@@ -88,7 +88,7 @@ def test_the_denoiser_loads_only_after_the_text_encoders_are_gone(tiny_models, p
 
     settings = {"prior.enabled": False}
     kept, _ = _run(tiny_models, photos, tmp_path / "kept", family, **settings, **{"train.free_text_encoders": False})
-    monkeypatch.setattr("dreamtune.training.run.load_pending_denoiser", watched)
+    monkeypatch.setattr("dreamtune.training.run_steps.load_pending_denoiser", watched)
     early, messages = _run(
         tiny_models, photos, tmp_path / "early", family, **settings, **{"train.free_text_encoders": True}
     )
