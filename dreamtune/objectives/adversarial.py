@@ -38,7 +38,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from dreamtune.data.augment import sample_generator
 from dreamtune.models.components import Components
 from dreamtune.objectives.augment import diff_augment
-from dreamtune.objectives.base import LossOutput
+from dreamtune.objectives.base import LossOutput, Objective
 from dreamtune.objectives.guided import decode
 
 AUGMENT_POLICIES = ("translation", "color", "cutout")
@@ -60,7 +60,7 @@ class AdversarialSettings:
     min_timestep: int = 0
 
 
-class AdversarialObjective:
+class AdversarialObjective(Objective):
     """``base``: the denoising (or prior-preservation) objective whose output carries the pass
     (``passes["denoising"]``) this objective judges."""
 

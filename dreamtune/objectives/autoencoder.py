@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamtune.data.augment import sample_generator
-from dreamtune.objectives.base import LossOutput
+from dreamtune.objectives.base import LossOutput, Objective
 
 
-class AutoencoderObjective:
+class AutoencoderObjective(Objective):
     def __init__(self, vae: nn.Module, kl_weight: float = 1e-6, seed: int = 0, edge_weight: float = 0.0):
         self.vae, self.kl_weight, self.seed, self.edge_weight = vae, kl_weight, seed, edge_weight
 

@@ -8,10 +8,10 @@ from typing import Mapping
 
 from torch import nn
 
-from dreamtune.objectives.base import LossOutput
+from dreamtune.objectives.base import LossOutput, Objective
 
 
-class WeightedSum:
+class WeightedSum(Objective):
     def __init__(self, parts: dict[str, tuple[float, object]]):
         self.parts = parts
 
@@ -24,12 +24,16 @@ class WeightedSum:
     def learning_rates(self) -> dict[str, float]:
         rates: dict[str, float] = {}
         for _, objective in self.parts.values():
-            rates.update(objective.learning_rates() if hasattr(objective, "learning_rates") else {})
+            rates.update(objective.learning_rates())
         return rates
 
-    def checkpoint_extras(self) -> dict[str, object]:
-        """Parts with state of their own (``state_dict`` / ``load_state_dict``) that checkpoints keep."""
-        return {name: objective for name, (_, objective) in self.parts.items() if hasattr(objective, "state_dict")}
+    def checkpoint_extras(self) -> dict:
+        """Each part's state, named by the part ("reward", or "reward.NAME" for a part's own names)."""
+        return {
+            ".".join(filter(None, (name, key))): state
+            for name, (_, objective) in self.parts.items()
+            for key, state in objective.checkpoint_extras().items()
+        }
 
     def __call__(self, batch: Mapping, step: int) -> LossOutput:
         losses, metrics = {}, {}

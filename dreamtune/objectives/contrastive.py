@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from dreamtune.models.clip import image_embeddings, text_embeddings
 from dreamtune.models.tokenizer import tokenize
-from dreamtune.objectives.base import LossOutput
+from dreamtune.objectives.base import LossOutput, Objective
 
 
 def soft_targets(same: Tensor) -> Tensor:
@@ -32,7 +32,7 @@ def symmetric_soft_cross_entropy(logits: Tensor, same: Tensor) -> Tensor:
     return (rows + cols) / 2
 
 
-class ContrastiveObjective:
+class ContrastiveObjective(Objective):
     def __init__(self, clip_model: nn.Module, tokenizer, instance_weight: float = 1.0, freeze_text: bool = False):
         self.clip, self.tokenizer, self.instance_weight = clip_model, tokenizer, instance_weight
         self.freeze_text = freeze_text

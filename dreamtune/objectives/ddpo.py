@@ -22,7 +22,7 @@ from torch import nn
 
 from dreamtune.diffusion.ddim import gaussian_kl, gaussian_log_prob
 from dreamtune.models.components import Components
-from dreamtune.objectives.base import LossOutput
+from dreamtune.objectives.base import LossOutput, Objective
 from dreamtune.objectives.guided import guided_prediction
 from dreamtune.objectives.starting_weights import StartingWeights
 
@@ -38,7 +38,7 @@ class DDPOSettings:
     resolution: int = 512
 
 
-class DDPOObjective:
+class DDPOObjective(Objective):
     def __init__(self, components: Components, trainable: dict[str, nn.Module], settings: DDPOSettings):
         self.components, self.trainable, self.settings = components, trainable, settings
         self.sampler = components.sampler(settings.sample_steps, settings.resolution)

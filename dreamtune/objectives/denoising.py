@@ -15,7 +15,7 @@ from dreamtune.data.augment import sample_generator
 from dreamtune.data.cache import TensorCache, key_of, model_identity
 from dreamtune.diffusion import noise as diffusion
 from dreamtune.models.components import Components
-from dreamtune.objectives.base import LossOutput
+from dreamtune.objectives.base import LossOutput, Objective
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,7 @@ class DenoisingPass:
     timesteps: Tensor
     noisy: Tensor
     prediction: Tensor
-    conditioning: dict | None = (
-        None  # the denoiser's keyword arguments (text), for discriminators that condition on them
-    )
+    conditioning: dict | None = None  # the denoiser's keyword arguments (text), for conditioned discriminators
 
     def predicted_clean(self, components: Components) -> Tensor:
         return components.noise.predicted_clean(
@@ -57,7 +55,7 @@ class DenoisingPass:
         )
 
 
-class DenoisingObjective:
+class DenoisingObjective(Objective):
     """Per-sample MSE between the denoiser's output and the noise process's target, weighted
     as the process says (Min-SNR for DDPM, SD3's σ-weightings for flow)."""
 

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from dreamtune.models.components import Components
-from dreamtune.objectives.base import LossOutput
+from dreamtune.objectives.base import LossOutput, Objective
 from dreamtune.objectives.guided import condition, decode, guided_prediction, initial_latents
 from dreamtune.objectives.starting_weights import StartingWeights, needs_reference
 
@@ -27,7 +27,7 @@ class DraftSettings:
     resolution: int = 512
 
 
-class DraftObjective:
+class DraftObjective(Objective):
     def __init__(self, components: Components, trainable: dict[str, nn.Module], rewards, settings: DraftSettings):
         if not rewards.differentiable:
             raise ValueError(f"DRaFT needs differentiable rewards; {rewards.name} is not")

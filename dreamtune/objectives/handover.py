@@ -12,22 +12,24 @@ from typing import Mapping
 
 from torch import nn
 
-from dreamtune.objectives.base import LossOutput
+from dreamtune.objectives.base import LossOutput, Objective
 
 
-class Handover:
+class Handover(Objective):
     def __init__(self, objective, source, after, weight: float, start: int):
         """``objective``: the personalizing loss until micro-step ``start``; ``after``: the loss that
         stays from then on (the objective without its adversarial game), times ``weight``."""
         self.objective, self.source, self.after, self.weight, self.start = objective, source, after, weight, start
 
     def trainable_modules(self) -> dict[str, nn.Module]:
-        return (
-            self.objective.trainable_modules()
-        )  # a discriminator keeps its optimizer (and checkpoint) after the start
+        # a discriminator keeps its optimizer (and checkpoint) after the start
+        return self.objective.trainable_modules()
 
     def learning_rates(self) -> dict[str, float]:
-        return self.objective.learning_rates() if hasattr(self.objective, "learning_rates") else {}
+        return self.objective.learning_rates()
+
+    def checkpoint_extras(self) -> dict:
+        return self.objective.checkpoint_extras()
 
     def batch(self, step: int) -> Mapping | None:
         if step >= self.start and not self.weight:

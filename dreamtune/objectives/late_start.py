@@ -16,10 +16,10 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from dreamtune.objectives.base import LossOutput
+from dreamtune.objectives.base import LossOutput, Objective
 
 
-class LateStart:
+class LateStart(Objective):
     def __init__(self, objective, source, start: int):
         """``start``: the first micro-step on which the reward counts."""
         self.objective, self.source, self.start = objective, source, start
@@ -42,6 +42,13 @@ class LateStart:
         if batch is None:
             return LossOutput({}, {})
         return self.objective(batch, step)
+
+    def learning_rates(self) -> dict[str, float]:
+        return self.objective.learning_rates()
+
+    def checkpoint_extras(self) -> dict:
+        """Its anchors and whether they were taken, under its own name ("" = the name its composite gives it)."""
+        return {"": self, **self.objective.checkpoint_extras()}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         values = {"taken": torch.tensor(int(self.taken))}

@@ -10,11 +10,11 @@ from typing import Mapping
 
 from torch import Tensor, nn
 
-from dreamtune.objectives.base import LossOutput
+from dreamtune.objectives.base import LossOutput, Objective
 from dreamtune.objectives.denoising import DenoisingObjective
 
 
-class PriorPreservation:
+class PriorPreservation(Objective):
     def __init__(self, inner: DenoisingObjective, prior_loss_weight: float):
         self.inner = inner
         self.prior_loss_weight = prior_loss_weight

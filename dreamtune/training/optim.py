@@ -125,7 +125,7 @@ def build_training_state(objective, train: TrainConfig, accelerator, switch: tup
     from dreamtune.training.ema import EMA
 
     modules = objective.trainable_modules()
-    rates = objective.learning_rates() if hasattr(objective, "learning_rates") else {}
+    rates = objective.learning_rates()
     optimizers, schedules, emas, fused = {}, {}, {}, {}
     for name, module in modules.items():
         optimizer = build_optimizer(module, train, rates.get(name))
@@ -135,5 +135,5 @@ def build_training_state(objective, train: TrainConfig, accelerator, switch: tup
             fused[name] = FusedUpdate(optimizer, train.max_grad_norm)
         if train.ema_decay and name == "model":  # EMA of the model only (not of a discriminator)
             emas[name] = EMA(module, train.ema_decay)
-    extras = objective.checkpoint_extras() if hasattr(objective, "checkpoint_extras") else {}
+    extras = objective.checkpoint_extras()
     return TrainingState(modules, optimizers, schedules, emas, extras=extras, fused=fused)

@@ -3,7 +3,6 @@ reach only trainable parameters, and a fixed seed gives the same result."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from dreamtune import config
@@ -17,6 +16,7 @@ from dreamtune.objectives.prior import PriorPreservation
 
 
 def _objective(tiny_models, family, kind, prior, tmp_path, photos, min_snr=None):
+    """A denoising objective built by hand (the prior-loss arithmetic test below needs its parts)."""
     extra = ["data.instance_prompt=a photo of <sks> dog"] if kind == "textual_inversion" else []
     cfg = config.load(
         None, [f"model.pretrained={tiny_models[family]}", f"method.kind={kind}", "prior.class_prompt=a dog", *extra]
@@ -32,51 +32,6 @@ def _objective(tiny_models, family, kind, prior, tmp_path, photos, min_snr=None)
     images = ImageSet(prepared)
     source = DatasetBatches(images, 2, 0, AugmentPlan(), classes=images if prior else None)
     return objective, source, components
-
-
-CASES = [
-    ("sd1", "lora", False),
-    ("sd1", "dreambooth", True),
-    ("sd2-v", "lora", True),
-    ("sdxl", "lora", True),
-    ("sd1", "textual_inversion", False),
-    ("sdxl", "textual_inversion", True),
-]
-
-
-class ObjectiveContract:
-    @pytest.mark.parametrize("family, kind, prior", CASES)
-    def test_finite_scalar_losses_per_optimizer(self, tiny_models, family, kind, prior, tmp_path, photos):
-        objective, source, _ = _objective(tiny_models, family, kind, prior, tmp_path, photos, min_snr=5.0)
-        output = objective(source.batch(0), 0)
-        assert set(output.losses) == set(objective.trainable_modules())
-        for loss in output.losses.values():
-            assert loss.ndim == 0 and torch.isfinite(loss)
-
-    @pytest.mark.parametrize("family, kind, prior", CASES)
-    def test_gradients_reach_only_trainable_parameters(self, tiny_models, family, kind, prior, tmp_path, photos):
-        objective, source, components = _objective(tiny_models, family, kind, prior, tmp_path, photos)
-        sum(objective(source.batch(0), 0).losses.values()).backward()
-        trainable = {id(p) for m in objective.trainable_modules().values() for p in m.parameters() if p.requires_grad}
-        everything = [components.denoiser, components.vae, *components.text_encoders]
-        for module in everything:
-            for name, parameter in module.named_parameters():
-                if id(parameter) not in trainable:
-                    assert parameter.grad is None, name
-        got_gradient = [p for m in objective.trainable_modules().values() for p in m.parameters() if p.grad is not None]
-        assert got_gradient and any(p.grad.abs().sum() > 0 for p in got_gradient)
-
-    @pytest.mark.parametrize("family, kind, prior", CASES[:3])
-    def test_fixed_seed_same_result(self, tiny_models, family, kind, prior, tmp_path, photos):
-        objective, source, _ = _objective(tiny_models, family, kind, prior, tmp_path, photos)
-        first = objective(source.batch(1), 1).losses["model"].item()
-        again = objective(source.batch(1), 1).losses["model"].item()
-        other = objective(source.batch(2), 2).losses["model"].item()
-        assert first == again and first != other
-
-
-class TestDenoisingObjectives(ObjectiveContract):
-    pass
 
 
 def test_prior_loss_is_instance_mean_plus_weighted_class_mean(tiny_models, tmp_path, photos):
