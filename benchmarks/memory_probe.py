@@ -29,6 +29,7 @@ def main() -> None:
     from full_size_smoke import build
 
     from dreamtune import config
+    from dreamtune.methods import METHODS
     from dreamtune.models.attention import use_short_attention_in_fp32
     from dreamtune.models.loading import ComponentDtypes, load_components
     from dreamtune.models.precision import forward_in_weight_dtype
@@ -36,7 +37,8 @@ def main() -> None:
 
     model = build(args.family, Path(args.work) / f"{args.family}-fp16")
     components = load_components(
-        config.load(None, [f"model.pretrained={model}"]).model, ComponentDtypes.for_training("lora", False, "bf16")
+        config.load(None, [f"model.pretrained={model}"]).model,
+        ComponentDtypes.for_training(METHODS["lora"], False, "bf16"),
     )
     for parameter in components.denoiser.parameters():
         parameter.requires_grad_(False)

@@ -285,18 +285,7 @@ class Config:
             raise UserError(
                 "rl.branch needs rl.last_steps > 0 (the steps the images branch for); set e.g. rl.last_steps=5."
             )
-        if self.method.kind == "textual_inversion" and self.method.train_text_encoder:
-            raise UserError("method.train_text_encoder cannot be combined with textual_inversion; set it to false.")
-        ti_token = self.method.textual_inversion.placeholder_token
-        if (
-            self.method.kind == "textual_inversion"
-            and self.data.instance_prompt
-            and ti_token not in self.data.instance_prompt
-        ):
-            raise UserError(
-                f"textual inversion learns the token {ti_token}, but data.instance_prompt "
-                f"'{self.data.instance_prompt}' does not contain it; write e.g. 'a photo of {ti_token} dog'."
-            )
+        config_checks.method_of(self.method).check(self)
         if self.rl.algorithm:
             weights = dataclasses.asdict(self.rl.rewards)
             if not any(weights.values()):

@@ -4,20 +4,20 @@ setting and the fix (called from ``Config.__post_init__``)."""
 from __future__ import annotations
 
 from dreamtune.errors import UserError
+from dreamtune.methods import method_of
 
 
 def check_quantization(config) -> None:
     """Quantization applies to frozen weights only, and fp8 weights compute in bf16."""
     m = config.model
-    full = config.method.kind in ("dreambooth", "scratch") or m.from_scratch
+    method = method_of(config.method)
+    full = method.trains_denoiser_weights or m.from_scratch
     if m.quantize != "none" and full:
         raise UserError(
             f"model.quantize={m.quantize} quantizes frozen weights, but method {config.method.kind} trains the denoiser's "
             "weights themselves; set model.quantize: none, or train a LoRA (method.kind: lora) on the quantized base."
         )
-    if m.quantize_text_encoders != "none" and (
-        config.method.kind == "textual_inversion" or (full and config.method.train_text_encoder)
-    ):
+    if m.quantize_text_encoders != "none" and (method.learns_token or (full and config.method.train_text_encoder)):
         raise UserError(
             f"model.quantize_text_encoders={m.quantize_text_encoders} cannot be combined with {config.method.kind}, which "
             "trains inside the text encoders; set model.quantize_text_encoders: none."
@@ -70,7 +70,7 @@ def check_sharding(config) -> None:
     t = config.train
     clashes = [
         (
-            config.method.kind not in ("dreambooth", "scratch"),
+            not method_of(config.method).trains_denoiser_weights,
             f"method.kind={config.method.kind} (a LoRA or an embedding is small enough for plain data parallelism)",
             "method.kind: dreambooth",
         ),

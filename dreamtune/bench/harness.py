@@ -20,6 +20,7 @@ from dreamtune.errors import UserError
 from dreamtune.evaluation.dreambench import Benchmark
 from dreamtune.evaluation.evaluate import FeatureSet, read_generations, read_photos, score, strip_identifier
 from dreamtune.evaluation.metrics import mean_and_spread
+from dreamtune.methods import method_of
 from dreamtune.sampling.generate import GenerateRequest, fill_prompt, generate
 
 METRICS = ("dino", "clip_i", "clip_t", "pres", "div")
@@ -55,11 +56,7 @@ def _train_subject(
     noun = bench.classes[subject]
     base = [*([f"model.pretrained={settings.base_model}"] if settings.base_model else []), *settings.overrides]
     recipe = config.load(settings.recipe, base)
-    identifier = (
-        recipe.method.textual_inversion.placeholder_token
-        if recipe.method.kind == "textual_inversion"
-        else settings.identifier
-    )
+    identifier = method_of(recipe.method).identifier(recipe.method, settings.identifier)
     cfg = config.load(
         settings.recipe,
         [

@@ -22,6 +22,7 @@ from dreamtune.errors import UserError
 from dreamtune.evaluation.features import load_clip
 from dreamtune.evaluation.metrics import prompt_fidelity, subject_fidelity
 from dreamtune.evaluation.plots import line_plot
+from dreamtune.methods import method_of
 from dreamtune.miniature import scenery, world
 from dreamtune.miniature.assemble import MODEL_DIR
 from dreamtune.recipes import RECIPES_DIR
@@ -59,8 +60,7 @@ def _measure(clip, images, real, class_prompts) -> dict:
 
 def identifier_of(recipe: config.Config) -> str:
     """The word that names the subject in prompts: textual inversion's placeholder token, else ``sks``."""
-    method = recipe.method
-    return method.textual_inversion.placeholder_token if method.kind == "textual_inversion" else IDENTIFIER
+    return method_of(recipe.method).identifier(recipe.method, IDENTIFIER)
 
 
 def run_demo(

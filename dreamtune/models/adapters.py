@@ -17,6 +17,7 @@ from torch import nn
 
 from dreamtune.config import Config
 from dreamtune.errors import UserError
+from dreamtune.methods import method_of
 from dreamtune.models.components import Components
 from dreamtune.models.loading import freeze
 
@@ -35,7 +36,9 @@ class TrainableParts:
     text_encoder(_2)); exports the trained result and answers what the method changes about
     prompts and precision."""
 
-    kind = "full"
+    kind = "full"  # dreamtune.json's "kind"
+    learns_token = False  # textual inversion: the export records its placeholder
+    writes_kohya_file = False  # LoRA: a second, kohya-keyed file beside the diffusers one
 
     def __init__(self, components: Components, modules: dict[str, nn.Module]):
         self.components = components
@@ -67,6 +70,7 @@ class TrainableParts:
 
 class LoraParts(TrainableParts):
     kind = "lora"
+    writes_kohya_file = True
 
     def export(self, out_dir: Path, info: ExportInfo = ExportInfo()) -> Path:
         # PEFT key names as they are: diffusers loads them directly, and converting them to its
@@ -118,6 +122,7 @@ class NewTokenEmbedding(nn.Module):
 
 class TextualInversionParts(TrainableParts):
     kind = "textual_inversion"
+    learns_token = True
 
     def __init__(self, components: Components, modules: dict[str, nn.Module], tokens: list[str]):
         super().__init__(components, modules)
@@ -160,7 +165,7 @@ def expand_placeholder(prompt: str, token: str, count: int) -> str:
     return prompt.replace(token, " ".join(placeholder_tokens(token, count))) if count > 1 else prompt
 
 
-def _add_textual_inversion(components: Components, config: Config) -> TextualInversionParts:
+def textual_inversion_parts(components: Components, config: Config) -> TextualInversionParts:
     settings = config.method.textual_inversion
     tokens = placeholder_tokens(settings.placeholder_token, settings.num_vectors)
     initializer = settings.initializer_token or (config.prior.class_prompt.split() or ["a"])[-1]
@@ -185,7 +190,7 @@ def _add_textual_inversion(components: Components, config: Config) -> TextualInv
     return TextualInversionParts(components, modules, tokens)
 
 
-def _add_lora(components: Components, config: Config) -> LoraParts:
+def lora_parts(components: Components, config: Config) -> LoraParts:
     from peft import LoraConfig as PeftLoraConfig
 
     settings = config.method.lora
@@ -244,24 +249,11 @@ def _load_lora(modules: dict[str, nn.Module], path: Path) -> None:
 
 
 def make_trainable(components: Components, config: Config) -> TrainableParts:
-    """Freeze everything, then unfreeze / add exactly what ``config.method`` trains."""
-    kind = config.method.kind
-    components.family.check_method(
-        kind, config.method.train_text_encoder, kind == "lora" and config.method.lora.text_encoder
-    )
+    """Freeze everything, then unfreeze / add exactly what ``config.method`` trains (its method object decides)."""
+    method = method_of(config.method)
+    components.family.check_method(method, config.method)
     freeze(components.denoiser, components.vae, *components.text_encoders)
-    if kind == "lora":
-        parts = _add_lora(components, config)
-    elif kind == "textual_inversion":
-        parts = _add_textual_inversion(components, config)
-    else:
-        components.denoiser.requires_grad_(True)
-        modules = {components.family.denoiser_name: components.denoiser}
-        if config.method.train_text_encoder:
-            for name, encoder in zip(components.family.text_encoder_names, components.text_encoders):
-                encoder.requires_grad_(True)
-                modules[name] = encoder
-        parts = TrainableParts(components, modules)
+    parts = method.add_trainable(components, config)
     trained = torch.bfloat16 if config.train.trainable_dtype == "bf16" else torch.float32
     for module in parts.modules.values():
         module.train()
@@ -271,10 +263,17 @@ def make_trainable(components: Components, config: Config) -> TrainableParts:
     return parts
 
 
+def full_parts(components: Components, config: Config) -> TrainableParts:
+    """A full fine-tune: the denoiser's weights, and the text encoders' with method.train_text_encoder."""
+    components.denoiser.requires_grad_(True)
+    modules = {components.family.denoiser_name: components.denoiser}
+    if config.method.train_text_encoder:
+        for name, encoder in zip(components.family.text_encoder_names, components.text_encoders):
+            encoder.requires_grad_(True)
+            modules[name] = encoder
+    return TrainableParts(components, modules)
+
+
 def text_encoders_train(method) -> bool:
     """Whether ``method`` (config.method) trains inside the text encoders (their weights, a LoRA or a new token)."""
-    return (
-        method.kind == "textual_inversion"
-        or method.train_text_encoder
-        or (method.kind == "lora" and method.lora.text_encoder)
-    )
+    return method_of(method).trains_inside_text_encoders(method)

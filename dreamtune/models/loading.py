@@ -199,13 +199,13 @@ class ComponentDtypes:
 
     @classmethod
     def for_training(
-        cls, method_kind: str, train_text_encoder: bool, mixed_precision: str, trainable_dtype: str = "fp32"
+        cls, method, train_text_encoder: bool, mixed_precision: str, trainable_dtype: str = "fp32"
     ) -> "ComponentDtypes":
         """``trainable_dtype`` (train.trainable_dtype): the dtype of weights that train (fp32, or bf16 with stochastic rounding)."""
         frozen = weight_dtype(mixed_precision)
         trained = torch.bfloat16 if trainable_dtype == "bf16" else torch.float32
-        full = method_kind in ("dreambooth", "scratch")
-        text_trained = method_kind == "textual_inversion" or (full and train_text_encoder)
+        full = method.trains_denoiser_weights  # ``method``: a methods.Method
+        text_trained = method.learns_token or (full and train_text_encoder)
         return cls(denoiser=trained if full else frozen, vae=frozen, text_encoders=trained if text_trained else frozen)
 
 

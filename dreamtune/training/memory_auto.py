@@ -28,6 +28,7 @@ from safetensors import safe_open
 from dreamtune import config as config_module
 from dreamtune.config import Config
 from dreamtune.errors import UserError
+from dreamtune.methods import method_of
 
 STATIC_SHARE = 0.7  # of the free memory, for weights, gradients and optimizer state
 GIB = 2**30
@@ -112,9 +113,11 @@ def need(
     t, m = config.train, config.model
     frozen = 4.0 if t.mixed_precision == "no" else 2.0
     denoiser = sizes[denoiser_name]
-    full = config.method.kind in ("dreambooth", "scratch")
+    method = method_of(config.method)
+    full = method.trains_denoiser_weights
     trained_bytes = 2 if t.trainable_dtype == "bf16" else 4
-    trained = denoiser.parameters if full else _lora_parameters(denoiser, config) if config.method.kind == "lora" else 0
+    lora = _lora_parameters(denoiser, config) if method.adds_lora else 0
+    trained = method.trained_denoiser_parameters(denoiser.parameters, lora)
     weights = trained * trained_bytes + (0 if full else denoiser.parameters * QUANTIZED_BYTES[m.quantize] * frozen / 2)
     largest = max((o * i for _, o, i in denoiser.matrices), default=0) if full else trained
     gradients = (largest if t.fused_update else trained) * trained_bytes
@@ -134,18 +137,15 @@ def need(
 def _savings(config: Config) -> list[tuple[str, dict]]:
     """(what it costs, the overrides) in order of cost, the ones this run can take."""
     t = config.train
-    full = config.method.kind in ("dreambooth", "scratch")
+    method = method_of(config.method)
+    full = method.trains_denoiser_weights
     fusable = (
         t.grad_accum == 1 and t.mixed_precision != "fp16" and not config.rl.algorithm and not config.adversarial.weight
     )
     found = []
     if full and fusable and not t.fused_update:
         found.append(("the optimizer step fused into the backward pass", {"train.fused_update": True}))
-    if (
-        config.model.quantize_text_encoders == "none"
-        and config.method.kind == "lora"
-        and not config.method.lora.text_encoder
-    ):
+    if config.model.quantize_text_encoders == "none" and method.adds_lora and not config.method.lora.text_encoder:
         found.append(("int8 text encoders", {"model.quantize_text_encoders": "int8"}))
     if full and t.mixed_precision == "bf16" and t.trainable_dtype == "fp32":
         found.append(
@@ -154,7 +154,7 @@ def _savings(config: Config) -> list[tuple[str, dict]]:
                 {"train.trainable_dtype": "bf16", "train.optimizer": "adamw8bit"},
             )
         )
-    if config.method.kind == "lora" and config.model.quantize == "none":
+    if method.adds_lora and config.model.quantize == "none":
         found.append(("an int8 frozen denoiser", {"model.quantize": "int8"}))
         found.append(("an nf4 frozen denoiser", {"model.quantize": "nf4"}))
     return found

@@ -108,3 +108,16 @@ def plan(
     state = optimizer_bytes(trainable_parameters)
     free = free_memory(components.device) if free is None else free
     return MemoryPlan(activations + state > FREE_SHARE * free, activations, state, free)
+
+
+def decide(config, components, parts, accelerator, log) -> bool:
+    """train.gradient_checkpointing: true / false as set; auto: measured by ``plan`` above, said in one line."""
+    if config.train.gradient_checkpointing != "auto":
+        return config.train.gradient_checkpointing
+    batch = config.train.batch_size * (2 if config.prior.enabled else 1) * (2 if config.rl.algorithm else 1)
+    trainable = [p for module in parts.modules.values() for p in module.parameters()]
+    free = accelerator.gather(torch.tensor([free_memory(accelerator.device)], device=accelerator.device)).min()
+    decided = plan(components, trainable, config.data.resolution, batch, accelerator.autocast, int(free))
+    if accelerator.is_main_process:
+        log(decided.sentence())
+    return decided.checkpointing

@@ -47,19 +47,14 @@ def export(
             "instance_prompt": config.data.instance_prompt or instance_prompt,
             "class_prompt": config.prior.class_prompt,
             "steps": state.step,
-            "placeholder_token": config.method.textual_inversion.placeholder_token
-            if parts.kind == "textual_inversion"
-            else None,
+            "placeholder_token": config.method.textual_inversion.placeholder_token if parts.learns_token else None,
             "num_vectors": config.method.textual_inversion.num_vectors,
             "selected": selected,
         }
         (temp / "dreamtune.json").write_text(json.dumps(description, indent=2))
         sheets = sorted((output_dir / "validation").glob("step-*.png"))
-        kohya = (
-            [f.name for f in temp.glob("*.safetensors") if f.name != "pytorch_lora_weights.safetensors"]
-            if parts.kind == "lora"
-            else []
-        )
+        kohya = [f.name for f in temp.glob("*.safetensors") if f.name != "pytorch_lora_weights.safetensors"]
+        kohya = kohya if parts.writes_kohya_file else []
         write_model_card(
             temp, {**description, "title": info.title}, sheets[-1] if sheets else None, kohya[0] if kohya else None
         )

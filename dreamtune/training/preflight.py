@@ -8,6 +8,7 @@ from pathlib import Path
 from dreamtune.config import Config
 from dreamtune.data.ingest import MANIFEST, prepared_records
 from dreamtune.errors import UserError
+from dreamtune.methods import method_of
 
 
 def caption_list(prepared: Path, default_caption: str) -> list[str]:
@@ -21,18 +22,8 @@ def check_captions(config: Config, captions: list[str], folder: Path) -> None:
     captions are the class prompt itself (nothing tells the subject from its class), or a monitor
     whose identifier no caption contains (its CLIP-T would measure nothing)."""
     where = f"the captions of {folder / MANIFEST}"
-    if config.method.kind == "textual_inversion":
-        token = config.method.textual_inversion.placeholder_token
-        if not any(token in c for c in captions):
-            raise UserError(
-                f"textual inversion learns {token}, but none of {where} contains it (e.g. '{captions[0]}'); "
-                f"prepare the photos again with --instance-prompt 'a photo of {token} dog', or edit the captions."
-            )
-    elif config.prior.enabled and all(c.strip() == config.prior.class_prompt.strip() for c in captions):
-        raise UserError(
-            f"every caption in {where} equals prior.class_prompt '{config.prior.class_prompt}', so nothing tells "
-            "the subject from its class; add an identifier to the instance prompt, e.g. 'a photo of sks dog'."
-        )
+    method = method_of(config.method)
+    method.check_captions(config, captions, where)
     per_epoch = len(captions) * config.data.repeats
     if not config.rl.algorithm and config.train.batch_size > per_epoch:
         raise UserError(
@@ -40,7 +31,7 @@ def check_captions(config: Config, captions: list[str], folder: Path) -> None:
             f"{config.data.repeats} = {per_epoch} per epoch, so a batch would repeat photos; use train.batch_size<={per_epoch} "
             "(or raise data.repeats; train.grad_accum gives a larger effective batch)."
         )
-    if config.monitor.every and config.method.kind != "textual_inversion":
+    if config.monitor.every and not method.learns_token:  # a learned token names the subject itself
         identifier = config.monitor.identifier
         if identifier and not any(identifier in c for c in captions):
             raise UserError(

@@ -15,6 +15,7 @@ import torch
 
 from dreamtune.config import Config
 from dreamtune.errors import TrainingDiverged
+from dreamtune.methods import method_of
 from dreamtune.models import quantize
 from dreamtune.models.adapters import TrainableParts, make_trainable
 from dreamtune.models.attention import use_short_attention_in_fp32
@@ -29,7 +30,7 @@ from dreamtune.models.loading import (
 )
 from dreamtune.models.precision import forward_in_weight_dtype
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
-from dreamtune.training import checkpoint, memory_auto, sharding
+from dreamtune.training import checkpoint, memory_auto, memory_plan, sharding
 from dreamtune.training.assembly import RunPlan, place_frozen, settings_from
 from dreamtune.training.callbacks import (
     Checkpointer,
@@ -169,27 +170,10 @@ def plan_memory(config: Config, accelerator, output_dir: Path, resume: str | Non
     return chosen
 
 
-def _checkpointing(config: Config, components, parts, accelerator, log) -> bool:
-    """train.gradient_checkpointing: true / false as set; auto: measured (training/memory_plan.py)."""
-    if config.train.gradient_checkpointing != "auto":
-        return config.train.gradient_checkpointing
-    from dreamtune.training import memory_plan
-
-    batch = config.train.batch_size * (2 if config.prior.enabled else 1) * (2 if config.rl.algorithm else 1)
-    trainable = [p for module in parts.modules.values() for p in module.parameters()]
-    free = accelerator.gather(
-        torch.tensor([memory_plan.free_memory(accelerator.device)], device=accelerator.device)
-    ).min()
-    decided = memory_plan.plan(components, trainable, config.data.resolution, batch, accelerator.autocast, int(free))
-    if accelerator.is_main_process:
-        log(decided.sentence())
-    return decided.checkpointing
-
-
 def _load_model(config: Config, dtypes: ComponentDtypes, captions: list[str], output_dir: Path, log) -> Components:
     """The model in memory. Where every prompt of the run is known and the frozen text encoders may go,
     they are loaded, used and freed before the denoiser loads (training/text_release.py)."""
-    from_scratch = config.model.from_scratch or config.method.kind == "scratch"
+    from_scratch = config.model.from_scratch or method_of(config.method).starts_from_scratch
     ready = not config.prior.enabled or class_images_ready(config.prior, output_dir, config.data.resolution)
     prompts = early_prompts(config, captions, ready)
     components = load_components(
@@ -228,7 +212,10 @@ def load_trainable_model(
     say = log if main else quiet
     torch.manual_seed(config.train.seed)
     dtypes = ComponentDtypes.for_training(
-        config.method.kind, config.method.train_text_encoder, config.train.mixed_precision, config.train.trainable_dtype
+        method_of(config.method),
+        config.method.train_text_encoder,
+        config.train.mixed_precision,
+        config.train.trainable_dtype,
     )
     components = _load_model(config, dtypes, captions, output_dir, say)
     components = dataclasses.replace(
@@ -244,7 +231,7 @@ def load_trainable_model(
         forward_in_weight_dtype(components.denoiser, dtypes.denoiser)
     if accelerator.device.type == "cpu":
         use_short_attention_in_fp32(components.denoiser)
-    if _checkpointing(config, components, parts, accelerator, log):
+    if memory_plan.decide(config, components, parts, accelerator, log):
         components.denoiser.enable_gradient_checkpointing()
         for encoder in components.text_encoders:
             if any(p.requires_grad for p in encoder.parameters()):  # frozen ones keep no activations for a backward

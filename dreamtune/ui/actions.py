@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dreamtune.atomic import atomic_file, claim_output_dir
 from dreamtune.errors import UserError
+from dreamtune.methods import method_of
 from dreamtune.ui import form, runs
 from dreamtune.ui.jobs import JobManager
 from dreamtune.ui.safety import HUB_ID, Access, Limits, confine_config, safe_name, ui_recipe
@@ -194,11 +195,7 @@ class Actions:
             raise UserError(f"a run named {name} already exists; pick another name, or resume it on the Runs page.")
         settings = form.overrides_from_form(recipe, request.get("settings", {}))
         chosen = form.check(recipe, settings)
-        subject_prompt = (
-            f"a {identifier} {noun}"
-            if chosen.method.kind != "textual_inversion"
-            else f"a {chosen.method.textual_inversion.placeholder_token} {noun}"
-        )
+        subject_prompt = f"a {method_of(chosen.method).identifier(chosen.method, identifier)} {noun}"
         fixed = [
             f"model.pretrained={json.dumps(self.base_model(request.get('base_model', '')))}",
             f"data.instance_dir={json.dumps(str(photos))}",

@@ -105,3 +105,19 @@ def test_a_subset_of_a_half_keeps_the_halfs_order_and_refuses_a_subject_of_the_o
     assert subjects_of("test", "teapot3,boot3") == ("boot3", "teapot3")
     with pytest.raises(ValueError, match="dog3: not in the test half"):
         subjects_of("test", "boot3,dog3")
+
+
+def test_only_the_method_objects_ask_which_method_runs():
+    """What differs between LoRA, DreamBooth, textual inversion and scratch is answered by
+    dreamtune/methods.py's objects: no other file compares ``method.kind`` (or a parts' kind)."""
+    import re
+
+    switch = re.compile(r"(method|parts)\.kind\s*(==|!=|in\b|not in\b)|method_kind")
+    offenders = [
+        f"{p.name}:{n + 1}"
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "methods.py"
+        for n, line in enumerate(p.read_text().splitlines())
+        if switch.search(line)
+    ]
+    assert offenders == []

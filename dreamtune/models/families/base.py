@@ -123,14 +123,15 @@ class ModelFamily:
             layers[f"{name}_lora_adapter_metadata"] = module.peft_config["default"].to_dict()
         self.pipeline_class().save_lora_weights(out_dir, safe_serialization=True, **layers)
 
-    def check_method(self, method_kind: str, train_text_encoder: bool, text_encoder_lora: bool) -> None:
-        """Refuse, in one sentence, what this family cannot train."""
-        if method_kind == "textual_inversion" and not self.textual_inversion:
+    def check_method(self, method, settings) -> None:
+        """Refuse, in one sentence, what this family cannot train (``method``: a methods.Method;
+        ``settings``: config.method)."""
+        if method.learns_token and not self.textual_inversion:
             raise UserError(
                 f"textual inversion is not offered for {self.name} models (their T5 / LLM text encoders make it "
                 "a different method); use method.kind=lora, the way kohya and the diffusers scripts personalize them."
             )
-        if text_encoder_lora and not self.text_encoder_lora:
+        if method.adds_lora and settings.lora.text_encoder and not self.text_encoder_lora:
             raise UserError(
                 f"method.lora.text_encoder is not offered for {self.name} models; set method.lora.text_encoder=false."
             )
