@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup print-profile browser test lint demo pretrain bench clean
+.PHONY: setup print-profile browser test test-fast lint demo pretrain bench clean
 
 $(BIN)/dreamtune: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,13 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
+# The fast tier: what needs no training run (about a minute on 2 cores).
+test-fast: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
+
 lint: setup
 	$(BIN)/ruff check dreamtune tests benchmarks experiments
+	$(BIN)/ruff format --check dreamtune tests benchmarks experiments
 
 demo: setup
 	$(BIN)/dreamtune demo --out runs/demo

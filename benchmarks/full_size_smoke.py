@@ -692,10 +692,7 @@ def write_single_file(family: str, root: Path) -> None:
     from dreamtune.models.single_file import save_single_file
 
     pipeline = DiffusionPipeline.from_pretrained(str(root / f"{family}-fp16"), torch_dtype=torch.float16)
-    encoders = [pipeline.text_encoder] + ([pipeline.text_encoder_2] if family == "sdxl" else [])
-    save_single_file(
-        pipeline.unet, pipeline.vae, encoders, "sdxl" if family == "sdxl" else "sd", root / f"{family}.safetensors"
-    )
+    save_single_file(pipeline, root / f"{family}.safetensors")
 
 
 if __name__ == "__main__":

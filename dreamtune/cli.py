@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from dreamtune.errors import UserError, os_error_sentence
+from dreamtune.models.tiny_names import FAMILIES as TINY_FAMILIES
 
 
 def _recipe_and_overrides(recipe: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
@@ -261,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = commands.add_parser("tiny-model", help="write a tiny random pipeline (smoke tests, no download)")
     m.add_argument(
         "--family",
-        choices=["sd1", "sd2-v", "sdxl", "sd3", "flux", "flux-schnell", "flux2-klein", "z-image"],
+        choices=TINY_FAMILIES,
         default="sd1",
     )
     m.add_argument("--seed", type=int, default=0)

@@ -13,6 +13,18 @@ from dreamtune.models.tiny import FAMILIES, FLOW_FAMILIES, build_tiny_pipeline
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DREAMBENCH = SHARED / "dreambench"
 
+# The fast tier (make test-fast: pytest -m "not slow") leaves out what trains, samples or launches:
+# these folders and files whole, and single slow tests marked @pytest.mark.slow where they are.
+SLOW_FOLDERS = ("e2e", "interop", "failures")
+SLOW_FILES = ("test_objective_contract.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if any(folder in parts for folder in SLOW_FOLDERS) or parts[-1] in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def shared_cache(tmp_path_factory):
@@ -58,10 +70,7 @@ def _save_as_downloads(source: Path, root: Path, family: str) -> dict[str, list[
         family in FLOW_FAMILIES
     ):  # their single files hold the transformer alone; refused with a sentence (test_flow_families)
         return formats
-    encoders = [pipeline.text_encoder] + ([pipeline.text_encoder_2] if family == "sdxl" else [])
-    single = save_single_file(
-        pipeline.unet, pipeline.vae, encoders, "sdxl" if family == "sdxl" else "sd", root / "model.safetensors"
-    )
+    single = save_single_file(pipeline, root / "model.safetensors")
     configs = shutil.copytree(source, root / "configs", ignore=shutil.ignore_patterns("*.safetensors"))
     return {**formats, "single_file": [f"model.pretrained={single}", f"model.config={configs}"]}
 

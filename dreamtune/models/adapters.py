@@ -90,7 +90,7 @@ class LoraParts(TrainableParts):
         settings = self.modules["unet"].peft_config["default"]
         c = self.components
         metadata = kohya_metadata(
-            c.family.name,
+            c.family,
             c.prediction_type,
             settings.r,
             settings.lora_alpha,
@@ -100,7 +100,7 @@ class LoraParts(TrainableParts):
             info.steps,
             len(self.modules) > 1,
         )
-        save_file(kohya_state_dict(self.modules, c.family.name), str(path), metadata=metadata)
+        save_file(kohya_state_dict(self.modules, c.family), str(path), metadata=metadata)
         return path
 
 

@@ -93,8 +93,6 @@ class DenoiserFeatureDiscriminator(nn.Module):
 
     def __init__(self, frozen_denoiser: nn.Module, predict, hidden: int = 128):
         super().__init__()
-        if not hasattr(frozen_denoiser, "down_blocks") or not hasattr(frozen_denoiser, "mid_block"):
-            raise ValueError("the denoiser-feature discriminator needs a UNet denoiser (down and mid blocks)")
         self.denoiser = [frozen_denoiser]  # a list: not a submodule, so never in the heads' state or optimizer
         self.predict = predict  # (noisy, timesteps, conditioning, denoiser) -> output (family.predict)
         channels = list(frozen_denoiser.config.block_out_channels)

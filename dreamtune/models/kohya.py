@@ -89,21 +89,20 @@ def _lora_layers(module: nn.Module):
             yield name, layer
 
 
-def _prefix(component: str, family: str) -> str:
+def _prefix(component: str, family) -> str:
     if component == "unet":
         return "lora_unet_"
-    if family == "sdxl":
-        return "lora_te1_" if component == "text_encoder" else "lora_te2_"
-    return "lora_te_"
+    return family.kohya_text_prefixes[family.text_encoder_names.index(component)]
 
 
 def kohya_state_dict(
-    modules: dict[str, nn.Module], family: str, dtype: torch.dtype = torch.float16
+    modules: dict[str, nn.Module], family, dtype: torch.dtype = torch.float16
 ) -> dict[str, torch.Tensor]:
-    """Tensors of a kohya-format LoRA from PEFT-adapted modules {"unet"|"text_encoder"|"text_encoder_2": module}."""
+    """Tensors of a kohya-format LoRA from PEFT-adapted modules {"unet"|"text_encoder"|"text_encoder_2": module};
+    ``family``: the model's ModelFamily (its kohya_* attributes say the names)."""
     tensors: dict[str, torch.Tensor] = {}
     for component, module in modules.items():
-        names = unet_ldm_namer(module) if component == "unet" and family == "sdxl" else (lambda n: n)
+        names = unet_ldm_namer(module) if component == "unet" and family.kohya_unet_original_names else (lambda n: n)
         if component != "unet":  # transformers 5 dropped CLIPTextModel's text_model level; the format keeps it
             names = lambda n: n if n.startswith("text_model.") else f"text_model.{n}"
         for path, layer in _lora_layers(module):
@@ -127,16 +126,11 @@ def unet_ldm_namer(unet: nn.Module):
     return lambda path: unet_ldm_name(path, layers, with_attention)
 
 
-MODELSPEC_ARCHITECTURE = {
-    "sd": "stable-diffusion-v1",
-    "sd-v": "stable-diffusion-v2-768-v",
-    "sdxl": "stable-diffusion-xl-v1-base",
-}
-KOHYA_BASE_VERSION = {"sd": "sd_v1", "sd-v": "sd_v2", "sdxl": "sdxl_base_v1-0"}
+MODELSPEC_PREDICTION = {"epsilon": "epsilon", "v_prediction": "v"}  # diffusers' name -> the model spec's
 
 
 def kohya_metadata(
-    family: str,
+    family,
     prediction_type: str,
     rank: int,
     alpha: float,
@@ -147,26 +141,23 @@ def kohya_metadata(
     trains_text_encoder: bool,
 ) -> dict[str, str]:
     """The ``ss_*`` (kohya) and ``modelspec.*`` (Stability's model spec) header fields, all strings."""
-    v_prediction = prediction_type == "v_prediction"
-    kind = "sd-v" if v_prediction and family != "sdxl" else family
+    base_version, architecture = family.kohya_versions[prediction_type]
     metadata = {
         "ss_network_module": "lycoris.kohya" if dora else "networks.lora",
         "ss_network_dim": str(rank),
         "ss_network_alpha": str(alpha),
-        "ss_base_model_version": KOHYA_BASE_VERSION[kind],
-        "ss_v2": str(kind == "sd-v"),
+        "ss_base_model_version": base_version,
+        "ss_v2": str(base_version == "sd_v2"),
         "ss_sd_model_name": base_model,
         "ss_output_name": title,
         "ss_steps": str(steps),
         "ss_network_train_unet_only": str(not trains_text_encoder),
         "ss_training_comment": "trained with dreamtune",
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": f"{MODELSPEC_ARCHITECTURE[kind]}/lora",
-        "modelspec.implementation": "https://github.com/Stability-AI/generative-models"
-        if family == "sdxl"
-        else "diffusers",
+        "modelspec.architecture": f"{architecture}/lora",
+        "modelspec.implementation": family.modelspec_implementation,
         "modelspec.title": title,
-        "modelspec.prediction_type": "v" if v_prediction else "epsilon",
+        "modelspec.prediction_type": MODELSPEC_PREDICTION[prediction_type],
         "modelspec.date": datetime.date.today().isoformat(),
     }
     if dora:

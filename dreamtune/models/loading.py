@@ -53,6 +53,7 @@ def model_path(pretrained: str) -> Path:
 
 
 def _single_file_index(path: Path, config: ModelConfig) -> dict:
+    from dreamtune.models.families import StableDiffusion
     from dreamtune.models.single_file import single_file_family
 
     if not config.allow_pickle and path.suffix != ".safetensors":
@@ -63,14 +64,14 @@ def _single_file_index(path: Path, config: ModelConfig) -> dict:
     if config.config:
         return resolve_model(ModelConfig(pretrained=config.config, revision=config.revision))[1]
     try:
-        family = single_file_family(path) if path.suffix == ".safetensors" else "sd"
+        family = single_file_family(path) if path.suffix == ".safetensors" else StableDiffusion()
     except Exception as exc:
         raise UserError(
             f"{path} is not a Stable Diffusion 1.x/2.x/SDXL single-file checkpoint ({exc}); "
             "pass a diffusers folder, or the checkpoint's diffusers configs with model.config=FOLDER."
         ) from None
     return {
-        "_class_name": {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}[family],
+        "_class_name": family.pipeline_classes[0],
         "single_file": True,
     }
 

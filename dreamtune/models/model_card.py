@@ -48,6 +48,15 @@ def _base_license(base: str) -> str:
     return "other"
 
 
+def _family_tags(name: str) -> tuple[str, ...]:
+    from dreamtune.models.families import family_named
+
+    try:
+        return family_named(name).hub_tags
+    except KeyError:  # a family this version does not know (a newer dreamtune.json)
+        return ()
+
+
 def write_model_card(model_dir: Path, description: dict, validation_sheet: Path | None, kohya_file: str | None) -> Path:
     """Write ``model_dir/README.md`` (and ``images/validation.png`` for the widget)."""
     kind = description["kind"]
@@ -57,7 +66,7 @@ def write_model_card(model_dir: Path, description: dict, validation_sheet: Path 
         "diffusers",
         "dreamtune",
         "dreambooth",
-        "stable-diffusion-xl" if description.get("family") == "sdxl" else "stable-diffusion",
+        *_family_tags(description.get("family", "sd")),
     ]
     tags += {"lora": ["lora", "template:sd-lora"], "textual_inversion": ["textual_inversion"]}.get(kind, [])
     front = {

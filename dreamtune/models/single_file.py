@@ -91,13 +91,13 @@ def _openclip_state(encoder: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
 
 
 def original_layout_state_dict(
-    unet: nn.Module, vae: nn.Module, text_encoders: list[nn.Module], family: str
+    unet: nn.Module, vae: nn.Module, text_encoders: list[nn.Module], family
 ) -> dict[str, torch.Tensor]:
-    """Every weight of an SD 1.x / 2.x / SDXL pipeline under its original single-file name."""
+    """Every weight of an SD 1.x / 2.x / SDXL pipeline under its original single-file name (``family``: its ModelFamily)."""
     namer = unet_ldm_namer(unet)
     state = {"model.diffusion_model." + namer(k): v for k, v in unet.state_dict().items()}
     state.update(_vae_state(vae))
-    if family == "sdxl":
+    if family.single_file_conditioner:
         state.update(
             {"conditioner.embedders.0.transformer." + k: v for k, v in _text_model_keys(text_encoders[0]).items()}
         )
@@ -109,11 +109,15 @@ def original_layout_state_dict(
     return state
 
 
-def save_single_file(unet, vae, text_encoders, family: str, path: Path, dtype: torch.dtype = torch.float16) -> Path:
-    """Write the pipeline as one original-layout ``.safetensors`` file (fp16 by default)."""
+def save_single_file(pipeline, path: Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Write an SD 1.x / 2.x / SDXL diffusers pipeline as one original-layout ``.safetensors`` file (fp16 by default)."""
     from safetensors.torch import save_file
 
-    state = original_layout_state_dict(unet, vae, text_encoders, family)
+    from dreamtune.models.families import family_for
+
+    family = family_for({"_class_name": type(pipeline).__name__})
+    encoders = [getattr(pipeline, name) for name in family.text_encoder_names]
+    state = original_layout_state_dict(pipeline.unet, pipeline.vae, encoders, family)
     save_file({k: v.detach().to(dtype).contiguous() for k, v in state.items()}, str(path))
     return Path(path)
 
@@ -148,9 +152,11 @@ def single_file_layout(path: Path) -> str:
     raise ValueError("no text-encoder keys of SD 1.x, 2.x or SDXL")
 
 
-def single_file_family(path: Path) -> str:
-    """ "sdxl" or "sd" from the checkpoint's key names (read from the header only)."""
-    return "sdxl" if single_file_layout(path).startswith("sdxl") else "sd"
+def single_file_family(path: Path):
+    """The ModelFamily of an original-layout checkpoint, from its key names (read from the header only)."""
+    from dreamtune.models.families import StableDiffusion, StableDiffusionXL
+
+    return StableDiffusionXL() if single_file_layout(path).startswith("sdxl") else StableDiffusion()
 
 
 def export_single_file(model_dir: Path, out: Path | None = None, dtype: torch.dtype = torch.float16) -> Path:
@@ -170,8 +176,6 @@ def export_single_file(model_dir: Path, out: Path | None = None, dtype: torch.dt
     if out.exists():
         raise UserError(f"{out} already exists; choose another --out (dreamtune never overwrites a file).")
     pipeline = load_base_pipeline(ModelConfig(pretrained=str(model_dir)), torch.float32)
-    encoders = [pipeline.text_encoder] + ([pipeline.text_encoder_2] if hasattr(pipeline, "text_encoder_2") else [])
-    family = "sdxl" if len(encoders) == 2 else "sd"
     with atomic_file(out) as temp:
-        save_single_file(pipeline.unet, pipeline.vae, encoders, family, temp, dtype)
+        save_single_file(pipeline, temp, dtype)
     return out

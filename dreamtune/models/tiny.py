@@ -21,11 +21,10 @@ from diffusers import (
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
 from dreamtune.models.tiny_flow import flow_pipeline
+from dreamtune.models.tiny_names import FAMILIES, FLOW_FAMILIES  # noqa: F401  (re-exported for tests)
 from dreamtune.models.tiny_text import text_config
 from dreamtune.models.tokenizer import build_clip_tokenizer
 
-FAMILIES = ("sd1", "sd2-v", "sdxl", "sd3", "flux", "flux-schnell", "flux2-klein", "z-image")
-FLOW_FAMILIES = ("sd3", "flux", "flux-schnell", "flux2-klein", "z-image")
 SDXL_SECOND_ENCODER_WIDTH = 48
 
 

@@ -207,7 +207,7 @@ def denoiser_discriminator(components: Components, hidden: int):
 
     from dreamtune.models.discriminator import DenoiserFeatureDiscriminator
 
-    if not hasattr(components.denoiser, "down_blocks"):
+    if not components.family.denoiser_has_unet_blocks:
         raise UserError(
             f"adversarial.discriminator=denoiser works on UNet models (SD 1.x / 2.x / SDXL); this {components.family.name} "
             "model has a transformer, so use adversarial.discriminator=clip."

@@ -256,6 +256,7 @@ def test_kohya_unet_keys_resolve_by_a1111_rules(tmp_path, sdxl):
     """On the real SD layout (2 layers per block), every UNet key names an original-layout module."""
     from peft import LoraConfig
 
+    from dreamtune.models.families import family_named
     from dreamtune.models.kohya import kohya_state_dict
 
     common = dict(
@@ -284,7 +285,7 @@ def test_kohya_unet_keys_resolve_by_a1111_rules(tmp_path, sdxl):
     unet.add_adapter(
         LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"])
     )
-    keys = {k.split(".")[0] for k in kohya_state_dict({"unet": unet}, "sdxl" if sdxl else "sd")}
+    keys = {k.split(".")[0] for k in kohya_state_dict({"unet": unet}, family_named("sdxl" if sdxl else "sd"))}
     assert keys and all(_a1111_compvis_name(k) in compvis for k in keys), [
         k for k in keys if _a1111_compvis_name(k) not in compvis
     ][:3]

@@ -1,5 +1,6 @@
 """The miniature judge's parts (dreamtune/miniature/judge.py): degradation, loss, verdicts."""
 
+import pytest
 import torch
 
 from dreamtune.miniature import judge, world
@@ -30,6 +31,7 @@ def test_training_pairs_never_show_a_held_out_instance():
     assert (data.identity[0::2] == data.identity[1::2]).all()  # pairs share an identity
 
 
+@pytest.mark.slow
 def test_verdicts_are_fractions_and_the_loss_backpropagates():
     torch.manual_seed(0)
     net = judge.JudgeNet()

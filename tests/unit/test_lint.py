@@ -14,3 +14,14 @@ def test_ruff_is_green():
         [ruff, "check", "dreamtune", "tests", "benchmarks", "experiments"], capture_output=True, text=True, cwd=ROOT
     )
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_ruff_format_leaves_every_file_as_it_is():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    result = subprocess.run(
+        [ruff, "format", "--check", "dreamtune", "tests", "benchmarks", "experiments"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -4,6 +4,7 @@ the FLOPs of a step and the latent size they are counted at must be right before
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,7 @@ def test_matmul_and_cpu_attention_flops_are_counted_exactly():
     assert counted["_scaled_dot_product_flash_attention_for_cpu_backward"] == 5 * 2 * 2 * 5 * 3 * 8
 
 
+@pytest.mark.slow
 def test_a_lora_step_counts_the_frozen_unet_forward_but_not_its_weight_gradients():
     unet, optimizer, params = build(MINIATURE, rank=4, dreamtune_policies=True)
     inputs = step_inputs(unet, 1, prompt_length(MINIATURE), latent_side(MINIATURE, 64))

@@ -27,6 +27,15 @@ class ModelFamily:
     text_encoder_lora = True  # text-encoder LoRA is offered
     default_guidance = 7.5  # validation sheets' guidance (CFG scale, or the embedded guidance)
     forward_in_bf16 = False  # a frozen bf16 denoiser runs without autocast (models/precision.py)
+    hub_tags: tuple[str, ...] = ()  # Hugging Face model-card tags of models trained on this family
+    denoiser_has_unet_blocks = False  # down / mid blocks LADD's denoiser-feature discriminator reads
+    # kohya / LyCORIS files (kohya_export): the key prefix of each text encoder, whether UNet keys use the
+    # original (LDM) layout's names, and per prediction type (ss_base_model_version, modelspec architecture)
+    kohya_text_prefixes: tuple[str, ...] = ()
+    kohya_unet_original_names = False
+    kohya_versions: dict[str, tuple[str, str]] = {}
+    modelspec_implementation = "diffusers"
+    single_file_conditioner = False  # original-layout single files keep its text encoders under conditioner.embedders.N
 
     # ---- loading ---------------------------------------------------------------------------
     def load(self, location: str, index: dict, config: ModelConfig, dtypes, denoiser_later: bool = False) -> Components:

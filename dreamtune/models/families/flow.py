@@ -140,6 +140,7 @@ class FlowFamily(ModelFamily):
 class StableDiffusion3(FlowFamily):
     name = "sd3"
     pipeline_classes = ("StableDiffusion3Pipeline",)
+    hub_tags = ("sd3", "sd3-diffusers")
     transformer_class = "SD3Transformer2DModel"
     text_encoder_names = ("text_encoder", "text_encoder_2", "text_encoder_3")
     encoder_classes = ("CLIPTextModelWithProjection", "CLIPTextModelWithProjection", "T5EncoderModel")
@@ -177,6 +178,7 @@ class Flux(FlowFamily):
 
     name = "flux"
     pipeline_classes = ("FluxPipeline",)
+    hub_tags = ("flux", "flux-diffusers")
     transformer_class = "FluxTransformer2DModel"
     text_encoder_names = ("text_encoder", "text_encoder_2")
     encoder_classes = ("CLIPTextModel", "T5EncoderModel")
@@ -237,6 +239,7 @@ class Flux2Klein(FlowFamily):
 
     name = "flux2-klein"
     pipeline_classes = ("Flux2KleinPipeline",)
+    hub_tags = ("flux2", "flux2-klein")
     transformer_class = "Flux2Transformer2DModel"
     vae_class = "AutoencoderKLFlux2"
     text_encoder_names = ("text_encoder",)

@@ -26,6 +26,13 @@ class StableDiffusion(ModelFamily):
     kohya_export = True
     forward_in_bf16 = True
     single_file_arguments = {"safety_checker": None}
+    hub_tags = ("stable-diffusion",)
+    denoiser_has_unet_blocks = True
+    kohya_text_prefixes = ("lora_te_",)
+    kohya_versions = {
+        "epsilon": ("sd_v1", "stable-diffusion-v1"),
+        "v_prediction": ("sd_v2", "stable-diffusion-v2-768-v"),
+    }
 
     def noise_process(self, scheduler, timestep_sampling: str = "default"):
         from dreamtune.diffusion.process import DDPMProcess
@@ -146,6 +153,15 @@ class StableDiffusionXL(StableDiffusion):
     pipeline_classes = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
     text_encoder_names = ("text_encoder", "text_encoder_2")
     single_file_arguments = {}
+    hub_tags = ("stable-diffusion-xl",)
+    kohya_text_prefixes = ("lora_te1_", "lora_te2_")
+    kohya_unet_original_names = True
+    kohya_versions = {
+        "epsilon": ("sdxl_base_v1-0", "stable-diffusion-xl-v1-base"),
+        "v_prediction": ("sdxl_base_v1-0", "stable-diffusion-xl-v1-base"),
+    }
+    modelspec_implementation = "https://github.com/Stability-AI/generative-models"
+    single_file_conditioner = True
 
     def _encoder_classes(self):
         from transformers import CLIPTextModel, CLIPTextModelWithProjection

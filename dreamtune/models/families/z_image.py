@@ -21,6 +21,7 @@ from dreamtune.models.families.flow import FlowFamily, packed_token_schedule
 class ZImage(FlowFamily):
     name = "z-image"
     pipeline_classes = ("ZImagePipeline",)
+    hub_tags = ("z-image",)
     transformer_class = "ZImageTransformer2DModel"
     text_encoder_names = ("text_encoder",)
     encoder_classes = ("Qwen3Model",)
