@@ -68,7 +68,7 @@ def evaluate_run(run: Path, seeds: int, first_seed: int) -> None:
     prompts = [fill_prompt(p, cfg.rl.subject, cfg.rl.class_noun) for p in cfg.monitor.prompts]
     if not prompts:
         raise UserError(f"{run}'s config has no monitor.prompts (the held-out prompts); set them and train again.")
-    rewards = build_rewards(cfg.rl.rewards, reward_features(cfg) if cfg.rl.rewards.clip_score else None)
+    rewards = build_rewards(cfg.rl, reward_features(cfg) if cfg.rl.rewards.clip_score else None)
     local = Path(cfg.model.pretrained)
     features = load_features(cfg.monitor.clip or None, "none", local if local.is_dir() else None)
     pairs = [(p, first_seed + s) for p in prompts for s in range(seeds)]

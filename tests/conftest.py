@@ -98,6 +98,16 @@ def photos(tmp_path) -> Path:
     return make_photos(tmp_path / "photos")
 
 
+def settings_of(cls, *sections: str, **explicit):
+    """A settings dataclass filled from the default config's ``sections`` (e.g. "rl", "data") the way the
+    assembly fills it (training/assembly.settings_from), with ``explicit`` values on top."""
+    from dreamtune.config import Config
+    from dreamtune.training.assembly import settings_from
+
+    defaults = Config()
+    return settings_from(cls, *(getattr(defaults, name) for name in sections), **explicit)
+
+
 def tiny_overrides(model: Path, photos: Path, output: Path, **extra) -> list[str]:
     """Dotted overrides that make any recipe run on a tiny model in a second or two."""
     values = {

@@ -26,6 +26,7 @@ from dreamtune.miniature import architecture
 from dreamtune.miniature.pool import Pool, PoolBatches, build_pool
 from dreamtune.miniature.vocabulary import build_tokenizer
 from dreamtune.training import checkpoint
+from dreamtune.training.assembly import settings_from
 from dreamtune.training.callbacks import Checkpointer, MetricLog
 from dreamtune.training.loop import LoopSettings, run_loop
 from dreamtune.training.optim import build_training_state
@@ -72,7 +73,7 @@ def _train(objective, source, folder: Path, train: TrainConfig, show_progress: b
         MetricLog(folder / "metrics.jsonl"),
         Checkpointer(folder, train.checkpoint_every, train.keep_checkpoints),
     ]
-    settings = LoopSettings(train.steps, train.grad_accum, train.max_grad_norm, train.seed, 0, show_progress)
+    settings = settings_from(LoopSettings, train, show_progress=show_progress)
     run_loop(objective, source, state, accelerator, settings, callbacks)
     return state
 
@@ -175,7 +176,7 @@ def stage_unet(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
     objective = DenoisingObjective(
         components,
         {"unet": components.denoiser},
-        NoiseSettings(cfg.train.seed, cfg.train.noise_offset, cfg.train.min_snr_gamma),
+        settings_from(NoiseSettings, cfg.train),
     )
     state = _train(objective, source, root / "unet", cfg.train, show_progress)
     with atomic_dir(root / "unet" / "final", owned=True) as temp:

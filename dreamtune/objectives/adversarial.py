@@ -55,9 +55,9 @@ class AdversarialSettings:
     instance_noise: float
     augment: tuple[str, ...]
     seed: int
-    renoise_max: float = 0.5
-    generator_every: int = 1
-    min_timestep: int = 0
+    renoise_max: float
+    generator_every: int
+    min_timestep: int
 
 
 class AdversarialObjective(Objective):

@@ -29,13 +29,13 @@ from dreamtune.objectives.starting_weights import StartingWeights
 
 @dataclass(frozen=True)
 class DDPOSettings:
-    sample_steps: int = 20
-    guidance_scale: float = 5.0
-    eta: float = 1.0
-    clip_range: float = 1e-4
-    adv_clip: float = 5.0
-    kl_weight: float = 0.0
-    resolution: int = 512
+    sample_steps: int
+    guidance_scale: float
+    eta: float
+    clip_range: float
+    adv_clip: float
+    kl_weight: float
+    resolution: int
 
 
 class DDPOObjective(Objective):

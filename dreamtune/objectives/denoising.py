@@ -20,11 +20,11 @@ from dreamtune.objectives.base import LossOutput, Objective
 
 @dataclass(frozen=True)
 class NoiseSettings:
-    seed: int = 0
-    noise_offset: float = 0.0
-    min_snr_gamma: float | None = None
-    loss_weighting: str = "none"  # flow models: none | sigma_sqrt | cosmap (SD3 sec. 3.1)
-    guidance_embedding: float = 3.5  # guidance-distilled models (FLUX.1-dev) are trained with this guidance input
+    seed: int
+    noise_offset: float
+    min_snr_gamma: float | None
+    loss_weighting: str  # flow models: none | sigma_sqrt | cosmap (SD3 sec. 3.1)
+    guidance_embedding: float  # guidance-distilled models (FLUX.1-dev) are trained with this guidance input
     process_index: int = 0  # data parallelism: this process's share of the global batch ...
     num_processes: int = 1
     groups: int = 1  # ... whose batches hold this many equal groups (2 with prior preservation's class images)

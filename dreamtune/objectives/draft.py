@@ -21,10 +21,10 @@ from dreamtune.objectives.starting_weights import StartingWeights, needs_referen
 
 @dataclass(frozen=True)
 class DraftSettings:
-    sample_steps: int = 20
-    guidance_scale: float = 5.0
-    truncation_steps: int = 1
-    resolution: int = 512
+    sample_steps: int
+    guidance_scale: float
+    truncation_steps: int
+    resolution: int
 
 
 class DraftObjective(Objective):

@@ -8,24 +8,17 @@ from dreamtune.errors import UserError
 from dreamtune.rewards.base import WeightedRewards
 
 
-def build_rewards(
-    weights,
-    clip=None,
-    photos=(),
-    identifier: str = "sks",
-    print_profile: str = "",
-    print_intent: str = "perceptual",
-    ink_limit: float = 300.0,
-) -> WeightedRewards:
-    """``weights``: config.RewardWeights; ``clip``: ClipFeatures (clip_score, subject_fidelity);
-    ``photos``: the subject's PIL images (subject_fidelity); ``print_*``, ``ink_limit``: print_proof's."""
+def build_rewards(rl, clip=None, photos=()) -> WeightedRewards:
+    """The weighted rewards ``rl`` (config.rl) asks for: ``rl.rewards`` the weights, ``rl.subject`` the
+    identifier clip_score removes, ``rl.print_*`` / ``rl.ink_limit`` print_proof's settings; ``clip``:
+    ClipFeatures (clip_score, subject_fidelity); ``photos``: the subject's PIL images (subject_fidelity)."""
     from dreamtune.rewards.alignment import ClipScore, SubjectFidelity
     from dreamtune.rewards.compression import JpegCompressibility, JpegIncompressibility
     from dreamtune.rewards.print_proof import PrintProof
     from dreamtune.rewards.print_quality import PrintQuality
 
     terms = []
-    for name, weight in dataclasses.asdict(weights).items():
+    for name, weight in dataclasses.asdict(rl.rewards).items():
         if not weight:
             continue
         if name in ("clip_score", "subject_fidelity") and clip is None:
@@ -40,9 +33,9 @@ def build_rewards(
         if reward is not None:
             terms.append((weight, reward()))
         elif name == "print_proof":
-            terms.append((weight, PrintProof(print_profile or None, print_intent, ink_limit)))
+            terms.append((weight, PrintProof(rl.print_profile or None, rl.print_intent, rl.ink_limit)))
         elif name == "clip_score":
-            terms.append((weight, ClipScore(clip, identifier)))
+            terms.append((weight, ClipScore(clip, rl.subject)))
         else:
             terms.append((weight, SubjectFidelity(clip, list(photos))))
     return WeightedRewards(terms)

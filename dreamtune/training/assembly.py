@@ -242,15 +242,7 @@ def build_rewards_for(config: Config, photos: list):
 
     rl = config.rl
     needs_clip = rl.rewards.clip_score or rl.rewards.subject_fidelity
-    return build_rewards(
-        rl.rewards,
-        reward_features(config) if needs_clip else None,
-        photos,
-        rl.subject,
-        rl.print_profile,
-        rl.print_intent,
-        rl.ink_limit,
-    )
+    return build_rewards(rl, reward_features(config) if needs_clip else None, photos)
 
 
 def build_ddpo(ing: Ingredients):

@@ -30,12 +30,12 @@ class Callback(Protocol):
 @dataclass(frozen=True)
 class LoopSettings:
     steps: int
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0
-    seed: int = 0
+    grad_accum: int
+    max_grad_norm: float
+    seed: int
+    log_every: int  # steps between loss reports on the progress bar
     process_index: int = 0
     show_progress: bool = True
-    log_every: int = 1  # steps between loss reports on the progress bar
 
 
 def forward_backward(

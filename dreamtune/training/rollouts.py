@@ -32,18 +32,18 @@ from dreamtune.objectives.starting_weights import StartingWeights, needs_referen
 @dataclass(frozen=True)
 class RolloutSettings:
     prompts: tuple[str, ...]
-    samples_per_round: int = 16
-    images_per_prompt: int = 4
-    inner_epochs: int = 1
-    batch_size: int = 16  # transitions per micro-step
-    timestep_fraction: float = 1.0  # share of the candidate steps trained on
-    last_steps: int = 0  # candidates: the last K steps of each trajectory (0: all)
-    branch: bool = False  # a prompt's images share their start and the steps before the last K
-    sample_steps: int = 20
-    guidance_scale: float = 5.0
-    eta: float = 1.0
-    resolution: int = 512
-    seed: int = 0
+    samples_per_round: int
+    images_per_prompt: int
+    inner_epochs: int
+    batch_size: int  # transitions per micro-step
+    timestep_fraction: float  # share of the candidate steps trained on
+    last_steps: int  # candidates: the last K steps of each trajectory (0: all)
+    branch: bool  # a prompt's images share their start and the steps before the last K
+    sample_steps: int
+    guidance_scale: float
+    eta: float
+    resolution: int
+    seed: int
     stream: int = 0  # the process's index: each process samples its own prompts and seeds
 
 

@@ -74,7 +74,7 @@ def measure(name: str, args, overrides: list[str]) -> None:
     )
     objective, source, _ = build(ingredients, RunPlan.of(cfg))
     state = build_training_state(objective, cfg.train, accelerator)
-    settings = LoopSettings(source.steps_per_round, 1, cfg.train.max_grad_norm, 0, 0, False)
+    settings = LoopSettings(source.steps_per_round, 1, cfg.train.max_grad_norm, 0, log_every=1, show_progress=False)
     started = time.perf_counter()
     source.batch(0)  # samples the round (rollouts + rewards)
     sampled = time.perf_counter() - started

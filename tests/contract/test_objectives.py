@@ -13,6 +13,7 @@ from dreamtune.models.adapters import make_trainable
 from dreamtune.models.loading import load_components
 from dreamtune.objectives.denoising import DenoisingObjective, NoiseSettings
 from dreamtune.objectives.prior import PriorPreservation
+from tests.conftest import settings_of
 
 
 def _objective(tiny_models, family, kind, prior, tmp_path, photos, min_snr=None):
@@ -24,7 +25,9 @@ def _objective(tiny_models, family, kind, prior, tmp_path, photos, min_snr=None)
     components = load_components(cfg.model)
     torch.manual_seed(0)
     parts = make_trainable(components, cfg)
-    inner = DenoisingObjective(components, parts.modules, NoiseSettings(seed=3, min_snr_gamma=min_snr))
+    inner = DenoisingObjective(
+        components, parts.modules, settings_of(NoiseSettings, "train", seed=3, min_snr_gamma=min_snr)
+    )
     objective = PriorPreservation(inner, 0.5) if prior else inner
     prepared = tmp_path / "prepared"
     if not prepared.exists():

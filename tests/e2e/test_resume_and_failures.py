@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from dreamtune import config
 from dreamtune.errors import TrainingDiverged, UserError
 from dreamtune.training.run import train
-from tests.conftest import RECIPES, recipe_family, recipe_overrides, tiny_overrides, train_killed_at
+from tests.conftest import RECIPES, recipe_family, recipe_overrides, settings_of, tiny_overrides, train_killed_at
 
 ROOT = Path(__file__).resolve().parents[2]
 RESUME_SETTINGS = {
@@ -240,7 +240,19 @@ def test_reward_batch_sources_draw_different_work_per_process(tiny_models):
         source = RolloutSource(
             components,
             WeightedRewards([(1.0, PrintQuality())]),
-            RolloutSettings(("a dog",), 2, 2, batch_size=2, sample_steps=2, resolution=32, stream=stream),
+            settings_of(
+                RolloutSettings,
+                "rl",
+                "train",
+                "data",
+                prompts=("a dog",),
+                samples_per_round=2,
+                images_per_prompt=2,
+                batch_size=2,
+                sample_steps=2,
+                resolution=32,
+                stream=stream,
+            ),
         )
         source.batch(0)
         starts.append(source.data["trajectories"]["latents"][:, 0])
