@@ -26,21 +26,23 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from judge_training import Rendered, degrade, judge_loss, render_pairs  # noqa: E402
+
 from dreamtune.miniature import judge, world  # noqa: E402
 from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
 
 
-def pool(out: Path, pairs: int) -> judge.Rendered:
+def pool(out: Path, pairs: int) -> Rendered:
     from safetensors.torch import load_file, save_file
 
     path = out / f"pool-{pairs}.safetensors"
     if not path.is_file():
-        data = judge.render_pairs(pairs, seed=1)
+        data = render_pairs(pairs, seed=1)
         save_file({k: v.contiguous() for k, v in vars(data).items()}, str(path))
-    return judge.Rendered(**load_file(str(path)))
+    return Rendered(**load_file(str(path)))
 
 
-def round_trips(out: Path, data: judge.Rendered) -> torch.Tensor:
+def round_trips(out: Path, data: Rendered) -> torch.Tensor:
     """The pool through the packaged model's VAE, once (cached in --out by the VAE's weights)."""
     from safetensors.torch import load_file, save_file
     from tqdm.auto import tqdm
@@ -75,13 +77,13 @@ def train(out: Path, steps: int, pool_pairs: int, pairs_per_batch: int = 32, fad
         generator = torch.Generator().manual_seed(1000 + step)
         chosen = torch.randperm(pair_count, generator=generator)[:pairs_per_batch]
         rows = torch.stack([2 * chosen, 2 * chosen + 1], dim=1).flatten()
-        batch = judge.Rendered(data.pixels[rows], data.identity[rows], data.classes[rows], data.contexts[rows])
-        pixels = judge.degrade(batch.pixels, None, generator, round_trips=trips[rows], fade_p=fade_p)
+        batch = Rendered(data.pixels[rows], data.identity[rows], data.classes[rows], data.contexts[rows])
+        pixels = degrade(batch.pixels, None, generator, round_trips=trips[rows], fade_p=fade_p)
         if torch.rand((), generator=generator) < 0.5:
             pixels = pixels.flip(-1)
         for group in optimizer.param_groups:
             group["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * step / steps))
-        loss, parts = judge.judge_loss(net, pixels, batch)
+        loss, parts = judge_loss(net, pixels, batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dreamtune.miniature import subject_split  # noqa: E402
-from dreamtune.miniature.subject_runs import METHODS, VARIANTS, Job, markdown, run_jobs, table  # noqa: E402
+import subject_split  # noqa: E402
+from subject_runs import METHODS, VARIANTS, Job, markdown, run_jobs, table  # noqa: E402
 
 
 def method_sheet(root: Path, subjects: list[str], methods: list[str]) -> Path:
@@ -106,7 +106,7 @@ def main() -> None:
         for m in chosen
     ]
     if args.rejudge:
-        from dreamtune.miniature.subject_runs import rejudge
+        from subject_runs import rejudge
 
         target = Path(f"{args.root.rstrip('/')}-rejudged")
         print(f"{rejudge(Path(args.root), target, Path(args.rejudge))} runs judged again into {target}")

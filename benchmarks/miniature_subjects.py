@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dreamtune.miniature import subject_split  # noqa: E402
-from dreamtune.miniature.subject_runs import Job, Method, markdown, row, run_jobs, table  # noqa: E402
+import subject_split  # noqa: E402
+from subject_runs import Job, Method, markdown, row, run_jobs, table  # noqa: E402
 
 
 def main() -> None:

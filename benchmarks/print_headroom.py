@@ -25,11 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+import subject_split  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
-
-from dreamtune.miniature import subject_split  # noqa: E402
-from dreamtune.miniature.subject_runs import mean_se  # noqa: E402
+from subject_runs import mean_se  # noqa: E402
 
 
 def optimize(proof, anchor: torch.Tensor, steps: int, lr: float) -> tuple[torch.Tensor, list[float]]:

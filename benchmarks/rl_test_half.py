@@ -32,13 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+import subject_split  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+from subject_runs import mean_se  # noqa: E402
 
 from dreamtune import config  # noqa: E402
-from dreamtune.miniature import scenery, subject_split, world  # noqa: E402
+from dreamtune.miniature import scenery, world  # noqa: E402
 from dreamtune.miniature.demo import EVAL_CONTEXTS, IDENTIFIER  # noqa: E402
-from dreamtune.miniature.subject_runs import mean_se  # noqa: E402
 from dreamtune.recipes import RECIPES_DIR  # noqa: E402
 
 RL_CONTEXTS = (
@@ -266,7 +267,7 @@ def main() -> None:
         "--half",
         choices=["tuning", "test"],
         default="test",
-        help="the subjects (dreamtune/miniature/subject_split.py); choose settings on tuning, report on test",
+        help="the subjects (benchmarks/subject_split.py); choose settings on tuning, report on test",
     )
     parser.add_argument(
         "--subjects", default="", help="comma-separated subset of the half (e.g. to run two processes at once)"

@@ -8,7 +8,8 @@ instances?), *context* (is it in the prompted context?) and *class*. One small C
   heads   an instance embedding (unit norm; identity = nearest mean embedding of reference
           photos), class logits (15), context logits (20 contexts + plain)
 
-Training never sees a held-out instance: identities are the 45 pretraining instances plus fresh
+Training (``benchmarks/judge_training.py``, run by ``benchmarks/miniature_judge.py``) never sees a
+held-out instance: identities are the 45 pretraining instances plus fresh
 *distractor* pseudo-instances (OpenMoji glyphs of no world class at random hues, as the mini
 CLIP's image stage uses), pairs of renders in different contexts, trained with a supervised
 contrastive loss (Khosla et al. 2020) and cross-entropy heads. Every image is degraded as the
@@ -19,8 +20,6 @@ generator degrades: a round trip through the miniature's own VAE (75 %), Gaussia
 from __future__ import annotations
 
 import json
-import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamtune.miniature import world
-from dreamtune.miniature.distractors import GLYPHS as DISTRACTOR_GLYPHS
 
 CLASSES = tuple(world.GLYPHS)
 CONTEXT_LABELS = tuple(world.CONTEXTS) + ("plain",)
@@ -90,114 +88,9 @@ def vae_round_trip(vae, pixels: Tensor) -> Tensor:
     return vae.decode(latents).sample.float().clamp(-1, 1)
 
 
-def fade(pixels: Tensor, desaturate: Tensor, lighten: Tensor) -> Tensor:
-    """Per-image loss of colour without a change of hue: mix toward the image's grey by
-    ``desaturate`` and toward white by ``lighten`` (fractions, one per image)."""
-    grey = pixels.mean(dim=1, keepdim=True)
-    pixels = pixels + (grey - pixels) * desaturate.view(-1, 1, 1, 1)
-    return pixels + (1.0 - pixels) * lighten.view(-1, 1, 1, 1)
-
-
-def degrade(
-    pixels: Tensor,
-    vae,
-    generator: torch.Generator,
-    vae_p: float = 0.75,
-    max_blur: float = 1.5,
-    max_noise: float = 0.06,
-    round_trips: Tensor | None = None,
-    fade_p: float = 0.0,
-    max_desaturate: float = 0.5,
-    max_lighten: float = 0.3,
-) -> Tensor:
-    """``pixels`` as the generator degrades images: the VAE round trip (``vae``, or the same
-    images' ``round_trips`` computed once), with probability ``fade_p`` paler colours of the same
-    hue (generated subjects often are; see :func:`fade`), a blur of up to ``max_blur`` px, Gaussian noise."""
-    batch = pixels.shape[0]
-    through_vae = torch.rand(batch, generator=generator) < vae_p
-    if (vae is not None or round_trips is not None) and through_vae.any():
-        pixels = pixels.clone()
-        pixels[through_vae] = (
-            round_trips[through_vae] if round_trips is not None else vae_round_trip(vae, pixels[through_vae])
-        )
-    if fade_p > 0:
-        faded = (torch.rand(batch, generator=generator) < fade_p).float()
-        pixels = fade(
-            pixels,
-            faded * torch.rand(batch, generator=generator) * max_desaturate,
-            faded * torch.rand(batch, generator=generator) * max_lighten,
-        )
-    pixels = gaussian_blur(pixels, torch.rand(batch, generator=generator) * max_blur)
-    noise = torch.randn(pixels.shape, generator=generator) * (
-        torch.rand(batch, 1, 1, 1, generator=generator) * max_noise
-    )
-    return (pixels + noise).clamp(-1, 1)
-
-
 def to_pixels(images) -> Tensor:
     array = np.stack([np.asarray(image.convert("RGB"), dtype=np.float32) for image in images])
     return torch.from_numpy(array).permute(0, 3, 1, 2) / 127.5 - 1.0
-
-
-# ---- training data ---------------------------------------------------------------------------
-@dataclass
-class Rendered:
-    pixels: Tensor  # (N,3,64,64) in [-1,1]
-    identity: Tensor  # (N,) pair label: same value = same instance
-    classes: Tensor  # (N,) class index, -1 for distractors
-    contexts: Tensor  # (N,) context index
-
-
-def render_pairs(pairs: int, seed: int, plain_p: float = 0.1) -> Rendered:
-    """``pairs`` identities with two renders each in different contexts: half pretraining
-    instances, half distractor pseudo-instances (never a held-out instance)."""
-    rng = random.Random(seed)
-    images, identity, classes, contexts = [], [], [], []
-    for k in range(pairs):
-        if k % 2 == 0:
-            spec = rng.choice(world.PRETRAIN_INSTANCES)
-            sprite, label, noun = (
-                world.object_sprite(spec.name),
-                world.INSTANCES.index(spec),
-                CLASSES.index(spec.class_noun),
-            )
-        else:
-            sprite, label, noun = (
-                world.glyph_sprite(rng.choice(DISTRACTOR_GLYPHS), round(rng.random(), 2)),
-                1000 + k,
-                -1,
-            )
-        for context in rng.sample(list(world.CONTEXTS), 2):
-            context = None if rng.random() < plain_p else context
-            images.append(world.compose(sprite, context, rng.randrange(10**9)))
-            identity.append(label)
-            classes.append(noun)
-            contexts.append(CONTEXT_LABELS.index(context or "plain"))
-    return Rendered(to_pixels(images), torch.tensor(identity), torch.tensor(classes), torch.tensor(contexts))
-
-
-def supervised_contrastive(embeddings: Tensor, labels: Tensor, temperature: float = 0.1) -> Tensor:
-    logits = embeddings @ embeddings.T / temperature
-    self_mask = torch.eye(len(labels), dtype=torch.bool)
-    logits = logits.masked_fill(self_mask, -1e9)
-    positives = (labels[:, None] == labels[None, :]) & ~self_mask
-    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    has = positives.any(dim=1)
-    return -(log_prob * positives).sum(1)[has].div(positives.sum(1)[has]).mean()
-
-
-def judge_loss(net: JudgeNet, pixels: Tensor, data: Rendered) -> tuple[Tensor, dict]:
-    out = net(pixels)
-    contrastive = supervised_contrastive(out["embedding"], data.identity)
-    world_rows = data.classes >= 0
-    class_loss = F.cross_entropy(out["class"][world_rows], data.classes[world_rows])
-    context_loss = F.cross_entropy(out["context"], data.contexts)
-    loss = contrastive + class_loss + context_loss
-    return loss, {
-        "contrastive": float(contrastive.detach()),
-        "class": float(class_loss.detach()),
-        "context": float(context_loss.detach()),
-    }
 
 
 # ---- saving and loading ------------------------------------------------------------------

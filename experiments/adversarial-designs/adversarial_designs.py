@@ -21,15 +21,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
+import subject_split  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+from subject_runs import mean_se, row  # noqa: E402
 
 from dreamtune import config  # noqa: E402
-from dreamtune.miniature import subject_split, world  # noqa: E402
+from dreamtune.miniature import world  # noqa: E402
 from dreamtune.miniature.demo import EVAL_CONTEXTS  # noqa: E402
-from dreamtune.miniature.subject_runs import mean_se, row  # noqa: E402
 
 KEYS = ("identity", "context_vs_truth", "class", "sharpness", "print")
 

@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from PIL import Image  # noqa: E402
 from rl_test_half import _images, score  # noqa: E402
+from subject_runs import mean_se  # noqa: E402
 
 from dreamtune.miniature.demo import EVAL_CONTEXTS  # noqa: E402
-from dreamtune.miniature.subject_runs import mean_se  # noqa: E402
 
 ANCHOR = "anchor: LoRA + prior + LADD, no reward"
 ARMS = {

@@ -1,9 +1,15 @@
 """The miniature judge's parts (dreamtune/miniature/judge.py): degradation, loss, verdicts."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from dreamtune.miniature import judge, world
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import judge_training as training  # noqa: E402  (the judge's training half lives with its benchmark)
 
 
 def test_blur_keeps_flat_images_and_softens_edges():
@@ -20,11 +26,11 @@ def test_supervised_contrastive_prefers_embeddings_that_group_identities():
     labels = torch.tensor([0, 0, 1, 1])
     grouped = torch.nn.functional.normalize(torch.tensor([[1.0, 0], [1, 0.1], [0, 1], [0.1, 1]]), dim=-1)
     mixed = grouped[[0, 2, 1, 3]]
-    assert judge.supervised_contrastive(grouped, labels) < judge.supervised_contrastive(mixed, labels)
+    assert training.supervised_contrastive(grouped, labels) < training.supervised_contrastive(mixed, labels)
 
 
 def test_training_pairs_never_show_a_held_out_instance():
-    data = judge.render_pairs(12, seed=3)
+    data = training.render_pairs(12, seed=3)
     assert data.pixels.shape == (24, 3, 64, 64) and -1 <= float(data.pixels.min()) and float(data.pixels.max()) <= 1
     world_labels = {int(i) for i in data.identity if i < 1000}
     assert world_labels and all(world.INSTANCES[i].name not in world.HELD_OUT for i in world_labels)
@@ -35,8 +41,8 @@ def test_training_pairs_never_show_a_held_out_instance():
 def test_verdicts_are_fractions_and_the_loss_backpropagates():
     torch.manual_seed(0)
     net = judge.JudgeNet()
-    data = judge.render_pairs(4, seed=0)
-    loss, parts = judge.judge_loss(net, judge.degrade(data.pixels, None, torch.Generator().manual_seed(0)), data)
+    data = training.render_pairs(4, seed=0)
+    loss, parts = training.judge_loss(net, training.degrade(data.pixels, None, torch.Generator().manual_seed(0)), data)
     loss.backward()
     assert all(p.grad is not None for p in net.parameters()) and set(parts) == {"contrastive", "class", "context"}
     images = [world.render(world.Scene("dog3", c), i) for i, c in enumerate(("snow", "beach"))]

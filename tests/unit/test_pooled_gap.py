@@ -2,8 +2,11 @@
 means) and its standard error by a cluster bootstrap over subjects."""
 
 import math
+import sys
+from pathlib import Path
 
-from dreamtune.miniature.subject_runs import pooled_gap, pooled_gap_se
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from subject_runs import pooled_gap, pooled_gap_se  # noqa: E402
 
 
 def run(subject: str, floor: float, personalized: float, ceiling: float) -> dict:
