@@ -73,16 +73,49 @@ def _copy_component(source: Path, target: Path, variant: str | None) -> None:
 
 
 def _save_trained(module: nn.Module, target: Path, dtype: torch.dtype) -> None:
-    """Save in ``dtype`` without a second copy of the module in memory."""
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().to(dtype).contiguous() for k, v in module.state_dict().items()}
+    """Save in ``dtype``; a diffusers model tensor by tensor, so no second copy of it is ever in memory
+    (an SDXL UNet's fp16 copy is 5 GB, made while the run still holds its optimizer state)."""
     if hasattr(module, "save_config"):  # diffusers model
         target.mkdir(parents=True)
         module.save_config(target)
-        save_file(state, str(target / "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"})
+        write_safetensors(module.state_dict(), target / "diffusion_pytorch_model.safetensors", dtype, {"format": "pt"})
     else:  # transformers model
+        state = {k: v.detach().to(dtype).contiguous() for k, v in module.state_dict().items()}
         module.save_pretrained(target, state_dict=state, safe_serialization=True)
+
+
+SAFETENSORS_NAMES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32"}
+
+
+def write_safetensors(state: dict[str, torch.Tensor], path: Path, dtype: torch.dtype, metadata: dict[str, str]) -> None:
+    """A safetensors file of ``state`` in ``dtype``, written one tensor at a time (the format: an 8-byte
+    header length, a JSON header of dtypes, shapes and byte offsets, then the raw little-endian data;
+    safetensors' own ``save_file`` needs every converted tensor in memory at once). Other dtypes
+    (integer buffers) keep theirs."""
+    import json
+
+    names = {**SAFETENSORS_NAMES, torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
+    wanted = {k: dtype if v.is_floating_point() else v.dtype for k, v in state.items()}
+    # safetensors' own order: wider dtypes first (its Dtype enum, descending), then by name
+    rank = [torch.int64, torch.float32, torch.int32, torch.bfloat16, torch.float16, torch.uint8, torch.bool]
+    order = sorted(state, key=lambda k: (rank.index(wanted[k]), k))
+    header, offset = {"__metadata__": metadata}, 0
+    for key in order:
+        size = state[key].numel() * torch.empty((), dtype=wanted[key]).element_size()
+        header[key] = {
+            "dtype": names[wanted[key]],
+            "shape": list(state[key].shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned
+    with open(path, "wb") as handle:
+        handle.write(len(encoded).to_bytes(8, "little"))
+        handle.write(encoded)
+        for key in order:
+            tensor = state[key].detach().to("cpu", wanted[key]).contiguous()
+            handle.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
 
 
 def export_full(components: Components, trained: dict[str, nn.Module], out_dir: Path, variant: str | None) -> Path:
