@@ -273,6 +273,7 @@ class Config:
 
     def __post_init__(self):
         from dreamtune import config_checks
+        from dreamtune.methods import method_of
 
         config_checks.check_quantization(self)
         config_checks.check_lean_updates(self)
@@ -285,7 +286,7 @@ class Config:
             raise UserError(
                 "rl.branch needs rl.last_steps > 0 (the steps the images branch for); set e.g. rl.last_steps=5."
             )
-        config_checks.method_of(self.method).check(self)
+        method_of(self.method).check(self)  # what the method itself cannot combine
         if self.rl.algorithm:
             weights = dataclasses.asdict(self.rl.rewards)
             if not any(weights.values()):
