@@ -220,7 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("overrides", nargs="*", help="dotted overrides of configs/miniature-lora.yaml, e.g. train.steps=200")
     d.add_argument("--out", default="runs/demo")
-    d.add_argument("--subject", default="dog3", help="a held-out world instance (dog3, cat3, backpack3, teapot3, ...)")
+    d.add_argument(
+        "--subject",
+        default=None,
+        help="a held-out world instance (dog3 when neither this nor --images is given; cat3, ...)",
+    )
     d.add_argument("--images", default=None, help="your own photo folder instead of a world subject")
     d.add_argument("--class-noun", default=None, help="class of your own subject, e.g. dog")
     d.add_argument("--seeds", type=int, default=2, help="images per context")

@@ -56,3 +56,36 @@ def test_demo_runs_end_to_end_on_a_freshly_pretrained_miniature(tmp_path):
     page = (tmp_path / "demo" / "report.html").read_text()
     for picture in ("inputs.png", "personalized/contact_sheet.png", "side_by_side.png", "loss.png"):
         assert picture in page and (tmp_path / "demo" / picture).is_file()
+
+
+def test_a_demo_on_your_own_photos_names_them_and_says_what_it_cannot_measure(tmp_path, photos, capsys):
+    """With --images the demo's metrics name the photos actually used (not the default world subject),
+    and its report says why there is no ceiling and what CLIP-I to real photos can and cannot show."""
+    import html
+
+    import pytest
+
+    from dreamtune.errors import UserError
+    from dreamtune.miniature.demo import UNMEASURED, run_demo
+
+    short = ["train.steps=2", "prior.num_class_images=2", "prior.sample_steps=2"]
+    metrics = run_demo(tmp_path / "mine", images=photos, class_noun="dog", seeds=1, overrides=short)
+    assert metrics["subject"] == f"your photos in {photos}" and "ceiling" not in metrics
+    saved = json.loads((tmp_path / "mine" / "metrics.json").read_text())
+    assert saved["subject"] == metrics["subject"] and saved["class"] == "dog"
+    page = (tmp_path / "mine" / "report.html").read_text()
+    assert html.escape(UNMEASURED) in page and "dog3" not in page
+    with pytest.raises(UserError, match="name two subjects"):
+        run_demo(tmp_path / "both", subject="cat3", images=photos, overrides=short)
+
+
+def test_the_demo_headline_puts_identity_among_all_instances_beside_identity_in_the_class():
+    from dreamtune.miniature.demo import headline
+
+    metrics = {
+        "personalized": {"judge_identity": 1.0, "judge_identity_all": 0.19, "judge_context": 1.0},
+        "ceiling": {"judge_identity": 1.0, "judge_identity_all": 0.81, "judge_context": 1.0},
+    }
+    line = headline(metrics)
+    assert "100% in its class, 19% among all instances (ground truth 81%)" in line
+    assert headline({"personalized": {"clip_i": 0.5}}) == ""
