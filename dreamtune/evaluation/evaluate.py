@@ -96,6 +96,10 @@ def evaluate(
     class_images = read_generations(class_generated)[0] if class_generated else None
     result = score(images, prompts, read_photos(real), features, class_images)
     result["features"] = features.describe()
+    # what was compared with what, so a metrics file names the subject it measured
+    result.update(generated=str(generated), subject_photos=str(real), identifier=identifier)
+    if class_generated:
+        result["class_generated"] = str(class_generated)
     return result
 
 

@@ -79,6 +79,7 @@ def test_evaluate_command_scores_generations_against_photos(tmp_path, tiny_model
     assert code == 0
     result = json.loads((out / "metrics.json").read_text())
     assert {"dino", "clip_i", "clip_t", "div"} <= set(result) and result["images"] == 4
+    assert result["subject_photos"] == str(photos) and result["generated"] == str(out)  # what was measured
     assert all(-1 <= result[k] <= 1 for k in ("dino", "clip_i", "clip_t")) and 0 <= result["div"] <= 2
     # CLIP-T is scored against the prompt without the identifier
     features = load_features(str(feature_models["clip"]), "none")
