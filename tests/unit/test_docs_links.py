@@ -40,3 +40,9 @@ def test_every_experiment_record_says_question_command_result_and_date():
     for record in (ROOT / "experiments").glob("*/README.md"):
         head = record.read_text(encoding="utf-8")[:3000]
         assert all(f"**{part}:**" in head for part in ("Question", "Command", "Result", "Date")), record
+
+
+def test_every_benchmark_script_is_listed_in_the_benchmarks_readme():
+    listed = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    scripts = [p.name for p in (ROOT / "benchmarks").iterdir() if p.suffix in (".py", ".sh")]
+    assert not [name for name in scripts if name not in listed and name.rsplit(".", 1)[0] not in listed]
