@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+from dreamtune import config
 from dreamtune.atomic import atomic_file, claim_output_dir
 from dreamtune.errors import UserError
 from dreamtune.methods import method_of
@@ -171,8 +172,14 @@ class Actions:
         return self.photo_set(name)
 
     # ---- training -----------------------------------------------------------------------------
-    def base_model(self, text: str) -> str:
-        text = (text or MINIATURE).strip()
+    def recipe_model(self, recipe: str) -> str:
+        """The base model a recipe trains, as the base-model box shows it (``miniature`` for the packaged one)."""
+        return _model_label(ui_recipe(self.root, recipe))
+
+    def base_model(self, text: str, recipe: Path) -> str:
+        """The model to train: the box's text, or the recipe's own model when the box is empty (never the
+        miniature in place of a recipe's model the user did not change)."""
+        text = (text or "").strip() or _model_label(recipe)
         if text == MINIATURE:
             return MINIATURE
         if HUB_ID.match(text) and not Path(text).exists():
@@ -183,6 +190,8 @@ class Actions:
         """Check the settings as the CLI will, then start ``dreamtune train`` into <runs>/<name>."""
         name = safe_name(request.get("name", ""), "run name")
         recipe = ui_recipe(self.root, request.get("recipe") or "miniature-lora")
+        if not (request.get("photos") or "").strip():
+            raise UserError("no photo set is chosen; prepare photos on the Photos page, then pick them here.")
         photos = self.root / PHOTOS / safe_name(request.get("photos", ""), "photo set name")
         if not runs.is_photo_set(photos):
             raise UserError(f"photo set {photos.name} is not prepared; prepare photos on the Photos page first.")
@@ -197,7 +206,7 @@ class Actions:
         chosen = form.check(recipe, settings)
         subject_prompt = f"a {method_of(chosen.method).identifier(chosen.method, identifier)} {noun}"
         fixed = [
-            f"model.pretrained={json.dumps(self.base_model(request.get('base_model', '')))}",
+            f"model.pretrained={json.dumps(self.base_model(request.get('base_model', ''), recipe))}",
             f"data.instance_dir={json.dumps(str(photos))}",
             f"data.instance_prompt={json.dumps(subject_prompt)}",
             f"prior.class_prompt={json.dumps(f'a {noun}')}",
@@ -362,3 +371,11 @@ class Actions:
                 entry["seeds"] = [r.get("seed") for r in record["images"]]
             sides[side] = entry
         return sides
+
+
+def _model_label(recipe: Path) -> str:
+    """A recipe's base model as the UI names it: ``miniature`` for the packaged one, else as written."""
+    from dreamtune.models.loading import MINIATURE_NAMES
+
+    pretrained = config.load(recipe).model.pretrained
+    return MINIATURE if pretrained in MINIATURE_NAMES else pretrained

@@ -32,6 +32,7 @@ def _info(actions: Actions) -> dict:
         "runs": str(actions.root),
         "local": actions.access.local,
         "recipes": [n for n in recipe_names() if "/" not in n],  # not the miniature's pretraining stages
+        "recipe_models": {n: actions.recipe_model(n) for n in recipe_names() if "/" not in n},
         "subjects": list(world.HELD_OUT),
         "prompts": DREAMBENCH_PROMPTS,
         "photo_sets": actions.photo_sets(),

@@ -237,6 +237,24 @@ def test_the_server_gate(server, tmp_path):
     )
     status, body = _call(base + "/api/run?name=../../x")
     assert status == 400 and b"there is no run named" in body
+    # the first Start with no photo set chosen says so, not "the photo set name '' has no letters" (issue 37)
+    status, body = _call(base + "/api/train", {"name": "r", "photos": "", "class_noun": "dog"}, {"X-Dreamtune": "1"})
+    assert status == 400 and json.loads(body)["error"].startswith("no photo set is chosen")
+
+
+def test_the_base_model_box_shows_the_recipes_model_and_an_empty_box_keeps_it(server, tmp_path):
+    """Picking lora-sdxl once trained the miniature with SDXL's settings (the box said 'miniature'
+    whatever the recipe): the box now shows each recipe's own model, and an empty box keeps it."""
+    from dreamtune.ui.actions import Actions
+
+    base, root = server
+    models = json.loads(_call(base + "/api/info")[1])["recipe_models"]
+    assert models["miniature-lora"] == "miniature"
+    assert models["lora-sdxl"] == config.load(find_recipe("lora-sdxl")).model.pretrained
+    actions = Actions(root, Access("127.0.0.1", 0))
+    assert actions.base_model("", find_recipe("lora-sdxl")) == models["lora-sdxl"]
+    assert actions.base_model("", find_recipe("miniature-lora")) == "miniature"
+    assert actions.base_model("miniature", find_recipe("lora-sdxl")) == "miniature"  # what the user typed wins
 
 
 def test_a_users_folder_is_never_taken_as_the_runs_folder(tmp_path):

@@ -99,6 +99,9 @@ async function saveCaptions() {
 }
 
 // ---- train ------------------------------------------------------------------------------------
+// the base-model box shows the chosen recipe's own model; what the user types there replaces it
+function recipeModel() { $("base-model").value = (state.info.recipe_models || {})[$("recipe").value] || ""; }
+
 async function loadForm() {
   const fields = await api("form?recipe=" + encodeURIComponent($("recipe").value));
   const box = $("settings");
@@ -335,12 +338,13 @@ async function init() {
   $("series").onchange = pollRun;
   $("generate").onclick = generate;
   $("dreambench").onclick = fillDreamBench;
-  $("recipe").onchange = loadForm;
+  $("recipe").onchange = () => { recipeModel(); loadForm(); };
   state.info = await api("info");
   $("where").textContent = "runs in " + state.info.runs;
   document.querySelectorAll(".local-only").forEach((e) => (e.hidden = !state.info.local));
   fillSelect($("sample-subject"), state.info.subjects);
   fillSelect($("recipe"), state.info.recipes, "miniature-lora");
+  recipeModel();
   fillSelect($("prompt-list"), Object.keys(state.info.prompts));
   fillSelect($("train-photos"), state.info.photo_sets);
   await loadForm();
