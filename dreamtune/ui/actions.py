@@ -187,23 +187,31 @@ class Actions:
         return str(self.access.local_path(text, "the base model"))
 
     def train(self, request: dict) -> dict:
-        """Check the settings as the CLI will, then start ``dreamtune train`` into <runs>/<name>."""
-        name = safe_name(request.get("name", ""), "run name")
+        """Check the settings as the CLI will, then start ``dreamtune train`` into <runs>/<name>. Every
+        check reports on its own: one sentence per field that is wrong, all of them at once."""
+        found: list[str] = []
+
+        def checked(check):
+            try:
+                return check()
+            except UserError as error:
+                found.append(str(error))
+                return None
+
+        name = checked(lambda: safe_name(request.get("name", ""), "run name"))
         recipe = ui_recipe(self.root, request.get("recipe") or "miniature-lora")
-        if not (request.get("photos") or "").strip():
-            raise UserError("no photo set is chosen; prepare photos on the Photos page, then pick them here.")
-        photos = self.root / PHOTOS / safe_name(request.get("photos", ""), "photo set name")
-        if not runs.is_photo_set(photos):
-            raise UserError(f"photo set {photos.name} is not prepared; prepare photos on the Photos page first.")
+        photos = checked(lambda: self._photo_set_for_training(request.get("photos") or ""))
         identifier = (request.get("identifier") or "sks").strip()
         noun = (request.get("class_noun") or "").strip()
         if not noun:
-            raise UserError("the class noun is empty; say what the subject is, e.g. dog or backpack.")
-        output = self.root / name
-        if output.exists():
-            raise UserError(f"a run named {name} already exists; pick another name, or resume it on the Runs page.")
-        settings = form.overrides_from_form(recipe, request.get("settings", {}))
-        chosen = form.check(recipe, settings)
+            found.append("the class noun is empty; say what the subject is, e.g. dog or backpack.")
+        output = self.root / name if name else None
+        if output is not None and output.exists():
+            found.append(f"a run named {name} already exists; pick another name, or resume it on the Runs page.")
+        settings = checked(lambda: form.overrides_from_form(recipe, request.get("settings", {})))
+        chosen = checked(lambda: form.check(recipe, settings)) if settings is not None else None
+        if found:
+            raise UserError(" ".join(found))
         subject_prompt = f"a {method_of(chosen.method).identifier(chosen.method, identifier)} {noun}"
         fixed = [
             f"model.pretrained={json.dumps(self.base_model(request.get('base_model', ''), recipe))}",
@@ -224,6 +232,14 @@ class Actions:
         claim_output_dir(output, "run folder")
         job = self.jobs.start("train", ["train", str(recipe), *overrides], output)
         return {"run": name, "job": job.id}
+
+    def _photo_set_for_training(self, chosen: str) -> Path:
+        if not chosen.strip():
+            raise UserError("no photo set is chosen; prepare photos on the Photos page, then pick them here.")
+        photos = self.root / PHOTOS / safe_name(chosen, "photo set name")
+        if not runs.is_photo_set(photos):
+            raise UserError(f"photo set {photos.name} is not prepared; prepare photos on the Photos page first.")
+        return photos
 
     def _run_folder(self, name: str) -> Path:
         folder = self.root / safe_name(name, "run name")

@@ -291,3 +291,15 @@ def test_the_cli_refuses_an_open_host_without_a_login(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: --host 0.0.0.0 lets other machines reach the UI")
     assert not (tmp_path / "r").exists()  # refused before anything was made
+
+
+def test_every_wrong_field_of_a_start_reports_on_its_own(server):
+    """Issue 37: one sentence no longer hides the others — a Start with an empty name, no photo set, no
+    class noun and a bad learning rate names all four, each with its field."""
+    base, _ = server
+    request = {"name": "", "photos": "", "class_noun": "", "settings": {"train.lr": "-1"}}
+    status, body = _call(base + "/api/train", request, {"X-Dreamtune": "1"})
+    error = json.loads(body)["error"]
+    assert status == 400
+    for words in ("run name", "no photo set is chosen", "the class noun is empty", "train.lr is -1.0"):
+        assert words in error, (words, error)
