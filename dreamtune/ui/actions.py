@@ -20,55 +20,6 @@ UPLOADS = "uploads"
 PHOTOS = "photos"
 MINIATURE = "miniature"
 
-# DreamBench's prompt lists (Ruiz et al., DreamBooth, CVPR 2023; dataset CC BY 4.0), as templates
-_SHARED = (
-    "in the jungle",
-    "in the snow",
-    "on the beach",
-    "on a cobblestone street",
-    "on top of pink fabric",
-    "on top of a wooden floor",
-    "with a city in the background",
-    "with a mountain in the background",
-    "with a blue house in the background",
-    "on top of a purple rug in a forest",
-)
-_OBJECT = (
-    "with a wheat field in the background",
-    "with a tree and autumn leaves in the background",
-    "with the Eiffel Tower in the background",
-    "floating on top of water",
-    "floating in an ocean of milk",
-    "on top of green grass with sunflowers around it",
-    "on top of a mirror",
-    "on top of the sidewalk in a crowded street",
-    "on top of a dirt road",
-    "on top of a white rug",
-)
-_LIVE = (
-    "wearing a red hat",
-    "wearing a santa hat",
-    "wearing a rainbow scarf",
-    "wearing a black top hat and a monocle",
-    "in a chef outfit",
-    "in a firefighter outfit",
-    "in a police outfit",
-    "wearing pink glasses",
-    "wearing a yellow shirt",
-    "in a purple wizard outfit",
-)
-_STYLE = (
-    "a red {subject} {class}",
-    "a purple {subject} {class}",
-    "a shiny {subject} {class}",
-    "a wet {subject} {class}",
-    "a cube shaped {subject} {class}",
-)
-DREAMBENCH_PROMPTS = {
-    "objects": [f"a {{subject}} {{class}} {c}" for c in _SHARED + _OBJECT] + list(_STYLE),
-    "live subjects": [f"a {{subject}} {{class}} {c}" for c in _SHARED + _LIVE] + list(_STYLE),
-}
-
 
 class Actions:
     def __init__(self, root: Path, access: Access, limits: Limits | None = None):
@@ -89,7 +40,8 @@ class Actions:
             target, n = folder / f"{Path(name).stem}-{n}{Path(name).suffix}", n + 1
         with atomic_file(target) as temp:
             temp.write_bytes(body)
-        return {"saved": target.name, "count": count + 1}
+        captions = sum(1 for f in folder.iterdir() if f.suffix.lower() in (".txt", ".jsonl"))
+        return {"saved": target.name, "count": count + 1, "captions": captions}
 
     def sample_photos(self, photo_set: str, subject: str, count: int = 5) -> dict:
         """Renders of a held-out subject of the miniature's world, as if photographed (offline trial)."""
@@ -213,14 +165,18 @@ class Actions:
         if found:
             raise UserError(" ".join(found))
         subject_prompt = f"a {method_of(chosen.method).identifier(chosen.method, identifier)} {noun}"
+        model = self.base_model(request.get("base_model", ""), recipe)
         fixed = [
-            f"model.pretrained={json.dumps(self.base_model(request.get('base_model', ''), recipe))}",
+            f"model.pretrained={json.dumps(model)}",
             f"data.instance_dir={json.dumps(str(photos))}",
             f"data.instance_prompt={json.dumps(subject_prompt)}",
             f"prior.class_prompt={json.dumps(f'a {noun}')}",
             f"train.output_dir={json.dumps(str(output))}",
         ]
-        if chosen.train.validate_every and not chosen.train.validation_prompts:
+        every = chosen.train.validate_every or (max(10, chosen.train.steps // 6) if model == MINIATURE else 0)
+        if every != chosen.train.validate_every:  # samples while it trains, by default on the miniature (cheap there)
+            fixed.append(f"train.validate_every={every}")
+        if every and not chosen.train.validation_prompts:
             fixed.append(
                 "train.validation_prompts="
                 + json.dumps([f"{subject_prompt} on the beach", f"{subject_prompt} in the snow"])

@@ -11,8 +11,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 from dreamtune.errors import UserError
-from dreamtune.ui.actions import DREAMBENCH_PROMPTS, Actions
+from dreamtune.ui.actions import Actions
 from dreamtune.ui.http_base import MAX_JSON, SafeHandler, Server, tls_context
+from dreamtune.ui.prompts import DREAMBENCH_PROMPTS
 from dreamtune.ui.safety import Access, Limits, inside, ui_recipe
 
 STATIC = Path(__file__).parent / "static"

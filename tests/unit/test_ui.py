@@ -303,3 +303,23 @@ def test_every_wrong_field_of_a_start_reports_on_its_own(server):
     assert status == 400
     for words in ("run name", "no photo set is chosen", "the class noun is empty", "train.lr is -1.0"):
         assert words in error, (words, error)
+
+
+def test_a_miniature_run_started_from_the_ui_samples_while_it_trains(tmp_path):
+    """Issue 37: a default run showed no samples while it trained (validate_every 0); on the miniature the
+    UI asks for a validation sheet every sixth of the run unless the form says otherwise."""
+    from dreamtune.ui.actions import Actions
+
+    actions = Actions(tmp_path / "runs", Access("127.0.0.1", 0))
+    try:
+        actions.sample_photos("cat", "cat3")
+        actions.prepare("cat", "a sks cat", 64)
+        started = actions.train({"name": "r", "photos": "cat", "class_noun": "cat", "settings": {"train.steps": "60"}})
+        argv = actions.jobs.get(started["job"]).argv
+        assert "train.validate_every=10" in argv and any(a.startswith("train.validation_prompts=") for a in argv)
+        again = actions.train(
+            {"name": "r2", "photos": "cat", "class_noun": "cat", "settings": {"train.validate_every": "25"}}
+        )
+        assert not any(a.startswith("train.validate_every=10") for a in actions.jobs.get(again["job"]).argv)
+    finally:
+        actions.jobs.stop_all()

@@ -36,14 +36,15 @@ async function upload(files) {
   const set = $("set-name").value;
   $("upload-status").textContent = "";
   const problems = [];
-  let saved = 0;
+  let saved = 0, captions = 0;
   for (const file of files) {
     const response = await fetch("/api/upload?set=" + encodeURIComponent(set), {
       method: "POST", body: file, headers: { "X-Dreamtune": "1", "X-File-Name": encodeURIComponent(file.name) } });
     const data = await response.json().catch(() => ({ error: file.name + ": the upload was refused." }));
-    if (response.ok) saved = data.count; else problems.push(data.error);
+    if (response.ok) [saved, captions] = [data.count, data.captions]; else problems.push(data.error);
   }
-  $("upload-status").textContent = `${saved} file(s) in photo set ${set}.` + (problems.length ? " " : "");
+  const notes = captions ? ` (${captions} of them caption files, not photos)` : "";
+  $("upload-status").textContent = `${saved} file(s) in photo set ${set}${notes}.` + (problems.length ? " " : "");
   if (problems.length) $("upload-status").append(el("div", { class: "error", text: problems.join("\n") }));
 }
 
@@ -329,6 +330,9 @@ async function init() {
   drop.ondragleave = () => drop.classList.remove("over");
   drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove("over"); upload(e.dataTransfer.files); };
   $("files").onchange = (e) => upload(e.target.files);
+  $("set-name").oninput = () => {   // another set: the last set's verdicts and captions are not this one's
+    $("verdicts").replaceChildren(); $("save-captions").hidden = true; $("upload-status").textContent = ""; state.preparedSet = null;
+  };
   $("sample").onclick = samplePhotos;
   $("prepare").onclick = prepare;
   $("save-captions").onclick = saveCaptions;
