@@ -258,6 +258,9 @@ class Actions:
                 "continue with the same command and --resume latest", "Resume continues it"
             )
             info["error"], info["status"] = "", "paused"
+        ended = job is not None and not job.running and job.exit_code not in (None, 0, 128 + 15, 128 + 2)
+        if ended and info["status"] in ("incomplete", "stopped"):  # it ended with an error: failed, not paused
+            info["status"] = "failed"
         info["phase"] = self.jobs.progress(job.id) if job and job.running else None
         info["log"] = self.jobs.output(job.id, 3000).strip().splitlines()[-8:] if job else []
         if (

@@ -323,3 +323,24 @@ def test_a_miniature_run_started_from_the_ui_samples_while_it_trains(tmp_path):
         assert not any(a.startswith("train.validate_every=10") for a in actions.jobs.get(again["job"]).argv)
     finally:
         actions.jobs.stop_all()
+
+
+def test_a_run_that_ended_with_an_error_shows_as_failed_not_incomplete(tmp_path):
+    """Issue 37: a run that crashed before its first checkpoint read as "incomplete"; its job's exit
+    status tells a failure from a pause (SIGTERM / Ctrl-C) and from a finished run."""
+    import time
+
+    from dreamtune.ui.actions import Actions
+
+    actions = Actions(tmp_path / "runs", Access("127.0.0.1", 0))
+    empty = tmp_path / "no-photos"
+    empty.mkdir()
+    folder = actions.root / "broken"
+    job = actions.jobs.start(
+        "train", ["train", "miniature-lora", f"data.instance_dir={empty}", f"train.output_dir={folder}"], folder
+    )
+    deadline = time.time() + 120
+    while actions.jobs.get(job.id).running and time.time() < deadline:
+        time.sleep(0.2)
+    info = actions.run("broken")
+    assert actions.jobs.get(job.id).exit_code == 2 and info["status"] == "failed" and info["error"]

@@ -187,7 +187,7 @@ async function pollRun() {
   $("run-error").textContent = run.error ? "error: " + run.error : "";
   $("run-notice").textContent = run.notice || "";
   $("stop").disabled = !(run.status === "running" || run.status === "starting");
-  $("resume").disabled = !(run.status === "stopped" || run.status === "paused");
+  $("resume").disabled = !(run.status === "stopped" || run.status === "paused" || (run.status === "failed" && run.checkpoints.length));
   drawCurves(run.curves);
   const sheets = run.files.validation;
   if (sheets.length) {
