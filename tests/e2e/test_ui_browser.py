@@ -156,6 +156,11 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
             "resumed from" in p.read_text() for p in (root / ".ui-jobs").glob("*-resume.log")
         )
         page.screenshot(path=str(shots / "run.png"), full_page=True)
+        # a reload comes back to the open run (the address keeps the view; issue 37)
+        page.reload()
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.locator("#page-runs").is_visible() and page.locator("#run-title").inner_text() == "cat-run"
+        page.wait_for_function("document.getElementById('run-status').textContent === 'finished'")
 
         # generate: 2 images of the subject, and the base model's for the same prompt and seeds
         page.click("nav button[data-page=generate]")

@@ -24,7 +24,11 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// the address keeps the view (#page, #runs/NAME), so a reload comes back to it
+function remember(page) { history.replaceState(null, "", "#" + page + (page === "runs" && state.openRun ? "/" + encodeURIComponent(state.openRun) : "")); }
+
 function show(page) {
+  remember(page);
   document.querySelectorAll(".page").forEach((p) => (p.hidden = p.id !== "page-" + page));
   document.querySelectorAll("nav button").forEach((b) => b.classList.toggle("active", b.dataset.page === page));
   if (page === "runs") refreshRuns();
@@ -159,6 +163,7 @@ async function refreshRuns() {
 
 function openRun(name) {
   state.openRun = name;
+  remember("runs");
   $("run-detail").hidden = false;
   $("run-title").textContent = name;
   clearInterval(state.poll);
@@ -353,6 +358,9 @@ async function init() {
   fillSelect($("train-photos"), state.info.photo_sets);
   await loadForm();
   setInterval(() => { if (!$("page-runs").hidden && !state.openRun) refreshRuns(); }, 3000);   // the list moves while runs train
+  const [page, run] = location.hash.slice(1).split("/");
+  if (page && $("page-" + page)) show(page);
+  if (page === "runs" && run) openRun(decodeURIComponent(run));
   document.body.dataset.ready = "1";
 }
 
