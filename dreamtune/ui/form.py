@@ -13,31 +13,34 @@ from pathlib import Path
 from dreamtune import config
 from dreamtune.config_help import field_type, help_text
 from dreamtune.errors import UserError
+from dreamtune.methods import method_of
 
 # what the form shows, in order; everything else stays as the recipe has it
-FORM_KEYS = (
-    "train.steps",
-    "train.lr",
-    "method.lora.rank",
-    "method.lora.alpha",
-    "train.batch_size",
-    "data.resolution",
-    "prior.enabled",
-    "prior.num_class_images",
-    "prior.loss_weight",
-    "train.seed",
-    "train.mixed_precision",
-    "train.validate_every",
-    "train.checkpoint_every",
-    "monitor.every",
-    "monitor.select_best",
-)
+FORM_LABELS = {  # the settings people change, labelled in words (the config key is shown beside)
+    "train.steps": "training steps",
+    "train.lr": "learning rate",
+    "method.lora.rank": "LoRA rank",
+    "method.lora.alpha": "LoRA alpha",
+    "train.batch_size": "photos per step",
+    "data.resolution": "resolution (px)",
+    "prior.enabled": "prior preservation",
+    "prior.num_class_images": "class images",
+    "prior.loss_weight": "prior loss weight",
+    "train.seed": "seed",
+    "train.mixed_precision": "precision",
+    "train.validate_every": "sample every N steps",
+    "train.checkpoint_every": "checkpoint every N steps",
+    "monitor.every": "monitor every N steps",
+    "monitor.select_best": "keep the best step by",
+}
+FORM_KEYS = tuple(FORM_LABELS)
 
 
 @dataclass(frozen=True)
 class Field:
     key: str
     kind: str  # "int", "float", "bool", "choice", "text"
+    label: str  # in words
     value: object  # the recipe's value
     help: str
     choices: tuple = ()
@@ -47,6 +50,7 @@ class Field:
         return {
             "key": self.key,
             "kind": self.kind,
+            "label": self.label,
             "value": self.value,
             "help": self.help,
             "choices": list(self.choices),
@@ -77,10 +81,13 @@ def _value(cfg: config.Config, key: str):
 def form_fields(recipe: str | Path | None) -> list[Field]:
     """The form for ``recipe`` (a path or a shipped recipe's name): its values as defaults."""
     cfg = config.load(recipe)
+    adds_lora = method_of(cfg.method).adds_lora
     fields = []
-    for key in FORM_KEYS:
+    for key, label in FORM_LABELS.items():
+        if key.startswith("method.lora.") and not adds_lora:  # only the chosen method's settings
+            continue
         kind, choices, optional = _kind(field_type(config.Config, key))
-        fields.append(Field(key, kind, _value(cfg, key), help_text(config.Config, key), choices, optional))
+        fields.append(Field(key, kind, label, _value(cfg, key), help_text(config.Config, key), choices, optional))
     return fields
 
 
@@ -119,7 +126,7 @@ def overrides_from_form(recipe: str | Path | None, values: dict) -> list[str]:
     overrides = []
     for key, raw in values.items():
         if key not in fields:
-            raise UserError(f"the form has no setting '{key}'; the settings it shows are {', '.join(FORM_KEYS)}.")
+            raise UserError(f"the form has no setting '{key}'; the settings it shows are {', '.join(fields)}.")
         value = _parse(fields[key], raw)
         if value != fields[key].value:
             overrides.append(f"{key}={json.dumps(value)}")

@@ -38,7 +38,10 @@ def test_field_comments_read_the_trailing_comment_of_each_field():
 def test_every_form_field_has_help_from_config_py_and_the_recipes_value():
     fields = form.form_fields(RECIPE)
     recipe = config.load(RECIPE)
-    assert [f.key for f in fields] == list(form.FORM_KEYS)
+    assert [f.key for f in fields] == list(form.FORM_KEYS)  # a LoRA recipe: every setting
+    assert all(f.label and f.label != f.key for f in fields)  # labelled in words
+    only_token = [f.key for f in form.form_fields(find_recipe("miniature-textual-inversion"))]
+    assert "train.lr" in only_token and not [k for k in only_token if k.startswith("method.lora.")]
     for field in fields:
         assert field.help, f"{field.key} has no help comment in config.py"
         assert field.help == help_text(config.Config, field.key)

@@ -125,7 +125,8 @@ async function loadForm() {
     }
     input.dataset.key = field.key;
     input.dataset.kind = field.kind;
-    box.append(el("label", { title: field.help }, el("span", { text: field.key }), input, el("span", { class: "hint", text: field.help })));
+    box.append(el("label", { title: field.help }, el("span", { text: field.label }), el("code", { class: "key", text: field.key }), input,
+      el("span", { class: "hint", text: field.help })));
   }
 }
 
