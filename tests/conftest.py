@@ -108,6 +108,16 @@ def settings_of(cls, *sections: str, **explicit):
     return settings_from(cls, *(getattr(defaults, name) for name in sections), **explicit)
 
 
+def print_quality_rollouts(components, **explicit):
+    """A DDPO rollout source scoring print quality, its settings from the default config plus ``explicit``."""
+    from dreamtune.rewards.base import WeightedRewards
+    from dreamtune.rewards.print_quality import PrintQuality
+    from dreamtune.training.rollouts import RolloutSettings, RolloutSource
+
+    settings = settings_of(RolloutSettings, "rl", "train", "data", **explicit)
+    return RolloutSource(components, WeightedRewards([(1.0, PrintQuality())]), settings)
+
+
 def tiny_overrides(model: Path, photos: Path, output: Path, **extra) -> list[str]:
     """Dotted overrides that make any recipe run on a tiny model in a second or two."""
     values = {

@@ -16,7 +16,14 @@ from safetensors.torch import load_file
 from dreamtune import config
 from dreamtune.errors import TrainingDiverged, UserError
 from dreamtune.training.run import train
-from tests.conftest import RECIPES, recipe_family, recipe_overrides, settings_of, tiny_overrides, train_killed_at
+from tests.conftest import (
+    RECIPES,
+    print_quality_rollouts,
+    recipe_family,
+    recipe_overrides,
+    tiny_overrides,
+    train_killed_at,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 RESUME_SETTINGS = {
@@ -228,31 +235,22 @@ def test_accelerate_launch_of_a_reward_recipe_with_two_cpu_processes(tiny_models
 
 def test_reward_batch_sources_draw_different_work_per_process(tiny_models):
     from dreamtune.models.loading import load_components
-    from dreamtune.rewards.base import WeightedRewards
-    from dreamtune.rewards.print_quality import PrintQuality
-    from dreamtune.training.rollouts import PromptSource, RolloutSettings, RolloutSource
+    from dreamtune.training.rollouts import PromptSource
 
     first, second = PromptSource(("a", "b", "c"), 4, 0, stream=0), PromptSource(("a", "b", "c"), 4, 0, stream=1)
     assert first.batch(0)["seeds"] != second.batch(0)["seeds"]
     components = load_components(config.ModelConfig(pretrained=str(tiny_models["sd1"])))
     starts = []
     for stream in (0, 1):
-        source = RolloutSource(
+        source = print_quality_rollouts(
             components,
-            WeightedRewards([(1.0, PrintQuality())]),
-            settings_of(
-                RolloutSettings,
-                "rl",
-                "train",
-                "data",
-                prompts=("a dog",),
-                samples_per_round=2,
-                images_per_prompt=2,
-                batch_size=2,
-                sample_steps=2,
-                resolution=32,
-                stream=stream,
-            ),
+            prompts=("a dog",),
+            samples_per_round=2,
+            images_per_prompt=2,
+            batch_size=2,
+            sample_steps=2,
+            resolution=32,
+            stream=stream,
         )
         source.batch(0)
         starts.append(source.data["trajectories"]["latents"][:, 0])

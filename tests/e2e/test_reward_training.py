@@ -15,7 +15,7 @@ from dreamtune.diffusion.ddim import ddim_step
 from dreamtune.errors import UserError
 from dreamtune.training.rollouts import advantages_per_prompt
 from dreamtune.training.run import train
-from tests.conftest import settings_of, tiny_overrides, train_killed_at
+from tests.conftest import print_quality_rollouts, settings_of, tiny_overrides, train_killed_at
 
 RL = [
     "rl.rewards.print_quality=1",
@@ -135,31 +135,21 @@ def test_a_ddpo_step_makes_good_steps_likelier_and_bad_ones_less_likely(tiny_mod
     from dreamtune.models.loading import load_components
     from dreamtune.objectives.ddpo import DDPOObjective, DDPOSettings
     from dreamtune.objectives.guided import guided_prediction
-    from dreamtune.rewards.base import WeightedRewards
-    from dreamtune.rewards.print_quality import PrintQuality
-    from dreamtune.training.rollouts import RolloutSettings, RolloutSource
 
     cfg = config.load(None, [f"model.pretrained={tiny_models['sd1']}", "method.kind=dreambooth"])
     components = load_components(cfg.model)
     parts = make_trainable(components, cfg)
     settings = settings_of(DDPOSettings, "rl", "data", sample_steps=4, guidance_scale=3.0, eta=1.0, clip_range=10.0)
     objective = DDPOObjective(components, parts.modules, settings)
-    source = RolloutSource(
+    source = print_quality_rollouts(
         components,
-        WeightedRewards([(1.0, PrintQuality())]),
-        settings_of(
-            RolloutSettings,
-            "rl",
-            "train",
-            "data",
-            prompts=("a dog", "a cat"),
-            samples_per_round=8,
-            images_per_prompt=4,
-            batch_size=32,
-            sample_steps=4,
-            guidance_scale=3.0,
-            resolution=32,
-        ),
+        prompts=("a dog", "a cat"),
+        samples_per_round=8,
+        images_per_prompt=4,
+        batch_size=32,
+        sample_steps=4,
+        guidance_scale=3.0,
+        resolution=32,
     )
     batch = source.batch(0)
 
@@ -183,28 +173,18 @@ def test_a_ddpo_step_makes_good_steps_likelier_and_bad_ones_less_likely(tiny_mod
 
 def test_last_steps_restricts_the_trained_transitions_to_the_end_of_each_trajectory(tiny_models):
     from dreamtune.models.loading import load_components
-    from dreamtune.rewards.base import WeightedRewards
-    from dreamtune.rewards.print_quality import PrintQuality
-    from dreamtune.training.rollouts import RolloutSettings, RolloutSource
 
     components = load_components(config.load(None, [f"model.pretrained={tiny_models['sd1']}"]).model)
-    source = RolloutSource(
+    source = print_quality_rollouts(
         components,
-        WeightedRewards([(1.0, PrintQuality())]),
-        settings_of(
-            RolloutSettings,
-            "rl",
-            "train",
-            "data",
-            prompts=("a dog", "a cat"),
-            samples_per_round=4,
-            images_per_prompt=2,
-            batch_size=4,
-            sample_steps=6,
-            last_steps=2,
-            guidance_scale=3.0,
-            resolution=32,
-        ),
+        prompts=("a dog", "a cat"),
+        samples_per_round=4,
+        images_per_prompt=2,
+        batch_size=4,
+        sample_steps=6,
+        last_steps=2,
+        guidance_scale=3.0,
+        resolution=32,
     )
     assert source.transitions == 4 * 2 and source.steps_per_round == 2
     served = torch.cat([source.batch(k)["timesteps"] for k in range(2)])
@@ -215,9 +195,6 @@ def test_kl_leash_is_zero_at_the_start_and_pulls_back_towards_it(tiny_models):
     from dreamtune.models.adapters import make_trainable
     from dreamtune.models.loading import load_components
     from dreamtune.objectives.ddpo import DDPOObjective, DDPOSettings
-    from dreamtune.rewards.base import WeightedRewards
-    from dreamtune.rewards.print_quality import PrintQuality
-    from dreamtune.training.rollouts import RolloutSettings, RolloutSource
 
     cfg = config.load(None, [f"model.pretrained={tiny_models['sd1']}", "method.kind=lora"])
     components = load_components(cfg.model)
@@ -227,22 +204,15 @@ def test_kl_leash_is_zero_at_the_start_and_pulls_back_towards_it(tiny_models):
         parts.modules,
         settings_of(DDPOSettings, "rl", "data", sample_steps=4, guidance_scale=3.0, kl_weight=1.0),
     )
-    source = RolloutSource(
+    source = print_quality_rollouts(
         components,
-        WeightedRewards([(1.0, PrintQuality())]),
-        settings_of(
-            RolloutSettings,
-            "rl",
-            "train",
-            "data",
-            prompts=("a dog", "a cat"),
-            samples_per_round=4,
-            images_per_prompt=2,
-            batch_size=16,
-            sample_steps=4,
-            guidance_scale=3.0,
-            resolution=32,
-        ),
+        prompts=("a dog", "a cat"),
+        samples_per_round=4,
+        images_per_prompt=2,
+        batch_size=16,
+        sample_steps=4,
+        guidance_scale=3.0,
+        resolution=32,
     )
     batch = source.batch(0)
     assert objective(batch, 0).metrics["kl_to_start"] == 0.0
@@ -264,29 +234,19 @@ def test_kl_leash_is_zero_at_the_start_and_pulls_back_towards_it(tiny_models):
 def test_branched_groups_share_the_steps_before_the_last_k_and_differ_after(tiny_models):
     from dreamtune.models.loading import load_components
     from dreamtune.objectives.guided import guided_prediction
-    from dreamtune.rewards.base import WeightedRewards
-    from dreamtune.rewards.print_quality import PrintQuality
-    from dreamtune.training.rollouts import RolloutSettings, RolloutSource
 
     components = load_components(config.load(None, [f"model.pretrained={tiny_models['sd1']}"]).model)
-    source = RolloutSource(
+    source = print_quality_rollouts(
         components,
-        WeightedRewards([(1.0, PrintQuality())]),
-        settings_of(
-            RolloutSettings,
-            "rl",
-            "train",
-            "data",
-            prompts=("a dog", "a cat"),
-            samples_per_round=6,
-            images_per_prompt=3,
-            batch_size=6,
-            sample_steps=5,
-            last_steps=2,
-            branch=True,
-            guidance_scale=3.0,
-            resolution=32,
-        ),
+        prompts=("a dog", "a cat"),
+        samples_per_round=6,
+        images_per_prompt=3,
+        batch_size=6,
+        sample_steps=5,
+        last_steps=2,
+        branch=True,
+        guidance_scale=3.0,
+        resolution=32,
     )
     batch = source.batch(0)
     chain = source.data["trajectories"]["latents"]  # (6, 6, C, h, w): 2 groups x 3 branches
