@@ -361,10 +361,11 @@ SHARD_BYTES = (
 )  # FLUX.1-dev's own transformer ships in 3 shards of up to 10 GB; a 24 GB model cannot be built whole here
 
 
-def build_flux1_dev(folder: Path) -> Path:
+def build_flux1_dev(folder: Path, device: str = "cpu") -> Path:
     """FLUX.1-dev, random fp16 weights: CLIP-L, T5-XXL and the VAE whole; the 12 B transformer (24 GB in
     fp16, as much as this machine's memory) block by block from the meta device into 5 GB shards with
-    their index, as sharded downloads are laid out."""
+    their index, as sharded downloads are laid out. ``device`` "cuda" (under ``torch.device("cuda")``):
+    the transformer is built whole on the GPU and saved in 5 GB shards by diffusers."""
     import torch
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
@@ -414,6 +415,14 @@ def build_flux1_dev(folder: Path) -> Path:
     target = folder / "transformer"
     for old in target.glob("*.safetensors*"):
         old.unlink()
+    if device != "cpu":
+        torch.set_default_dtype(torch.float16)
+        try:
+            transformer = FluxTransformer2DModel(**FLUX1_DEV_TRANSFORMER)
+        finally:
+            torch.set_default_dtype(torch.float32)
+        transformer.save_pretrained(target, safe_serialization=True, max_shard_size="5GB")
+        return folder
     with init_empty_weights():
         transformer = FluxTransformer2DModel(**FLUX1_DEV_TRANSFORMER)
     transformer.save_config(target)

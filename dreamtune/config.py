@@ -137,6 +137,7 @@ class TrainConfig:
     memory: Literal["auto", "manual"] = (
         "auto"  # auto: before loading, the cheapest savings that fit the device (training/memory_auto.py), said in one line
     )
+    offload: bool = False  # CUDA: frozen denoiser and VAE weights in host memory, copied to the GPU at each use (training/offload.py)
     gradient_checkpointing: bool | Literal["auto"] = (
         "auto"  # recompute activations; auto: only when a step would not fit
     )
@@ -278,6 +279,7 @@ class Config:
         config_checks.check_quantization(self)
         config_checks.check_lean_updates(self)
         config_checks.check_sharding(self)
+        config_checks.check_offload(self)
         if self.prior.enabled and not self.prior.class_prompt:
             raise UserError(
                 "prior.enabled is true but prior.class_prompt is empty; set it, e.g. prior.class_prompt='a photo of a dog'."

@@ -63,6 +63,24 @@ def check_lean_updates(config) -> None:
         )
 
 
+def check_offload(config) -> None:
+    """Offload keeps frozen weights in host memory and relies on recomputing each block in the backward."""
+    t = config.train
+    if not t.offload:
+        return
+    if method_of(config.method).trains_denoiser_weights or config.model.from_scratch:
+        raise UserError(
+            f"train.offload keeps frozen weights in host memory, and method {config.method.kind} trains the denoiser's "
+            "weights themselves; set train.offload: false (a full fine-tune saves memory with train.fused_update, "
+            "train.trainable_dtype: bf16 or train.shard: fsdp)."
+        )
+    if t.gradient_checkpointing is False:
+        raise UserError(
+            "train.offload copies each frozen weight to the GPU again when the backward recomputes its block, which "
+            "needs gradient checkpointing; set train.gradient_checkpointing: auto (or true)."
+        )
+
+
 def check_sharding(config) -> None:
     """FSDP shards what a full fine-tune trains; what would need the whole model on one process is refused."""
     if config.train.shard != "fsdp":

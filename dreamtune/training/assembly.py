@@ -66,19 +66,28 @@ class RunPlan:
 
 
 # ---- where modules live -------------------------------------------------------------------
-def place_frozen(components: Components, parts: TrainableParts, accelerator, dtype: torch.dtype) -> None:
+def place_frozen(
+    components: Components, parts: TrainableParts, accelerator, dtype: torch.dtype, offload: bool = False
+) -> tuple[int, int] | None:
     """Frozen modules in the weight dtype on the accelerator's device; trainable ones stay fp32
-    (as do text encoders that gradients run through: ``parts.text_encoders_train_in_fp32``)."""
+    (as do text encoders that gradients run through: ``parts.text_encoders_train_in_fp32``). With
+    ``offload`` the frozen weights of the denoiser's blocks and of the VAE stay in host memory instead
+    (training/offload.py; returns the bytes kept there). Weights are cast before they move."""
+    from dreamtune.training.offload import offload_frozen
+
     keep_fp32 = list(components.text_encoders) if parts.text_encoders_train_in_fp32 else []
-    for module in [components.vae, components.denoiser, *components.text_encoders]:
-        if any(p.is_meta for p in module.parameters()):  # text encoders already freed (training/text_release.py)
-            continue
-        module.to(accelerator.device)
+    modules = [components.vae, components.denoiser, *components.text_encoders]
+    modules = [m for m in modules if not any(p.is_meta for p in m.parameters())]  # freed text encoders stay gone
+    for module in modules:
         if any(module is kept for kept in keep_fp32):
             continue
         for parameter in module.parameters():
             if not parameter.requires_grad and not is_quantized(parameter):  # quantized weights keep their own format
                 parameter.data = parameter.data.to(dtype)
+    moved = offload_frozen(components, accelerator.device) if offload else None
+    for module in modules:
+        module.to(accelerator.device)
+    return moved
 
 
 def wrap_trainable(components: Components, accelerator, shard: bool = False) -> Components:

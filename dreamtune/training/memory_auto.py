@@ -9,7 +9,9 @@ where the run can use it and only while the run does not fit:
 2. int8 text encoders (they are frozen; where they are freed before the denoiser loads this only
    matters when their loading phase is the larger);
 3. bf16 trained weights with stochastic rounding and 8-bit AdamW state (full fine-tunes);
-4. an int8 frozen denoiser (LoRA), then nf4.
+4. an int8 frozen denoiser (LoRA), then nf4;
+5. on CUDA, the frozen weights kept in host memory and copied at each use (``train.offload``; slower:
+   they cross the bus twice per step), counted as one block's weights on the device.
 
 Activations are not estimated here: after loading, ``train.gradient_checkpointing: auto`` measures
 them (training/memory_plan.py), so weights and state are planned into ``STATIC_SHARE`` of the free
@@ -33,12 +35,14 @@ from dreamtune.methods import method_of
 STATIC_SHARE = 0.7  # of the free memory, for weights, gradients and optimizer state
 GIB = 2**30
 QUANTIZED_BYTES = {"none": 2.0, "int8": 1.03, "fp8": 1.03, "nf4": 0.56}  # per frozen weight, scales included
+OFFLOADED_SHARE = 0.04  # of the frozen denoiser on the GPU with train.offload: one block (FLUX.1's largest is 2.8 %)
 CHOSEN_KEYS = (
     "model.quantize",
     "model.quantize_text_encoders",
     "train.fused_update",
     "train.trainable_dtype",
     "train.optimizer",
+    "train.offload",
 )
 
 
@@ -118,7 +122,9 @@ def need(
     trained_bytes = 2 if t.trainable_dtype == "bf16" else 4
     lora = _lora_parameters(denoiser, config) if method.adds_lora else 0
     trained = method.trained_denoiser_parameters(denoiser.parameters, lora)
-    weights = trained * trained_bytes + (0 if full else denoiser.parameters * QUANTIZED_BYTES[m.quantize] * frozen / 2)
+    on_device = OFFLOADED_SHARE if t.offload else 1.0
+    frozen_weights = 0 if full else denoiser.parameters * QUANTIZED_BYTES[m.quantize] * frozen / 2 * on_device
+    weights = trained * trained_bytes + frozen_weights
     largest = max((o * i for _, o, i in denoiser.matrices), default=0) if full else trained
     gradients = (largest if t.fused_update else trained) * trained_bytes
     per_state = {"adamw": 2 * trained_bytes, "adamw8bit": 2.1, "adafactor": 0.1}[t.optimizer]
@@ -128,14 +134,14 @@ def need(
         * frozen
         / 2
     )
-    vae = sum(s.parameters for n, s in sizes.items() if n == "vae") * frozen
+    vae = sum(s.parameters for n, s in sizes.items() if n == "vae") * frozen * (0 if t.offload else 1)
     split = processes if t.shard == "fsdp" and full else 1
     training = int((weights + gradients + trained * per_state) / split + vae + (0 if early else text))
     return Need(int(text + vae), training)
 
 
-def _savings(config: Config) -> list[tuple[str, dict]]:
-    """(what it costs, the overrides) in order of cost, the ones this run can take."""
+def _savings(config: Config, cuda: bool = False) -> list[tuple[str, dict]]:
+    """(what it costs, the overrides) in order of cost, the ones this run can take (``cuda``: offload can)."""
     t = config.train
     method = method_of(config.method)
     full = method.trains_denoiser_weights
@@ -157,6 +163,8 @@ def _savings(config: Config) -> list[tuple[str, dict]]:
     if method.adds_lora and config.model.quantize == "none":
         found.append(("an int8 frozen denoiser", {"model.quantize": "int8"}))
         found.append(("an nf4 frozen denoiser", {"model.quantize": "nf4"}))
+    if cuda and not full and not t.offload and t.gradient_checkpointing is not False:
+        found.append(("frozen weights in host memory, copied at each use", {"train.offload": True}))
     return found
 
 
@@ -174,13 +182,14 @@ def choose(
     free: int,
     where: str,
     processes: int = 1,
+    cuda: bool = False,
 ) -> tuple[Config, str]:
     """The config with the cheapest savings that fit ``free`` bytes (STATIC_SHARE of them), and the line
     the run logs; a UserError with the numbers when even every saving does not fit."""
     budget = STATIC_SHARE * free
     first = need(config, sizes, denoiser_name, text_names, early, processes).peak
     chosen, taken, current = config, [], first
-    for words, overrides in _savings(config):
+    for words, overrides in _savings(config, cuda):
         if current <= budget:
             break
         chosen = _with(chosen, overrides)
@@ -189,9 +198,11 @@ def choose(
     gib = lambda b: f"{b / GIB:.1f} GiB"
     if current > budget:
         every = f" even with {', '.join(taken)}" if taken else ""
+        full = method_of(config.method).trains_denoiser_weights
+        lighter = "train a LoRA (method.kind: lora), " if full else "lower data.resolution, "
         raise UserError(
             f"this run needs ~{gib(current)} for weights, gradients and optimizer state{every}, and {where} has {gib(free)} "
-            f"free (a step needs room for activations too: at most {gib(budget)} for these); train a LoRA (method.kind: lora), "
+            f"free (a step needs room for activations too: at most {gib(budget)} for these); {lighter}"
             "use a machine with more memory, or set train.memory: manual to try anyway."
         )
     if not taken:
@@ -199,7 +210,7 @@ def choose(
             config,
             f"memory auto: weights, gradients and optimizer state ~{gib(first)} of {gib(free)} free on {where}; no saving needed",
         )
-    settings = ", ".join(f"{k}={v}" for _, o in _savings(config)[: len(taken)] for k, v in o.items())
+    settings = ", ".join(f"{k}={v}" for _, o in _savings(config, cuda)[: len(taken)] for k, v in o.items())
     return chosen, (
         f"memory auto: {gib(first)} of weights, gradients and optimizer state would not leave room in the {gib(free)} free on "
         f"{where}; chose {', '.join(taken)} ({settings}): ~{gib(current)} (train.memory: manual keeps the config as written)"

@@ -30,7 +30,7 @@ from dreamtune.models.loading import (
 )
 from dreamtune.models.precision import forward_in_weight_dtype
 from dreamtune.sampling.pipeline import pipeline_from_components, sample
-from dreamtune.training import checkpoint, memory_auto, memory_plan, sharding
+from dreamtune.training import checkpoint, memory_auto, memory_plan, offload, sharding
 from dreamtune.training.assembly import RunPlan, place_frozen, settings_from
 from dreamtune.training.callbacks import (
     Checkpointer,
@@ -165,6 +165,7 @@ def plan_memory(config: Config, accelerator, output_dir: Path, resume: str | Non
         int(free),
         where,
         accelerator.num_processes,
+        cuda=accelerator.device.type == "cuda",
     )
     log(sentence)
     return chosen
@@ -203,6 +204,11 @@ def prepare_photos(config: Config, plan: RunPlan, accelerator, output_dir: Path,
     return Photos(instance_dir, captions)
 
 
+def offload_applies(config: Config, device: torch.device) -> bool:
+    """train.offload moves weights only where host and device memory differ (CUDA)."""
+    return config.train.offload and device.type == "cuda"
+
+
 def load_trainable_model(
     config: Config, captions: list[str], accelerator, output_dir: Path, log
 ) -> tuple[Components, TrainableParts]:
@@ -226,12 +232,15 @@ def load_trainable_model(
         log(quantized)
     torch.manual_seed(config.train.seed)  # LoRA / from-scratch initialisation is part of the run's seed
     parts = make_trainable(components, config)
-    place_frozen(components, parts, accelerator, weight_dtype(config.train.mixed_precision))
+    offloading = offload_applies(config, accelerator.device)
+    moved = place_frozen(components, parts, accelerator, weight_dtype(config.train.mixed_precision), offloading)
+    if config.train.offload and main:
+        log(offload.sentence(moved, accelerator.device))
     if dtypes.denoiser == torch.bfloat16 and components.family.forward_in_bf16:
         forward_in_weight_dtype(components.denoiser, dtypes.denoiser)
     if accelerator.device.type == "cpu":
         use_short_attention_in_fp32(components.denoiser)
-    if memory_plan.decide(config, components, parts, accelerator, log):
+    if offloading or memory_plan.decide(config, components, parts, accelerator, log):
         components.denoiser.enable_gradient_checkpointing()
         for encoder in components.text_encoders:
             if any(p.requires_grad for p in encoder.parameters()):  # frozen ones keep no activations for a backward

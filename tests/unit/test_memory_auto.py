@@ -24,7 +24,7 @@ def flux_like(transformer=12 * B, text=4.8 * B):
     }
 
 
-def decide(overrides, free_gib, sizes=None, early=True):
+def decide(overrides, free_gib, sizes=None, early=True, cuda=False):
     cfg = config.load(None, ["model.pretrained=x", "train.mixed_precision=bf16", *overrides])
     return choose(
         cfg,
@@ -33,7 +33,8 @@ def decide(overrides, free_gib, sizes=None, early=True):
         ["text_encoder", "text_encoder_2"],
         early,
         int(free_gib * GIB),
-        "this machine",
+        "cuda:0" if cuda else "this machine",
+        cuda=cuda,
     )
 
 
@@ -89,6 +90,24 @@ def test_when_nothing_fits_the_run_is_refused_with_the_numbers():
         decide(["method.kind=lora"], free_gib=6)
     text = str(refused.value)
     assert "even with" in text and "6.0 GiB free" in text and "train.memory: manual" in text
+
+
+def test_on_a_small_gpu_the_last_resort_is_weights_in_host_memory():
+    """8 GiB (5.6 for weights) cannot hold FLUX.1-dev's nf4 transformer (~6.3 GiB): on CUDA its frozen weights
+    then stay in host memory (train.offload); on a CPU, where host memory is the memory, the run is refused."""
+    cfg, sentence = decide(["method.kind=lora"], free_gib=8, cuda=True)
+    assert cfg.model.quantize == "nf4" and cfg.train.offload
+    assert "train.offload=True" in sentence and "host memory" in sentence
+    assert (
+        memory_auto.need(cfg, flux_like(), "transformer", ["text_encoder", "text_encoder_2"], True).peak
+        <= 0.7 * 8 * GIB
+    )
+    with pytest.raises(UserError, match="lower data.resolution"):
+        decide(["method.kind=lora"], free_gib=8)
+    roomy, _ = decide(["method.kind=lora"], free_gib=12, cuda=True)
+    assert not roomy.train.offload  # quantizing is cheaper than crossing the bus every step
+    with pytest.raises(UserError):
+        decide(["method.kind=lora", "train.gradient_checkpointing=false"], free_gib=8, cuda=True)
 
 
 def test_a_resumed_run_keeps_the_choices_of_its_first_part(tmp_path):

@@ -36,6 +36,9 @@ class ModelFamily:
     kohya_versions: dict[str, tuple[str, str]] = {}
     modelspec_implementation = "diffusers"
     single_file_conditioner = False  # original-layout single files keep its text encoders under conditioner.embedders.N
+    # the denoiser's submodules that gradient checkpointing recomputes (a regular expression over module names):
+    # train.offload keeps their frozen weights in host memory (training/offload.py); a contract test checks it
+    offload_blocks: str | None = None
 
     # ---- loading ---------------------------------------------------------------------------
     def load(self, location: str, index: dict, config: ModelConfig, dtypes, denoiser_later: bool = False) -> Components:

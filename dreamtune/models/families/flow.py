@@ -43,6 +43,7 @@ class FlowFamily(ModelFamily):
     vae_class = "AutoencoderKL"
     encoder_classes: tuple[str, ...] = ()  # transformers classes, one per text_encoder_names entry
     tokenizer_classes: tuple[str, ...] = ()
+    offload_blocks = r"(transformer_blocks|single_transformer_blocks)\.\d+"
 
     def noise_process(self, scheduler, timestep_sampling: str = "default"):
         from dreamtune.diffusion.process import FlowMatchingProcess

@@ -28,6 +28,10 @@ class StableDiffusion(ModelFamily):
     single_file_arguments = {"safety_checker": None}
     hub_tags = ("stable-diffusion",)
     denoiser_has_unet_blocks = True
+    offload_blocks = (  # the mid block runs its first resnet outside checkpointing
+        r"(down_blocks|up_blocks)\.\d+\.resnets\.\d+|mid_block\.resnets\.[1-9]\d*"
+        r"|(down_blocks\.\d+|up_blocks\.\d+|mid_block)\.attentions\.\d+\.transformer_blocks\.\d+"
+    )
     kohya_text_prefixes = ("lora_te_",)
     kohya_versions = {
         "epsilon": ("sd_v1", "stable-diffusion-v1"),

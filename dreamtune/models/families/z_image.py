@@ -27,6 +27,7 @@ class ZImage(FlowFamily):
     encoder_classes = ("Qwen3Model",)
     tokenizer_classes = ("Qwen2Tokenizer",)
     max_sequence_length = 512
+    offload_blocks = r"(noise_refiner|context_refiner|siglip_refiner|layers)\.\d+"
     default_guidance = 5.0  # ZImagePipeline's default s (the usual CFG scale 6)
 
     def classifier_free_scale(self, guidance: float) -> float:
