@@ -125,6 +125,12 @@ CASES = {  # name -> (family, recipe, extra overrides)
         "lora-flux1-dev",
         ["model.quantize=int8", "model.quantize_text_encoders=int8"],
     ),
+    # the same with freed buffers returned at once (train.release_freed_memory: what memory auto picks on 24 GiB)
+    "flux1-dev-lora-int8-release": (
+        "flux1-dev",
+        "lora-flux1-dev",
+        ["model.quantize=int8", "model.quantize_text_encoders=int8", "train.release_freed_memory=true"],
+    ),
     # a full fine-tune in bf16 with stochastic rounding, the update fused into the backward, 8-bit AdamW state (torchao)
     "sdxl-dreambooth-lean": (
         "sdxl",

@@ -137,6 +137,9 @@ class TrainConfig:
     memory: Literal["auto", "manual"] = (
         "auto"  # auto: before loading, the cheapest savings that fit the device (training/memory_auto.py), said in one line
     )
+    release_freed_memory: bool = (
+        False  # CPU: freed buffers >= 4 MiB go back to the system at once (glibc); less memory, slower steps
+    )
     offload: bool = False  # CUDA: frozen denoiser and VAE weights in host memory, copied to the GPU at each use (training/offload.py)
     gradient_checkpointing: bool | Literal["auto"] = (
         "auto"  # recompute activations; auto: only when a step would not fit

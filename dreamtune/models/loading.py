@@ -156,6 +156,22 @@ def release_freed_memory() -> None:
         pass
 
 
+RETURNED_BUFFER_BYTES = 4 * 2**20  # train.release_freed_memory: buffers this large come from (and go back to) mmap
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def return_large_buffers_at_once() -> bool:
+    """From now on glibc serves buffers of ``RETURNED_BUFFER_BYTES`` or more with their own mapping, returned
+    to the system when freed, instead of from the heap, where a quantized base's per-layer dequantized copies
+    leave fragments that no later allocation fits (train.release_freed_memory). False where not glibc."""
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, RETURNED_BUFFER_BYTES))
+    except (OSError, AttributeError):
+        return False
+
+
 def empty_model(cls, location: str, subfolder: str, revision: str | None) -> nn.Module:
     """The model's architecture on the meta device (no memory): its layers' names and shapes."""
     from accelerate import init_empty_weights

@@ -10,7 +10,10 @@ where the run can use it and only while the run does not fit:
    matters when their loading phase is the larger);
 3. bf16 trained weights with stochastic rounding and 8-bit AdamW state (full fine-tunes);
 4. an int8 frozen denoiser (LoRA), then nf4;
-5. on CUDA, the frozen weights kept in host memory and copied at each use (``train.offload``; slower:
+5. on a CPU with a quantized base, freed buffers returned to the system at once (``train.release_freed_memory``:
+   every layer's dequantized copy otherwise stays in glibc's heap as fragments, measured at 0.7 bytes per
+   quantized weight, 0.1 with it; steps ~1.6x slower), then nf4 where int8 was taken;
+6. on CUDA, the frozen weights kept in host memory and copied at each use (``train.offload``; slower:
    they cross the bus twice per step), counted as one block's weights on the device.
 
 Activations are not estimated here: after loading, ``train.gradient_checkpointing: auto`` measures
@@ -35,6 +38,9 @@ from dreamtune.methods import method_of
 STATIC_SHARE = 0.7  # of the free memory, for weights, gradients and optimizer state
 GIB = 2**30
 QUANTIZED_BYTES = {"none": 2.0, "int8": 1.03, "fp8": 1.03, "nf4": 0.56}  # per frozen weight, scales included
+# CPU heap fragments per quantized frozen weight (bytes): FLUX.1-dev-wide transformers of 6 and 12 blocks,
+# int8, 512 px (experiments/cpu-heap-fragments): 0.86 GiB more per 1.25 B weights by default, 0.11 with the release
+FRAGMENTS = {False: 0.7, True: 0.1}
 OFFLOADED_SHARE = 0.04  # of the frozen denoiser on the GPU with train.offload: one block (FLUX.1's largest is 2.8 %)
 CHOSEN_KEYS = (
     "model.quantize",
@@ -43,6 +49,7 @@ CHOSEN_KEYS = (
     "train.trainable_dtype",
     "train.optimizer",
     "train.offload",
+    "train.release_freed_memory",
 )
 
 
@@ -111,6 +118,7 @@ def need(
     text_names: list[str],
     early: bool,
     processes: int = 1,
+    cuda: bool = False,
 ) -> Need:
     """What one process of ``config`` needs with these sizes; ``early``: text encoders freed before the
     denoiser loads; ``processes``: how many share a sharded (train.shard: fsdp) full fine-tune."""
@@ -136,7 +144,8 @@ def need(
     )
     vae = sum(s.parameters for n, s in sizes.items() if n == "vae") * frozen * (0 if t.offload else 1)
     split = processes if t.shard == "fsdp" and full else 1
-    training = int((weights + gradients + trained * per_state) / split + vae + (0 if early else text))
+    fragments = 0 if cuda or full or m.quantize == "none" else denoiser.parameters * FRAGMENTS[t.release_freed_memory]
+    training = int((weights + gradients + trained * per_state) / split + vae + (0 if early else text) + fragments)
     return Need(int(text + vae), training)
 
 
@@ -162,6 +171,11 @@ def _savings(config: Config, cuda: bool = False) -> list[tuple[str, dict]]:
         )
     if method.adds_lora and config.model.quantize == "none":
         found.append(("an int8 frozen denoiser", {"model.quantize": "int8"}))
+    if method.adds_lora and not cuda and not t.release_freed_memory:
+        found.append(
+            ("freed buffers returned to the system at once (slower steps)", {"train.release_freed_memory": True})
+        )
+    if method.adds_lora and config.model.quantize in ("none", "int8"):
         found.append(("an nf4 frozen denoiser", {"model.quantize": "nf4"}))
     if cuda and not full and not t.offload and t.gradient_checkpointing is not False:
         found.append(("frozen weights in host memory, copied at each use", {"train.offload": True}))
@@ -187,14 +201,14 @@ def choose(
     """The config with the cheapest savings that fit ``free`` bytes (STATIC_SHARE of them), and the line
     the run logs; a UserError with the numbers when even every saving does not fit."""
     budget = STATIC_SHARE * free
-    first = need(config, sizes, denoiser_name, text_names, early, processes).peak
+    first = need(config, sizes, denoiser_name, text_names, early, processes, cuda).peak
     chosen, taken, current = config, [], first
     for words, overrides in _savings(config, cuda):
         if current <= budget:
             break
         chosen = _with(chosen, overrides)
         taken.append(words)
-        current = need(chosen, sizes, denoiser_name, text_names, early, processes).peak
+        current = need(chosen, sizes, denoiser_name, text_names, early, processes, cuda).peak
     gib = lambda b: f"{b / GIB:.1f} GiB"
     if current > budget:
         every = f" even with {', '.join(taken)}" if taken else ""

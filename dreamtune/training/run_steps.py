@@ -132,7 +132,25 @@ def _monitor(
 
 
 def plan_memory(config: Config, accelerator, output_dir: Path, resume: str | None, log) -> Config:
-    """train.memory: auto — the cheapest savings that fit, decided before loading (training/memory_auto.py)."""
+    """train.memory: auto — the cheapest savings that fit, decided before loading (training/memory_auto.py);
+    then train.release_freed_memory applied (a CPU process setting, before anything loads)."""
+    config = _planned(config, accelerator, output_dir, resume, log)
+    if config.train.release_freed_memory:
+        from dreamtune.models.loading import RETURNED_BUFFER_BYTES, return_large_buffers_at_once
+
+        if accelerator.device.type != "cpu":
+            log("train.release_freed_memory: a CPU setting; on CUDA PyTorch's own allocator manages the GPU's memory")
+        elif return_large_buffers_at_once():
+            log(
+                f"freed buffers of {RETURNED_BUFFER_BYTES // 2**20} MiB or more go back to the system at once "
+                "(train.release_freed_memory): less memory, slower steps"
+            )
+        else:
+            log("train.release_freed_memory: this C library has no mallopt (not glibc); nothing changed")
+    return config
+
+
+def _planned(config: Config, accelerator, output_dir: Path, resume: str | None, log) -> Config:
     if config.train.memory != "auto":
         return config
     if resume:

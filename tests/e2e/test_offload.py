@@ -125,3 +125,20 @@ def test_offload_mistakes_are_one_sentence(tiny_models, photos, tmp_path, overri
     with pytest.raises(UserError, match=fragment):
         config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **settings))
     assert not (tmp_path / "run").exists()
+
+
+def test_release_freed_memory_is_said_once_and_trains(tiny_models, photos, tmp_path):
+    messages = []
+    train(
+        config.load(
+            None,
+            tiny_overrides(
+                tiny_models["sd1"], photos, tmp_path / "run", **SETTINGS, **{"train.release_freed_memory": True}
+            ),
+        ),
+        show_progress=False,
+        log=messages.append,
+    )
+    said = [m for m in messages if "go back to the system at once" in m]
+    assert len(said) == 1 and "4 MiB" in said[0]
+    assert (tmp_path / "run" / "model").is_dir()
