@@ -25,6 +25,7 @@ from dreamtune.training import checkpoint
 from dreamtune.training import run_steps as steps
 from dreamtune.training.assembly import Ingredients, RunPlan, build, wrap_trainable
 from dreamtune.training.checkpoint import TrainingState
+from dreamtune.training.memory_setup import plan_memory
 from dreamtune.training.optim import build_training_state
 from dreamtune.training.outputs import save_resolved_config
 from dreamtune.training.preflight import tracker_arguments, tracker_config
@@ -52,7 +53,7 @@ def train(
     main = accelerator.is_main_process
     say = log if main else steps.quiet
     with _claimed(output_dir, accelerator, resume, replace, config, log):
-        config = steps.plan_memory(config, accelerator, output_dir, resume, say)
+        config = plan_memory(config, accelerator, output_dir, resume, say)
         plan = RunPlan.of(config)
         photos = steps.prepare_photos(config, plan, accelerator, output_dir, log)
         components, parts = steps.load_trainable_model(config, photos.captions, accelerator, output_dir, log)

@@ -1,0 +1,73 @@
+"""The run's memory decisions before anything loads: ``train.memory: auto`` (training/memory_auto.py, from
+the model files' headers and the device's free memory) and ``train.release_freed_memory`` (a CPU process
+setting), called by ``training/run.py``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from dreamtune.config import Config
+from dreamtune.models.loading import resolve_model
+from dreamtune.training import memory_auto
+from dreamtune.training.text_release import early_prompts
+
+
+def plan_memory(config: Config, accelerator, output_dir: Path, resume: str | None, log) -> Config:
+    """train.memory: auto — the cheapest savings that fit, decided before loading (training/memory_auto.py);
+    then train.release_freed_memory applied (a CPU process setting, before anything loads)."""
+    config = _planned(config, accelerator, output_dir, resume, log)
+    if config.train.release_freed_memory:
+        from dreamtune.models.loading import RETURNED_BUFFER_BYTES, return_large_buffers_at_once
+
+        if accelerator.device.type != "cpu":
+            log("train.release_freed_memory: a CPU setting; on CUDA PyTorch's own allocator manages the GPU's memory")
+        elif return_large_buffers_at_once():
+            log(
+                f"freed buffers of {RETURNED_BUFFER_BYTES // 2**20} MiB or more go back to the system at once "
+                "(train.release_freed_memory): less memory, slower steps"
+            )
+        else:
+            log("train.release_freed_memory: this C library has no mallopt (not glibc); nothing changed")
+    return config
+
+
+def _planned(config: Config, accelerator, output_dir: Path, resume: str | None, log) -> Config:
+    if config.train.memory != "auto":
+        return config
+    if resume:
+        return memory_auto.kept_choices(config, output_dir / "config.yaml")
+    from dreamtune.models.families import family_for
+    from dreamtune.training import memory_plan
+
+    location, index = resolve_model(config.model)
+    sizes = memory_auto.part_sizes(location, index, config.model.variant)
+    family = family_for(index)
+    if not sizes or family.denoiser_name not in sizes:
+        return config
+    free = accelerator.gather(
+        torch.tensor([memory_plan.free_memory(accelerator.device)], device=accelerator.device)
+    ).min()
+    if accelerator.device.type == "cpu":  # the processes on one machine share its memory
+        free = free // int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+    early = early_prompts(config, ["a caption"], class_images_ready=True) is not None
+    where = (
+        f"{accelerator.device}"
+        if accelerator.device.type == "cuda"
+        else "this machine" + (" per process" if accelerator.num_processes > 1 else "")
+    )
+    chosen, sentence = memory_auto.choose(
+        config,
+        sizes,
+        family.denoiser_name,
+        list(family.text_encoder_names),
+        early,
+        int(free),
+        where,
+        accelerator.num_processes,
+        cuda=accelerator.device.type == "cuda",
+    )
+    log(sentence)
+    return chosen
