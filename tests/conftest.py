@@ -148,6 +148,7 @@ def recipe_family(recipe: Path) -> str:
         ("flux2-klein", "flux2-klein"),
         ("flux", "flux"),
         ("z-image", "z-image"),
+        ("qwen-image", "qwen-image"),
     ):
         if marker in recipe.stem:
             return family

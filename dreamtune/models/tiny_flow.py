@@ -1,4 +1,4 @@
-"""Tiny flow-matching transformer pipelines (SD3, FLUX.1, FLUX.2 klein, Z-Image) for tests and
+"""Tiny flow-matching transformer pipelines (SD3, FLUX.1, FLUX.2 klein, Z-Image, Qwen-Image) for tests and
 smoke runs, built from configs with random weights (see models/tiny.py for the UNet families)."""
 
 from __future__ import annotations
@@ -121,6 +121,71 @@ def _z_image(scratch: Path):
     )
 
 
+def _qwen_image(scratch: Path):
+    """A tiny Qwen-Image: Qwen2.5-VL (a one-block vision tower it does not use for text), the causal 3-D VAE
+    with per-channel latent statistics, the MMDiT with 3-axis RoPE; the pipeline's scheduler settings."""
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    tokenizer = build_qwen_tokenizer(scratch / "qwen")
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]},
+        bos_token_id=end,
+        eos_token_id=end,
+    )
+    vision = dict(
+        depth=1, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=16, fullatt_block_indexes=[0]
+    )
+    text_encoder = Qwen2_5_VLForConditionalGeneration(
+        Qwen2_5_VLConfig(text_config=text, vision_config=vision, vocab_size=len(tokenizer))
+    )
+    vae = AutoencoderKLQwenImage(
+        base_dim=8,
+        z_dim=4,
+        dim_mult=[1, 2],
+        num_res_blocks=1,
+        temperal_downsample=[False],
+        latents_mean=[0.1, -0.2, 0.3, 0.0],
+        latents_std=[1.5, 0.8, 1.2, 2.0],
+    )
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2,
+        in_channels=16,
+        out_channels=4,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        axes_dims_rope=(2, 2, 4),
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=1.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=0.9,
+        base_image_seq_len=256,
+        max_image_seq_len=8192,
+        shift_terminal=0.02,
+        time_shift_type="exponential",
+    )
+    return QwenImagePipeline(
+        scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer
+    )
+
+
 def flow_pipeline(family: str, scratch: Path):
     """A tiny SD3 (MMDiT, CLIP-L + CLIP-G + T5), FLUX.1-dev (CLIP-L + T5, guidance embedding) or FLUX.2 klein pipeline."""
     from diffusers import (
@@ -135,6 +200,8 @@ def flow_pipeline(family: str, scratch: Path):
         return _flux2_klein(scratch)
     if family == "z-image":
         return _z_image(scratch)
+    if family == "qwen-image":
+        return _qwen_image(scratch)
     clip_tokenizer = build_clip_tokenizer(scratch / "clip")
     t5_tokenizer = build_t5_tokenizer(scratch / "t5")
     vocab = len(clip_tokenizer)

@@ -68,7 +68,7 @@ def guided_prediction(
     uncond, cond = (
         family.predict(components, both, steps, _cat(conditioning.uncond, conditioning.cond), denoiser).float().chunk(2)
     )
-    return uncond + family.classifier_free_scale(guidance_scale) * (cond - uncond)
+    return family.combine_guidance(cond, uncond, guidance_scale)
 
 
 def initial_latents(components: Components, seeds: list[int], resolution: int, device) -> Tensor:

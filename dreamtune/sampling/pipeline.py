@@ -90,6 +90,23 @@ def _mixed_precision(pipeline):
     return torch.autocast(pipeline.device.type, dtype=reduced[0])
 
 
+BLANK_NEGATIVE = (
+    ""  # the negative prompt of true-CFG pipelines: the empty prompt training's unconditional branch encodes
+)
+
+
+def _true_cfg(pipeline) -> bool:
+    """Whether the pipeline's family guides with ``true_cfg_scale`` and a negative prompt (Qwen-Image), not
+    ``guidance_scale`` (FLUX.1's pipeline has a ``true_cfg_scale`` too, on top of its embedded guidance)."""
+    from dreamtune.errors import UserError
+    from dreamtune.models.families import family_for
+
+    try:
+        return family_for({"_class_name": type(pipeline).__name__}).guided_by_true_cfg
+    except UserError:  # a pipeline class no family names: the usual guidance_scale
+        return False
+
+
 @torch.no_grad()
 def sample(
     pipeline,
@@ -110,11 +127,15 @@ def sample(
         chunk = list(prompts[start : start + batch_size])
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[start : start + batch_size]]
         negative = {"negative_prompt": [negative_prompt] * len(chunk)} if negative_prompt else {}
+        guidance = {"guidance_scale": guidance_scale}
+        if _true_cfg(pipeline) and guidance_scale > 1:  # Qwen-Image: CFG only with a negative prompt
+            guidance = {"true_cfg_scale": guidance_scale, "guidance_scale": None}
+            negative = {"negative_prompt": [negative_prompt or BLANK_NEGATIVE] * len(chunk)}
         with _mixed_precision(pipeline):
             result = pipeline(
                 prompt=chunk,
                 num_inference_steps=steps,
-                guidance_scale=guidance_scale,
+                **guidance,
                 height=resolution,
                 width=resolution,
                 generator=generators,

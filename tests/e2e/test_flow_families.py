@@ -1,4 +1,4 @@
-"""SD3, FLUX.1, FLUX.2 klein and Z-Image (flow-matching transformers) on tiny random pipelines built in the test
+"""SD3, FLUX.1, FLUX.2 klein, Z-Image and Qwen-Image (flow-matching transformers) on tiny random pipelines built in the test
 process: the flow noise process against diffusers' own scheduler, LoRA / full fine-tune /
 prior preservation / DRaFT / DDPO runs, the LoRA file in the diffusers pipelines' own loaders,
 bit-identical resume, generation with the result, and the refusals."""
@@ -13,7 +13,7 @@ from dreamtune.errors import UserError
 from dreamtune.training.run import train
 from tests.conftest import tiny_overrides
 
-FLOW = ("sd3", "flux", "flux2-klein", "z-image")
+FLOW = ("sd3", "flux", "flux2-klein", "z-image", "qwen-image")
 
 
 def _train(tiny_models, family, photos, out, **extra):
@@ -133,6 +133,7 @@ def test_lora_loads_in_the_diffusers_pipeline_with_every_tensor_used(tiny_models
             "flux-schnell": "FluxPipeline",
             "flux2-klein": "Flux2KleinPipeline",
             "z-image": "ZImagePipeline",
+            "qwen-image": "QwenImagePipeline",
         }[family]
     )
     pipeline.load_lora_weights(str(result.model_dir), weight_name="pytorch_lora_weights.safetensors")
@@ -216,7 +217,8 @@ def test_prior_preservation_validation_monitor_and_generation(tiny_models, famil
 
 
 @pytest.mark.parametrize(
-    "family, algorithm", [("flux", "draft"), ("sd3", "ddpo"), ("flux2-klein", "ddpo"), ("z-image", "draft")]
+    "family, algorithm",
+    [("flux", "draft"), ("sd3", "ddpo"), ("flux2-klein", "ddpo"), ("z-image", "draft"), ("qwen-image", "ddpo")],
 )
 def test_reward_fine_tuning_runs_on_flow_models(tiny_models, family, algorithm, photos, tmp_path):
     result = _train(
@@ -281,19 +283,22 @@ def test_reward_sampler_reproduces_the_diffusers_pipeline(tiny_models, family):
             )[0]
         pipeline = components.family.pipeline(components)
         cls = type(pipeline)
-        packed = family.startswith("flux") and family != "flux2-klein"
+        packed = (family.startswith("flux") and family != "flux2-klein") or family == "qwen-image"
         given = (
             FluxPipeline._pack_latents(latents, *latents.shape) if packed else latents
         )  # klein packs what it is given
+        true_cfg = {"true_cfg_scale": guidance, "negative_prompt": [""]} if family == "qwen-image" else {}
+        length = getattr(components.family, "max_sequence_length", 0) if family == "qwen-image" else 0
         theirs = pipeline(
             prompt=prompts,
             latents=given,
             num_inference_steps=steps,
-            guidance_scale=guidance,
+            guidance_scale=None if true_cfg else guidance,
             height=32,
             width=32,
             output_type="latent",
-            max_sequence_length=components.tokenizers[-1].model_max_length,
+            max_sequence_length=length or components.tokenizers[-1].model_max_length,
+            **true_cfg,
         ).images
     if packed:
         ours = FluxPipeline._pack_latents(x, *x.shape)
@@ -303,3 +308,27 @@ def test_reward_sampler_reproduces_the_diffusers_pipeline(tiny_models, family):
     else:
         ours = x
     assert torch.allclose(ours, theirs.float(), atol=1e-4)
+
+
+def test_qwen_image_samples_with_true_cfg_and_the_empty_negative_prompt(tiny_models):
+    """QwenImagePipeline guides only through true_cfg_scale with a negative prompt; ``sample`` passes the
+    scale there (a plain guidance_scale would sample unguided, with a warning)."""
+    from dreamtune.models.loading import load_components
+    from dreamtune.sampling.pipeline import sample
+
+    components = load_components(config.ModelConfig(pretrained=str(tiny_models["qwen-image"])))
+    pipeline = components.family.pipeline(components)
+    ours = sample(pipeline, ["a photo of a dog"], [3], 2, 4.0, 32)[0]
+    unguided = sample(pipeline, ["a photo of a dog"], [3], 2, 1.0, 32)[0]
+    theirs = pipeline(
+        prompt=["a photo of a dog"],
+        negative_prompt=[""],
+        true_cfg_scale=4.0,
+        num_inference_steps=2,
+        height=32,
+        width=32,
+        generator=[torch.Generator("cpu").manual_seed(3)],
+    ).images[0]
+    pixels = lambda image: torch.tensor(list(image.getdata()), dtype=torch.float32)
+    assert torch.equal(pixels(ours), pixels(theirs))
+    assert not torch.equal(pixels(ours), pixels(unguided))

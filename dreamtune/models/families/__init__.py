@@ -10,9 +10,10 @@ from dreamtune.models.families.stable_diffusion import StableDiffusion, StableDi
 
 def _all() -> list[ModelFamily]:
     from dreamtune.models.families.flow import Flux, Flux2Klein, StableDiffusion3
+    from dreamtune.models.families.qwen_image import QwenImage
     from dreamtune.models.families.z_image import ZImage
 
-    return [StableDiffusion(), StableDiffusionXL(), StableDiffusion3(), Flux(), Flux2Klein(), ZImage()]
+    return [StableDiffusion(), StableDiffusionXL(), StableDiffusion3(), Flux(), Flux2Klein(), ZImage(), QwenImage()]
 
 
 def family_named(name: str) -> ModelFamily:

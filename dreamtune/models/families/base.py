@@ -26,6 +26,7 @@ class ModelFamily:
     kohya_export = False  # also write a kohya / LyCORIS file (SD UNets)
     text_encoder_lora = True  # text-encoder LoRA is offered
     default_guidance = 7.5  # validation sheets' guidance (CFG scale, or the embedded guidance)
+    guided_by_true_cfg = False  # the pipeline takes the CFG scale as true_cfg_scale with a negative prompt (Qwen-Image)
     forward_in_bf16 = False  # a frozen bf16 denoiser runs without autocast (models/precision.py)
     hub_tags: tuple[str, ...] = ()  # Hugging Face model-card tags of models trained on this family
     denoiser_has_unet_blocks = False  # down / mid blocks LADD's denoiser-feature discriminator reads
@@ -79,6 +80,10 @@ class ModelFamily:
     def classifier_free_scale(self, guidance: float) -> float:
         """The scale s of uncond + s·(cond - uncond) that the pipeline's guidance value means."""
         return guidance
+
+    def combine_guidance(self, cond: Tensor, uncond: Tensor, guidance: float) -> Tensor:
+        """Classifier-free guidance of two predictions (B,C,h,w), as this family's pipeline combines them."""
+        return uncond + self.classifier_free_scale(guidance) * (cond - uncond)
 
     def uses_classifier_free_guidance(self, components: Components) -> bool:
         """Sampled with CFG (guidance-distilled models embed the guidance instead)."""
