@@ -60,7 +60,7 @@ def method_sheet(root: Path, subjects: list[str], methods: list[str]) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--half", choices=["tuning", "test"], required=True)
+    parser.add_argument("--half", choices=list(subject_split.HALVES), required=True)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument(
         "--methods",

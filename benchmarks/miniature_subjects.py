@@ -26,7 +26,7 @@ from subject_runs import Job, Method, markdown, row, run_jobs, table  # noqa: E4
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--half", choices=["tuning", "test"], required=True)
+    parser.add_argument("--half", choices=list(subject_split.HALVES), required=True)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--label", default="baseline")
     parser.add_argument("--recipe", default="miniature-lora.yaml", help="a recipe in configs/")
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="config overrides of the recipe, e.g. train.steps=400")
     args = parser.parse_args()
 
-    subjects = subject_split.TUNING if args.half == "tuning" else subject_split.TEST
+    subjects = subject_split.HALVES[args.half]
     seeds = [int(s) for s in args.seeds.split(",")]
     method = Method(args.label, args.recipe, tuple(args.overrides))
     results = run_jobs(

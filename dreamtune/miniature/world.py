@@ -69,7 +69,10 @@ CONTEXTS: tuple[str, ...] = tuple(scenery.PAINTERS)
 
 
 def instance(name: str) -> Instance:
-    for candidate in INSTANCES:
+    """A world instance, or a new-shape subject (miniature/new_shapes.py; never in pretraining), by name."""
+    from dreamtune.miniature.new_shapes import NEW_SHAPES
+
+    for candidate in (*INSTANCES, *NEW_SHAPES):
         if candidate.name == name:
             return candidate
     raise KeyError(name)
