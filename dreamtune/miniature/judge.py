@@ -149,8 +149,11 @@ def load_vae(model_dir: Path):
 def instance_references(net: JudgeNet, subject: str, photos=None, vae=None) -> tuple[list[str], Tensor]:
     """Every pretraining instance and the subject, each with the mean embedding of its photos
     (the subject's own ``photos`` when given, e.g. the personalization set), passed through the
-    VAE when given, as generated images are. The other held-out instances are nobody's reference."""
+    VAE when given, as generated images are. The other held-out instances are nobody's reference; a
+    new-shape subject (miniature/new_shapes.py) joins the pretraining instances as the held-out ones do."""
     names = [i.name for i in world.INSTANCES if i.name not in world.HELD_OUT or i.name == subject]
+    if subject not in names:
+        names.append(world.instance(subject).name)
     means = []
     for name in names:
         seed = 50_000 if name == subject else 60_000 + 97 * world.INSTANCES.index(world.instance(name))

@@ -1,0 +1,112 @@
+"""Does the judge see shape? (issue 34, item 2) Its verdicts on the new-shape subjects' ground truth and
+on confusers built to fool a judge that looks at colour:
+
+  ground truth     the subject rendered in every context: clean, through the miniature's VAE, blurred 1 px
+  other colour     the subject's shape half-way round the colour wheel (grey glyphs tinted, as the world
+                   makes its instances of one glyph)
+  class shape      each pretraining glyph of the subject's class recoloured to the subject's main hue
+                   (the "class's usual shape in the subject's colours" a model draws when it misses the shape)
+
+For ground truth the judge should say "the subject" (identity within its class and among all instances)
+and name the context; for each confuser it should not (the rate it does is its false acceptance).
+
+    python benchmarks/new_shape_judge_check.py [--subjects all|new-tuning|new-test] [--out experiments/new-shape-judge]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def main_hue(sprite) -> float:
+    """The circular mean hue of a sprite's saturated pixels."""
+    import numpy as np
+    from PIL import Image
+
+    rgba = np.asarray(sprite.convert("RGBA"))
+    hsv = np.asarray(Image.fromarray(rgba[..., :3]).convert("HSV")).astype(np.float32) / 255.0
+    keep = (rgba[..., 3] > 128) & (hsv[..., 1] > 0.3) & (hsv[..., 2] > 0.2)
+    if not keep.any():
+        return 0.0
+    angle = hsv[..., 0][keep] * 2 * np.pi
+    return float((np.arctan2(np.sin(angle).mean(), np.cos(angle).mean()) / (2 * np.pi)) % 1.0)
+
+
+def main() -> None:
+    import numpy as np
+    import subject_split
+    import torch
+    from PIL import Image
+
+    from dreamtune.miniature import judge, world
+    from dreamtune.miniature.new_shapes import NEW_SHAPES
+    from dreamtune.sampling.contact_sheet import contact_sheet, save_png
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subjects", default="all", choices=["all", "new-tuning", "new-test"])
+    parser.add_argument("--model", default=str(ROOT / "dreamtune" / "miniature" / "model"))
+    parser.add_argument("--out", default=str(ROOT / "experiments" / "new-shape-judge"))
+    args = parser.parse_args()
+    names = [s.name for s in NEW_SHAPES] if args.subjects == "all" else list(subject_split.HALVES[args.subjects])
+    net = judge.load_judge(Path(args.model) / "judge")
+    vae = judge.load_vae(Path(args.model))
+    contexts = list(world.CONTEXTS)
+    rows, sheet_images, sheet_captions = [], [], []
+    with torch.no_grad():
+        for name in names:
+            subject = world.instance(name)
+            sprite = world.object_sprite(name)
+            hue = main_hue(sprite)
+            references = judge.instance_references(net, name, vae=vae)
+            renders = lambda s: judge.to_pixels([world.compose(s, c, 7_000 + k) for k, c in enumerate(contexts)])
+            clean = renders(sprite)
+            cases = {
+                "ground truth": clean,
+                "ground truth, VAE": judge.vae_round_trip(vae, clean),
+                "ground truth, blur 1 px": judge.gaussian_blur(clean, torch.ones(len(clean))),
+                "other colour": judge.vae_round_trip(vae, renders(world.glyph_sprite(subject.glyph, 0.5))),
+            }
+            class_glyphs = sorted({i.glyph for i in world.PRETRAIN_INSTANCES if i.class_noun == subject.class_noun})
+            confusers = [
+                Image.fromarray(world._shift_hue(np.asarray(world._glyph(g)), 0.0, hue), "RGBA") for g in class_glyphs
+            ]
+            cases["class shape"] = judge.vae_round_trip(vae, torch.cat([renders(c) for c in confusers]))
+            row = {"subject": name, "half": "tuning" if name in subject_split.NEW_TUNING else "test"}
+            for case, pixels in cases.items():
+                count = len(pixels) // len(contexts)
+                verdict = judge.per_image_verdicts(net, pixels, name, contexts * count, references=references)
+                row[case] = {k: round(float(v.mean()), 3) for k, v in verdict.items() if k != "similarity"}
+                row[case]["similarity"] = round(float(verdict["similarity"].mean()), 3)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            sheet_images += [world.compose(sprite, "beach", 1)] + [
+                world.compose(c, "beach", 1) for c in [world.glyph_sprite(subject.glyph, 0.5), confusers[0]]
+            ]
+            sheet_captions += [f"{name}", "other colour", f"class shape {class_glyphs[0]}"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "verdicts.json").write_text(json.dumps(rows, indent=1))
+    save_png(
+        contact_sheet(sheet_images, sheet_captions, columns=9, cell=96, title="subject and its confusers"),
+        out / "confusers.png",
+    )
+    print("\n| case | identity (class) | identity (all) | context | judge similarity |\n|---|---|---|---|---|")
+    for case in rows[0]:
+        if case in ("subject", "half"):
+            continue
+        mean = lambda key, case=case: sum(r[case][key] for r in rows) / len(rows)
+        print(
+            f"| {case} | {100 * mean('identity'):.1f} % | {100 * mean('identity_all'):.1f} % | "
+            f"{100 * mean('context'):.1f} % | {mean('similarity'):.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
