@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--subject",
         default=None,
-        help="a held-out world instance (dog3 when neither this nor --images is given; cat3, ...)",
+        help="a world subject no pretraining image shows: a held-out instance (dog3 when neither this nor --images "
+        "is given; cat3, ...) or a new shape (toy_pinata, dog_wolf, ...: dreamtune/miniature/new_shapes.py)",
     )
     d.add_argument("--images", default=None, help="your own photo folder instead of a world subject")
     d.add_argument("--class-noun", default=None, help="class of your own subject, e.g. dog")

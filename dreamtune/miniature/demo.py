@@ -63,6 +63,13 @@ def identifier_of(recipe: config.Config) -> str:
     return method_of(recipe.method).identifier(recipe.method, IDENTIFIER)
 
 
+def subjects() -> tuple[str, ...]:
+    """The world's subjects no pretraining image shows: the held-out instances, then the new shapes."""
+    from dreamtune.miniature.new_shapes import NEW_SHAPES
+
+    return (*world.HELD_OUT, *(s.name for s in NEW_SHAPES))
+
+
 def run_demo(
     out: Path,
     subject: str | None = None,
@@ -84,8 +91,11 @@ def run_demo(
     if images is not None and subject is not None:
         raise UserError(f"--subject {subject} and --images {images} name two subjects; give one of them.")
     subject = subject or ("dog3" if images is None else None)
-    if images is None and subject not in world.HELD_OUT:
-        raise UserError(f"--subject {subject} is not a held-out instance; choose one of {', '.join(world.HELD_OUT)}.")
+    if images is None and subject not in subjects():
+        raise UserError(
+            f"--subject {subject} is not a held-out instance; choose one of {', '.join(world.HELD_OUT)} "
+            f"(recolours of pretraining shapes) or of {', '.join(subjects()[len(world.HELD_OUT) :])} (new shapes)."
+        )
     noun = class_noun or (world.instance(subject).class_noun if images is None else "object")
     identifier = identifier_of(config.load(recipe, list(overrides)))
     photos = Path(images) if images else photograph(subject, out / "photos", identifier=identifier)
