@@ -367,11 +367,13 @@ SHARD_BYTES = (
 )  # FLUX.1-dev's own transformer ships in 3 shards of up to 10 GB; a 24 GB model cannot be built whole here
 
 
-def build_flux1_dev(folder: Path, device: str = "cpu") -> Path:
+def build_flux1_dev(folder: Path, device: str = "cpu", blocks: tuple[int, int] = (19, 38), t5_layers: int = 24) -> Path:
     """FLUX.1-dev, random fp16 weights: CLIP-L, T5-XXL and the VAE whole; the 12 B transformer (24 GB in
     fp16, as much as this machine's memory) block by block from the meta device into 5 GB shards with
     their index, as sharded downloads are laid out. ``device`` "cuda" (under ``torch.device("cuda")``):
-    the transformer is built whole on the GPU and saved in 5 GB shards by diffusers."""
+    the transformer is built whole on the GPU and saved in 5 GB shards by diffusers. ``blocks`` (double, single)
+    and ``t5_layers`` make a model of FLUX.1-dev's width with fewer layers (benchmarks/flux_width_probe.py)."""
+    transformer_shape = {**FLUX1_DEV_TRANSFORMER, "num_layers": blocks[0], "num_single_layers": blocks[1]}
     import torch
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
@@ -392,7 +394,7 @@ def build_flux1_dev(folder: Path, device: str = "cpu") -> Path:
             transformer=stand_in,
             text_encoder=CLIPTextModel(CLIPTextConfig(**CLIP_L, **ids)),
             tokenizer=clip,
-            text_encoder_2=T5EncoderModel(T5Config(**T5_XXL)),
+            text_encoder_2=T5EncoderModel(T5Config(**{**T5_XXL, "num_layers": t5_layers})),
             tokenizer_2=build_t5_tokenizer(folder.parent / ".t5-tokenizer", model_max_length=512),
             vae=AutoencoderKL(
                 **{**VAE, "latent_channels": 16},
@@ -424,13 +426,13 @@ def build_flux1_dev(folder: Path, device: str = "cpu") -> Path:
     if device != "cpu":
         torch.set_default_dtype(torch.float16)
         try:
-            transformer = FluxTransformer2DModel(**FLUX1_DEV_TRANSFORMER)
+            transformer = FluxTransformer2DModel(**transformer_shape)
         finally:
             torch.set_default_dtype(torch.float32)
         transformer.save_pretrained(target, safe_serialization=True, max_shard_size="5GB")
         return folder
     with init_empty_weights():
-        transformer = FluxTransformer2DModel(**FLUX1_DEV_TRANSFORMER)
+        transformer = FluxTransformer2DModel(**transformer_shape)
     transformer.save_config(target)
     shards, current, weight_map = [], {}, {}
 
