@@ -25,7 +25,7 @@ import subject_split  # noqa: E402
 from subject_runs import METHODS, VARIANTS, Job, markdown, run_jobs, table  # noqa: E402
 
 
-def method_sheet(root: Path, subjects: list[str], methods: list[str]) -> Path:
+def method_sheet(root: Path, subjects: list[str], methods: list[str], half: str = "test") -> Path:
     """Rows: the base model (floor), each method's personalized images, ground truth — seed 0, the
     first image of each of the demo's 8 evaluation contexts."""
     from PIL import Image
@@ -52,7 +52,7 @@ def method_sheet(root: Path, subjects: list[str], methods: list[str]) -> Path:
             captions,
             columns=len(EVAL_CONTEXTS),
             cell=96,
-            title="test half, training seed 0: rows = base model, each method, ground truth",
+            title=f"{half} half, training seed 0: rows = base model, each method, ground truth",
         ),
         root / "method_sheet.png",
     )
@@ -93,7 +93,7 @@ def main() -> None:
 
     chosen = [m for m in (*METHODS, *VARIANTS) if m.label in args.methods.split(",")]
     if args.sheet:
-        print(f"wrote {method_sheet(Path(args.root), args.sheet.split(','), [m.label for m in chosen])}")
+        print(f"wrote {method_sheet(Path(args.root), args.sheet.split(','), [m.label for m in chosen], args.half)}")
         return
     try:
         subjects = subject_split.subjects_of(args.half, args.subjects)
