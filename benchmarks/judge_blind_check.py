@@ -82,8 +82,13 @@ def image_of(item: dict) -> Image.Image:
 
 
 def class_members(subject: str) -> list[str]:
+    """The instances the eye chooses among: the class's pretraining instances and the subject (a held-out
+    instance, or a new shape standing in for the class's held-out one)."""
     noun = world.instance(subject).class_noun
-    return [i.name for i in world.INSTANCES if i.class_noun == noun]
+    shown = [
+        i.name for i in world.INSTANCES if i.class_noun == noun and (i.name not in world.HELD_OUT or i.name == subject)
+    ]
+    return shown if subject in shown else [*shown, subject]
 
 
 REFERENCES: dict[str, tuple] = {}

@@ -130,12 +130,16 @@ class TrainConfig:
     adam_beta1: float = 0.9  # AdamW beta1
     adam_beta2: float = 0.999  # AdamW beta2
     max_grad_norm: float = 1.0  # gradient clipping norm (0: off)
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # bf16: fast on recent GPUs and on CPUs with AMX
+    mixed_precision: Literal["no", "fp16", "bf16"] = (
+        "no"  # bf16: fast on recent GPUs and CPUs with AMX / AVX512-BF16, emulated and slow on others (see train.memory)
+    )
     shard: Literal["none", "fsdp"] = (
         "none"  # fsdp: a full fine-tune split across launched processes (torch FSDP2; training/sharding.py)
     )
     memory: Literal["auto", "manual"] = (
-        "auto"  # auto: before loading, the cheapest savings that fit the device (training/memory_auto.py), said in one line
+        # auto: before loading, the cheapest savings that fit the device (training/memory_auto.py), and fp32
+        # for bf16 on a CPU without bf16 instructions where it fits (training/cpu_precision.py), said in one line
+        "auto"
     )
     release_freed_memory: bool = (
         False  # CPU: freed buffers >= 4 MiB go back to the system at once (glibc); less memory, slower steps

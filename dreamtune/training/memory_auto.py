@@ -43,6 +43,7 @@ QUANTIZED_BYTES = {"none": 2.0, "int8": 1.03, "fp8": 1.03, "nf4": 0.56}  # per f
 FRAGMENTS = {False: 0.7, True: 0.1}
 OFFLOADED_SHARE = 0.04  # of the frozen denoiser on the GPU with train.offload: one block (FLUX.1's largest is 2.8 %)
 CHOSEN_KEYS = (
+    "train.mixed_precision",  # on a CPU without bf16 instructions (training/cpu_precision.py)
     "model.quantize",
     "model.quantize_text_encoders",
     "train.fused_update",
@@ -182,7 +183,7 @@ def _savings(config: Config, cuda: bool = False) -> list[tuple[str, dict]]:
     return found
 
 
-def _with(config: Config, overrides: dict) -> Config:
+def with_settings(config: Config, overrides: dict) -> Config:
     """``config`` with dotted settings replaced (and checked again)."""
     return config_module.replace(config, **{key.replace(".", "__"): value for key, value in overrides.items()})
 
@@ -206,7 +207,7 @@ def choose(
     for words, overrides in _savings(config, cuda):
         if current <= budget:
             break
-        chosen = _with(chosen, overrides)
+        chosen = with_settings(chosen, overrides)
         taken.append(words)
         current = need(chosen, sizes, denoiser_name, text_names, early, processes, cuda).peak
     gib = lambda b: f"{b / GIB:.1f} GiB"
@@ -243,4 +244,4 @@ def kept_choices(config: Config, saved: Path) -> Config:
         section, key = dotted.split(".")
         if key in (written.get(section) or {}):
             overrides[dotted] = written[section][key]
-    return _with(config, overrides)
+    return with_settings(config, overrides)

@@ -25,6 +25,7 @@ from dreamtune.training import checkpoint
 from dreamtune.training import run_steps as steps
 from dreamtune.training.assembly import Ingredients, RunPlan, build, wrap_trainable
 from dreamtune.training.checkpoint import TrainingState
+from dreamtune.training.cpu_precision import precision_for_this_cpu
 from dreamtune.training.memory_setup import plan_memory
 from dreamtune.training.optim import build_training_state
 from dreamtune.training.outputs import save_resolved_config
@@ -48,8 +49,9 @@ def train(
 ) -> RunResult:
     """One training run into ``config.train.output_dir``. ``replace`` lets a caller that owns the
     folder (the demo) start over in it; otherwise an earlier run there is refused."""
-    accelerator = _accelerator(config, log)
     output_dir = Path(config.train.output_dir)
+    config = precision_for_this_cpu(config, output_dir, resume, log)  # before accelerate fixes the precision
+    accelerator = _accelerator(config, log)
     main = accelerator.is_main_process
     say = log if main else steps.quiet
     with _claimed(output_dir, accelerator, resume, replace, config, log):

@@ -143,6 +143,7 @@ def test_bf16_weights_with_stochastic_rounding_follow_the_fp32_run(tiny_models, 
         **RESUME_SETTINGS,
         "method.kind": "dreambooth",
         "train.mixed_precision": "bf16",
+        "train.memory": "manual",  # bf16 compute itself, also on CPUs without bf16 instructions
         "train.lr": 2e-5,
         "prior.enabled": False,
     }
@@ -171,6 +172,7 @@ def test_bf16_weights_with_a_fused_8bit_update_resume_exactly(tiny_models, photo
         **RESUME_SETTINGS,
         "method.kind": "dreambooth",
         "train.mixed_precision": "bf16",
+        "train.memory": "manual",  # bf16 compute itself, also on CPUs without bf16 instructions
         "train.trainable_dtype": "bf16",
         "train.fused_update": True,
         "train.optimizer": "adamw8bit",

@@ -76,7 +76,7 @@ def test_bf16_training_renders_validation_and_monitor_samples(tmp_path, tiny_mod
     clip = build_tiny_feature_models(tmp_path / "features")["clip"]
     out = tmp_path / "run"
     overrides = tiny_overrides(
-        tiny_models["sd1"], photos, out, **{"train.steps": 2, "train.mixed_precision": "bf16"}
+        tiny_models["sd1"], photos, out, **{"train.steps": 2, "train.mixed_precision": "bf16", "train.memory": "manual"}
     ) + [
         f"method.kind={method}",
         "method.lora.target_modules=[to_q, conv1, conv2]",

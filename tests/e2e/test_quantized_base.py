@@ -24,6 +24,7 @@ SETTINGS = {
     "train.steps": 6,
     "train.lr": 5e-3,
     "train.mixed_precision": "bf16",
+    "train.memory": "manual",  # bf16 compute itself, also on CPUs without bf16 instructions
     "train.log_every": 1,
     "prior.enabled": False,
 }
@@ -91,6 +92,7 @@ def test_resume_on_a_quantized_base_is_bit_identical(tiny_models, photos, tmp_pa
         "model.quantize": "int8",
         "model.quantize_text_encoders": "int8",
         "train.mixed_precision": "bf16",
+        "train.memory": "manual",  # bf16 compute itself, also on CPUs without bf16 instructions
     }
     full = train(
         config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "full", **settings)),
@@ -185,13 +187,12 @@ def test_memory_auto_quantizes_a_base_that_would_not_fit_and_a_resume_keeps_that
     int8 = config.replace(plain, model__quantize="int8", model__quantize_text_encoders="int8")
     free = (need(int8) + need(plain)) / 2 / memory_auto.STATIC_SHARE  # room for int8 weights, not for bf16 ones
     monkeypatch.setattr(memory_plan, "free_memory", lambda device: int(free))
-    whole, messages = _run(tiny_models, photos, tmp_path / "whole", "flux", **{"train.checkpoint_every": 2})
+    auto = {"train.checkpoint_every": 2, "train.memory": "auto"}
+    whole, messages = _run(tiny_models, photos, tmp_path / "whole", "flux", **auto)
     said = [m for m in messages if m.startswith("memory auto:")]
     assert len(said) == 1 and "model.quantize=int8" in said[0]
     assert any(m.startswith("quantized frozen weights: denoiser int8") for m in messages)
-    cut = config.load(
-        None, tiny_overrides(folder, photos, tmp_path / "cut", **SETTINGS, **{"train.checkpoint_every": 2})
-    )
+    cut = config.load(None, tiny_overrides(folder, photos, tmp_path / "cut", **{**SETTINGS, **auto}))
     train_killed_at(cut, 3, monkeypatch)
     monkeypatch.setattr(memory_plan, "free_memory", lambda device: 10**12)
     resumed = train(cut, resume="latest", show_progress=False, log=lambda *_: None)
