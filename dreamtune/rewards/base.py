@@ -39,6 +39,13 @@ class WeightedRewards:
         )  # meta["reference"]: see print_proof
         self.name = "+".join(f"{w:g}*{r.name}" for w, r in terms)
 
+    def without_reference(self) -> WeightedRewards | None:
+        """The terms that score an image on its own, without ``meta["reference"]`` (the starting model's
+        same-seed image): what a monitor, which has no such image, can log honestly (scored against
+        itself, print_proof rises for any image that pales). None when every term needs a reference."""
+        kept = [(w, r) for w, r in self.terms if not getattr(r, "needs_reference", False)]
+        return WeightedRewards(kept) if kept else None
+
     def evaluate(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> tuple[Tensor, dict[str, float]]:
         with torch.autocast(images.device.type, enabled=False):  # rewards in fp32, also under mixed precision
             return self._evaluate(images.float(), prompts, meta)

@@ -6,6 +6,9 @@ records with CLIP features:
   clip_i  subject fidelity: generations vs the subject's photos (under-fitting: low)
   clip_t  prompt fidelity: generations vs the prompt without identifier (over-fitting: falls)
   pres    class drift: class-prompt generations vs the subject's photos (language drift: rises)
+  colourfulness  of the generations (Hasler & Suesstrunk): a run that pales its images shows here
+and, in RL runs, every reward that scores an image on its own (one scored against the starting
+model's same-seed image, print_proof, is not logged: the monitor has no such image).
 ``monitor.select_best`` keeps the weights of the best point under a stated rule; at the end the
 run exports those weights, and dreamtune.json + the run report say which step and why.
 Records go to <output_dir>/monitor/monitor.jsonl; the best weights to monitor/best.safetensors,
@@ -25,6 +28,7 @@ from dreamtune.atomic import atomic_file
 from dreamtune.config import Config
 from dreamtune.evaluation.evaluate import strip_identifier
 from dreamtune.evaluation.metrics import preservation, prompt_fidelity, subject_fidelity
+from dreamtune.rewards.colour import colourfulness
 from dreamtune.training.checkpoint import TrainingState
 
 
@@ -81,7 +85,9 @@ class Monitor:
         enabled: bool = True,
         rewards=None,
     ):
-        self.settings, self.render, self.features, self.rewards = config.monitor, render, features, rewards
+        self.settings, self.render, self.features = config.monitor, render, features
+        # rewards that score against the starting model's same-seed image have none here: not logged
+        self.rewards = rewards.without_reference() if rewards is not None else None
         self.modules, self.folder, self.enabled, self.identifier = modules, Path(folder), enabled, identifier
         self.prompts, self.class_prompt = monitor_prompts(config, identifier)
         self.real = features.clip.images(subject_images) if subject_images else None
@@ -126,12 +132,13 @@ class Monitor:
             record.update(
                 clip_i=subject_fidelity(generated, self.real), pres=preservation(clip.images(class_images), self.real)
             )
+        pixels = (
+            torch.stack([torch.from_numpy(np.array(i.convert("RGB"))).permute(2, 0, 1) for i in images]).float() / 255
+        )
+        # beside any reward: a run that pales its images (what print and compression rewards can be gamed by) shows here
+        record["colourfulness"] = float(colourfulness(pixels).mean())
         if self.rewards is not None:
             with torch.no_grad():
-                pixels = (
-                    torch.stack([torch.from_numpy(np.array(i.convert("RGB"))).permute(2, 0, 1) for i in images]).float()
-                    / 255
-                )
                 record.update(self.rewards.evaluate(pixels, [p for p, _ in pairs], {})[1])
         from dreamtune.sampling.contact_sheet import contact_sheet, save_png
 
