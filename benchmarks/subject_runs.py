@@ -106,6 +106,8 @@ VARIANTS: tuple[Method, ...] = (
     # issue 32: the same LoRA + prior on a quantized frozen base (weights only, torchao)
     Method("lora+prior+int8", "miniature-lora.yaml", ("model.quantize=int8",)),
     Method("lora+prior+nf4", "miniature-lora.yaml", ("model.quantize=nf4",)),
+    # issue 34: does a new shape need more steps? (tuned on the new-tuning half only)
+    Method("lora+prior-600", "miniature-lora.yaml", ("train.steps=600",)),
 )
 
 
