@@ -39,6 +39,35 @@ def main_hue(sprite) -> float:
     return float((np.arctan2(np.sin(angle).mean(), np.cos(angle).mean()) / (2 * np.pi)) % 1.0)
 
 
+GROUND_TRUTH = ("ground truth", "ground truth, VAE", "ground truth, blur 1 px")
+CONFUSERS = ("other colour", "class shape")
+
+
+def accepted(rows: list[dict], case: str, floor: float) -> float:
+    """Share of ``case``'s images (mean over subjects) the judge calls the subject: nearest of its class's
+    instances and similarity to the subject's photos at least ``floor``."""
+    shares = [sum(i and s >= floor for i, s in r[case]["per_image"]) / len(r[case]["per_image"]) for r in rows]
+    return sum(shares) / len(shares)
+
+
+def calibrate_floor(rows: list[dict], keep: float = 0.97) -> float:
+    """The highest similarity floor that still accepts ``keep`` of the tuning subjects' ground truth through the
+    VAE (how generated images reach the judge); confusers play no part in choosing it."""
+    tuning = [r for r in rows if r["half"] == "tuning"]
+    candidates = sorted({s for r in tuning for _, s in r["ground truth, VAE"]["per_image"]})
+    return max(f for f in candidates if accepted(tuning, "ground truth, VAE", f) >= keep)
+
+
+def floor_table(rows: list[dict]) -> None:
+    """Identity within the class, with the similarity floor calibrated on the tuning half, by half."""
+    floor = calibrate_floor(rows)
+    print(f"\nsimilarity floor {floor:.3f} (calibrated: 97 % of the tuning half's ground truth through the VAE)")
+    print("| case | tuning half | test half |\n|---|---|---|")
+    for case in (*GROUND_TRUTH, *CONFUSERS):
+        halves = [accepted([r for r in rows if r["half"] == h], case, floor) for h in ("tuning", "test")]
+        print(f"| {case} | {100 * halves[0]:.1f} % | {100 * halves[1]:.1f} % |")
+
+
 def main() -> None:
     import numpy as np
     import subject_split
@@ -84,6 +113,10 @@ def main() -> None:
                 verdict = judge.per_image_verdicts(net, pixels, name, contexts * count, references=references)
                 row[case] = {k: round(float(v.mean()), 3) for k, v in verdict.items() if k != "similarity"}
                 row[case]["similarity"] = round(float(verdict["similarity"].mean()), 3)
+                # per image, for the similarity floor (calibrate_floor): within-class identity and similarity
+                row[case]["per_image"] = [
+                    [int(i), round(float(s), 4)] for i, s in zip(verdict["identity"], verdict["similarity"])
+                ]
             rows.append(row)
             print(json.dumps(row), flush=True)
             sheet_images += [world.compose(sprite, "beach", 1)] + [
@@ -97,6 +130,7 @@ def main() -> None:
         contact_sheet(sheet_images, sheet_captions, columns=9, cell=96, title="subject and its confusers"),
         out / "confusers.png",
     )
+    floor_table(rows)
     print("\n| case | identity (class) | identity (all) | context | judge similarity |\n|---|---|---|---|---|")
     for case in rows[0]:
         if case in ("subject", "half"):
