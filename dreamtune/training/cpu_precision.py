@@ -6,7 +6,7 @@ miniature's UNet forward (batch 4) takes 973 ms in bf16 against 63 ms in fp32 on
 AVX2 only (``benchmarks/cpu_precision.py``). There bf16 is only a memory saving, so auto mode takes it only
 when the run needs it: when the run's weights, gradients and optimizer state fit in fp32 (the same
 estimate as training/memory_auto.py, with no other saving), it computes in fp32 and says so in one
-line. A run that needs bf16 to fit, asks for bf16 trained weights or an fp8 base keeps bf16 (with a
+line. A run that needs bf16 to fit, asks for bf16 trained weights or a quantized base keeps bf16 (with a
 line saying it will be slow). Decided before the Accelerator exists, since accelerate fixes the
 precision when it is built; a resumed run keeps the precision its first part used.
 """
@@ -64,8 +64,10 @@ def precision_for_this_cpu(
     if native is not False:
         return config
     slow = "this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 runs emulated, many times slower than fp32"
-    if t.trainable_dtype == "bf16" or "fp8" in (config.model.quantize, config.model.quantize_text_encoders):
-        log(f"{slow}; keeping bf16 (train.trainable_dtype / an fp8 base compute in it)")
+    if t.trainable_dtype == "bf16" or (config.model.quantize, config.model.quantize_text_encoders) != ("none", "none"):
+        log(
+            f"{slow}; keeping bf16 (the run asks for bf16 trained weights or a quantized base, which save memory with it)"
+        )
         return config
     needed = _fp32_need(config)
     if needed is None:

@@ -53,8 +53,9 @@ def test_a_run_that_needs_bf16_to_fit_keeps_it_with_the_numbers(tmp_path):
     assert len(lines) == 1 and "keeping bf16: in fp32 the run needs ~" in lines[0] and "GiB free" in lines[0]
 
 
-def test_an_fp8_base_keeps_bf16(tmp_path):
-    chosen, lines = decide(miniature(tmp_path, "model.quantize=fp8"), tmp_path, native=False)
+@pytest.mark.parametrize("setting", ["model.quantize=fp8", "model.quantize=int8", "model.quantize_text_encoders=nf4"])
+def test_a_quantized_base_keeps_bf16(tmp_path, setting):
+    chosen, lines = decide(miniature(tmp_path, setting), tmp_path, native=False)
     assert chosen.train.mixed_precision == "bf16" and "keeping bf16" in lines[0]
 
 
