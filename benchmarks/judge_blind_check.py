@@ -11,7 +11,8 @@ Another judge on the same items and answers: copy answers.txt to a new --out, ru
 
 Items are drawn (fixed seed) from personalized images of every method's runs, with base-model
 images and ground-truth renders mixed in as controls. Each row of a sheet shows the item, then a
-photo of each of its class's 4 instances in shuffled order, lettered A-D; the person answers with
+photo of each of its class's 4 instances in shuffled order, lettered A-D (for a new-shape subject:
+the class's 3 pretraining instances and the subject); the person answers with
 the letter of the instance the item shows, or "-" when it shows none of them (not the class, or not
 recognisable) — the judge's task, done by eye. The judge's per-image verdicts and its own pick go
 to OUT/key.json, which the person answering does not open before answering.
