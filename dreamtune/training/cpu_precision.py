@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 
 from dreamtune.config import Config
-from dreamtune.models.loading import resolve_model
 from dreamtune.training import memory_auto
 
 GIB = 2**30
@@ -36,17 +35,11 @@ def native_bf16() -> bool | None:
 
 def _fp32_need(config: Config) -> int | None:
     """Bytes the run needs for weights, gradients and optimizer state computed in fp32 (None: unknown sizes)."""
-    from dreamtune.models.families import family_for
-    from dreamtune.training.text_release import early_prompts
-
-    location, index = resolve_model(config.model)
-    sizes = memory_auto.part_sizes(location, index, config.model.variant)
-    family = family_for(index)
-    if not sizes or family.denoiser_name not in sizes:
+    run = memory_auto.run_sizes(config)
+    if run is None:
         return None
     fp32 = memory_auto.with_settings(config, {"train.mixed_precision": "no"})
-    early = early_prompts(config, ["a caption"], class_images_ready=True) is not None
-    return memory_auto.need(fp32, sizes, family.denoiser_name, list(family.text_encoder_names), early).peak
+    return memory_auto.need(fp32, run.sizes, run.denoiser_name, run.text_names, run.early).peak
 
 
 def precision_for_this_cpu(

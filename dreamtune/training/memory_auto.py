@@ -72,6 +72,32 @@ def _weight_files(folder: Path, variant: str | None) -> list[Path]:
     ]
 
 
+@dataclass
+class RunSizes:
+    """What the planners need of a run's model before loading: part sizes, the denoiser's and text
+    encoders' folder names, and whether the text encoders go before the denoiser loads."""
+
+    sizes: dict[str, PartSize]
+    denoiser_name: str
+    text_names: list[str]
+    early: bool
+
+
+def run_sizes(config: Config) -> RunSizes | None:
+    """The sizes of ``config``'s model from its files' headers; None where they cannot be read without loading."""
+    from dreamtune.models.families import family_for
+    from dreamtune.models.loading import resolve_model
+    from dreamtune.training.text_release import early_prompts
+
+    location, index = resolve_model(config.model)
+    sizes = part_sizes(location, index, config.model.variant)
+    family = family_for(index)
+    if not sizes or family.denoiser_name not in sizes:
+        return None
+    early = early_prompts(config, ["a caption"], class_images_ready=True) is not None
+    return RunSizes(sizes, family.denoiser_name, list(family.text_encoder_names), early)
+
+
 def part_sizes(location: str, index: dict, variant: str | None) -> dict[str, PartSize] | None:
     """``{component folder: its size}`` of a local diffusers folder; None where sizes cannot be read
     without loading (a single file, a hub id)."""

@@ -10,9 +10,7 @@ from pathlib import Path
 import torch
 
 from dreamtune.config import Config
-from dreamtune.models.loading import resolve_model
 from dreamtune.training import memory_auto
-from dreamtune.training.text_release import early_prompts
 
 
 def plan_memory(config: Config, accelerator, output_dir: Path, resume: str | None, log) -> Config:
@@ -39,20 +37,16 @@ def _planned(config: Config, accelerator, output_dir: Path, resume: str | None, 
         return config
     if resume:
         return memory_auto.kept_choices(config, output_dir / "config.yaml")
-    from dreamtune.models.families import family_for
     from dreamtune.training import memory_plan
 
-    location, index = resolve_model(config.model)
-    sizes = memory_auto.part_sizes(location, index, config.model.variant)
-    family = family_for(index)
-    if not sizes or family.denoiser_name not in sizes:
+    run = memory_auto.run_sizes(config)
+    if run is None:
         return config
     free = accelerator.gather(
         torch.tensor([memory_plan.free_memory(accelerator.device)], device=accelerator.device)
     ).min()
     if accelerator.device.type == "cpu":  # the processes on one machine share its memory
         free = free // int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
-    early = early_prompts(config, ["a caption"], class_images_ready=True) is not None
     where = (
         f"{accelerator.device}"
         if accelerator.device.type == "cuda"
@@ -60,10 +54,10 @@ def _planned(config: Config, accelerator, output_dir: Path, resume: str | None, 
     )
     chosen, sentence = memory_auto.choose(
         config,
-        sizes,
-        family.denoiser_name,
-        list(family.text_encoder_names),
-        early,
+        run.sizes,
+        run.denoiser_name,
+        run.text_names,
+        run.early,
         int(free),
         where,
         accelerator.num_processes,
