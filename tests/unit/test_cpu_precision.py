@@ -53,10 +53,22 @@ def test_a_run_that_needs_bf16_to_fit_keeps_it_with_the_numbers(tmp_path):
     assert len(lines) == 1 and "keeping bf16: in fp32 the run needs ~" in lines[0] and "GiB free" in lines[0]
 
 
-@pytest.mark.parametrize("setting", ["model.quantize=fp8", "model.quantize=int8", "model.quantize_text_encoders=nf4"])
-def test_a_quantized_base_keeps_bf16(tmp_path, setting):
+@pytest.mark.parametrize(
+    "setting", ["model.quantize=fp8", "model.quantize_text_encoders=fp8", "train.trainable_dtype=bf16"]
+)
+def test_fp8_weights_or_bf16_trained_weights_keep_bf16(tmp_path, setting):
     chosen, lines = decide(miniature(tmp_path, setting), tmp_path, native=False)
     assert chosen.train.mixed_precision == "bf16" and "keeping bf16" in lines[0]
+
+
+@pytest.mark.parametrize("setting", ["model.quantize=int8", "model.quantize=nf4", "model.quantize_text_encoders=nf4"])
+def test_an_int8_or_nf4_base_stays_quantized_and_computes_in_fp32(tmp_path, setting):
+    chosen, lines = decide(miniature(tmp_path, setting), tmp_path, native=False)
+    assert chosen.train.mixed_precision == "no" and "computing in fp32" in lines[0]
+    assert (chosen.model.quantize, chosen.model.quantize_text_encoders) == (
+        miniature(tmp_path, setting).model.quantize,
+        miniature(tmp_path, setting).model.quantize_text_encoders,
+    )
 
 
 def test_a_resumed_run_keeps_the_precision_its_first_part_used(tmp_path):
