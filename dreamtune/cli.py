@@ -72,9 +72,20 @@ def _generate(args) -> None:
         lora_scale=args.lora_scale,
         print_profile=args.print_profile or "",
         print_intent=args.print_intent,
+        print_black_point_compensation=not args.no_black_point_compensation,
+        print_size=args.print_size,
+        print_ppi=args.ppi,
+        print_sharpen=args.print_sharpen,
     )
     record = generate(request, Path(args.out))
-    extra = " and print-ready CMYK TIFFs (NNNN.cmyk.tif)" if args.print_profile else ""
+    extra = ""
+    if args.print_profile:
+        checks = [image["print"] for image in record["images"]]
+        mean = sum(c["delta_e00_mean"] for c in checks) / len(checks)
+        extra = (
+            f", print-ready CMYK TIFFs (NNNN.cmyk.tif, {'x'.join(map(str, checks[0]['pixels']))} px at {args.ppi} ppi), "
+            f"soft proofs (NNNN.proof.png, print_sheet.png; ΔE00 on paper {mean:.1f} mean)"
+        )
     print(f"wrote {len(record['images'])} image(s){extra} and contact_sheet.png to {args.out}")
 
 
@@ -196,12 +207,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--print-profile",
         metavar="X.icc",
-        help="also write CMYK TIFFs separated through this CMYK ICC profile (your print shop's)",
+        help="also make every image ready for print through this CMYK ICC profile (your print shop's): "
+        "a CMYK TIFF with the profile embedded, a soft proof with paper white, a ΔE00 check (docs/printing.md)",
     )
     g.add_argument(
         "--print-intent",
-        default="perceptual",
-        help="rendering intent of the separation: perceptual, relative, saturation, absolute",
+        default="relative",
+        help="rendering intent of the separation: relative (default, with black-point compensation), perceptual, "
+        "saturation, absolute",
+    )
+    g.add_argument(
+        "--no-black-point-compensation",
+        action="store_true",
+        help="clip shadows darker than the paper's black instead of compressing them",
+    )
+    g.add_argument("--print-size", default="", help="print size to resample to, e.g. 10x15cm, 4x6in, 100mm")
+    g.add_argument("--ppi", type=int, default=300, help="print resolution in pixels per inch (default 300)")
+    g.add_argument(
+        "--print-sharpen",
+        default="mild",
+        help="output sharpening sized to --ppi (0.1 mm radius on paper): none, mild (default), strong",
     )
     g.add_argument("--out", required=True)
     g.set_defaults(handler=_generate)

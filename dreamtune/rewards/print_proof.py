@@ -32,11 +32,11 @@ from torch import Tensor
 
 from dreamtune.errors import UserError
 from dreamtune.rewards.colour import ciede2000, colourfulness, luminance, srgb_to_lab
+from dreamtune.sampling.print_ready import intent_code, open_profile
 
 # Ghostscript's default CMYK output profile (Debian: libgs-common; AGPL-3+, read where it is
 # installed, never shipped with dreamtune).
 DEFAULT_PROFILES = ("/usr/share/color/icc/ghostscript/default_cmyk.icc",)
-INTENTS = ("perceptual", "relative", "saturation", "absolute")
 GRID = 52  # 255 / 51 = 5: every grid point is an exact 8-bit value
 
 
@@ -48,39 +48,6 @@ def default_profile() -> Path:
         "no CMYK ICC profile was given and Ghostscript's default_cmyk.icc is not installed; pass your print "
         "shop's profile (rl.print_profile / --print-profile X.icc) or install it with: apt-get install libgs-common."
     )
-
-
-def _intent(name: str):
-    from PIL import ImageCms
-
-    if name not in INTENTS:
-        raise UserError(f"print intent {name!r} is not one of {', '.join(INTENTS)}.")
-    return {
-        "perceptual": ImageCms.Intent.PERCEPTUAL,
-        "relative": ImageCms.Intent.RELATIVE_COLORIMETRIC,
-        "saturation": ImageCms.Intent.SATURATION,
-        "absolute": ImageCms.Intent.ABSOLUTE_COLORIMETRIC,
-    }[name]
-
-
-def open_profile(path: str | Path):
-    """A CMYK output profile, or one clear sentence about what is wrong with ``path``."""
-    from PIL import ImageCms
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"print profile {path} does not exist; pass the path of a CMYK .icc/.icm file.")
-    try:
-        profile = ImageCms.getOpenProfile(str(path))
-    except (ImageCms.PyCMSError, OSError):
-        raise UserError(
-            f"print profile {path} is not an ICC profile LittleCMS can read; pass a CMYK .icc/.icm file."
-        ) from None
-    if profile.profile.xcolor_space.strip() != "CMYK":
-        raise UserError(
-            f"print profile {path} is a {profile.profile.xcolor_space.strip()} profile; a CMYK output profile is needed."
-        )
-    return profile
 
 
 def _grid_image():
@@ -102,7 +69,7 @@ def lookup_tables(profile_path: str, intent: str = "perceptual") -> tuple[Tensor
     cmyk = open_profile(profile_path)
     srgb = ImageCms.createProfile("sRGB")
     grid = _grid_image()
-    to_cmyk = ImageCms.buildTransform(srgb, cmyk, "RGB", "CMYK", renderingIntent=_intent(intent))
+    to_cmyk = ImageCms.buildTransform(srgb, cmyk, "RGB", "CMYK", renderingIntent=intent_code(intent))
     separated = ImageCms.applyTransform(grid, to_cmyk)
     back = ImageCms.buildTransform(cmyk, srgb, "CMYK", "RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
     proof = np.asarray(ImageCms.applyTransform(separated, back), dtype=np.float32).reshape(GRID, GRID, GRID, 3) / 255
@@ -193,7 +160,7 @@ def littlecms_proof(images: Tensor, profile: str | Path, intent: str = "perceptu
         open_profile(profile),
         "RGB",
         "RGB",
-        renderingIntent=_intent(intent),
+        renderingIntent=intent_code(intent),
         proofRenderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
         flags=ImageCms.Flags.SOFTPROOFING,
     )
@@ -202,17 +169,3 @@ def littlecms_proof(images: Tensor, profile: str | Path, intent: str = "perceptu
         pil = Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), "RGB")
         out.append(np.asarray(ImageCms.applyTransform(pil, transform), dtype=np.float32) / 255)
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
-
-
-def separate(image, profile: str | Path, intent: str = "perceptual"):
-    """``image`` (PIL RGB, sRGB) separated into CMYK through ``profile``: a PIL CMYK image whose
-    ``info["icc_profile"]`` is the profile, ready to save as a print-ready TIFF."""
-    from PIL import ImageCms
-
-    cmyk = open_profile(profile)
-    transform = ImageCms.buildTransform(
-        ImageCms.createProfile("sRGB"), cmyk, "RGB", "CMYK", renderingIntent=_intent(intent)
-    )
-    separated = ImageCms.applyTransform(image.convert("RGB"), transform)
-    separated.info["icc_profile"] = Path(profile).read_bytes()  # the shop's file as it is, not re-serialised
-    return separated

@@ -28,6 +28,7 @@ from dreamtune.sampling.pipeline import (
     scheduler_for,
     scheduler_name,
 )
+from dreamtune.sampling.print_ready import PrintSettings, print_sheet, write_print
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,12 @@ class GenerateRequest:
     negative_prompt: str | None = None
     allow_pickle: bool = False
     lora_scale: float = 1.0
-    print_profile: str = ""  # a CMYK .icc: also write print-ready CMYK TIFFs separated through it
-    print_intent: str = "perceptual"
+    print_profile: str = ""  # a CMYK .icc: also make every image ready for print (sampling/print_ready.py)
+    print_intent: str = "relative"
+    print_black_point_compensation: bool = True
+    print_size: str = ""  # e.g. 10x15cm: resample to fit it at print_ppi ("" keeps the pixels)
+    print_ppi: int = 300
+    print_sharpen: str = "mild"
     extra: dict = field(default_factory=dict)
 
 
@@ -245,6 +250,19 @@ def png_parameters(request: GenerateRequest, record: dict, description: dict, re
     return info
 
 
+def print_settings(request: GenerateRequest) -> PrintSettings | None:
+    if not request.print_profile:
+        return None
+    return PrintSettings(
+        request.print_profile,
+        request.print_intent,
+        request.print_black_point_compensation,
+        request.print_size,
+        request.print_ppi,
+        request.print_sharpen,
+    )
+
+
 def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True) -> dict:
     """Render every prompt ``images_per_prompt`` times; writes PNGs, contact_sheet.png, generations.json."""
     from tqdm.auto import tqdm
@@ -254,12 +272,9 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
         raise UserError(f"scheduler '{request.scheduler}' is unknown; choose one of {', '.join(SCHEDULERS)}.")
     if not request.prompts:
         raise UserError("no prompt given; pass --prompt TEXT or --prompts-file FILE.")
-    if request.print_profile:  # a bad profile is reported before any work
-        from dreamtune.rewards.print_proof import INTENTS, open_profile
-
-        open_profile(request.print_profile)
-        if request.print_intent not in INTENTS:
-            raise UserError(f"--print-intent {request.print_intent} is not one of {', '.join(INTENTS)}.")
+    printing = print_settings(request)
+    if printing:  # a bad profile or print setting is reported before any work
+        printing.check()
     check_output_dir(Path(out_dir), "--out")
     pipeline, description = load_pipeline(request)
     request = dataclasses.replace(request, scheduler=scheduler_name(request.scheduler, pipeline.scheduler.config))
@@ -296,15 +311,13 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
         record = {"file": name, "prompt": prompt, "template": template, "seed": seed}
         with atomic_file(out_dir / name) as temp:
             image.save(temp, format="PNG", pnginfo=png_parameters(request, record, description, resolution))
-        if request.print_profile:
-            from dreamtune.rewards.print_proof import separate
-
-            record["print"] = name.replace(".png", ".cmyk.tif")
-            separated = separate(image, request.print_profile, request.print_intent)
-            with atomic_file(out_dir / record["print"]) as temp:
-                separated.save(temp, format="TIFF", compression="tiff_lzw", icc_profile=separated.info["icc_profile"])
+        if printing:
+            record["print"] = write_print(image, printing, out_dir, name)
         records.append(record)
     progress.close()
+    if printing:
+        pairs_per_row = max(1, request.images_per_prompt) if len(request.prompts) > 1 else 2
+        save_png(print_sheet(images, records, printing, out_dir, pairs_per_row), out_dir / "print_sheet.png")
     sheet = contact_sheet(
         images,
         [f"{r['prompt']} #{r['seed']}" for r in records],

@@ -58,8 +58,11 @@ def test_generate_cli_writes_images_sheet_and_record(tiny_models, tmp_path, caps
     not Path("/usr/share/color/icc/ghostscript/default_cmyk.icc").is_file(),
     reason="Ghostscript's default_cmyk.icc is not installed (apt-get install libgs-common; make setup does it)",
 )
-def test_generate_writes_print_ready_cmyk_tiffs_and_refuses_a_bad_profile(tiny_models, tmp_path, capsys):
+def test_generate_makes_images_ready_for_print_and_refuses_bad_print_settings(tiny_models, tmp_path, capsys):
     from PIL import Image
+
+    from dreamtune.rewards.colour import ciede2000
+    from dreamtune.sampling.print_ready import _to_lab
 
     profile = "/usr/share/color/icc/ghostscript/default_cmyk.icc"
     common = [
@@ -73,13 +76,25 @@ def test_generate_writes_print_ready_cmyk_tiffs_and_refuses_a_bad_profile(tiny_m
         "--scheduler",
         "euler",
     ]
-    assert main([*common, "--print-profile", profile, "--out", str(tmp_path / "out")]) == 0
-    record = json.loads((tmp_path / "out" / "generations.json").read_text())
-    tiff = Image.open(tmp_path / "out" / record["images"][0]["print"])
+    printing = ["--print-profile", profile, "--print-size", "2x2cm", "--ppi", "254"]
+    assert main([*common, *printing, "--out", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out"
+    record = json.loads((out / "generations.json").read_text())["images"][0]
+    tiff = Image.open(out / record["print"]["file"])
+    # the profile embedded as the shop's file, 2 cm at 254 ppi = 200 px, and the ppi in the resolution tags
     assert tiff.mode == "CMYK" and tiff.info.get("icc_profile") == Path(profile).read_bytes()
+    assert tiff.size == (200, 200) and tuple(round(v) for v in tiff.info["dpi"]) == (254, 254)
+    assert (out / "print_sheet.png").is_file() and Image.open(out / record["print"]["proof"]).mode == "RGB"
+    # the recorded check is what LittleCMS reads back from the 8-bit file on disk
+    meant = Image.open(out / record["file"]).convert("RGB").resize((200, 200), Image.Resampling.LANCZOS)
+    delta = ciede2000(_to_lab(meant).unsqueeze(0), _to_lab(tiff, profile).unsqueeze(0)).mean()
+    assert abs(float(delta) - record["print"]["delta_e00_mean"]) < 0.5  # sharpening is the difference
+    assert 0 < record["print"]["delta_e00_mean"] < 10 and 0.5 < record["print"]["chroma_kept"] <= 1.05
     (tmp_path / "rgb.icc").write_bytes(b"junk")
     assert main([*common, "--print-profile", str(tmp_path / "rgb.icc"), "--out", str(tmp_path / "bad")]) != 0
     assert "not an ICC profile" in capsys.readouterr().err and not (tmp_path / "bad").exists()  # nothing half-written
+    assert main([*common, *printing[:2], "--print-size", "big", "--out", str(tmp_path / "bad")]) != 0
+    assert "--print-size 'big' is not a size" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_latent_cache_is_reused_across_runs(tiny_models, photos, tmp_path):
