@@ -147,7 +147,7 @@ def _ui(args) -> None:
         args.host,
         args.port,
         args.auth or "",
-        Limits(args.max_upload_mb, args.max_files),
+        Limits(args.max_upload_mb, args.max_files, args.max_jobs),
         certfile=args.certfile or "",
         keyfile=args.keyfile or "",
     )
@@ -281,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--auth", default=None, metavar="USER:PASS", help="HTTP basic login (required with --host 0.0.0.0)")
     u.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted photo")
     u.add_argument("--max-files", type=int, default=100, help="most files in one photo set")
+    u.add_argument(
+        "--max-jobs", type=int, default=1, help="training jobs at once (the rest wait in the queue; default 1)"
+    )
     u.add_argument("--certfile", default=None, help="serve HTTPS with this PEM certificate (chain); see docs/ui.md")
     u.add_argument("--keyfile", default=None, help="the certificate's private key (PEM), unless --certfile holds it")
     u.set_defaults(handler=_ui)

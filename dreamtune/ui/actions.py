@@ -27,7 +27,7 @@ class Actions:
         self.access, self.limits = access, limits or Limits()
         for folder in (self.root, self.root / UPLOADS, self.root / PHOTOS):
             claim_output_dir(folder, "--runs" if folder == self.root else f"--runs' {folder.name} folder")
-        self.jobs = JobManager(self.root)
+        self.jobs = JobManager(self.root, self.limits.max_device_jobs)
 
     # ---- photos -------------------------------------------------------------------------------
     def upload(self, photo_set: str, filename: str, body: bytes, declared: int | None) -> dict:
@@ -223,13 +223,50 @@ class Actions:
         job = self.jobs.start("resume", ["train", str(folder / "config.yaml"), "--resume", "latest"], folder)
         return {"run": folder.name, "job": job.id}
 
+    def job_running(self, name: str) -> bool:
+        """Whether a job this UI started for run ``name`` is still going (a resumed run may not say so yet)."""
+        job = self.jobs.latest_for(self.root / safe_name(name, "run name"))
+        return bool(job and job.running)
+
+    def job_list(self) -> list[dict]:
+        """Queued and running jobs in the order they will run, then the last ten that ended."""
+        every = self.jobs.jobs()
+        waiting = self.jobs.queue()
+        active = [j for j in every if j.state == "running"] + waiting
+        ended = sorted((j for j in every if not j.running), key=lambda j: j.ended or 0, reverse=True)[:10]
+        return [
+            {
+                "id": j.id,
+                "kind": j.kind,
+                "target": Path(j.target).relative_to(self.root).as_posix()
+                if self.root in Path(j.target).parents
+                else Path(j.target).name,
+                "state": j.state,
+                "place": waiting.index(j) + 1 if j in waiting else None,
+                "error": self.jobs.error(j.id),
+            }
+            for j in active + ended
+        ]
+
+    def cancel(self, job_id: str) -> dict:
+        if not self.jobs.cancel(str(job_id)):
+            raise UserError(f"job {job_id} has already ended; nothing to cancel.")
+        return {"cancelled": job_id}
+
+    def move(self, job_id: str, by: int) -> dict:
+        if str(job_id) not in [j.id for j in self.jobs.queue()]:
+            raise UserError(f"job {job_id} is not waiting in the queue; only waiting jobs move.")
+        return {"queue": [j.id for j in self.jobs.move(str(job_id), int(by))]}
+
     def run(self, name: str) -> dict:
         folder = self.root / safe_name(name, "run name")
         job = self.jobs.latest_for(folder)
-        if job and job.running and not runs.is_run(folder):  # started a moment ago: its folder is not written yet
+        if job and job.running and not runs.is_run(folder):  # queued, or started a moment ago: no run files yet
+            waiting = [j.id for j in self.jobs.queue()]
             return {
                 "name": folder.name,
-                "status": "starting",
+                "status": "queued" if job.id in waiting else "starting",
+                "queue_place": waiting.index(job.id) + 1 if job.id in waiting else None,
                 "step": 0,
                 "total": None,
                 "eta_s": None,

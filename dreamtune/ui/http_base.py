@@ -1,15 +1,27 @@
-"""The HTTP plumbing under the UI's routes: a request handler that parses every request
-defensively (sizes checked before reading, bodies read against a deadline, every failure a status
-and one sentence, never a hang or a dropped connection), and the threaded server with optional TLS."""
+"""The HTTP plumbing under the UI's routes, on a maintained stack: Starlette for routing and responses,
+uvicorn (its h11 protocol) for parsing and serving, TLS included. What this module adds:
+
+* every answer carries the page's security headers (no caching, no sniffing, a strict CSP);
+* a body is checked before a byte of it is read (no chunked bodies, a size limit) and read against a
+  deadline, so a stalled or trickling client gets a 408 and its connection closed;
+* a request h11 itself refuses (a Content-Length that is not a size, a broken header) gets one sentence
+  saying so instead of uvicorn's bare "Invalid HTTP request received.";
+* ``ServedUI``: a bound socket and a uvicorn server, run in the foreground (``dreamtune ui``) or in a
+  thread (tests, benchmarks).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import sys
+import socket
+import threading
 import time
-import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dreamtune.errors import UserError
 
@@ -17,8 +29,17 @@ if TYPE_CHECKING:
     from dreamtune.ui.actions import Actions
 
 MAX_JSON = 2**20
-READ_TIMEOUT = 30  # seconds of silence before a request is dropped (a stalled client holds no thread)
+READ_TIMEOUT = 30  # seconds a body may take beyond its size at MIN_RATE (a stalled client is cut off)
 MIN_RATE = 64 * 2**10  # bytes per second a body must arrive at, after READ_TIMEOUT of grace
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'",
+}
+MALFORMED = (
+    "the request is not valid HTTP (a Content-Length that is not a size in bytes, or a broken request line or "
+    "header); send it again from the page."
+)
 
 
 class RequestProblem(Exception):
@@ -29,108 +50,78 @@ class RequestProblem(Exception):
         self.status = status
 
 
-class SafeHandler(BaseHTTPRequestHandler):
-    timeout = READ_TIMEOUT  # the socket's: a request line or header that stalls ends the connection
+class SentencesH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, answering a request h11 refuses with one sentence that names the problem."""
 
-    def setup(self) -> None:
-        super().setup()
-        if hasattr(self.connection, "do_handshake"):  # TLS: the handshake runs here, in this request's thread
-            self.connection.do_handshake()
+    def send_400_response(self, msg: str) -> None:
+        super().send_400_response(MALFORMED)
 
-    def log_message(self, fmt, *args) -> None:  # quiet: the terminal shows the CLI jobs' progress, not every poll
-        pass
 
-    # ---- plumbing -----------------------------------------------------------------------------
-    def _send(self, status: int, body: bytes, content_type: str, extra: dict | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header(
-            "Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'"
+def respond(status: int, body: bytes, content_type: str, extra: dict | None = None, close: bool = False) -> Response:
+    headers = {**SECURITY_HEADERS, **(extra or {})}
+    if close:  # an unread body must not be taken for the next request
+        headers["Connection"] = "close"
+    return Response(body, status, headers, media_type=content_type)
+
+
+def json_response(value, status: int = 200, close: bool = False) -> Response:
+    return respond(status, json.dumps(value).encode(), "application/json", close=close)
+
+
+def error_response(message: str, status: int = 400) -> Response:
+    return json_response({"error": message}, status, close=True)
+
+
+def declared_length(request: Request, limit: int) -> int:
+    """The declared body size, checked before a byte of it is read."""
+    if request.headers.get("transfer-encoding"):
+        raise RequestProblem(411, "send the request with a Content-Length (this UI does not take chunked bodies).")
+    declared = (request.headers.get("content-length") or "0").strip()
+    if not declared.isdigit():
+        raise RequestProblem(
+            400, f"the request's Content-Length {declared!r} is not a size in bytes; send it again from the page."
         )
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _json(self, value, status: int = 200) -> None:
-        self._send(status, json.dumps(value).encode(), "application/json")
-
-    def _error(self, message: str, status: int = 400) -> None:
-        self._json({"error": message}, status)
-
-    def _length(self, limit: int) -> int:
-        """The declared body size, checked before a byte of it is read."""
-        if self.headers.get("Transfer-Encoding"):
-            raise RequestProblem(411, "send the request with a Content-Length (this UI does not take chunked bodies).")
-        declared = (self.headers.get("Content-Length") or "0").strip()
-        if not declared.isdigit():
-            raise RequestProblem(
-                400, f"the request's Content-Length {declared!r} is not a size in bytes; send it again from the page."
-            )
-        if int(declared) > limit:
-            raise RequestProblem(
-                413, f"the request is larger than {limit / 2**20:.0f} MB; send fewer prompts or captions at once."
-            )
-        return int(declared)
-
-    def _body(self, length: int) -> bytes:
-        """Exactly ``length`` bytes, arriving at a usable rate (a trickling client is cut off)."""
-        deadline = time.monotonic() + READ_TIMEOUT + length / MIN_RATE
-        parts, have = [], 0
-        while have < length:
-            chunk = self.rfile.read1(
-                min(length - have, 2**16)
-            )  # what has arrived, up to 64 KB: the deadline is checked between
-            if not chunk:
-                raise RequestProblem(400, "the request ended before its body did; send it again.")
-            parts.append(chunk)
-            have += len(chunk)
-            if time.monotonic() > deadline:
-                raise RequestProblem(408, "the request's body arrived too slowly; send it again.")
-        return b"".join(parts)
-
-    def _answer(self, work) -> None:
-        """Run one request's work: every failure becomes a status and one sentence, never a hang."""
-        try:
-            work()
-        except UserError as exc:
-            self.close_connection = True  # an unread body must not be taken for the next request
-            self._error(str(exc))
-        except RequestProblem as exc:
-            self.close_connection = True
-            self._error(str(exc), exc.status)
-        except (TimeoutError, ConnectionError):
-            self.close_connection = True
-            try:
-                self._error("the request stalled; send it again.", 408)
-            except OSError:
-                pass
-        except Exception:  # a bug: say so, keep serving
-            traceback.print_exc(file=sys.stderr)
-            self.close_connection = True
-            self._error("the UI hit an internal error; its terminal shows the details (please report them).", 500)
+    if int(declared) > limit:
+        raise RequestProblem(
+            413, f"the request is larger than {limit / 2**20:.0f} MB; send fewer prompts or captions at once."
+        )
+    return int(declared)
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 64  # the listen backlog (5 by default: a burst of clients waited seconds for a SYN retry)
-    actions: Actions
-    url: str  # the link to open: address, port and this launch's token
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body (at most ``limit`` bytes), arriving at a usable rate (a stalled client is cut off)."""
+    length = declared_length(request, limit)
+    grace = request.app.state.read_timeout
+    parts = []
+    try:
+        async with asyncio.timeout(grace + length / MIN_RATE):
+            async for chunk in request.stream():
+                parts.append(chunk)
+    except TimeoutError:
+        raise RequestProblem(408, "the request stalled before its body arrived; send it again.") from None
+    return b"".join(parts)
 
-    def handle_error(self, request, client_address) -> None:
-        """A client that vanished, stalled or failed the TLS handshake is routine; anything else is printed."""
-        import ssl
 
-        error = sys.exc_info()[1]
-        if not isinstance(error, (OSError, ssl.SSLError)):
-            super().handle_error(request, client_address)
+async def answer(work) -> Response:
+    """Run one request's work: every failure becomes a status and one sentence, never a hang."""
+    import sys
+    import traceback
+
+    try:
+        return await work()
+    except UserError as exc:
+        return error_response(str(exc))
+    except RequestProblem as exc:
+        return error_response(str(exc), exc.status)
+    except ClientDisconnect:  # nobody is left to read an answer
+        return error_response("the request ended before its body did; send it again.")
+    except Exception:  # a bug: say so, keep serving
+        traceback.print_exc(file=sys.stderr)
+        return error_response("the UI hit an internal error; its terminal shows the details (please report them).", 500)
 
 
-def tls_context(certfile: str, keyfile: str):
+def check_tls(certfile: str, keyfile: str) -> None:
+    """One sentence for a certificate uvicorn could not use, before anything is served."""
     import ssl
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -141,4 +132,63 @@ def tls_context(certfile: str, keyfile: str):
             f"cannot use the certificate {certfile} (key {keyfile or 'inside it'}): {getattr(exc, 'strerror', None) or exc}; "
             "pass a PEM certificate and its private key."
         ) from None
-    return context
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port.") from None
+    sock.listen(64)  # the backlog: a burst of clients must not wait for a SYN retry
+    sock.set_inheritable(True)
+    return sock
+
+
+class ServedUI:
+    """A bound UI: ``url`` (the link to open: address, port and this launch's token), ``actions``, ``app``;
+    ``serve_forever()`` runs it in this thread, ``shutdown()`` stops it from another."""
+
+    def __init__(self, app, sock: socket.socket, url: str, actions: Actions, certfile: str = "", keyfile: str = ""):
+        import uvicorn
+
+        self.app, self.socket, self.url, self.actions = app, sock, url, actions
+        config = uvicorn.Config(
+            app,
+            http=SentencesH11Protocol,
+            lifespan="off",
+            log_level="error",  # quiet: the terminal shows the CLI jobs' progress, not every request
+            access_log=False,
+            server_header=False,
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=2,  # open event streams end with the server
+            ssl_certfile=certfile or None,
+            ssl_keyfile=keyfile or None,
+        )
+        self.server = uvicorn.Server(config)
+
+    @property
+    def server_address(self) -> tuple:
+        return self.socket.getsockname()
+
+    def serve_forever(self) -> None:
+        self.server.run(sockets=[self.socket])
+
+    def start_in_thread(self) -> ServedUI:
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def shutdown(self) -> None:
+        self.server.should_exit = True
+        if getattr(self, "thread", None):
+            self.thread.join(10)
+
+    def server_close(self) -> None:
+        self.socket.close()

@@ -40,6 +40,7 @@ def is_loopback(host: str) -> bool:
 class Limits:
     max_file_mb: float = 25.0
     max_files: int = 100
+    max_device_jobs: int = 1  # training jobs at once on this machine's accelerator; the rest wait in the queue
 
     def check_upload(self, filename: str, size: int | None, count_before: int) -> str:
         """The stored name of an accepted upload, or a one-sentence refusal."""

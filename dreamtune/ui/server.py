@@ -1,18 +1,37 @@
-"""``dreamtune ui``: a small HTTP server (standard library only) for the page in ``static/`` and the
-JSON API behind it. Nothing else in dreamtune imports this package."""
+"""``dreamtune ui``: the page in ``static/`` and the JSON API behind it, a Starlette application served by
+uvicorn (http_base.py); a run's live state reaches the page as server-sent events. Nothing else in
+dreamtune imports this package."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 import sys
-import threading
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlencode, urlparse
+from urllib.parse import unquote, urlencode
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from dreamtune.errors import UserError
 from dreamtune.ui.actions import Actions
-from dreamtune.ui.http_base import MAX_JSON, SafeHandler, Server, tls_context
+from dreamtune.ui.http_base import (
+    MAX_JSON,
+    READ_TIMEOUT,
+    SECURITY_HEADERS,
+    ServedUI,
+    answer,
+    bind,
+    check_tls,
+    error_response,
+    json_response,
+    read_body,
+    respond,
+)
 from dreamtune.ui.prompts import DREAMBENCH_PROMPTS
 from dreamtune.ui.safety import Access, Limits, inside, ui_recipe
 
@@ -48,147 +67,166 @@ def _form(actions: Actions, query: dict) -> list[dict]:
     return [f.as_dict() for f in form_fields(ui_recipe(actions.root, query.get("recipe", "miniature-lora")))]
 
 
-class Handler(SafeHandler):
-    actions: Actions  # set on the subclass serve() makes
-    server_version = "dreamtune-ui"
-
-    def _gate(self, path: str, query: dict) -> bool:
-        """Host name, login, then this launch's token; a link's ``?token=`` becomes a cookie."""
-        access = self.actions.access
-        if not access.host_allowed(self.headers.get("Host")):
-            self._error("this UI answers only requests addressed to 127.0.0.1 or localhost.", 403)
-            return False
-        if not access.authorized(self.headers.get("Authorization")):
-            self._send(401, b"login required", "text/plain", {"WWW-Authenticate": 'Basic realm="dreamtune"'})
-            return False
-        if not access.token_ok(access.token_from(self.headers, query)):
-            if path in PAGES:
-                self._send(403, NO_TOKEN.encode(), "text/html; charset=utf-8")
-            else:
-                self._error(
-                    "this request lacks the UI's token; open the link printed in the terminal where dreamtune ui started.",
-                    403,
-                )
-            return False
-        if "token" in query and self.command in (
-            "GET",
-            "HEAD",
-        ):  # the printed link: keep the token in a cookie, drop it from the address
-            rest = urlencode({k: v for k, v in query.items() if k != "token"})
-            self._send(
-                303, b"", "text/plain", {"Location": path + (f"?{rest}" if rest else ""), "Set-Cookie": access.cookie()}
-            )
-            return False
-        return True
-
-    def _route(self) -> tuple[str, dict] | None:
-        url = urlparse(self.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        return (url.path, query) if self._gate(url.path, query) else None
-
-    # ---- GET ----------------------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
-        self._answer(self._get)
-
-    do_HEAD = do_GET
-
-    def _get(self) -> None:
-        routed = self._route()
-        if routed is None:
-            return
-        path, query = routed
+def _gate(request: Request, actions: Actions) -> Response | None:
+    """Host name, login, then this launch's token; a link's ``?token=`` becomes a cookie. None: let it in."""
+    access, path, query = actions.access, request.scope["path"], dict(request.query_params)
+    if not access.host_allowed(request.headers.get("host")):
+        return error_response("this UI answers only requests addressed to 127.0.0.1 or localhost.", 403)
+    if not access.authorized(request.headers.get("authorization")):
+        return respond(401, b"login required", "text/plain", {"WWW-Authenticate": 'Basic realm="dreamtune"'})
+    if not access.token_ok(access.token_from(request.headers, query)):
         if path in PAGES:
-            self._send(200, (STATIC / "index.html").read_bytes(), "text/html; charset=utf-8")
-        elif path.startswith("/static/"):
-            self._static(path[len("/static/") :])
-        elif path == "/favicon.ico":  # what browsers ask for before reading the page's <link>
-            self._static("favicon.svg")
-        elif path.startswith("/files/"):
-            self._file(unquote(path[len("/files/") :]), "download" in query)
-        elif path.startswith("/api/"):
-            self._json(self._get_api(path[5:], query))
-        else:
-            self._error(f"{path} is not a page of this UI.", 404)
-
-    def _get_api(self, name: str, query: dict):
-        a = self.actions
-        routes = {
-            "info": lambda: _info(a),
-            "form": lambda: _form(a, query),
-            "runs": a.list_runs,
-            "run": lambda: a.run(query.get("name", "")),
-            "photos": lambda: a.photo_set(query.get("set", "")),
-            "generation": lambda: a.generation(query.get("path", "")),
-        }
-        if name not in routes:
-            raise UserError(f"/api/{name} is not part of this UI's API.")
-        return routes[name]()
-
-    def _static(self, name: str) -> None:
-        path = STATIC / Path(name).name
-        if not path.is_file():
-            self._error(f"{name} is not a file of this UI.", 404)
-            return
-        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        self._send(
-            200,
-            path.read_bytes(),
-            kind + ("; charset=utf-8" if kind.startswith("text/") or kind.endswith("javascript") else ""),
+            return respond(403, NO_TOKEN.encode(), "text/html; charset=utf-8")
+        return error_response(
+            "this request lacks the UI's token; open the link printed in the terminal where dreamtune ui started.", 403
         )
+    if "token" in query and request.method in ("GET", "HEAD"):  # the printed link: a cookie, then the bare address
+        rest = urlencode({k: v for k, v in query.items() if k != "token"})
+        return respond(
+            303, b"", "text/plain", {"Location": path + (f"?{rest}" if rest else ""), "Set-Cookie": access.cookie()}
+        )
+    return None
 
-    def _file(self, relative: str, download: bool) -> None:
-        path = inside(self.actions.root, relative)
-        if not path.is_file():
-            self._error(f"{relative} does not exist under the runs folder.", 404)
-            return
-        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        extra = {"Content-Disposition": f'attachment; filename="{path.name}"'} if download else {}
-        self._send(200, path.read_bytes(), kind, extra)
 
-    # ---- POST ---------------------------------------------------------------------------------
-    def do_POST(self) -> None:  # noqa: N802
-        self._answer(self._post)
+def _static(name: str) -> Response:
+    path = STATIC / Path(name).name
+    if not path.is_file():
+        return error_response(f"{name} is not a file of this UI.", 404)
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    charset = "; charset=utf-8" if kind.startswith("text/") or kind.endswith("javascript") else ""
+    return respond(200, path.read_bytes(), kind + charset)
 
-    def _post(self) -> None:
-        routed = self._route()
-        if routed is None:
-            return
-        path, query = routed
-        if self.headers.get(CSRF_HEADER) != "1":
-            self._error(f"requests that change anything must carry the {CSRF_HEADER} header (the page sends it).", 403)
-            return
-        if path == "/api/upload":
-            declared = self.headers.get("Content-Length")
-            size = int(declared) if declared and declared.strip().isdigit() else None
-            filename = unquote(self.headers.get("X-File-Name", "") or query.get("name", ""))
-            self.actions.limits.check_upload(filename, size, 0)  # refuse before reading a huge body
-            body = self._body(self._length(int(self.actions.limits.max_file_mb * 2**20)))
-            self._json(self.actions.upload(query.get("set", ""), filename, body, size))
-            return
+
+def _file(actions: Actions, relative: str, download: bool) -> Response:
+    path = inside(actions.root, relative)
+    if not path.is_file():
+        return error_response(f"{relative} does not exist under the runs folder.", 404)
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    extra = {"Content-Disposition": f'attachment; filename="{path.name}"'} if download else {}
+    return respond(200, path.read_bytes(), kind, extra)
+
+
+def _get_api(actions: Actions, name: str, query: dict):
+    a = actions
+    routes = {
+        "info": lambda: _info(a),
+        "form": lambda: _form(a, query),
+        "runs": a.list_runs,
+        "jobs": a.job_list,
+        "run": lambda: a.run(query.get("name", "")),
+        "photos": lambda: a.photo_set(query.get("set", "")),
+        "generation": lambda: a.generation(query.get("path", "")),
+    }
+    if name not in routes:
+        raise UserError(f"/api/{name} is not part of this UI's API.")
+    return routes[name]()
+
+
+def _post_api(actions: Actions, name: str, r: dict):
+    a = actions
+    routes = {
+        "sample": lambda: a.sample_photos(r.get("set", ""), r.get("subject", "")),
+        "prepare": lambda: a.prepare(
+            r.get("set", ""), r.get("instance_prompt", ""), int(r.get("resolution") or 512), r.get("folder", "")
+        ),
+        "captions": lambda: a.edit_captions(r.get("set", ""), r.get("captions", {})),
+        "train": lambda: a.train(r),
+        "stop": lambda: a.stop(r.get("run", "")),
+        "resume": lambda: a.resume(r.get("run", "")),
+        "cancel": lambda: a.cancel(r.get("job", "")),
+        "move": lambda: a.move(r.get("job", ""), int(r.get("by") or 0)),
+        "generate": lambda: a.generate(r),
+    }
+    if name not in routes:
+        raise UserError(f"/api/{name} is not part of this UI's API.")
+    return routes[name]()
+
+
+EVENT_INTERVAL = 1.0  # seconds between looks at a run for the event stream
+ENDED = ("finished", "failed", "stopped", "incomplete", "paused")
+
+
+async def _run_events(actions: Actions, request: Request, name: str):
+    """Server-sent events: the run's state whenever it changes, until it ends or the page goes."""
+    last = None
+    while not await request.is_disconnected():
         try:
-            request = json.loads(self._body(self._length(MAX_JSON)) or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UserError("the request is not valid JSON; reload the page.") from None
-        if not isinstance(request, dict):
-            raise UserError("the request is not a JSON object; reload the page.")
-        self._json(self._post_api(path[len("/api/") :], request))
+            run = await run_in_threadpool(actions.run, name)
+        except UserError as exc:
+            yield f"event: failure\ndata: {json.dumps({'error': str(exc)})}\n\n"
+            return
+        text = json.dumps(run)
+        if text != last:
+            yield f"data: {text}\n\n"
+            last = text
+        if run["status"] in ENDED and not await run_in_threadpool(actions.job_running, name):
+            yield "event: end\ndata: {}\n\n"  # the page closes the stream (else the browser would reconnect)
+            return
+        await asyncio.sleep(EVENT_INTERVAL)
 
-    def _post_api(self, name: str, r: dict):
-        a = self.actions
-        routes = {
-            "sample": lambda: a.sample_photos(r.get("set", ""), r.get("subject", "")),
-            "prepare": lambda: a.prepare(
-                r.get("set", ""), r.get("instance_prompt", ""), int(r.get("resolution") or 512), r.get("folder", "")
-            ),
-            "captions": lambda: a.edit_captions(r.get("set", ""), r.get("captions", {})),
-            "train": lambda: a.train(r),
-            "stop": lambda: a.stop(r.get("run", "")),
-            "resume": lambda: a.resume(r.get("run", "")),
-            "generate": lambda: a.generate(r),
-        }
-        if name not in routes:
-            raise UserError(f"/api/{name} is not part of this UI's API.")
-        return routes[name]()
+
+def make_app(actions: Actions):
+    """The Starlette application: one entry point per method, the gate first, every failure one sentence."""
+
+    async def get(request: Request) -> Response:
+        async def work():
+            refused = _gate(request, actions)
+            if refused is not None:
+                return refused
+            path, query = request.scope["path"], dict(request.query_params)
+            if path in PAGES:
+                return respond(200, (STATIC / "index.html").read_bytes(), "text/html; charset=utf-8")
+            if path.startswith("/static/"):
+                return _static(path[len("/static/") :])
+            if path == "/favicon.ico":  # what browsers ask for before reading the page's <link>
+                return _static("favicon.svg")
+            if path.startswith("/files/"):
+                return _file(actions, path[len("/files/") :], "download" in query)
+            if path == "/api/events":
+                name = query.get("run", "")
+                return StreamingResponse(
+                    _run_events(actions, request, name), media_type="text/event-stream", headers=SECURITY_HEADERS
+                )
+            if path.startswith("/api/"):
+                return json_response(await run_in_threadpool(_get_api, actions, path[5:], query))
+            return error_response(f"{path} is not a page of this UI.", 404)
+
+        return await answer(work)
+
+    async def post(request: Request) -> Response:
+        async def work():
+            refused = _gate(request, actions)
+            if refused is not None:
+                return refused
+            path, query = request.scope["path"], dict(request.query_params)
+            if request.headers.get(CSRF_HEADER) != "1":
+                return error_response(
+                    f"requests that change anything must carry the {CSRF_HEADER} header (the page sends it).", 403
+                )
+            if path == "/api/upload":
+                declared = request.headers.get("content-length")
+                size = int(declared) if declared and declared.strip().isdigit() else None
+                filename = unquote(request.headers.get("x-file-name", "") or query.get("name", ""))
+                actions.limits.check_upload(filename, size, 0)  # refuse before reading a huge body
+                body = await read_body(request, int(actions.limits.max_file_mb * 2**20))
+                return json_response(
+                    await run_in_threadpool(actions.upload, query.get("set", ""), filename, body, size)
+                )
+            try:
+                payload = json.loads(await read_body(request, MAX_JSON) or b"{}")
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise UserError("the request is not valid JSON; reload the page.") from None
+            if not isinstance(payload, dict):
+                raise UserError("the request is not a JSON object; reload the page.")
+            return json_response(await run_in_threadpool(_post_api, actions, path[len("/api/") :], payload))
+
+        return await answer(work)
+
+    app = Starlette(
+        routes=[Route("/{path:path}", get, methods=["GET", "HEAD"]), Route("/{path:path}", post, methods=["POST"])]
+    )
+    app.state.read_timeout = READ_TIMEOUT
+    return app
 
 
 def make_server(
@@ -200,26 +238,20 @@ def make_server(
     token: str | None = None,
     certfile: str = "",
     keyfile: str = "",
-) -> Server:
+) -> ServedUI:
     """The UI's server, bound and ready (``server.url`` is the link to open); nothing is served yet."""
     import socket
 
-    context = tls_context(certfile, keyfile) if certfile else None
     if keyfile and not certfile:
         raise UserError("--keyfile needs --certfile (the certificate the key belongs to).")
-    access = Access(host, port, auth, **({"token": token} if token else {}), tls=bool(context))
+    if certfile:
+        check_tls(certfile, keyfile)
+    access = Access(host, port, auth, **({"token": token} if token else {}), tls=bool(certfile))
     actions = Actions(Path(runs), access, limits)
-    handler = type("BoundHandler", (Handler,), {"actions": actions})
-    try:
-        server = Server((host, port), handler)
-    except OSError as exc:
-        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port.") from None
-    if context:
-        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-    server.actions = actions
+    sock = bind(host, port)
     shown = host if access.local else socket.gethostname()
-    server.url = f"{'https' if context else 'http'}://{shown}:{server.server_address[1]}/?token={access.token}"
-    return server
+    url = f"{'https' if certfile else 'http'}://{shown}:{sock.getsockname()[1]}/?token={access.token}"
+    return ServedUI(make_app(actions), sock, url, actions, certfile, keyfile)
 
 
 def serve(
@@ -230,7 +262,6 @@ def serve(
     def interrupt(number, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)  # stopped like Ctrl-C: its runs checkpoint and stop (resume them later)
     server = make_server(runs, host, port, auth, limits, certfile=certfile, keyfile=keyfile)
     print(
         f"dreamtune UI on {server.url}\n  (open that link: its token keeps other users of this machine out; runs in "
@@ -246,13 +277,21 @@ def serve(
         )
     if ready:
         ready(server)
+    # uvicorn stops on SIGINT / SIGTERM and then raises the signal again with the handler found here
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        server.actions.jobs.stop_all()
         server.server_close()
+        going = [j for j in server.actions.jobs.jobs() if j.running]
+        if going:  # they outlive the UI: their runners go on, and start the queue's next jobs
+            print(
+                f"{len(going)} job(s) keep running or waiting; run dreamtune ui again to follow them "
+                "(Stop on the Runs page pauses a run).",
+                flush=True,
+            )
 
 
 def serve_in_thread(
@@ -264,8 +303,6 @@ def serve_in_thread(
     token: str | None = None,
     certfile: str = "",
     keyfile: str = "",
-) -> Server:
+) -> ServedUI:
     """For tests: a server on a free port in a daemon thread; returns it (``server.shutdown()`` stops it)."""
-    server = make_server(runs, host, port, auth, limits, token, certfile, keyfile)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return make_server(runs, host, port, auth, limits, token, certfile, keyfile).start_in_thread()

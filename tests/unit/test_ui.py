@@ -347,3 +347,37 @@ def test_a_run_that_ended_with_an_error_shows_as_failed_not_incomplete(tmp_path)
         time.sleep(0.2)
     info = actions.run("broken")
     assert actions.jobs.get(job.id).exit_code == 2 and info["status"] == "failed" and info["error"]
+
+
+def _events(url: str, limit: int = 10, timeout: float = 20) -> list[tuple[str, dict]]:
+    """(event, data) pairs of a server-sent event stream, read until it ends."""
+    request = urllib.request.Request(url, headers={TOKEN_HEADER: TOKEN})
+    found, kind = [], "message"
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                found.append((kind, json.loads(line[6:])))
+                kind = "message"
+                if len(found) >= limit:
+                    break
+    return found
+
+
+def test_a_runs_state_streams_as_server_sent_events_until_it_ends(server):
+    base, root = server
+    folder = root / "done"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("train:\n  steps: 40\n")
+    _metrics(folder, 40)
+    (folder / "model").mkdir()
+    (folder / "model" / "dreamtune.json").write_text("{}")
+    events = _events(base + "/api/events?run=done")
+    assert [kind for kind, _ in events] == ["message", "end"]  # the state once, then the stream ends with the run
+    assert events[0][1]["status"] == "finished" and events[0][1]["step"] == 40
+    failure = _events(base + "/api/events?run=nothing-here")
+    assert failure[0][0] == "failure" and "there is no run named nothing-here" in failure[0][1]["error"]
+    assert _call(base + "/api/events?run=done", token="guess")[0] == 403  # the gate holds for streams too

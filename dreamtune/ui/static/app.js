@@ -149,7 +149,30 @@ async function startTraining() {
 }
 
 // ---- runs -------------------------------------------------------------------------------------
+async function refreshQueue() {
+  const jobs = (await api("jobs")).filter((job) => job.state === "queued" || job.state === "running");
+  const table = $("queue-table");
+  table.replaceChildren(el("tr", {}, el("th", { text: "job" }), el("th", { text: "folder" }), el("th", { text: "state" }), el("th", { text: "" })));
+  for (const job of jobs) {
+    const act = (label, path, body) => {
+      const button = el("button", { text: label, "data-job": job.id, title: label });
+      button.onclick = async () => {
+        try { await api(path, body); } catch (error) { $("queue-error").textContent = error.message; }
+        refreshQueue(); refreshRuns();
+      };
+      return button;
+    };
+    const controls = job.state === "queued"
+      ? [act("↑", "move", { job: job.id, by: -1 }), act("↓", "move", { job: job.id, by: 1 }), act("cancel", "cancel", { job: job.id })]
+      : [act("stop", "cancel", { job: job.id })];
+    table.append(el("tr", {}, el("td", { text: job.kind }), el("td", { text: job.target }),
+      el("td", { text: job.place ? `queued (#${job.place})` : job.state }), el("td", {}, ...controls)));
+  }
+  table.hidden = !jobs.length;
+}
+
 async function refreshRuns() {
+  refreshQueue();
   const list = await api("runs");
   const table = $("runs-table");
   table.replaceChildren(el("tr", {}, el("th", { text: "run" }), el("th", { text: "status" }), el("th", { text: "step" }), el("th", { text: "" })));
@@ -167,19 +190,28 @@ function openRun(name) {
   remember("runs");
   $("run-detail").hidden = false;
   $("run-title").textContent = name;
-  clearInterval(state.poll);
-  pollRun();
-  state.poll = setInterval(pollRun, 1000);
+  follow(name);
+}
+
+// The open run's state arrives as server-sent events (/api/events) whenever it changes; the browser
+// reconnects by itself after a dropped connection, and the stream ends when the run does.
+function follow(name) {
+  if (state.events) state.events.close();
+  state.events = new EventSource("/api/events?run=" + encodeURIComponent(name));
+  state.events.onmessage = (message) => showRun(JSON.parse(message.data));
+  state.events.addEventListener("end", () => { state.events.close(); refreshLists(); });
+  state.events.addEventListener("failure", (message) => {
+    $("run-error").textContent = JSON.parse(message.data).error;
+    state.events.close();
+  });
 }
 
 const clock = (seconds) => seconds == null ? "" : seconds < 60 ? `${Math.round(seconds)} s` : `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
 
-async function pollRun() {
-  let run;
-  try { run = await api("run?name=" + encodeURIComponent(state.openRun)); }
-  catch (error) { $("run-error").textContent = error.message; return; }
-  state.polls = (state.polls || 0) + 1;
-  if ($("run-status").textContent !== run.status || state.polls % 5 === 0) refreshRuns();   // the list follows the open run
+function showRun(run) {
+  state.lastRun = run;
+  state.updates = (state.updates || 0) + 1;
+  if ($("run-status").textContent !== run.status || state.updates % 5 === 0) refreshRuns();   // the list follows the open run
   $("run-status").textContent = run.status;
   $("run-status").className = "badge " + run.status;
   const preparing = run.phase && run.step === 0 && run.phase.label !== "training";   // class images, prepare: before step 1
@@ -187,12 +219,13 @@ async function pollRun() {
   $("progress-fill").style.width = `${Math.round(100 * (total ? done / total : 0))}%`;
   let text = run.status === "starting" && !preparing ? "starting: loading the model" : total ? `step ${done} / ${total}` : `step ${done}`;
   if (preparing) text = `${run.phase.label || "preparing"}: ${done} / ${total}`;
+  if (run.status === "queued") text = `waiting in the queue (#${run.queue_place}): it starts when the jobs before it end`;
   const eta = preparing ? run.phase.eta_s : run.eta_s;
   if (eta != null && run.status !== "paused") text += ` · about ${clock(eta)} left`;
   $("progress-text").textContent = text;
   $("run-error").textContent = run.error ? "error: " + run.error : "";
   $("run-notice").textContent = run.notice || "";
-  $("stop").disabled = !(run.status === "running" || run.status === "starting");
+  $("stop").disabled = !(run.status === "running" || run.status === "starting" || run.status === "queued");
   $("resume").disabled = !(run.status === "stopped" || run.status === "paused" || (run.status === "failed" && run.checkpoints.length));
   drawCurves(run.curves);
   const sheets = run.files.validation;
@@ -205,10 +238,7 @@ async function pollRun() {
   renderMonitor(run.monitor);
   renderDownloads(run.files);
   $("log").textContent = run.log.join("\n");
-  if (run.status === "finished" || (run.status !== "running" && run.status !== "starting" && run.error)) {
-    clearInterval(state.poll);
-    refreshLists();
-  }
+
 }
 
 function drawCurves(curves) {
@@ -345,7 +375,7 @@ async function init() {
   $("start").onclick = startTraining;
   $("stop").onclick = stopRun;
   $("resume").onclick = resumeRun;
-  $("series").onchange = pollRun;
+  $("series").onchange = () => state.lastRun && drawCurves(state.lastRun.curves);
   $("generate").onclick = generate;
   $("dreambench").onclick = fillDreamBench;
   $("recipe").onchange = () => { recipeModel(); loadForm(); };
