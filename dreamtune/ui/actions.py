@@ -17,6 +17,7 @@ from dreamtune.ui.jobs import JobManager
 from dreamtune.ui.safety import HUB_ID, Access, Limits, confine_config, safe_name, ui_recipe
 
 UPLOADS = "uploads"
+CAPTION_SUFFIXES = (".txt", ".jsonl")
 PHOTOS = "photos"
 MINIATURE = "miniature"
 
@@ -40,8 +41,34 @@ class Actions:
             target, n = folder / f"{Path(name).stem}-{n}{Path(name).suffix}", n + 1
         with atomic_file(target) as temp:
             temp.write_bytes(body)
-        captions = sum(1 for f in folder.iterdir() if f.suffix.lower() in (".txt", ".jsonl"))
-        return {"saved": target.name, "count": count + 1, "captions": captions}
+        captions = sum(1 for f in folder.iterdir() if f.suffix.lower() in CAPTION_SUFFIXES)
+        return {"saved": target.name, "count": count + 1 - captions, "captions": captions}
+
+    def uploads(self, photo_set: str) -> dict:
+        """The files uploaded to ``photo_set`` so far (photos and caption files), for the thumbnails."""
+        folder = self.root / UPLOADS / safe_name(photo_set, "photo set name")
+        files = (
+            sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
+        )
+        return {
+            "files": [
+                {
+                    "name": p.name,
+                    "path": p.relative_to(self.root).as_posix(),
+                    "photo": p.suffix.lower() not in CAPTION_SUFFIXES,
+                }
+                for p in files
+            ]
+        }
+
+    def remove_upload(self, photo_set: str, name: str) -> dict:
+        """Remove one uploaded file (the UI's own copy under uploads/, never a file of yours elsewhere)."""
+        folder = self.root / UPLOADS / safe_name(photo_set, "photo set name")
+        target = folder / safe_name(Path(name).name, "file name")
+        if not target.is_file():
+            raise UserError(f"photo set {folder.name} has no upload {name}; reload the page.")
+        target.unlink()
+        return self.uploads(photo_set)
 
     def sample_photos(self, photo_set: str, subject: str, count: int = 5) -> dict:
         """Renders of a held-out subject of the miniature's world, as if photographed (offline trial)."""

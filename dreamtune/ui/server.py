@@ -5,6 +5,8 @@ dreamtune imports this package."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import mimetypes
 import sys
@@ -32,6 +34,7 @@ from dreamtune.ui.http_base import (
     read_body,
     respond,
 )
+from dreamtune.ui.presets import preset, recipe_groups
 from dreamtune.ui.prompts import DREAMBENCH_PROMPTS
 from dreamtune.ui.safety import Access, Limits, inside, ui_recipe
 
@@ -53,12 +56,38 @@ def _info(actions: Actions) -> dict:
         "local": actions.access.local,
         "recipes": [n for n in recipe_names() if "/" not in n],  # not the miniature's pretraining stages
         "recipe_models": {n: actions.recipe_model(n) for n in recipe_names() if "/" not in n},
+        "recipe_groups": recipe_groups(),
         "subjects": list(world.HELD_OUT),
         "prompts": DREAMBENCH_PROMPTS,
         "photo_sets": actions.photo_sets(),
         "miniature_contexts": [c.replace("_", " ") for c in world.CONTEXTS],
         "limits": {"max_file_mb": actions.limits.max_file_mb, "max_files": actions.limits.max_files},
+        "device": device_summary(),
     }
+
+
+@functools.lru_cache(maxsize=1)
+def device_summary() -> str:
+    """What trains here, in words: the accelerator (name, memory) or the CPU (cores, memory)."""
+    import platform
+
+    import psutil
+    import torch
+
+    memory = psutil.virtual_memory()
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        count = torch.cuda.device_count()
+        return (
+            f"{count} x {props.name}, {props.total_memory / 2**30:.0f} GiB each"
+            if count > 1
+            else (f"{props.name}, {props.total_memory / 2**30:.0f} GiB")
+        )
+    cpu = platform.machine()
+    with contextlib.suppress(OSError):
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return f"CPU ({cpu}, {psutil.cpu_count()} threads), {memory.total / 2**30:.0f} GiB memory, no GPU"
 
 
 def _form(actions: Actions, query: dict) -> list[dict]:
@@ -115,6 +144,8 @@ def _get_api(actions: Actions, name: str, query: dict):
         "jobs": a.job_list,
         "run": lambda: a.run(query.get("name", "")),
         "photos": lambda: a.photo_set(query.get("set", "")),
+        "uploads": lambda: a.uploads(query.get("set", "")),
+        "preset": lambda: preset(query.get("model", ""), a.access.local_path),
         "generation": lambda: a.generation(query.get("path", "")),
     }
     if name not in routes:
@@ -130,6 +161,7 @@ def _post_api(actions: Actions, name: str, r: dict):
             r.get("set", ""), r.get("instance_prompt", ""), int(r.get("resolution") or 512), r.get("folder", "")
         ),
         "captions": lambda: a.edit_captions(r.get("set", ""), r.get("captions", {})),
+        "remove_upload": lambda: a.remove_upload(r.get("set", ""), r.get("file", "")),
         "train": lambda: a.train(r),
         "stop": lambda: a.stop(r.get("run", "")),
         "resume": lambda: a.resume(r.get("run", "")),

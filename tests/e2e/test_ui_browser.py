@@ -70,6 +70,13 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         page.fill("#set-name", "cat")
         page.set_input_files("#files", files)
         page.wait_for_function("document.getElementById('upload-status').textContent.startsWith('6 file(s)')")
+        # every upload as a thumbnail with a remove button (issue 37): a wrong file can go before Prepare
+        page.wait_for_function("document.querySelectorAll('#uploads figure').length === 6")
+        page.set_input_files("#files", [files[0]])  # the same photo twice by mistake ...
+        page.wait_for_function("document.querySelectorAll('#uploads figure').length === 7")
+        duplicate = page.locator("#uploads button[data-remove='cat3-0-1.png']")
+        duplicate.click()  # ... removed again
+        page.wait_for_function("document.querySelectorAll('#uploads figure').length === 6")
         page.fill("#instance-prompt", "a sks cat")
         page.fill("#resolution", "64")
         page.click("#prepare")
@@ -130,6 +137,18 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         eta = page.locator("#progress-text").inner_text()  # one wording for every estimate (issue 38)
         assert re.search(r"about (\d+ s|\d+ min \d+ s) left$", eta), eta
         page.screenshot(path=str(shots / "training.png"), full_page=True)
+        # a second training job waits in the queue while this one trains, and can be cancelled (issue 37)
+        queued = page.request.post(
+            base.split("/?")[0] + "/api/train",
+            headers={"X-Dreamtune": "1"},
+            data={"name": "cat-run-2", "photos": "cat", "class_noun": "cat", "settings": {"train.steps": "5"}},
+        )
+        assert queued.ok, queued.text()
+        page.evaluate("refreshRuns()")
+        page.wait_for_function("document.getElementById('queue-table').textContent.includes('queued (#1)')")
+        page.screenshot(path=str(shots / "queue.png"), full_page=True)
+        page.click(f"#queue-table button[data-job='{queued.json()['job']}'] >> text=cancel")
+        page.wait_for_function("!document.getElementById('queue-table').textContent.includes('queued')")
         # a second tab on the Runs page, no run open: its list follows the training on its own (issue 38)
         other = browser.new_page(bypass_csp=True)  # its own context: the printed link logs it in
         other.goto(base)
@@ -155,6 +174,10 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         assert "resumed from" in (root / "cat-run" / "metrics.jsonl").read_text() or any(
             "resumed from" in p.read_text() for p in (root / ".ui-jobs").glob("*-resume.log")
         )
+        # every validation sheet by step, and the curve with log scale (issue 37)
+        page.wait_for_function("document.querySelectorAll('#sample-gallery figure').length >= 2")
+        assert page.locator("#sample-gallery figcaption").first.inner_text().startswith("step ")
+        page.check("#log-scale")
         page.screenshot(path=str(shots / "run.png"), full_page=True)
         # a reload comes back to the open run (the address keeps the view; issue 37)
         page.reload()

@@ -381,3 +381,24 @@ def test_a_runs_state_streams_as_server_sent_events_until_it_ends(server):
     failure = _events(base + "/api/events?run=nothing-here")
     assert failure[0][0] == "failure" and "there is no run named nothing-here" in failure[0][1]["error"]
     assert _call(base + "/api/events?run=done", token="guess")[0] == 403  # the gate holds for streams too
+
+
+def test_uploads_show_as_a_list_with_remove_and_caption_files_are_not_counted_as_photos(server):
+    base, root = server
+    post = {"X-Dreamtune": "1"}
+    assert json.loads(_call(base + "/api/upload?set=s", b"png", {**post, "X-File-Name": "a.png"})[1])["count"] == 1
+    answer = json.loads(_call(base + "/api/upload?set=s", b"a sks dog", {**post, "X-File-Name": "a.txt"})[1])
+    assert (answer["count"], answer["captions"]) == (1, 1)  # a caption file is not a photo (issue 37)
+    listed = json.loads(_call(base + "/api/uploads?set=s")[1])["files"]
+    assert [(f["name"], f["photo"], f["path"]) for f in listed] == [
+        ("a.png", True, "uploads/s/a.png"),
+        ("a.txt", False, "uploads/s/a.txt"),
+    ]
+    status, body = _call(base + "/api/remove_upload", {"set": "s", "file": "a.png"}, post)
+    assert status == 200 and [f["name"] for f in json.loads(body)["files"]] == ["a.txt"]
+    assert not (root / "uploads" / "s" / "a.png").exists()
+    for name in ("a.png", "../../../etc/passwd", ".dreamtune"):
+        status, body = _call(base + "/api/remove_upload", {"set": "s", "file": name}, post)
+        assert status == 400, name
+    assert (root / ".dreamtune").exists() and (root / "uploads" / "s" / "a.txt").exists()
+    assert "GiB" in json.loads(_call(base + "/api/info")[1])["device"]  # what trains here, shown in the header

@@ -50,12 +50,31 @@ async function upload(files) {
   const notes = captions ? ` (${captions} of them caption files, not photos)` : "";
   $("upload-status").textContent = `${saved} file(s) in photo set ${set}${notes}.` + (problems.length ? " " : "");
   if (problems.length) $("upload-status").append(el("div", { class: "error", text: problems.join("\n") }));
+  showUploads();
+}
+
+// The uploads of the chosen set as thumbnails, each with a button that removes it (before Prepare).
+async function showUploads() {
+  const set = $("set-name").value;
+  let files = [];
+  try { files = (await api("uploads?set=" + encodeURIComponent(set))).files; } catch (error) { /* a name being typed */ }
+  $("uploads").replaceChildren(...files.map((file) => {
+    const remove = el("button", { text: "×", title: "remove " + file.name, "data-remove": file.name });
+    remove.onclick = async () => {
+      try { await api("remove_upload", { set, file: file.name }); } catch (error) { $("upload-status").textContent = error.message; }
+      showUploads();
+    };
+    const picture = file.photo ? el("img", { src: fileUrl(file.path), alt: file.name, title: file.name })
+      : el("div", { class: "note", text: file.name });
+    return el("figure", {}, picture, remove);
+  }));
 }
 
 async function samplePhotos() {
   try {
     const data = await api("sample", { set: $("set-name").value, subject: $("sample-subject").value });
     $("upload-status").textContent = `${data.saved.length} photos of ${$("sample-subject").value} added.`;
+    showUploads();
     $("instance-prompt").value = `a sks ${data.class_noun}`;
     $("class-noun").value = data.class_noun;
   } catch (error) { $("upload-status").textContent = error.message; }
@@ -104,6 +123,15 @@ async function saveCaptions() {
 }
 
 // ---- train ------------------------------------------------------------------------------------
+// a base model typed in proposes the recipe of its family, with that recipe's resolution and settings
+async function proposePreset() {
+  try {
+    const found = await api("preset?model=" + encodeURIComponent($("base-model").value));
+    $("preset-note").textContent = found.note;
+    if (found.recipe && found.recipe !== $("recipe").value) { $("recipe").value = found.recipe; await loadForm(); }
+  } catch (error) { $("preset-note").textContent = error.message; }
+}
+
 // the base-model box shows the chosen recipe's own model; what the user types there replaces it
 function recipeModel() { $("base-model").value = (state.info.recipe_models || {})[$("recipe").value] || ""; }
 
@@ -234,6 +262,15 @@ function showRun(run) {
     if ($("sheet").dataset.src !== newest) { $("sheet").src = newest; $("sheet").dataset.src = newest; $("sheet").alt = sheets[sheets.length - 1]; }
   }
   $("sheet").hidden = !sheets.length;          // no broken-image icon while there is no sheet
+  if ($("sample-gallery").dataset.count !== String(sheets.length)) {   // every sheet, by step: how the samples moved
+    $("sample-gallery").dataset.count = String(sheets.length);
+    $("sample-gallery").replaceChildren(...sheets.map((sheet) => {
+      const step = Number((sheet.match(/step-(\d+)/) || [0, 0])[1]);
+      const figure = el("figure", {}, el("img", { src: fileUrl(sheet), alt: `samples at step ${step}` }), el("figcaption", { text: `step ${step}` }));
+      figure.onclick = () => { $("sheet").src = fileUrl(sheet); $("sheet").dataset.src = fileUrl(sheet); };
+      return figure;
+    }));
+  }
   $("sheet-note").hidden = sheets.length > 0;
   renderMonitor(run.monitor);
   renderDownloads(run.files);
@@ -253,16 +290,22 @@ function drawCurves(curves) {
   const svg = $("curve");
   svg.replaceChildren();
   if (points.length < 2) return;
-  const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
+  const logScale = $("log-scale").checked && points.every((p) => p[1] > 0);
+  const value = (y) => logScale ? Math.log10(y) : y;
+  const xs = points.map((p) => p[0]), ys = points.map((p) => value(p[1]));
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
   const sx = (x) => 40 + 370 * (x - x0) / Math.max(1e-9, x1 - x0), sy = (y) => 200 - 185 * (y - y0) / Math.max(1e-12, y1 - y0);
   const ns = "http://www.w3.org/2000/svg";
   const line = (d, colour, width) => { const p = document.createElementNS(ns, "polyline"); p.setAttribute("points", d);
     p.setAttribute("fill", "none"); p.setAttribute("stroke", colour); p.setAttribute("stroke-width", width); svg.append(p); return p; };
-  line(points.map((p) => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" "), "#cbd5e1", 1);
-  const smooth = points.map((p, i) => { const w = points.slice(Math.max(0, i - 9), i + 1); return [p[0], w.reduce((a, q) => a + q[1], 0) / w.length]; });
+  line(points.map((p) => `${sx(p[0]).toFixed(1)},${sy(value(p[1])).toFixed(1)}`).join(" "), "#cbd5e1", 1);
+  // exponential moving average, debiased as TensorBoard does, so the first points are not pulled to zero
+  const weight = Number($("smoothing").value);
+  let average = 0;
+  const smooth = points.map((p, i) => { average = weight * average + (1 - weight) * value(p[1]); return [p[0], average / (1 - weight ** (i + 1))]; });
   line(smooth.map((p) => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" "), "#2563eb", 2).setAttribute("id", "curve-line");
-  for (const [text, x, y] of [[y1.toPrecision(3), 2, 18], [y0.toPrecision(3), 2, 200], [`step ${x0}`, 40, 216], [`step ${x1}`, 360, 216]]) {
+  const shown = (y) => (logScale ? 10 ** y : y).toPrecision(3);
+  for (const [text, x, y] of [[shown(y1), 2, 18], [shown(y0), 2, 200], [`step ${x0}`, 40, 216], [`step ${x1}`, 360, 216]]) {
     const label = document.createElementNS(ns, "text"); label.setAttribute("x", x); label.setAttribute("y", y);
     label.setAttribute("font-size", "10"); label.textContent = text; svg.append(label);
   }
@@ -368,6 +411,7 @@ async function init() {
   $("files").onchange = (e) => upload(e.target.files);
   $("set-name").oninput = () => {   // another set: the last set's verdicts and captions are not this one's
     $("verdicts").replaceChildren(); $("save-captions").hidden = true; $("upload-status").textContent = ""; state.preparedSet = null;
+    showUploads();
   };
   $("sample").onclick = samplePhotos;
   $("prepare").onclick = prepare;
@@ -375,15 +419,20 @@ async function init() {
   $("start").onclick = startTraining;
   $("stop").onclick = stopRun;
   $("resume").onclick = resumeRun;
-  $("series").onchange = () => state.lastRun && drawCurves(state.lastRun.curves);
+  for (const id of ["series", "log-scale", "smoothing"]) $(id).oninput = () => state.lastRun && drawCurves(state.lastRun.curves);
   $("generate").onclick = generate;
   $("dreambench").onclick = fillDreamBench;
-  $("recipe").onchange = () => { recipeModel(); loadForm(); };
+  $("recipe").onchange = () => { recipeModel(); loadForm(); $("preset-note").textContent = ""; };
+  $("base-model").onchange = proposePreset;
   state.info = await api("info");
   $("where").textContent = "runs in " + state.info.runs;
+  $("device").textContent = "· " + state.info.device;
   document.querySelectorAll(".local-only").forEach((e) => (e.hidden = !state.info.local));
   fillSelect($("sample-subject"), state.info.subjects);
-  fillSelect($("recipe"), state.info.recipes, "miniature-lora");
+  // recipes grouped by what they need (photos of a subject, or none: reward fine-tuning)
+  $("recipe").replaceChildren(...Object.entries(state.info.recipe_groups).map(([group, names]) =>
+    el("optgroup", { label: group }, ...names.map((name) => el("option", { value: name, text: name })))));
+  $("recipe").value = "miniature-lora";
   recipeModel();
   fillSelect($("prompt-list"), Object.keys(state.info.prompts));
   fillSelect($("train-photos"), state.info.photo_sets);
