@@ -291,10 +291,12 @@ def serve(
 ) -> None:
     import signal
 
-    def interrupt(number, frame):
-        raise KeyboardInterrupt
-
     server = make_server(runs, host, port, auth, limits, certfile=certfile, keyfile=keyfile)
+
+    def stop(number, frame):  # SIGTERM, even one that comes before uvicorn listens for it: stop serving
+        server.server.should_exit = True
+
+    signal.signal(signal.SIGTERM, stop)  # uvicorn takes it while it serves, then gives it back and raises it again
     print(
         f"dreamtune UI on {server.url}\n  (open that link: its token keeps other users of this machine out; runs in "
         f"{server.actions.root}; Ctrl-C stops it)",
@@ -309,8 +311,6 @@ def serve(
         )
     if ready:
         ready(server)
-    # uvicorn stops on SIGINT / SIGTERM and then raises the signal again with the handler found here
-    signal.signal(signal.SIGTERM, interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
