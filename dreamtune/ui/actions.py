@@ -22,6 +22,15 @@ PHOTOS = "photos"
 MINIATURE = "miniature"
 
 
+class FieldErrors(UserError):
+    """Every wrong field of a form at once: one sentence each, keyed by the field (a request field such as
+    ``name`` or a setting's config key), so the page can show each beside its field."""
+
+    def __init__(self, fields: dict[str, str]):
+        super().__init__(" ".join(fields.values()))
+        self.fields = fields
+
+
 class Actions:
     def __init__(self, root: Path, access: Access, limits: Limits | None = None):
         self.root = Path(root).resolve()
@@ -168,29 +177,29 @@ class Actions:
     def train(self, request: dict) -> dict:
         """Check the settings as the CLI will, then start ``dreamtune train`` into <runs>/<name>. Every
         check reports on its own: one sentence per field that is wrong, all of them at once."""
-        found: list[str] = []
+        found: dict[str, str] = {}  # the form field each sentence belongs to -> the sentence
 
-        def checked(check):
+        def checked(field, check):
             try:
                 return check()
             except UserError as error:
-                found.append(str(error))
+                found[field(str(error)) if callable(field) else field] = str(error)
                 return None
 
-        name = checked(lambda: safe_name(request.get("name", ""), "run name"))
+        name = checked("name", lambda: safe_name(request.get("name", ""), "run name"))
         recipe = ui_recipe(self.root, request.get("recipe") or "miniature-lora")
-        photos = checked(lambda: self._photo_set_for_training(request.get("photos") or ""))
+        photos = checked("photos", lambda: self._photo_set_for_training(request.get("photos") or ""))
         identifier = (request.get("identifier") or "sks").strip()
         noun = (request.get("class_noun") or "").strip()
         if not noun:
-            found.append("the class noun is empty; say what the subject is, e.g. dog or backpack.")
+            found["class_noun"] = "the class noun is empty; say what the subject is, e.g. dog or backpack."
         output = self.root / name if name else None
         if output is not None and output.exists():
-            found.append(f"a run named {name} already exists; pick another name, or resume it on the Runs page.")
-        settings = checked(lambda: form.overrides_from_form(recipe, request.get("settings", {})))
-        chosen = checked(lambda: form.check(recipe, settings)) if settings is not None else None
+            found["name"] = f"a run named {name} already exists; pick another name, or resume it on the Runs page."
+        settings = checked(form.key_named, lambda: form.overrides_from_form(recipe, request.get("settings", {})))
+        chosen = checked(form.key_named, lambda: form.check(recipe, settings)) if settings is not None else None
         if found:
-            raise UserError(" ".join(found))
+            raise FieldErrors(found)
         subject_prompt = f"a {method_of(chosen.method).identifier(chosen.method, identifier)} {noun}"
         model = self.base_model(request.get("base_model", ""), recipe)
         fixed = [

@@ -133,6 +133,14 @@ def overrides_from_form(recipe: str | Path | None, values: dict) -> list[str]:
     return overrides
 
 
+def key_named(sentence: str) -> str:
+    """The form setting a sentence is about (the first config key of the form it names), else "settings"."""
+    for key in sorted(FORM_KEYS, key=len, reverse=True):
+        if key in sentence:
+            return key
+    return "settings"
+
+
 def check(recipe: str | Path | None, overrides: list[str]) -> config.Config:
     """The config the CLI will build from ``recipe`` + ``overrides`` (its one-sentence errors)."""
     return config.load(recipe, overrides)

@@ -110,6 +110,9 @@ async def answer(work) -> Response:
     try:
         return await work()
     except UserError as exc:
+        fields = getattr(exc, "fields", None)  # a form's errors, one per field (actions.FieldErrors)
+        if fields:
+            return json_response({"error": str(exc), "fields": fields}, 400, close=True)
         return error_response(str(exc))
     except RequestProblem as exc:
         return error_response(str(exc), exc.status)

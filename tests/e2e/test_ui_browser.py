@@ -84,6 +84,17 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         assert page.locator(".verdict.kept").count() == 5
         reason = page.locator(".verdict.skipped .reason").inner_text()
         assert reason == "skipped: not an image Pillow can read"
+        # bulk edits: the identifier replaced in every caption, then one caption by hand (issue 37)
+        page.fill("#find", "sks")
+        page.fill("#replace", "zwx")
+        page.click("#replace-all")
+        assert all(
+            v.startswith("a zwx cat")
+            for v in page.eval_on_selector_all("#verdicts input[data-name]", "n => n.map(i => i.value)")
+        )
+        page.fill("#find", "zwx")
+        page.fill("#replace", "sks")
+        page.click("#replace-all")
         page.locator("#verdicts input").first.fill("a sks cat on a red sofa")
         page.click("#save-captions")
         page.wait_for_function("document.getElementById('upload-status').textContent === 'captions saved.'")
@@ -98,6 +109,8 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         page.fill("[data-key='train.lr']", "-1")
         page.click("#start")
         page.wait_for_function("document.getElementById('train-error').textContent.includes('train.lr is -1.0')")
+        beside = page.locator(".field-error[data-field='train.lr']").inner_text()  # and beside its field
+        assert "train.lr is -1.0" in beside
         assert not (root / "cat-run").exists()  # nothing started
         for key, value in {
             "train.lr": "0.001",

@@ -306,6 +306,8 @@ def test_every_wrong_field_of_a_start_reports_on_its_own(server):
     assert status == 400
     for words in ("run name", "no photo set is chosen", "the class noun is empty", "train.lr is -1.0"):
         assert words in error, (words, error)
+    fields = json.loads(body)["fields"]  # each sentence keyed by its field, for the page to show beside it
+    assert set(fields) == {"name", "photos", "class_noun", "train.lr"} and "train.lr is -1.0" in fields["train.lr"]
 
 
 def test_a_miniature_run_started_from_the_ui_samples_while_it_trains(tmp_path):

@@ -9,7 +9,7 @@ async function api(path, body) {
     method: "POST", headers: { "Content-Type": "application/json", "X-Dreamtune": "1" }, body: JSON.stringify(body) };
   const response = await fetch("/api/" + path, options);
   const data = await response.json();
-  if (!response.ok) throw new Error(data.error || response.statusText);
+  if (!response.ok) throw Object.assign(new Error(data.error || response.statusText), { fields: data.fields || {} });
   return data;
 }
 
@@ -99,6 +99,13 @@ function renderVerdicts(set) {
     box.append(card);
   }
   $("save-captions").hidden = !set.images.length;
+  $("bulk-captions").hidden = !set.images.length;
+}
+
+// Bulk caption edits on the page (Save captions writes them): a find / replace — of the identifier, say —
+// and a prefix for every caption that does not start with it yet.
+function editCaptions(change) {
+  document.querySelectorAll("#verdicts input[data-name]").forEach((input) => (input.value = change(input.value)));
 }
 
 async function prepare() {
@@ -166,14 +173,28 @@ function formValues() {
   return values;
 }
 
+// each wrong field gets its own sentence beside it (the whole list stays under the Start button)
+const FIELD_INPUTS = { name: "#run-name", photos: "#train-photos", class_noun: "#class-noun" };
+function markFields(fields) {
+  document.querySelectorAll(".field-error").forEach((note) => note.remove());
+  document.querySelectorAll(".invalid").forEach((input) => input.classList.remove("invalid"));
+  for (const [field, sentence] of Object.entries(fields)) {
+    const input = document.querySelector(FIELD_INPUTS[field] || `[data-key='${field}']`);
+    if (!input) continue;
+    input.classList.add("invalid");
+    input.closest("label").append(el("span", { class: "field-error", "data-field": field, text: sentence }));
+  }
+}
+
 async function startTraining() {
   $("train-error").textContent = "";
+  markFields({});
   try {
     const started = await api("train", { name: $("run-name").value, recipe: $("recipe").value, base_model: $("base-model").value,
       photos: $("train-photos").value, identifier: $("identifier").value, class_noun: $("class-noun").value, settings: formValues() });
     show("runs");
     openRun(started.run);
-  } catch (error) { $("train-error").textContent = error.message; }
+  } catch (error) { $("train-error").textContent = error.message; markFields(error.fields || {}); }
 }
 
 // ---- runs -------------------------------------------------------------------------------------
@@ -416,6 +437,11 @@ async function init() {
   $("sample").onclick = samplePhotos;
   $("prepare").onclick = prepare;
   $("save-captions").onclick = saveCaptions;
+  $("replace-all").onclick = () => { const find = $("find").value; if (find) editCaptions((text) => text.split(find).join($("replace").value)); };
+  $("add-prefix").onclick = () => {
+    const prefix = $("prefix").value.trim();
+    if (prefix) editCaptions((text) => (text.startsWith(prefix) ? text : `${prefix} ${text}`));
+  };
   $("start").onclick = startTraining;
   $("stop").onclick = stopRun;
   $("resume").onclick = resumeRun;
