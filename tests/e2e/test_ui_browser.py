@@ -164,6 +164,7 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         page.wait_for_function("!document.getElementById('queue-table').textContent.includes('queued')")
         # a second tab on the Runs page, no run open: its list follows the training on its own (issue 38)
         other = browser.new_page(bypass_csp=True)  # its own context: the printed link logs it in
+        other.set_default_timeout(TIMEOUT)  # (playwright's 30 s default failed once on a loaded 2-core machine)
         other.on("console", lambda message: print("second tab:", message.text))
         other.goto(base)
         other.wait_for_function("document.body.dataset.ready === '1'")
