@@ -38,6 +38,16 @@ def _prepare(args) -> None:
     print(f"report: {Path(args.out) / 'report.json'}")
 
 
+def _caption(args) -> None:
+    from dreamtune.data.autocaption import caption_set
+
+    counts = caption_set(Path(args.folder), args.model, args.prefix, overwrite=args.overwrite)
+    print(
+        f"captioned {counts['captioned']} image(s) of {args.folder} ({counts['kept']} hand-written caption(s) kept); "
+        f"see {Path(args.folder) / 'metadata.jsonl'}"
+    )
+
+
 def _train(args) -> None:
     from dreamtune import config
     from dreamtune.training.run import train
@@ -173,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strict", action="store_true", help="any skipped file is an error")
     p.set_defaults(handler=_prepare)
+
+    c = commands.add_parser("caption", help="caption a prepared photo set with an image-captioning model")
+    c.add_argument("folder", help="a folder dreamtune prepare wrote")
+    c.add_argument("--model", required=True, help="an image-captioning model: a local folder or a cached hub id")
+    c.add_argument("--prefix", required=True, help="the subject's words each caption starts with, e.g. 'a sks dog'")
+    c.add_argument("--overwrite", action="store_true", help="replace hand-written captions too")
+    c.set_defaults(handler=_caption)
 
     t = commands.add_parser("train", help="fine-tune a model from a YAML recipe")
     t.add_argument(

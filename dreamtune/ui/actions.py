@@ -114,6 +114,24 @@ class Actions:
             raise UserError(error)
         return self.photo_set(name)
 
+    def autocaption(self, photo_set: str, model: str, prefix: str) -> dict:
+        """``dreamtune caption`` of a prepared set with an image-captioning model; its captions."""
+        folder = self.root / PHOTOS / safe_name(photo_set, "photo set name")
+        model = (model or "").strip()
+        if not model:
+            raise UserError(
+                "no captioning model is given; type a folder or hub id, e.g. Salesforce/blip-image-captioning-base."
+            )
+        if not (HUB_ID.match(model) and not Path(model).exists()):
+            model = str(self.access.local_path(model, "the captioning model"))
+        job = self.jobs.run(
+            "caption", ["caption", str(folder), "--model", model, "--prefix", prefix or "a sks"], folder
+        )
+        error = self.jobs.error(job.id)
+        if error:
+            raise UserError(error)
+        return self.photo_set(photo_set)
+
     def photo_set(self, name: str) -> dict:
         from dreamtune.data.ingest import prepared_records
         from dreamtune.data.prepare import read_report

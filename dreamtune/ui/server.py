@@ -161,6 +161,7 @@ def _post_api(actions: Actions, name: str, r: dict):
             r.get("set", ""), r.get("instance_prompt", ""), int(r.get("resolution") or 512), r.get("folder", "")
         ),
         "captions": lambda: a.edit_captions(r.get("set", ""), r.get("captions", {})),
+        "autocaption": lambda: a.autocaption(r.get("set", ""), r.get("model", ""), r.get("prefix", "")),
         "remove_upload": lambda: a.remove_upload(r.get("set", ""), r.get("file", "")),
         "train": lambda: a.train(r),
         "stop": lambda: a.stop(r.get("run", "")),
@@ -200,62 +201,63 @@ async def _run_events(actions: Actions, request: Request, name: str):
 def make_app(actions: Actions):
     """The Starlette application: one entry point per method, the gate first, every failure one sentence."""
 
-    async def get(request: Request) -> Response:
-        async def work():
-            refused = _gate(request, actions)
-            if refused is not None:
-                return refused
-            path, query = request.scope["path"], dict(request.query_params)
-            if path in PAGES:
-                return respond(200, (STATIC / "index.html").read_bytes(), "text/html; charset=utf-8")
-            if path.startswith("/static/"):
-                return _static(path[len("/static/") :])
-            if path == "/favicon.ico":  # what browsers ask for before reading the page's <link>
-                return _static("favicon.svg")
-            if path.startswith("/files/"):
-                return _file(actions, path[len("/files/") :], "download" in query)
-            if path == "/api/events":
-                name = query.get("run", "")
-                return StreamingResponse(
-                    _run_events(actions, request, name), media_type="text/event-stream", headers=SECURITY_HEADERS
-                )
-            if path.startswith("/api/"):
-                return json_response(await run_in_threadpool(_get_api, actions, path[5:], query))
-            return error_response(f"{path} is not a page of this UI.", 404)
+    def gated(handler):
+        """An endpoint that lets ``handler(request, path, query)`` answer only past the gate, every failure one sentence."""
 
-        return await answer(work)
+        async def endpoint(request: Request) -> Response:
+            async def work():
+                refused = _gate(request, actions)
+                if refused is not None:
+                    return refused
+                return await handler(request, request.scope["path"], dict(request.query_params))
 
-    async def post(request: Request) -> Response:
-        async def work():
-            refused = _gate(request, actions)
-            if refused is not None:
-                return refused
-            path, query = request.scope["path"], dict(request.query_params)
-            if request.headers.get(CSRF_HEADER) != "1":
-                return error_response(
-                    f"requests that change anything must carry the {CSRF_HEADER} header (the page sends it).", 403
-                )
-            if path == "/api/upload":
-                declared = request.headers.get("content-length")
-                size = int(declared) if declared and declared.strip().isdigit() else None
-                filename = unquote(request.headers.get("x-file-name", "") or query.get("name", ""))
-                actions.limits.check_upload(filename, size, 0)  # refuse before reading a huge body
-                body = await read_body(request, int(actions.limits.max_file_mb * 2**20))
-                return json_response(
-                    await run_in_threadpool(actions.upload, query.get("set", ""), filename, body, size)
-                )
-            try:
-                payload = json.loads(await read_body(request, MAX_JSON) or b"{}")
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise UserError("the request is not valid JSON; reload the page.") from None
-            if not isinstance(payload, dict):
-                raise UserError("the request is not a JSON object; reload the page.")
-            return json_response(await run_in_threadpool(_post_api, actions, path[len("/api/") :], payload))
+            return await answer(work)
 
-        return await answer(work)
+        return endpoint
+
+    async def get(request: Request, path: str, query: dict) -> Response:
+        if path in PAGES:
+            return respond(200, (STATIC / "index.html").read_bytes(), "text/html; charset=utf-8")
+        if path.startswith("/static/"):
+            return _static(path[len("/static/") :])
+        if path == "/favicon.ico":  # what browsers ask for before reading the page's <link>
+            return _static("favicon.svg")
+        if path.startswith("/files/"):
+            return _file(actions, path[len("/files/") :], "download" in query)
+        if path == "/api/events":
+            name = query.get("run", "")
+            return StreamingResponse(
+                _run_events(actions, request, name), media_type="text/event-stream", headers=SECURITY_HEADERS
+            )
+        if path.startswith("/api/"):
+            return json_response(await run_in_threadpool(_get_api, actions, path[5:], query))
+        return error_response(f"{path} is not a page of this UI.", 404)
+
+    async def post(request: Request, path: str, query: dict) -> Response:
+        if request.headers.get(CSRF_HEADER) != "1":
+            return error_response(
+                f"requests that change anything must carry the {CSRF_HEADER} header (the page sends it).", 403
+            )
+        if path == "/api/upload":
+            declared = request.headers.get("content-length")
+            size = int(declared) if declared and declared.strip().isdigit() else None
+            filename = unquote(request.headers.get("x-file-name", "") or query.get("name", ""))
+            actions.limits.check_upload(filename, size, 0)  # refuse before reading a huge body
+            body = await read_body(request, int(actions.limits.max_file_mb * 2**20))
+            return json_response(await run_in_threadpool(actions.upload, query.get("set", ""), filename, body, size))
+        try:
+            payload = json.loads(await read_body(request, MAX_JSON) or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UserError("the request is not valid JSON; reload the page.") from None
+        if not isinstance(payload, dict):
+            raise UserError("the request is not a JSON object; reload the page.")
+        return json_response(await run_in_threadpool(_post_api, actions, path[len("/api/") :], payload))
 
     app = Starlette(
-        routes=[Route("/{path:path}", get, methods=["GET", "HEAD"]), Route("/{path:path}", post, methods=["POST"])]
+        routes=[
+            Route("/{path:path}", gated(get), methods=["GET", "HEAD"]),
+            Route("/{path:path}", gated(post), methods=["POST"]),
+        ]
     )
     app.state.read_timeout = READ_TIMEOUT
     return app

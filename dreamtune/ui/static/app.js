@@ -100,6 +100,7 @@ function renderVerdicts(set) {
   }
   $("save-captions").hidden = !set.images.length;
   $("bulk-captions").hidden = !set.images.length;
+  $("auto-captions").hidden = !set.images.length;
 }
 
 // Bulk caption edits on the page (Save captions writes them): a find / replace — of the identifier, say —
@@ -438,6 +439,14 @@ async function init() {
   $("prepare").onclick = prepare;
   $("save-captions").onclick = saveCaptions;
   $("replace-all").onclick = () => { const find = $("find").value; if (find) editCaptions((text) => text.split(find).join($("replace").value)); };
+  $("autocaption").onclick = async () => {
+    $("prepare-error").textContent = "";
+    $("upload-status").textContent = "captioning…";
+    try {
+      renderVerdicts(await api("autocaption", { set: state.preparedSet, model: $("caption-model").value, prefix: $("instance-prompt").value }));
+      $("upload-status").textContent = "captions written by the model; edit them, then Save captions.";
+    } catch (error) { $("prepare-error").textContent = error.message; $("upload-status").textContent = ""; }
+  };
   $("add-prefix").onclick = () => {
     const prefix = $("prefix").value.trim();
     if (prefix) editCaptions((text) => (text.startsWith(prefix) ? text : `${prefix} ${text}`));
