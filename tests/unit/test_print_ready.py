@@ -72,3 +72,15 @@ def test_the_soft_proof_shows_the_paper_white_and_sharpening_adds_edge_contrast(
     plain = prepare(edge, PrintSettings(PROFILE, sharpen="none")).proof.convert("L")
     sharp = prepare(edge, PrintSettings(PROFILE, sharpen="mild")).proof.convert("L")
     assert sharp.getpixel((15, 16)) > plain.getpixel((15, 16)) and sharp.getpixel((16, 16)) < plain.getpixel((16, 16))
+
+
+@needs_profile
+@pytest.mark.slow  # 20 s: a 17.6 M pixel separation
+def test_a_poster_is_checked_on_evenly_spread_pixels_of_the_file_itself():
+    from dreamtune.sampling.print_ready import measure
+
+    ramp = shadow_ramp().resize((4200, 4200))  # 17.6 M pixels: more than torch.quantile takes
+    ready = prepare(ramp, PrintSettings(PROFILE, sharpen="none"))
+    small = prepare(shadow_ramp().resize((420, 420)), PrintSettings(PROFILE, sharpen="none"))
+    assert ready.check["delta_e00_mean"] == pytest.approx(small.check["delta_e00_mean"], abs=0.3)
+    assert measure(ramp, ready.cmyk, PROFILE) == {k: v for k, v in ready.check.items() if k != "pixels"}
