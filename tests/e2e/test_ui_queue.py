@@ -45,6 +45,7 @@ def test_jobs_queue_outlive_the_ui_and_are_reattached(tmp_path):
         # the first run's runner starts the next queued job itself, with or without a UI
         assert _wait(lambda: second_ui.jobs.get(three["job"]).state in ("running", "finished"))
         assert second_ui.jobs.get(one["job"]).state == "finished" and second_ui.run("one")["status"] == "finished"
+        assert "weights" in second_ui.run("one")["memory"]  # the run's own memory line, shown on its page
         assert _wait(lambda: second_ui.jobs.get(three["job"]).state == "finished")
         assert second_ui.run("three")["status"] == "finished"
         assert second_ui.jobs.get(two["job"]).state == "cancelled" and not (root / "two" / "model").exists()

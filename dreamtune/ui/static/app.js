@@ -275,6 +275,7 @@ function showRun(run) {
   $("progress-text").textContent = text;
   $("run-error").textContent = run.error ? "error: " + run.error : "";
   $("run-notice").textContent = run.notice || "";
+  $("run-memory").textContent = run.memory ? "memory: " + run.memory : "";
   $("stop").disabled = !(run.status === "running" || run.status === "starting" || run.status === "queued");
   $("resume").disabled = !(run.status === "stopped" || run.status === "paused" || (run.status === "failed" && run.checkpoints.length));
   drawCurves(run.curves);
