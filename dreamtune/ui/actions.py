@@ -19,7 +19,7 @@ from dreamtune.ui.safety import HUB_ID, Access, Limits, confine_config, safe_nam
 
 UPLOADS = "uploads"
 CAPTION_SUFFIXES = (".txt", ".jsonl")
-MEMORY_LINE = re.compile(r"^memory after step \d+: (.+)$", re.M)
+MEMORY_LINE = re.compile(r"memory after step \d+: ([^\r\n]+)")
 PHOTOS = "photos"
 MINIATURE = "miniature"
 
@@ -356,7 +356,7 @@ class Actions:
             info["status"] = "failed"
         info["phase"] = self.jobs.progress(job.id) if job and job.running else None
         info["log"] = self.jobs.output(job.id, 3000).strip().splitlines()[-8:] if job else []
-        said = MEMORY_LINE.findall(self.jobs.output(job.id)) if job else []
+        said = MEMORY_LINE.findall(self.jobs.head(job.id)) if job else []  # said once, after step 2
         info["memory"] = said[-1] if said else ""  # the run's own account of its memory (memory_report.py)
         if (
             info["status"] in ("incomplete", "stopped", "paused") and job and job.running

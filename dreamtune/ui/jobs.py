@@ -306,6 +306,14 @@ class JobManager:
             text = handle.read().decode("utf-8", "replace")
         return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
 
+    def head(self, job_id: str, limit: int = 256 * 2**10) -> str:
+        """The start of a job's output (what a run says once, early: its plan, its memory after step 2)."""
+        path = self.log_path(job_id)
+        if not path.is_file():
+            return ""
+        with open(path, "rb") as handle:
+            return handle.read(limit).decode("utf-8", "replace")
+
     def error(self, job_id: str) -> str:
         """The CLI's one-sentence error of a failed job ("" when there is none)."""
         job = self.get(job_id)
