@@ -40,8 +40,9 @@ def _prepare(args) -> None:
 
 def _caption(args) -> None:
     from dreamtune.data.autocaption import caption_set
+    from dreamtune.models.loading import load_captioner
 
-    counts = caption_set(Path(args.folder), args.model, args.prefix, overwrite=args.overwrite)
+    counts = caption_set(Path(args.folder), lambda: load_captioner(args.model), args.prefix, overwrite=args.overwrite)
     print(
         f"captioned {counts['captioned']} image(s) of {args.folder} ({counts['kept']} hand-written caption(s) kept); "
         f"see {Path(args.folder) / 'metadata.jsonl'}"

@@ -17,26 +17,6 @@ from dreamtune.data.ingest import MANIFEST, prepared_records
 from dreamtune.errors import UserError
 
 
-def load_captioner(model: str):
-    """(processor, model) of an image-captioning model: a local folder, or a hub id already in the cache."""
-    import transformers
-
-    from dreamtune.models.loading import quiet_libraries
-
-    quiet_libraries()
-    local = Path(model).expanduser()
-    source = str(local) if local.exists() else model
-    try:
-        processor = transformers.AutoProcessor.from_pretrained(source, local_files_only=local.exists())
-        captioner = transformers.AutoModelForImageTextToText.from_pretrained(source, local_files_only=local.exists())
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(
-            f"cannot load the captioning model {model} ({str(exc).splitlines()[0][:160]}); pass a folder or hub id of "
-            "an image-captioning model such as Salesforce/blip-image-captioning-base."
-        ) from None
-    return processor, captioner.eval()
-
-
 def generate_captions(images: list, processor, captioner, max_new_tokens: int = 30, batch_size: int = 8) -> list[str]:
     import torch
 
@@ -49,8 +29,9 @@ def generate_captions(images: list, processor, captioner, max_new_tokens: int = 
     return texts
 
 
-def caption_set(folder: Path, model: str, prefix: str, overwrite: bool = False, show_progress: bool = True) -> dict:
-    """Caption the images of prepared ``folder``: ``"<prefix>, <the model's caption>"``. Returns counts."""
+def caption_set(folder: Path, load_model, prefix: str, overwrite: bool = False, show_progress: bool = True) -> dict:
+    """Caption the images of prepared ``folder``: ``"<prefix>, <the model's caption>"``; ``load_model()``
+    gives (processor, model) — models/loading.py:load_captioner — once the folder is checked. Returns counts."""
     from PIL import Image
     from tqdm.auto import tqdm
 
@@ -64,7 +45,7 @@ def caption_set(folder: Path, model: str, prefix: str, overwrite: bool = False, 
     records = prepared_records(folder)
     prompt = _instance_prompt(folder)
     chosen = [r for r in records if overwrite or not r.get("text") or r.get("text") == prompt]
-    processor, captioner = load_captioner(model)
+    processor, captioner = load_model()
     progress = tqdm(total=len(chosen), desc="captions", unit="img", disable=not show_progress)
     for start in range(0, len(chosen), 8):
         group = chosen[start : start + 8]

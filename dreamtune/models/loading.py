@@ -314,3 +314,22 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 
 def weight_dtype(mixed_precision: str) -> torch.dtype:
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
+
+
+def load_captioner(model: str):
+    """(processor, model) of an image-captioning model for ``dreamtune caption`` (data/autocaption.py): a local
+    folder, or a hub id already in the cache."""
+    import transformers
+
+    quiet_libraries()
+    local = Path(model).expanduser()
+    source = str(local) if local.exists() else model
+    try:
+        processor = transformers.AutoProcessor.from_pretrained(source, local_files_only=local.exists())
+        captioner = transformers.AutoModelForImageTextToText.from_pretrained(source, local_files_only=local.exists())
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(
+            f"cannot load the captioning model {model} ({str(exc).splitlines()[0][:160]}); pass a folder or hub id of "
+            "an image-captioning model such as Salesforce/blip-image-captioning-base."
+        ) from None
+    return processor, captioner.eval()

@@ -27,6 +27,7 @@ FAMILY_RECIPES = {  # a model family's name (models/families) -> the shipped LoR
     "z-image": "lora-z-image",
     "qwen-image": "lora-qwen-image",
 }
+V_PREDICTION_PRESETS = {"sd": "sd2-v"}  # a family whose v-prediction models have a recipe of their own
 HUB_NAMES = (  # words in a hub id -> family, most specific first
     (re.compile(r"flux\.?2", re.I), "flux2-klein"),
     (re.compile(r"flux", re.I), "flux"),
@@ -54,10 +55,8 @@ def _folder_family(folder: Path) -> str:
     index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     family = family_for(index).name
     scheduler = folder / "scheduler" / "scheduler_config.json"
-    if family == "sd" and scheduler.is_file():
-        if json.loads(scheduler.read_text(encoding="utf-8")).get("prediction_type") == "v_prediction":
-            return "sd2-v"
-    return family
+    predicts = json.loads(scheduler.read_text(encoding="utf-8")).get("prediction_type") if scheduler.is_file() else None
+    return V_PREDICTION_PRESETS.get(family, family) if str(predicts).startswith("v_") else family
 
 
 def _hub_family(hub_id: str) -> str | None:
@@ -96,7 +95,7 @@ def preset(text: str, local_path) -> dict:
             "resolution": None,
             "note": f"{text}: cannot tell its family offline; pick the recipe.",
         }
-    recipe = MINIATURE_RECIPE if family == "miniature" else FAMILY_RECIPES[family]
+    recipe = {**FAMILY_RECIPES, "miniature": MINIATURE_RECIPE}[family]
     resolution = config.load(recipe).data.resolution
     return {
         "family": family,

@@ -9,6 +9,7 @@ import pytest
 from dreamtune.cli import main
 from dreamtune.data.autocaption import caption_set
 from dreamtune.errors import UserError
+from dreamtune.models.loading import load_captioner
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "a", "dog", "on", "the", "beach", "red", "sofa"]
 
@@ -75,14 +76,14 @@ def _captions(folder: Path) -> dict[str, str]:
 
 
 def test_captions_follow_the_subjects_words_and_hand_written_ones_are_kept(tiny_blip, prepared):
-    counts = caption_set(prepared, str(tiny_blip), "a sks dog", show_progress=False)
+    counts = caption_set(prepared, lambda: load_captioner(str(tiny_blip)), "a sks dog", show_progress=False)
     captions = _captions(prepared)
     assert counts == {"captioned": 2, "kept": 1}
     assert captions["2.png"] == "a sks dog asleep, by hand"
     for source in ("0.png", "1.png"):
         words = captions[source].removeprefix("a sks dog, ").split()
         assert captions[source].startswith("a sks dog, ") and words and set(words) <= set(WORDS[6:])
-    caption_set(prepared, str(tiny_blip), "a sks dog", overwrite=True, show_progress=False)
+    caption_set(prepared, lambda: load_captioner(str(tiny_blip)), "a sks dog", overwrite=True, show_progress=False)
     assert _captions(prepared)["2.png"].startswith("a sks dog, ")
 
 
@@ -95,7 +96,7 @@ def test_the_cli_and_its_mistakes(tiny_blip, prepared, tmp_path, capsys):
     assert "cannot load the captioning model" in capsys.readouterr().err
     assert (prepared / "metadata.jsonl").read_bytes() == before  # nothing half-written
     with pytest.raises(UserError, match="is not a prepared photo set"):
-        caption_set(tmp_path, str(tiny_blip), "a sks dog")
+        caption_set(tmp_path, lambda: load_captioner(str(tiny_blip)), "a sks dog")
 
 
 @pytest.mark.slow  # launches the CLI
