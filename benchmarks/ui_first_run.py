@@ -70,7 +70,9 @@ def journey(root: Path, shots: Path) -> dict[str, float]:
             page.select_option("#gen-run", "my-run")
             page.fill("#prompts", "a {subject} {class} on the beach")
             page.click("#generate")
-            page.wait_for_function("document.querySelectorAll('#gallery img.generated').length >= 1")
+            page.wait_for_function(  # the personalized image shown, not only its place
+                "[...document.querySelectorAll('#gallery img.generated')].some(i => i.complete && i.naturalWidth > 0)"
+            )
             done("generate one prompt", page)
             browser.close()
     finally:

@@ -385,7 +385,7 @@ async function pollGeneration() {
   const { personalized, base } = sides;
   const running = personalized.running || base.running || (!base.images.length && !base.error && !personalized.error);
   const progress = personalized.progress || base.progress;
-  $("gen-progress").textContent = running ? `rendering${progress ? `: ${progress.done} / ${progress.total}, about ${progress.eta} left` : "…"}` : "done.";
+  $("gen-progress").textContent = running ? `rendering${progress ? `: ${progress.done} / ${progress.total}${progress.eta_s != null ? `, about ${clock(progress.eta_s)} left` : ""}` : "…"}` : "done.";
   $("generate-error").textContent = [personalized.error, base.error].filter(Boolean).map((e) => "error: " + e).join("\n");
   const table = $("gallery");
   table.replaceChildren(el("tr", {}, el("th", { text: "prompt" }), el("th", { text: "base model" }), el("th", { text: "personalized" })));
