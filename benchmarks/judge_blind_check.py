@@ -6,8 +6,8 @@ the judge agree with a person looking at the pictures?
     followed by the background seen: "7 C jungle" — one of the demo's 8 evaluation contexts, or "-")
     python benchmarks/judge_blind_check.py score [--out runs/blind]
 
-Another judge on the same items and answers: copy answers.txt to a new --out, run `sheets --judge DIR
---out NEW` (same --runs, --items, --seed draw the same items), then `score --out NEW`.
+Another judge on the same items and answers: `sheets --judge DIR --again OLD --out NEW` takes OLD's items
+(its key.json: the same images, the same lettering) and answers, judges them anew, then `score --out NEW`.
 
 Items are drawn (fixed seed) from personalized images of every method's runs, with base-model
 images and ground-truth renders mixed in as controls. Each row of a sheet shows the item, then a
@@ -108,15 +108,17 @@ def judge_pick(net, vae, item: dict) -> tuple[str, str]:
 
 def judged_items(args) -> list[dict]:
     rng = random.Random(args.seed + 1)
-    items = draw(Path(args.runs), args.items, args.seed)
+    again = Path(args.again) if args.again else None
+    items = json.loads((again / "key.json").read_text()) if again else draw(Path(args.runs), args.items, args.seed)
     net, vae = judge.load_judge(Path(args.judge)), judge.load_vae(MODEL_DIR)
     for number, item in enumerate(items, 1):
         nearest, nearest_in_class = judge_pick(net, vae, item)  # caches the subject's references
         verdict = judge.per_image_verdicts(
             net, [image_of(item)], item["subject"], [item["context"]], vae=vae, references=REFERENCES[item["subject"]]
         )
-        letters = class_members(item["subject"])
-        rng.shuffle(letters)
+        letters = item.get("letters") or class_members(item["subject"])
+        if not again:
+            rng.shuffle(letters)
         item.update(
             {
                 "number": number,
@@ -135,6 +137,8 @@ def sheets(args) -> None:
     key = out / "key.json"
     items = json.loads(key.read_text()) if key.is_file() else judged_items(args)
     key.write_text(json.dumps(items, indent=1))
+    if args.again and not (out / "answers.txt").is_file():
+        (out / "answers.txt").write_text((Path(args.again) / "answers.txt").read_text())
     for page in range(0, len(items), PER_SHEET):
         cells, captions = [], []
         for item in items[page : page + PER_SHEET]:
@@ -221,6 +225,7 @@ def main() -> None:
         "--judge", default=str(MODEL_DIR / "judge"), help="the judge to check (a folder with judge.safetensors)"
     )
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--again", default="", help="a finished check's folder: judge its items and answers anew")
     args = parser.parse_args()
     sheets(args) if args.step == "sheets" else score(args)
 

@@ -73,31 +73,82 @@ class Rendered:
     contexts: Tensor  # (N,) context index
 
 
-def render_pairs(pairs: int, seed: int, plain_p: float = 0.1) -> Rendered:
-    """``pairs`` identities with two renders each in different contexts: half pretraining
-    instances, half distractor pseudo-instances (never a held-out instance)."""
+def main_hue(sprite) -> float | None:
+    """The circular mean hue of a sprite's saturated pixels (None for a grey sprite)."""
+    import numpy as np
+    from PIL import Image
+
+    rgba = np.asarray(sprite.convert("RGBA"))
+    hsv = np.asarray(Image.fromarray(rgba[..., :3]).convert("HSV")).astype(np.float32) / 255.0
+    keep = (rgba[..., 3] > 128) & (hsv[..., 1] > 0.3) & (hsv[..., 2] > 0.2)
+    if keep.sum() < 0.1 * (rgba[..., 3] > 128).sum():
+        return None
+    angle = hsv[..., 0][keep] * 2 * np.pi
+    return float((np.arctan2(np.sin(angle).mean(), np.cos(angle).mean()) / (2 * np.pi)) % 1.0)
+
+
+def tinted(glyph: str, hue: float | None):
+    """``glyph`` with every coloured pixel set to ``hue`` (the class-shape confuser's recolouring), or
+    made grey (``None``, for a grey subject)."""
+    import numpy as np
+    from PIL import Image
+
+    rgba = np.asarray(world._glyph(glyph))
+    if hue is not None:
+        return Image.fromarray(world._shift_hue(rgba, 0.0, hue), "RGBA")
+    grey = rgba.copy()
+    grey[..., :3] = rgba[..., :3].astype(np.float32).mean(-1, keepdims=True).astype(np.uint8)
+    return Image.fromarray(grey, "RGBA")
+
+
+def _identity_block(rng: random.Random, k: int, hard_p: float) -> list[tuple]:
+    """Two identities as (sprite, label, class index): usually a pretraining instance and a distractor;
+    with probability ``hard_p`` a hard negative pair that only shape *and* colour together tell apart —
+      hue twin   a distractor glyph and the same glyph half-way round the colour wheel (± a quarter)
+      shape twin a pretraining instance or distractor, and another distractor glyph tinted to its main hue.
+    Only distractor glyphs are recoloured: a world glyph at a new hue could be a held-out instance."""
+    first = rng.choice(world.PRETRAIN_INSTANCES) if rng.random() < 0.5 else None
+    if first is not None:
+        one = (world.object_sprite(first.name), world.INSTANCES.index(first), CLASSES.index(first.class_noun))
+    else:
+        glyph, hue = rng.choice(DISTRACTOR_GLYPHS), round(rng.random(), 2)
+        one = (world.glyph_sprite(glyph, hue), 1000 + k, -1)
+    if rng.random() >= hard_p:
+        other = world.glyph_sprite(rng.choice(DISTRACTOR_GLYPHS), round(rng.random(), 2))
+    elif first is None and rng.random() < 0.5:  # hue twin
+        other = world.glyph_sprite(glyph, round((hue + rng.uniform(0.25, 0.75)) % 1.0, 2))
+    else:  # shape twin
+        shapes = DISTRACTOR_GLYPHS if first is not None else [g for g in DISTRACTOR_GLYPHS if g != glyph]
+        other = tinted(rng.choice(shapes), main_hue(one[0]))
+    return [one, (other, 1000 + k + 1, -1)]
+
+
+def render_pairs(pairs: int, seed: int, plain_p: float = 0.1, hard_p: float = 0.0) -> Rendered:
+    """``pairs`` identities with two renders each in different contexts, in blocks of two identities
+    (pairs 2b and 2b+1; batches draw whole blocks so a hard negative meets its twin): pretraining
+    instances and distractor pseudo-instances, never a held-out instance; ``hard_p``: the share of
+    blocks that are hard negatives (:func:`_identity_block`)."""
     rng = random.Random(seed)
     images, identity, classes, contexts = [], [], [], []
-    for k in range(pairs):
-        if k % 2 == 0:
-            spec = rng.choice(world.PRETRAIN_INSTANCES)
-            sprite, label, noun = (
-                world.object_sprite(spec.name),
-                world.INSTANCES.index(spec),
-                CLASSES.index(spec.class_noun),
-            )
-        else:
-            sprite, label, noun = (
-                world.glyph_sprite(rng.choice(DISTRACTOR_GLYPHS), round(rng.random(), 2)),
-                1000 + k,
-                -1,
-            )
+
+    def add(sprite, label: int, noun: int) -> None:
         for context in rng.sample(list(world.CONTEXTS), 2):
             context = None if rng.random() < plain_p else context
             images.append(world.compose(sprite, context, rng.randrange(10**9)))
             identity.append(label)
             classes.append(noun)
             contexts.append(CONTEXT_LABELS.index(context or "plain"))
+
+    for k in range(0, pairs, 2):
+        if hard_p:
+            for sprite, label, noun in _identity_block(rng, k, hard_p)[: pairs - k]:
+                add(sprite, label, noun)
+            continue
+        # the first judges' pool (v3, bit for bit): alternately an instance and a distractor, no hard negatives
+        spec = rng.choice(world.PRETRAIN_INSTANCES)
+        add(world.object_sprite(spec.name), world.INSTANCES.index(spec), CLASSES.index(spec.class_noun))
+        if k + 1 < pairs:
+            add(world.glyph_sprite(rng.choice(DISTRACTOR_GLYPHS), round(rng.random(), 2)), 1000 + k + 1, -1)
     return Rendered(to_pixels(images), torch.tensor(identity), torch.tensor(classes), torch.tensor(contexts))
 
 

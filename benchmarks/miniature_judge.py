@@ -32,12 +32,12 @@ from dreamtune.miniature import judge, world  # noqa: E402
 from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
 
 
-def pool(out: Path, pairs: int) -> Rendered:
+def pool(out: Path, pairs: int, hard_p: float = 0.0) -> Rendered:
     from safetensors.torch import load_file, save_file
 
-    path = out / f"pool-{pairs}.safetensors"
+    path = out / (f"pool-{pairs}.safetensors" if not hard_p else f"pool-{pairs}-hard{hard_p:g}.safetensors")
     if not path.is_file():
-        data = render_pairs(pairs, seed=1)
+        data = render_pairs(pairs, seed=1, hard_p=hard_p)
         save_file({k: v.contiguous() for k, v in vars(data).items()}, str(path))
     return Rendered(**load_file(str(path)))
 
@@ -59,10 +59,14 @@ def round_trips(out: Path, data: Rendered) -> torch.Tensor:
     return load_file(str(path))["pixels"].float()
 
 
-def train(out: Path, steps: int, pool_pairs: int, pairs_per_batch: int = 32, fade_p: float = 0.0) -> judge.JudgeNet:
+def train(
+    out: Path, steps: int, pool_pairs: int, pairs_per_batch: int = 32, fade_p: float = 0.0, hard_p: float = 0.0
+) -> judge.JudgeNet:
+    """``hard_p``: the pool's share of hard-negative blocks (judge_training.render_pairs); with it, batches
+    draw whole blocks of two identities so that each hard negative meets its twin."""
     from tqdm.auto import tqdm
 
-    data = pool(out, pool_pairs)
+    data = pool(out, pool_pairs, hard_p)
     trips = round_trips(out, data)
     torch.manual_seed(0)
     net = judge.JudgeNet()
@@ -75,7 +79,11 @@ def train(out: Path, steps: int, pool_pairs: int, pairs_per_batch: int = 32, fad
     pair_count = len(data.identity) // 2
     for step in tqdm(range(start, steps), desc="judge", initial=start, total=steps):
         generator = torch.Generator().manual_seed(1000 + step)
-        chosen = torch.randperm(pair_count, generator=generator)[:pairs_per_batch]
+        if hard_p:
+            blocks = torch.randperm(pair_count // 2, generator=generator)[: pairs_per_batch // 2]
+            chosen = torch.stack([2 * blocks, 2 * blocks + 1], dim=1).flatten()
+        else:
+            chosen = torch.randperm(pair_count, generator=generator)[:pairs_per_batch]
         rows = torch.stack([2 * chosen, 2 * chosen + 1], dim=1).flatten()
         batch = Rendered(data.pixels[rows], data.identity[rows], data.classes[rows], data.contexts[rows])
         pixels = degrade(batch.pixels, None, generator, round_trips=trips[rows], fade_p=fade_p)
@@ -132,6 +140,12 @@ def main() -> None:
         default=0.5,
         help="share of training images made paler (same hue), as generated ones often are",
     )
+    parser.add_argument(
+        "--hard",
+        type=float,
+        default=0.5,
+        help="share of hard-negative identity blocks: the same shape in another colour, another shape in the same colour",
+    )
     parser.add_argument("--no-install", action="store_true", help="do not copy the judge into the packaged model")
     parser.add_argument(
         "--validate-only", action="store_true", help="validate the judge installed in the packaged model"
@@ -143,7 +157,7 @@ def main() -> None:
     net = (
         judge.load_judge(MODEL_DIR / "judge")
         if args.validate_only
-        else train(out, args.steps, args.pool, fade_p=args.fade)
+        else train(out, args.steps, args.pool, fade_p=args.fade, hard_p=args.hard)
     )
     trained = time.perf_counter() - started
     results = validate(net)

@@ -4,8 +4,9 @@ on confusers built to fool a judge that looks at colour:
   ground truth     the subject rendered in every context: clean, through the miniature's VAE, blurred 1 px
   other colour     the subject's shape half-way round the colour wheel (grey glyphs tinted, as the world
                    makes its instances of one glyph)
-  class shape      each pretraining glyph of the subject's class recoloured to the subject's main hue
-                   (the "class's usual shape in the subject's colours" a model draws when it misses the shape)
+  class shape      each pretraining glyph of the subject's class recoloured to the subject's main hue (grey
+                   for a grey subject): the "class's usual shape in the subject's colours" a model draws
+                   when it misses the shape
 
 For ground truth the judge should say "the subject" (identity within its class and among all instances)
 and name the context; for each confuser it should not (the rate it does is its false acceptance).
@@ -23,20 +24,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-
-
-def main_hue(sprite) -> float:
-    """The circular mean hue of a sprite's saturated pixels."""
-    import numpy as np
-    from PIL import Image
-
-    rgba = np.asarray(sprite.convert("RGBA"))
-    hsv = np.asarray(Image.fromarray(rgba[..., :3]).convert("HSV")).astype(np.float32) / 255.0
-    keep = (rgba[..., 3] > 128) & (hsv[..., 1] > 0.3) & (hsv[..., 2] > 0.2)
-    if not keep.any():
-        return 0.0
-    angle = hsv[..., 0][keep] * 2 * np.pi
-    return float((np.arctan2(np.sin(angle).mean(), np.cos(angle).mean()) / (2 * np.pi)) % 1.0)
 
 
 GROUND_TRUTH = ("ground truth", "ground truth, VAE", "ground truth, blur 1 px")
@@ -69,10 +56,9 @@ def floor_table(rows: list[dict]) -> None:
 
 
 def main() -> None:
-    import numpy as np
     import subject_split
     import torch
-    from PIL import Image
+    from judge_training import main_hue, tinted
 
     from dreamtune.miniature import judge, world
     from dreamtune.miniature.new_shapes import NEW_SHAPES
@@ -81,10 +67,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", default="all", choices=["all", "new-tuning", "new-test"])
     parser.add_argument("--model", default=str(ROOT / "dreamtune" / "miniature" / "model"))
+    parser.add_argument("--judge", default="", help="a judge folder (default: the packaged model's judge/)")
     parser.add_argument("--out", default=str(ROOT / "experiments" / "new-shape-judge"))
     args = parser.parse_args()
     names = [s.name for s in NEW_SHAPES] if args.subjects == "all" else list(subject_split.HALVES[args.subjects])
-    net = judge.load_judge(Path(args.model) / "judge")
+    net = judge.load_judge(Path(args.judge or Path(args.model) / "judge"))
     vae = judge.load_vae(Path(args.model))
     contexts = list(world.CONTEXTS)
     rows, sheet_images, sheet_captions = [], [], []
@@ -103,9 +90,7 @@ def main() -> None:
                 "other colour": judge.vae_round_trip(vae, renders(world.glyph_sprite(subject.glyph, 0.5))),
             }
             class_glyphs = sorted({i.glyph for i in world.PRETRAIN_INSTANCES if i.class_noun == subject.class_noun})
-            confusers = [
-                Image.fromarray(world._shift_hue(np.asarray(world._glyph(g)), 0.0, hue), "RGBA") for g in class_glyphs
-            ]
+            confusers = [tinted(g, hue) for g in class_glyphs]
             cases["class shape"] = judge.vae_round_trip(vae, torch.cat([renders(c) for c in confusers]))
             row = {"subject": name, "half": "tuning" if name in subject_split.NEW_TUNING else "test"}
             for case, pixels in cases.items():

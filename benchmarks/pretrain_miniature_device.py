@@ -3,7 +3,10 @@ sharper miniature), keeping its text encoder and mini CLIP (so the judge, the to
 prompt keep their meaning).
 
     python benchmarks/pretrain_miniature_device.py --root runs/miniature-v2 --out OUT \\
-        [--vae-seconds 100] [--unet-seconds 220] [--pool 60000]
+        [--vae-seconds 100] [--unet-seconds 220] [--pool 60000] [--keep-vae] [--unet-heads 2,4,6]
+
+``--keep-vae`` keeps the shipped VAE too (only the UNet is trained); ``--unet-heads 2,4,6`` builds the
+UNet with heads of dim 32 instead of the shipped 32 heads of dim 4 / 6 (issue 34).
 
 It seeds ``--root`` with the shipped model's mini CLIP (clip/final, clip_image/final), measures how
 long one training step of each network takes here, chooses the step counts that fit the budgets,
@@ -48,6 +51,15 @@ def seed_clip(root: Path) -> None:
         CLIPTokenizer.from_pretrained(str(MODEL_DIR / "clip")).save_pretrained(str(final))
 
 
+def seed_vae(root: Path) -> None:
+    """root/vae/final from the shipped model's VAE, in fp32 (it is stored in fp16)."""
+    from diffusers import AutoencoderKL
+
+    final = root / "vae" / "final"
+    if not final.is_dir():
+        AutoencoderKL.from_pretrained(str(MODEL_DIR / "vae"), torch_dtype=torch.float32).save_pretrained(str(final))
+
+
 def seconds_per_step(model: torch.nn.Module, make_inputs, loss_of, device: torch.device, steps: int = 12) -> float:
     """Wall time of one bf16-autocast forward + backward + AdamW step of ``model`` (after warm-up)."""
     model = model.to(device).train()
@@ -77,15 +89,20 @@ def main() -> None:
     parser.add_argument(
         "--overhead", type=float, default=1.3, help="loop time / bare step time (H200: measured 1.27 UNet, 1.38 VAE)"
     )
+    parser.add_argument("--keep-vae", action="store_true", help="train the UNet only, on the shipped VAE")
+    parser.add_argument("--unet-heads", default="", help="heads per UNet down block, e.g. 2,4,6 (head dim 32)")
     args = parser.parse_args()
+    heads = tuple(int(h) for h in args.unet_heads.split(",")) if args.unet_heads else architecture.SHIPPED_HEADS
     recipes = {stage: ROOT / "configs" / "miniature" / f"{stage}.yaml" for stage in ("vae", "unet")}
     vae_batch, unet_batch = (load_as(PretrainConfig, recipes[stage], []).train.batch_size for stage in ("vae", "unet"))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     root, out = Path(args.root), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seed_clip(root)
+    if args.keep_vae:
+        seed_vae(root)
     build_pool(args.pool, 0, root / "cache")  # before CUDA starts: rendering forks worker processes
-    report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
+    report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "unet_heads": list(heads)}
 
     vae_step = seconds_per_step(
         architecture.vae(),
@@ -94,7 +111,7 @@ def main() -> None:
         device,
     )
     unet_step = seconds_per_step(
-        architecture.unet(),
+        architecture.unet(heads),
         lambda: (
             torch.randn(unet_batch, 4, 16, 16, device=device),
             torch.randint(0, 1000, (unet_batch,), device=device),
@@ -110,8 +127,8 @@ def main() -> None:
     )
     print(json.dumps(report), flush=True)
 
-    common = [f"root={root}", f"world.pool_size={args.pool}"]
-    for stage, steps in [("vae", vae_steps), ("unet", unet_steps)]:
+    common = [f"root={root}", f"world.pool_size={args.pool}", f"unet_heads={list(heads)}"]
+    for stage, steps in [("vae", vae_steps), ("unet", unet_steps)][1 if args.keep_vae else 0 :]:
         start = time.time()
         pretrain(
             recipes[stage],

@@ -108,6 +108,13 @@ VARIANTS: tuple[Method, ...] = (
     Method("lora+prior+nf4", "miniature-lora.yaml", ("model.quantize=nf4",)),
     # issue 34: does a new shape need more steps? (tuned on the new-tuning half only)
     Method("lora+prior-600", "miniature-lora.yaml", ("train.steps=600",)),
+    # does the identifier bind the shape harder when the text encoder learns too (a LoRA on its attention)?
+    Method("lora+prior+te", "miniature-lora.yaml", ("method.lora.text_encoder=true",)),
+    # prior preservation helps new shapes (35 -> 56 % without / with): does more of it help more?
+    Method("lora+prior-w1", "miniature-lora.yaml", ("prior.loss_weight=1.0",)),
+    # the shape is lost in busy scenes, where the layout is made at high noise: Min-SNR (gamma 5) weights the
+    # low-noise steps down, so the high-noise ones count relatively more
+    Method("lora+prior+minsnr5", "miniature-lora.yaml", ("train.min_snr_gamma=5",)),
 )
 
 

@@ -49,12 +49,18 @@ def vae() -> AutoencoderKL:
     )
 
 
-def unet() -> UNet2DConditionModel:
-    # attention only at 8×8 and 4×4: at 16×16 it costs 2.4× the step time on a CPU.
-    # Known flaw of the shipped build: in SD-1 UNet configs diffusers' `attention_head_dim` is the number of
-    # heads, so 32 gives 32 heads of dim 4 / 6, where PyTorch's CPU attention runs at ~2 % of the matmul
-    # peak (benchmarks/op_ceiling.py). `attention_head_dim=(2, 4, 6)` (head dim 32) costs the same weights
-    # and makes attention ~5x faster, but computes a different function: it needs the UNet re-pretrained.
+SHIPPED_HEADS = (32, 32, 32)  # the shipped build: 32 heads of dim 4 / 6 (see unet)
+HEAD_DIM_32 = (2, 4, 6)  # the same widths as heads of dim 32: 64 / 2, 128 / 4, 192 / 6
+
+
+def unet(heads: tuple[int, ...] = SHIPPED_HEADS) -> UNet2DConditionModel:
+    """``heads``: attention heads per down block (diffusers' ``attention_head_dim``, which in SD-1 UNet
+    configs is the number of heads; the first block has no attention).
+
+    Attention only at 8×8 and 4×4: at 16×16 it costs 2.4× the step time on a CPU. Known flaw of the
+    shipped build: 32 heads of dim 4 / 6, where PyTorch's CPU attention runs at ~2 % of the matmul peak
+    (benchmarks/op_ceiling.py). ``HEAD_DIM_32`` costs the same weights and makes attention ~5x faster, but
+    computes a different function: the UNet must be pretrained again with it (issue 34)."""
     return UNet2DConditionModel(
         sample_size=16,
         in_channels=4,
@@ -64,7 +70,7 @@ def unet() -> UNet2DConditionModel:
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=TEXT_WIDTH,
-        attention_head_dim=32,
+        attention_head_dim=tuple(heads),
         norm_num_groups=32,
     )
 

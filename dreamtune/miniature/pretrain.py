@@ -45,6 +45,7 @@ class PretrainConfig:
     root: str = "runs/miniature"
     instance_weight: float = 1.0  # clip stages: weight of the image-image (instance) term
     edge_weight: float = 0.0  # vae stage: weight of the L1 between Sobel gradients (sharper edges)
+    unet_heads: tuple[int, ...] = architecture.SHIPPED_HEADS  # unet stage: heads per down block; (2, 4, 6): head dim 32
     world: WorldConfig = field(default_factory=WorldConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -170,7 +171,7 @@ def stage_unet(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
     for frozen in [components.vae, *components.text_encoders]:  # the UNet goes where _train puts it
         frozen.to(_device())
     torch.manual_seed(cfg.train.seed)
-    components.denoiser = architecture.unet()
+    components.denoiser = architecture.unet(cfg.unet_heads)
     latents = encode_pool(components.vae, pool, root / "cache", show_progress)
     source = LatentPoolBatches(latents, pool, cfg.train.batch_size, cfg.train.seed, cfg.world.caption_dropout)
     objective = DenoisingObjective(

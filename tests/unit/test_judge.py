@@ -37,6 +37,19 @@ def test_training_pairs_never_show_a_held_out_instance():
     assert (data.identity[0::2] == data.identity[1::2]).all()  # pairs share an identity
 
 
+def test_hard_negative_blocks_pair_a_shape_with_its_recolouring_or_a_colour_with_another_shape():
+    data = training.render_pairs(40, seed=5, hard_p=1.0)
+    world_labels = {int(i) for i in data.identity if i < 1000}
+    assert all(world.INSTANCES[i].name not in world.HELD_OUT for i in world_labels)
+    labels = data.identity.view(-1, 4)  # blocks of two identities, two renders each
+    assert (labels[:, 0] == labels[:, 1]).all() and (labels[:, 2] == labels[:, 3]).all()
+    assert (labels[:, 0] != labels[:, 2]).all()  # the twin is another identity
+    orange_cat = world.object_sprite("cat0")
+    twin = training.tinted("1F34E", training.main_hue(orange_cat))  # the apple in the cat's orange
+    assert abs(training.main_hue(twin) - training.main_hue(orange_cat)) < 0.02
+    assert training.main_hue(training.tinted("1F34E", None)) is None  # a grey subject's twin is grey
+
+
 @pytest.mark.slow
 def test_verdicts_are_fractions_and_the_loss_backpropagates():
     torch.manual_seed(0)
