@@ -1,8 +1,9 @@
 """The web UI in a real headless browser (Debian's chromium driven by Playwright): photos of a
 held-out miniature subject uploaded with a bad file among them -> verdicts -> a short training run
-with a live loss curve and a validation sheet -> stop and resume -> generate base vs personalized
--> the images are served. Screenshots of each page go to $DREAMTUNE_UI_SCREENSHOTS (the README's
-come from there) or the test's temp folder."""
+with a live loss curve and a validation sheet -> the UI closed mid-run and started again (the
+training goes on, re-attached) -> stop and resume -> generate base vs personalized -> the images are
+served. Screenshots of each page go to $DREAMTUNE_UI_SCREENSHOTS (the README's come from there) or
+the test's temp folder."""
 
 import os
 import re
@@ -24,15 +25,33 @@ if CHROMIUM is None:
 TIMEOUT = 600_000  # ms per wait; generous: a 2-core machine shared with other training runs can be 20x slower
 
 
+class Servers:
+    """The UI's server, which the test may close and start again on the same runs folder."""
+
+    def __init__(self, runs: Path):
+        self.runs = runs
+        self.current = self.start()
+
+    def start(self):
+        from dreamtune.ui.server import serve_in_thread
+
+        return serve_in_thread(self.runs)
+
+    def restart(self):
+        """``dreamtune ui`` closed (its jobs are not) and run again: a new link, the same folder."""
+        self.current.shutdown()
+        self.current.server_close()
+        self.current = self.start()
+        return self.current
+
+
 @pytest.fixture()
 def ui(tmp_path):
-    from dreamtune.ui.server import serve_in_thread
-
-    server = serve_in_thread(tmp_path / "runs")
-    yield server.url, tmp_path / "runs"  # the printed link: its token becomes the page's cookie
-    server.actions.jobs.stop_all()
-    server.shutdown()
-    server.server_close()
+    servers = Servers(tmp_path / "runs")
+    yield servers  # servers.current.url: the printed link, whose token becomes the page's cookie
+    servers.current.actions.jobs.stop_all()
+    servers.current.shutdown()
+    servers.current.server_close()
 
 
 def _photos(folder: Path) -> list[str]:
@@ -51,7 +70,7 @@ def _photos(folder: Path) -> list[str]:
 
 
 def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
-    base, root = ui
+    base, root = ui.current.url, ui.runs
     shots = Path(os.environ.get("DREAMTUNE_UI_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     files = _photos(tmp_path / "upload")
@@ -114,7 +133,7 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         assert not (root / "cat-run").exists()  # nothing started
         for key, value in {
             "train.lr": "0.001",
-            "train.steps": "30",
+            "train.steps": "60",
             "train.validate_every": "10",
             "prior.num_class_images": "12",
         }.items():
@@ -174,12 +193,23 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         seen = other.evaluate(cell)
         other.wait_for_function(f"{cell} !== {seen!r}", timeout=60_000)
         other.close()
+        # close the UI mid-run and start it again: the job keeps running and the new UI re-attaches it (issue 37)
+        training = next(
+            j for j in ui.current.actions.job_list() if j["target"] == "cat-run" and j["state"] == "running"
+        )
+        runner = ui.current.actions.jobs.get(training["id"]).runner_pid
+        base = ui.restart().url
+        page.goto(base + "#runs/cat-run")
+        page.wait_for_selector("body[data-ready='1']")
+        page.wait_for_function("document.getElementById('run-status').textContent === 'running'")
+        assert ui.current.actions.jobs.get(training["id"]).runner_pid == runner  # the same process, re-attached
+        page.screenshot(path=str(shots / "reattached.png"), full_page=True)
         page.click("#stop")
         # a stop the user asked for reads as a pause with Resume, not as an error (issue 38)
         page.wait_for_function("document.getElementById('run-status').textContent === 'paused'")
         page.wait_for_function("document.getElementById('run-notice').textContent.includes('Resume continues it')")
         stopped_at = int(page.locator("#progress-text").inner_text().split()[1])
-        assert 10 <= stopped_at < 30
+        assert 10 <= stopped_at < 60
         assert page.locator("#run-notice").inner_text().startswith(f"paused after step {stopped_at}")
         assert page.locator("#run-error").inner_text() == "" and not page.locator("#resume").is_disabled()
         page.screenshot(path=str(shots / "paused.png"), full_page=True)
