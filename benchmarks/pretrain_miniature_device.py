@@ -104,13 +104,14 @@ def main() -> None:
     build_pool(args.pool, 0, root / "cache")  # before CUDA starts: rendering forks worker processes
     report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "unet_heads": list(heads)}
 
-    vae_step = seconds_per_step(
-        architecture.vae(),
-        lambda: torch.randn(vae_batch, 3, 64, 64, device=device),
-        lambda m, x: (m(x).sample - x).abs().mean(),
-        device,
-    )
-    unet_step = seconds_per_step(
+    stages = {}  # stage -> (network, its inputs, its loss): the ones this run trains, timed for their budgets
+    if not args.keep_vae:
+        stages["vae"] = (
+            architecture.vae(),
+            lambda: torch.randn(vae_batch, 3, 64, 64, device=device),
+            lambda m, x: (m(x).sample - x).abs().mean(),
+        )
+    stages["unet"] = (
         architecture.unet(heads),
         lambda: (
             torch.randn(unet_batch, 4, 16, 16, device=device),
@@ -118,17 +119,17 @@ def main() -> None:
             torch.randn(unet_batch, architecture.MAX_TOKENS, architecture.TEXT_WIDTH, device=device),
         ),
         lambda m, x: m(x[0], x[1], encoder_hidden_states=x[2]).sample.square().mean(),
-        device,
     )
-    vae_steps = max(20, int(args.vae_seconds / (vae_step * args.overhead)) // 10 * 10)
-    unet_steps = max(20, int(args.unet_seconds / (unet_step * args.overhead)) // 10 * 10)
-    report.update(
-        vae_seconds_per_step=vae_step, unet_seconds_per_step=unet_step, vae_steps=vae_steps, unet_steps=unet_steps
-    )
+    budgets = {"vae": args.vae_seconds, "unet": args.unet_seconds}
+    steps_of = {}
+    for stage, (network, make_inputs, loss_of) in stages.items():
+        step = seconds_per_step(network, make_inputs, loss_of, device)
+        steps_of[stage] = max(20, int(budgets[stage] / (step * args.overhead)) // 10 * 10)
+        report.update({f"{stage}_seconds_per_step": step, f"{stage}_steps": steps_of[stage]})
     print(json.dumps(report), flush=True)
 
     common = [f"root={root}", f"world.pool_size={args.pool}", f"unet_heads={list(heads)}"]
-    for stage, steps in [("vae", vae_steps), ("unet", unet_steps)][1 if args.keep_vae else 0 :]:
+    for stage, steps in steps_of.items():
         start = time.time()
         pretrain(
             recipes[stage],
