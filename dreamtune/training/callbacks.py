@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from dreamtune.sampling.contact_sheet import contact_sheet, save_png
@@ -30,11 +31,13 @@ def read_metric_log(path: Path) -> list[dict]:
 
 
 class MetricLog:
-    """Appends one JSON line of metrics per step to ``log_path``."""
+    """Appends one JSON line of metrics per step to ``log_path``; ``memory`` (bytes the run holds now)
+    adds ``memory_gib`` to each line, the figure the UI shows live."""
 
-    def __init__(self, log_path: Path, enabled: bool = True):
+    def __init__(self, log_path: Path, enabled: bool = True, memory: Callable[[], int] | None = None):
         self.log_path = Path(log_path)
         self.enabled = enabled
+        self.memory = memory
         self.history: list[dict] = []
         self.started = time.perf_counter()
 
@@ -44,6 +47,8 @@ class MetricLog:
             "seconds": round(time.perf_counter() - self.started, 4),
             **{k: round(v, 6) for k, v in metrics.items()},
         }
+        if self.memory is not None:
+            record["memory_gib"] = round(self.memory() / 2**30, 3)
         self.history.append(record)
         if self.enabled:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ step's peak is the one reported (the first includes warm-up and, on the CPU, loa
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -24,6 +25,22 @@ def resident_bytes(tensors) -> int:
 
 def state_bytes(optimizer) -> int:
     return resident_bytes(v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v))
+
+
+def held_bytes(device: torch.device) -> int:
+    """Memory the run holds now, read cheaply every step (metrics.jsonl's ``memory_gib``): on CUDA what
+    PyTorch's allocator has reserved on the device (what the driver counts against the card, less the
+    CUDA context), elsewhere the process's resident set."""
+    if device.type == "cuda":
+        return torch.cuda.memory_reserved(device)
+    return _this_process().memory_info().rss
+
+
+@functools.lru_cache(maxsize=1)
+def _this_process():
+    import psutil
+
+    return psutil.Process()
 
 
 def _peak_bytes(device: torch.device) -> int:

@@ -42,7 +42,7 @@ from dreamtune.training.checkpoint import TrainingState
 from dreamtune.training.class_images import class_images_location, class_images_ready, provide_class_images
 from dreamtune.training.instance_data import ensure_prepared, prepared_as_configured
 from dreamtune.training.loop import LoopSettings, run_loop
-from dreamtune.training.memory_report import MemoryReport
+from dreamtune.training.memory_report import MemoryReport, held_bytes
 from dreamtune.training.outputs import export
 from dreamtune.training.preflight import caption_list, check_captions
 from dreamtune.training.report import write_run_report
@@ -254,7 +254,8 @@ def callbacks(
 ) -> Callbacks:
     main = accelerator.is_main_process
     t = config.train
-    metric_log = MetricLog(output_dir / "metrics.jsonl", enabled=main)
+    device = accelerator.device
+    metric_log = MetricLog(output_dir / "metrics.jsonl", enabled=main, memory=lambda: held_bytes(device))
     checkpointer = Checkpointer(output_dir, t.checkpoint_every, t.keep_checkpoints, enabled=main or sharded, write=main)
     validator = Validator(
         _renderer(components, config, parts, config.data.resolution),

@@ -14,6 +14,7 @@ from dreamtune.errors import UserError
 from dreamtune.methods import method_of
 from dreamtune.ui import form, runs
 from dreamtune.ui.jobs import JobManager
+from dreamtune.ui.machine import machine_load
 from dreamtune.ui.photo_actions import PHOTOS, UPLOADS, PhotoActions
 from dreamtune.ui.safety import HUB_ID, Access, Limits, confine_config, safe_name, ui_recipe
 
@@ -186,6 +187,8 @@ class Actions(PhotoActions):
                 "total": None,
                 "eta_s": None,
                 "curves": {},
+                "held": None,
+                "machine": machine_load(),
                 "monitor": [],
                 "checkpoints": [],
                 "files": runs.files_of(folder, self.root),
@@ -221,6 +224,7 @@ class Actions(PhotoActions):
             info["status"] in ("incomplete", "stopped", "paused") and job and job.running
         ):  # launched, not yet holding the run's lock
             info["status"], info["notice"] = "starting", ""
+        info["machine"] = machine_load() if info["status"] in ("running", "starting") else None
         return info
 
     def list_runs(self) -> list[dict]:

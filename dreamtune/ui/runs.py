@@ -15,6 +15,7 @@ from dreamtune.training.checkpoint import PREFIX as CHECKPOINT_PREFIX
 from dreamtune.training.run_lock import LOCK
 
 SKIPPED_METRICS = ("step", "seconds")
+MEMORY = "memory_gib"  # metrics.jsonl: what the run held at each step (memory_report.held_bytes)
 SKIPPED_PREFIXES = ("lr/", "grad_norm/")
 MAX_POINTS = 400
 
@@ -78,6 +79,12 @@ def curves(records: list[dict]) -> dict[str, list]:
                 continue
             series.setdefault(key, []).append((record["step"], value))
     return {key: _thin(points) for key, points in series.items()}
+
+
+def held_memory(records: list[dict]) -> dict | None:
+    """The run's memory now (its last logged step) and its peak so far, in GiB; None for runs that do not log it."""
+    held = [r[MEMORY] for r in records if isinstance(r.get(MEMORY), (int, float))]
+    return {"now_gib": held[-1], "peak_gib": max(held)} if held else None
 
 
 def eta_seconds(records: list[dict], total: int) -> float | None:
@@ -161,6 +168,7 @@ def describe(folder: Path, runs: Path) -> dict:
         "total": total,
         "eta_s": eta_seconds(records, total) if status == "running" and total else None,
         "curves": curves(records),
+        "held": held_memory(records),
         "monitor": monitor_records(folder),
         "checkpoints": checkpoints(folder),
         "files": files_of(folder, runs),

@@ -5,8 +5,6 @@ dreamtune imports this package."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import json
 import mimetypes
 import sys
@@ -34,6 +32,7 @@ from dreamtune.ui.http_base import (
     read_body,
     respond,
 )
+from dreamtune.ui.machine import device_summary
 from dreamtune.ui.presets import preset, recipe_groups
 from dreamtune.ui.prompts import DREAMBENCH_PROMPTS
 from dreamtune.ui.safety import Access, Limits, inside, ui_recipe
@@ -64,30 +63,6 @@ def _info(actions: Actions) -> dict:
         "limits": {"max_file_mb": actions.limits.max_file_mb, "max_files": actions.limits.max_files},
         "device": device_summary(),
     }
-
-
-@functools.lru_cache(maxsize=1)
-def device_summary() -> str:
-    """What trains here, in words: the accelerator (name, memory) or the CPU (cores, memory)."""
-    import platform
-
-    import psutil
-    import torch
-
-    memory = psutil.virtual_memory()
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        count = torch.cuda.device_count()
-        return (
-            f"{count} x {props.name}, {props.total_memory / 2**30:.0f} GiB each"
-            if count > 1
-            else (f"{props.name}, {props.total_memory / 2**30:.0f} GiB")
-        )
-    cpu = platform.machine()
-    with contextlib.suppress(OSError):
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return f"CPU ({cpu}, {psutil.cpu_count()} threads), {memory.total / 2**30:.0f} GiB memory, no GPU"
 
 
 def _form(actions: Actions, query: dict) -> list[dict]:

@@ -233,3 +233,12 @@ def test_the_run_says_where_its_memory_goes(tiny_models, photos, tmp_path):
     assert trained == size(unet) and value(gradients) < value(trained)
     assert state == size(state_bytes(result.state.optimizers["model"].optimizer))
     assert value(peak) >= value(weights)
+    # every step also logs what the run holds then (the UI's live line): the process's resident memory here
+    import psutil
+
+    from dreamtune.training.callbacks import read_metric_log
+
+    held = [r["memory_gib"] * 2**30 for r in read_metric_log(tmp_path / "run" / "metrics.jsonl")]
+    assert len(held) == RESUME_SETTINGS["train.steps"] and all(
+        value(weights) < h < psutil.virtual_memory().total for h in held
+    )

@@ -168,6 +168,14 @@ def test_photos_to_training_to_generation_in_a_browser(ui, tmp_path):
         page.wait_for_function("document.getElementById('progress-text').textContent.includes('left')")  # the ETA
         eta = page.locator("#progress-text").inner_text()  # one wording for every estimate (issue 38)
         assert re.search(r"about (\d+ s|\d+ min \d+ s) left$", eta), eta
+        # live: what the run holds now and at its peak, and how busy the machine is (issue 37)
+        load = page.locator("#run-load").inner_text()
+        held = re.match(
+            r"this run holds ([\d.]+) GiB \(peak ([\d.]+) GiB\) · machine: ([\d.]+) of ([\d.]+) GiB memory in use, CPU \d+ %$",
+            load,
+        )
+        assert held and 0.1 < float(held[1]) <= float(held[2]) <= float(held[4]), load
+        assert "memory held (GiB)" in page.locator("#series").inner_text()
         page.screenshot(path=str(shots / "training.png"), full_page=True)
         # a second training job waits in the queue while this one trains, and can be cancelled (issue 37)
         queued = page.request.post(

@@ -123,6 +123,54 @@ def test_run_discovery_reads_status_progress_and_curves_from_the_folder(tmp_path
     assert runs.describe(finished, tmp_path)["files"]["weights"] == ["finished/model/pytorch_lora_weights.safetensors"]
 
 
+def test_the_run_page_shows_the_memory_the_run_holds_now_and_at_its_peak(tmp_path):
+    """metrics.jsonl's memory_gib (logged every step) becomes the live line and a curve; older runs have none."""
+    from dreamtune.ui.machine import machine_load
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("train:\n  steps: 10\n")
+    held = [1.5, 2.25, 2.0]
+    lines = [json.dumps({"step": s, "loss": 0.1, "memory_gib": g}) for s, g in enumerate(held, 1)]
+    (tmp_path / "run" / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    info = runs.describe(tmp_path / "run", tmp_path)
+    assert info["held"] == {"now_gib": 2.0, "peak_gib": 2.25}
+    assert info["curves"]["memory_gib"] == [(1, 1.5), (2, 2.25), (3, 2.0)]
+    _metrics(tmp_path / "run", 3)  # a run from before memory was logged
+    assert runs.describe(tmp_path / "run", tmp_path)["held"] is None
+    load = machine_load()
+    assert 0 < load["memory_used_gib"] <= load["memory_total_gib"] and 0 <= load["cpu_percent"] <= 100
+
+
+def test_gpus_are_read_from_the_drivers_nvidia_smi_when_there_is_one(tmp_path, monkeypatch):
+    """No GPU here: a stand-in nvidia-smi answers as the driver's does for this query (CSV, no units, [N/A])."""
+    from dreamtune.ui import machine
+
+    monkeypatch.setattr(machine, "_last_gpu_look", (-machine.GPU_LOOK_EVERY, []))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert machine.gpu_load() == []  # no nvidia-smi: no GPU line, no error
+    tool = tmp_path / "nvidia-smi"
+    tool.write_text(
+        '#!/bin/sh\necho "$*" >> ' + str(tmp_path / "asked") + "\n"
+        "echo '0, NVIDIA H100 80GB HBM3, 34816, 81559, 97, 61'\n"
+        "echo '1, NVIDIA H100 80GB HBM3, 0, 81559, [N/A], [N/A]'\n"
+        "echo 'garbled'\n"
+    )
+    tool.chmod(0o755)
+    monkeypatch.setattr(machine, "_last_gpu_look", (-machine.GPU_LOOK_EVERY, []))
+    gpus = machine.gpu_load()
+    assert gpus[0] == {
+        "index": 0,
+        "name": "NVIDIA H100 80GB HBM3",
+        "memory_used_gib": 34.0,
+        "memory_total_gib": 79.6,
+        "utilization_percent": 97.0,
+        "temperature_c": 61.0,
+    }
+    assert (gpus[1]["utilization_percent"], gpus[1]["temperature_c"]) == (None, None) and len(gpus) == 2
+    assert machine.gpu_load() == gpus and len((tmp_path / "asked").read_text().splitlines()) == 1  # one look per 2 s
+    assert "--query-gpu=" + machine.GPU_QUERY in (tmp_path / "asked").read_text()
+
+
 def test_long_curves_are_thinned_but_keep_the_last_point():
     records = [{"step": s, "loss": float(s)} for s in range(1, 5001)]
     points = runs.curves(records)["loss"]

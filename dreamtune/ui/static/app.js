@@ -275,7 +275,8 @@ function showRun(run) {
   $("progress-text").textContent = text;
   $("run-error").textContent = run.error ? "error: " + run.error : "";
   $("run-notice").textContent = run.notice || "";
-  $("run-memory").textContent = run.memory ? "memory: " + run.memory : "";
+  $("run-load").textContent = loadLine(run);
+  $("run-memory").textContent = run.memory ? "memory split: " + run.memory : "";
   $("stop").disabled = !(run.status === "running" || run.status === "starting" || run.status === "queued");
   $("resume").disabled = !(run.status === "stopped" || run.status === "paused" || (run.status === "failed" && run.checkpoints.length));
   drawCurves(run.curves);
@@ -301,12 +302,28 @@ function showRun(run) {
 
 }
 
+// Live, on every update: what the run holds (its metrics.jsonl: GPU memory its allocator reserved, or the
+// process's resident memory on a CPU) and how busy the whole machine is.
+function loadLine(run) {
+  const parts = [];
+  if (run.held) parts.push(`this run holds ${run.held.now_gib.toFixed(2)} GiB (peak ${run.held.peak_gib.toFixed(2)} GiB)`);
+  if (run.machine) parts.push(`machine: ${run.machine.memory_used_gib} of ${run.machine.memory_total_gib} GiB memory in use, CPU ${run.machine.cpu_percent} %`);
+  for (const gpu of (run.machine && run.machine.gpus) || []) {   // the driver's view: every process on the card
+    const busy = gpu.utilization_percent == null ? "" : `, ${gpu.utilization_percent} % busy`;
+    const warm = gpu.temperature_c == null ? "" : `, ${gpu.temperature_c} °C`;
+    parts.push(`GPU ${gpu.index} (${gpu.name}): ${gpu.memory_used_gib} of ${gpu.memory_total_gib} GiB${busy}${warm}`);
+  }
+  return parts.join(" · ");
+}
+
+const SERIES_NAMES = { memory_gib: "memory held (GiB)" };
+
 function drawCurves(curves) {
   const select = $("series");
   const names = Object.keys(curves);
   if ([...select.options].map((o) => o.value).join() !== names.join()) {
     const chosen = select.value || "loss";
-    select.replaceChildren(...names.map((name) => el("option", { value: name, text: name })));
+    select.replaceChildren(...names.map((name) => el("option", { value: name, text: SERIES_NAMES[name] || name })));
     if (names.includes(chosen)) select.value = chosen;
   }
   const points = curves[select.value] || [];
