@@ -223,6 +223,19 @@ class AdversarialConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Few-step distillation (objectives/distill.py): the run's starting model (base + method.lora.init_from) is
+    the teacher; the trained weights learn to sample in 1 to ``steps`` steps without guidance."""
+
+    steps: int = 0  # 0: off; the student's most sampler steps (4: one LoRA for 1, 2 and 4 steps)
+    teacher_steps: int = 24  # sampler steps of the teacher's samples (trailing DDIM / the flow Euler grid)
+    teacher_guidance: float = 4.0  # the teacher's classifier-free guidance (the student runs without, baked in)
+    pool: int = 64  # teacher samples made at the start (prompts in turn, each with its own seed)
+    prompts: tuple[str, ...] = ("{instance}",)  # teacher prompts; {instance} is data.instance_prompt
+    loss_weight: float = 1.0  # weight of the latent MSE to the teacher's sample (adversarial.* adds LADD's game)
+
+
+@dataclass(frozen=True)
 class RewardWeights:
     """Weights of the rewards (dreamtune/rewards/) summed into the RL reward; 0 = unused."""
 
@@ -278,6 +291,7 @@ class Config:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self):
         from dreamtune import config_checks
@@ -287,6 +301,7 @@ class Config:
         config_checks.check_lean_updates(self)
         config_checks.check_sharding(self)
         config_checks.check_offload(self)
+        config_checks.check_distill(self)
         if self.prior.enabled and not self.prior.class_prompt:
             raise UserError(
                 "prior.enabled is true but prior.class_prompt is empty; set it, e.g. prior.class_prompt='a photo of a dog'."

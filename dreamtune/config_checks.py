@@ -170,3 +170,37 @@ def check_ranges(config) -> None:
             bound = f"at least {low}" if inclusive else f"above {low}"
             rule = f"{bound}{f' and at most {high}' if high is not None else ''}"
             raise UserError(f"{dotted} is {value}; it must be {rule}.")
+
+
+def check_distill(config) -> None:
+    """Few-step distillation: what it can combine with, in one sentence each."""
+    d = config.distill
+    if not d.steps:
+        return
+    if d.steps < 0 or d.teacher_steps < 1 or d.pool < 1:
+        raise UserError(
+            f"distill.steps={d.steps}, distill.teacher_steps={d.teacher_steps} and distill.pool={d.pool} must be "
+            "positive (e.g. 4, 24 and 64)."
+        )
+    if d.steps >= d.teacher_steps:
+        raise UserError(
+            f"distill.steps={d.steps} is not fewer than distill.teacher_steps={d.teacher_steps}; a few-step student "
+            "learns from a teacher that takes more steps (e.g. distill.steps=4, distill.teacher_steps=24)."
+        )
+    if config.rl.algorithm:
+        raise UserError(
+            f"distill.steps and rl.algorithm={config.rl.algorithm} both replace the training loss; run the reward "
+            "first and distill its result in a second run (method.lora.init_from=<its model/>)."
+        )
+    if config.method.kind == "textual_inversion":
+        raise UserError(
+            "distillation trains the denoiser and textual inversion trains only a word; use method.kind=lora "
+            "(with method.lora.init_from=<your personalized model/>)."
+        )
+    if config.prior.enabled:
+        raise UserError(
+            "prior.enabled has no role in a distillation run (the teacher's samples are its only data); set "
+            "prior.enabled=false."
+        )
+    if not d.prompts or not all(p.strip() for p in d.prompts):
+        raise UserError("distill.prompts is empty; list the teacher's prompts, e.g. distill.prompts='[{instance}]'.")

@@ -168,6 +168,8 @@ def recipe_overrides(recipe: Path, overrides: list[str], tmp_path: Path) -> list
         overrides.append(f"adversarial.features={clip}")
     if shipped.monitor.every:
         overrides += [f"monitor.clip={clip}", "monitor.every=2", "monitor.sample_steps=2", "monitor.seeds=[0]"]
+    if shipped.distill.steps:
+        overrides += ["distill.pool=4", "distill.teacher_steps=6"]
     if shipped.rl.algorithm:
         overrides += ["rl.sample_steps=2", "rl.samples_per_round=4", "rl.images_per_prompt=2", "train.batch_size=4"]
     return overrides

@@ -64,19 +64,23 @@ class DDPMProcess:
             return ddpm.min_snr_weights(self.scheduler, timesteps, gamma, self.prediction)
         return None
 
-    def sampler(self, steps: int, **schedule) -> "DDIMSampler":
-        return DDIMSampler(self, steps)
+    def sampler(self, steps: int, start_at_noise: bool = False, **schedule) -> "DDIMSampler":
+        return DDIMSampler(self, steps, start_at_noise)
 
 
 class DDIMSampler:
     """DDIM (η ≥ 0) on the process's schedule; the last step lands on ᾱ_0 (as SD's own DDIM
-    config), not 1: a step of zero variance has no log-probability."""
+    config), not 1: a step of zero variance has no log-probability. ``start_at_noise``: "trailing" timesteps
+    (999, 749, 499, 249 for 4 steps; Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are
+    Flawed") so the first step starts from the schedule's top, as a 1- to 4-step model must; SD's own "leading"
+    spacing starts 4 steps at 751 and 1 step at 1."""
 
-    def __init__(self, process: DDPMProcess, steps: int):
+    def __init__(self, process: DDPMProcess, steps: int, start_at_noise: bool = False):
         from diffusers import DDIMScheduler
 
         self.process = process
-        self.scheduler = DDIMScheduler.from_config(process.scheduler.config, set_alpha_to_one=False)
+        spacing = {"timestep_spacing": "trailing"} if start_at_noise else {}
+        self.scheduler = DDIMScheduler.from_config(process.scheduler.config, set_alpha_to_one=False, **spacing)
         self.scheduler.set_timesteps(steps)
         self.timesteps = self.scheduler.timesteps
 
@@ -207,7 +211,8 @@ class FlowMatchingProcess:
             return 2 / (math.pi * (1 - 2 * sigma + 2 * sigma**2))
         return None
 
-    def sampler(self, steps: int, sigmas=None, mu: float | None = None) -> "FlowSampler":
+    def sampler(self, steps: int, sigmas=None, mu: float | None = None, start_at_noise: bool = False) -> "FlowSampler":
+        """``start_at_noise`` is always so here: the σ grid begins at 1."""
         return FlowSampler(self, steps, sigmas, mu)
 
 

@@ -56,6 +56,8 @@ class Components:
             )
         return self.family.encode_prompts(self, prompts, device)
 
-    def sampler(self, steps: int, resolution: int):
-        """The process's sampler for ``steps`` steps of ``resolution``-px images (RL objectives)."""
-        return self.noise.sampler(steps, **self.family.sampling_schedule(self, steps, resolution))
+    def sampler(self, steps: int, resolution: int, start_at_noise: bool = False):
+        """The process's sampler for ``steps`` steps of ``resolution``-px images (RL objectives; ``start_at_noise``:
+        the first step at the schedule's top, as few-step sampling needs)."""
+        schedule = self.family.sampling_schedule(self, steps, resolution)
+        return self.noise.sampler(steps, start_at_noise=start_at_noise, **schedule)

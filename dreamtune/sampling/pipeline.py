@@ -7,7 +7,7 @@ import torch
 from dreamtune.errors import UserError
 from dreamtune.models.components import Components
 
-SCHEDULERS = ("default", "ddim", "euler", "euler_a", "dpm++", "pndm", "ddpm")
+SCHEDULERS = ("default", "ddim", "ddim_trailing", "euler", "euler_a", "dpm++", "pndm", "ddpm")
 
 
 def scheduler_for(name: str, config):
@@ -29,6 +29,8 @@ def scheduler_for(name: str, config):
                 f"scheduler {name} does not sample flow-matching models (SD3, FLUX); use --scheduler euler."
             )
         return FlowMatchEulerDiscreteScheduler.from_config(config)
+    if name == "ddim_trailing":  # few-step models: the first step at the schedule's top (999, 749, 499, 249)
+        return DDIMScheduler.from_config(config, timestep_spacing="trailing")
     classes = {
         "ddim": DDIMScheduler,
         "euler": EulerDiscreteScheduler,

@@ -53,10 +53,13 @@ class RunPlan:
     denoises: bool  # a denoising loss on the subject's photos (every method; reward runs with rl.regularize_weight)
     rewards: str  # "" | ddpo | draft
     uses_photos: bool  # the subject's photos are read (denoising, subject-fidelity reward, or given)
+    distills: bool = False  # few-step distillation of the starting model (distill.steps): the teacher's samples only
 
     @classmethod
     def of(cls, config: Config) -> "RunPlan":
         rl = config.rl
+        if config.distill.steps:
+            return cls(False, "", False, True)
         denoises = not rl.algorithm or bool(rl.regularize_weight) or bool(rl.start_step and rl.handover)
         return cls(denoises, rl.algorithm, denoises or bool(rl.rewards.subject_fidelity or config.data.instance_dir))
 
@@ -283,11 +286,28 @@ def build_draft(ing: Ingredients):
     return objective, source, rewards
 
 
+def build_distill(ing: Ingredients):
+    """Few-step distillation: pool indices as the batch source, the teacher's samples inside the objective;
+    LADD's game (adversarial.weight) wraps it as it wraps the denoising objective."""
+    from dreamtune.objectives.distill import DistillSettings, FewStepDistillation, PoolSource
+
+    config = ing.config
+    prompts = tuple(p.replace("{instance}", config.data.instance_prompt) for p in config.distill.prompts)
+    settings = settings_from(DistillSettings, config.distill, config.data, config.train, prompts=prompts)
+    objective = FewStepDistillation(ing.wrapped, ing.parts.modules, settings)
+    if config.adversarial.weight:
+        objective = build_adversarial(config, ing.wrapped, objective, ing.components)
+    source = PoolSource(settings.pool, config.train.batch_size, config.train.seed, ing.accelerator.process_index)
+    return objective, source, None
+
+
 OBJECTIVES = {"ddpo": build_ddpo, "draft": build_draft}  # rl.algorithm -> builder; "" trains by denoising alone
 
 
 def build(ing: Ingredients, plan: RunPlan):
     """(objective, batch source, rewards or None) for the run ``plan`` describes."""
+    if plan.distills:
+        return build_distill(ing)
     denoising = build_denoising(ing) if plan.denoises else None
     if not plan.rewards:
         return (*denoising, None)

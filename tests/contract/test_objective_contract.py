@@ -1,6 +1,6 @@
 """ObjectiveContract: every objective the assembly builds — denoising, prior preservation, the
-adversarial game (both discriminators), DDPO, DRaFT, a reward joining part-way (LateStart inside a
-WeightedSum) and the hand-over — on UNet and flow-transformer families, built from a config through
+adversarial game (both discriminators), DDPO, DRaFT, few-step distillation (alone and with LADD's game), a
+reward joining part-way (LateStart inside a WeightedSum) and the hand-over — on UNet and flow-transformer families, built from a config through
 ``training/assembly.build`` exactly as a run builds it, gives one finite scalar loss per optimizer,
 each loss's gradients reach only its own optimizer's parameters, and a fixed step gives the same
 result twice (the property bit-identical resume rests on). The miniature's pretraining objectives
@@ -21,6 +21,7 @@ PRIOR = {"prior.enabled": True, "prior.class_prompt": "a dog"}
 RL = {"rl.rewards.print_quality": 1, "rl.prompts": "[a dog on the beach]", "rl.sample_steps": 3}
 RL.update({"rl.samples_per_round": 2, "rl.images_per_prompt": 2, "train.batch_size": 2})
 ADVERSARIAL = {"adversarial.weight": 0.5, "adversarial.r1_gamma": 0}
+DISTILL = {"distill.steps": 2, "distill.teacher_steps": 3, "distill.pool": 3, "train.batch_size": 2}
 LATE = {**PRIOR, **RL, "rl.algorithm": "draft", "rl.regularize_weight": 1, "rl.start_step": 1}
 CASES = {  # id: (family, overrides); the contract runs at micro-step 2, after any late start
     "sd1-lora": ("sd1", {}),
@@ -37,6 +38,9 @@ CASES = {  # id: (family, overrides); the contract runs at micro-step 2, after a
     "sd3-dreambooth": ("sd3", {"method.kind": "dreambooth"}),
     "flux2-klein-ddpo": ("flux2-klein", {**RL, "rl.algorithm": "ddpo"}),
     "z-image-draft": ("z-image", {**RL, "rl.algorithm": "draft"}),
+    "sd1-distill": ("sd1", DISTILL),
+    "sd1-distill-ladd": ("sd1", {**DISTILL, **ADVERSARIAL, "adversarial.discriminator": "denoiser"}),
+    "flux-distill": ("flux", DISTILL),
 }
 STEP = 2
 

@@ -1,0 +1,243 @@
+"""Few-step personalized models on the miniature (issue 36): a personalized LoRA (the teacher, the demo's
+recipe) distilled into a LoRA that samples in 1, 2 and 4 steps, with and without LADD's discriminator.
+
+For each subject and seed, the teacher is the finished run of ``--teachers`` (benchmarks/miniature_methods.py
+``--methods lora+prior``; run there first). Rows, all on the demo's 8 evaluation contexts × ``--images``
+seeds, judged by the miniature's judge (identity within the class and among all instances, context) with
+sharpness (high-frequency energy over the ground truth's) and seconds per image (one generate call of the
+whole row, model loading included, on this machine):
+
+  teacher@25     the teacher as the demo samples it (DDIM, 25 steps, guidance 4)
+  teacher@k      the teacher in k trailing-DDIM steps, guidance 4 (what fewer steps give without distillation)
+  <variant>@k    the distilled LoRA in k trailing-DDIM steps, no guidance (k = 1, 2, 4)
+
+    python benchmarks/few_step.py --half new-test --seeds 0 [--subjects dog_wolf,...] [--variants distill,distill+ladd]
+        [--root runs/few-step] [--teachers runs/new-shape-test] [--collect] [--sheet SUBJECTS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+RECIPE = ROOT / "dreamtune" / "recipes" / "miniature-distill.yaml"
+VARIANTS = {
+    "distill": (),
+    # LADD's game beside the distillation loss: heads on a frozen copy of the denoiser, judged on re-noised latents
+    "distill+ladd": (
+        "adversarial.weight=0.1",
+        "adversarial.discriminator=denoiser",
+        "adversarial.augment=[]",
+        "adversarial.r1_gamma=0",
+        "adversarial.warmup_steps=50",
+    ),
+}
+STEPS = (1, 2, 4)
+
+
+def teacher_dir(teachers: Path, subject: str, seed: int) -> Path:
+    return teachers / "lora+prior" / f"{subject}-s{seed}"
+
+
+def distill(teacher: Path, out: Path, variant: str, seed: int, extra: list[str]) -> Path:
+    """Train (or reuse) one distilled LoRA; returns its model folder."""
+    from dreamtune import config
+    from dreamtune.training.run import train
+
+    if (out / "model" / "dreamtune.json").is_file():
+        return out / "model"
+    settings = json.loads((teacher / "run" / "model" / "dreamtune.json").read_text())
+    overrides = [
+        f"method.lora.init_from={teacher / 'run' / 'model'}",
+        f"data.instance_prompt={settings['instance_prompt']}",
+        f"train.output_dir={out}",
+        f"train.seed={seed}",
+        *VARIANTS[variant],
+        *extra,
+    ]
+    return train(config.load(RECIPE, overrides), replace=True, show_progress=False).model_dir
+
+
+def render(model: Path, prompts: list[str], images: int, steps: int, guidance: float, scheduler: str, out: Path):
+    """(PIL images in prompt order, seconds per image for the whole call)."""
+    from PIL import Image
+
+    from dreamtune.sampling.generate import GenerateRequest, generate
+
+    started = time.perf_counter()
+    record = generate(
+        GenerateRequest(
+            trained=str(model),
+            prompts=tuple(prompts),
+            images_per_prompt=images,
+            steps=steps,
+            guidance_scale=guidance,
+            scheduler=scheduler,
+            resolution=64,
+        ),
+        out,
+        show_progress=False,
+    )
+    seconds = (time.perf_counter() - started) / len(record["images"])
+    return [Image.open(out / r["file"]).convert("RGB") for r in record["images"]], seconds
+
+
+def evaluate(subject: str, seed: int, teacher: Path, students: dict[str, Path], out: Path, images: int) -> dict:
+    import shutil
+
+    from miniature_sharpness import high_frequency
+    from PIL import Image
+
+    from dreamtune.miniature import judge, scenery, world
+    from dreamtune.miniature.assemble import MODEL_DIR
+    from dreamtune.miniature.demo import EVAL_CONTEXTS, judge_rows
+
+    if (out / "metrics.json").is_file():
+        return json.loads((out / "metrics.json").read_text())
+    settings = json.loads((teacher / "run" / "model" / "dreamtune.json").read_text())
+    prompts = [f"{settings['instance_prompt']} {scenery.PHRASES[c]}" for c in EVAL_CONTEXTS]
+    shutil.rmtree(out / "images", ignore_errors=True)
+    rows_images, seconds = {}, {}
+    plan = [("teacher@25", teacher / "run" / "model", 25, 4.0, "default")]
+    plan += [(f"teacher@{k}", teacher / "run" / "model", k, 4.0, "ddim_trailing") for k in STEPS]
+    plan += [(f"{v}@{k}", m, k, 1.0, "ddim_trailing") for v, m in students.items() for k in STEPS]
+    for name, model, steps, guidance, scheduler in plan:
+        rows_images[name], seconds[name] = render(
+            model, prompts, images, steps, guidance, scheduler, out / "images" / name.replace("@", "-")
+        )
+    truth = [world.render(world.Scene(subject, c), 90_000 + s) for c in EVAL_CONTEXTS for s in range(images)]
+    photos = [Image.open(p).convert("RGB") for p in sorted((teacher / "photos").glob("*.png"))]
+    rows: dict = {}
+    judge_rows(rows, MODEL_DIR / "judge", MODEL_DIR, subject, {**rows_images, "ground truth": truth}, photos, images)
+    sharpness = lambda images: high_frequency(judge.to_pixels(images))
+    sharp_truth = sharpness(truth)
+    for name in rows:
+        rows[name]["sharpness"] = round(sharpness(rows_images.get(name, truth)) / sharp_truth, 4)
+        rows[name]["seconds_per_image"] = round(seconds.get(name, 0.0), 4)
+    metrics = {"subject": subject, "seed": seed, "rows": rows}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def table(results: list[dict]) -> str:
+    """Mean ± s.e. over subjects (each subject's seeds averaged first)."""
+    from subject_runs import mean_se
+
+    names = list(results[0]["rows"])
+    keys = [
+        ("judge_identity", "identity (class)", 100),
+        ("judge_identity_all", "identity (all)", 100),
+        ("judge_context", "context", 100),
+        ("sharpness", "sharpness / truth", 1),
+        ("seconds_per_image", "s / image", 1),
+    ]
+    subjects = sorted({r["subject"] for r in results})
+    lines = ["| row | " + " | ".join(label for _, label, _ in keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name in names:
+        cells = []
+        for key, _, scale in keys:
+            per_subject = []
+            for subject in subjects:
+                values = [r["rows"][name][key] for r in results if r["subject"] == subject and name in r["rows"]]
+                per_subject.append(sum(values) / len(values) * scale if values else None)
+            mean, se, _ = mean_se(per_subject)
+            cells.append(f"{mean:.1f} ± {se:.1f}" if scale == 100 else f"{mean:.3f} ± {se:.3f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\n{len(subjects)} subjects, {len(results)} (subject, seed) pairs"
+
+
+def sheet(root: Path, subjects: list[str], seed: int, out: Path) -> None:
+    """Per subject one image per context: ground truth, teacher@25, teacher@4, then each student at 4, 2, 1."""
+    from PIL import Image
+
+    from dreamtune.miniature import world
+    from dreamtune.miniature.demo import EVAL_CONTEXTS
+    from dreamtune.sampling.contact_sheet import contact_sheet, save_png
+
+    images, captions = [], []
+    for subject in subjects:
+        folder = root / "eval" / f"{subject}-s{seed}" / "images"
+        rows = ["teacher-25", "teacher-4"] + sorted(
+            p.name for p in folder.iterdir() if not p.name.startswith("teacher") and p.name.endswith(("-4", "-2", "-1"))
+        )
+        for c, context in enumerate(EVAL_CONTEXTS):
+            images.append(world.render(world.Scene(subject, context), 90_000))
+            captions.append(f"{subject} truth" if c == 0 else "")
+            for row in rows:
+                files = sorted((folder / row).glob("*.png"))
+                per = len(files) // len(EVAL_CONTEXTS)
+                images.append(Image.open(files[c * per]).convert("RGB"))
+                captions.append(row if c == 0 else "")
+    columns = len(images) // (len(subjects) * len(EVAL_CONTEXTS))
+    # one subject's contexts down, rows across
+    order = [
+        i
+        for s in range(len(subjects))
+        for i in range(s * len(EVAL_CONTEXTS) * columns, (s + 1) * len(EVAL_CONTEXTS) * columns)
+    ]
+    save_png(
+        contact_sheet(
+            [images[i] for i in order],
+            [captions[i] for i in order],
+            columns=columns,
+            cell=80,
+            title="few-step: truth | teacher 25 | teacher 4 | students at 1, 2, 4 steps",
+        ),
+        out,
+    )
+
+
+def main() -> None:
+    import subject_split
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--half", default="new-test", choices=sorted(subject_split.HALVES))
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--subjects", default="")
+    parser.add_argument("--variants", default="distill,distill+ladd")
+    parser.add_argument("--root", default=str(ROOT / "runs" / "few-step"))
+    parser.add_argument("--teachers", default=str(ROOT / "runs" / "new-shape-test"))
+    parser.add_argument("--images", type=int, default=2, help="seeds per evaluation context")
+    parser.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished evaluations")
+    parser.add_argument("--sheet", default="", help="run nothing: a contact sheet of these subjects (seed 0)")
+    parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every distillation run")
+    args = parser.parse_args()
+    root, teachers = Path(args.root), Path(args.teachers)
+    if args.sheet:
+        sheet(root, args.sheet.split(","), 0, root / "few_step_sheet.png")
+        return
+    subjects = args.subjects.split(",") if args.subjects else list(subject_split.HALVES[args.half])
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results = []
+    for seed in seeds:
+        for subject in subjects:
+            teacher = teacher_dir(teachers, subject, seed)
+            evaluation = root / "eval" / f"{subject}-s{seed}"
+            if args.collect:
+                if (evaluation / "metrics.json").is_file():
+                    results.append(json.loads((evaluation / "metrics.json").read_text()))
+                continue
+            if not (teacher / "run" / "model" / "dreamtune.json").is_file():
+                print(f"skipping {subject} seed {seed}: no teacher in {teacher} (run miniature_methods.py first)")
+                continue
+            students = {
+                v: distill(teacher, root / v / f"{subject}-s{seed}", v, seed, args.extra)
+                for v in args.variants.split(",")
+            }
+            results.append(evaluate(subject, seed, teacher, students, evaluation, args.images))
+            print(json.dumps({k: v for k, v in results[-1].items() if k != "rows"}), flush=True)
+    if results:
+        text = table(results)
+        print(text)
+        (root / "few_step_table.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

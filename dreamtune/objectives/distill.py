@@ -1,0 +1,146 @@
+"""Few-step distillation of a personalized model: the run's starting weights (base + method.lora.init_from)
+are the teacher; the trained weights become a student that samples in 1 to S steps (``distill.steps``)
+without classifier-free guidance.
+
+  pool      at the first step, ``distill.pool`` teacher samples x0ᵀ: each prompt in turn with its own seed's
+            noise z, ``teacher_steps`` deterministic steps (trailing DDIM, or the flow model's Euler grid)
+            with guidance ``teacher_guidance``, through the starting weights (objectives/starting_weights.py,
+            copied before a resume loads its checkpoint, so a resumed run rebuilds the same pool)
+  state     per sample a student step k ~ U{0..S-1}: the student's own S-step chain from z, k steps, without
+            gradients — the states it will meet when it samples (S=4 trailing DDIM: 999, 749, 499, 249; the
+            2- and 1-step grids are inside it, so one student serves 1, 2 and 4 steps)
+  loss      ``loss_weight`` · MSE(x̂0(x_{t_k}, t_k), x0ᵀ) in latent space: from any of its states the student
+            jumps to where the teacher's trajectory from the same noise ends (Luhman & Luhman 2021's
+            knowledge distillation, on the student's own states)
+  game      with ``adversarial.weight`` the adversarial objective wraps this one and judges x̂0 against the
+            teacher's samples (``passes["denoising"].latents``): with adversarial.discriminator=denoiser this
+            is LADD's latent discriminator (Sauer et al. 2024, "Fast High-Resolution Image Synthesis with
+            Latent Adversarial Diffusion Distillation")
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dreamtune.data.augment import sample_generator
+from dreamtune.models.components import Components
+from dreamtune.objectives.base import LossOutput, Objective
+from dreamtune.objectives.denoising import DenoisingPass
+from dreamtune.objectives.guided import Conditioning, condition, guided_prediction, initial_latents
+from dreamtune.objectives.starting_weights import StartingWeights
+
+POOL_SEED = 7_000_000  # the pool's noise seeds: POOL_SEED + train.seed * pool + i
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    steps: int
+    teacher_steps: int
+    teacher_guidance: float
+    pool: int
+    prompts: tuple[str, ...]
+    loss_weight: float
+    resolution: int
+    seed: int
+
+
+class PoolSource:
+    """The distillation's batch source: ``batch_size`` indices into the teacher's pool per micro-step, from
+    (seed, step, process)."""
+
+    def __init__(self, pool: int, batch_size: int, seed: int, stream: int = 0):
+        self.pool, self.batch_size, self.seed, self.stream = pool, batch_size, seed, stream
+
+    def batch(self, step: int) -> dict:
+        rng = random.Random(self.seed * 1_000_003 + step + self.stream * 7_777_777_777 + 31)
+        return {"index": [rng.randrange(self.pool) for _ in range(self.batch_size)]}
+
+
+class FewStepDistillation(Objective):
+    def __init__(self, components: Components, trainable: dict[str, nn.Module], settings: DistillSettings, log=print):
+        self.components, self.trainable, self.settings, self.log = components, trainable, settings, log
+        self.teacher = StartingWeights(components.denoiser)
+        self.student_sampler = components.sampler(settings.steps, settings.resolution, start_at_noise=True)
+        self.teacher_sampler = components.sampler(settings.teacher_steps, settings.resolution, start_at_noise=True)
+        self.pool: dict[str, Tensor] | None = None
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"model": nn.ModuleDict(self.trainable)}
+
+    # ---- the teacher's samples ------------------------------------------------------------------
+    def _pool_members(self) -> tuple[list[str], list[int]]:
+        s = self.settings
+        prompts = [s.prompts[i % len(s.prompts)] for i in range(s.pool)]
+        return prompts, [POOL_SEED + s.seed * s.pool + i for i in range(s.pool)]
+
+    @torch.no_grad()
+    def _make_pool(self) -> dict[str, Tensor]:
+        s, c = self.settings, self.components
+        prompts, seeds = self._pool_members()
+        self.log(
+            f"distillation: {s.pool} teacher samples ({len(s.prompts)} prompt(s), {s.teacher_steps} steps, "
+            f"guidance {s.teacher_guidance:g}) through the starting weights"
+        )
+        ends, chunk = [], 16
+        for first in range(0, s.pool, chunk):
+            rows = range(first, min(s.pool, first + chunk))
+            conditioning = condition(c, [prompts[i] for i in rows], s.resolution, c.device)
+            latents = initial_latents(c, [seeds[i] for i in rows], s.resolution, c.device)
+            for t in self.teacher_sampler.timesteps:
+                steps = t.reshape(1).repeat(len(latents)).to(latents.device)
+                prediction = guided_prediction(c, latents, steps, conditioning, s.teacher_guidance, self.teacher)
+                latents = self.teacher_sampler.step(prediction, steps, latents, 0.0)[0]
+            ends.append(latents.float())
+        return {"end": torch.cat(ends)}
+
+    # ---- the student ----------------------------------------------------------------------------
+    def _student(self, latents: Tensor, steps: Tensor, conditioning: Conditioning) -> Tensor:
+        """One guidance-free prediction (guidance-embedded families get the teacher's scale as their input)."""
+        c = self.components
+        if c.family.uses_classifier_free_guidance(c):
+            dtype = next(p for p in c.denoiser.parameters()).dtype
+            return c.family.predict(c, latents.to(dtype), steps, conditioning.cond).float()
+        return guided_prediction(c, latents, steps, conditioning, self.settings.teacher_guidance)
+
+    def __call__(self, batch: Mapping, step: int) -> LossOutput:
+        s, c = self.settings, self.components
+        if self.pool is None:
+            self.pool = self._make_pool()
+        index = list(batch["index"])
+        prompts_all, seeds_all = self._pool_members()
+        prompts, seeds = [prompts_all[i] for i in index], [seeds_all[i] for i in index]
+        device = c.device
+        conditioning = condition(c, prompts, s.resolution, device)
+        target = self.pool["end"][torch.tensor(index)].to(device)
+        generator = sample_generator(s.seed, step, 0, stream=23)
+        k = torch.randint(0, s.steps, (len(index),), generator=generator)
+        grid = self.student_sampler.timesteps
+        latents = initial_latents(c, seeds, s.resolution, device)
+        with torch.no_grad():  # the student's own chain up to each sample's step k
+            for j in range(int(k.max())):
+                moving = (k > j).to(device)
+                steps = grid[j].reshape(1).repeat(len(latents)).to(device)
+                advanced = self.student_sampler.step(self._student(latents, steps, conditioning), steps, latents, 0.0)[
+                    0
+                ]
+                latents = torch.where(moving.view(-1, *([1] * (latents.ndim - 1))), advanced, latents)
+        timesteps = grid[k].to(device)
+        prediction = self._student(latents, timesteps, conditioning)
+        forward = DenoisingPass(
+            latents=target,
+            noise=torch.zeros_like(target),
+            timesteps=timesteps,
+            noisy=latents,
+            prediction=prediction,
+            conditioning=conditioning.cond,
+        )
+        clean = forward.predicted_clean(c)
+        loss = s.loss_weight * F.mse_loss(clean, target)
+        metrics = {"loss": float(loss.detach()), "distill/step": float(k.float().mean())}
+        return LossOutput({"model": loss}, metrics, passes={"denoising": forward})

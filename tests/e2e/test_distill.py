@@ -1,0 +1,88 @@
+"""Few-step distillation (issue 36): a personalized LoRA as the teacher, a LoRA that samples in a few
+trailing-DDIM steps as the student; refusals in one sentence, the sampler's grid, bit-identical resume."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dreamtune import config
+from dreamtune.errors import UserError
+from dreamtune.training.run import train
+from tests.conftest import tiny_overrides, train_killed_at
+
+PROMPT = "a photo of sks dog"
+DISTILL = {
+    "distill.steps": 2,
+    "distill.teacher_steps": 4,
+    "distill.pool": 4,
+    "distill.prompts": '["{instance}", "{instance} on the beach"]',
+    "data.instance_prompt": PROMPT,
+    "train.batch_size": 2,
+}
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        ({"distill.steps": 4, "distill.teacher_steps": 4}, "is not fewer than distill.teacher_steps"),
+        (
+            {"distill.steps": 4, "rl.algorithm": "draft", "rl.rewards.clip_score": 1, "rl.prompts": "[a dog]"},
+            "both replace the training loss",
+        ),
+        ({"distill.steps": 4, "method.kind": "textual_inversion"}, "textual inversion trains only a word"),
+        ({"distill.steps": 4, "prior.enabled": True, "prior.class_prompt": "a dog"}, "has no role in a distillation"),
+        ({"distill.steps": 4, "distill.prompts": "[]"}, "distill.prompts is empty"),
+    ],
+)
+def test_settings_distillation_cannot_use_are_refused_in_one_sentence(overrides, words):
+    with pytest.raises(UserError, match=words) as refused:
+        config.load(None, [f"{k}={v}" for k, v in overrides.items()])
+    assert str(refused.value).count(". ") <= 1
+
+
+def test_few_step_sampling_starts_at_the_top_of_the_schedule(tiny_models):
+    """Trailing DDIM: 4 steps at 999, 749, 499, 249 (holding the 2- and 1-step grids); SD's leading spacing
+    would start 4 steps at 751 and 1 step at t=1. The same grid reaches generate as --scheduler ddim_trailing."""
+    from dreamtune.models.loading import load_components
+    from dreamtune.sampling.pipeline import scheduler_for
+
+    components = load_components(config.load(None, [f"model.pretrained={tiny_models['sd1']}"]).model)
+    grid = lambda steps: components.sampler(steps, 32, start_at_noise=True).timesteps.tolist()
+    assert (grid(4), grid(2), grid(1)) == ([999, 749, 499, 249], [999, 499], [999])
+    assert components.sampler(4, 32).timesteps.tolist()[0] < 999  # the default keeps the model's own spacing
+    scheduler = scheduler_for("ddim_trailing", components.noise_scheduler.config)
+    scheduler.set_timesteps(4)
+    assert scheduler.timesteps.tolist() == [999, 749, 499, 249]
+
+
+def test_distillation_learns_from_the_teacher_and_resumes_bit_identical(tiny_models, photos, tmp_path, monkeypatch):
+    quiet = {"show_progress": False, "log": lambda *_: None}
+    teacher = train(
+        config.load(
+            None,
+            tiny_overrides(
+                tiny_models["sd1"], photos, tmp_path / "teacher", **{"train.steps": 2, "data.instance_prompt": PROMPT}
+            ),
+        ),
+        **quiet,
+    )
+    settings = {
+        **DISTILL,
+        "method.lora.init_from": str(teacher.model_dir),
+        "train.steps": 6,
+        "train.lr": 5e-3,
+        "train.checkpoint_every": 2,
+        "train.keep_checkpoints": 2,
+    }
+    full = train(config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "full", **settings)), **quiet)
+    cut = config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "cut", **settings))
+    train_killed_at(cut, 5, monkeypatch)
+    resumed = train(cut, resume="latest", **quiet)
+    weights = lambda result: load_file(str(result.model_dir / "pytorch_lora_weights.safetensors"))
+    a, b, start = weights(full), weights(resumed), weights(teacher)
+    assert a.keys() == b.keys() == start.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], start[k]) for k in a)  # the student moved from the teacher's LoRA
+    assert [r["loss"] for r in full.history[4:]] == [r["loss"] for r in resumed.history]
+    assert all(r["distill/step"] in (0.0, 0.5, 1.0) for r in full.history)  # the mean of k over a batch of 2
