@@ -1,7 +1,7 @@
 """ObjectiveContract: every objective the assembly builds — denoising, prior preservation, the
 adversarial game (both discriminators), DDPO, DRaFT, few-step distillation (alone and with LADD's game), a
-reward joining part-way (LateStart inside a WeightedSum) and the hand-over — on UNet and flow-transformer families, built from a config through
-``training/assembly.build`` exactly as a run builds it, gives one finite scalar loss per optimizer,
+reward joining part-way (LateStart inside a WeightedSum) and the hand-over — on UNet and flow-transformer
+families, built from a config through ``training/assembly.build`` exactly as a run builds it, gives one finite scalar loss per optimizer,
 each loss's gradients reach only its own optimizer's parameters, and a fixed step gives the same
 result twice (the property bit-identical resume rests on). The miniature's pretraining objectives
 (contrastive CLIP, autoencoder) keep the same contract."""
