@@ -215,9 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--class-noun", default="", help="noun that replaces {class}")
     g.add_argument("--images-per-prompt", type=int, default=1)
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--guidance-scale", type=float, default=7.5)
-    g.add_argument("--steps", type=int, default=30)
-    g.add_argument("--scheduler", default="default", help="default: DDIM for SD models, Euler for SD3 / FLUX")
+    g.add_argument(
+        "--guidance-scale", type=float, default=None, help="default: the model's own (a few-step model's), else 7.5"
+    )
+    g.add_argument("--steps", type=int, default=None, help="default: the model's own (a few-step model's), else 30")
+    g.add_argument(
+        "--scheduler",
+        default="default",
+        help="default: the model's own, else DDIM for SD models, Euler for SD3 / FLUX; ddim_trailing for few-step models",
+    )
     g.add_argument("--resolution", type=int, default=None)
     g.add_argument("--negative-prompt", default=None)
     g.add_argument("--lora-scale", type=float, default=1.0)

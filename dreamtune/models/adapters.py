@@ -29,6 +29,7 @@ class ExportInfo:
     title: str = "dreamtune"  # e.g. the run folder's name
     base_model: str = ""
     steps: int = 0
+    usage_hint: str = ""  # how to sample it, when it needs care (a few-step model's steps, guidance, scheduler)
 
 
 class TrainableParts:
@@ -99,6 +100,7 @@ class LoraParts(TrainableParts):
             info.base_model,
             info.steps,
             len(self.modules) > 1,
+            info.usage_hint,
         )
         save_file(kohya_state_dict(self.modules, c.family), str(path), metadata=metadata)
         return path

@@ -139,8 +139,10 @@ def kohya_metadata(
     base_model: str,
     steps: int,
     trains_text_encoder: bool,
+    usage_hint: str = "",
 ) -> dict[str, str]:
-    """The ``ss_*`` (kohya) and ``modelspec.*`` (Stability's model spec) header fields, all strings."""
+    """The ``ss_*`` (kohya) and ``modelspec.*`` (Stability's model spec) header fields, all strings;
+    ``usage_hint`` (a few-step model's sampling) goes to modelspec.usage_hint and the training comment."""
     base_version, architecture = family.kohya_versions[prediction_type]
     metadata = {
         "ss_network_module": "lycoris.kohya" if dora else "networks.lora",
@@ -160,6 +162,9 @@ def kohya_metadata(
         "modelspec.prediction_type": MODELSPEC_PREDICTION[prediction_type],
         "modelspec.date": datetime.date.today().isoformat(),
     }
+    if usage_hint:
+        metadata["modelspec.usage_hint"] = usage_hint
+        metadata["ss_training_comment"] += f"; {usage_hint}"
     if dora:
         metadata["ss_network_args"] = json.dumps({"algo": "lora", "dora_wd": "True"})
     return metadata

@@ -57,6 +57,33 @@ def _family_tags(name: str) -> tuple[str, ...]:
         return ()
 
 
+def few_step_lines(sampling: dict, prompt: str) -> list[str]:
+    """The model card's few-step section: how the distilled model must be sampled (dreamtune.json ``sampling``)."""
+    steps, guidance = sampling["steps"], sampling["guidance_scale"]
+    scheduler = (
+        'pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")'
+        if sampling["scheduler"] == "ddim_trailing"
+        else "# the pipeline's own flow-matching Euler scheduler"
+    )
+    return [
+        "## Few-step sampling",
+        "",
+        f"A **few-step** model, distilled from `{sampling.get('distilled_from', '')}`: sample it in 1 to {steps} "
+        f"steps with guidance {guidance:g} (classifier-free guidance is baked in) and a scheduler whose first step "
+        "starts at full noise (trailing timesteps). `dreamtune generate` does so by itself. In diffusers, after "
+        "loading it as below:",
+        "",
+        "```python",
+        "from diffusers import DDIMScheduler",
+        scheduler,
+        f'image = pipe("{prompt} on the beach", num_inference_steps={steps}, guidance_scale={guidance:g}).images[0]',
+        "```",
+        "",
+        f"In ComfyUI / A1111: {steps} steps, CFG {guidance:g}, DDIM with trailing (sgm_uniform) timesteps.",
+        "",
+    ]
+
+
 def write_model_card(model_dir: Path, description: dict, validation_sheet: Path | None, kohya_file: str | None) -> Path:
     """Write ``model_dir/README.md`` (and ``images/validation.png`` for the widget)."""
     kind = description["kind"]
@@ -96,6 +123,9 @@ def write_model_card(model_dir: Path, description: dict, validation_sheet: Path 
     ]
     if validation_sheet and validation_sheet.is_file():
         lines += ["![validation images](images/validation.png)", ""]
+    sampling = description.get("sampling")
+    if sampling:
+        lines += few_step_lines(sampling, prompt)
     lines += ["## Use it with diffusers", "", usage, ""]
     if kohya_file:
         lines += [

@@ -50,6 +50,32 @@ class DistillSettings:
     seed: int
 
 
+def few_step_sampling(config, components: Components) -> dict:
+    """How the distilled model samples (dreamtune.json's ``sampling``, which ``generate`` follows): its steps, the
+    scheduler whose first step starts at full noise (trailing DDIM; flow models' own Euler grid already does), and
+    no classifier-free guidance (baked in; guidance-embedded families keep the teacher's as their input)."""
+    from dreamtune.sampling.pipeline import scheduler_name
+
+    flow = scheduler_name("default", components.noise_scheduler.config) == "euler"
+    cfg_free = components.family.uses_classifier_free_guidance(components)
+    return {
+        "steps": config.distill.steps,
+        "scheduler": "euler" if flow else "ddim_trailing",
+        "guidance_scale": 1.0 if cfg_free else config.distill.teacher_guidance,
+        "distilled_from": config.method.lora.init_from or config.model.pretrained,
+    }
+
+
+def usage_hint(sampling: dict | None) -> str:
+    """One line for file headers (kohya's / modelspec's): how a few-step model samples; "" for others."""
+    if not sampling:
+        return ""
+    return (
+        f"few-step LoRA: {sampling['steps']} steps (or fewer), CFG {sampling['guidance_scale']:g}, "
+        f"{'DDIM with trailing timesteps' if sampling['scheduler'] == 'ddim_trailing' else 'Euler'}"
+    )
+
+
 class PoolSource:
     """The distillation's batch source: ``batch_size`` indices into the teacher's pool per micro-step, from
     (seed, step, process)."""

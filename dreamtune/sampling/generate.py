@@ -40,9 +40,9 @@ class GenerateRequest:
     class_noun: str = ""
     images_per_prompt: int = 1
     seed: int = 0
-    guidance_scale: float = 7.5
-    steps: int = 30
-    scheduler: str = "default"  # DDIM for SD models, Euler for flow-matching ones
+    guidance_scale: float | None = None  # None: the model's own (a few-step model records it), else 7.5
+    steps: int | None = None  # None: the model's own, else 30
+    scheduler: str = "default"  # the model's own, else DDIM for SD models, Euler for flow-matching ones
     resolution: int | None = None
     negative_prompt: str | None = None
     allow_pickle: bool = False
@@ -59,9 +59,24 @@ class GenerateRequest:
 MAX_LORA_SCALE = 10.0  # past this a LoRA's update swamps the base weights (1e30 renders black)
 
 
+DEFAULT_SAMPLING = {"steps": 30, "guidance_scale": 7.5, "scheduler": "default"}
+
+
+def with_model_sampling(request: GenerateRequest, description: dict) -> GenerateRequest:
+    """What the request leaves open (steps, guidance, the default scheduler) from the model's own ``sampling``
+    (dreamtune.json; a few-step model records its steps, scheduler and guidance), else the usual defaults."""
+    own = {**DEFAULT_SAMPLING, **(description.get("sampling") or {})}
+    return dataclasses.replace(
+        request,
+        steps=request.steps if request.steps is not None else int(own["steps"]),
+        guidance_scale=request.guidance_scale if request.guidance_scale is not None else float(own["guidance_scale"]),
+        scheduler=own["scheduler"] if request.scheduler == "default" else request.scheduler,
+    )
+
+
 def check_request(request: GenerateRequest) -> None:
     """Every setting checked before a model is loaded: one sentence naming it and the fix."""
-    if request.steps < 1:
+    if request.steps is not None and request.steps < 1:
         raise UserError(f"--steps {request.steps} must be at least 1 (30 is a good default; 4 for a few-step model).")
     if request.images_per_prompt < 1:
         raise UserError(f"--images-per-prompt {request.images_per_prompt} must be at least 1.")
@@ -70,7 +85,7 @@ def check_request(request: GenerateRequest) -> None:
             f"--resolution {request.resolution} must be a positive multiple of 8 (the VAE downsamples by 8), "
             "e.g. 512, or leave it out for the model's own size."
         )
-    if not math.isfinite(request.guidance_scale) or request.guidance_scale < 0:
+    if request.guidance_scale is not None and (not math.isfinite(request.guidance_scale) or request.guidance_scale < 0):
         raise UserError(
             f"--guidance-scale {request.guidance_scale} must be a number of 0 or more (7.5 is usual; 1 turns guidance off)."
         )
@@ -277,6 +292,7 @@ def generate(request: GenerateRequest, out_dir: Path, show_progress: bool = True
         printing.check()
     check_output_dir(Path(out_dir), "--out")
     pipeline, description = load_pipeline(request)
+    request = with_model_sampling(request, description)
     request = dataclasses.replace(request, scheduler=scheduler_name(request.scheduler, pipeline.scheduler.config))
     subject = description.get("placeholder_token") or request.subject
     resolution = request.resolution or pipeline_resolution(pipeline)

@@ -12,6 +12,7 @@ from dreamtune.atomic import atomic_dir, atomic_file
 from dreamtune.config import Config
 from dreamtune.models.adapters import ExportInfo, TrainableParts
 from dreamtune.models.model_card import write_model_card
+from dreamtune.objectives.distill import few_step_sampling, usage_hint
 from dreamtune.training.checkpoint import TrainingState
 
 
@@ -33,7 +34,13 @@ def export(
         for context in emas:
             context.__enter__()
         try:
-            info = ExportInfo(title=output_dir.resolve().name, base_model=config.model.pretrained, steps=state.step)
+            sampling = few_step_sampling(config, parts.components) if config.distill.steps else None
+            info = ExportInfo(
+                title=output_dir.resolve().name,
+                base_model=config.model.pretrained,
+                steps=state.step,
+                usage_hint=usage_hint(sampling),
+            )
             weights = parts.export(temp, info)
         finally:
             for context in emas:
@@ -50,6 +57,7 @@ def export(
             "placeholder_token": config.method.textual_inversion.placeholder_token if parts.learns_token else None,
             "num_vectors": config.method.textual_inversion.num_vectors,
             "selected": selected,
+            "sampling": sampling,
         }
         (temp / "dreamtune.json").write_text(json.dumps(description, indent=2))
         sheets = sorted((output_dir / "validation").glob("step-*.png"))

@@ -86,3 +86,52 @@ def test_distillation_learns_from_the_teacher_and_resumes_bit_identical(tiny_mod
     assert any(not torch.equal(a[k], start[k]) for k in a)  # the student moved from the teacher's LoRA
     assert [r["loss"] for r in full.history[4:]] == [r["loss"] for r in resumed.history]
     assert all(r["distill/step"] in (0.0, 0.5, 1.0) for r in full.history)  # the mean of k over a batch of 2
+
+
+def test_a_few_step_model_says_how_to_sample_it_and_generate_follows(tiny_models, photos, tmp_path):
+    """dreamtune.json records the student's sampling; the model card and the kohya file's header say it; generate
+    uses it when --steps / --guidance-scale / --scheduler are left out, and an explicit value still wins."""
+    import json
+
+    from safetensors import safe_open
+
+    from dreamtune.sampling.generate import GenerateRequest, generate
+
+    quiet = {"show_progress": False, "log": lambda *_: None}
+    run = train(
+        config.load(
+            None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "run", **{**DISTILL, "train.steps": 2})
+        ),
+        **quiet,
+    )
+    sampling = json.loads((run.model_dir / "dreamtune.json").read_text())["sampling"]
+    assert {k: sampling[k] for k in ("steps", "scheduler", "guidance_scale")} == {
+        "steps": 2,
+        "scheduler": "ddim_trailing",
+        "guidance_scale": 1.0,
+    }
+    card = (run.model_dir / "README.md").read_text()
+    assert "## Few-step sampling" in card and 'timestep_spacing="trailing"' in card
+    kohya = next(p for p in run.model_dir.glob("*.safetensors") if p.name != "pytorch_lora_weights.safetensors")
+    with safe_open(str(kohya), "pt") as f:
+        assert (
+            f.metadata()["modelspec.usage_hint"]
+            == "few-step LoRA: 2 steps (or fewer), CFG 1, DDIM with trailing timesteps"
+        )
+    own = generate(GenerateRequest(trained=str(run.model_dir), prompts=("{subject} dog",)), tmp_path / "own", False)
+    asked = generate(
+        GenerateRequest(trained=str(run.model_dir), prompts=("x",), steps=1, guidance_scale=3.0, scheduler="ddim"),
+        tmp_path / "asked",
+        False,
+    )
+    pick = lambda record: tuple(record["request"][k] for k in ("steps", "guidance_scale", "scheduler"))
+    assert pick(own) == (2, 1.0, "ddim_trailing") and pick(asked) == (1, 3.0, "ddim")
+    plain = train(
+        config.load(
+            None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "plain", **{"data.instance_prompt": PROMPT})
+        ),
+        **quiet,
+    )
+    assert json.loads((plain.model_dir / "dreamtune.json").read_text())["sampling"] is None
+    record = generate(GenerateRequest(trained=str(plain.model_dir), prompts=("x",)), tmp_path / "usual", False)
+    assert pick(record) == (30, 7.5, "ddim")  # an ordinary model keeps the usual defaults
