@@ -279,6 +279,10 @@ class Actions(PhotoActions):
         base = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))["model"]["pretrained"]
         blank = list(common)
         blank[blank.index("--subject") + 1] = ""  # the base model has no identifier: "a dog on the beach"
+        if runs.model_sampling(folder):  # a few-step model's steps and guidance-free sampling are not the base's
+            for flag in ("--steps", "--guidance-scale"):
+                at = blank.index(flag)
+                del blank[at : at + 2]
         return ["generate", "--model", str(base), *blank, "--out", str(out / "base")]
 
     def generation(self, relative: str) -> dict:

@@ -176,6 +176,14 @@ def describe(folder: Path, runs: Path) -> dict:
     }
 
 
+def model_sampling(folder: Path) -> dict | None:
+    """A finished few-step model's own sampling (its dreamtune.json): the Generate form starts from it."""
+    try:
+        return json.loads((Path(folder) / "model" / "dreamtune.json").read_text(encoding="utf-8")).get("sampling")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def discover(runs: Path) -> list[dict]:
     """The training runs directly under ``runs`` (newest first), summarised."""
     found = []
@@ -190,6 +198,7 @@ def discover(runs: Path) -> list[dict]:
                     "total": total_steps(folder),
                     "modified": folder.stat().st_mtime,
                     "has_report": (folder / "report.html").is_file(),
+                    "sampling": model_sampling(folder),
                 }
             )
     return sorted(found, key=lambda r: -r["modified"])

@@ -308,6 +308,29 @@ def test_the_base_model_box_shows_the_recipes_model_and_an_empty_box_keeps_it(se
     assert actions.base_model("miniature", find_recipe("lora-sdxl")) == "miniature"  # what the user typed wins
 
 
+def test_a_few_step_run_offers_its_own_sampling_and_the_base_side_keeps_the_usual(tmp_path):
+    """The run list carries a finished model's sampling (the Generate form takes it); the base model's job
+    drops the few-step settings so it is sampled as it usually is."""
+    from dreamtune.ui.actions import Actions
+
+    actions = Actions(tmp_path / "runs", Access("127.0.0.1", 0))
+    for name, sampling in (
+        ("quick", {"steps": 4, "scheduler": "ddim_trailing", "guidance_scale": 1.0}),
+        ("plain", None),
+    ):
+        folder = actions.root / name
+        (folder / "model").mkdir(parents=True)
+        (folder / "config.yaml").write_text("model:\n  pretrained: base-model\ntrain:\n  steps: 10\n")
+        (folder / "model" / "dreamtune.json").write_text(json.dumps({"kind": "lora", "sampling": sampling}))
+    listed = {r["name"]: r["sampling"] for r in runs.discover(actions.root)}
+    assert listed == {"quick": {"steps": 4, "scheduler": "ddim_trailing", "guidance_scale": 1.0}, "plain": None}
+    common = ["--subject", "sks", "--steps", "4", "--guidance-scale", "1.0", "--seed", "0"]
+    quick = actions._base_arguments(actions.root / "quick", common, tmp_path / "g")
+    plain = actions._base_arguments(actions.root / "plain", common, tmp_path / "g")
+    assert "--steps" not in quick and "--guidance-scale" not in quick and "--seed" in quick
+    assert plain[plain.index("--steps") + 1] == "4"
+
+
 def test_a_users_folder_is_never_taken_as_the_runs_folder(tmp_path):
     from dreamtune.ui.server import make_server
 

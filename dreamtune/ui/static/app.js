@@ -382,6 +382,20 @@ async function resumeRun() {
 }
 
 // ---- generate ---------------------------------------------------------------------------------
+// A few-step model samples in its own steps without guidance: the form takes them when its run is chosen
+// (the base model's side keeps its usual settings).
+function followModelSampling() {
+  const sampling = (state.samplingOf || {})[$("gen-run").value];
+  $("gen-sampling").textContent = sampling
+    ? `few-step model: ${sampling.steps} steps (or fewer), guidance ${sampling.guidance_scale}, ${sampling.scheduler}; the base model's side uses its usual settings`
+    : "";
+  if (sampling && $("gen-run").dataset.followed !== $("gen-run").value) {
+    $("steps").value = sampling.steps;
+    $("guidance").value = sampling.guidance_scale;
+  }
+  $("gen-run").dataset.followed = $("gen-run").value;
+}
+
 async function generate() {
   $("generate-error").textContent = "";
   try {
@@ -439,6 +453,8 @@ async function refreshLists() {
   await refreshInfo();
   const runs = await api("runs");
   fillSelect($("gen-run"), runs.filter((r) => r.status === "finished").map((r) => r.name));
+  state.samplingOf = Object.fromEntries(runs.map((r) => [r.name, r.sampling]));
+  followModelSampling();
 }
 
 async function init() {
@@ -477,6 +493,7 @@ async function init() {
   $("dreambench").onclick = fillDreamBench;
   $("recipe").onchange = () => { recipeModel(); loadForm(); $("preset-note").textContent = ""; };
   $("base-model").onchange = proposePreset;
+  $("gen-run").onchange = followModelSampling;
   state.info = await api("info");
   $("where").textContent = "runs in " + state.info.runs;
   $("device").textContent = "· " + state.info.device;
