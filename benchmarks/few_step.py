@@ -9,7 +9,8 @@ whole row, model loading included, on this machine):
 
   teacher@25     the teacher as the demo samples it (DDIM, 25 steps, guidance 4)
   teacher@k      the teacher in k trailing-DDIM steps, guidance 4 (what fewer steps give without distillation)
-  <variant>@k    the distilled LoRA in k trailing-DDIM steps, no guidance (k = 1, 2, 4)
+  <variant>@k    the distilled LoRA in k steps as it records (trailing DDIM; no guidance, or its own with
+                 distill+cfg) (k = 1, 2, 4)
 
     python benchmarks/few_step.py --half new-test --seeds 0 [--subjects dog_wolf,...] [--variants distill,distill+ladd]
         [--root runs/few-step] [--teachers runs/new-shape-test] [--collect] [--sheet SUBJECTS]
@@ -40,6 +41,18 @@ VARIANTS = {
     ),
 }
 STEPS = (1, 2, 4)
+
+
+def _all_context_prompts() -> str:
+    """Every one of the world's contexts, the evaluation's too: a diagnostic of whether the student's misses are
+    contexts it never saw in distillation (not a fair figure: the evaluation's contexts are then trained on)."""
+    from dreamtune.miniature import scenery
+
+    return json.dumps(["{instance}", *[f"{{instance}} {p}" for p in scenery.PHRASES.values()]])
+
+
+# the student keeps classifier-free guidance of its own (two denoiser calls a step instead of one)
+VARIANTS["distill+cfg"] = ("distill.student_guidance=4.0",)
 
 
 def teacher_dir(teachers: Path, subject: str, seed: int) -> Path:
@@ -107,7 +120,7 @@ def evaluate(subject: str, seed: int, teacher: Path, students: dict[str, Path], 
     rows_images, seconds = {}, {}
     plan = [("teacher@25", teacher / "run" / "model", 25, 4.0, "default")]
     plan += [(f"teacher@{k}", teacher / "run" / "model", k, 4.0, "ddim_trailing") for k in STEPS]
-    plan += [(f"{v}@{k}", m, k, 1.0, "ddim_trailing") for v, m in students.items() for k in STEPS]
+    plan += [(f"{v}@{k}", m, k, None, "default") for v, m in students.items() for k in STEPS]  # the model's own
     for name, model, steps, guidance, scheduler in plan:
         rows_images[name], seconds[name] = render(
             model, prompts, images, steps, guidance, scheduler, out / "images" / name.replace("@", "-")
@@ -227,6 +240,8 @@ def main() -> None:
             if not (teacher / "run" / "model" / "dreamtune.json").is_file():
                 print(f"skipping {subject} seed {seed}: no teacher in {teacher} (run miniature_methods.py first)")
                 continue
+            if "distill-all-contexts" in args.variants:
+                VARIANTS["distill-all-contexts"] = (f"distill.prompts={_all_context_prompts()}",)
             students = {
                 v: distill(teacher, root / v / f"{subject}-s{seed}", v, seed, args.extra)
                 for v in args.variants.split(",")

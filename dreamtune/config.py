@@ -229,7 +229,10 @@ class DistillConfig:
 
     steps: int = 0  # 0: off; the student's most sampler steps (4: one LoRA for 1, 2 and 4 steps)
     teacher_steps: int = 24  # sampler steps of the teacher's samples (trailing DDIM / the flow Euler grid)
-    teacher_guidance: float = 4.0  # the teacher's classifier-free guidance (the student runs without, baked in)
+    teacher_guidance: float = 4.0  # the teacher's classifier-free guidance
+    student_guidance: float = (
+        1.0  # 1: the student samples without guidance (baked in); > 1: with its own (2 calls a step)
+    )
     pool: int = 64  # teacher samples made at the start (prompts in turn, each with its own seed)
     prompts: tuple[str, ...] = ("{instance}",)  # teacher prompts; {instance} is data.instance_prompt
     loss_weight: float = 1.0  # weight of the latent MSE to the teacher's sample (adversarial.* adds LADD's game)

@@ -43,6 +43,7 @@ class DistillSettings:
     steps: int
     teacher_steps: int
     teacher_guidance: float
+    student_guidance: float
     pool: int
     prompts: tuple[str, ...]
     loss_weight: float
@@ -61,7 +62,9 @@ def few_step_sampling(config, components: Components) -> dict:
     return {
         "steps": config.distill.steps,
         "scheduler": "euler" if flow else "ddim_trailing",
-        "guidance_scale": 1.0 if cfg_free else config.distill.teacher_guidance,
+        "guidance_scale": config.distill.student_guidance
+        if config.distill.student_guidance > 1
+        else (1.0 if cfg_free else config.distill.teacher_guidance),
         "distilled_from": config.method.lora.init_from or config.model.pretrained,
     }
 
@@ -127,8 +130,11 @@ class FewStepDistillation(Objective):
 
     # ---- the student ----------------------------------------------------------------------------
     def _student(self, latents: Tensor, steps: Tensor, conditioning: Conditioning) -> Tensor:
-        """One guidance-free prediction (guidance-embedded families get the teacher's scale as their input)."""
+        """The student's prediction: guidance-free by default (one call; guidance-embedded families get the teacher's
+        scale as their input), or with its own classifier-free guidance (``student_guidance`` > 1: two calls)."""
         c = self.components
+        if self.settings.student_guidance > 1:
+            return guided_prediction(c, latents, steps, conditioning, self.settings.student_guidance)
         if c.family.uses_classifier_free_guidance(c):
             dtype = next(p for p in c.denoiser.parameters()).dtype
             return c.family.predict(c, latents.to(dtype), steps, conditioning.cond).float()
