@@ -75,6 +75,9 @@ def main() -> None:
     parser.add_argument("--root", default=str(ROOT / "runs" / "methods"))
     parser.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished runs under --root")
     parser.add_argument(
+        "--paired", default="", help="also each method minus this one on the same subject and seed, e.g. lora+prior"
+    )
+    parser.add_argument(
         "--rejudge",
         metavar="JUDGE_DIR",
         help="judge the finished runs' saved images again with this judge "
@@ -130,6 +133,12 @@ def main() -> None:
     (root / f"methods-{args.half}.md").write_text(text + "\n")
     print(f"\n{args.half} half, {len(results)} of {len(jobs)} runs")
     print(text)
+    if args.paired:
+        from subject_runs import paired_differences
+
+        paired = paired_differences(results, args.paired)
+        (root / f"methods-{args.half}-paired.md").write_text(paired + "\n")
+        print("\n" + paired)
 
 
 if __name__ == "__main__":

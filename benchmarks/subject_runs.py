@@ -188,6 +188,31 @@ def reference_rows(metrics: dict) -> dict[str, dict]:
     }
 
 
+PAIRED = (
+    ("identity", "identity in class"),
+    ("identity_all", "identity among all"),
+    ("context_vs_truth", "context / truth's"),
+)
+
+
+def paired_differences(results: list[tuple[Job, dict]], base: str) -> str:
+    """Each method minus ``base`` on the same (subject, seed), in points: mean ± paired standard error and the
+    extremes, over the pairs both finished (a markdown table)."""
+    runs = {(job.method.label, job.subject, job.seed): row(metrics) for job, metrics in results}
+    labels = [label for label in dict.fromkeys(job.method.label for job, _ in results) if label != base]
+    lines = ["| method − " + base + " | pairs | " + " | ".join(name for _, name in PAIRED) + " |"]
+    lines.append("|---" * (len(PAIRED) + 2) + "|")
+    for label in labels:
+        pairs = [(runs[key], runs[(base, *key[1:])]) for key in runs if key[0] == label and (base, *key[1:]) in runs]
+        cells = []
+        for key, _ in PAIRED:
+            diffs = [100 * (a[key] - b[key]) for a, b in pairs if a[key] is not None and b[key] is not None]
+            mean, se, _ = mean_se(diffs)
+            cells.append(f"{mean:+.2f} ± {se:.2f} ({min(diffs):+.1f} … {max(diffs):+.1f})" if diffs else "–")
+        lines.append(f"| {label} | {len(pairs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def mean_se(values: list[float | None]) -> tuple[float, float, int]:
     """Mean, standard error and count of the defined values (gap figures are undefined when floor = ceiling)."""
     values = [v for v in values if v is not None]
