@@ -71,10 +71,16 @@ def _renderer(
     guidance_scale: float | None = None,
 ):
     guidance_scale = components.family.default_guidance if guidance_scale is None else guidance_scale
+    scheduler = "default"
+    if config.distill.steps:  # a few-step student is shown as it will sample
+        from dreamtune.objectives.distill import few_step_sampling
+
+        own = few_step_sampling(config, components)
+        steps, guidance_scale, scheduler = own["steps"], own["guidance_scale"], own["scheduler"]
 
     def render(prompts: list[str], seeds: list[int]):
         prompts = [parts.rewrite_prompt(p) for p in prompts]
-        pipeline = pipeline_from_components(components)
+        pipeline = pipeline_from_components(components, scheduler)
         for module in parts.modules.values():
             module.eval()
         try:
