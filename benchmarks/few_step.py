@@ -166,45 +166,32 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines) + f"\n\n{len(subjects)} subjects, {len(results)} (subject, seed) pairs"
 
 
-def sheet(root: Path, subjects: list[str], seed: int, out: Path) -> None:
-    """Per subject one image per context: ground truth, teacher@25, teacher@4, then each student at 4, 2, 1."""
+def sheet(root: Path, subjects: list[str], seed: int, out: Path, contexts: int = 4) -> None:
+    """Per subject and context (the first ``contexts`` of the evaluation's) one line: ground truth, the teacher at
+    25, 4 and 1 steps, then each student at 4, 2 and 1 steps (each row's first seed)."""
     from PIL import Image
 
     from dreamtune.miniature import world
     from dreamtune.miniature.demo import EVAL_CONTEXTS
     from dreamtune.sampling.contact_sheet import contact_sheet, save_png
 
+    variants = sorted(
+        {p.name.rsplit("-", 1)[0] for s in subjects for p in (root / "eval" / f"{s}-s{seed}" / "images").iterdir()}
+        - {"teacher"}
+    )
+    rows = ["teacher-25", "teacher-4", "teacher-1"] + [f"{v}-{k}" for v in variants for k in (4, 2, 1)]
     images, captions = [], []
     for subject in subjects:
         folder = root / "eval" / f"{subject}-s{seed}" / "images"
-        rows = ["teacher-25", "teacher-4"] + sorted(
-            p.name for p in folder.iterdir() if not p.name.startswith("teacher") and p.name.endswith(("-4", "-2", "-1"))
-        )
-        for c, context in enumerate(EVAL_CONTEXTS):
+        for c, context in enumerate(EVAL_CONTEXTS[:contexts]):
             images.append(world.render(world.Scene(subject, context), 90_000))
-            captions.append(f"{subject} truth" if c == 0 else "")
+            captions.append(f"{subject}: truth" if c == 0 else context)
             for row in rows:
                 files = sorted((folder / row).glob("*.png"))
-                per = len(files) // len(EVAL_CONTEXTS)
-                images.append(Image.open(files[c * per]).convert("RGB"))
-                captions.append(row if c == 0 else "")
-    columns = len(images) // (len(subjects) * len(EVAL_CONTEXTS))
-    # one subject's contexts down, rows across
-    order = [
-        i
-        for s in range(len(subjects))
-        for i in range(s * len(EVAL_CONTEXTS) * columns, (s + 1) * len(EVAL_CONTEXTS) * columns)
-    ]
-    save_png(
-        contact_sheet(
-            [images[i] for i in order],
-            [captions[i] for i in order],
-            columns=columns,
-            cell=80,
-            title="few-step: truth | teacher 25 | teacher 4 | students at 1, 2, 4 steps",
-        ),
-        out,
-    )
+                images.append(Image.open(files[c * (len(files) // len(EVAL_CONTEXTS))]).convert("RGB"))
+                captions.append(row.replace("-", " @") if c == 0 else "")
+    title = "few-step: truth | teacher at 25, 4, 1 steps | " + " | ".join(f"{v} at 4, 2, 1" for v in variants)
+    save_png(contact_sheet(images, captions, columns=1 + len(rows), cell=72, title=title), out)
 
 
 def main() -> None:
@@ -220,11 +207,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2, help="seeds per evaluation context")
     parser.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished evaluations")
     parser.add_argument("--sheet", default="", help="run nothing: a contact sheet of these subjects (seed 0)")
+    parser.add_argument("--sheet-out", default="", help="where --sheet writes (default: <root>/few_step_sheet.png)")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every distillation run")
     args = parser.parse_args()
     root, teachers = Path(args.root), Path(args.teachers)
     if args.sheet:
-        sheet(root, args.sheet.split(","), 0, root / "few_step_sheet.png")
+        sheet(root, args.sheet.split(","), 0, Path(args.sheet_out) if args.sheet_out else root / "few_step_sheet.png")
         return
     subjects = args.subjects.split(",") if args.subjects else list(subject_split.HALVES[args.half])
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -161,7 +161,8 @@ def load_pipeline(request: GenerateRequest):
     pipeline = load_base_pipeline(
         ModelConfig(pretrained=base, config=base_config, allow_pickle=request.allow_pickle), dtype
     )
-    pipeline.scheduler = scheduler_for(request.scheduler, pipeline.scheduler.config)
+    # the scheduler the request names, or the model's own (a few-step model's trailing DDIM)
+    pipeline.scheduler = scheduler_for(with_model_sampling(request, description).scheduler, pipeline.scheduler.config)
     try:
         with _quiet_diffusers_errors():  # diffusers logs the error it raises; we say it once, below
             _apply_trained(pipeline, trained, description)

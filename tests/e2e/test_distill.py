@@ -124,6 +124,10 @@ def test_a_few_step_model_says_how_to_sample_it_and_generate_follows(tiny_models
         tmp_path / "asked",
         False,
     )
+    from dreamtune.sampling.generate import load_pipeline
+
+    pipeline, _ = load_pipeline(GenerateRequest(trained=str(run.model_dir)))  # what actually samples, not the record
+    assert pipeline.scheduler.config.timestep_spacing == "trailing"
     pick = lambda record: tuple(record["request"][k] for k in ("steps", "guidance_scale", "scheduler"))
     assert pick(own) == (2, 1.0, "ddim_trailing") and pick(asked) == (1, 3.0, "ddim")
     plain = train(
