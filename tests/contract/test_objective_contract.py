@@ -162,7 +162,7 @@ def test_the_cases_cover_every_objective(tiny_models, clip_dir, tmp_path, photos
         importlib.import_module(f"dreamtune.objectives.{module.name}")
     wanted = set(Objective.__subclasses__())
     seen = {autoencoder.AutoencoderObjective, contrastive.ContrastiveObjective}
-    for case in ("sd1-dreambooth-prior", "sd1-adversarial-clip", "sd1-ddpo", "sd1-handover"):
+    for case in ("sd1-dreambooth-prior", "sd1-adversarial-clip", "sd1-ddpo", "sd1-handover", "sd1-distill-ladd"):
         objective, _, _ = assembled(tiny_models, clip_dir, case, tmp_path / case, photos)
         stack = [objective]
         while stack:
