@@ -27,6 +27,7 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from dreamtune.data.augment import sample_generator
 from dreamtune.models.components import Components
@@ -117,6 +118,9 @@ class FewStepDistillation(Objective):
             f"guidance {s.teacher_guidance:g}) through the starting weights"
         )
         ends, chunk = [], 16
+        bar = tqdm(
+            total=s.pool, desc="teacher samples", unit="sample", leave=False, disable=None
+        )  # none off a terminal
         for first in range(0, s.pool, chunk):
             rows = range(first, min(s.pool, first + chunk))
             conditioning = condition(c, [prompts[i] for i in rows], s.resolution, c.device)
@@ -126,6 +130,8 @@ class FewStepDistillation(Objective):
                 prediction = guided_prediction(c, latents, steps, conditioning, s.teacher_guidance, self.teacher)
                 latents = self.teacher_sampler.step(prediction, steps, latents, 0.0)[0]
             ends.append(latents.float())
+            bar.update(len(rows))
+        bar.close()
         return {"end": torch.cat(ends)}
 
     # ---- the student ----------------------------------------------------------------------------
@@ -158,9 +164,8 @@ class FewStepDistillation(Objective):
             for j in range(int(k.max())):
                 moving = (k > j).to(device)
                 steps = grid[j].reshape(1).repeat(len(latents)).to(device)
-                advanced = self.student_sampler.step(self._student(latents, steps, conditioning), steps, latents, 0.0)[
-                    0
-                ]
+                prediction = self._student(latents, steps, conditioning)
+                advanced = self.student_sampler.step(prediction, steps, latents, 0.0)[0]
                 latents = torch.where(moving.view(-1, *([1] * (latents.ndim - 1))), advanced, latents)
         timesteps = grid[k].to(device)
         prediction = self._student(latents, timesteps, conditioning)
