@@ -192,11 +192,6 @@ def check_distill(config) -> None:
             f"distill.steps and rl.algorithm={config.rl.algorithm} both replace the training loss; run the reward "
             "first and distill its result in a second run (method.lora.init_from=<its model/>)."
         )
-    if config.method.kind == "textual_inversion":
-        raise UserError(
-            "distillation trains the denoiser and textual inversion trains only a word; use method.kind=lora "
-            "(with method.lora.init_from=<your personalized model/>)."
-        )
     if config.prior.enabled:
         raise UserError(
             "prior.enabled has no role in a distillation run (the teacher's samples are its only data); set "

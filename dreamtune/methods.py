@@ -104,6 +104,11 @@ class TextualInversion(Method):
     def check(self, config: Config) -> None:
         if config.method.train_text_encoder:
             raise UserError("method.train_text_encoder cannot be combined with textual_inversion; set it to false.")
+        if config.distill.steps:
+            raise UserError(
+                "distillation trains the denoiser and textual inversion trains only a word; use method.kind=lora "
+                "(with method.lora.init_from=<your personalized model/>)."
+            )
         token, prompt = config.method.textual_inversion.placeholder_token, config.data.instance_prompt
         if prompt and token not in prompt:
             raise UserError(
