@@ -40,6 +40,8 @@ VARIANTS = {
         "adversarial.warmup_steps=50",
     ),
 }
+# with the guided-trajectory term: the teacher's guided steps from each of the student's states
+VARIANTS["distill+ladd+path"] = (*VARIANTS["distill+ladd"], "distill.trajectory_weight=1")
 STEPS = (1, 2, 4)
 
 
@@ -112,28 +114,35 @@ def evaluate(subject: str, seed: int, teacher: Path, students: dict[str, Path], 
     from dreamtune.miniature.assemble import MODEL_DIR
     from dreamtune.miniature.demo import EVAL_CONTEXTS, judge_rows
 
-    if (out / "metrics.json").is_file():
-        return json.loads((out / "metrics.json").read_text())
+    done = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else None
+    rows: dict = done["rows"] if done else {}  # a finished evaluation gains only the rows it lacks
     settings = json.loads((teacher / "run" / "model" / "dreamtune.json").read_text())
     prompts = [f"{settings['instance_prompt']} {scenery.PHRASES[c]}" for c in EVAL_CONTEXTS]
-    shutil.rmtree(out / "images", ignore_errors=True)
+    if not done:
+        shutil.rmtree(out / "images", ignore_errors=True)
     rows_images, seconds = {}, {}
     plan = [("teacher@25", teacher / "run" / "model", 25, 4.0, "default")]
     plan += [(f"teacher@{k}", teacher / "run" / "model", k, 4.0, "ddim_trailing") for k in STEPS]
     plan += [(f"{v}@{k}", m, k, None, "default") for v, m in students.items() for k in STEPS]  # the model's own
+    plan = [row for row in plan if row[0] not in rows]
+    if done and not plan:
+        return done
     for name, model, steps, guidance, scheduler in plan:
-        rows_images[name], seconds[name] = render(
-            model, prompts, images, steps, guidance, scheduler, out / "images" / name.replace("@", "-")
-        )
+        folder = out / "images" / name.replace("@", "-")
+        shutil.rmtree(folder, ignore_errors=True)
+        rows_images[name], seconds[name] = render(model, prompts, images, steps, guidance, scheduler, folder)
     truth = [world.render(world.Scene(subject, c), 90_000 + s) for c in EVAL_CONTEXTS for s in range(images)]
+    if not done:
+        rows_images["ground truth"] = truth
     photos = [Image.open(p).convert("RGB") for p in sorted((teacher / "photos").glob("*.png"))]
-    rows: dict = {}
-    judge_rows(rows, MODEL_DIR / "judge", MODEL_DIR, subject, {**rows_images, "ground truth": truth}, photos, images)
+    judge_rows(rows, MODEL_DIR / "judge", MODEL_DIR, subject, rows_images, photos, images)
     sharpness = lambda images: high_frequency(judge.to_pixels(images))
     sharp_truth = sharpness(truth)
-    for name in rows:
-        rows[name]["sharpness"] = round(sharpness(rows_images.get(name, truth)) / sharp_truth, 4)
+    for name in rows_images:
+        rows[name]["sharpness"] = round(sharpness(rows_images[name]) / sharp_truth, 4)
         rows[name]["seconds_per_image"] = round(seconds.get(name, 0.0), 4)
+    truth_row = rows.pop("ground truth")  # the table's last row
+    rows["ground truth"] = truth_row
     metrics = {"subject": subject, "seed": seed, "rows": rows}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
@@ -209,6 +218,7 @@ def main() -> None:
     parser.add_argument("--sheet", default="", help="run nothing: a contact sheet of these subjects (seed 0)")
     parser.add_argument("--sheet-out", default="", help="where --sheet writes (default: <root>/few_step_sheet.png)")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every distillation run")
+    parser.add_argument("--tag", default="", help="appended to the variants' names (runs with other --extra)")
     args = parser.parse_args()
     root, teachers = Path(args.root), Path(args.teachers)
     if args.sheet:
@@ -231,7 +241,7 @@ def main() -> None:
             if "distill-all-contexts" in args.variants:
                 VARIANTS["distill-all-contexts"] = (f"distill.prompts={_all_context_prompts()}",)
             students = {
-                v: distill(teacher, root / v / f"{subject}-s{seed}", v, seed, args.extra)
+                v + args.tag: distill(teacher, root / (v + args.tag) / f"{subject}-s{seed}", v, seed, args.extra)
                 for v in args.variants.split(",")
             }
             results.append(evaluate(subject, seed, teacher, students, evaluation, args.images))

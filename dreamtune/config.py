@@ -236,6 +236,7 @@ class DistillConfig:
     pool: int = 64  # teacher samples made at the start (prompts in turn, each with its own seed)
     prompts: tuple[str, ...] = ("{instance}",)  # teacher prompts; {instance} is data.instance_prompt
     loss_weight: float = 1.0  # weight of the latent MSE to the teacher's sample (adversarial.* adds LADD's game)
+    trajectory_weight: float = 0.0  # weight of the MSE to the teacher's guided path from the student's state (see docs)
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,8 @@ RANGES = (
     ("rl.samples_per_round", 1, True, None),
     ("rl.images_per_prompt", 1, True, None),
     ("adversarial.weight", 0.0, True, None),
+    ("distill.loss_weight", 0.0, True, None),
+    ("distill.trajectory_weight", 0.0, True, None),
     ("adversarial.lr", 0.0, False, None),
     ("rl.lr", 0.0, False, None),
 )
@@ -196,6 +198,11 @@ def check_distill(config) -> None:
         raise UserError(
             "prior.enabled has no role in a distillation run (the teacher's samples are its only data); set "
             "prior.enabled=false."
+        )
+    if d.trajectory_weight and d.teacher_steps % d.steps:
+        raise UserError(
+            f"distill.trajectory_weight needs distill.teacher_steps ({d.teacher_steps}) to be a multiple of "
+            f"distill.steps ({d.steps}), so the teacher's steps fall between the student's (e.g. 24 and 4)."
         )
     if not d.prompts or not all(p.strip() for p in d.prompts):
         raise UserError("distill.prompts is empty; list the teacher's prompts, e.g. distill.prompts='[{instance}]'.")

@@ -12,6 +12,11 @@ without classifier-free guidance.
   loss      ``loss_weight`` · MSE(x̂0(x_{t_k}, t_k), x0ᵀ) in latent space: from any of its states the student
             jumps to where the teacher's trajectory from the same noise ends (Luhman & Luhman 2021's
             knowledge distillation, on the student's own states)
+  path      with ``trajectory_weight``: also MSE(x̂0, x̃0), where x̃0 is the clean latent whose student step lands
+            where the teacher's guided steps from the same state land (the teacher steps between the student's
+            t_k and t_{k+1}): guidance reaches every state the student meets, not only the pool's ends — a
+            guided progressive distillation target (Salimans & Ho 2022; Meng et al. 2023, "On Distillation of
+            Guided Diffusion Models"); it costs 2 · teacher_steps / steps teacher calls per sample
   game      with ``adversarial.weight`` the adversarial objective wraps this one and judges x̂0 against the
             teacher's samples (``passes["denoising"].latents``): with adversarial.discriminator=denoiser this
             is LADD's latent discriminator (Sauer et al. 2024, "Fast High-Resolution Image Synthesis with
@@ -48,6 +53,7 @@ class DistillSettings:
     pool: int
     prompts: tuple[str, ...]
     loss_weight: float
+    trajectory_weight: float
     resolution: int
     seed: int
 
@@ -99,6 +105,11 @@ class FewStepDistillation(Objective):
         self.student_sampler = components.sampler(settings.steps, settings.resolution, start_at_noise=True)
         self.teacher_sampler = components.sampler(settings.teacher_steps, settings.resolution, start_at_noise=True)
         self.pool: dict[str, Tensor] | None = None
+        self.between = settings.teacher_steps // settings.steps  # teacher steps inside one student step
+        if settings.trajectory_weight and not torch.allclose(
+            self.teacher_sampler.timesteps[:: self.between].float(), self.student_sampler.timesteps.float()
+        ):
+            raise ValueError("the teacher's sampler grid does not hold the student's: no guided-trajectory target")
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"model": nn.ModuleDict(self.trainable)}
@@ -146,6 +157,24 @@ class FewStepDistillation(Objective):
             return c.family.predict(c, latents.to(dtype), steps, conditioning.cond).float()
         return guided_prediction(c, latents, steps, conditioning, self.settings.teacher_guidance)
 
+    @torch.no_grad()
+    def _trajectory_target(self, latents: Tensor, k: Tensor, conditioning: Conditioning) -> Tensor:
+        """x̃0 per sample: run the teacher (guided) from the student's state over the teacher steps inside the
+        student's step k, then solve the student's step for the clean latent that lands there (a deterministic
+        step is affine in the prediction: x_next = step(0) + (step(1) - step(0)) · p)."""
+        s, c = self.settings, self.components
+        device, start = latents.device, latents
+        grid = self.teacher_sampler.timesteps
+        for j in range(self.between):
+            steps = grid[k * self.between + j].to(device)
+            prediction = guided_prediction(c, latents, steps, conditioning, s.teacher_guidance, self.teacher)
+            latents = self.teacher_sampler.step(prediction, steps, latents, 0.0)[0]
+        steps = self.student_sampler.timesteps[k].to(device)
+        at_zero = self.student_sampler.step(torch.zeros_like(start), steps, start, 0.0)[0]
+        at_one = self.student_sampler.step(torch.ones_like(start), steps, start, 0.0)[0]
+        prediction = (latents - at_zero) / (at_one - at_zero)
+        return c.noise.predicted_clean(start.float(), prediction, steps)
+
     def __call__(self, batch: Mapping, step: int) -> LossOutput:
         s, c = self.settings, self.components
         if self.pool is None:
@@ -179,5 +208,10 @@ class FewStepDistillation(Objective):
         )
         clean = forward.predicted_clean(c)
         loss = s.loss_weight * F.mse_loss(clean, target)
-        metrics = {"loss": float(loss.detach()), "distill/step": float(k.float().mean())}
+        metrics = {"distill/step": float(k.float().mean())}
+        if s.trajectory_weight:
+            path = F.mse_loss(clean, self._trajectory_target(latents, k, conditioning))
+            loss = loss + s.trajectory_weight * path
+            metrics["distill/trajectory"] = float(path.detach())
+        metrics["loss"] = float(loss.detach())
         return LossOutput({"model": loss}, metrics, passes={"denoising": forward})

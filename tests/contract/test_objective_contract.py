@@ -41,6 +41,8 @@ CASES = {  # id: (family, overrides); the contract runs at micro-step 2, after a
     "sd1-distill": ("sd1", DISTILL),
     "sd1-distill-ladd": ("sd1", {**DISTILL, **ADVERSARIAL, "adversarial.discriminator": "denoiser"}),
     "flux-distill": ("flux", DISTILL),
+    "sd1-distill-trajectory": ("sd1", {**DISTILL, "distill.teacher_steps": 4, "distill.trajectory_weight": 1}),
+    "flux-distill-trajectory": ("flux", {**DISTILL, "distill.teacher_steps": 4, "distill.trajectory_weight": 1}),
 }
 STEP = 2
 

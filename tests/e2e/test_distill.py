@@ -34,6 +34,8 @@ DISTILL = {
         ({"distill.steps": 4, "method.kind": "textual_inversion"}, "textual inversion trains only a word"),
         ({"distill.steps": 4, "prior.enabled": True, "prior.class_prompt": "a dog"}, "has no role in a distillation"),
         ({"distill.steps": 4, "distill.prompts": "[]"}, "distill.prompts is empty"),
+        ({"distill.steps": 4, "distill.teacher_steps": 10, "distill.trajectory_weight": 1}, "to be a multiple of"),
+        ({"distill.steps": 4, "distill.trajectory_weight": -1}, "distill.trajectory_weight is -1"),
     ],
 )
 def test_settings_distillation_cannot_use_are_refused_in_one_sentence(overrides, words):
@@ -55,6 +57,58 @@ def test_few_step_sampling_starts_at_the_top_of_the_schedule(tiny_models):
     scheduler = scheduler_for("ddim_trailing", components.noise_scheduler.config)
     scheduler.set_timesteps(4)
     assert scheduler.timesteps.tolist() == [999, 749, 499, 249]
+
+
+def _objective(model: str, steps: int, teacher_steps: int, guidance: float):
+    from dreamtune.models.loading import load_components
+    from dreamtune.objectives.distill import DistillSettings, FewStepDistillation
+
+    components = load_components(config.load(None, [f"model.pretrained={model}"]).model)
+    settings = DistillSettings(steps, teacher_steps, guidance, 1.0, 2, (PROMPT,), 1.0, 1.0, 32, 0)
+    return components, FewStepDistillation(components, {}, settings, log=lambda *_: None)
+
+
+@pytest.mark.parametrize("family", ["sd1", "flux"])
+def test_the_guided_trajectory_target_is_the_clean_latent_whose_student_step_lands_on_the_teacher(tiny_models, family):
+    """Two checks of distill.trajectory_weight's target, written without the objective's algebra: (1) with
+    one teacher step per student step and no guidance, the teacher (= the untrained student) predicts the
+    student's own x̂0; (2) with two guided teacher steps per student step, the student's step from the target
+    (the DDIM / Euler update written out here) lands where the teacher's two steps land."""
+    from dreamtune.objectives.guided import condition, guided_prediction, initial_latents
+
+    components, same = _objective(tiny_models[family], 2, 2, 1.0)
+    conditioning = condition(components, [PROMPT, PROMPT], 32, "cpu")
+    latents = initial_latents(components, [1, 2], 32, "cpu")
+    k = torch.tensor([0, 1])
+    grid = same.student_sampler.timesteps
+    with torch.no_grad():
+        own = guided_prediction(components, latents, grid[k], conditioning, 1.0)
+        expected = components.noise.predicted_clean(latents, own, grid[k])
+    torch.testing.assert_close(same._trajectory_target(latents, k, conditioning), expected, rtol=1e-4, atol=1e-4)
+
+    components, guided = _objective(tiny_models[family], 2, 4, 3.0)
+    target = guided._trajectory_target(latents, k, conditioning)
+    teacher, landed = guided.teacher_sampler, latents
+    with torch.no_grad():
+        for j in range(2):
+            steps = teacher.timesteps[k * 2 + j]
+            prediction = guided_prediction(components, landed, steps, conditioning, 3.0, guided.teacher)
+            landed = teacher.step(prediction, steps, landed, 0.0)[0]
+    view = lambda v: v.float().view(-1, 1, *([1] * (latents.ndim - 2)))
+    if family == "sd1":  # DDIM: x' = √ᾱ' x̃0 + √(1-ᾱ') (x - √ᾱ x̃0) / √(1-ᾱ)
+        scheduler = guided.student_sampler.scheduler
+        alphas = scheduler.alphas_cumprod
+        t = grid[k]
+        a = view(alphas[t])
+        before = t - 1000 // 2
+        a_next = view(torch.where(before >= 0, alphas[before.clamp(min=0)], scheduler.final_alpha_cumprod))
+        step = a_next.sqrt() * target + (1 - a_next).sqrt() * (latents - a.sqrt() * target) / (1 - a).sqrt()
+    else:  # Euler on σ: x' = x + (σ' - σ) (x - x̃0) / σ
+        sigmas = guided.student_sampler.sigmas
+        sigma, following = view(sigmas[k]), view(sigmas[k + 1])
+        step = latents + (following - sigma) * (latents - target) / sigma
+    torch.testing.assert_close(step, landed, rtol=1e-3, atol=1e-3)
+    assert not torch.allclose(target, same._trajectory_target(latents, k, conditioning), atol=1e-3)
 
 
 def test_distillation_learns_from_the_teacher_and_resumes_bit_identical(tiny_models, photos, tmp_path, monkeypatch):
