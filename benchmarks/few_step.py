@@ -12,6 +12,11 @@ whole row, model loading included, on this machine):
   <variant>@k    the distilled LoRA in k steps as it records (trailing DDIM; no guidance, or its own with
                  distill+cfg) (k = 1, 2, 4)
 
+Variants: distill (the distillation loss alone), distill+ladd (with LADD's discriminator), distill+ladd+path (and
+the teacher's guided path from each student state, distill.trajectory_weight=3), distill+cfg / distill+ladd+cfg (the
+student keeps guidance 4: two calls a step), distill-all-contexts (a diagnostic: the evaluation's contexts in its
+prompts). ``--tag`` names a variant run with other ``--extra`` settings.
+
     python benchmarks/few_step.py --half new-test --seeds 0 [--subjects dog_wolf,...] [--variants distill,distill+ladd]
         [--root runs/few-step] [--teachers runs/new-shape-test] [--collect] [--sheet SUBJECTS]
 """
@@ -41,7 +46,7 @@ VARIANTS = {
     ),
 }
 # with the guided-trajectory term: the teacher's guided steps from each of the student's states
-VARIANTS["distill+ladd+path"] = (*VARIANTS["distill+ladd"], "distill.trajectory_weight=1")
+VARIANTS["distill+ladd+path"] = (*VARIANTS["distill+ladd"], "distill.trajectory_weight=3")
 STEPS = (1, 2, 4)
 
 
@@ -55,6 +60,7 @@ def _all_context_prompts() -> str:
 
 # the student keeps classifier-free guidance of its own (two denoiser calls a step instead of one)
 VARIANTS["distill+cfg"] = ("distill.student_guidance=4.0",)
+VARIANTS["distill+ladd+cfg"] = (*VARIANTS["distill+ladd"], "distill.student_guidance=4.0")
 
 
 def teacher_dir(teachers: Path, subject: str, seed: int) -> Path:
