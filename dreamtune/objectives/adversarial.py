@@ -73,6 +73,9 @@ class AdversarialObjective(Objective):
     def learning_rates(self) -> dict[str, float]:
         return {"discriminator": self.settings.lr}
 
+    def checkpoint_extras(self) -> dict:
+        return self.base.checkpoint_extras()  # the judged objective's own state (a distillation's pool)
+
     def _judged(self, images, generator, sigma):
         noisy = images + sigma * torch.randn(images.shape, generator=generator).to(images.device)
         return diff_augment(noisy, generator, self.settings.augment) if self.settings.augment else noisy

@@ -2,7 +2,7 @@
 are the teacher; the trained weights become a student that samples in 1 to S steps (``distill.steps``)
 without classifier-free guidance.
 
-  pool      at the first step, ``distill.pool`` teacher samples x0ᵀ: each prompt in turn with its own seed's
+  pool      at the first step (kept in checkpoints), ``distill.pool`` teacher samples x0ᵀ: each prompt in turn with its own seed's
             noise z, ``teacher_steps`` deterministic steps (trailing DDIM, or the flow model's Euler grid)
             with guidance ``teacher_guidance``, through the starting weights (objectives/starting_weights.py,
             copied before a resume loads its checkpoint, so a resumed run rebuilds the same pool)
@@ -113,6 +113,23 @@ class FewStepDistillation(Objective):
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"model": nn.ModuleDict(self.trainable)}
+
+    def checkpoint_extras(self) -> dict:
+        """The teacher's pool: a resumed run reads it instead of sampling the teacher again (minutes on a big
+        model; the same values either way, so a resume stays bit-identical)."""
+        return {"pool": self}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"end": self.pool["end"]} if self.pool is not None else {}
+
+    def load_state_dict(self, values: dict[str, Tensor]) -> None:
+        if not values:
+            return
+        end = values["end"]
+        expected = (self.settings.pool, *end.shape[1:])
+        if tuple(end.shape) != expected:
+            raise ValueError(f"the pool holds {tuple(end.shape)} latents, this run makes {expected}")
+        self.pool = {"end": end.float()}
 
     # ---- the teacher's samples ------------------------------------------------------------------
     def _pool_members(self) -> tuple[list[str], list[int]]:

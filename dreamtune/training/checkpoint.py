@@ -98,7 +98,7 @@ def save(state: TrainingState, output_dir: Path, keep: int, write: bool = True) 
         return None
     final = Path(output_dir) / f"{PREFIX}{state.step:06d}"
     needed = sum(_tensor_bytes(w) + _tensor_bytes(o.get("state", {})) for w, o in snapshot.values()) + 1_000_000
-    needed += sum(_tensor_bytes(e.state_dict()) for e in state.emas.values())
+    needed += sum(_tensor_bytes(e.state_dict()) for e in [*state.emas.values(), *state.extras.values()])
     _check_room(Path(output_dir), needed, state.step)
     try:
         _write(state, final, snapshot)

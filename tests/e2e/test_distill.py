@@ -111,7 +111,19 @@ def test_the_guided_trajectory_target_is_the_clean_latent_whose_student_step_lan
     assert not torch.allclose(target, same._trajectory_target(latents, k, conditioning), atol=1e-3)
 
 
-def test_distillation_learns_from_the_teacher_and_resumes_bit_identical(tiny_models, photos, tmp_path, monkeypatch):
+LADD_PATH = {
+    "distill.trajectory_weight": 1,
+    "adversarial.weight": 0.5,
+    "adversarial.discriminator": "denoiser",
+    "adversarial.r1_gamma": 0,
+}
+
+
+@pytest.mark.parametrize("extra", [{}, LADD_PATH], ids=["distill", "distill+ladd+path"])
+def test_distillation_learns_from_the_teacher_and_resumes_bit_identical(
+    tiny_models, photos, tmp_path, monkeypatch, capsys, extra
+):
+    """Also: the checkpoint keeps the teacher's pool, so the resumed run does not sample the teacher again."""
     quiet = {"show_progress": False, "log": lambda *_: None}
     teacher = train(
         config.load(
@@ -129,11 +141,15 @@ def test_distillation_learns_from_the_teacher_and_resumes_bit_identical(tiny_mod
         "train.lr": 5e-3,
         "train.checkpoint_every": 2,
         "train.keep_checkpoints": 2,
+        **extra,
     }
     full = train(config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "full", **settings)), **quiet)
     cut = config.load(None, tiny_overrides(tiny_models["sd1"], photos, tmp_path / "cut", **settings))
     train_killed_at(cut, 5, monkeypatch)
+    assert (tmp_path / "cut" / "checkpoint-000004" / "extra-pool.safetensors").is_file()
+    assert "teacher samples" in capsys.readouterr().out  # the first runs sampled the teacher
     resumed = train(cut, resume="latest", **quiet)
+    assert "teacher samples" not in capsys.readouterr().out  # the pool came from the checkpoint
     weights = lambda result: load_file(str(result.model_dir / "pytorch_lora_weights.safetensors"))
     a, b, start = weights(full), weights(resumed), weights(teacher)
     assert a.keys() == b.keys() == start.keys() and all(torch.equal(a[k], b[k]) for k in a)
