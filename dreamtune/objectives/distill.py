@@ -2,10 +2,10 @@
 are the teacher; the trained weights become a student that samples in 1 to S steps (``distill.steps``)
 without classifier-free guidance.
 
-  pool      at the first step (kept in checkpoints), ``distill.pool`` teacher samples x0ᵀ: each prompt in turn with its own seed's
+  pool      at the first step, ``distill.pool`` teacher samples x0ᵀ: each prompt in turn with its own seed's
             noise z, ``teacher_steps`` deterministic steps (trailing DDIM, or the flow model's Euler grid)
             with guidance ``teacher_guidance``, through the starting weights (objectives/starting_weights.py,
-            copied before a resume loads its checkpoint, so a resumed run rebuilds the same pool)
+            copied before a resume loads its checkpoint); checkpoints keep the pool, so a resume reads it
   state     per sample a student step k ~ U{0..S-1}: the student's own S-step chain from z, k steps, without
             gradients — the states it will meet when it samples (S=4 trailing DDIM: 999, 749, 499, 249; the
             2- and 1-step grids are inside it, so one student serves 1, 2 and 4 steps)
