@@ -154,13 +154,19 @@ class FewStepDistillation(Objective):
             conditioning = condition(c, [prompts[i] for i in rows], s.resolution, c.device)
             latents = initial_latents(c, [seeds[i] for i in rows], s.resolution, c.device)
             for t in self.teacher_sampler.timesteps:
-                steps = t.reshape(1).repeat(len(latents)).to(latents.device)
-                prediction = guided_prediction(c, latents, steps, conditioning, s.teacher_guidance, self.teacher)
-                latents = self.teacher_sampler.step(prediction, steps, latents, 0.0)[0]
+                latents = self._teacher_step(
+                    latents, t.reshape(1).repeat(len(latents)).to(latents.device), conditioning
+                )
             ends.append(latents.float())
             bar.update(len(rows))
         bar.close()
         return {"end": torch.cat(ends)}
+
+    def _teacher_step(self, latents: Tensor, steps: Tensor, conditioning: Conditioning) -> Tensor:
+        """One deterministic, guided step of the teacher (the starting weights) on its own grid."""
+        c, guidance = self.components, self.settings.teacher_guidance
+        prediction = guided_prediction(c, latents, steps, conditioning, guidance, self.teacher)
+        return self.teacher_sampler.step(prediction, steps, latents, 0.0)[0]
 
     # ---- the student ----------------------------------------------------------------------------
     def _student(self, latents: Tensor, steps: Tensor, conditioning: Conditioning) -> Tensor:
@@ -179,13 +185,11 @@ class FewStepDistillation(Objective):
         """x̃0 per sample: run the teacher (guided) from the student's state over the teacher steps inside the
         student's step k, then solve the student's step for the clean latent that lands there (a deterministic
         step is affine in the prediction: x_next = step(0) + (step(1) - step(0)) · p)."""
-        s, c = self.settings, self.components
+        c = self.components
         device, start = latents.device, latents
         grid = self.teacher_sampler.timesteps
         for j in range(self.between):
-            steps = grid[k * self.between + j].to(device)
-            prediction = guided_prediction(c, latents, steps, conditioning, s.teacher_guidance, self.teacher)
-            latents = self.teacher_sampler.step(prediction, steps, latents, 0.0)[0]
+            latents = self._teacher_step(latents, grid[k * self.between + j].to(device), conditioning)
         steps = self.student_sampler.timesteps[k].to(device)
         at_zero = self.student_sampler.step(torch.zeros_like(start), steps, start, 0.0)[0]
         at_one = self.student_sampler.step(torch.ones_like(start), steps, start, 0.0)[0]
