@@ -68,7 +68,7 @@ def teacher_dir(teachers: Path, subject: str, seed: int) -> Path:
 
 
 def distill(teacher: Path, out: Path, variant: str, seed: int, extra: list[str]) -> Path:
-    """Train (or reuse) one distilled LoRA; returns its model folder."""
+    """Train (or reuse, or continue) one distilled LoRA; returns its model folder."""
     from dreamtune import config
     from dreamtune.training.run import train
 
@@ -83,7 +83,13 @@ def distill(teacher: Path, out: Path, variant: str, seed: int, extra: list[str])
         *VARIANTS[variant],
         *extra,
     ]
-    return train(config.load(RECIPE, overrides), replace=True, show_progress=False).model_dir
+    interrupted = any(out.glob("checkpoint-*/state.json"))  # an earlier session stopped mid-run: continue it
+    return train(
+        config.load(RECIPE, overrides),
+        resume="latest" if interrupted else None,
+        replace=not interrupted,
+        show_progress=False,
+    ).model_dir
 
 
 def render(model: Path, prompts: list[str], images: int, steps: int, guidance: float, scheduler: str, out: Path):
