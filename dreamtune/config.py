@@ -249,6 +249,7 @@ class RewardWeights:
     jpeg_incompressibility: float = 0.0  # its opposite (larger files score higher)
     clip_score: float = 0.0  # CLIP image-prompt similarity
     subject_fidelity: float = 0.0  # CLIP-I to data.instance_dir's photos
+    subject_in_context: float = 0.0  # the subject (vs prior's class images) and its scene (vs rl.prompts'), harmonic
 
 
 @dataclass(frozen=True)
@@ -277,7 +278,8 @@ class RLConfig:
     start_step: int = 0  # with regularize_weight: the reward joins at this step, anchored to the weights reached there
     lr: float | None = None  # with start_step: the model's learning rate from that step on (default: train.lr)
     handover: bool = False  # with start_step: go on as a new reward run (no adversary, fresh optimizer)
-    clip: str = ""  # CLIP for clip_score / subject_fidelity (default: the model's clip/)
+    identity_weight: float = 0.5  # subject_in_context: weight of identity in its harmonic mean (context: the rest)
+    clip: str = ""  # CLIP for clip_score / subject_fidelity / subject_in_context (default: the model's clip/)
     print_profile: str = ""  # print_proof: your print shop's CMYK .icc (default: Ghostscript's default_cmyk.icc)
     print_intent: Literal["perceptual", "relative", "saturation", "absolute"] = (
         "perceptual"  # rendering intent of the print_proof soft proof: perceptual, relative, saturation or absolute
@@ -306,6 +308,7 @@ class Config:
         config_checks.check_sharding(self)
         config_checks.check_offload(self)
         config_checks.check_distill(self)
+        config_checks.check_rewards(self)
         if self.prior.enabled and not self.prior.class_prompt:
             raise UserError(
                 "prior.enabled is true but prior.class_prompt is empty; set it, e.g. prior.class_prompt='a photo of a dog'."

@@ -155,6 +155,7 @@ RANGES = (
     ("distill.trajectory_weight", 0.0, True, None),
     ("adversarial.lr", 0.0, False, None),
     ("rl.lr", 0.0, False, None),
+    ("rl.identity_weight", 0.0, False, 1.0),
 )
 
 
@@ -172,6 +173,20 @@ def check_ranges(config) -> None:
             bound = f"at least {low}" if inclusive else f"above {low}"
             rule = f"{bound}{f' and at most {high}' if high is not None else ''}"
             raise UserError(f"{dotted} is {value}; it must be {rule}.")
+
+
+def check_rewards(config) -> None:
+    """Rewards that need more of the run than their weight, in one sentence each."""
+    if config.rl.rewards.subject_in_context and not config.prior.enabled:
+        raise UserError(
+            "rl.rewards.subject_in_context tells the subject from its class by prior preservation's class images; "
+            "set prior.enabled=true and prior.class_prompt (e.g. 'a dog'), or prior.class_dir to a folder of them."
+        )
+    if config.rl.rewards.subject_in_context and len(set(config.rl.prompts)) < 2:
+        raise UserError(
+            "rl.rewards.subject_in_context scores the prompted scene against the run's other scenes; list at least "
+            "two rl.prompts in different scenes."
+        )
 
 
 def check_distill(config) -> None:

@@ -4,10 +4,13 @@ clip_score        cosine of the image with its prompt (the identifier removed): 
                   fine-tuning on the prompt
 subject_fidelity  cosine of the image with the mean embedding of the subject's photos (CLIP-I):
                   lets RL push a personalized model toward its subject
+subject_in_context the subject (against its class) and the prompted scene (against the run's other
+                  scenes), as probabilities joined by a harmonic mean: neither can be traded away
 """
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import torch
@@ -42,3 +45,56 @@ class SubjectFidelity(SinglePart):
     def __call__(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> Tensor:
         embedded = self.features.embed(self.features.tensor_pixels(images))
         return embedded @ self.target.to(embedded.device)
+
+
+class SubjectInContext:
+    """What personalization is for, scored so that neither half can be traded for the other: the
+    λ-harmonic mean (RPO, Miao et al. 2024) of two probabilities under CLIP's own temperature,
+
+      identity  p(the subject's photos | image) against a typical member of its class: a softmax of
+                CLIP-I to the photos' mean embedding versus CLIP-I to each class image (the prior-
+                preservation set), the class images averaged in probability (chance 0.5). An image of
+                the class's usual shape in the subject's colour loses; so does a copy of no class.
+      context   p(its own prompt | image) among the reward's prompts (the identifier removed): the
+                prompted scene against every other scene the run asks for (chance 1 / prompts).
+
+      reward = 1 / (λ / identity + (1 - λ) / context),  λ = ``identity_weight``.
+
+    Both halves come from the same CLIP; evaluate with a scorer it was not trained against."""
+
+    name, differentiable = "subject_in_context", True
+
+    def __init__(
+        self,
+        features: ClipFeatures,
+        photos: list,
+        class_images: list,
+        prompts: Sequence[str],
+        identifier: str = "sks",
+        identity_weight: float = 0.5,
+    ):
+        self.features, self.identifier, self.identity_weight = features, identifier, identity_weight
+        with torch.no_grad():
+            self.target = F.normalize(features.images(photos).mean(0), dim=-1)
+            self.others = features.images(class_images)
+            self.scale = float(features.model.logit_scale.exp())
+        self.prompts = list(dict.fromkeys(strip_identifier(p, identifier) for p in prompts))
+
+    def parts(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> dict[str, Tensor]:
+        embedded = self.features.embed(self.features.tensor_pixels(images))
+        mine = self.scale * (embedded @ self.target.to(embedded.device))
+        others = self.scale * (embedded @ self.others.to(embedded.device).T)
+        typical_other = torch.logsumexp(others, dim=1) - math.log(others.shape[1])  # log of the mean probability
+        identity = torch.sigmoid(mine - typical_other)
+        own = [strip_identifier(p, self.identifier) for p in prompts]
+        candidates = list(dict.fromkeys(self.prompts + own))
+        texts = self.features.texts(candidates).to(embedded.device)
+        scenes = torch.log_softmax(self.scale * embedded @ texts.T, dim=1)
+        context = scenes.gather(1, torch.tensor([candidates.index(p) for p in own], device=scenes.device)[:, None])
+        context = context.squeeze(1).exp()
+        lam = self.identity_weight
+        combined = identity * context / (lam * context + (1 - lam) * identity).clamp_min(1e-12)  # = 1/(λ/a + (1-λ)/b)
+        return {"identity": identity, "context": context, self.name: combined}
+
+    def __call__(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> Tensor:
+        return self.parts(images, prompts, meta)[self.name]

@@ -55,11 +55,20 @@ class WeightedRewards:
         logged: dict[str, float] = {}
         for weight, reward in self.terms:
             parts = reward.parts(images, prompts, meta)
-            value = reward(images, prompts, meta) if len(parts) != 1 else next(iter(parts.values()))
+            if reward.name in parts or len(parts) == 1:  # the total is one of the parts: computed once
+                value = parts.get(reward.name, next(iter(parts.values())))
+            else:
+                value = reward(images, prompts, meta)
             total = total + weight * value
             logged[f"reward/{reward.name}"] = float(value.detach().float().mean())
             if len(parts) > 1:
-                logged.update({f"reward/{reward.name}/{k}": float(v.detach().float().mean()) for k, v in parts.items()})
+                logged.update(
+                    {
+                        f"reward/{reward.name}/{k}": float(v.detach().float().mean())
+                        for k, v in parts.items()
+                        if k != reward.name
+                    }
+                )
         logged["reward"] = float(total.detach().float().mean())
         return total, logged
 

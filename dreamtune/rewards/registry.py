@@ -8,11 +8,13 @@ from dreamtune.errors import UserError
 from dreamtune.rewards.base import WeightedRewards
 
 
-def build_rewards(rl, clip=None, photos=()) -> WeightedRewards:
+def build_rewards(rl, clip=None, photos=(), class_images=(), prompts=()) -> WeightedRewards:
     """The weighted rewards ``rl`` (config.rl) asks for: ``rl.rewards`` the weights, ``rl.subject`` the
     identifier clip_score removes, ``rl.print_*`` / ``rl.ink_limit`` print_proof's settings; ``clip``:
-    ClipFeatures (clip_score, subject_fidelity); ``photos``: the subject's PIL images (subject_fidelity)."""
-    from dreamtune.rewards.alignment import ClipScore, SubjectFidelity
+    ClipFeatures (clip_score, subject_fidelity, subject_in_context); ``photos``: the subject's PIL images
+    (subject_fidelity, subject_in_context); ``class_images``: prior preservation's (subject_in_context);
+    ``prompts``: the run's filled-in reward prompts (subject_in_context's scenes)."""
+    from dreamtune.rewards.alignment import ClipScore, SubjectFidelity, SubjectInContext
     from dreamtune.rewards.compression import JpegCompressibility, JpegIncompressibility
     from dreamtune.rewards.print_proof import PrintProof
     from dreamtune.rewards.print_quality import PrintQuality
@@ -21,9 +23,9 @@ def build_rewards(rl, clip=None, photos=()) -> WeightedRewards:
     for name, weight in dataclasses.asdict(rl.rewards).items():
         if not weight:
             continue
-        if name in ("clip_score", "subject_fidelity") and clip is None:
+        if name in ("clip_score", "subject_fidelity", "subject_in_context") and clip is None:
             raise UserError(f"rl.rewards.{name} needs a CLIP model; set rl.clip to a CLIP folder.")
-        if name == "subject_fidelity" and not photos:
+        if name in ("subject_fidelity", "subject_in_context") and not photos:
             raise UserError("rl.rewards.subject_fidelity needs the subject's photos; set data.instance_dir.")
         reward = {
             "print_quality": PrintQuality,
@@ -36,6 +38,18 @@ def build_rewards(rl, clip=None, photos=()) -> WeightedRewards:
             terms.append((weight, PrintProof(rl.print_profile or None, rl.print_intent, rl.ink_limit)))
         elif name == "clip_score":
             terms.append((weight, ClipScore(clip, rl.subject)))
-        else:
+        elif name == "subject_fidelity":
             terms.append((weight, SubjectFidelity(clip, list(photos))))
+        else:
+            if not class_images:
+                raise UserError(
+                    "rl.rewards.subject_in_context found no class images; set prior.enabled=true so the run makes "
+                    "them, or prior.class_dir to a folder of images of the class."
+                )
+            terms.append(
+                (
+                    weight,
+                    SubjectInContext(clip, list(photos), list(class_images), prompts, rl.subject, rl.identity_weight),
+                )
+            )
     return WeightedRewards(terms)

@@ -54,6 +54,7 @@ class RunPlan:
     rewards: str  # "" | ddpo | draft
     uses_photos: bool  # the subject's photos are read (denoising, subject-fidelity reward, or given)
     distills: bool = False  # few-step distillation of the starting model (distill.steps): the teacher's samples only
+    class_images: bool = False  # prior preservation's class images are made or read (denoising, subject_in_context)
 
     @classmethod
     def of(cls, config: Config) -> "RunPlan":
@@ -61,11 +62,13 @@ class RunPlan:
         if config.distill.steps:
             return cls(False, "", False, True)
         denoises = not rl.algorithm or bool(rl.regularize_weight) or bool(rl.start_step and rl.handover)
-        return cls(denoises, rl.algorithm, denoises or bool(rl.rewards.subject_fidelity or config.data.instance_dir))
-
-    @property
-    def class_images(self) -> bool:
-        return self.denoises
+        rewards_photos = rl.rewards.subject_fidelity or rl.rewards.subject_in_context
+        return cls(
+            denoises,
+            rl.algorithm,
+            denoises or bool(rewards_photos or config.data.instance_dir),
+            class_images=denoises or bool(rl.algorithm and rl.rewards.subject_in_context),
+        )
 
 
 # ---- where modules live -------------------------------------------------------------------
@@ -249,12 +252,14 @@ def rl_prompts(config: Config) -> tuple[str, ...]:
     return tuple(fill_prompt(p, config.rl.subject, config.rl.class_noun) for p in config.rl.prompts)
 
 
-def build_rewards_for(config: Config, photos: list):
+def build_rewards_for(config: Config, photos: list, class_dir: Path | None = None):
     from dreamtune.rewards.registry import build_rewards
+    from dreamtune.training.run_steps import photo_images
 
     rl = config.rl
-    needs_clip = rl.rewards.clip_score or rl.rewards.subject_fidelity
-    return build_rewards(rl, reward_features(config) if needs_clip else None, photos)
+    needs_clip = rl.rewards.clip_score or rl.rewards.subject_fidelity or rl.rewards.subject_in_context
+    class_images = photo_images(class_dir) if rl.rewards.subject_in_context else []
+    return build_rewards(rl, reward_features(config) if needs_clip else None, photos, class_images, rl_prompts(config))
 
 
 def build_ddpo(ing: Ingredients):
@@ -263,7 +268,7 @@ def build_ddpo(ing: Ingredients):
     from dreamtune.training.rollouts import RolloutSettings, RolloutSource
 
     config, rl = ing.config, ing.config.rl
-    rewards = build_rewards_for(config, ing.photos)
+    rewards = build_rewards_for(config, ing.photos, ing.class_dir)
     objective = DDPOObjective(ing.wrapped, ing.parts.modules, settings_from(DDPOSettings, rl, config.data))
     rollout = settings_from(
         RolloutSettings, rl, config.train, config.data, prompts=rl_prompts(config), stream=ing.accelerator.process_index
@@ -278,7 +283,7 @@ def build_draft(ing: Ingredients):
     from dreamtune.training.rollouts import PromptSource
 
     config = ing.config
-    rewards = build_rewards_for(config, ing.photos)
+    rewards = build_rewards_for(config, ing.photos, ing.class_dir)
     objective = DraftObjective(
         ing.wrapped, ing.parts.modules, rewards, settings_from(DraftSettings, config.rl, config.data)
     )

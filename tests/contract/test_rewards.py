@@ -11,7 +11,7 @@ from PIL import Image
 
 from dreamtune.evaluation.features import load_clip
 from dreamtune.models.tiny import build_tiny_feature_models
-from dreamtune.rewards.alignment import ClipScore, SubjectFidelity
+from dreamtune.rewards.alignment import ClipScore, SubjectFidelity, SubjectInContext
 from dreamtune.rewards.base import WeightedRewards
 from dreamtune.rewards.compression import JpegCompressibility, JpegIncompressibility
 from dreamtune.rewards.print_quality import PrintQuality, gamut_share, sharpness, srgb_to_lab, tonal_range
@@ -30,6 +30,9 @@ def _rewards(clip):
         JpegIncompressibility(),
         ClipScore(clip),
         SubjectFidelity(clip, photos),
+        SubjectInContext(
+            clip, photos, [Image.new("RGB", (32, 32), (30, 30, 200))], ["a sks dog on the beach", "a cat"]
+        ),
     ]
 
 
@@ -100,3 +103,35 @@ def test_subject_fidelity_prefers_the_subject(clip):
     same = torch.tensor([200 / 255, 30 / 255, 30 / 255]).view(1, 3, 1, 1).expand(1, 3, 32, 32)
     other = torch.tensor([0.1, 0.8, 0.9]).view(1, 3, 1, 1).expand(1, 3, 32, 32)
     assert reward(same, ["x"], {}) > reward(other, ["x"], {})
+
+
+def _pixels(images) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(np.array(i)).permute(2, 0, 1) for i in images]).float() / 255
+
+
+def test_subject_in_context_knows_a_new_shape_from_its_class_and_the_prompted_scene():
+    """The mini CLIP (not a tiny random one): a briefcase (a backpack of a shape pretraining never
+    drew) against the class's usual backpacks, and each scene against the others."""
+    from dreamtune.miniature import scenery, world
+    from dreamtune.miniature.assemble import MODEL_DIR
+
+    clip = load_clip(MODEL_DIR / "clip")
+    render = lambda name, scene, seed: world.render(world.Scene(name, scene), seed)
+    photos = [render("backpack_briefcase", c, 50_000 + i) for i, c in enumerate([None, "wooden_floor"] * 2)]
+    class_images = [render(f"backpack{k}", None, 70_000 + k) for k in range(3)]
+    scenes = ["snow", "beach", "jungle"]
+    prompts = [f"a sks backpack {scenery.PHRASES[s]}" for s in scenes]
+    reward = SubjectInContext(clip, photos, class_images, prompts, "sks", identity_weight=0.5)
+    subject = _pixels([render("backpack_briefcase", s, i) for i, s in enumerate(scenes)])
+    usual = _pixels([render("backpack1", s, i) for i, s in enumerate(scenes)])
+    mine, theirs = reward.parts(subject, prompts, {}), reward.parts(usual, prompts, {})
+    assert (mine["identity"] > 0.9).all() and (theirs["identity"] < 0.1).all()
+    assert (mine["context"] > 0.5).all() and (theirs["context"] > 0.5).all()  # both in their scenes
+    elsewhere = reward.parts(subject, prompts[1:] + prompts[:1], {})  # each image asked for another scene
+    assert (elsewhere["context"] < 0.5).all()
+    # neither half can be traded for the other: the harmonic mean is at most twice the weaker half
+    for parts in (mine, theirs, elsewhere):
+        weaker = torch.minimum(parts["identity"], parts["context"])
+        assert (parts["subject_in_context"] <= 2 * weaker + 1e-6).all()
+    only_identity = SubjectInContext(clip, photos, class_images, prompts, "sks", identity_weight=1.0)
+    assert torch.allclose(only_identity(subject, prompts, {}), mine["identity"], atol=1e-5)

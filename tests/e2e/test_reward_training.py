@@ -119,6 +119,49 @@ def test_personalized_start_with_regularizer(tmp_path, tiny_models, photos):
     assert all(torch.allclose(start[k], end[k], atol=1e-6) for k in start)  # started from the trained LoRA (lr ~ 0)
 
 
+@pytest.mark.parametrize("algorithm", ["draft", "ddpo"])
+def test_subject_in_context_scores_the_subject_against_class_images_the_run_makes(
+    tmp_path, tiny_models, photos, algorithm
+):
+    """Without the denoising regularizer nothing else needs class images: the reward alone has them made."""
+    from dreamtune.models.tiny import build_tiny_feature_models
+
+    clip = build_tiny_feature_models(tmp_path / "features")["clip"]
+    result, out = _run(
+        tmp_path,
+        tiny_models,
+        "method.kind=lora",
+        f"rl.algorithm={algorithm}",
+        "rl.rewards.print_quality=0",
+        "rl.rewards.subject_in_context=1",
+        f"rl.clip={clip}",
+        "rl.prompts=['a {subject} dog on the beach', 'a {subject} dog in the snow']",
+        "rl.class_noun=dog",
+        f"data.instance_dir={photos}",
+        "prior.enabled=true",
+        "prior.class_prompt=a dog",
+        "prior.num_class_images=2",
+        "prior.sample_steps=2",
+        "train.steps=1",
+    )
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    logged = "round/" if algorithm == "ddpo" else ""  # DDPO logs its rollout round's rewards
+    parts = ("reward/subject_in_context", "reward/subject_in_context/identity", "reward/subject_in_context/context")
+    assert all(0 <= record[logged + k] <= 1 for k in parts) and "denoise/loss" not in record
+    assert len(list((out / "class_images").glob("**/*.png"))) == 2 and result.model_dir.is_dir()
+
+
+def test_subject_in_context_mistakes_are_one_sentence():
+    reward = ["rl.algorithm=draft", "rl.rewards.subject_in_context=1"]
+    scenes = "rl.prompts=[a sks dog on the beach, a sks dog in the snow]"
+    with pytest.raises(UserError, match="prior.enabled=true"):
+        config.load(None, [*reward, scenes])
+    with pytest.raises(UserError, match="at least two rl.prompts"):
+        config.load(None, [*reward, "rl.prompts=[a sks dog]", "prior.enabled=true", "prior.class_prompt=a dog"])
+    with pytest.raises(UserError, match="rl.identity_weight is 0.0; it must be above 0.0 and at most 1.0"):
+        config.load(None, [*reward, scenes, "prior.enabled=true", "prior.class_prompt=a dog", "rl.identity_weight=0"])
+
+
 def test_reward_config_mistakes_are_one_sentence():
     with pytest.raises(UserError, match="needs a reward"):
         config.load(None, ["rl.algorithm=ddpo", "rl.prompts=[a dog]"])

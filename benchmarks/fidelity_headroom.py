@@ -1,0 +1,191 @@
+"""Does a subject-fidelity reward have headroom on new shapes? (issue 35, item 3) — before any training.
+
+For each personalized start (a finished LoRA + prior run of ``benchmarks/miniature_methods.py``),
+sample ``--samples`` images per prompt of the RL prompts (the 8 RL contexts, never the evaluation
+ones) exactly as RL's rollouts are sampled, score every image with the candidate rewards — the
+mini CLIP's identity (CLIP-I to the subject's photos), its context (CLIP-T to the prompt without
+the identifier) and their λ-harmonic combinations (RPO, Miao et al. 2024) — and pick the best of
+each prompt's samples by each. The *judge* (never used by any reward) then says what the pick is
+worth: identity among all instances, context, and the judge's own similarity to the photos.
+
+A reward has headroom for RL when its best-of-n is clearly above the mean sample on the judge's
+verdicts; the judge's own pick (best by judge similarity) is the ceiling of what selection can do.
+
+    python benchmarks/fidelity_headroom.py [--half new-tuning] [--seed 0] [--samples 8] [--subjects a,b]
+
+Per subject in ROOT/<subject>-s<seed>/scores.json (resumable); prints a markdown table and writes
+ROOT/headroom.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import subject_split  # noqa: E402
+import torch  # noqa: E402
+from rl_test_half import RL_CONTEXTS  # noqa: E402
+from subject_runs import mean_se  # noqa: E402
+
+from dreamtune.miniature import scenery, world  # noqa: E402
+from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
+from dreamtune.miniature.demo import IDENTIFIER  # noqa: E402
+
+LAMBDAS = (0.3, 0.5, 0.7)  # weight of identity in the harmonic mean
+
+
+def harmonic(identity: torch.Tensor, context: torch.Tensor, lam: float) -> torch.Tensor:
+    """1 / (λ/a + (1-λ)/b) of the two cosines mapped to (0, 1] by (1 + cos) / 2."""
+    a, b = ((1 + identity) / 2).clamp_min(1e-3), ((1 + context) / 2).clamp_min(1e-3)
+    return 1 / (lam / a + (1 - lam) / b)
+
+
+def _sample(start: Path, prompts: list[str], samples: int, out: Path) -> None:
+    from dreamtune.sampling.generate import GenerateRequest, generate
+
+    shutil.rmtree(out / "images", ignore_errors=True)  # an interrupted sampling starts again
+    generate(
+        GenerateRequest(
+            trained=str(start / "run" / "model"),
+            prompts=tuple(prompts),
+            images_per_prompt=samples,
+            steps=20,
+            guidance_scale=4.0,
+            resolution=64,
+        ),
+        out / "images",
+        show_progress=False,
+    )
+
+
+def score_subject(start: Path, subject: str, samples: int, out: Path, cache: dict) -> dict:
+    """Every sample's candidate-reward parts and judge verdicts (kept in scores.json; sampled once)."""
+    import numpy as np
+    from PIL import Image
+
+    from dreamtune.evaluation.evaluate import strip_identifier
+    from dreamtune.evaluation.features import load_clip
+    from dreamtune.miniature import judge
+    from dreamtune.rewards.alignment import SubjectInContext
+
+    scores = json.loads((out / "scores.json").read_text()) if (out / "scores.json").is_file() else {}
+    if "subject_in_context λ=0.5" in scores:
+        return scores
+    noun = world.instance(subject).class_noun
+    prompts = [f"a {IDENTIFIER} {noun} {scenery.PHRASES[c]}" for c in RL_CONTEXTS]
+    if not scores:
+        _sample(start, prompts, samples, out)
+    record = json.loads((out / "images" / "generations.json").read_text())
+    images = [Image.open(out / "images" / r["file"]).convert("RGB") for r in record["images"]]
+    image_prompts = [r["prompt"] for r in record["images"]]
+    photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
+    class_images = [Image.open(p).convert("RGB") for p in sorted((start / "run" / "class_images").glob("**/*.png"))]
+    if "clip" not in cache:
+        cache["clip"] = load_clip(MODEL_DIR / "clip")
+        cache["net"], cache["vae"] = judge.load_judge(MODEL_DIR / "judge"), judge.load_vae(MODEL_DIR)
+    clip, net = cache["clip"], cache["net"]
+    pixels = torch.stack([torch.from_numpy(np.array(i)).permute(2, 0, 1) for i in images]).float() / 255
+    with torch.no_grad():
+        embedded = clip.images(images)
+        target = torch.nn.functional.normalize(clip.images(photos).mean(0), dim=-1)
+        texts = clip.texts([strip_identifier(p, IDENTIFIER) for p in image_prompts])
+        scores["clip_i"], scores["clip_t"] = (embedded @ target).tolist(), (embedded * texts).sum(-1).tolist()
+        for lam in LAMBDAS:
+            reward = SubjectInContext(clip, photos, class_images, prompts, IDENTIFIER, identity_weight=lam)
+            parts = reward.parts(pixels, image_prompts, {})
+            scores[f"subject_in_context λ={lam}"] = parts[reward.name].tolist()
+        scores["sic_identity"], scores["sic_context"] = parts["identity"].tolist(), parts["context"].tolist()
+    if "judge_identity_all" not in scores:
+        contexts = [c for c in RL_CONTEXTS for _ in range(samples)]
+        references = judge.instance_references(net, subject, photos, cache["vae"])
+        verdicts = judge.per_image_verdicts(net, images, subject, contexts, references=references)
+        scores.update({f"judge_{k}": v.tolist() for k, v in verdicts.items()})
+    scores.update(subject=subject, prompts=image_prompts)
+    (out / "scores.json").write_text(json.dumps(scores))
+    return scores
+
+
+def selections(scores: dict, samples: int) -> dict[str, dict[str, float]]:
+    """For each way of choosing one image per prompt: the judge's verdicts on the chosen images."""
+    t = {k: torch.tensor(v).reshape(-1, samples) for k, v in scores.items() if isinstance(v, list) and k != "prompts"}
+    rules = {
+        "CLIP-I": t["clip_i"],
+        "CLIP-T": t["clip_t"],
+        **{f"cosine harmonic λ={lam}": harmonic(t["clip_i"], t["clip_t"], lam) for lam in LAMBDAS},
+        "its identity part": t["sic_identity"],
+        "its context part": t["sic_context"],
+        **{f"subject_in_context λ={lam}": t[f"subject_in_context λ={lam}"] for lam in LAMBDAS},
+        "judge similarity (ceiling)": t["judge_similarity"],
+    }
+    verdicts = (
+        "judge_identity_all",
+        "judge_identity",
+        "judge_context",
+        "judge_similarity",
+        "clip_i",
+        "clip_t",
+        "subject_in_context λ=0.5",
+    )
+    rows = {"mean sample": {v: float(t[v].mean()) for v in verdicts}}
+    for name, values in rules.items():
+        pick = values.argmax(dim=1, keepdim=True)
+        rows[f"best of {samples} by {name}"] = {v: float(t[v].gather(1, pick).mean()) for v in verdicts}
+    return rows
+
+
+def table(per_subject: list[dict[str, dict[str, float]]]) -> str:
+    columns = (
+        ("identity (all)", "judge_identity_all", 100),
+        ("identity (class)", "judge_identity", 100),
+        ("context", "judge_context", 100),
+        ("judge similarity", "judge_similarity", 1),
+        ("CLIP-I", "clip_i", 1),
+        ("CLIP-T", "clip_t", 1),
+        ("subject_in_context λ=0.5", "subject_in_context λ=0.5", 1),
+    )
+    lines = ["| pick | " + " | ".join(c[0] for c in columns) + " |", "|---|" + "---|" * len(columns)]
+    for row in per_subject[0]:
+        cells = []
+        for _, key, scale in columns:
+            mean, se, _ = mean_se([s[row][key] * scale for s in per_subject])
+            cells.append(f"{mean:.1f} ± {se:.1f}" if scale == 100 else f"{mean:.3f} ± {se:.3f}")
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\n{len(per_subject)} subjects"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--half", default="new-tuning", choices=sorted(subject_split.HALVES))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--subjects", default="")
+    parser.add_argument("--starts", default="", help="default: runs/new-shape-<tuning|test>/lora+prior")
+    parser.add_argument("--root", default=str(ROOT / "runs" / "fidelity-headroom"))
+    args = parser.parse_args()
+    starts = Path(args.starts or ROOT / "runs" / f"new-shape-{args.half.removeprefix('new-')}" / "lora+prior")
+    subjects = args.subjects.split(",") if args.subjects else list(subject_split.HALVES[args.half])
+    cache, per_subject = {}, []
+    for subject in subjects:
+        start = starts / f"{subject}-s{args.seed}"
+        if not (start / "run" / "model").is_dir():
+            print(f"skipping {subject}: no finished start in {start}")
+            continue
+        scores = score_subject(start, subject, args.samples, Path(args.root) / f"{subject}-s{args.seed}", cache)
+        per_subject.append(selections(scores, args.samples))
+        print(
+            subject, json.dumps({k: round(v["judge_identity_all"], 3) for k, v in per_subject[-1].items()}), flush=True
+        )
+    if per_subject:
+        text = table(per_subject)
+        print(text)
+        (Path(args.root) / f"headroom-{args.half}-s{args.seed}.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
