@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -38,6 +39,11 @@ from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
 from dreamtune.miniature.demo import IDENTIFIER  # noqa: E402
 
 LAMBDAS = (0.3, 0.5, 0.7)  # weight of identity in the harmonic mean
+
+
+def harmonic_of(a: torch.Tensor, b: torch.Tensor, lam: float) -> torch.Tensor:
+    """1 / (λ/a + (1-λ)/b) of two values in [0, 1]."""
+    return a * b / (lam * b + (1 - lam) * a).clamp_min(1e-12)
 
 
 def harmonic(identity: torch.Tensor, context: torch.Tensor, lam: float) -> torch.Tensor:
@@ -75,7 +81,7 @@ def score_subject(start: Path, subject: str, samples: int, out: Path, cache: dic
     from dreamtune.rewards.alignment import SubjectInContext
 
     scores = json.loads((out / "scores.json").read_text()) if (out / "scores.json").is_file() else {}
-    if "subject_in_context λ=0.5" in scores:
+    if "clip_margin" in scores:
         return scores
     noun = world.instance(subject).class_noun
     prompts = [f"a {IDENTIFIER} {noun} {scenery.PHRASES[c]}" for c in RL_CONTEXTS]
@@ -101,6 +107,9 @@ def score_subject(start: Path, subject: str, samples: int, out: Path, cache: dic
             parts = reward.parts(pixels, image_prompts, {})
             scores[f"subject_in_context λ={lam}"] = parts[reward.name].tolist()
         scores["sic_identity"], scores["sic_context"] = parts["identity"].tolist(), parts["context"].tolist()
+        others = reward.scale * embedded @ reward.others.T  # the identity part's logit, in cosine units
+        typical = (torch.logsumexp(others, dim=1) - math.log(others.shape[1])) / reward.scale
+        scores["clip_margin"] = (embedded @ target - typical).tolist()
     if "judge_identity_all" not in scores:
         contexts = [c for c in RL_CONTEXTS for _ in range(samples)]
         references = judge.instance_references(net, subject, photos, cache["vae"])
@@ -119,8 +128,19 @@ def selections(scores: dict, samples: int) -> dict[str, dict[str, float]]:
         "CLIP-T": t["clip_t"],
         **{f"cosine harmonic λ={lam}": harmonic(t["clip_i"], t["clip_t"], lam) for lam in LAMBDAS},
         "its identity part": t["sic_identity"],
+        "CLIP-I margin over class images": t["clip_margin"],
         "its context part": t["sic_context"],
         **{f"subject_in_context λ={lam}": t[f"subject_in_context λ={lam}"] for lam in LAMBDAS},
+        **{
+            f"(1+CLIP-I)/2 ⊕ context part λ={lam}": harmonic_of(((1 + t["clip_i"]) / 2), t["sic_context"], lam)
+            for lam in LAMBDAS
+        },
+        **{
+            f"(1+CLIP-I)/2 · identity part ⊕ context part λ={lam}": harmonic_of(
+                (1 + t["clip_i"]) / 2 * t["sic_identity"], t["sic_context"], lam
+            )
+            for lam in LAMBDAS
+        },
         "judge similarity (ceiling)": t["judge_similarity"],
     }
     verdicts = (

@@ -1,0 +1,207 @@
+"""Subject-fidelity RL on new shapes, judged by a scorer the reward never saw (issue 35, item 3).
+
+Start from each finished LoRA + prior run of a new-shape half (``benchmarks/miniature_methods.py
+--half new-tuning|new-test``), raise ``subject_in_context`` (the mini CLIP: the subject against its
+class images, the prompted scene against the run's other scenes, λ-harmonic) with DRaFT or DDPO on
+the 8 RL contexts while the denoising + prior loss keeps the subject, then judge before and after on
+the method table's 8 evaluation contexts x 2 seeds (never trained on) with the miniature's judge —
+a separate network no reward uses:
+
+  identity (all)   the subject is the nearest of all instances (the headline; +15 points is the target)
+  identity (class) the subject is the nearest of its class's instances
+  context          the judge's context head names the prompted scene (kept within 3 points)
+  reward           subject_in_context on the evaluation images, its scenes the evaluation prompts
+  hacks            colourfulness after / before and CIEDE2000 between after and before (how far it moved)
+
+    python benchmarks/fidelity_rl.py --half new-tuning --seeds 0 [--algorithm draft] [--steps 60]
+                                     [--tag T] [--subjects a,b] [--extra rl.identity_weight=0.7 ...] [--collect]
+
+Runs are resumable (a run with metrics.json is kept); writes ROOT/summary.md and ROOT/before_after.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import subject_split  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from rl_test_half import RECIPES, pixels, rl_overrides  # noqa: E402
+from subject_runs import mean_se  # noqa: E402
+
+from dreamtune import config  # noqa: E402
+from dreamtune.miniature import scenery, world  # noqa: E402
+from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
+from dreamtune.miniature.demo import EVAL_CONTEXTS, IDENTIFIER, judge_rows  # noqa: E402
+
+REWARD = ("rl.rewards.print_proof=0", "rl.rewards.subject_in_context=1")
+FIGURES = (
+    ("identity (all)", "judge_identity_all", 100),
+    ("identity (class)", "judge_identity", 100),
+    ("context", "judge_context", 100),
+    ("reward", "reward", 1),
+)
+
+
+def _generated(folder: Path) -> tuple[list, list[dict]]:
+    record = json.loads((folder / "generations.json").read_text())
+    return [Image.open(folder / r["file"]).convert("RGB") for r in record["images"]], record["images"]
+
+
+def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
+    """After-RL images made exactly as the start's ``personalized/`` were; both judged and scored."""
+    from dreamtune.evaluation.features import load_clip
+    from dreamtune.rewards.alignment import SubjectInContext
+    from dreamtune.rewards.colour import ciede2000, colourfulness, srgb_to_lab
+    from dreamtune.sampling.generate import GenerateRequest, generate
+
+    before, records = _generated(start / "personalized")
+    noun = world.instance(subject).class_noun
+    prompts = [f"a {IDENTIFIER} {noun} {scenery.PHRASES[c]}" for c in EVAL_CONTEXTS]
+    shutil.rmtree(out / "after", ignore_errors=True)
+    generate(
+        GenerateRequest(
+            trained=str(out / "run" / "model"),
+            prompts=tuple(prompts),
+            images_per_prompt=2,
+            steps=25,
+            guidance_scale=4.0,
+            resolution=64,
+        ),
+        out / "after",
+        show_progress=False,
+    )
+    after, again = _generated(out / "after")
+    assert [r["seed"] for r in again] == [r["seed"] for r in records], "before and after must pair by seed"
+    photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
+    rows: dict = {}
+    judge_rows(rows, MODEL_DIR / "judge", MODEL_DIR, subject, {"before": before, "after": after}, photos, 2, cache)
+    if "clip" not in cache:
+        cache["clip"] = load_clip(MODEL_DIR / "clip")
+    class_images = [Image.open(p).convert("RGB") for p in sorted((start / "run" / "class_images").glob("**/*.png"))]
+    reward = SubjectInContext(cache["clip"], photos, class_images, prompts, IDENTIFIER)
+    b, a = pixels(before), pixels(after)
+    image_prompts = [r["prompt"] for r in records]
+    with torch.no_grad():
+        parts = {name: reward.parts(x, image_prompts, {}) for name, x in (("before", b), ("after", a))}
+        moved = ciede2000(srgb_to_lab(a), srgb_to_lab(b)).mean(dim=(1, 2))
+    result = {"subject": subject}
+    for when in ("before", "after"):
+        result.update({f"{k}_{when}": v for k, v in rows[when].items()})
+        result[f"reward_{when}"] = float(parts[when][reward.name].mean())
+        result[f"reward_identity_{when}"] = float(parts[when]["identity"].mean())
+        result[f"reward_context_{when}"] = float(parts[when]["context"].mean())
+    result["colourfulness_ratio"] = float(colourfulness(a).mean() / colourfulness(b).mean())
+    result["delta_e00_to_start"] = float(moved.mean())
+    return result
+
+
+def run_one(start: Path, out: Path, algorithm: str, steps: int, cache: dict, extra: tuple[str, ...]) -> dict:
+    from dreamtune.recipes import RECIPES_DIR
+    from dreamtune.training.run import train
+
+    subject, seed = start.name.rsplit("-s", 1)
+    if (out / "metrics.json").is_file():
+        return json.loads((out / "metrics.json").read_text())
+    shutil.rmtree(out, ignore_errors=True)  # an unfinished run of an interrupted sweep (this script made it)
+    out.mkdir(parents=True)
+    started = time.perf_counter()
+    noun = world.instance(subject).class_noun
+    overrides = rl_overrides(start, noun, int(seed), out, steps, (*REWARD, *extra))
+    train(config.load(RECIPES_DIR / RECIPES[algorithm], overrides), show_progress=False, log=lambda *_: None)
+    metrics = {
+        **measure(start, out, subject, cache),
+        "seed": int(seed),
+        "seconds": round(time.perf_counter() - started),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def markdown(runs: list[dict]) -> str:
+    """Before, after and the change of each figure: mean ± s.e. over subjects (a subject's seeds averaged first)."""
+    subjects = sorted({r["subject"] for r in runs})
+    groups = [[r for r in runs if r["subject"] == s] for s in subjects]
+
+    def over(value) -> str:
+        mean, se, _ = mean_se([float(np.mean([value(r) for r in group])) for group in groups])
+        return f"{mean:.1f} ± {se:.1f}" if abs(mean) >= 1.5 or mean == 0 else f"{mean:.3f} ± {se:.3f}"
+
+    def figure(key: str, scale: float, when: str) -> str:
+        if when == "change":
+            return over(lambda r: scale * (r[f"{key}_after"] - r[f"{key}_before"]))
+        return over(lambda r: scale * r[f"{key}_{when}"])
+
+    lines = ["| figure | before | after | change |", "|---|---|---|---|"]
+    for label, key, scale in FIGURES:
+        lines.append(f"| {label} | " + " | ".join(figure(key, scale, w) for w in ("before", "after", "change")) + " |")
+    lines.append(f"| colourfulness after / before | | {over(lambda r: r['colourfulness_ratio'])} | |")
+    lines.append(f"| CIEDE2000 moved | | {over(lambda r: r['delta_e00_to_start'])} | |")
+    seeds = sorted({r["seed"] for r in runs})
+    return "\n".join(lines) + f"\n\n{len(runs)} runs: {len(subjects)} subjects x seeds {seeds}"
+
+
+def sheet(root: Path, starts: Path, runs: list[dict]) -> Path:
+    from dreamtune.sampling.contact_sheet import contact_sheet, save_png
+
+    images, captions = [], []
+    for r in sorted([r for r in runs if r["seed"] == min(x["seed"] for x in runs)], key=lambda r: r["subject"]):
+        for label, folder in (
+            ("before", starts / f"{r['subject']}-s{r['seed']}" / "personalized"),
+            ("after", root / f"{r['subject']}-s{r['seed']}" / "after"),
+        ):
+            for index, context in enumerate(EVAL_CONTEXTS):
+                images.append(Image.open(folder / f"{2 * index:04d}.png").convert("RGB"))
+                captions.append(f"{r['subject']} {label}" if index == 0 else context)
+    title = "subject_in_context RL on new shapes: before above, after below (evaluation contexts, never trained on)"
+    return save_png(
+        contact_sheet(images, captions, columns=len(EVAL_CONTEXTS), cell=96, title=title), root / "before_after.png"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--half", default="new-tuning", choices=["new-tuning", "new-test"])
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--subjects", default="")
+    parser.add_argument("--algorithm", choices=sorted(RECIPES), default="draft")
+    parser.add_argument("--steps", type=int, default=0, help="RL steps (default: 60 for DRaFT, 160 for DDPO)")
+    parser.add_argument("--tag", default="", help="appended to the run folder's name (runs with other --extra)")
+    parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run")
+    parser.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished runs")
+    args = parser.parse_args()
+    starts = ROOT / "runs" / f"new-shape-{args.half.removeprefix('new-')}" / "lora+prior"
+    root = ROOT / "runs" / "fidelity-rl" / args.half / f"{args.algorithm}{args.tag}"
+    steps = args.steps or {"draft": 60, "ddpo": 160}[args.algorithm]
+    subjects = args.subjects.split(",") if args.subjects else list(subject_split.HALVES[args.half])
+    cache: dict = {}
+    runs = []
+    for seed in args.seeds.split(","):
+        for subject in subjects:
+            start, out = starts / f"{subject}-s{seed}", root / f"{subject}-s{seed}"
+            if (out / "metrics.json").is_file():
+                runs.append(json.loads((out / "metrics.json").read_text()))
+            elif not args.collect and (start / "metrics.json").is_file():
+                runs.append(run_one(start, out, args.algorithm, steps, cache, tuple(args.extra)))
+                figures = {k: round(v, 3) for k, v in runs[-1].items() if isinstance(v, float)}
+                print(json.dumps({"run": f"{subject}-s{seed}", **figures}), flush=True)
+    if not runs:
+        print("no finished runs yet")
+        return
+    text = markdown(runs)
+    (root / "summary.md").write_text(text + "\n")
+    print(text)
+    print(f"wrote {sheet(root, starts, runs)}")
+
+
+if __name__ == "__main__":
+    main()
