@@ -38,7 +38,8 @@ from dreamtune.miniature import scenery, world  # noqa: E402
 from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
 from dreamtune.miniature.demo import IDENTIFIER  # noqa: E402
 
-LAMBDAS = (0.3, 0.5, 0.7)  # weight of identity in the harmonic mean
+LAMBDAS = (0.5, 0.7, 0.9)  # weight of identity in the harmonic mean
+SCORES_VERSION = 2  # 2: subject_in_context's identity is the margin, not the saturating probability
 
 
 def harmonic_of(a: torch.Tensor, b: torch.Tensor, lam: float) -> torch.Tensor:
@@ -81,7 +82,7 @@ def score_subject(start: Path, subject: str, samples: int, out: Path, cache: dic
     from dreamtune.rewards.alignment import SubjectInContext
 
     scores = json.loads((out / "scores.json").read_text()) if (out / "scores.json").is_file() else {}
-    if "clip_margin" in scores:
+    if scores.get("version") == SCORES_VERSION:
         return scores
     noun = world.instance(subject).class_noun
     prompts = [f"a {IDENTIFIER} {noun} {scenery.PHRASES[c]}" for c in RL_CONTEXTS]
@@ -109,13 +110,13 @@ def score_subject(start: Path, subject: str, samples: int, out: Path, cache: dic
         scores["sic_identity"], scores["sic_context"] = parts["identity"].tolist(), parts["context"].tolist()
         others = reward.scale * embedded @ reward.others.T  # the identity part's logit, in cosine units
         typical = (torch.logsumexp(others, dim=1) - math.log(others.shape[1])) / reward.scale
-        scores["clip_margin"] = (embedded @ target - typical).tolist()
+        scores["clip_margin"], scores["clip_scale"] = (embedded @ target - typical).tolist(), reward.scale
     if "judge_identity_all" not in scores:
         contexts = [c for c in RL_CONTEXTS for _ in range(samples)]
         references = judge.instance_references(net, subject, photos, cache["vae"])
         verdicts = judge.per_image_verdicts(net, images, subject, contexts, references=references)
         scores.update({f"judge_{k}": v.tolist() for k, v in verdicts.items()})
-    scores.update(subject=subject, prompts=image_prompts)
+    scores.update(subject=subject, prompts=image_prompts, version=SCORES_VERSION)
     (out / "scores.json").write_text(json.dumps(scores))
     return scores
 
@@ -123,24 +124,16 @@ def score_subject(start: Path, subject: str, samples: int, out: Path, cache: dic
 def selections(scores: dict, samples: int) -> dict[str, dict[str, float]]:
     """For each way of choosing one image per prompt: the judge's verdicts on the chosen images."""
     t = {k: torch.tensor(v).reshape(-1, samples) for k, v in scores.items() if isinstance(v, list) and k != "prompts"}
+    saturating = torch.sigmoid(scores["clip_scale"] * t["clip_margin"])  # the identity as a probability
     rules = {
         "CLIP-I": t["clip_i"],
         "CLIP-T": t["clip_t"],
         **{f"cosine harmonic λ={lam}": harmonic(t["clip_i"], t["clip_t"], lam) for lam in LAMBDAS},
-        "its identity part": t["sic_identity"],
-        "CLIP-I margin over class images": t["clip_margin"],
+        "its identity part (margin)": t["sic_identity"],
+        "identity as a probability (saturates)": saturating,
         "its context part": t["sic_context"],
+        "probability identity ⊕ context λ=0.5": harmonic_of(saturating, t["sic_context"], 0.5),
         **{f"subject_in_context λ={lam}": t[f"subject_in_context λ={lam}"] for lam in LAMBDAS},
-        **{
-            f"(1+CLIP-I)/2 ⊕ context part λ={lam}": harmonic_of(((1 + t["clip_i"]) / 2), t["sic_context"], lam)
-            for lam in LAMBDAS
-        },
-        **{
-            f"(1+CLIP-I)/2 · identity part ⊕ context part λ={lam}": harmonic_of(
-                (1 + t["clip_i"]) / 2 * t["sic_identity"], t["sic_context"], lam
-            )
-            for lam in LAMBDAS
-        },
         "judge similarity (ceiling)": t["judge_similarity"],
     }
     verdicts = (
@@ -150,7 +143,7 @@ def selections(scores: dict, samples: int) -> dict[str, dict[str, float]]:
         "judge_similarity",
         "clip_i",
         "clip_t",
-        "subject_in_context λ=0.5",
+        "subject_in_context λ=0.9",
     )
     rows = {"mean sample": {v: float(t[v].mean()) for v in verdicts}}
     for name, values in rules.items():
@@ -160,21 +153,28 @@ def selections(scores: dict, samples: int) -> dict[str, dict[str, float]]:
 
 
 def table(per_subject: list[dict[str, dict[str, float]]]) -> str:
+    """Each pick's judge verdicts and its gain over the mean sample (paired within subject): mean ± s.e. over subjects."""
     columns = (
-        ("identity (all)", "judge_identity_all", 100),
-        ("identity (class)", "judge_identity", 100),
-        ("context", "judge_context", 100),
-        ("judge similarity", "judge_similarity", 1),
-        ("CLIP-I", "clip_i", 1),
-        ("CLIP-T", "clip_t", 1),
-        ("subject_in_context λ=0.5", "subject_in_context λ=0.5", 1),
+        ("identity (all)", "judge_identity_all", 100, False),
+        ("Δ identity (all)", "judge_identity_all", 100, True),
+        ("identity (class)", "judge_identity", 100, False),
+        ("context", "judge_context", 100, False),
+        ("Δ context", "judge_context", 100, True),
+        ("judge similarity", "judge_similarity", 1, False),
+        ("CLIP-I", "clip_i", 1, False),
+        ("subject_in_context λ=0.9", "subject_in_context λ=0.9", 1, False),
     )
     lines = ["| pick | " + " | ".join(c[0] for c in columns) + " |", "|---|" + "---|" * len(columns)]
     for row in per_subject[0]:
         cells = []
-        for _, key, scale in columns:
-            mean, se, _ = mean_se([s[row][key] * scale for s in per_subject])
-            cells.append(f"{mean:.1f} ± {se:.1f}" if scale == 100 else f"{mean:.3f} ± {se:.3f}")
+        for _, key, scale, paired in columns:
+            gains = [s[row][key] - (s["mean sample"][key] if paired else 0.0) for s in per_subject]
+            mean, se, _ = mean_se([g * scale for g in gains])
+            cells.append(
+                f"{mean:+.1f} ± {se:.1f}"
+                if paired
+                else (f"{mean:.1f} ± {se:.1f}" if scale == 100 else f"{mean:.3f} ± {se:.3f}")
+            )
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + f"\n\n{len(per_subject)} subjects"
 

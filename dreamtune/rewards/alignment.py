@@ -49,18 +49,20 @@ class SubjectFidelity(SinglePart):
 
 class SubjectInContext:
     """What personalization is for, scored so that neither half can be traded for the other: the
-    λ-harmonic mean (RPO, Miao et al. 2024) of two probabilities under CLIP's own temperature,
+    λ-harmonic mean (RPO, Miao et al. 2024) of two values in [0, 1],
 
-      identity  p(the subject's photos | image) against a typical member of its class: a softmax of
-                CLIP-I to the photos' mean embedding versus CLIP-I to each class image (the prior-
-                preservation set), the class images averaged in probability (chance 0.5). An image of
-                the class's usual shape in the subject's colour loses; so does a copy of no class.
+      identity  (1 + m) / 2, m the margin of CLIP-I to the photos' mean embedding over CLIP-I to a
+                typical class image (a soft mean of the prior-preservation set at CLIP's temperature):
+                0.5 when the image is as near the class as the subject, above when nearer the subject.
+                A margin, not a probability: at CLIP's temperature the probability is 1.0 for most
+                samples of a personalized model, and a saturated reward has no gradient and no pick.
       context   p(its own prompt | image) among the reward's prompts (the identifier removed): the
                 prompted scene against every other scene the run asks for (chance 1 / prompts).
 
       reward = 1 / (λ / identity + (1 - λ) / context),  λ = ``identity_weight``.
 
-    Both halves come from the same CLIP; evaluate with a scorer it was not trained against."""
+    Both halves come from the same CLIP; evaluate with a scorer it was not trained against
+    (experiments/subject-fidelity-rl)."""
 
     name, differentiable = "subject_in_context", True
 
@@ -84,8 +86,8 @@ class SubjectInContext:
         embedded = self.features.embed(self.features.tensor_pixels(images))
         mine = self.scale * (embedded @ self.target.to(embedded.device))
         others = self.scale * (embedded @ self.others.to(embedded.device).T)
-        typical_other = torch.logsumexp(others, dim=1) - math.log(others.shape[1])  # log of the mean probability
-        identity = torch.sigmoid(mine - typical_other)
+        typical_other = torch.logsumexp(others, dim=1) - math.log(others.shape[1])  # a soft mean over class images
+        identity = ((1 + (mine - typical_other) / self.scale) / 2).clamp(0, 1)
         own = [strip_identifier(p, self.identifier) for p in prompts]
         candidates = list(dict.fromkeys(self.prompts + own))
         texts = self.features.texts(candidates).to(embedded.device)

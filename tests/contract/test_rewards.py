@@ -125,7 +125,7 @@ def test_subject_in_context_knows_a_new_shape_from_its_class_and_the_prompted_sc
     subject = _pixels([render("backpack_briefcase", s, i) for i, s in enumerate(scenes)])
     usual = _pixels([render("backpack1", s, i) for i, s in enumerate(scenes)])
     mine, theirs = reward.parts(subject, prompts, {}), reward.parts(usual, prompts, {})
-    assert (mine["identity"] > 0.9).all() and (theirs["identity"] < 0.1).all()
+    assert (mine["identity"] > 0.8).all() and (theirs["identity"] < 0.2).all()
     assert (mine["context"] > 0.5).all() and (theirs["context"] > 0.5).all()  # both in their scenes
     elsewhere = reward.parts(subject, prompts[1:] + prompts[:1], {})  # each image asked for another scene
     assert (elsewhere["context"] < 0.5).all()
