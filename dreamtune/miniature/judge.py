@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dreamtune.evaluation.features import ImageFeatures
 from dreamtune.miniature import world
 
 CLASSES = tuple(world.GLYPHS)
@@ -118,6 +119,17 @@ def load_judge(folder: Path) -> JudgeNet:
     net = JudgeNet()
     net.load_state_dict(load_file(str(path)))
     return net.eval()
+
+
+class JudgeFeatures(ImageFeatures):
+    """The judge's instance embedding as image features (a reward's identity network: ``rl.identity_model``)."""
+
+    def __init__(self, net: JudgeNet, name: str = "judge"):
+        super().__init__(64, name=name)  # (x - 0.5) / 0.5: the judge's [-1, 1]
+        self.net = net.eval()
+
+    def embed(self, pixels: Tensor) -> Tensor:
+        return self.net(pixels)["embedding"]
 
 
 # ---- verdicts ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamtune.evaluation.evaluate import strip_identifier
-from dreamtune.evaluation.features import ClipFeatures
+from dreamtune.evaluation.features import ClipFeatures, ImageFeatures
 from dreamtune.rewards.base import SinglePart
 
 
@@ -61,8 +61,9 @@ class SubjectInContext:
 
       reward = 1 / (λ / identity + (1 - λ) / context),  λ = ``identity_weight``.
 
-    Both halves come from the same CLIP; evaluate with a scorer it was not trained against
-    (experiments/subject-fidelity-rl)."""
+    The identity half uses ``identity_features`` when given (``rl.identity_model``: a DINO ViT, the
+    DreamBench identity metric, or the miniature's judge), else the CLIP. Evaluate with a scorer the
+    reward was not trained against (experiments/subject-fidelity-rl)."""
 
     name, differentiable = "subject_in_context", True
 
@@ -74,18 +75,22 @@ class SubjectInContext:
         prompts: Sequence[str],
         identifier: str = "sks",
         identity_weight: float = 0.5,
+        identity_features: ImageFeatures | None = None,
     ):
         self.features, self.identifier, self.identity_weight = features, identifier, identity_weight
+        self.identity_features = identity_features or features
         with torch.no_grad():
-            self.target = F.normalize(features.images(photos).mean(0), dim=-1)
-            self.others = features.images(class_images)
-            self.scale = float(features.model.logit_scale.exp())
+            self.target = F.normalize(self.identity_features.images(photos).mean(0), dim=-1)
+            self.others = self.identity_features.images(class_images)
+        self.scale = float(features.model.logit_scale.exp())  # CLIP's temperature, for both halves
         self.prompts = list(dict.fromkeys(strip_identifier(p, identifier) for p in prompts))
 
     def parts(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> dict[str, Tensor]:
         embedded = self.features.embed(self.features.tensor_pixels(images))
-        mine = self.scale * (embedded @ self.target.to(embedded.device))
-        others = self.scale * (embedded @ self.others.to(embedded.device).T)
+        seen = self.identity_features
+        identified = embedded if seen is self.features else seen.embed(seen.tensor_pixels(images))
+        mine = self.scale * (identified @ self.target.to(embedded.device))
+        others = self.scale * (identified @ self.others.to(embedded.device).T)
         typical_other = torch.logsumexp(others, dim=1) - math.log(others.shape[1])  # a soft mean over class images
         identity = ((1 + (mine - typical_other) / self.scale) / 2).clamp(0, 1)
         own = [strip_identifier(p, self.identifier) for p in prompts]

@@ -8,12 +8,13 @@ from dreamtune.errors import UserError
 from dreamtune.rewards.base import WeightedRewards
 
 
-def build_rewards(rl, clip=None, photos=(), class_images=(), prompts=()) -> WeightedRewards:
+def build_rewards(rl, clip=None, photos=(), class_images=(), prompts=(), identity=None) -> WeightedRewards:
     """The weighted rewards ``rl`` (config.rl) asks for: ``rl.rewards`` the weights, ``rl.subject`` the
     identifier clip_score removes, ``rl.print_*`` / ``rl.ink_limit`` print_proof's settings; ``clip``:
     ClipFeatures (clip_score, subject_fidelity, subject_in_context); ``photos``: the subject's PIL images
     (subject_fidelity, subject_in_context); ``class_images``: prior preservation's (subject_in_context);
-    ``prompts``: the run's filled-in reward prompts (subject_in_context's scenes)."""
+    ``prompts``: the run's filled-in reward prompts (subject_in_context's scenes); ``identity``: ImageFeatures
+    for subject_in_context's identity half (rl.identity_model; None: the CLIP)."""
     from dreamtune.rewards.alignment import ClipScore, SubjectFidelity, SubjectInContext
     from dreamtune.rewards.compression import JpegCompressibility, JpegIncompressibility
     from dreamtune.rewards.print_proof import PrintProof
@@ -49,7 +50,9 @@ def build_rewards(rl, clip=None, photos=(), class_images=(), prompts=()) -> Weig
             terms.append(
                 (
                     weight,
-                    SubjectInContext(clip, list(photos), list(class_images), prompts, rl.subject, rl.identity_weight),
+                    SubjectInContext(
+                        clip, list(photos), list(class_images), prompts, rl.subject, rl.identity_weight, identity
+                    ),
                 )
             )
     return WeightedRewards(terms)

@@ -246,6 +246,21 @@ def reward_features(config: Config):
     return load_clip(own, name="mini-CLIP") if (own / "config.json").is_file() else None
 
 
+def identity_features(config: Config):
+    """subject_in_context's identity network (rl.identity_model): the miniature's judge, or a DINO ViT folder;
+    None: the reward's CLIP."""
+    folder = config.rl.identity_model
+    if not folder:
+        return None
+    if (Path(folder) / "judge.safetensors").is_file():
+        from dreamtune.miniature.judge import JudgeFeatures, load_judge
+
+        return JudgeFeatures(load_judge(Path(folder)))
+    from dreamtune.evaluation.features import load_dino
+
+    return load_dino(folder, name="identity")
+
+
 def rl_prompts(config: Config) -> tuple[str, ...]:
     from dreamtune.sampling.generate import fill_prompt
 
@@ -258,8 +273,15 @@ def build_rewards_for(config: Config, photos: list, class_dir: Path | None = Non
 
     rl = config.rl
     needs_clip = rl.rewards.clip_score or rl.rewards.subject_fidelity or rl.rewards.subject_in_context
-    class_images = photo_images(class_dir) if rl.rewards.subject_in_context else []
-    return build_rewards(rl, reward_features(config) if needs_clip else None, photos, class_images, rl_prompts(config))
+    in_context = bool(rl.rewards.subject_in_context)
+    return build_rewards(
+        rl,
+        reward_features(config) if needs_clip else None,
+        photos,
+        photo_images(class_dir) if in_context else [],
+        rl_prompts(config),
+        identity_features(config) if in_context else None,
+    )
 
 
 def build_ddpo(ing: Ingredients):

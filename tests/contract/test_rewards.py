@@ -114,6 +114,7 @@ def test_subject_in_context_knows_a_new_shape_from_its_class_and_the_prompted_sc
     drew) against the class's usual backpacks, and each scene against the others."""
     from dreamtune.miniature import scenery, world
     from dreamtune.miniature.assemble import MODEL_DIR
+    from dreamtune.miniature.judge import JudgeFeatures, load_judge
 
     clip = load_clip(MODEL_DIR / "clip")
     render = lambda name, scene, seed: world.render(world.Scene(name, scene), seed)
@@ -135,3 +136,11 @@ def test_subject_in_context_knows_a_new_shape_from_its_class_and_the_prompted_sc
         assert (parts["subject_in_context"] <= 2 * weaker + 1e-6).all()
     only_identity = SubjectInContext(clip, photos, class_images, prompts, "sks", identity_weight=1.0)
     assert torch.allclose(only_identity(subject, prompts, {}), mine["identity"], atol=1e-5)
+    # the identity half through the judge's instance embedding instead (rl.identity_model), the scene still CLIP's
+    judged = JudgeFeatures(load_judge(MODEL_DIR / "judge"))
+    seen = SubjectInContext(clip, photos, class_images, prompts, "sks", identity_features=judged)
+    by_judge, of_usual = seen.parts(subject, prompts, {}), seen.parts(usual, prompts, {})
+    assert (by_judge["identity"] > of_usual["identity"] + 0.3).all()
+    assert torch.equal(by_judge["context"], mine["context"]) and not torch.allclose(
+        by_judge["identity"], mine["identity"]
+    )

@@ -119,14 +119,16 @@ def test_personalized_start_with_regularizer(tmp_path, tiny_models, photos):
     assert all(torch.allclose(start[k], end[k], atol=1e-6) for k in start)  # started from the trained LoRA (lr ~ 0)
 
 
-@pytest.mark.parametrize("algorithm", ["draft", "ddpo"])
+@pytest.mark.parametrize("algorithm, identity", [("draft", "dino"), ("ddpo", "")])
 def test_subject_in_context_scores_the_subject_against_class_images_the_run_makes(
-    tmp_path, tiny_models, photos, algorithm
+    tmp_path, tiny_models, photos, algorithm, identity
 ):
-    """Without the denoising regularizer nothing else needs class images: the reward alone has them made."""
+    """Without the denoising regularizer nothing else needs class images: the reward alone has them made.
+    The identity half can see through another network (a DINO ViT here) while the CLIP judges the scene."""
     from dreamtune.models.tiny import build_tiny_feature_models
 
-    clip = build_tiny_feature_models(tmp_path / "features")["clip"]
+    features = build_tiny_feature_models(tmp_path / "features")
+    clip = features["clip"]
     result, out = _run(
         tmp_path,
         tiny_models,
@@ -135,6 +137,7 @@ def test_subject_in_context_scores_the_subject_against_class_images_the_run_make
         "rl.rewards.print_quality=0",
         "rl.rewards.subject_in_context=1",
         f"rl.clip={clip}",
+        f"rl.identity_model={features[identity] if identity else ''}",
         "rl.prompts=['a {subject} dog on the beach', 'a {subject} dog in the snow']",
         "rl.class_noun=dog",
         f"data.instance_dir={photos}",
