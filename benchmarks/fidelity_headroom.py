@@ -83,7 +83,7 @@ def score_subject(start: Path, subject: str, samples: int, out: Path, cache: dic
 
     scores = json.loads((out / "scores.json").read_text()) if (out / "scores.json").is_file() else {}
     if scores.get("version") == SCORES_VERSION:
-        return scores
+        return with_identity_model(scores, start, out, cache)
     noun = world.instance(subject).class_noun
     prompts = [f"a {IDENTIFIER} {noun} {scenery.PHRASES[c]}" for c in RL_CONTEXTS]
     if not scores:
@@ -118,6 +118,41 @@ def score_subject(start: Path, subject: str, samples: int, out: Path, cache: dic
         scores.update({f"judge_{k}": v.tolist() for k, v in verdicts.items()})
     scores.update(subject=subject, prompts=image_prompts, version=SCORES_VERSION)
     (out / "scores.json").write_text(json.dumps(scores))
+    return with_identity_model(scores, start, out, cache)
+
+
+def with_identity_model(scores: dict, start: Path, out: Path, cache: dict) -> dict:
+    """Add subject_in_context with its identity half seen through ``cache["identity_model"]`` (--identity-model)."""
+    import numpy as np
+    from PIL import Image
+
+    from dreamtune.evaluation.features import load_dino
+    from dreamtune.miniature.judge import JudgeFeatures, load_judge
+    from dreamtune.rewards.alignment import SubjectInContext
+
+    folder = cache.get("identity_model")
+    if not folder or "identity_model" in scores:
+        return scores
+    if "clip" not in cache:
+        from dreamtune.evaluation.features import load_clip
+
+        cache["clip"] = load_clip(MODEL_DIR / "clip")
+    if "identity" not in cache:
+        judged = (Path(folder) / "judge.safetensors").is_file()
+        cache["identity"] = JudgeFeatures(load_judge(Path(folder))) if judged else load_dino(folder)
+    record = json.loads((out / "images" / "generations.json").read_text())
+    images = [Image.open(out / "images" / r["file"]).convert("RGB") for r in record["images"]]
+    photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
+    class_images = [Image.open(p).convert("RGB") for p in sorted((start / "run" / "class_images").glob("**/*.png"))]
+    seen = cache["identity"]
+    pixels = torch.stack([torch.from_numpy(np.array(i)).permute(2, 0, 1) for i in images]).float() / 255
+    with torch.no_grad():
+        reward = SubjectInContext(cache["clip"], photos, class_images, scores["prompts"], IDENTIFIER, 0.9, seen)
+        parts = reward.parts(pixels, scores["prompts"], {})
+        scores["model_similarity"] = (seen.images(images) @ reward.target).tolist()
+    scores["model_identity"], scores["model_in_context λ=0.9"] = parts["identity"].tolist(), parts[reward.name].tolist()
+    scores["identity_model"] = str(folder)
+    (out / "scores.json").write_text(json.dumps(scores))
     return scores
 
 
@@ -134,6 +169,15 @@ def selections(scores: dict, samples: int) -> dict[str, dict[str, float]]:
         "its context part": t["sic_context"],
         "probability identity ⊕ context λ=0.5": harmonic_of(saturating, t["sic_context"], 0.5),
         **{f"subject_in_context λ={lam}": t[f"subject_in_context λ={lam}"] for lam in LAMBDAS},
+        **(
+            {
+                "--identity-model: similarity to the photos": t["model_similarity"],
+                "--identity-model: identity half (margin)": t["model_identity"],
+                "--identity-model: subject_in_context λ=0.9": t["model_in_context λ=0.9"],
+            }
+            if "identity_model" in scores
+            else {}
+        ),
         "judge similarity (ceiling)": t["judge_similarity"],
     }
     verdicts = (
@@ -187,10 +231,11 @@ def main() -> None:
     parser.add_argument("--subjects", default="")
     parser.add_argument("--starts", default="", help="default: runs/new-shape-<tuning|test>/lora+prior")
     parser.add_argument("--root", default=str(ROOT / "runs" / "fidelity-headroom"))
+    parser.add_argument("--identity-model", default="", help="also score the identity half through this network")
     args = parser.parse_args()
     starts = Path(args.starts or ROOT / "runs" / f"new-shape-{args.half.removeprefix('new-')}" / "lora+prior")
     subjects = args.subjects.split(",") if args.subjects else list(subject_split.HALVES[args.half])
-    cache, per_subject = {}, []
+    cache, per_subject = {"identity_model": args.identity_model}, []
     for subject in subjects:
         start = starts / f"{subject}-s{args.seed}"
         if not (start / "run" / "model").is_dir():
