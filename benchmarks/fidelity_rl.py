@@ -25,7 +25,6 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,10 +34,9 @@ import numpy as np  # noqa: E402
 import subject_split  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
-from rl_test_half import RECIPES, pixels, rl_overrides  # noqa: E402
+from rl_test_half import RECIPES, pixels, run_one, sheet, sweep  # noqa: E402
 from subject_runs import mean_se  # noqa: E402
 
-from dreamtune import config  # noqa: E402
 from dreamtune.miniature import scenery, world  # noqa: E402
 from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
 from dreamtune.miniature.demo import EVAL_CONTEXTS, IDENTIFIER, judge_rows  # noqa: E402
@@ -105,28 +103,6 @@ def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
     return result
 
 
-def run_one(start: Path, out: Path, algorithm: str, steps: int, cache: dict, extra: tuple[str, ...]) -> dict:
-    from dreamtune.recipes import RECIPES_DIR
-    from dreamtune.training.run import train
-
-    subject, seed = start.name.rsplit("-s", 1)
-    if (out / "metrics.json").is_file():
-        return json.loads((out / "metrics.json").read_text())
-    shutil.rmtree(out, ignore_errors=True)  # an unfinished run of an interrupted sweep (this script made it)
-    out.mkdir(parents=True)
-    started = time.perf_counter()
-    noun = world.instance(subject).class_noun
-    overrides = rl_overrides(start, noun, int(seed), out, steps, (*REWARD, *extra))
-    train(config.load(RECIPES_DIR / RECIPES[algorithm], overrides), show_progress=False, log=lambda *_: None)
-    metrics = {
-        **measure(start, out, subject, cache),
-        "seed": int(seed),
-        "seconds": round(time.perf_counter() - started),
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    return metrics
-
-
 def markdown(runs: list[dict]) -> str:
     """Before, after and the change of each figure: mean ± s.e. over subjects (a subject's seeds averaged first)."""
     subjects = sorted({r["subject"] for r in runs})
@@ -136,6 +112,9 @@ def markdown(runs: list[dict]) -> str:
         mean, se, _ = mean_se([float(np.mean([value(r) for r in group])) for group in groups])
         return f"{mean:.1f} ± {se:.1f}" if abs(mean) >= 1.5 or mean == 0 else f"{mean:.3f} ± {se:.3f}"
 
+    def signed(text: str) -> str:
+        return text if text.startswith("-") else "+" + text
+
     def figure(key: str, scale: float, when: str) -> str:
         if when == "change":
             return over(lambda r: scale * (r[f"{key}_after"] - r[f"{key}_before"]))
@@ -143,29 +122,12 @@ def markdown(runs: list[dict]) -> str:
 
     lines = ["| figure | before | after | change |", "|---|---|---|---|"]
     for label, key, scale in FIGURES:
-        lines.append(f"| {label} | " + " | ".join(figure(key, scale, w) for w in ("before", "after", "change")) + " |")
+        before, after, change = (figure(key, scale, w) for w in ("before", "after", "change"))
+        lines.append(f"| {label} | {before} | {after} | {signed(change)} |")
     lines.append(f"| colourfulness after / before | | {over(lambda r: r['colourfulness_ratio'])} | |")
     lines.append(f"| CIEDE2000 moved | | {over(lambda r: r['delta_e00_to_start'])} | |")
     seeds = sorted({r["seed"] for r in runs})
     return "\n".join(lines) + f"\n\n{len(runs)} runs: {len(subjects)} subjects x seeds {seeds}"
-
-
-def sheet(root: Path, starts: Path, runs: list[dict]) -> Path:
-    from dreamtune.sampling.contact_sheet import contact_sheet, save_png
-
-    images, captions = [], []
-    for r in sorted([r for r in runs if r["seed"] == min(x["seed"] for x in runs)], key=lambda r: r["subject"]):
-        for label, folder in (
-            ("before", starts / f"{r['subject']}-s{r['seed']}" / "personalized"),
-            ("after", root / f"{r['subject']}-s{r['seed']}" / "after"),
-        ):
-            for index, context in enumerate(EVAL_CONTEXTS):
-                images.append(Image.open(folder / f"{2 * index:04d}.png").convert("RGB"))
-                captions.append(f"{r['subject']} {label}" if index == 0 else context)
-    title = "subject_in_context RL on new shapes: before above, after below (evaluation contexts, never trained on)"
-    return save_png(
-        contact_sheet(images, captions, columns=len(EVAL_CONTEXTS), cell=96, title=title), root / "before_after.png"
-    )
 
 
 def main() -> None:
@@ -182,25 +144,26 @@ def main() -> None:
     starts = ROOT / "runs" / f"new-shape-{args.half.removeprefix('new-')}" / "lora+prior"
     root = ROOT / "runs" / "fidelity-rl" / args.half / f"{args.algorithm}{args.tag}"
     steps = args.steps or {"draft": 60, "ddpo": 160}[args.algorithm]
-    subjects = args.subjects.split(",") if args.subjects else list(subject_split.HALVES[args.half])
+    try:
+        subjects = subject_split.subjects_of(args.half, args.subjects)
+    except ValueError as error:
+        parser.error(str(error))
     cache: dict = {}
-    runs = []
-    for seed in args.seeds.split(","):
-        for subject in subjects:
-            start, out = starts / f"{subject}-s{seed}", root / f"{subject}-s{seed}"
-            if (out / "metrics.json").is_file():
-                runs.append(json.loads((out / "metrics.json").read_text()))
-            elif not args.collect and (start / "metrics.json").is_file():
-                runs.append(run_one(start, out, args.algorithm, steps, cache, tuple(args.extra)))
-                figures = {k: round(v, 3) for k, v in runs[-1].items() if isinstance(v, float)}
-                print(json.dumps({"run": f"{subject}-s{seed}", **figures}), flush=True)
+    reward = (*REWARD, *args.extra)
+    runs = sweep(
+        starts,
+        root,
+        args.seeds,
+        subjects,
+        lambda start, out: None if args.collect else run_one(start, out, args.algorithm, steps, cache, reward, measure),
+    )
     if not runs:
         print("no finished runs yet")
         return
     text = markdown(runs)
     (root / "summary.md").write_text(text + "\n")
     print(text)
-    print(f"wrote {sheet(root, starts, runs)}")
+    print(f"wrote {sheet(root, starts, runs, 'subject_in_context RL (evaluation contexts, never trained on)')}")
 
 
 if __name__ == "__main__":

@@ -171,7 +171,10 @@ def score(before: list, after: list, subject: str, photos: list, cache: dict) ->
     }
 
 
-def run_one(start: Path, out: Path, algorithm: str, steps: int, cache: dict, extra: tuple[str, ...] = ()) -> dict:
+def run_one(
+    start: Path, out: Path, algorithm: str, steps: int, cache: dict, extra: tuple[str, ...] = (), judge=None
+) -> dict:
+    """One RL run from ``start`` into ``out`` (kept when finished), then ``judge`` (default: :func:`measure`)."""
     from dreamtune.training.run import train
 
     subject, seed = start.name.rsplit("-s", 1)
@@ -184,9 +187,10 @@ def run_one(start: Path, out: Path, algorithm: str, steps: int, cache: dict, ext
     train(
         config.load(RECIPES_DIR / RECIPES[algorithm], rl_overrides(start, noun, int(seed), out, steps, extra)),
         show_progress=False,
+        log=lambda *_: None,
     )
     metrics = {
-        **measure(start, out, subject, cache),
+        **(judge or measure)(start, out, subject, cache),
         "seed": int(seed),
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -230,7 +234,7 @@ def markdown(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def sheet(root: Path, starts: Path, runs: list[dict]) -> Path:
+def sheet(root: Path, starts: Path, runs: list[dict], reward: str = "print reward") -> Path:
     from dreamtune.sampling.contact_sheet import contact_sheet, save_png
 
     images, captions = [], []
@@ -248,10 +252,26 @@ def sheet(root: Path, starts: Path, runs: list[dict]) -> Path:
             captions,
             columns=len(EVAL_CONTEXTS),
             cell=96,
-            title="print reward on personalized subjects (seed 0): before above, after below",
+            title=f"{reward} on personalized subjects (seed 0): before above, after below",
         ),
         root / "before_after.png",
     )
+
+
+def sweep(starts: Path, root: Path, seeds: str, subjects, go) -> list[dict]:
+    """Every (seed, subject): a finished run read back, else ``go(start, out)`` for a finished start (None: not
+    run now), each new result printed as it lands."""
+    runs = []
+    for seed in seeds.split(","):
+        for subject in subjects:
+            start, out = starts / f"{subject}-s{seed}", root / f"{subject}-s{seed}"
+            if (out / "metrics.json").is_file():
+                runs.append(json.loads((out / "metrics.json").read_text()))
+            elif (start / "metrics.json").is_file() and (result := go(start, out)) is not None:
+                runs.append(result)
+                rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+                print(json.dumps({"run": f"{subject}-s{seed}", **rounded}), flush=True)
+    return runs
 
 
 def main() -> None:
@@ -283,25 +303,14 @@ def main() -> None:
     except ValueError as error:
         parser.error(str(error))
     cache: dict = {}
-    runs = []
-    for seed in args.seeds.split(","):
-        for subject in subjects:
-            start, out = starts / f"{subject}-s{seed}", root / f"{subject}-s{seed}"
-            if (out / "metrics.json").is_file():
-                runs.append(json.loads((out / "metrics.json").read_text()))
-                continue
-            if args.collect or not (start / "metrics.json").is_file() or (deadline and time.time() > deadline):
-                continue
-            runs.append(run_one(start, out, args.algorithm, steps, cache, tuple(args.extra)))
-            print(
-                json.dumps(
-                    {
-                        "run": f"{subject}-s{seed}",
-                        **{k: round(v, 4) if isinstance(v, float) else v for k, v in runs[-1].items()},
-                    }
-                ),
-                flush=True,
-            )
+    late = lambda: args.collect or bool(deadline and time.time() > deadline)  # noqa: E731
+    runs = sweep(
+        starts,
+        root,
+        args.seeds,
+        subjects,
+        lambda start, out: None if late() else run_one(start, out, args.algorithm, steps, cache, tuple(args.extra)),
+    )
     if not runs:
         print("no finished runs yet")
         return
