@@ -278,7 +278,7 @@ class RLConfig:
     start_step: int = 0  # with regularize_weight: the reward joins at this step, anchored to the weights reached there
     lr: float | None = None  # with start_step: the model's learning rate from that step on (default: train.lr)
     handover: bool = False  # with start_step: go on as a new reward run (no adversary, fresh optimizer)
-    identity_weight: float = 0.5  # subject_in_context: weight of identity in its harmonic mean (context: the rest)
+    identity_weight: float = 0.9  # subject_in_context: weight of identity in its harmonic mean (context: the rest)
     identity_model: str = ""  # subject_in_context's identity network: '' = rl.clip; a DINO ViT or a judge/ folder
     clip: str = ""  # CLIP for clip_score / subject_fidelity / subject_in_context (default: the model's clip/)
     print_profile: str = ""  # print_proof: your print shop's CMYK .icc (default: Ghostscript's default_cmyk.icc)

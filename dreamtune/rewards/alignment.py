@@ -74,7 +74,7 @@ class SubjectInContext:
         class_images: list,
         prompts: Sequence[str],
         identifier: str = "sks",
-        identity_weight: float = 0.5,
+        identity_weight: float = 0.9,
         identity_features: ImageFeatures | None = None,
     ):
         self.features, self.identifier, self.identity_weight = features, identifier, identity_weight
