@@ -180,7 +180,7 @@ def check_rewards(config) -> None:
     if config.rl.rewards.subject_in_context and not config.prior.enabled:
         raise UserError(
             "rl.rewards.subject_in_context tells the subject from its class by prior preservation's class images; "
-            "set prior.enabled=true and prior.class_prompt (e.g. 'a dog'), or prior.class_dir to a folder of them."
+            "set prior.enabled=true and prior.class_prompt (e.g. 'a dog'; prior.class_dir for a folder of your own)."
         )
     if config.rl.rewards.subject_in_context and len(set(config.rl.prompts)) < 2:
         raise UserError(

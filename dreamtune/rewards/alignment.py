@@ -4,8 +4,8 @@ clip_score        cosine of the image with its prompt (the identifier removed): 
                   fine-tuning on the prompt
 subject_fidelity  cosine of the image with the mean embedding of the subject's photos (CLIP-I):
                   lets RL push a personalized model toward its subject
-subject_in_context the subject (against its class) and the prompted scene (against the run's other
-                  scenes), as probabilities joined by a harmonic mean: neither can be traded away
+subject_in_context the subject (a margin over its class images) and the prompted scene (a probability
+                  against the run's other scenes), joined by a harmonic mean: neither can be traded away
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def build_rewards(rl, clip=None, photos=(), class_images=(), prompts=(), identit
         if name in ("clip_score", "subject_fidelity", "subject_in_context") and clip is None:
             raise UserError(f"rl.rewards.{name} needs a CLIP model; set rl.clip to a CLIP folder.")
         if name in ("subject_fidelity", "subject_in_context") and not photos:
-            raise UserError("rl.rewards.subject_fidelity needs the subject's photos; set data.instance_dir.")
+            raise UserError(f"rl.rewards.{name} needs the subject's photos; set data.instance_dir.")
         reward = {
             "print_quality": PrintQuality,
             "jpeg_compressibility": JpegCompressibility,
@@ -45,7 +45,7 @@ def build_rewards(rl, clip=None, photos=(), class_images=(), prompts=(), identit
             if not class_images:
                 raise UserError(
                     "rl.rewards.subject_in_context found no class images; set prior.enabled=true so the run makes "
-                    "them, or prior.class_dir to a folder of images of the class."
+                    "them (or prior.class_dir to a prepared folder of images of the class)."
                 )
             terms.append(
                 (
