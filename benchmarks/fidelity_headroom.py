@@ -3,18 +3,21 @@
 For each personalized start (a finished LoRA + prior run of ``benchmarks/miniature_methods.py``),
 sample ``--samples`` images per prompt of the RL prompts (the 8 RL contexts, never the evaluation
 ones) exactly as RL's rollouts are sampled, score every image with the candidate rewards — the
-mini CLIP's identity (CLIP-I to the subject's photos), its context (CLIP-T to the prompt without
-the identifier) and their λ-harmonic combinations (RPO, Miao et al. 2024) — and pick the best of
-each prompt's samples by each. The *judge* (never used by any reward) then says what the pick is
-worth: identity among all instances, context, and the judge's own similarity to the photos.
+mini CLIP's CLIP-I and CLIP-T, their cosine harmonic mean, ``subject_in_context`` (its identity
+margin over the class images, its context probability, λ-harmonic: RPO, Miao et al. 2024), the
+identity as a saturating probability, and with ``--identity-model`` the identity half through
+another network — and pick the best of each prompt's samples by each. The *judge* (never used by
+any reward) then says what the pick is worth: identity among all instances, context, and the
+judge's own similarity to the photos.
 
 A reward has headroom for RL when its best-of-n is clearly above the mean sample on the judge's
 verdicts; the judge's own pick (best by judge similarity) is the ceiling of what selection can do.
 
     python benchmarks/fidelity_headroom.py [--half new-tuning] [--seed 0] [--samples 8] [--subjects a,b]
+                                           [--identity-model runs/judge-v4/judge]
 
-Per subject in ROOT/<subject>-s<seed>/scores.json (resumable); prints a markdown table and writes
-ROOT/headroom.md.
+Per subject in ROOT/<subject>-s<seed>/scores.json (sampled once, re-scored when the scoring changes);
+prints a markdown table (gains paired within subject) and writes ROOT/headroom-<half>-s<seed>.md.
 """
 
 from __future__ import annotations
@@ -47,10 +50,9 @@ def harmonic_of(a: torch.Tensor, b: torch.Tensor, lam: float) -> torch.Tensor:
     return a * b / (lam * b + (1 - lam) * a).clamp_min(1e-12)
 
 
-def harmonic(identity: torch.Tensor, context: torch.Tensor, lam: float) -> torch.Tensor:
-    """1 / (λ/a + (1-λ)/b) of the two cosines mapped to (0, 1] by (1 + cos) / 2."""
-    a, b = ((1 + identity) / 2).clamp_min(1e-3), ((1 + context) / 2).clamp_min(1e-3)
-    return 1 / (lam / a + (1 - lam) / b)
+def cosine_harmonic(identity: torch.Tensor, context: torch.Tensor, lam: float) -> torch.Tensor:
+    """RPO's harmonic mean of two raw cosines, each mapped to [0, 1] by (1 + cos) / 2."""
+    return harmonic_of((1 + identity) / 2, (1 + context) / 2, lam)
 
 
 def _sample(start: Path, prompts: list[str], samples: int, out: Path) -> None:
@@ -163,7 +165,7 @@ def selections(scores: dict, samples: int) -> dict[str, dict[str, float]]:
     rules = {
         "CLIP-I": t["clip_i"],
         "CLIP-T": t["clip_t"],
-        **{f"cosine harmonic λ={lam}": harmonic(t["clip_i"], t["clip_t"], lam) for lam in LAMBDAS},
+        **{f"cosine harmonic λ={lam}": cosine_harmonic(t["clip_i"], t["clip_t"], lam) for lam in LAMBDAS},
         "its identity part (margin)": t["sic_identity"],
         "identity as a probability (saturates)": saturating,
         "its context part": t["sic_context"],
