@@ -84,6 +84,7 @@ class SubjectInContext:
             self.others = self.identity_features.images(class_images)
         self.scale = float(features.model.logit_scale.exp())  # CLIP's temperature, for both halves
         self.prompts = list(dict.fromkeys(strip_identifier(p, identifier) for p in prompts))
+        self._texts: dict[str, Tensor] = {}
 
     def parts(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> dict[str, Tensor]:
         embedded = self.features.embed(self.features.tensor_pixels(images))
@@ -95,7 +96,10 @@ class SubjectInContext:
         identity = ((1 + (mine - typical_other) / self.scale) / 2).clamp(0, 1)
         own = [strip_identifier(p, self.identifier) for p in prompts]
         candidates = list(dict.fromkeys(self.prompts + own))
-        texts = self.features.texts(candidates).to(embedded.device)
+        missing = [p for p in candidates if p not in self._texts]  # each prompt embedded once per run
+        if missing:
+            self._texts.update(zip(missing, self.features.texts(missing)))
+        texts = torch.stack([self._texts[p] for p in candidates]).to(embedded.device)
         scenes = torch.log_softmax(self.scale * embedded @ texts.T, dim=1)
         context = scenes.gather(1, torch.tensor([candidates.index(p) for p in own], device=scenes.device)[:, None])
         context = context.squeeze(1).exp()
