@@ -250,6 +250,9 @@ class RewardWeights:
     clip_score: float = 0.0  # CLIP image-prompt similarity
     subject_fidelity: float = 0.0  # CLIP-I to data.instance_dir's photos
     subject_in_context: float = 0.0  # the subject (vs prior's class images) and its scene (vs rl.prompts'), harmonic
+    print_in_context: float = (
+        0.0  # the simulated print shows the subject in its scene, with floors (print_in_context.py)
+    )
 
 
 @dataclass(frozen=True)
@@ -272,20 +275,27 @@ class RLConfig:
     branch: bool = False  # DDPO: a prompt's images share all steps before the last K and branch for them
     clip_range: float = 1.0e-4  # DDPO: PPO clip of the importance ratio
     adv_clip: float = 5.0  # DDPO: advantages clipped to +-this
-    kl_weight: float = 0.0  # DDPO: + weight x KL(policy step || the run's starting weights' step)
+    kl_weight: float = (
+        0.0  # + weight x KL(policy step || the run's starting weights' step) (DDPO exact; DRaFT: DPOK's bound)
+    )
     truncation_steps: int = 1  # DRaFT-K: sampler steps the gradient flows through
     regularize_weight: float = 0.0  # + weight x denoising loss on data.instance_dir (and prior), keeps the subject
     start_step: int = 0  # with regularize_weight: the reward joins at this step, anchored to the weights reached there
     lr: float | None = None  # with start_step: the model's learning rate from that step on (default: train.lr)
     handover: bool = False  # with start_step: go on as a new reward run (no adversary, fresh optimizer)
-    identity_weight: float = 0.9  # subject_in_context: weight of identity in its harmonic mean (context: the rest)
-    identity_model: str = ""  # subject_in_context's identity network: '' = rl.clip; a DINO ViT or a judge/ folder
-    clip: str = ""  # CLIP for clip_score / subject_fidelity / subject_in_context (default: the model's clip/)
-    print_profile: str = ""  # print_proof: your print shop's CMYK .icc (default: Ghostscript's default_cmyk.icc)
+    identity_weight: float = 0.9  # subject_in_context, print_in_context: identity's weight in the harmonic mean
+    identity_model: str = ""  # their identity network: '' = rl.clip; a DINO ViT or a judge/ folder
+    clip: str = (
+        ""  # CLIP for clip_score / subject_fidelity / subject_in_context / print_in_context (default: the model's)
+    )
+    print_width_cm: float = 15.0  # print_in_context: the print's width (with the distance: what the eye resolves)
+    viewing_distance_cm: float = 40.0  # print_in_context: from how far the print is seen
+    floor_samples: int = 4  # print_in_context: images per prompt from the starting weights that set its floors
+    print_profile: str = ""  # print_proof, print_in_context: your shop's CMYK .icc (default: Ghostscript's)
     print_intent: Literal["perceptual", "relative", "saturation", "absolute"] = (
         "perceptual"  # rendering intent of the print_proof soft proof: perceptual, relative, saturation or absolute
     )
-    ink_limit: float = 300.0  # print_proof: total ink coverage in % above which pixels are penalised
+    ink_limit: float = 300.0  # print_proof, print_in_context: total ink coverage in % above which pixels lose
 
 
 @dataclass(frozen=True)

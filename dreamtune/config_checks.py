@@ -156,6 +156,10 @@ RANGES = (
     ("adversarial.lr", 0.0, False, None),
     ("rl.lr", 0.0, False, None),
     ("rl.identity_weight", 0.0, False, 1.0),
+    ("rl.print_width_cm", 0.0, False, None),
+    ("rl.viewing_distance_cm", 0.0, False, None),
+    ("rl.floor_samples", 1, True, None),
+    ("rl.kl_weight", 0.0, True, None),
 )
 
 
@@ -182,11 +186,12 @@ def check_rewards(config) -> None:
             "rl.rewards.subject_in_context tells the subject from its class by prior preservation's class images; "
             "set prior.enabled=true and prior.class_prompt (e.g. 'a dog'; prior.class_dir for a folder of your own)."
         )
-    if config.rl.rewards.subject_in_context and len(set(config.rl.prompts)) < 2:
-        raise UserError(
-            "rl.rewards.subject_in_context scores the prompted scene against the run's other scenes; list at least "
-            "two rl.prompts in different scenes."
-        )
+    for name in ("subject_in_context", "print_in_context"):
+        if getattr(config.rl.rewards, name) and len(set(config.rl.prompts)) < 2:
+            raise UserError(
+                f"rl.rewards.{name} scores the prompted scene against the run's other scenes; list at least "
+                "two rl.prompts in different scenes."
+            )
 
 
 def check_distill(config) -> None:

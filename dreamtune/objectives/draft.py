@@ -2,7 +2,8 @@
 Diffusion Models on Differentiable Rewards"; AlignProp, Prabhudesai et al. 2023, is the same
 idea). Sample deterministically (DDIM η = 0, or Euler for flow models); the first T-K steps run without gradients, the last K steps,
 the VAE decoder and the reward run with them (each denoiser call gradient-checkpointed, so memory
-grows with K only through the latents); the loss is -mean(reward)."""
+grows with K only through the latents); the loss is -mean(reward), plus with ``kl_weight`` DPOK's leash to
+the starting weights on the trained steps."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from dreamtune.models.components import Components
 from dreamtune.objectives.base import LossOutput, Objective
 from dreamtune.objectives.guided import condition, decode, guided_prediction, initial_latents
-from dreamtune.objectives.starting_weights import StartingWeights, needs_reference
+from dreamtune.objectives.starting_weights import StartingWeights, needs_reference, set_floors
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class DraftSettings:
     guidance_scale: float
     truncation_steps: int
     resolution: int
+    kl_weight: float  # + weight x mean squared difference of the trained steps' predictions from the start's
+    floor_samples: int  # a reward with floors: images per prompt from the starting weights, before step 1
+    prompts: tuple[str, ...]  # the run's reward prompts (what those images show)
 
 
 class DraftObjective(Objective):
@@ -33,7 +37,9 @@ class DraftObjective(Objective):
             raise ValueError(f"DRaFT needs differentiable rewards; {rewards.name} is not")
         self.components, self.trainable, self.rewards, self.settings = components, trainable, rewards, settings
         self.sampler = components.sampler(settings.sample_steps, settings.resolution)
-        self.start = StartingWeights(components.denoiser) if needs_reference(rewards) else None
+        anchored = needs_reference(rewards) or settings.kl_weight > 0
+        self.start = StartingWeights(components.denoiser) if anchored else None
+        set_floors(rewards, settings.prompts, settings.floor_samples, self._sample)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"model": nn.ModuleDict(self.trainable)}
@@ -44,6 +50,31 @@ class DraftObjective(Objective):
             self.components, latents, steps, conditioning, self.settings.guidance_scale, denoiser
         )
         return self.sampler.step(prediction, steps, latents, 0.0)[0]
+
+    def _trained_step(self, latents, t, conditioning):
+        """A step the gradient flows through, and with ``kl_weight`` DPOK's KL bound to the starting weights:
+        the squared difference of the two predictions (the KL of two Gaussian steps of one variance, up to
+        the step's constant)."""
+        steps = t.reshape(1).repeat(latents.shape[0]).to(latents.device)
+        prediction = guided_prediction(self.components, latents, steps, conditioning, self.settings.guidance_scale)
+        drift = torch.zeros((), device=latents.device)
+        if self.settings.kl_weight > 0:
+            with torch.no_grad():
+                anchor = guided_prediction(
+                    self.components, latents, steps, conditioning, self.settings.guidance_scale, self.start
+                )
+            drift = (prediction - anchor).float().pow(2).mean()
+        return self.sampler.step(prediction, steps, latents, 0.0)[0], drift
+
+    @torch.no_grad()
+    def _sample(self, prompts: list[str], seeds: list[int]):
+        """Images of ``prompts`` from ``seeds`` through the weights as they are now (the floors' images)."""
+        c = self.components
+        conditioning = condition(c, prompts, self.settings.resolution, c.device)
+        latents = initial_latents(c, seeds, self.settings.resolution, c.device)
+        for t in self.sampler.timesteps:
+            latents = self._step(latents, t, conditioning)
+        return decode(c, latents)
 
     def __call__(self, batch: Mapping, step: int) -> LossOutput:
         s, c = self.settings, self.components
@@ -63,9 +94,13 @@ class DraftObjective(Objective):
         with torch.no_grad():
             for t in timesteps[:cut]:
                 latents = self._step(latents, t, conditioning)
+        drift = torch.zeros((), device=device)
         for t in timesteps[cut:]:
-            latents = checkpoint(self._step, latents, t, conditioning, use_reentrant=False)
+            latents, step_drift = checkpoint(self._trained_step, latents, t, conditioning, use_reentrant=False)
+            drift = drift + step_drift
         images = decode(c, latents)
         reward, logged = self.rewards.evaluate(images, prompts, meta)
-        loss = -reward.mean()
+        loss = -reward.mean() + s.kl_weight * drift
+        if s.kl_weight > 0:
+            logged["kl"] = float(drift.detach())
         return LossOutput({"model": loss}, {"loss": loss.item(), **logged})

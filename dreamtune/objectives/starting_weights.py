@@ -26,3 +26,22 @@ class StartingWeights:
 def needs_reference(rewards) -> bool:
     """Whether a reward (or any term of a WeightedRewards) scores images against the starting model's."""
     return bool(getattr(rewards, "needs_reference", False))
+
+
+FLOOR_SEED = 2_000_000_000  # the floors' images: seeds FLOOR_SEED + i, far from any training draw
+
+
+@torch.no_grad()
+def set_floors(rewards, prompts, per_prompt: int, sample, batch_size: int = 8) -> None:
+    """Rewards with floors (``needs_floors``: print_in_context) get them from the starting model before
+    step 1: ``per_prompt`` images of each of ``prompts``, drawn by ``sample(prompts, seeds) -> images``
+    with fixed seeds, so a resumed run sets the same floors (the weights are the start's: objectives are
+    built before a checkpoint loads)."""
+    if not getattr(rewards, "needs_floors", False):
+        return
+    pairs = [(p, FLOOR_SEED + i) for p in dict.fromkeys(prompts) for i in range(per_prompt)]
+    images = []
+    for first in range(0, len(pairs), batch_size):
+        chunk = pairs[first : first + batch_size]
+        images.append(sample([p for p, _ in chunk], [s for _, s in chunk]).float().cpu())
+    rewards.set_floors(torch.cat(images), [p for p, _ in pairs])

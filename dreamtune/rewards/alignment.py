@@ -11,7 +11,7 @@ subject_in_context the subject (a margin over its class images) and the prompted
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,16 @@ class SubjectFidelity(SinglePart):
         return embedded @ self.target.to(embedded.device)
 
 
+def _embed_viewed(features: ImageFeatures, images: list, view: Callable[[Tensor], Tensor] | None) -> Tensor:
+    """(N,D) unit-norm embeddings of PIL ``images``, each seen through ``view`` first when given."""
+    if view is None:
+        return features.images(images)
+    import numpy as np
+
+    pixels = [torch.from_numpy(np.asarray(i.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1) for i in images]
+    return torch.cat([features.embed(features.tensor_pixels(view(p[None]))) for p in pixels])
+
+
 class SubjectInContext:
     """What personalization is for, scored so that neither half can be traded for the other: the
     λ-harmonic mean (RPO, Miao et al. 2024) of two values in [0, 1],
@@ -62,8 +72,12 @@ class SubjectInContext:
       reward = 1 / (λ / identity + (1 - λ) / context),  λ = ``identity_weight``.
 
     The identity half uses ``identity_features`` when given (``rl.identity_model``: a DINO ViT, the
-    DreamBench identity metric, or the miniature's judge), else the CLIP. Evaluate with a scorer the
-    reward was not trained against (experiments/subject-fidelity-rl)."""
+    DreamBench identity metric, or the miniature's judge), else the CLIP. ``view``: what every image is
+    seen through before either half scores it — the generated ones, the photos and the class images alike
+    (print_in_context: the simulated print). ``margin=False``: identity = (1 + similarity to the photos) / 2,
+    no margin over the class (print_in_context: a margin rises when an image moves away from the class's
+    usual colours, greyscale included). Evaluate with a scorer the reward was not trained against
+    (experiments/subject-fidelity-rl)."""
 
     name, differentiable = "subject_in_context", True
 
@@ -76,24 +90,29 @@ class SubjectInContext:
         identifier: str = "sks",
         identity_weight: float = 0.9,
         identity_features: ImageFeatures | None = None,
+        view: Callable[[Tensor], Tensor] | None = None,
+        margin: bool = True,
     ):
         self.features, self.identifier, self.identity_weight = features, identifier, identity_weight
-        self.identity_features = identity_features or features
+        self.identity_features, self.view, self.margin = identity_features or features, view, margin
         with torch.no_grad():
-            self.target = F.normalize(self.identity_features.images(photos).mean(0), dim=-1)
-            self.others = self.identity_features.images(class_images)
-        self.scale = float(features.model.logit_scale.exp())  # CLIP's temperature, for both halves
+            self.target = F.normalize(_embed_viewed(self.identity_features, photos, view).mean(0), dim=-1)
+            self.others = _embed_viewed(self.identity_features, class_images, view) if margin else None
+        self.scale = float(features.model.logit_scale.detach().exp())  # CLIP's temperature, for both halves
         self.prompts = list(dict.fromkeys(strip_identifier(p, identifier) for p in prompts))
         self._texts: dict[str, Tensor] = {}
 
     def parts(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> dict[str, Tensor]:
+        images = images if self.view is None else self.view(images)
         embedded = self.features.embed(self.features.tensor_pixels(images))
         seen = self.identity_features
         identified = embedded if seen is self.features else seen.embed(seen.tensor_pixels(images))
-        mine = self.scale * (identified @ self.target.to(embedded.device))
-        others = self.scale * (identified @ self.others.to(embedded.device).T)
-        typical_other = torch.logsumexp(others, dim=1) - math.log(others.shape[1])  # a soft mean over class images
-        identity = ((1 + (mine - typical_other) / self.scale) / 2).clamp(0, 1)
+        mine = identified @ self.target.to(embedded.device)  # cosine to the photos' mean
+        if self.margin:
+            others = self.scale * (identified @ self.others.to(embedded.device).T)
+            typical_other = (torch.logsumexp(others, dim=1) - math.log(others.shape[1])) / self.scale  # soft mean
+            mine = mine - typical_other
+        identity = ((1 + mine) / 2).clamp(0, 1)
         own = [strip_identifier(p, self.identifier) for p in prompts]
         candidates = list(dict.fromkeys(self.prompts + own))
         missing = [p for p in candidates if p not in self._texts]  # each prompt embedded once per run

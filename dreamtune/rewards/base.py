@@ -37,7 +37,14 @@ class WeightedRewards:
         self.needs_reference = any(
             getattr(r, "needs_reference", False) for _, r in terms
         )  # meta["reference"]: see print_proof
+        self.needs_floors = any(getattr(r, "needs_floors", False) for _, r in terms)  # see print_in_context
         self.name = "+".join(f"{w:g}*{r.name}" for w, r in terms)
+
+    def set_floors(self, images: Tensor, prompts: Sequence[str]) -> None:
+        """Hands the starting model's images to every term that sets floors from them."""
+        for _, reward in self.terms:
+            if getattr(reward, "needs_floors", False):
+                reward.set_floors(images, prompts)
 
     def without_reference(self) -> WeightedRewards | None:
         """The terms that score an image on its own, without ``meta["reference"]`` (the starting model's

@@ -17,11 +17,22 @@ SRGB_TO_XYZ = torch.tensor(
 D65 = torch.tensor([0.95047, 1.0, 1.08883])
 
 
-def srgb_to_lab(images: Tensor) -> Tensor:
-    """(B,3,H,W) sRGB in [0,1] -> (B,3,H,W) CIELAB (D65)."""
+def srgb_to_xyz(images: Tensor) -> Tensor:
+    """(B,3,H,W) sRGB in [0,1] -> (B,3,H,W) CIE XYZ (D65, Y of white = 1)."""
     c = images.float().clamp(0, 1)
     linear = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055).clamp(min=1e-6) ** 2.4)
-    xyz = torch.einsum("ij,bjhw->bihw", SRGB_TO_XYZ.to(c.device), linear) / D65.to(c.device).view(1, 3, 1, 1)
+    return torch.einsum("ij,bjhw->bihw", SRGB_TO_XYZ.to(c.device), linear)
+
+
+def xyz_to_srgb(xyz: Tensor) -> Tensor:
+    """The inverse of ``srgb_to_xyz``, clipped to [0,1]."""
+    linear = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(SRGB_TO_XYZ).to(xyz.device), xyz.float()).clamp(0, 1)
+    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear.clamp(min=1e-8) ** (1 / 2.4) - 0.055)
+
+
+def srgb_to_lab(images: Tensor) -> Tensor:
+    """(B,3,H,W) sRGB in [0,1] -> (B,3,H,W) CIELAB (D65)."""
+    xyz = srgb_to_xyz(images) / D65.to(images.device).view(1, 3, 1, 1)
     delta = 6 / 29
     f = torch.where(xyz > delta**3, xyz.clamp(min=1e-6) ** (1 / 3), xyz / (3 * delta**2) + 4 / 29)
     return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)

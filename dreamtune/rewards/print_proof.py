@@ -60,18 +60,25 @@ def _grid_image():
 
 
 @functools.lru_cache(maxsize=8)
-def lookup_tables(profile_path: str, intent: str = "perceptual") -> tuple[Tensor, Tensor]:
+def lookup_tables(
+    profile_path: str, intent: str = "perceptual", black_point_compensation: bool = False, paper_white: bool = False
+) -> tuple[Tensor, Tensor]:
     """(proof, ink): (3, G, G, G) sRGB of the soft proof and (1, G, G, G) total ink in %, indexed
-    [channel, r, g, b] over a G³ grid of sRGB values."""
+    [channel, r, g, b] over a G³ grid of sRGB values. ``black_point_compensation``: the separation maps
+    the image's black to the paper's deepest black (LittleCMS's BPC); ``paper_white``: the proof comes back
+    absolute colorimetric, so it shows the paper's white and the ink's black as they are (a print held
+    beside the screen), not relative to the paper (the eye adapted to it)."""
     import numpy as np
     from PIL import ImageCms
 
     cmyk = open_profile(profile_path)
     srgb = ImageCms.createProfile("sRGB")
     grid = _grid_image()
-    to_cmyk = ImageCms.buildTransform(srgb, cmyk, "RGB", "CMYK", renderingIntent=intent_code(intent))
+    flags = ImageCms.Flags.BLACKPOINTCOMPENSATION if black_point_compensation else ImageCms.Flags.NONE
+    to_cmyk = ImageCms.buildTransform(srgb, cmyk, "RGB", "CMYK", renderingIntent=intent_code(intent), flags=flags)
     separated = ImageCms.applyTransform(grid, to_cmyk)
-    back = ImageCms.buildTransform(cmyk, srgb, "CMYK", "RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    seen = ImageCms.Intent.ABSOLUTE_COLORIMETRIC if paper_white else ImageCms.Intent.RELATIVE_COLORIMETRIC
+    back = ImageCms.buildTransform(cmyk, srgb, "CMYK", "RGB", renderingIntent=seen)
     proof = np.asarray(ImageCms.applyTransform(separated, back), dtype=np.float32).reshape(GRID, GRID, GRID, 3) / 255
     ink = np.asarray(separated, dtype=np.float32).reshape(GRID, GRID, GRID, 4).sum(-1, keepdims=True) / 255 * 100
     return torch.from_numpy(proof).permute(3, 0, 1, 2).contiguous(), torch.from_numpy(ink).permute(
@@ -146,26 +153,26 @@ class PrintProof:
         return sum(self.weights[k] * v for k, v in parts.items()) / sum(self.weights.values())
 
 
-def littlecms_proof(images: Tensor, profile: str | Path, intent: str = "perceptual") -> Tensor:
+def littlecms_proof(
+    images: Tensor,
+    profile: str | Path,
+    intent: str = "perceptual",
+    black_point_compensation: bool = False,
+    paper_white: bool = False,
+) -> Tensor:
     """The soft proof computed by LittleCMS itself, image by image (8-bit, not differentiable): the
-    reference the lookup tables are checked against."""
+    reference the lookup tables are checked against (the same two transforms, on the 8-bit image)."""
     import numpy as np
     from PIL import Image, ImageCms
 
-    srgb = ImageCms.createProfile("sRGB")
-    # Pillow: renderingIntent is that of input -> proof (the separation), proofRenderingIntent that of proof -> output
-    transform = ImageCms.buildProofTransform(
-        srgb,
-        srgb,
-        open_profile(profile),
-        "RGB",
-        "RGB",
-        renderingIntent=intent_code(intent),
-        proofRenderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
-        flags=ImageCms.Flags.SOFTPROOFING,
-    )
+    cmyk, srgb = open_profile(profile), ImageCms.createProfile("sRGB")
+    flags = ImageCms.Flags.BLACKPOINTCOMPENSATION if black_point_compensation else ImageCms.Flags.NONE
+    to_cmyk = ImageCms.buildTransform(srgb, cmyk, "RGB", "CMYK", renderingIntent=intent_code(intent), flags=flags)
+    seen = ImageCms.Intent.ABSOLUTE_COLORIMETRIC if paper_white else ImageCms.Intent.RELATIVE_COLORIMETRIC
+    back = ImageCms.buildTransform(cmyk, srgb, "CMYK", "RGB", renderingIntent=seen)
     out = []
     for image in images.float().clamp(0, 1):
         pil = Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), "RGB")
-        out.append(np.asarray(ImageCms.applyTransform(pil, transform), dtype=np.float32) / 255)
+        printed = ImageCms.applyTransform(ImageCms.applyTransform(pil, to_cmyk), back)
+        out.append(np.asarray(printed, dtype=np.float32) / 255)
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)

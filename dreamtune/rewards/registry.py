@@ -13,8 +13,8 @@ def build_rewards(rl, clip=None, photos=(), class_images=(), prompts=(), identit
     identifier clip_score removes, ``rl.print_*`` / ``rl.ink_limit`` print_proof's settings; ``clip``:
     ClipFeatures (clip_score, subject_fidelity, subject_in_context); ``photos``: the subject's PIL images
     (subject_fidelity, subject_in_context); ``class_images``: prior preservation's (subject_in_context);
-    ``prompts``: the run's filled-in reward prompts (subject_in_context's scenes); ``identity``: ImageFeatures
-    for subject_in_context's identity half (rl.identity_model; None: the CLIP)."""
+    ``prompts``: the run's filled-in reward prompts (the in-context rewards' scenes); ``identity``: ImageFeatures
+    for their identity half (rl.identity_model; None: the CLIP)."""
     from dreamtune.rewards.alignment import ClipScore, SubjectFidelity, SubjectInContext
     from dreamtune.rewards.compression import JpegCompressibility, JpegIncompressibility
     from dreamtune.rewards.print_proof import PrintProof
@@ -24,9 +24,9 @@ def build_rewards(rl, clip=None, photos=(), class_images=(), prompts=(), identit
     for name, weight in dataclasses.asdict(rl.rewards).items():
         if not weight:
             continue
-        if name in ("clip_score", "subject_fidelity", "subject_in_context") and clip is None:
+        if name in ("clip_score", "subject_fidelity", "subject_in_context", "print_in_context") and clip is None:
             raise UserError(f"rl.rewards.{name} needs a CLIP model; set rl.clip to a CLIP folder.")
-        if name in ("subject_fidelity", "subject_in_context") and not photos:
+        if name in ("subject_fidelity", "subject_in_context", "print_in_context") and not photos:
             raise UserError(f"rl.rewards.{name} needs the subject's photos; set data.instance_dir.")
         reward = {
             "print_quality": PrintQuality,
@@ -41,6 +41,8 @@ def build_rewards(rl, clip=None, photos=(), class_images=(), prompts=(), identit
             terms.append((weight, ClipScore(clip, rl.subject)))
         elif name == "subject_fidelity":
             terms.append((weight, SubjectFidelity(clip, list(photos))))
+        elif name == "print_in_context":
+            terms.append((weight, print_in_context(rl, clip, photos, prompts, identity)))
         else:
             if not class_images:
                 raise UserError(
@@ -56,3 +58,18 @@ def build_rewards(rl, clip=None, photos=(), class_images=(), prompts=(), identit
                 )
             )
     return WeightedRewards(terms)
+
+
+def print_in_context(rl, clip, photos, prompts, identity):
+    """print_in_context from ``rl``'s print settings (its identity: the plain similarity to the photos)."""
+    from dreamtune.rewards.alignment import SubjectInContext
+    from dreamtune.rewards.print_in_context import PrintInContext
+    from dreamtune.rewards.simulated_print import SimulatedPrint, Viewing
+
+    printer = SimulatedPrint(
+        rl.print_profile or None, rl.print_intent, Viewing(rl.print_width_cm, rl.viewing_distance_cm)
+    )
+    judged = SubjectInContext(
+        clip, list(photos), [], prompts, rl.subject, rl.identity_weight, identity, view=printer, margin=False
+    )
+    return PrintInContext(judged, printer, rl.ink_limit)

@@ -62,7 +62,7 @@ class RunPlan:
         if config.distill.steps:
             return cls(False, "", False, True)
         denoises = not rl.algorithm or bool(rl.regularize_weight) or bool(rl.start_step and rl.handover)
-        rewards_photos = rl.rewards.subject_fidelity or rl.rewards.subject_in_context
+        rewards_photos = rl.rewards.subject_fidelity or rl.rewards.subject_in_context or rl.rewards.print_in_context
         return cls(
             denoises,
             rl.algorithm,
@@ -247,7 +247,7 @@ def reward_features(config: Config):
 
 
 def identity_features(config: Config):
-    """subject_in_context's identity network (rl.identity_model): the miniature's judge, or a DINO ViT folder;
+    """subject_in_context's and print_in_context's identity network (rl.identity_model): the miniature's judge, or a DINO ViT folder;
     None: the reward's CLIP."""
     folder = config.rl.identity_model
     if not folder:
@@ -272,13 +272,13 @@ def build_rewards_for(config: Config, photos: list, class_dir: Path | None = Non
     from dreamtune.training.run_steps import photo_images
 
     rl = config.rl
-    needs_clip = rl.rewards.clip_score or rl.rewards.subject_fidelity or rl.rewards.subject_in_context
-    in_context = bool(rl.rewards.subject_in_context)
+    in_context = bool(rl.rewards.subject_in_context or rl.rewards.print_in_context)
+    needs_clip = rl.rewards.clip_score or rl.rewards.subject_fidelity or in_context
     return build_rewards(
         rl,
         reward_features(config) if needs_clip else None,
         photos,
-        photo_images(class_dir) if in_context else [],
+        photo_images(class_dir) if rl.rewards.subject_in_context else [],
         rl_prompts(config),
         identity_features(config) if in_context else None,
     )
@@ -307,7 +307,10 @@ def build_draft(ing: Ingredients):
     config = ing.config
     rewards = build_rewards_for(config, ing.photos, ing.class_dir)
     objective = DraftObjective(
-        ing.wrapped, ing.parts.modules, rewards, settings_from(DraftSettings, config.rl, config.data)
+        ing.wrapped,
+        ing.parts.modules,
+        rewards,
+        settings_from(DraftSettings, config.rl, config.data, prompts=rl_prompts(config)),
     )
     source = PromptSource(rl_prompts(config), config.train.batch_size, config.train.seed, ing.accelerator.process_index)
     return objective, source, rewards

@@ -26,7 +26,7 @@ import torch
 from dreamtune.data.augment import sample_generator
 from dreamtune.models.components import Components
 from dreamtune.objectives.guided import condition, decode, guided_prediction, initial_latents
-from dreamtune.objectives.starting_weights import StartingWeights, needs_reference
+from dreamtune.objectives.starting_weights import StartingWeights, needs_reference, set_floors
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class RolloutSettings:
     eta: float
     resolution: int
     seed: int
+    floor_samples: int  # a reward with floors: images per prompt from the starting weights, before step 1
     stream: int = 0  # the process's index: each process samples its own prompts and seeds
 
 
@@ -69,6 +70,7 @@ class RolloutSource:
         self.sampler = components.sampler(settings.sample_steps, settings.resolution)
         self.round, self.data = -1, {}
         self.start = StartingWeights(components.denoiser) if needs_reference(rewards) else None
+        set_floors(rewards, settings.prompts, settings.floor_samples, self._floor_images)
         self.transitions = settings.samples_per_round * self._kept(settings.sample_steps)
         self.per_epoch = math.ceil(self.transitions / settings.batch_size)
 
@@ -156,6 +158,14 @@ class RolloutSource:
         self.round_metrics = {f"round/{k}": v for k, v in logged.items()}
         self.round = round_index
         self.on_round({"round": round_index, **logged})
+
+    def _floor_images(self, prompts: list[str], seeds: list[int]):
+        for module in self._trained_modules():
+            module.eval()
+        images = self.sample(prompts, seeds)["images"]
+        for module in self._trained_modules():
+            module.train()
+        return images
 
     def _trained_modules(self):
         return [self.components.denoiser]

@@ -475,3 +475,62 @@ def test_rl_lr_without_a_late_reward_is_one_sentence():
 def test_a_late_reward_without_the_personalizing_loss_is_one_sentence(tmp_path, tiny_models):
     with pytest.raises(UserError, match="rl.regularize_weight"):
         _run(tmp_path, tiny_models, "rl.algorithm=draft", "rl.start_step=2")
+
+
+PRINTED = [
+    "method.kind=lora",
+    "rl.algorithm=draft",
+    "rl.rewards.print_quality=0",
+    "rl.rewards.print_in_context=1",
+    "rl.prompts=['a {subject} dog on the beach', 'a {subject} dog in the snow']",
+    "rl.floor_samples=2",
+    "rl.kl_weight=0.5",
+    "rl.print_width_cm=5",
+    "train.lr=3e-2",
+    "train.checkpoint_every=2",
+]
+
+
+@pytest.mark.skipif(
+    not __import__("pathlib").Path("/usr/share/color/icc/ghostscript/default_cmyk.icc").is_file(),
+    reason="Ghostscript's default_cmyk.icc is not installed (apt-get install libgs-common; make setup does it)",
+)
+def test_print_in_context_sets_its_floors_from_the_start_leashes_by_kl_and_resumes_exactly(
+    tmp_path, tiny_models, photos, monkeypatch
+):
+    """The floors come from the starting weights' images before step 1 (no same-seed reference is
+    sampled), DRaFT's KL term is exactly 0 while the weights are the start's and grows once they move,
+    every part is logged, and a run stopped after step 2 and resumed ends bit-identical."""
+    from dreamtune.models.tiny import build_tiny_feature_models
+
+    clip = build_tiny_feature_models(tmp_path / "features")["clip"]
+    shared = [f"rl.clip={clip}", f"data.instance_dir={photos}", *PRINTED]
+    full, out = _run(tmp_path, tiny_models, *shared, name="full")
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["kl"] == 0.0 and records[-1]["kl"] > 0
+    parts = ("identity", "context", "colour", "tonal", "clipping", "grain", "ink")
+    assert all(0 <= records[-1][f"reward/print_in_context/{p}"] <= 1 for p in parts)
+    cut = config.load(
+        None,
+        [
+            f"model.pretrained={tiny_models['sd1']}",
+            f"train.output_dir={tmp_path / 'cut'}",
+            "train.steps=4",
+            "train.batch_size=4",
+            *RL,
+            *shared,
+        ],
+    )
+    train_killed_at(cut, 3, monkeypatch)
+    resumed = train(cut, resume="latest", show_progress=False, log=lambda *_: None)
+    a = load_file(str(full.model_dir / "pytorch_lora_weights.safetensors"))
+    b = load_file(str(resumed.model_dir / "pytorch_lora_weights.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_print_in_context_mistakes_are_one_sentence():
+    reward = ["rl.algorithm=draft", "rl.rewards.print_in_context=1"]
+    with pytest.raises(UserError, match="rl.rewards.print_in_context scores the prompted scene.*at least two"):
+        config.load(None, [*reward, "rl.prompts=[a sks dog]"])
+    with pytest.raises(UserError, match="rl.viewing_distance_cm is 0.0; it must be above 0.0"):
+        config.load(None, [*reward, "rl.prompts=[a sks dog, a sks dog in the snow]", "rl.viewing_distance_cm=0"])

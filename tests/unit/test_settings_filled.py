@@ -21,7 +21,7 @@ FILLED = [
     (NoiseSettings, (C.train,), {"process_index", "num_processes", "groups"}),
     (LoopSettings, (C.train,), {"process_index", "show_progress"}),
     (DDPOSettings, (C.rl, C.data), set()),
-    (DraftSettings, (C.rl, C.data), set()),
+    (DraftSettings, (C.rl, C.data), {"prompts"}),
     (RolloutSettings, (C.rl, C.train, C.data), {"prompts", "stream"}),
     (AdversarialSettings, (C.adversarial, C.train), {"augment"}),
 ]
