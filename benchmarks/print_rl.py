@@ -1,0 +1,195 @@
+"""RL on print_in_context from personalized new-shape starts, judged by the reward's judge and a held-out one
+(issue 35, item 2).
+
+Start from each finished LoRA + prior run of a new-shape half, raise ``print_in_context`` (identity through
+the miniature's judge, context through the mini CLIP, both on the simulated print; floors and ceilings from
+the start's per-prompt average print; DRaFT's KL leash ``rl.kl_weight``) on the 8 RL contexts while the
+denoising + prior loss keeps the subject; then, on the method table's 8 evaluation contexts x 2 seeds (never
+trained on), before and after, each image printed by LittleCMS itself (8-bit, black-point compensation,
+paper white):
+
+  reward            print_in_context on the evaluation images (floors from the *before* images per prompt)
+  identity, context the shipped judge on the prints (the network inside the reward's identity half)
+  held out          identity and context of the hard-negative judge (runs/judge-v4, used by no reward)
+  hacks             colourfulness, clipped share and grain of the prints after / before; CIEDE2000 moved
+
+    python benchmarks/print_rl.py --half new-tuning --seeds 0 [--steps 60] [--tag=-T] [--subjects a,b]
+                                  [--extra rl.kl_weight=1 ...] [--collect]
+
+Runs are resumable (a run with metrics.json is kept); writes ROOT/summary.md and ROOT/before_after.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import numpy as np  # noqa: E402
+import subject_split  # noqa: E402
+import torch  # noqa: E402
+from fidelity_rl import _generated  # noqa: E402
+from rl_test_half import pixels, run_one, sheet, sweep  # noqa: E402
+from subject_runs import mean_se  # noqa: E402
+
+from dreamtune.miniature import scenery, world  # noqa: E402
+from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
+from dreamtune.miniature.demo import EVAL_CONTEXTS, IDENTIFIER, judge_rows  # noqa: E402
+
+HELD_OUT = ROOT / "runs" / "judge-v4" / "judge"
+WIDTH_CM = 4.0  # a 64-pixel image printed as a thumbnail, seen from 40 cm
+REWARD = (
+    "rl.rewards.print_proof=0",
+    "rl.rewards.print_in_context=1",
+    f"rl.identity_model={MODEL_DIR / 'judge'}",
+    f"rl.print_width_cm={WIDTH_CM}",
+    "rl.kl_weight=1.0",
+)
+FIGURES = (
+    ("reward (print_in_context)", "reward", 1),
+    ("identity (all), judge", "judge_identity_all", 100),
+    ("context, judge", "judge_context", 100),
+    ("identity (all), held-out judge", "held_identity_all", 100),
+    ("context, held-out judge", "held_context", 100),
+)
+
+
+def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
+    from PIL import Image
+
+    from dreamtune.evaluation.features import load_clip
+    from dreamtune.miniature.judge import JudgeFeatures, load_judge
+    from dreamtune.rewards.alignment import SubjectInContext
+    from dreamtune.rewards.colour import ciede2000, colourfulness, srgb_to_lab
+    from dreamtune.rewards.print_in_context import PrintInContext, clipped_share, grain
+    from dreamtune.rewards.print_proof import littlecms_proof
+    from dreamtune.rewards.simulated_print import SimulatedPrint, Viewing
+    from dreamtune.sampling.generate import GenerateRequest, generate
+
+    before, records = _generated(start / "personalized")
+    noun = world.instance(subject).class_noun
+    prompts = [f"a {IDENTIFIER} {noun} {scenery.PHRASES[c]}" for c in EVAL_CONTEXTS]
+    shutil.rmtree(out / "after", ignore_errors=True)
+    request = GenerateRequest(
+        trained=str(out / "run" / "model"),
+        prompts=tuple(prompts),
+        images_per_prompt=2,
+        steps=25,
+        guidance_scale=4.0,
+        resolution=64,
+    )
+    generate(request, out / "after", show_progress=False)
+    after, again = _generated(out / "after")
+    assert [r["seed"] for r in again] == [r["seed"] for r in records], "before and after must pair by seed"
+    photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
+    if "clip" not in cache:
+        cache["clip"] = load_clip(MODEL_DIR / "clip")
+        cache["identity"] = JudgeFeatures(load_judge(MODEL_DIR / "judge"))
+    printer = SimulatedPrint(viewing=Viewing(WIDTH_CM, 40.0))
+    image_prompts = [r["prompt"] for r in records]
+    judged = SubjectInContext(
+        cache["clip"], photos, [], prompts, IDENTIFIER, 0.9, cache["identity"], view=printer, margin=False
+    )
+    reward = PrintInContext(judged, printer)
+    b, a = pixels(before), pixels(after)
+    reward.set_floors(b, image_prompts)
+    printed = {
+        when: littlecms_proof(x, printer.profile, black_point_compensation=True, paper_white=True)
+        for when, x in (("before", b), ("after", a))
+    }
+    as_images = {
+        when: [Image.fromarray((p.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)) for p in x]
+        for when, x in printed.items()
+    }
+    rows: dict = {}
+    judge_rows(rows, MODEL_DIR / "judge", MODEL_DIR, subject, as_images, photos, 2, cache)
+    held: dict = {}
+    judge_rows(held, HELD_OUT, MODEL_DIR, subject, as_images, photos, 2, cache.setdefault("held", {}))
+    result = {"subject": subject}
+    with torch.no_grad():
+        for when, x in (("before", b), ("after", a)):
+            parts = reward.parts(x, image_prompts, {})
+            result[f"reward_{when}"] = float(parts[reward.name].mean())
+            result.update({f"part_{k}_{when}": float(v.mean()) for k, v in parts.items() if k != reward.name})
+            result.update({f"{k}_{when}": v for k, v in rows[when].items()})
+            result.update({f"held_{k.removeprefix('judge_')}_{when}": v for k, v in held[when].items()})
+        ratio = lambda f: float(f(printed["after"]).mean() / f(printed["before"]).mean().clamp_min(1e-9))  # noqa: E731
+        result["colourfulness_ratio"] = ratio(colourfulness)
+        result["clipped_ratio"] = float((clipped_share(a).mean() + 1e-4) / (clipped_share(b).mean() + 1e-4))
+        result["grain_ratio"] = ratio(grain)
+        result["delta_e00_to_start"] = float(ciede2000(srgb_to_lab(a), srgb_to_lab(b)).mean())
+    return result
+
+
+def markdown(runs: list[dict]) -> str:
+    subjects = sorted({r["subject"] for r in runs})
+    groups = [[r for r in runs if r["subject"] == s] for s in subjects]
+
+    def over(value, digits: int = 1) -> str:
+        mean, se, _ = mean_se([float(np.mean([value(r) for r in group])) for group in groups])
+        return f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+    lines = ["| figure | before | after | change |", "|---|---|---|---|"]
+    for label, key, scale in FIGURES:
+        digits = 1 if scale == 100 else 3
+        before = over(lambda r, k=key, s=scale: s * r[f"{k}_before"], digits)
+        after = over(lambda r, k=key, s=scale: s * r[f"{k}_after"], digits)
+        change = over(lambda r, k=key, s=scale: s * (r[f"{k}_after"] - r[f"{k}_before"]), digits)
+        lines.append(f"| {label} | {before} | {after} | {'' if change.startswith('-') else '+'}{change} |")
+    gain = over(lambda r: 100 * (r["reward_after"] / r["reward_before"] - 1))
+    lines.append(f"| reward change, % | | | {'' if gain.startswith('-') else '+'}{gain} % |")
+    for part in ("identity", "context", "colour", "tonal", "clipping", "grain", "ink"):
+        before, after = (over(lambda r, k=f"part_{part}_{when}": r[k], 3) for when in ("before", "after"))
+        lines.append(f"| part: {part} | {before} | {after} | |")
+    for label, key in (
+        ("colourfulness after / before (prints)", "colourfulness_ratio"),
+        ("clipped share after / before", "clipped_ratio"),
+        ("grain after / before (prints)", "grain_ratio"),
+        ("CIEDE2000 moved", "delta_e00_to_start"),
+    ):
+        lines.append(f"| {label} | | {over(lambda r, k=key: r[k], 3)} | |")
+    seeds = sorted({r["seed"] for r in runs})
+    return "\n".join(lines) + f"\n\n{len(runs)} runs: {len(subjects)} subjects x seeds {seeds}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--half", default="new-tuning", choices=["new-tuning", "new-test"])
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--subjects", default="")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--tag", default="", help="appended to the run folder's name (runs with other --extra)")
+    parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run")
+    parser.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished runs")
+    args = parser.parse_args()
+    starts = ROOT / "runs" / f"new-shape-{args.half.removeprefix('new-')}" / "lora+prior"
+    root = ROOT / "runs" / "print-rl" / args.half / f"draft{args.tag}"
+    try:
+        subjects = subject_split.subjects_of(args.half, args.subjects)
+    except ValueError as error:
+        parser.error(str(error))
+    cache: dict = {}
+    reward = (*REWARD, *args.extra)
+    runs = sweep(
+        starts,
+        root,
+        args.seeds,
+        subjects,
+        lambda start, out: None if args.collect else run_one(start, out, "draft", args.steps, cache, reward, measure),
+    )
+    if not runs:
+        print("no finished runs yet")
+        return
+    text = markdown(runs)
+    (root / "summary.md").write_text(text + "\n")
+    print(text)
+    print(f"wrote {sheet(root, starts, runs, 'print_in_context RL (evaluation contexts, never trained on)')}")
+
+
+if __name__ == "__main__":
+    main()
