@@ -16,12 +16,14 @@ paper white):
     python benchmarks/print_rl.py --half new-tuning --seeds 0 [--steps 60] [--tag=-T] [--subjects a,b]
                                   [--extra rl.kl_weight=1 ...] [--collect]
 
-Runs are resumable (a run with metrics.json is kept); writes ROOT/summary.md and ROOT/before_after.png.
+Runs are resumable (a run with metrics.json is kept); writes ROOT/summary.md, ROOT/before_after.png, the same as
+soft proofs (ROOT/before_after_printed.png) and the reward against the KL term over training (ROOT/reward_vs_kl.png).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -126,6 +128,43 @@ def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
     return result
 
 
+def curves(root: Path, runs: list[dict]) -> Path:
+    """Reward against the KL term over training, one line per run (moving average of 5 steps)."""
+    from dreamtune.evaluation.plots import line_plot
+
+    series = {}
+    for r in runs:
+        lines = (root / f"{r['subject']}-s{r['seed']}" / "run" / "metrics.jsonl").read_text().splitlines()
+        records = [json.loads(line) for line in lines]
+        series[f"{r['subject']} s{r['seed']}"] = [(x["kl"], x["reward/print_in_context"]) for x in records if "kl" in x]
+    path = root / "reward_vs_kl.png"
+    line_plot(series, "print_in_context (y) against DRaFT's KL term (x), per step", smooth=5).save(path)
+    return path
+
+
+def soft_proof_sheet(root: Path, starts: Path, runs: list[dict]) -> Path:
+    """Before / after as printed (LittleCMS, black-point compensation, paper white), seed 0."""
+    from PIL import Image
+
+    from dreamtune.rewards.print_proof import default_profile, littlecms_proof
+    from dreamtune.sampling.contact_sheet import contact_sheet, save_png
+
+    images, captions = [], []
+    for r in [r for r in runs if r["seed"] == 0]:
+        for label, folder in (
+            ("before", starts / f"{r['subject']}-s0" / "personalized"),
+            ("after", root / f"{r['subject']}-s0" / "after"),
+        ):
+            picked = [Image.open(folder / f"{2 * i:04d}.png").convert("RGB") for i in range(len(EVAL_CONTEXTS))]
+            proofs = littlecms_proof(pixels(picked), default_profile(), black_point_compensation=True, paper_white=True)
+            for index, proof in enumerate(proofs):
+                images.append(Image.fromarray((proof.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)))
+                captions.append(f"{r['subject']} {label}" if index == 0 else EVAL_CONTEXTS[index])
+    title = "print_in_context RL, soft proofs (SWOP, paper white), seed 0: before above, after below"
+    sheet_image = contact_sheet(images, captions, columns=len(EVAL_CONTEXTS), cell=96, title=title)
+    return save_png(sheet_image, root / "before_after_printed.png")
+
+
 def markdown(runs: list[dict]) -> str:
     subjects = sorted({r["subject"] for r in runs})
     groups = [[r for r in runs if r["subject"] == s] for s in subjects]
@@ -189,6 +228,7 @@ def main() -> None:
     (root / "summary.md").write_text(text + "\n")
     print(text)
     print(f"wrote {sheet(root, starts, runs, 'print_in_context RL (evaluation contexts, never trained on)')}")
+    print(f"wrote {soft_proof_sheet(root, starts, runs)} and {curves(root, runs)}")
 
 
 if __name__ == "__main__":
