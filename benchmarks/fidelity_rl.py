@@ -130,33 +130,40 @@ def markdown(runs: list[dict]) -> str:
     return "\n".join(lines) + f"\n\n{len(runs)} runs: {len(subjects)} subjects x seeds {seeds}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def half_arguments(description: str) -> argparse.ArgumentParser:
+    """The options every RL sweep over a new-shape half takes."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--half", default="new-tuning", choices=["new-tuning", "new-test"])
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--subjects", default="")
-    parser.add_argument("--algorithm", choices=sorted(RECIPES), default="draft")
-    parser.add_argument("--steps", type=int, default=0, help="RL steps (default: 60 for DRaFT, 160 for DDPO)")
     parser.add_argument("--tag", default="", help="appended to the run folder's name (runs with other --extra)")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run")
     parser.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished runs")
-    args = parser.parse_args()
+    return parser
+
+
+def run_half(parser, args, folder: str, algorithm: str, steps: int, reward: tuple, judge) -> tuple[Path, Path, list]:
+    """Every (seed, subject) of ``args.half`` from its LoRA + prior start into runs/<folder>/<half>/<algorithm><tag>
+    (finished runs read back; ``--collect`` runs nothing); returns (starts, root, runs)."""
     starts = ROOT / "runs" / f"new-shape-{args.half.removeprefix('new-')}" / "lora+prior"
-    root = ROOT / "runs" / "fidelity-rl" / args.half / f"{args.algorithm}{args.tag}"
-    steps = args.steps or {"draft": 60, "ddpo": 160}[args.algorithm]
+    root = ROOT / "runs" / folder / args.half / f"{algorithm}{args.tag}"
     try:
         subjects = subject_split.subjects_of(args.half, args.subjects)
     except ValueError as error:
         parser.error(str(error))
     cache: dict = {}
-    reward = (*REWARD, *args.extra)
-    runs = sweep(
-        starts,
-        root,
-        args.seeds,
-        subjects,
-        lambda start, out: None if args.collect else run_one(start, out, args.algorithm, steps, cache, reward, measure),
-    )
+    extra = (*reward, *args.extra)
+    go = lambda start, out: None if args.collect else run_one(start, out, algorithm, steps, cache, extra, judge)  # noqa: E731
+    return starts, root, sweep(starts, root, args.seeds, subjects, go)
+
+
+def main() -> None:
+    parser = half_arguments(__doc__.splitlines()[0])
+    parser.add_argument("--algorithm", choices=sorted(RECIPES), default="draft")
+    parser.add_argument("--steps", type=int, default=0, help="RL steps (default: 60 for DRaFT, 160 for DDPO)")
+    args = parser.parse_args()
+    steps = args.steps or {"draft": 60, "ddpo": 160}[args.algorithm]
+    starts, root, runs = run_half(parser, args, "fidelity-rl", args.algorithm, steps, REWARD, measure)
     if not runs:
         print("no finished runs yet")
         return

@@ -22,7 +22,6 @@ soft proofs (ROOT/before_after_printed.png) and the reward against the KL term o
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -33,10 +32,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
-import subject_split  # noqa: E402
 import torch  # noqa: E402
-from fidelity_rl import _generated  # noqa: E402
-from rl_test_half import pixels, run_one, sheet, sweep  # noqa: E402
+from fidelity_rl import _generated, half_arguments, run_half  # noqa: E402
+from rl_test_half import pixels, sheet  # noqa: E402
 from subject_runs import mean_se  # noqa: E402
 
 from dreamtune.miniature import scenery, world  # noqa: E402
@@ -136,7 +134,10 @@ def curves(root: Path, runs: list[dict]) -> Path:
     for r in runs:
         lines = (root / f"{r['subject']}-s{r['seed']}" / "run" / "metrics.jsonl").read_text().splitlines()
         records = [json.loads(line) for line in lines]
-        series[f"{r['subject']} s{r['seed']}"] = [(x["kl"], x["reward/print_in_context"]) for x in records if "kl" in x]
+        kl = lambda x: x.get("kl", x.get("reward/kl"))  # noqa: E731  (with the regularizer: logged under reward/)
+        series[f"{r['subject']} s{r['seed']}"] = [
+            (kl(x), x["reward/print_in_context"]) for x in records if kl(x) is not None
+        ]
     path = root / "reward_vs_kl.png"
     line_plot(series, "print_in_context (y) against DRaFT's KL term (x), per step", smooth=5).save(path)
     return path
@@ -197,30 +198,10 @@ def markdown(runs: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--half", default="new-tuning", choices=["new-tuning", "new-test"])
-    parser.add_argument("--seeds", default="0")
-    parser.add_argument("--subjects", default="")
+    parser = half_arguments(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--tag", default="", help="appended to the run folder's name (runs with other --extra)")
-    parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run")
-    parser.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished runs")
     args = parser.parse_args()
-    starts = ROOT / "runs" / f"new-shape-{args.half.removeprefix('new-')}" / "lora+prior"
-    root = ROOT / "runs" / "print-rl" / args.half / f"draft{args.tag}"
-    try:
-        subjects = subject_split.subjects_of(args.half, args.subjects)
-    except ValueError as error:
-        parser.error(str(error))
-    cache: dict = {}
-    reward = (*REWARD, *args.extra)
-    runs = sweep(
-        starts,
-        root,
-        args.seeds,
-        subjects,
-        lambda start, out: None if args.collect else run_one(start, out, "draft", args.steps, cache, reward, measure),
-    )
+    starts, root, runs = run_half(parser, args, "print-rl", "draft", args.steps, REWARD, measure)
     if not runs:
         print("no finished runs yet")
         return

@@ -17,6 +17,10 @@ from dreamtune.training.rollouts import advantages_per_prompt
 from dreamtune.training.run import train
 from tests.conftest import print_quality_rollouts, settings_of, tiny_overrides, train_killed_at
 
+needs_profile = pytest.mark.skipif(
+    not __import__("pathlib").Path("/usr/share/color/icc/ghostscript/default_cmyk.icc").is_file(),
+    reason="Ghostscript's default_cmyk.icc is not installed (apt-get install libgs-common; make setup does it)",
+)
 RL = [
     "rl.rewards.print_quality=1",
     "rl.prompts=[a dog on the beach, a cat in the snow]",
@@ -319,10 +323,7 @@ def test_branch_without_last_steps_is_refused():
         config.load(None, ["rl.branch=true"])
 
 
-@pytest.mark.skipif(
-    not __import__("pathlib").Path("/usr/share/color/icc/ghostscript/default_cmyk.icc").is_file(),
-    reason="Ghostscript's default_cmyk.icc is not installed (apt-get install libgs-common; make setup does it)",
-)
+@needs_profile
 @pytest.mark.parametrize(
     "algorithm, extra", [("ddpo", ()), ("ddpo", ("rl.branch=true", "rl.last_steps=2")), ("draft", ())]
 )
@@ -369,10 +370,7 @@ ONE_RUN = [
 ]
 
 
-@pytest.mark.skipif(
-    not __import__("pathlib").Path("/usr/share/color/icc/ghostscript/default_cmyk.icc").is_file(),
-    reason="Ghostscript's default_cmyk.icc is not installed (apt-get install libgs-common; make setup does it)",
-)
+@needs_profile
 def test_one_run_personalizes_then_adds_the_reward_anchored_where_it_joins_and_resumes_exactly(
     tmp_path, tiny_models, photos, monkeypatch
 ):
@@ -410,10 +408,7 @@ def test_one_run_personalizes_then_adds_the_reward_anchored_where_it_joins_and_r
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.skipif(
-    not __import__("pathlib").Path("/usr/share/color/icc/ghostscript/default_cmyk.icc").is_file(),
-    reason="Ghostscript's default_cmyk.icc is not installed (apt-get install libgs-common; make setup does it)",
-)
+@needs_profile
 def test_handover_leaves_the_reward_alone_from_fresh_optimizer_state_and_resumes_exactly(
     tmp_path, tiny_models, photos, monkeypatch
 ):
@@ -491,10 +486,7 @@ PRINTED = [
 ]
 
 
-@pytest.mark.skipif(
-    not __import__("pathlib").Path("/usr/share/color/icc/ghostscript/default_cmyk.icc").is_file(),
-    reason="Ghostscript's default_cmyk.icc is not installed (apt-get install libgs-common; make setup does it)",
-)
+@needs_profile
 def test_print_in_context_sets_its_floors_from_the_start_leashes_by_kl_and_resumes_exactly(
     tmp_path, tiny_models, photos, monkeypatch
 ):
