@@ -50,6 +50,27 @@ def _run(tmp_path, tiny_models, *extra, name="run"):
     return train(cfg, show_progress=False, log=lambda *_: None), out
 
 
+def _assert_resumed_run_matches(full, tmp_path, tiny_models, monkeypatch, kill_at: int, *extra):
+    """The same run as ``full`` (``_run`` with ``extra``), killed before step ``kill_at`` and resumed from its
+    latest checkpoint, ends with bit-identical LoRA weights."""
+    cut = config.load(
+        None,
+        [
+            f"model.pretrained={tiny_models['sd1']}",
+            f"train.output_dir={tmp_path / 'cut'}",
+            "train.steps=4",
+            "train.batch_size=4",
+            *RL,
+            *extra,
+        ],
+    )
+    train_killed_at(cut, kill_at, monkeypatch)
+    resumed = train(cut, resume="latest", show_progress=False, log=lambda *_: None)
+    a = load_file(str(full.model_dir / "pytorch_lora_weights.safetensors"))
+    b = load_file(str(resumed.model_dir / "pytorch_lora_weights.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_ddim_step_matches_diffusers_and_scores_its_own_sample():
     from diffusers import DDIMScheduler
 
@@ -389,23 +410,7 @@ def test_one_run_personalizes_then_adds_the_reward_anchored_where_it_joins_and_r
     # rl.lr from the start on (the log shows the rate after each step's schedule update: the next step's)
     assert [r["lr/model"] for r in records] == pytest.approx([3e-2, 3e-3, 3e-3, 3e-3])
 
-    cut = config.load(
-        None,
-        [
-            f"model.pretrained={tiny_models['sd1']}",
-            f"train.output_dir={tmp_path / 'cut'}",
-            "train.steps=4",
-            "train.batch_size=4",
-            *RL,
-            f"data.instance_dir={photos}",
-            *ONE_RUN,
-        ],
-    )
-    train_killed_at(cut, 3, monkeypatch)
-    resumed = train(cut, resume="latest", show_progress=False, log=lambda *_: None)
-    a = load_file(str(full.model_dir / "pytorch_lora_weights.safetensors"))
-    b = load_file(str(resumed.model_dir / "pytorch_lora_weights.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    _assert_resumed_run_matches(full, tmp_path, tiny_models, monkeypatch, 3, f"data.instance_dir={photos}", *ONE_RUN)
 
 
 @needs_profile
@@ -438,23 +443,8 @@ def test_handover_leaves_the_reward_alone_from_fresh_optimizer_state_and_resumes
     assert [r["lr/model"] for r in records] == pytest.approx([3e-2, 3e-3, 3e-3, 3e-3])
     monkeypatch.setattr(torch.optim.AdamW, "step", original)
 
-    cut = config.load(
-        None,
-        [
-            f"model.pretrained={tiny_models['sd1']}",
-            f"train.output_dir={tmp_path / 'cut'}",
-            "train.steps=4",
-            "train.batch_size=4",
-            *RL,
-            f"data.instance_dir={photos}",
-            *handover,
-        ],
-    )
-    train_killed_at(cut, 2, monkeypatch)  # the checkpoint of step 2 was taken after the restart
-    resumed = train(cut, resume="latest", show_progress=False, log=lambda *_: None)
-    a = load_file(str(full.model_dir / "pytorch_lora_weights.safetensors"))
-    b = load_file(str(resumed.model_dir / "pytorch_lora_weights.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    # killed before step 2: the checkpoint of step 2 was taken after the restart
+    _assert_resumed_run_matches(full, tmp_path, tiny_models, monkeypatch, 2, f"data.instance_dir={photos}", *handover)
 
 
 def test_handover_without_a_late_reward_is_one_sentence():
@@ -502,22 +492,7 @@ def test_print_in_context_sets_its_floors_from_the_start_leashes_by_kl_and_resum
     assert records[0]["kl"] == 0.0 and records[-1]["kl"] > 0
     parts = ("identity", "context", "colour", "tonal", "clipping", "grain", "ink")
     assert all(0 <= records[-1][f"reward/print_in_context/{p}"] <= 1 for p in parts)
-    cut = config.load(
-        None,
-        [
-            f"model.pretrained={tiny_models['sd1']}",
-            f"train.output_dir={tmp_path / 'cut'}",
-            "train.steps=4",
-            "train.batch_size=4",
-            *RL,
-            *shared,
-        ],
-    )
-    train_killed_at(cut, 3, monkeypatch)
-    resumed = train(cut, resume="latest", show_progress=False, log=lambda *_: None)
-    a = load_file(str(full.model_dir / "pytorch_lora_weights.safetensors"))
-    b = load_file(str(resumed.model_dir / "pytorch_lora_weights.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    _assert_resumed_run_matches(full, tmp_path, tiny_models, monkeypatch, 3, *shared)
 
 
 def test_print_in_context_mistakes_are_one_sentence():
