@@ -126,20 +126,24 @@ def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
     return result
 
 
-def curves(root: Path, runs: list[dict]) -> Path:
-    """Reward against the KL term over training, one line per run (moving average of 5 steps)."""
+def curves(root: Path, runs: list[dict], window: int = 10) -> Path:
+    """Reward against the KL term over training, one line per run: each point the mean of ``window`` steps
+    (x: DRaFT's KL term, y: print_in_context), in step order."""
     from dreamtune.evaluation.plots import line_plot
 
     series = {}
     for r in runs:
         lines = (root / f"{r['subject']}-s{r['seed']}" / "run" / "metrics.jsonl").read_text().splitlines()
         records = [json.loads(line) for line in lines]
-        kl = lambda x: x.get("kl", x.get("reward/kl"))  # noqa: E731  (with the regularizer: logged under reward/)
+        kl = [x.get("kl", x.get("reward/kl", 0.0)) for x in records]  # with the regularizer: logged under reward/
+        reward = [x["reward/print_in_context"] for x in records]
         series[f"{r['subject']} s{r['seed']}"] = [
-            (kl(x), x["reward/print_in_context"]) for x in records if kl(x) is not None
+            (float(np.mean(kl[i : i + window])), float(np.mean(reward[i : i + window])))
+            for i in range(0, len(records), window)
         ]
     path = root / "reward_vs_kl.png"
-    line_plot(series, "print_in_context (y) against DRaFT's KL term (x), per step", smooth=5).save(path)
+    title = f"print_in_context (y) against DRaFT's KL term (x), means of {window} steps in step order"
+    line_plot(series, title).save(path)
     return path
 
 
