@@ -51,20 +51,24 @@ class DraftObjective(Objective):
         )
         return self.sampler.step(prediction, steps, latents, 0.0)[0]
 
-    def _trained_step(self, latents, t, conditioning):
-        """A step the gradient flows through, and with ``kl_weight`` DPOK's KL bound to the starting weights:
-        the squared difference of the two predictions (the KL of two Gaussian steps of one variance, up to
-        the step's constant)."""
+    def _trained_step(self, latents, t, conditioning, anchor=None):
+        """A step the gradient flows through, and with ``anchor`` (the starting weights' prediction at the same
+        state) DPOK's KL bound: the squared difference of the two predictions (the KL of two Gaussian steps of
+        one variance, up to the step's constant)."""
         steps = t.reshape(1).repeat(latents.shape[0]).to(latents.device)
         prediction = guided_prediction(self.components, latents, steps, conditioning, self.settings.guidance_scale)
         drift = torch.zeros((), device=latents.device)
-        if self.settings.kl_weight > 0:
-            with torch.no_grad():
-                anchor = guided_prediction(
-                    self.components, latents, steps, conditioning, self.settings.guidance_scale, self.start
-                )
+        if anchor is not None:
             drift = (prediction - anchor).float().pow(2).mean()
         return self.sampler.step(prediction, steps, latents, 0.0)[0], drift
+
+    @torch.no_grad()
+    def _anchor(self, latents, t, conditioning):
+        """The starting weights' prediction at ``latents`` (outside the checkpoint: made once, not again in backward)."""
+        steps = t.reshape(1).repeat(latents.shape[0]).to(latents.device)
+        return guided_prediction(
+            self.components, latents, steps, conditioning, self.settings.guidance_scale, self.start
+        )
 
     @torch.no_grad()
     def _sample(self, prompts: list[str], seeds: list[int]):
@@ -96,7 +100,8 @@ class DraftObjective(Objective):
                 latents = self._step(latents, t, conditioning)
         drift = torch.zeros((), device=device)
         for t in timesteps[cut:]:
-            latents, step_drift = checkpoint(self._trained_step, latents, t, conditioning, use_reentrant=False)
+            anchor = self._anchor(latents, t, conditioning) if s.kl_weight > 0 else None
+            latents, step_drift = checkpoint(self._trained_step, latents, t, conditioning, anchor, use_reentrant=False)
             drift = drift + step_drift
         images = decode(c, latents)
         reward, logged = self.rewards.evaluate(images, prompts, meta)

@@ -103,7 +103,10 @@ class SubjectInContext:
         self._texts: dict[str, Tensor] = {}
 
     def parts(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> dict[str, Tensor]:
-        images = images if self.view is None else self.view(images)
+        return self.parts_of_seen(images if self.view is None else self.view(images), prompts)
+
+    def parts_of_seen(self, images: Tensor, prompts: Sequence[str]) -> dict[str, Tensor]:
+        """``parts`` of images already seen through ``view`` (a caller that has them need not view twice)."""
         embedded = self.features.embed(self.features.tensor_pixels(images))
         seen = self.identity_features
         identified = embedded if seen is self.features else seen.embed(seen.tensor_pixels(images))

@@ -85,9 +85,10 @@ class PrintInContext:
         self.judged, self.printer, self.ink_limit = judged, printer, ink_limit
         self.floors: dict[str, tuple[float, ...]] = {}
 
-    def measures(self, images: Tensor) -> Tensor:
-        """(B, 4): colourfulness, tonal range, clipped share, grain — of the prints, clipping of the image."""
-        printed = self.printer(images.float())
+    def measures(self, images: Tensor, printed: Tensor | None = None) -> Tensor:
+        """(B, 4): colourfulness, tonal range, clipped share, grain — of the prints (``printed``, made when not
+        given), clipping of the image."""
+        printed = self.printer(images.float()) if printed is None else printed
         return torch.stack([colourfulness(printed), tonal_spread(printed), clipped_share(images), grain(printed)], 1)
 
     @torch.no_grad()
@@ -116,8 +117,9 @@ class PrintInContext:
 
     def parts(self, images: Tensor, prompts: Sequence[str], meta: Mapping) -> dict[str, Tensor]:
         images = images.float()
-        judged = self.judged.parts(images, prompts, meta)
-        measured = self.measures(images)
+        printed = self.printer(images)  # once: both the judged halves and the floors see it
+        judged = self.judged.parts_of_seen(printed, prompts)
+        measured = self.measures(images, printed)
         limits = torch.tensor([self._floor(p) for p in prompts], device=images.device)
         kept = {
             "colour": ((measured[:, 0] + 1) / (limits[:, 0] + 1)).clamp(max=1),

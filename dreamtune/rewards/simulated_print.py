@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ class Viewing:
         return width_pixels / self.width_cm * self.distance_cm * math.tan(math.radians(1))
 
 
+@functools.lru_cache(maxsize=64)
 def _kernel(channel: int, pixels_per_degree: float, longest: int) -> Tensor:
     """The channel's 1-D sum-of-Gaussians kernel, cut at 3 spreads (at most the image's size) and
     normalised to sum 1 (a flat field keeps its colour)."""
