@@ -16,7 +16,10 @@ a separate network no reward uses:
     python benchmarks/fidelity_rl.py --half new-tuning --seeds 0 [--algorithm draft] [--steps 60]
                                      [--tag T] [--subjects a,b] [--extra rl.identity_weight=0.7 ...] [--collect]
 
-Runs are resumable (a run with metrics.json is kept); writes ROOT/summary.md and ROOT/before_after.png.
+Each image is also judged on LittleCMS's own 8-bit print of it (SWOP, black-point compensation, paper white).
+Runs are resumable (a run with metrics.json is kept; finished runs' figures and logs are kept in
+experiments/subject-fidelity-rl/runs/ and read back by later sessions); writes ROOT/summary.md, ROOT/before_after.png,
+the same as soft proofs (ROOT/before_after_printed.png) and the reward against DRaFT's KL term (ROOT/reward_vs_kl.png).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import numpy as np  # noqa: E402
 import subject_split  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
-from rl_test_half import RECIPES, pixels, run_one, sheet, sweep  # noqa: E402
+from rl_figures import littlecms_prints, reward_vs_kl, soft_proof_sheet  # noqa: E402
+from rl_test_half import RECIPES, keep, pixels, restore, run_one, sheet, sweep  # noqa: E402
 from subject_runs import mean_se  # noqa: E402
 
 from dreamtune.miniature import scenery, world  # noqa: E402
@@ -47,6 +51,10 @@ FIGURES = (
     ("identity (class)", "judge_identity", 100),
     ("context", "judge_context", 100),
     ("reward", "reward", 1),
+    ("reward part: identity", "reward_identity", 1),
+    ("reward part: context", "reward_context", 1),
+    ("identity (all), on LittleCMS prints", "print_identity_all", 100),
+    ("context, on LittleCMS prints", "print_context", 100),
 )
 
 
@@ -83,6 +91,10 @@ def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
     photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
     rows: dict = {}
     judge_rows(rows, MODEL_DIR / "judge", MODEL_DIR, subject, {"before": before, "after": after}, photos, 2, cache)
+    printed = {"before": littlecms_prints(before), "after": littlecms_prints(after)}
+    judge_rows(
+        rows, MODEL_DIR / "judge", MODEL_DIR, subject, {f"print_{w}": x for w, x in printed.items()}, photos, 2, cache
+    )
     if "clip" not in cache:
         cache["clip"] = load_clip(MODEL_DIR / "clip")
     class_images = [Image.open(p).convert("RGB") for p in sorted((start / "run" / "class_images").glob("**/*.png"))]
@@ -95,6 +107,7 @@ def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
     result = {"subject": subject}
     for when in ("before", "after"):
         result.update({f"{k}_{when}": v for k, v in rows[when].items()})
+        result.update({f"print_{k.removeprefix('judge_')}_{when}": v for k, v in rows[f"print_{when}"].items()})
         result[f"reward_{when}"] = float(parts[when][reward.name].mean())
         result[f"reward_identity_{when}"] = float(parts[when]["identity"].mean())
         result[f"reward_context_{when}"] = float(parts[when]["context"].mean())
@@ -163,14 +176,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=0, help="RL steps (default: 60 for DRaFT, 160 for DDPO)")
     args = parser.parse_args()
     steps = args.steps or {"draft": 60, "ddpo": 160}[args.algorithm]
+    record = ROOT / "experiments" / "subject-fidelity-rl" / "runs" / f"{args.half}-{args.algorithm}{args.tag}"
+    restore(ROOT / "runs" / "fidelity-rl" / args.half / f"{args.algorithm}{args.tag}", record)
     starts, root, runs = run_half(parser, args, "fidelity-rl", args.algorithm, steps, REWARD, measure)
     if not runs:
         print("no finished runs yet")
         return
+    keep(root, record, runs)
     text = markdown(runs)
     (root / "summary.md").write_text(text + "\n")
     print(text)
-    print(f"wrote {sheet(root, starts, runs, 'subject_in_context RL (evaluation contexts, never trained on)')}")
+    pictured = [r for r in runs if (root / f"{r['subject']}-s{r['seed']}" / "after").is_dir()]
+    if pictured:
+        print(f"wrote {sheet(root, starts, pictured, 'subject_in_context RL (evaluation contexts, never trained on)')}")
+        title = "subject_in_context RL, soft proofs (SWOP, paper white), seed 0: before above, after below"
+        print(f"wrote {soft_proof_sheet(root, starts, pictured, title)}")
+    print(f"wrote {reward_vs_kl(root, runs, 'subject_in_context')}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ paper white):
 
 Runs are resumable (a run with metrics.json is kept); writes ROOT/summary.md, ROOT/before_after.png, the same as
 soft proofs (ROOT/before_after_printed.png) and the reward against the KL term over training (ROOT/reward_vs_kl.png).
+A run measured before runs/judge-v4 exists gets the held-out verdicts on a later call; each fully judged run's
+figures and training log are kept in experiments/print-in-context/runs/<half><tag>/ and read back by later sessions
+(runs/ does not outlive one), so a 3-seed sweep can span sessions.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from fidelity_rl import _generated, half_arguments, run_half  # noqa: E402
-from rl_test_half import pixels, sheet  # noqa: E402
+from rl_figures import littlecms_prints, reward_vs_kl, soft_proof_sheet  # noqa: E402
+from rl_test_half import keep, pixels, restore, sheet  # noqa: E402
 from subject_runs import mean_se  # noqa: E402
 
 from dreamtune.miniature import scenery, world  # noqa: E402
@@ -108,8 +112,6 @@ def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
     }
     rows: dict = {}
     judge_rows(rows, MODEL_DIR / "judge", MODEL_DIR, subject, as_images, photos, 2, cache)
-    held: dict = {}
-    judge_rows(held, HELD_OUT, MODEL_DIR, subject, as_images, photos, 2, cache.setdefault("held", {}))
     result = {"subject": subject}
     with torch.no_grad():
         for when, x in (("before", b), ("after", a)):
@@ -117,57 +119,26 @@ def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
             result[f"reward_{when}"] = float(parts[reward.name].mean())
             result.update({f"part_{k}_{when}": float(v.mean()) for k, v in parts.items() if k != reward.name})
             result.update({f"{k}_{when}": v for k, v in rows[when].items()})
-            result.update({f"held_{k.removeprefix('judge_')}_{when}": v for k, v in held[when].items()})
         ratio = lambda f: float(f(printed["after"]).mean() / f(printed["before"]).mean().clamp_min(1e-9))  # noqa: E731
         result["colourfulness_ratio"] = ratio(colourfulness)
         result["clipped_ratio"] = float((clipped_share(a).mean() + 1e-4) / (clipped_share(b).mean() + 1e-4))
         result["grain_ratio"] = ratio(grain)
         result["delta_e00_to_start"] = float(ciede2000(srgb_to_lab(a), srgb_to_lab(b)).mean())
+    if (HELD_OUT / "judge.safetensors").is_file():
+        result.update(held_out(start, out, subject, cache))
     return result
 
 
-def curves(root: Path, runs: list[dict], window: int = 10) -> Path:
-    """Reward against the KL term over training, one line per run: each point the mean of ``window`` steps
-    (x: DRaFT's KL term, y: print_in_context), in step order."""
-    from dreamtune.evaluation.plots import line_plot
-
-    series = {}
-    for r in runs:
-        lines = (root / f"{r['subject']}-s{r['seed']}" / "run" / "metrics.jsonl").read_text().splitlines()
-        records = [json.loads(line) for line in lines]
-        kl = [x.get("kl", x.get("reward/kl", 0.0)) for x in records]  # with the regularizer: logged under reward/
-        reward = [x["reward/print_in_context"] for x in records]
-        series[f"{r['subject']} s{r['seed']}"] = [
-            (float(np.mean(kl[i : i + window])), float(np.mean(reward[i : i + window])))
-            for i in range(0, len(records), window)
-        ]
-    path = root / "reward_vs_kl.png"
-    title = f"print_in_context (y) against DRaFT's KL term (x), means of {window} steps in step order"
-    line_plot(series, title).save(path)
-    return path
-
-
-def soft_proof_sheet(root: Path, starts: Path, runs: list[dict]) -> Path:
-    """Before / after as printed (LittleCMS, black-point compensation, paper white), seed 0."""
+def held_out(start: Path, out: Path, subject: str, cache: dict) -> dict:
+    """The hard-negative judge's verdicts (used by no reward) on the before and after prints."""
     from PIL import Image
 
-    from dreamtune.rewards.print_proof import default_profile, littlecms_proof
-    from dreamtune.sampling.contact_sheet import contact_sheet, save_png
-
-    images, captions = [], []
-    for r in [r for r in runs if r["seed"] == 0]:
-        for label, folder in (
-            ("before", starts / f"{r['subject']}-s0" / "personalized"),
-            ("after", root / f"{r['subject']}-s0" / "after"),
-        ):
-            picked = [Image.open(folder / f"{2 * i:04d}.png").convert("RGB") for i in range(len(EVAL_CONTEXTS))]
-            proofs = littlecms_proof(pixels(picked), default_profile(), black_point_compensation=True, paper_white=True)
-            for index, proof in enumerate(proofs):
-                images.append(Image.fromarray((proof.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)))
-                captions.append(f"{r['subject']} {label}" if index == 0 else EVAL_CONTEXTS[index])
-    title = "print_in_context RL, soft proofs (SWOP, paper white), seed 0: before above, after below"
-    sheet_image = contact_sheet(images, captions, columns=len(EVAL_CONTEXTS), cell=96, title=title)
-    return save_png(sheet_image, root / "before_after_printed.png")
+    images = {"before": _generated(start / "personalized")[0], "after": _generated(out / "after")[0]}
+    photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
+    held: dict = {}
+    prints = {when: littlecms_prints(x) for when, x in images.items()}
+    judge_rows(held, HELD_OUT, MODEL_DIR, subject, prints, photos, 2, cache.setdefault("held", {}))
+    return {f"held_{k.removeprefix('judge_')}_{when}": v for when in held for k, v in held[when].items()}
 
 
 def markdown(runs: list[dict]) -> str:
@@ -201,19 +172,42 @@ def markdown(runs: list[dict]) -> str:
     return "\n".join(lines) + f"\n\n{len(runs)} runs: {len(subjects)} subjects x seeds {seeds}"
 
 
+def fill_held_out(root: Path, starts: Path, runs: list[dict]) -> None:
+    """The held-out judge's verdicts added to runs measured before that judge existed (while their images last)."""
+    cache: dict = {}
+    for r in runs:
+        name = f"{r['subject']}-s{r['seed']}"
+        if "held_identity_all_after" not in r and (root / name / "after").is_dir():
+            r.update(held_out(starts / name, root / name, r["subject"], cache))
+            (root / name / "metrics.json").write_text(json.dumps(r, indent=1))
+
+
 def main() -> None:
     parser = half_arguments(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
     args = parser.parse_args()
+    record = ROOT / "experiments" / "print-in-context" / "runs" / f"{args.half}{args.tag}"
+    restore(ROOT / "runs" / "print-rl" / args.half / f"draft{args.tag}", record)
     starts, root, runs = run_half(parser, args, "print-rl", "draft", args.steps, REWARD, measure)
     if not runs:
         print("no finished runs yet")
         return
+    if (HELD_OUT / "judge.safetensors").is_file():
+        fill_held_out(root, starts, runs)
+    runs = [r for r in runs if "held_identity_all_after" in r]  # the held-out judge not trained yet: not tabulated
+    keep(root, record, runs)
+    if not runs:
+        print("no run judged by the held-out judge yet")
+        return
     text = markdown(runs)
     (root / "summary.md").write_text(text + "\n")
     print(text)
-    print(f"wrote {sheet(root, starts, runs, 'print_in_context RL (evaluation contexts, never trained on)')}")
-    print(f"wrote {soft_proof_sheet(root, starts, runs)} and {curves(root, runs)}")
+    pictured = [r for r in runs if (root / f"{r['subject']}-s{r['seed']}" / "after").is_dir()]
+    if pictured:
+        print(f"wrote {sheet(root, starts, pictured, 'print_in_context RL (evaluation contexts, never trained on)')}")
+        title = "print_in_context RL, soft proofs (SWOP, paper white), seed 0: before above, after below"
+        print(f"wrote {soft_proof_sheet(root, starts, pictured, title)}")
+    print(f"wrote {reward_vs_kl(root, runs, 'print_in_context')}")
 
 
 if __name__ == "__main__":

@@ -258,6 +258,29 @@ def sheet(root: Path, starts: Path, runs: list[dict], reward: str = "print rewar
     )
 
 
+def keep(root: Path, record: Path, runs: list[dict]) -> None:
+    """Each run's figures and training log from ``root`` into ``record`` (a tracked folder: runs/ does not outlive a
+    session, so a sweep over seeds can span sessions; :func:`restore` reads them back)."""
+    record.mkdir(parents=True, exist_ok=True)
+    for r in runs:
+        name = f"{r['subject']}-s{r['seed']}"
+        (record / f"{name}.json").write_text(json.dumps(r, indent=1) + "\n")
+        if (root / name / "run" / "metrics.jsonl").is_file():
+            shutil.copyfile(root / name / "run" / "metrics.jsonl", record / f"{name}.jsonl")
+
+
+def restore(root: Path, record: Path) -> None:
+    """Runs :func:`keep` recorded in an earlier session, read back as finished: their figures and training log
+    (their images are gone: sheets show only the runs of this session)."""
+    for figures in sorted(record.glob("*.json")) if record.is_dir() else []:
+        out = root / figures.stem
+        if not (out / "metrics.json").is_file():
+            (out / "run").mkdir(parents=True, exist_ok=True)
+            if figures.with_suffix(".jsonl").is_file():
+                shutil.copyfile(figures.with_suffix(".jsonl"), out / "run" / "metrics.jsonl")
+            shutil.copyfile(figures, out / "metrics.json")
+
+
 def sweep(starts: Path, root: Path, seeds: str, subjects, go) -> list[dict]:
     """Every (seed, subject): a finished run read back, else ``go(start, out)`` for a finished start (None: not
     run now), each new result printed as it lands."""
