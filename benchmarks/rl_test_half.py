@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -171,31 +172,59 @@ def score(before: list, after: list, subject: str, photos: list, cache: dict) ->
     }
 
 
+def _claim(out: Path) -> Path | None:
+    """A claim on ``out`` beside it (its owner's pid), or None while a live process holds it: several sweeps over the
+    same half share the work without wiping each other's unfinished runs."""
+    claim = out.with_name(out.name + ".claim")
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            with open(claim, "x") as handle:
+                handle.write(str(os.getpid()))
+            return claim
+        except FileExistsError:
+            try:
+                os.kill(int(claim.read_text() or 0), 0)
+                return None  # a live sweep is on it
+            except (ProcessLookupError, ValueError):
+                claim.unlink(missing_ok=True)  # left by a killed sweep
+    return None
+
+
 def run_one(
     start: Path, out: Path, algorithm: str, steps: int, cache: dict, extra: tuple[str, ...] = (), judge=None
-) -> dict:
-    """One RL run from ``start`` into ``out`` (kept when finished), then ``judge`` (default: :func:`measure`)."""
+) -> dict | None:
+    """One RL run from ``start`` into ``out`` (kept when finished), then ``judge`` (default: :func:`measure`);
+    None when another sweep is running it."""
     from dreamtune.training.run import train
 
     subject, seed = start.name.rsplit("-s", 1)
     if (out / "metrics.json").is_file():
         return json.loads((out / "metrics.json").read_text())
-    shutil.rmtree(out, ignore_errors=True)  # an unfinished run of an interrupted sweep (this script made it)
-    out.mkdir(parents=True)
-    started = time.perf_counter()
-    noun = world.instance(subject).class_noun
-    train(
-        config.load(RECIPES_DIR / RECIPES[algorithm], rl_overrides(start, noun, int(seed), out, steps, extra)),
-        show_progress=False,
-        log=lambda *_: None,
-    )
-    metrics = {
-        **(judge or measure)(start, out, subject, cache),
-        "seed": int(seed),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    return metrics
+    claim = _claim(out)
+    if claim is None:
+        return None
+    try:
+        if (out / "metrics.json").is_file():  # finished by another sweep between the look and the claim
+            return json.loads((out / "metrics.json").read_text())
+        shutil.rmtree(out, ignore_errors=True)  # an unfinished run of an interrupted sweep (this script made it)
+        out.mkdir(parents=True)
+        started = time.perf_counter()
+        noun = world.instance(subject).class_noun
+        train(
+            config.load(RECIPES_DIR / RECIPES[algorithm], rl_overrides(start, noun, int(seed), out, steps, extra)),
+            show_progress=False,
+            log=lambda *_: None,
+        )
+        metrics = {
+            **(judge or measure)(start, out, subject, cache),
+            "seed": int(seed),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        return metrics
+    finally:
+        claim.unlink(missing_ok=True)
 
 
 def _row(label: str, groups: list[list[dict]]) -> str:
