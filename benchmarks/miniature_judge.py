@@ -147,7 +147,9 @@ def main() -> None:
         help="share of hard-negative identity blocks: the same shape in another colour, another shape in the same "
         "colour (0: the shipped judge; 0.5 measured in experiments/new-shape-judge, not shipped)",
     )
-    parser.add_argument("--no-install", action="store_true", help="do not copy the judge into the packaged model")
+    parser.add_argument(
+        "--no-install", action="store_true", help="keep the judge in --out/judge only, not in the packaged model"
+    )
     parser.add_argument(
         "--validate-only", action="store_true", help="validate the judge installed in the packaged model"
     )
@@ -174,7 +176,11 @@ def main() -> None:
         )
     worst = min(results["vae+blur1"]["subjects"].items(), key=lambda kv: kv[1]["identity"])
     print(f"weakest subject (vae+blur1): {worst[0]} identity {100 * worst[1]['identity']:.0f} %")
-    if not (args.no_install or args.validate_only):
+    if args.validate_only:
+        return
+    judge.save_judge(net, out / "judge")  # what the records' --judge runs/<out>/judge reads
+    print(f"saved in {out / 'judge'}")
+    if not args.no_install:
         judge.save_judge(net, MODEL_DIR / "judge")
         print(f"installed in {MODEL_DIR / 'judge'}")
 
