@@ -294,8 +294,13 @@ def keep(root: Path, record: Path, runs: list[dict]) -> None:
     for r in runs:
         name = f"{r['subject']}-s{r['seed']}"
         (record / f"{name}.json").write_text(json.dumps(r, indent=1) + "\n")
-        if (root / name / "run" / "metrics.jsonl").is_file():
-            shutil.copyfile(root / name / "run" / "metrics.jsonl", record / f"{name}.jsonl")
+        log = root / name / "run" / "metrics.jsonl"
+        if log.is_file():  # the reward's terms and the KL of each step (what the curves draw), not the whole log
+            steps = [json.loads(line) for line in log.read_text().splitlines()]
+            kept = [
+                {k: round(v, 5) for k, v in x.items() if k in ("step", "kl") or k.startswith("reward")} for x in steps
+            ]
+            (record / f"{name}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in kept))
 
 
 def restore(root: Path, record: Path) -> None:
