@@ -37,8 +37,8 @@ import numpy as np  # noqa: E402
 import subject_split  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
-from rl_figures import littlecms_prints, reward_vs_kl, soft_proof_sheet  # noqa: E402
-from rl_test_half import RECIPES, keep, pixels, restore, run_one, sheet, sweep  # noqa: E402
+from rl_figures import littlecms_prints, write_pictures  # noqa: E402
+from rl_test_half import RECIPES, keep, pixels, restore, run_one, sweep  # noqa: E402
 from subject_runs import mean_se  # noqa: E402
 
 from dreamtune.miniature import scenery, world  # noqa: E402
@@ -186,12 +186,7 @@ def main() -> None:
     text = markdown(runs)
     (root / "summary.md").write_text(text + "\n")
     print(text)
-    pictured = [r for r in runs if (root / f"{r['subject']}-s{r['seed']}" / "after").is_dir()]
-    if pictured:
-        print(f"wrote {sheet(root, starts, pictured, 'subject_in_context RL (evaluation contexts, never trained on)')}")
-        title = "subject_in_context RL, soft proofs (SWOP, paper white), seed 0: before above, after below"
-        print(f"wrote {soft_proof_sheet(root, starts, pictured, title)}")
-    print(f"wrote {reward_vs_kl(root, runs, 'subject_in_context')}")
+    write_pictures(root, starts, runs, "subject_in_context")
 
 
 if __name__ == "__main__":

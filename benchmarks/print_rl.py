@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from fidelity_rl import _generated, half_arguments, run_half  # noqa: E402
-from rl_figures import littlecms_prints, reward_vs_kl, soft_proof_sheet  # noqa: E402
-from rl_test_half import keep, pixels, restore, sheet  # noqa: E402
+from rl_figures import littlecms_prints, write_pictures  # noqa: E402
+from rl_test_half import keep, pixels, restore  # noqa: E402
 from subject_runs import mean_se  # noqa: E402
 
 from dreamtune.miniature import scenery, world  # noqa: E402
@@ -202,12 +202,7 @@ def main() -> None:
     text = markdown(runs)
     (root / "summary.md").write_text(text + "\n")
     print(text)
-    pictured = [r for r in runs if (root / f"{r['subject']}-s{r['seed']}" / "after").is_dir()]
-    if pictured:
-        print(f"wrote {sheet(root, starts, pictured, 'print_in_context RL (evaluation contexts, never trained on)')}")
-        title = "print_in_context RL, soft proofs (SWOP, paper white), seed 0: before above, after below"
-        print(f"wrote {soft_proof_sheet(root, starts, pictured, title)}")
-    print(f"wrote {reward_vs_kl(root, runs, 'print_in_context')}")
+    write_pictures(root, starts, runs, "print_in_context")
 
 
 if __name__ == "__main__":

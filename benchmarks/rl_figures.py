@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from rl_test_half import pixels
+from rl_test_half import pixels, sheet
 
 from dreamtune.miniature.demo import EVAL_CONTEXTS
 
@@ -64,3 +64,14 @@ def soft_proof_sheet(root: Path, starts: Path, runs: list[dict], title: str) -> 
                 captions.append(f"{r['subject']} {label}" if index == 0 else EVAL_CONTEXTS[index])
     sheet_image = contact_sheet(images, captions, columns=len(EVAL_CONTEXTS), cell=96, title=title)
     return save_png(sheet_image, root / "before_after_printed.png")
+
+
+def write_pictures(root: Path, starts: Path, runs: list[dict], reward: str) -> None:
+    """The sweep's pictures: before / after as rendered and as soft proofs (the runs whose images this session
+    holds), and ``reward`` against the KL term (every run)."""
+    pictured = [r for r in runs if (root / f"{r['subject']}-s{r['seed']}" / "after").is_dir()]
+    if pictured:
+        print(f"wrote {sheet(root, starts, pictured, f'{reward} RL (evaluation contexts, never trained on)')}")
+        title = f"{reward} RL, soft proofs (SWOP, paper white), seed 0: before above, after below"
+        print(f"wrote {soft_proof_sheet(root, starts, pictured, title)}")
+    print(f"wrote {reward_vs_kl(root, runs, reward)}")
