@@ -25,21 +25,31 @@ def littlecms_prints(images: list) -> list:
     return [Image.fromarray((p.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)) for p in proofs]
 
 
-def reward_vs_kl(root: Path, runs: list[dict], reward: str, window: int = 10) -> Path:
-    """``reward`` against DRaFT's KL term over training, one line per run: each point the mean of ``window``
-    steps, in step order (x: the KL term, 0 throughout for a run without the leash)."""
+def reward_vs_kl(root: Path, runs: list[dict], reward: str, window: int = 10, most_lines: int = 6) -> Path:
+    """``reward`` against DRaFT's KL term over training: each point the mean of ``window`` steps, in step order
+    (x: the KL term, 0 throughout for a run without the leash); one line per run, or, past ``most_lines`` runs,
+    one per seed averaged over its subjects (more lines cannot be read)."""
     from dreamtune.evaluation.plots import line_plot
 
-    series = {}
-    for r in runs:
+    def windows(r: dict) -> list[tuple[float, float]]:
         lines = (root / f"{r['subject']}-s{r['seed']}" / "run" / "metrics.jsonl").read_text().splitlines()
         records = [json.loads(line) for line in lines]
         kl = [x.get("kl", x.get("reward/kl", 0.0)) for x in records]  # with the regularizer: logged under reward/
         values = [x[f"reward/{reward}"] for x in records]
-        series[f"{r['subject']} s{r['seed']}"] = [
+        return [
             (float(np.mean(kl[i : i + window])), float(np.mean(values[i : i + window])))
             for i in range(0, len(records), window)
         ]
+
+    if len(runs) <= most_lines:
+        series = {f"{r['subject']} s{r['seed']}": windows(r) for r in runs}
+    else:
+        series = {}
+        for seed in sorted({r["seed"] for r in runs}):
+            curves = [windows(r) for r in runs if r["seed"] == seed]
+            length = min(len(c) for c in curves)
+            mean = np.mean([c[:length] for c in curves], axis=0)
+            series[f"seed {seed}, mean of {len(curves)} subjects"] = [(float(x), float(y)) for x, y in mean]
     path = root / "reward_vs_kl.png"
     title = f"{reward} (y) against DRaFT's KL term (x), means of {window} steps in step order"
     line_plot(series, title).save(path)
