@@ -4,7 +4,8 @@ DreamBooth and textual inversion, 2 steps each at the recipes' resolutions with 
 gradient checkpointing. Prints s/step (the second step: the first includes warm-up), start-up
 seconds (loading, latent and text caching), peak RSS of each run (loading included: the fp16 shards'
 pages that safetensors maps count while a part loads) and the largest RSS once steps run. Also SD3.5
-Medium and FLUX.2 klein 4B, with and without quantized frozen weights (model.quantize).
+Medium, FLUX.2 klein 4B, FLUX.1-dev and Qwen-Image, with and without quantized frozen weights
+(model.quantize; the two largest are written shard by shard by random_shards.py).
 
     python benchmarks/full_size_smoke.py [--root runs/full_size] [--only sd15-lora,...] [--resolution-sdxl 1024]
 
@@ -25,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.random_shards import build_qwen_image, write_random_shards  # noqa: E402
 
 CLIP_L = dict(
     hidden_size=768,
@@ -125,6 +128,8 @@ CASES = {  # name -> (family, recipe, extra overrides)
         "lora-flux1-dev",
         ["model.quantize=int8", "model.quantize_text_encoders=int8"],
     ),
+    # Qwen-Image: a 20 B transformer (41 GB in fp16) and Qwen2.5-VL-7B; train.memory auto chooses the savings
+    "qwen-image-lora": ("qwen-image", "lora-qwen-image", []),
     # the same with freed buffers returned at once (train.release_freed_memory: what memory auto picks on 24 GiB)
     "flux1-dev-lora-int8-release": (
         "flux1-dev",
@@ -228,12 +233,14 @@ def build(family: str, folder: Path) -> Path:
         "sd35m",
         "flux2-klein-4b",
         "flux1-dev",
+        "qwen-image",
     ):  # written beside, renamed when whole: a failed build leaves no model
         import shutil
 
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        (build_flux1_dev if family == "flux1-dev" else lambda f: build_flow(family, f))(partial)
+        builders = {"flux1-dev": build_flux1_dev, "qwen-image": build_qwen_image}
+        builders.get(family, lambda f: build_flow(family, f))(partial)
         partial.rename(folder)
         return folder
     tokenizer = build_clip_tokenizer(folder.parent / f".{family}-tokenizer")
@@ -362,22 +369,19 @@ FLUX1_DEV_TRANSFORMER = dict(
     guidance_embeds=True,
     axes_dims_rope=(16, 56, 56),
 )
-SHARD_BYTES = (
-    5 * 2**30
-)  # FLUX.1-dev's own transformer ships in 3 shards of up to 10 GB; a 24 GB model cannot be built whole here
 
 
 def build_flux1_dev(folder: Path, device: str = "cpu", blocks: tuple[int, int] = (19, 38), t5_layers: int = 24) -> Path:
     """FLUX.1-dev, random fp16 weights: CLIP-L, T5-XXL and the VAE whole; the 12 B transformer (24 GB in
-    fp16, as much as this machine's memory) block by block from the meta device into 5 GB shards with
-    their index, as sharded downloads are laid out. ``device`` "cuda" (under ``torch.device("cuda")``):
+    fp16, as much as this machine's memory) layer by layer from the meta device into 5 GB shards with
+    their index, as sharded downloads are laid out (`random_shards.write_random_shards`). ``device`` "cuda"
+    (under ``torch.device("cuda")``):
     the transformer is built whole on the GPU and saved in 5 GB shards by diffusers. ``blocks`` (double, single)
     and ``t5_layers`` make a model of FLUX.1-dev's width with fewer layers (benchmarks/flux_width_probe.py)."""
     transformer_shape = {**FLUX1_DEV_TRANSFORMER, "num_layers": blocks[0], "num_single_layers": blocks[1]}
     import torch
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-    from safetensors.torch import save_file
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     from dreamtune.models.tiny_text import build_t5_tokenizer
@@ -434,45 +438,7 @@ def build_flux1_dev(folder: Path, device: str = "cpu", blocks: tuple[int, int] =
     with init_empty_weights():
         transformer = FluxTransformer2DModel(**transformer_shape)
     transformer.save_config(target)
-    shards, current, weight_map = [], {}, {}
-
-    def flush():
-        if current:
-            name = f"diffusion_pytorch_model-{len(shards) + 1:05d}.safetensors"
-            save_file(current, str(target / name), metadata={"format": "pt"})
-            shards.append(name)
-            weight_map.update({key: name for key in current})
-            current.clear()
-
-    for child_name, child in transformer.named_children():
-        blocks = list(child.named_children()) if isinstance(child, torch.nn.ModuleList) else [("", child)]
-        for block_name, block in blocks:
-            block = block.to_empty(device="cpu")
-            for module in block.modules():
-                if hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
-                elif getattr(module, "weight", None) is not None and module.weight.dim() == 1:
-                    torch.nn.init.ones_(module.weight)
-            prefix = ".".join(x for x in (child_name, block_name) if x)
-            for key, value in block.state_dict().items():
-                current[f"{prefix}.{key}"] = value.detach().to(torch.float16).contiguous()
-            block.to_empty(device="meta")  # its fp32 weights go: only the fp16 shard being written stays
-            if sum(v.numel() * 2 for v in current.values()) >= SHARD_BYTES:
-                flush()
-    flush()
-    total = len(shards)
-    renamed = {}
-    for index, name in enumerate(shards, 1):
-        final = f"diffusion_pytorch_model-{index:05d}-of-{total:05d}.safetensors"
-        (target / name).rename(target / final)
-        renamed[name] = final
-    size = sum((target / f).stat().st_size for f in renamed.values())
-    (target / "diffusion_pytorch_model.safetensors.index.json").write_text(
-        json.dumps(
-            {"metadata": {"total_size": size}, "weight_map": {k: renamed[v] for k, v in sorted(weight_map.items())}},
-            indent=2,
-        )
-    )
+    write_random_shards(transformer, target, "diffusion_pytorch_model")
     return folder
 
 

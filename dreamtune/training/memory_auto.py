@@ -251,10 +251,13 @@ def choose(
             config,
             f"memory auto: weights, gradients and optimizer state ~{gib(first)} of {gib(free)} free on {where}; no saving needed",
         )
-    settings = ", ".join(f"{k}={v}" for _, o in _savings(config, cuda)[: len(taken)] for k, v in o.items())
+    taken_savings = _savings(config, cuda)[: len(taken)]
+    final = {k: v for _, o in taken_savings for k, v in o.items()}  # a later saving replaces an earlier one's value
+    kept = [words for words, o in taken_savings if any(final[k] == v for k, v in o.items())]
+    settings = ", ".join(f"{k}={v}" for k, v in final.items())
     return chosen, (
         f"memory auto: {gib(first)} of weights, gradients and optimizer state would not leave room in the {gib(free)} free on "
-        f"{where}; chose {', '.join(taken)} ({settings}): ~{gib(current)} (train.memory: manual keeps the config as written)"
+        f"{where}; chose {', '.join(kept)} ({settings}): ~{gib(current)} (train.memory: manual keeps the config as written)"
     )
 
 

@@ -57,6 +57,8 @@ def test_a_lora_too_big_for_the_machine_gets_the_cheapest_quantization_that_fits
     cfg, sentence = decide(["method.kind=lora"], free_gib=free_gib)
     assert cfg.model.quantize == quantize and cfg.model.quantize_text_encoders == "int8"
     assert f"model.quantize={quantize}" in sentence and "would not leave room" in sentence
+    assert sentence.count("model.quantize=") == 1  # nf4 replaces int8: the line names what the run uses
+    assert ("int8 frozen denoiser" in sentence) == (quantize == "int8")
     assert (
         memory_auto.need(cfg, flux_like(), "transformer", ["text_encoder", "text_encoder_2"], True).peak
         <= 0.7 * free_gib * GIB
