@@ -51,7 +51,10 @@ def free_memory(device: torch.device) -> int:
         )
     import psutil
 
-    return psutil.virtual_memory().available
+    from dreamtune.training import cgroup_memory
+
+    available, allowed = psutil.virtual_memory().available, cgroup_memory.room()
+    return available if allowed is None else min(available, allowed)  # a container's limit counts too
 
 
 def optimizer_bytes(parameters) -> int:
