@@ -560,18 +560,22 @@ def run_case(name: str, root: Path, sdxl_resolution: int, cap_gb: float = 0.0) -
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             preexec_fn=memory_cap(cap_gb) if cap_gb else None,
         )
-        steps_rss = anon = 0.0  # the largest RSS once steps run; the largest anonymous RSS
+        # the largest RSS (the kernel's peak, VmHWM, read twice a second: the run resets it after step 1 to
+        # report the step's own, so the exit's figure misses loading), the largest once steps run, the
+        # largest anonymous RSS
+        rss = steps_rss = anon = 0.0
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)  # this run's own peak (not the model build's)
             if pid:
                 break
             workers = _workers(process.pid)  # the training process, or each launched one
             anon = max([anon] + [_rss_gb(w, "RssAnon") for w in workers])
+            rss = max([rss] + [_rss_gb(w, "VmHWM") for w in workers])
             if (out / "metrics.jsonl").is_file():
                 steps_rss = max([steps_rss] + [_rss_gb(w) for w in workers])
             time.sleep(0.5)
     wall = time.perf_counter() - started
-    peak_gb = usage.ru_maxrss / 2**20
+    peak_gb = max(rss, usage.ru_maxrss / 2**20)
     if os.waitstatus_to_exitcode(status):
         code = os.waitstatus_to_exitcode(status)
         why = f"killed by signal {-code} (out of memory under the {cap_gb} GiB cap?)" if code < 0 else ""
