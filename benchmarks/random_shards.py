@@ -138,7 +138,6 @@ def build_qwen_image(folder: Path, layers: int = 60, text_layers: int = 28, visi
     from accelerate import init_empty_weights
     from diffusers import (
         AutoencoderKLQwenImage,
-        FlowMatchEulerDiscreteScheduler,
         QwenImagePipeline,
         QwenImageTransformer2DModel,
     )
@@ -157,16 +156,7 @@ def build_qwen_image(folder: Path, layers: int = 60, text_layers: int = 28, visi
     finally:
         torch.set_default_dtype(torch.float32)
     pipeline = QwenImagePipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(
-            shift=1.0,
-            use_dynamic_shifting=True,
-            base_shift=0.5,
-            max_shift=0.9,
-            base_image_seq_len=256,
-            max_image_seq_len=8192,
-            shift_terminal=0.02,
-            time_shift_type="exponential",
-        ),
+        scheduler=stand_in.scheduler,  # the tiny pipeline's scheduler is the published configuration
         vae=vae,
         text_encoder=stand_in.text_encoder,
         tokenizer=tokenizer,
