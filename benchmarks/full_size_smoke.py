@@ -607,7 +607,29 @@ def run_case(name: str, root: Path, sdxl_resolution: int, cap_gb: float = 0.0) -
             "",
         ),
         "exported": sorted(p.name for p in (out / "model").iterdir()),
+        "lora_placed_by_diffusers": lora_placed(model, out / "model"),
     }
+
+
+def lora_placed(model: Path, trained: Path) -> str:
+    """How many of the exported LoRA's tensors diffusers' own loader places on the full-size denoiser, built
+    on the meta device (no weights): the file's keys checked against the real architecture, not a tiny one."""
+    if not (trained / "pytorch_lora_weights.safetensors").is_file() or not model.is_dir():
+        return ""
+    import diffusers
+    from accelerate import init_empty_weights
+
+    pipeline_class = getattr(diffusers, json.loads((model / "model_index.json").read_text())["_class_name"])
+    part = "transformer" if (model / "transformer").is_dir() else "unet"
+    denoiser_class = getattr(diffusers, json.loads((model / part / "config.json").read_text())["_class_name"])
+    with init_empty_weights():
+        denoiser = denoiser_class.from_config(denoiser_class.load_config(model / part))
+    state = pipeline_class.lora_state_dict(str(trained))
+    state = state[0] if isinstance(state, tuple) else state
+    denoiser.load_lora_adapter(state, prefix=part, adapter_name="trained", low_cpu_mem_usage=True)
+    wrapped = [m for m in denoiser.modules() if "trained" in getattr(m, "lora_A", {})]
+    ours = sum(1 for key in state if key.startswith(f"{part}."))
+    return f"{2 * len(wrapped)} of {ours} {part} tensors placed on {len(wrapped)} layers"
 
 
 def main() -> None:
