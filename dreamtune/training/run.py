@@ -94,6 +94,7 @@ def _accelerator(config: Config, log):
     """accelerate's Accelerator for this run; refusals of what this machine or launch cannot do."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
+    from accelerate.utils import AutocastKwargs
 
     if config.train.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise UserError(
@@ -102,10 +103,14 @@ def _accelerator(config: Config, log):
         )
     if "WORLD_SIZE" not in os.environ:  # a second run in one process may use another precision
         AcceleratorState._reset_state(reset_partial_state=True)
-    # without cpu=True accelerate ignores torchrun's WORLD_SIZE on GPU-less machines
+    # without cpu=True accelerate ignores torchrun's WORLD_SIZE on GPU-less machines. Autocast's cast cache
+    # would keep a bf16 copy of every trained weight until the forward ends (checkpointed or not): half the
+    # trained weights' fp32 size more in a full fine-tune, and under FSDP a copy of the *whole* model in each
+    # process, which no sharding removes. Each weight is cast once per forward anyway, so nothing is recomputed.
     accelerator = Accelerator(
         mixed_precision=config.train.mixed_precision,
         cpu=not torch.cuda.is_available(),
+        kwargs_handlers=[AutocastKwargs(cache_enabled=False)],
         **tracker_arguments(config.train.log_with, Path(config.train.output_dir)),
     )
     if config.train.fused_update and accelerator.num_processes > 1:

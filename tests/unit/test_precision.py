@@ -48,3 +48,23 @@ def test_forward_in_weight_dtype_matches_autocast_and_trains_the_lora_in_fp32():
     grads = [p.grad for p in fast.parameters() if p.requires_grad]
     assert grads and all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
     assert not any(p.grad is not None for p in fast.parameters() if not p.requires_grad)
+
+
+def test_the_runs_autocast_keeps_no_copy_of_the_trained_weights(tmp_path):
+    """Autocast's cast cache would hold a bf16 copy of every trained weight until the forward ends — under FSDP
+    the whole unsharded model in each process. The run's accelerator turns it off; results are the same."""
+    from dreamtune import config
+    from dreamtune.training.run import _accelerator
+
+    cfg = config.load(
+        None,
+        ["model.pretrained=x", "train.mixed_precision=bf16", f"train.output_dir={tmp_path}", "train.memory=manual"],
+    )
+    accelerator = _accelerator(cfg, lambda *_: None)
+    layer, x = torch.nn.Linear(8, 8), torch.randn(2, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cached = layer(x)
+    with accelerator.autocast():
+        assert torch.is_autocast_enabled("cpu") and not torch.is_autocast_cache_enabled()
+        uncached = layer(x)
+    assert uncached.dtype == torch.bfloat16 and torch.equal(cached, uncached)
