@@ -142,7 +142,7 @@ class TrainConfig:
         "auto"
     )
     release_freed_memory: bool = (
-        False  # CPU: freed buffers >= 4 MiB go back to the system at once (glibc); less memory, slower steps
+        False  # CPU: freed buffers >= 4 MiB go back at once (glibc); less memory, slower; auto: sharded runs
     )
     offload: bool = False  # CUDA: frozen denoiser and VAE weights in host memory, copied to the GPU at each use (training/offload.py)
     gradient_checkpointing: bool | Literal["auto"] = (
