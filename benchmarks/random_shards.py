@@ -13,15 +13,6 @@ import json
 from pathlib import Path
 
 SHARD_BYTES = 5 * 2**30  # downloads ship 5-10 GB shards; each is held whole while written
-BUILT_INS_WITH_RESET = (  # torch layers whose reset_parameters touches only their own weights
-    "Linear",
-    "Conv1d",
-    "Conv2d",
-    "Conv3d",
-    "Embedding",
-    "LayerNorm",
-    "GroupNorm",
-)
 
 # Qwen-Image's published architecture (transformer/config.json and text_encoder/config.json of the download)
 QWEN_IMAGE_TRANSFORMER = dict(
@@ -64,8 +55,10 @@ QWEN25_VL_7B_VISION = dict(
 def _initialise(module) -> None:
     """Random weights for one layer's own parameters (already given memory)."""
     import torch
+    from torch import nn
 
-    if type(module).__name__ in BUILT_INS_WITH_RESET and isinstance(module, torch.nn.Module):
+    # torch's own layers, whose reset_parameters touches only their own weights
+    if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding, nn.LayerNorm, nn.GroupNorm)):
         module.reset_parameters()
         return
     for name, parameter in module.named_parameters(recurse=False):
