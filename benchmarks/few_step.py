@@ -15,10 +15,11 @@ whole row, model loading included, on this machine):
 Variants: distill (the distillation loss alone), distill+ladd (with LADD's discriminator), distill+ladd+path (and
 the teacher's guided path from each student state, distill.trajectory_weight=3), distill+cfg / distill+ladd+cfg (the
 student keeps guidance 4: two calls a step), distill-all-contexts (a diagnostic: the evaluation's contexts in its
-prompts). ``--tag`` names a variant run with other ``--extra`` settings.
+prompts). ``--tag`` names a variant run with other ``--extra`` settings. ``--teacher-first`` adds, per guided
+student, the row teacher-first+<variant>@4: its own 4 steps with the first one taken by the teacher's LoRA.
 
     python benchmarks/few_step.py --half new-test --seeds 0 [--subjects dog_wolf,...] [--variants distill,distill+ladd]
-        [--root runs/few-step] [--teachers runs/new-shape-test] [--collect] [--sheet SUBJECTS]
+        [--root runs/few-step] [--teachers runs/new-shape-test] [--teacher-first] [--collect] [--sheet SUBJECTS]
 """
 
 from __future__ import annotations
@@ -116,7 +117,56 @@ def render(model: Path, prompts: list[str], images: int, steps: int, guidance: f
     return [Image.open(out / r["file"]).convert("RGB") for r in record["images"]], seconds
 
 
-def evaluate(subject: str, seed: int, teacher: Path, students: dict[str, Path], out: Path, images: int) -> dict:
+def render_teacher_first(teacher: Path, student: Path, prompts: list[str], images: int, out: Path, first: int = 1):
+    """The student's own sampling (steps, trailing DDIM, guidance) with its first ``first`` steps taken by the teacher's
+    LoRA instead (the same calls per step: both are guided): the teacher lays the scene out at high noise, where it
+    keeps its contexts in 4 steps, the student draws the subject from there. (PIL images, seconds per image.)"""
+    from PIL import Image
+
+    from dreamtune.sampling.generate import GenerateRequest, load_pipeline, with_model_sampling
+    from dreamtune.sampling.pipeline import sample
+
+    started = time.perf_counter()
+    pipeline, description = load_pipeline(GenerateRequest(trained=str(student)))
+    request = with_model_sampling(GenerateRequest(trained=str(student)), description)
+    student_adapter = pipeline.get_active_adapters()[0]
+    pipeline.load_lora_weights(str(teacher), weight_name="pytorch_lora_weights.safetensors", adapter_name="teacher")
+
+    def hand_over(pipe, step: int, timestep, tensors: dict) -> dict:
+        if step == first - 1:
+            pipe.set_adapters([student_adapter])
+        if step == request.steps - 1:  # the next call (batch) starts with the teacher again
+            pipe.set_adapters(["teacher"])
+        return tensors
+
+    pipeline.set_adapters(["teacher"])
+    seeds = list(range(images))
+    pairs = [(prompt, seed) for prompt in prompts for seed in seeds]
+    pictures = sample(
+        pipeline,
+        [p for p, _ in pairs],
+        [s for _, s in pairs],
+        request.steps,
+        request.guidance_scale,
+        64,
+        callback_on_step_end=hand_over,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    for index, picture in enumerate(pictures):
+        picture.save(out / f"{index:04d}.png")
+    seconds = (time.perf_counter() - started) / len(pictures)
+    return [Image.open(out / f"{i:04d}.png").convert("RGB") for i in range(len(pictures))], seconds
+
+
+def evaluate(
+    subject: str,
+    seed: int,
+    teacher: Path,
+    students: dict[str, Path],
+    out: Path,
+    images: int,
+    teacher_first: bool = False,
+) -> dict:
     import shutil
 
     from miniature_sharpness import high_frequency
@@ -136,13 +186,20 @@ def evaluate(subject: str, seed: int, teacher: Path, students: dict[str, Path], 
     plan = [("teacher@25", teacher / "run" / "model", 25, 4.0, "default")]
     plan += [(f"teacher@{k}", teacher / "run" / "model", k, 4.0, "ddim_trailing") for k in STEPS]
     plan += [(f"{v}@{k}", m, k, None, "default") for v, m in students.items() for k in STEPS]  # the model's own
+    if teacher_first:  # the guided students at their own 4 steps, the first taken by the teacher
+        plan += [(f"teacher-first+{v}@4", m, 4, None, "teacher-first") for v, m in students.items() if "cfg" in v]
     plan = [row for row in plan if row[0] not in rows]
     if done and not plan:
         return done
     for name, model, steps, guidance, scheduler in plan:
         folder = out / "images" / name.replace("@", "-")
         shutil.rmtree(folder, ignore_errors=True)
-        rows_images[name], seconds[name] = render(model, prompts, images, steps, guidance, scheduler, folder)
+        if scheduler == "teacher-first":
+            rows_images[name], seconds[name] = render_teacher_first(
+                teacher / "run" / "model", model, prompts, images, folder
+            )
+        else:
+            rows_images[name], seconds[name] = render(model, prompts, images, steps, guidance, scheduler, folder)
     truth = [world.render(world.Scene(subject, c), 90_000 + s) for c in EVAL_CONTEXTS for s in range(images)]
     if not done:
         rows_images["ground truth"] = truth
@@ -257,6 +314,9 @@ def main() -> None:
     parser.add_argument("--sheet-out", default="", help="where --sheet writes (default: <root>/few_step_sheet.png)")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every distillation run")
     parser.add_argument("--tag", default="", help="appended to the variants' names (runs with other --extra)")
+    parser.add_argument(
+        "--teacher-first", action="store_true", help="also a row per guided student with its first step the teacher's"
+    )
     args = parser.parse_args()
     root, teachers = Path(args.root), Path(args.teachers)
     if args.sheet:
@@ -282,7 +342,7 @@ def main() -> None:
                 v + args.tag: distill(teacher, root / (v + args.tag) / f"{subject}-s{seed}", v, seed, args.extra)
                 for v in args.variants.split(",")
             }
-            results.append(evaluate(subject, seed, teacher, students, evaluation, args.images))
+            results.append(evaluate(subject, seed, teacher, students, evaluation, args.images, args.teacher_first))
             print(json.dumps({k: v for k, v in results[-1].items() if k != "rows"}), flush=True)
     if results:
         text = table(results)
