@@ -46,6 +46,7 @@ class PretrainConfig:
     instance_weight: float = 1.0  # clip stages: weight of the image-image (instance) term
     edge_weight: float = 0.0  # vae stage: weight of the L1 between Sobel gradients (sharper edges)
     unet_heads: tuple[int, ...] = architecture.SHIPPED_HEADS  # unet stage: heads per down block; (2, 4, 6): head dim 32
+    unet_init: str = ""  # unet stage: start from this UNet folder's weights (same shapes, e.g. other heads), not random
     world: WorldConfig = field(default_factory=WorldConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -161,6 +162,25 @@ def _with_ema(state, save) -> None:
         save()
 
 
+def _load_unet_weights(unet, folder: Path) -> None:
+    """``folder``'s UNet weights into ``unet`` (a resume then loads its checkpoint over them)."""
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("diffusion_pytorch_model*.safetensors"))
+    if not files:
+        raise UserError(
+            f"unet_init {folder} holds no diffusion_pytorch_model.safetensors; give a diffusers UNet folder."
+        )
+    weights = {k: v for f in files for k, v in load_file(str(f)).items()}
+    shapes = {k: v.shape for k, v in unet.state_dict().items()}
+    if {k: v.shape for k, v in weights.items()} != shapes:
+        raise UserError(
+            f"unet_init {folder} is not the miniature UNet's architecture (its weights' names or shapes differ); "
+            "give a UNet with the same channels and layers."
+        )
+    unet.load_state_dict(weights)
+
+
 def stage_unet(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
     from dreamtune.miniature.assemble import frozen_components
     from dreamtune.miniature.latent_source import LatentPoolBatches, encode_pool
@@ -172,6 +192,8 @@ def stage_unet(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
         frozen.to(_device())
     torch.manual_seed(cfg.train.seed)
     components.denoiser = architecture.unet(cfg.unet_heads)
+    if cfg.unet_init:
+        _load_unet_weights(components.denoiser, Path(cfg.unet_init))
     latents = encode_pool(components.vae, pool, root / "cache", show_progress)
     source = LatentPoolBatches(latents, pool, cfg.train.batch_size, cfg.train.seed, cfg.world.caption_dropout)
     objective = DenoisingObjective(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -31,6 +32,32 @@ def test_stages_resume_and_assemble_into_a_plain_diffusers_pipeline(tmp_path):
     assert type(pipeline).__name__ == "StableDiffusionPipeline"
     image = pipeline("a sks dog on the beach", num_inference_steps=2, output_type="np").images[0]
     assert image.shape == (64, 64, 3) and np.isfinite(image).all()
+
+
+def test_the_unet_stage_can_start_from_the_shipped_weights_with_other_heads(tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    from dreamtune.errors import UserError
+    from dreamtune.miniature.assemble import MODEL_DIR
+
+    root = tmp_path / "mini"
+    common = [f"root={root}", "world.pool_size=64", "train.batch_size=4", "train.steps=1"]
+    for stage in ("clip", "vae"):
+        pretrain(f"configs/miniature/{stage}.yaml", common, show_progress=False)
+    start = [*common, "unet_heads=[2,4,6]", f"unet_init={MODEL_DIR / 'unet'}", "train.lr=0", "train.weight_decay=0"]
+    final = pretrain("configs/miniature/unet.yaml", start, show_progress=False)
+    shipped = UNet2DConditionModel.from_pretrained(str(MODEL_DIR / "unet")).state_dict()
+    trained = UNet2DConditionModel.from_pretrained(str(final))
+    assert trained.config.attention_head_dim == [2, 4, 6]
+    assert all(torch.equal(v.float(), shipped[k].float()) for k, v in trained.state_dict().items())  # lr 0: the start
+
+    (tmp_path / "empty").mkdir()
+    for folder, says in (
+        (MODEL_DIR / "vae", "not the miniature UNet's architecture"),
+        (tmp_path / "empty", "holds no"),
+    ):
+        with pytest.raises(UserError, match=f"unet_init .*{says}"):
+            pretrain("configs/miniature/unet.yaml", [*common, f"unet_init={folder}"], show_progress=False)
 
 
 def test_demo_runs_end_to_end_on_a_freshly_pretrained_miniature(tmp_path):
