@@ -35,3 +35,6 @@ def test_the_unet_stage_takes_the_head_geometry_from_its_recipe():
     recipe = ROOT / "configs" / "miniature" / "unet.yaml"
     assert load_as(PretrainConfig, recipe, []).unet_heads == architecture.SHIPPED_HEADS
     assert load_as(PretrainConfig, recipe, ["unet_heads=[2,4,6]"]).unet_heads == architecture.HEAD_DIM_32
+    fine_tune = load_as(PretrainConfig, recipe.with_name("unet_head_dim_32.yaml"), [])
+    assert fine_tune.stage == "unet" and fine_tune.unet_heads == architecture.HEAD_DIM_32
+    assert (ROOT / fine_tune.unet_init / "diffusion_pytorch_model.safetensors").is_file()  # the shipped UNet
