@@ -121,24 +121,25 @@ def markdown(runs: list[dict]) -> str:
     subjects = sorted({r["subject"] for r in runs})
     groups = [[r for r in runs if r["subject"] == s] for s in subjects]
 
-    def over(value) -> str:
+    def over(value, decimals: int = 3) -> str:
         mean, se, _ = mean_se([float(np.mean([value(r) for r in group])) for group in groups])
-        return f"{mean:.1f} ± {se:.1f}" if abs(mean) >= 1.5 or mean == 0 else f"{mean:.3f} ± {se:.3f}"
+        return f"{mean:.{decimals}f} ± {se:.{decimals}f}"
 
     def signed(text: str) -> str:
         return text if text.startswith("-") else "+" + text
 
     def figure(key: str, scale: float, when: str) -> str:
+        decimals = 1 if scale == 100 else 3  # points, or the reward's own units
         if when == "change":
-            return over(lambda r: scale * (r[f"{key}_after"] - r[f"{key}_before"]))
-        return over(lambda r: scale * r[f"{key}_{when}"])
+            return over(lambda r: scale * (r[f"{key}_after"] - r[f"{key}_before"]), decimals)
+        return over(lambda r: scale * r[f"{key}_{when}"], decimals)
 
     lines = ["| figure | before | after | change |", "|---|---|---|---|"]
     for label, key, scale in FIGURES:
         before, after, change = (figure(key, scale, w) for w in ("before", "after", "change"))
         lines.append(f"| {label} | {before} | {after} | {signed(change)} |")
     lines.append(f"| colourfulness after / before | | {over(lambda r: r['colourfulness_ratio'])} | |")
-    lines.append(f"| CIEDE2000 moved | | {over(lambda r: r['delta_e00_to_start'])} | |")
+    lines.append(f"| CIEDE2000 moved | | {over(lambda r: r['delta_e00_to_start'], 1)} | |")
     seeds = sorted({r["seed"] for r in runs})
     return "\n".join(lines) + f"\n\n{len(runs)} runs: {len(subjects)} subjects x seeds {seeds}"
 
