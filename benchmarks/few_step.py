@@ -283,6 +283,7 @@ def sheet(root: Path, subjects: list[str], seed: int, out: Path, contexts: int =
         - {"teacher"}
     )
     rows = ["teacher-25", "teacher-4", "teacher-1"] + [f"{v}-{k}" for v in variants for k in (4, 2, 1)]
+    rows = [r for r in rows if all((root / "eval" / f"{s}-s{seed}" / "images" / r).is_dir() for s in subjects)]
     images, captions = [], []
     for subject in subjects:
         folder = root / "eval" / f"{subject}-s{seed}" / "images"
