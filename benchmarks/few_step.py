@@ -249,7 +249,7 @@ def differences(results: list[dict], names: list[str], keys, subjects: list[str]
     """Each 4-step student minus each teacher, paired within (subject, seed): mean ± s.e. over subjects."""
     from subject_runs import mean_se
 
-    students = [n for n in names if n.endswith("@4") and not n.startswith("teacher")]
+    students = [n for n in names if n.endswith("@4") and not n.startswith("teacher@")]
     lines = [
         "| difference (points) | " + " | ".join(label for _, label, _ in keys) + " |",
         "|---" * (len(keys) + 1) + "|",
@@ -293,7 +293,7 @@ def sheet(root: Path, subjects: list[str], seed: int, out: Path, contexts: int =
             for row in rows:
                 files = sorted((folder / row).glob("*.png"))
                 images.append(Image.open(files[c * (len(files) // len(EVAL_CONTEXTS))]).convert("RGB"))
-                captions.append(row.replace("-", " @") if c == 0 else "")
+                captions.append(" @".join(row.rsplit("-", 1)) if c == 0 else "")
     title = "few-step: truth | teacher at 25, 4, 1 steps | " + " | ".join(f"{v} at 4, 2, 1" for v in variants)
     picture = contact_sheet(images, captions, columns=1 + len(rows), cell=72, title=title)
     save_png(picture.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE), out)  # a third the size
