@@ -8,7 +8,7 @@ Then compare it with the shipped model (the record in experiments/head-dim-32 sa
     python benchmarks/head_dim_32.py [--root runs/miniature-h32] [--steps 600]
     python benchmarks/miniature_quality.py --model runs/miniature-h32/model
     python benchmarks/miniature_methods.py --half new-tuning --seeds 0 --methods lora+prior \\
-        --root runs/h32-new-tuning --extra model.pretrained=runs/miniature-h32/model
+        --root runs/h32-new-tuning --model runs/miniature-h32/model
 """
 
 from __future__ import annotations

@@ -92,6 +92,11 @@ def main() -> None:
     parser.add_argument(
         "--extra", nargs="*", default=[], help="overrides added to every run (e.g. train.steps=3 for a smoke test)"
     )
+    parser.add_argument(
+        "--model",
+        default="",
+        help="a miniature pipeline folder to personalize instead of the shipped one (its base rows too)",
+    )
     args = parser.parse_args()
 
     chosen = [m for m in (*METHODS, *VARIANTS) if m.label in args.methods.split(",")]
@@ -103,7 +108,7 @@ def main() -> None:
     except ValueError as error:
         parser.error(str(error))
     jobs = [
-        Job(m, subject, int(seed), tuple(args.extra))
+        Job(m, subject, int(seed), tuple(args.extra), args.model)
         for seed in args.seeds.split(",")
         for subject in subjects
         for m in chosen

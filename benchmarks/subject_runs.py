@@ -124,6 +124,7 @@ class Job:
     subject: str
     seed: int
     extra: tuple[str, ...] = field(default=())
+    model: str = ""  # a miniature pipeline folder to personalize ("" = the shipped one)
 
     def folder(self, root: Path) -> Path:
         return Path(root) / self.method.label / f"{self.subject}-s{self.seed}"
@@ -244,6 +245,7 @@ def run_job(job: Job, root: str, deadline: float | None = None) -> tuple[Job, di
             subject=job.subject,
             recipe=RECIPES_DIR / job.method.recipe,
             overrides=[f"train.seed={job.seed}", *job.method.overrides, *job.extra],
+            **({"model_dir": Path(job.model)} if job.model else {}),
         )
     return job, json.loads((out / "metrics.json").read_text()), time.perf_counter() - started
 
