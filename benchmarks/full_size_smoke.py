@@ -486,6 +486,16 @@ def memory_cap(gb: float):
     return lambda: (group / "cgroup.procs").write_text(str(os.getpid()))
 
 
+def drop_page_cache() -> None:
+    """Empty the kernel's page cache (root only), so the model files' pages a capped run reads are charged to its
+    cgroup, not to the process that built or read them before: the cap then bounds what the run really needs."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("1")
+    except OSError as error:
+        print(f"page cache not dropped ({error}): the cap may not count model pages read before", file=sys.stderr)
+
+
 def run_case(name: str, root: Path, sdxl_resolution: int, cap_gb: float = 0.0) -> dict:
     family, recipe, extra = CASES[name]
     model = root / f"{family}-fp16"
@@ -504,6 +514,8 @@ def run_case(name: str, root: Path, sdxl_resolution: int, cap_gb: float = 0.0) -
             )
         model, extra = single, [e for e in extra if e != "single-file"]
     resolution = sdxl_resolution if family == "sdxl" else 512
+    if cap_gb:
+        drop_page_cache()
     out = root / "runs" / name
     if out.exists():
         import shutil
