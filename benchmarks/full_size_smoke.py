@@ -479,8 +479,10 @@ def memory_cap(gb: float):
     model files' page cache included: the run then shows it completes on a machine of that size."""
     group = Path("/sys/fs/cgroup/memory/dreamtune-bench")
     group.mkdir(exist_ok=True)
-    (group / "memory.limit_in_bytes").write_text(str(int(gb * 2**30)))
     swap = group / "memory.memsw.limit_in_bytes"
+    if swap.exists():  # the kernel refuses a memory limit above the swap limit a previous run left: lift it first
+        swap.write_text("-1")
+    (group / "memory.limit_in_bytes").write_text(str(int(gb * 2**30)))
     if swap.exists():
         swap.write_text(str(int(gb * 2**30)))  # no swapping past the cap either
     return lambda: (group / "cgroup.procs").write_text(str(os.getpid()))
