@@ -130,6 +130,17 @@ CASES = {  # name -> (family, recipe, extra overrides)
     ),
     # Qwen-Image: a 20 B transformer (41 GB in fp16) and Qwen2.5-VL-7B; train.memory auto chooses the savings
     "qwen-image-lora": ("qwen-image", "lora-qwen-image", []),
+    # the savings memory auto takes on 24 GiB, fixed (train.memory: manual): for a box below auto's static share
+    "qwen-image-lora-nf4": (
+        "qwen-image",
+        "lora-qwen-image",
+        [
+            "train.memory=manual",
+            "model.quantize=nf4",
+            "model.quantize_text_encoders=int8",
+            "train.release_freed_memory=true",
+        ],
+    ),
     # the same with freed buffers returned at once (train.release_freed_memory: what memory auto picks on 24 GiB)
     "flux1-dev-lora-int8-release": (
         "flux1-dev",

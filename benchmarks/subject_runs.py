@@ -115,6 +115,11 @@ VARIANTS: tuple[Method, ...] = (
     # the shape is lost in busy scenes, where the layout is made at high noise: Min-SNR (gamma 5) weights the
     # low-noise steps down, so the high-noise ones count relatively more
     Method("lora+prior+minsnr5", "miniature-lora.yaml", ("train.min_snr_gamma=5",)),
+    # the personalized subjects come out soft and pale (experiments/head-dim-32): is the LoRA too small to hold a
+    # flat, saturated new shape, is lr 1e-3 averaging it, does a mirrored photo teach a shape the judge refuses?
+    Method("lora+prior-r64", "miniature-lora.yaml", ("method.lora.rank=64", "method.lora.alpha=64")),
+    Method("lora+prior-lr3e-4", "miniature-lora.yaml", ("train.lr=3e-4", "train.steps=600")),
+    Method("lora+prior-noflip", "miniature-lora.yaml", ("data.flip_p=0",)),
 )
 
 
