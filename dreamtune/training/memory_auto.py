@@ -237,24 +237,25 @@ def choose(
         taken.append(words)
         current = need(chosen, sizes, denoiser_name, text_names, early, processes, cuda).peak
     gib = lambda b: f"{b / GIB:.1f} GiB"
+    taken_savings = _savings(config, cuda)[: len(taken)]
+    final = {k: v for _, o in taken_savings for k, v in o.items()}  # a later saving replaces an earlier one's value
+    settings = ", ".join(f"{k}={v}" for k, v in final.items())
     if current > budget:
         every = f" even with {', '.join(taken)}" if taken else ""
         full = method_of(config.method).trains_denoiser_weights
         lighter = "train a LoRA (method.kind: lora), " if full else "lower data.resolution, "
+        manual = f"train.memory: manual with {settings}" if taken else "train.memory: manual"
         raise UserError(
             f"this run needs ~{gib(current)} for weights, gradients and optimizer state{every}, and {where} has {gib(free)} "
             f"free (a step needs room for activations too: at most {gib(budget)} for these); {lighter}"
-            "use a machine with more memory, or set train.memory: manual to try anyway."
+            f"use a machine with more memory, or set {manual} to try anyway."
         )
     if not taken:
         return (
             config,
             f"memory auto: weights, gradients and optimizer state ~{gib(first)} of {gib(free)} free on {where}; no saving needed",
         )
-    taken_savings = _savings(config, cuda)[: len(taken)]
-    final = {k: v for _, o in taken_savings for k, v in o.items()}  # a later saving replaces an earlier one's value
     kept = [words for words, o in taken_savings if any(final[k] == v for k, v in o.items())]
-    settings = ", ".join(f"{k}={v}" for k, v in final.items())
     return chosen, (
         f"memory auto: {gib(first)} of weights, gradients and optimizer state would not leave room in the {gib(free)} free on "
         f"{where}; chose {', '.join(kept)} ({settings}): ~{gib(current)} (train.memory: manual keeps the config as written)"

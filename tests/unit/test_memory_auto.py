@@ -115,6 +115,8 @@ def test_when_nothing_fits_the_run_is_refused_with_the_numbers():
         decide(["method.kind=lora"], free_gib=6)
     text = str(refused.value)
     assert "even with" in text and "6.0 GiB free" in text and "train.memory: manual" in text
+    # the settings to try by hand are the ones auto would have taken: with them a run can go ahead
+    assert "train.memory: manual with model.quantize_text_encoders=int8" in text and "model.quantize=nf4" in text
 
 
 def test_on_a_small_gpu_the_last_resort_is_weights_in_host_memory():
