@@ -10,6 +10,7 @@ import random
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ POOL_VERSION = 1
 @dataclass
 class Pool:
     pixels: np.ndarray  # (N,64,64,3) uint8
-    scenes: list[world.Scene]
+    scenes: list  # world.Scene, or outlines.OutlineScene: anything with .instance and .caption()
 
     def captions(self, indices) -> list[str]:
         return [self.scenes[i].caption() for i in indices]
@@ -40,10 +41,31 @@ class Pool:
             groups.setdefault(scene.instance, []).append(index)
         return groups
 
+    def __add__(self, other: Pool) -> Pool:
+        return Pool(np.concatenate([self.pixels, other.pixels]), self.scenes + other.scenes)
 
-def _render_chunk(args: tuple[list[world.Scene], int, int]) -> np.ndarray:
-    scenes, seed, first = args
-    return np.stack([np.asarray(world.render(s, seed * 1_000_003 + first + i)) for i, s in enumerate(scenes)])
+
+def _render_chunk(args: tuple[list, int, int, Callable]) -> np.ndarray:
+    scenes, seed, first, renderer = args
+    return np.stack([np.asarray(renderer(s, seed * 1_000_003 + first + i)) for i, s in enumerate(scenes)])
+
+
+def render_scenes(
+    scenes: list, seed: int, renderer: Callable, desc: str, show_progress: bool = True, workers: int | None = None
+) -> np.ndarray:
+    """(N,64,64,3) uint8 of ``renderer(scene, seed * 1_000_003 + index)`` for every scene; a pure function of its
+    arguments, so any number of ``workers`` processes gives the same pixels. ``renderer`` is a module-level function."""
+    chunk = 250
+    jobs = [(scenes[start : start + chunk], seed, start, renderer) for start in range(0, len(scenes), chunk)]
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    progress = tqdm(total=len(scenes), desc=desc, unit="img", disable=not show_progress)
+    with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as executor:
+        parts = []
+        for part in executor.map(_render_chunk, jobs) if executor else map(_render_chunk, jobs):
+            parts.append(part)
+            progress.update(len(part))
+    progress.close()
+    return np.concatenate(parts)
 
 
 def build_pool(
@@ -58,17 +80,7 @@ def build_pool(
         return Pool(data["pixels"], scenes)
     rng = random.Random(seed)
     scenes = [world.random_scene(rng) for _ in range(count)]
-    chunk = 250
-    jobs = [(scenes[start : start + chunk], seed, start) for start in range(0, count, chunk)]
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
-    progress = tqdm(total=count, desc="rendering world", unit="img", disable=not show_progress)
-    with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as executor:
-        parts = []
-        for part in executor.map(_render_chunk, jobs) if executor else map(_render_chunk, jobs):
-            parts.append(part)
-            progress.update(len(part))
-    progress.close()
-    pixels = np.concatenate(parts)
+    pixels = render_scenes(scenes, seed, world.render, "rendering world", show_progress, workers)
     if path:
         with atomic_file(path) as temp:
             with open(temp, "wb") as handle:

@@ -5,7 +5,8 @@ Stages (each resumable: rerunning continues from the newest checkpoint of its fo
   clip_image  the image tower again, text tower frozen, with distractor objects added so that
         it tells unseen instances apart (CLIP-I, retrieval)        -> <root>/clip_image/final
   vae   mini VAE on world renders                            -> <root>/vae/final
-  unet  UNet from scratch on cached latents, frozen text tower, caption dropout (for CFG)
+  unet  UNet from scratch (or from ``unet_init``) on cached latents, frozen text tower, caption dropout (for
+        CFG); ``world.outline_glyphs`` adds renders of more glyph outlines, captioned by context alone
         -> <root>/unet/final
   assemble  a diffusers StableDiffusionPipeline folder in fp16 (+ the CLIP for metrics)
 """
@@ -37,6 +38,8 @@ class WorldConfig:
     pool_size: int = 20000
     seed: int = 0
     caption_dropout: float = 0.1
+    outline_glyphs: int = 0  # unet stage: add this many wider-vocabulary glyphs (miniature/outlines.py) to the pool
+    outline_renders: int = 2  # unet stage: renders of each such glyph in each world context
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,20 @@ def _load_unet_weights(unet, folder: Path) -> None:
     unet.load_state_dict(weights)
 
 
+def _outline_pool(cfg: PretrainConfig, show_progress: bool) -> Pool:
+    from dreamtune.miniature.outlines import OUTLINE_GLYPHS, build_outline_pool
+
+    if cfg.world.outline_glyphs > len(OUTLINE_GLYPHS):
+        raise UserError(
+            f"world.outline_glyphs is {cfg.world.outline_glyphs} but miniature/outlines.py lists "
+            f"{len(OUTLINE_GLYPHS)} glyphs; set world.outline_glyphs to at most {len(OUTLINE_GLYPHS)}."
+        )
+    glyphs = OUTLINE_GLYPHS[: cfg.world.outline_glyphs]
+    return build_outline_pool(
+        glyphs, cfg.world.outline_renders, cfg.world.seed, Path(cfg.root) / "cache", show_progress
+    )
+
+
 def stage_unet(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
     from dreamtune.miniature.assemble import frozen_components
     from dreamtune.miniature.latent_source import LatentPoolBatches, encode_pool
@@ -195,6 +212,10 @@ def stage_unet(cfg: PretrainConfig, pool: Pool, show_progress: bool) -> Path:
     if cfg.unet_init:
         _load_unet_weights(components.denoiser, Path(cfg.unet_init))
     latents = encode_pool(components.vae, pool, root / "cache", show_progress)
+    if cfg.world.outline_glyphs:
+        outlines = _outline_pool(cfg, show_progress)
+        latents = torch.cat([latents, encode_pool(components.vae, outlines, root / "cache", show_progress)])
+        pool = pool + outlines
     source = LatentPoolBatches(latents, pool, cfg.train.batch_size, cfg.train.seed, cfg.world.caption_dropout)
     objective = DenoisingObjective(
         components,

@@ -60,6 +60,24 @@ def test_the_unet_stage_can_start_from_the_shipped_weights_with_other_heads(tmp_
             pretrain("configs/miniature/unet.yaml", [*common, f"unet_init={folder}"], show_progress=False)
 
 
+def test_the_unet_stage_adds_the_wider_outline_vocabulary_when_asked(tmp_path):
+    from dreamtune.errors import UserError
+    from dreamtune.miniature.outlines import OUTLINE_GLYPHS
+
+    root = tmp_path / "mini"
+    common = [f"root={root}", "world.pool_size=16", "train.batch_size=4", "train.steps=1"]
+    for stage in ("clip", "vae"):
+        pretrain(f"configs/miniature/{stage}.yaml", common, show_progress=False)
+    wider = [*common, "world.outline_glyphs=2", "world.outline_renders=1"]
+    assert (pretrain("configs/miniature/unet.yaml", wider, show_progress=False) / "config.json").is_file()
+    cached = sorted(p.name for p in (root / "cache").iterdir())
+    assert sum(name.startswith("outlines-") for name in cached) == 1  # rendered once,
+    assert sum(name.startswith("latents-") for name in cached) == 2  # encoded apart from the world pool's latents
+    too_many = [*common, f"world.outline_glyphs={len(OUTLINE_GLYPHS) + 1}", "train.steps=2"]
+    with pytest.raises(UserError, match="world.outline_glyphs is .* set world.outline_glyphs to at most"):
+        pretrain("configs/miniature/unet.yaml", too_many, show_progress=False)
+
+
 def test_demo_runs_end_to_end_on_a_freshly_pretrained_miniature(tmp_path):
     from dreamtune.miniature.demo import run_demo
 

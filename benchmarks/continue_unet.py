@@ -1,14 +1,15 @@
-"""Issue 34's model question: does the miniature learn new shapes better with attention heads of dimension 32?
+"""Issue 34's model questions: continue the shipped miniature UNet's pretraining under another recipe.
 
-Seeds ``--root`` with the shipped mini CLIP and VAE, fine-tunes the shipped UNet's weights with heads of dim 32
-(``configs/miniature/unet_head_dim_32.yaml``: 2 / 4 / 6 heads instead of 32 of dim 4 / 6; resumes from its
-checkpoints, so it spans sessions), and assembles ``--root``/model, a pipeline folder with the shipped judge.
-Then compare it with the shipped model (the record in experiments/head-dim-32 says how):
+Seeds ``--root`` with the shipped mini CLIP and VAE, fine-tunes the shipped UNet's weights with ``--recipe`` (a
+unet-stage recipe that resumes from its checkpoints, so it spans sessions), and assembles ``--root``/model, a
+pipeline folder with the shipped judge. Recipes: ``configs/miniature/unet_head_dim_32.yaml`` (heads of dimension
+32; experiments/head-dim-32) and ``configs/miniature/unet_outlines.yaml`` (500 more glyph outlines in every
+context; experiments/wider-outlines). Then compare it with the shipped model (the records say how):
 
-    python benchmarks/head_dim_32.py [--root runs/miniature-h32] [--steps 600]
-    python benchmarks/miniature_quality.py --model runs/miniature-h32/model
+    python benchmarks/continue_unet.py --recipe configs/miniature/unet_outlines.yaml --root runs/miniature-outlines
+    python benchmarks/miniature_quality.py --model runs/miniature-outlines/model
     python benchmarks/miniature_methods.py --half new-tuning --seeds 0 --methods lora+prior \\
-        --root runs/h32-new-tuning --model runs/miniature-h32/model
+        --root runs/outlines-new-tuning --model runs/miniature-outlines/model
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-RECIPE = ROOT / "configs" / "miniature" / "unet_head_dim_32.yaml"
-
 
 def main() -> None:
     from pretrain_miniature_device import seed_clip, seed_vae
@@ -32,7 +31,10 @@ def main() -> None:
     from dreamtune.miniature.pretrain import pretrain
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default=str(ROOT / "runs" / "miniature-h32"))
+    parser.add_argument(
+        "--recipe", required=True, help="a unet-stage recipe, e.g. configs/miniature/unet_outlines.yaml"
+    )
+    parser.add_argument("--root", required=True, help="where the stage and the assembled model go")
     parser.add_argument("--steps", type=int, default=0, help="train.steps (0: the recipe's)")
     parser.add_argument("--extra", nargs="*", default=[], help="more overrides of the recipe")
     args = parser.parse_args()
@@ -46,7 +48,7 @@ def main() -> None:
         *args.extra,
     ]
     started = time.time()
-    pretrain(RECIPE, overrides)
+    pretrain(Path(args.recipe), overrides)
     print(f"unet stage: {time.time() - started:.0f} s wall this call")
     print(f"wrote {assemble(root, root / 'model')}")
 
