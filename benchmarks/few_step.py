@@ -242,30 +242,32 @@ def table(results: list[dict]) -> str:
             cells.append(f"{mean:.1f} ± {se:.1f}" if scale == 100 else f"{mean:.3f} ± {se:.3f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append(f"\n{len(subjects)} subjects, {len(results)} (subject, seed) pairs\n")
-    return "\n".join(lines + differences(results, names, keys[:3], subjects))
+    students = [n for n in names if n.endswith("@4") and not n.startswith("teacher@")]
+    against_teachers = [(s, t) for s in students for t in ("teacher@25", "teacher@4")]
+    # the discriminator's share: each LADD student minus the same student without it, at every step count
+    ablation = [(n, n.replace("+ladd", "")) for n in names if "+ladd" in n and n.replace("+ladd", "") in names]
+    return "\n".join(lines + differences(results, against_teachers + ablation, keys[:3], subjects))
 
 
-def differences(results: list[dict], names: list[str], keys, subjects: list[str]) -> list[str]:
-    """Each 4-step student minus each teacher, paired within (subject, seed): mean ± s.e. over subjects."""
+def differences(results: list[dict], pairs: list[tuple[str, str]], keys, subjects: list[str]) -> list[str]:
+    """Row minus reference for each (row, reference) pair, within (subject, seed): mean ± s.e. over subjects."""
     from subject_runs import mean_se
 
-    students = [n for n in names if n.endswith("@4") and not n.startswith("teacher@")]
     lines = [
         "| difference (points) | " + " | ".join(label for _, label, _ in keys) + " |",
         "|---" * (len(keys) + 1) + "|",
     ]
-    for student in students:
-        for teacher in ("teacher@25", "teacher@4"):
-            cells = []
-            for key, _, scale in keys:
-                per_subject = []
-                for subject in subjects:
-                    pairs = [r["rows"] for r in results if r["subject"] == subject and student in r["rows"]]
-                    deltas = [scale * (rows[student][key] - rows[teacher][key]) for rows in pairs]
-                    per_subject.append(sum(deltas) / len(deltas) if deltas else None)
-                mean, se, _ = mean_se(per_subject)
-                cells.append(f"{mean:+.1f} ± {se:.1f}")
-            lines.append(f"| {student} − {teacher} | " + " | ".join(cells) + " |")
+    for row, reference in pairs:
+        cells = []
+        for key, _, scale in keys:
+            per_subject = []
+            for subject in subjects:
+                both = [r["rows"] for r in results if r["subject"] == subject and row in r["rows"]]
+                deltas = [scale * (rows[row][key] - rows[reference][key]) for rows in both]
+                per_subject.append(sum(deltas) / len(deltas) if deltas else None)
+            mean, se, _ = mean_se(per_subject)
+            cells.append(f"{mean:+.1f} ± {se:.1f}")
+        lines.append(f"| {row} − {reference} | " + " | ".join(cells) + " |")
     return lines
 
 
