@@ -273,7 +273,7 @@ def differences(results: list[dict], pairs: list[tuple[str, str]], keys, subject
 
 def sheet(root: Path, subjects: list[str], seed: int, out: Path, contexts: int = 4) -> None:
     """Per subject and context (the first ``contexts`` of the evaluation's) one line: ground truth, the teacher at
-    25, 4 and 1 steps, then each student at 4, 2 and 1 steps (each row's first seed)."""
+    25, 4 and 1 steps, then each student at 4, 2 and 1 steps (each row's first image of the context)."""
     from PIL import Image
 
     from dreamtune.miniature import world
@@ -313,7 +313,8 @@ def main() -> None:
     parser.add_argument("--teachers", default=str(ROOT / "runs" / "new-shape-test"))
     parser.add_argument("--images", type=int, default=2, help="seeds per evaluation context")
     parser.add_argument("--collect", action="store_true", help="run nothing: tabulate the finished evaluations")
-    parser.add_argument("--sheet", default="", help="run nothing: a contact sheet of these subjects (seed 0)")
+    parser.add_argument("--sheet", default="", help="run nothing: a contact sheet of these subjects")
+    parser.add_argument("--sheet-seed", type=int, default=0, help="the training seed --sheet shows")
     parser.add_argument("--sheet-out", default="", help="where --sheet writes (default: <root>/few_step_sheet.png)")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every distillation run")
     parser.add_argument("--tag", default="", help="appended to the variants' names (runs with other --extra)")
@@ -332,7 +333,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     root, teachers = Path(args.root), Path(args.teachers)
     if args.sheet:
-        sheet(root, args.sheet.split(","), 0, Path(args.sheet_out) if args.sheet_out else root / "few_step_sheet.png")
+        out = Path(args.sheet_out) if args.sheet_out else root / "few_step_sheet.png"
+        sheet(root, args.sheet.split(","), args.sheet_seed, out)
         return
     subjects = args.subjects.split(",") if args.subjects else list(subject_split.HALVES[args.half])
     seeds = [int(s) for s in args.seeds.split(",")]
