@@ -120,6 +120,11 @@ VARIANTS: tuple[Method, ...] = (
     Method("lora+prior-r64", "miniature-lora.yaml", ("method.lora.rank=64", "method.lora.alpha=64")),
     Method("lora+prior-lr3e-4", "miniature-lora.yaml", ("train.lr=3e-4", "train.steps=600")),
     Method("lora+prior-noflip", "miniature-lora.yaml", ("data.flip_p=0",)),
+    # the soft, pale subjects carry the photos' plain pastel backgrounds into every context
+    # (experiments/wider-outlines): a loss on the subject's mask, the background at 0.1 (as OneTrainer's
+    # unmasked weight allows) or not at all (as kohya's masked loss)
+    Method("lora+prior+mask", "miniature-lora.yaml", ("data.subject_masks=true", "data.background_weight=0.1")),
+    Method("lora+prior+mask0", "miniature-lora.yaml", ("data.subject_masks=true", "data.background_weight=0")),
 )
 
 

@@ -45,6 +45,8 @@ class DataConfig:
     color_jitter: float = 0.0  # max relative change of brightness/contrast/saturation
     color_jitter_p: float = 0.0  # probability of a colour jitter
     caption_dropout: float = 0.0  # replace caption by "" (classifier-free guidance)
+    subject_masks: bool = False  # loss on the subject: each photo's NAME.mask.png beside it (white = subject) or alpha
+    background_weight: float = 0.1  # with subject_masks: the loss weight outside the mask (0: backgrounds not learned)
     cache_latents: bool = (
         True  # encode the photos once and keep the latents on disk (off automatically with rotation / jitter)
     )
@@ -374,6 +376,11 @@ class Config:
             value = getattr(self.data, name)
             if not 0.0 <= value <= 1.0:
                 raise UserError(f"data.{name} is {value}; a probability must lie in [0, 1].")
+        if not 0.0 <= self.data.background_weight <= 1.0:
+            raise UserError(
+                f"data.background_weight is {self.data.background_weight}; it must lie in [0, 1] "
+                "(0: the photos' backgrounds are not learned, 1: as much as the subject)."
+            )
         config_checks.check_ranges(self)
         if self.train.steps < 1 or self.train.batch_size < 1 or self.train.grad_accum < 1:
             raise UserError("train.steps, train.batch_size and train.grad_accum must each be at least 1.")

@@ -60,11 +60,21 @@ def decide_flip(plan: AugmentPlan, generator: torch.Generator) -> bool:
 
 def apply_pixels(image: torch.Tensor, plan: AugmentPlan, flip: bool, generator: torch.Generator) -> torch.Tensor:
     """Augment one (C,H,W) image in [-1,1]; ``flip`` is decided beforehand (see decide_flip)."""
+    return apply_pixels_and_mask(image, None, plan, flip, generator)[0]
+
+
+def apply_pixels_and_mask(
+    image: torch.Tensor, mask: torch.Tensor | None, plan: AugmentPlan, flip: bool, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``apply_pixels``, with a (1,H,W) ``mask`` that follows the flip and the rotation (not the colours)."""
+    channels = image.shape[0]
+    stack = image if mask is None else torch.cat([image, mask])
     if flip:
-        image = image.flip(-1)
+        stack = stack.flip(-1)
     if plan.rotate_p > 0 and torch.rand((), generator=generator) < plan.rotate_p:
         degrees = float((torch.rand((), generator=generator) * 2 - 1) * plan.rotate_degrees)
-        image = rotate(image, degrees)
+        stack = rotate(stack, degrees)
+    image, mask = stack[:channels], (None if mask is None else stack[channels:])
     if plan.color_jitter_p > 0 and torch.rand((), generator=generator) < plan.color_jitter_p:
         image = jitter_colors(image, plan.color_jitter, generator)
-    return image
+    return image, mask

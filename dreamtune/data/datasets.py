@@ -26,6 +26,8 @@ class Example:
     pixels: torch.Tensor  # (3,H,W) float32 in [-1,1]
     caption: str
     content_hash: str
+    mask: torch.Tensor | None = None  # (1,H,W) float32 in [0,1], 1 where the subject is
+    source: str = ""  # the user's file name, for messages
 
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
@@ -34,9 +36,11 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def _read_image(folder: Path, name: str) -> torch.Tensor:
+def _read_image(folder: Path, name: str, as_mask: bool = False) -> torch.Tensor:
     try:
         with Image.open(folder / name) as image:
+            if as_mask:
+                return torch.from_numpy(np.asarray(image.convert("L"), dtype=np.float32) / 255.0)[None]
             return image_to_tensor(image)
     except (OSError, SyntaxError, ValueError) as exc:  # missing, unreadable, truncated, not an image
         reason = (
@@ -67,7 +71,13 @@ class ImageSet:
                 raise UserError(
                     f"{record['file_name']} in {folder} has no caption; set data.instance_prompt (e.g. 'a photo of sks dog')."
                 )
-            self.examples.append(Example(pixels, caption, record.get("content_hash", "")))
+            mask = _read_image(folder, record["mask"], as_mask=True) if record.get("mask") else None
+            if mask is not None and mask.shape[1:] != pixels.shape[1:]:
+                raise UserError(
+                    f"{record['mask']} in {folder} is not the size of its image; prepare the photos again with dreamtune prepare."
+                )
+            source = str(record.get("source") or record["file_name"])
+            self.examples.append(Example(pixels, caption, record.get("content_hash", ""), mask, source))
         if not self.examples:
             raise UserError(f"{folder} holds no images; run dreamtune prepare on a folder of photos.")
 
@@ -115,7 +125,10 @@ LatentEncoder = Callable[[torch.Tensor, str], torch.Tensor]  # (pixels (3,H,W), 
 
 
 class DatasetBatches:
-    """Batch source: ``batch(step)`` -> {"pixels"|"latents", "prompts", "is_prior", "sizes"}."""
+    """Batch source: ``batch(step)`` -> {"pixels"|"latents", "prompts", "is_prior", "sizes"[, "loss_weights"]}.
+
+    With ``background_weight`` set (``data.subject_masks``), "loss_weights" (B,1,H,W) weighs each pixel of the
+    loss: 1 on the subject's mask, ``background_weight`` outside it, 1 everywhere on class images."""
 
     def __init__(
         self,
@@ -129,7 +142,17 @@ class DatasetBatches:
         process_index: int = 0,
         num_processes: int = 1,
         latent_encoder: LatentEncoder | None = None,
+        background_weight: float | None = None,
     ):
+        if background_weight is not None:
+            unmasked = [e.source for e in instances.examples if e.mask is None]
+            if unmasked:
+                raise UserError(
+                    f"data.subject_masks is on but {unmasked[0]} has no subject mask ({len(unmasked)} of "
+                    f"{len(instances)} photos lack one); save NAME.mask.png beside each photo (white on the subject) "
+                    "or give the photos an alpha channel, or set data.subject_masks: false."
+                )
+        self.background_weight = background_weight
         self.instances, self.classes = instances, classes
         self.batch_size, self.seed, self.plan = batch_size, seed, plan
         self.repeats, self.caption_dropout = repeats, caption_dropout
@@ -154,18 +177,30 @@ class DatasetBatches:
         order = torch.randperm(count, generator=generator).tolist()
         return [order[(first + i) % count] for i in range(self.batch_size)]
 
-    def _sample(self, example: Example, size, step: int, slot: int):
+    def _loss_weights(self, example: Example, is_prior: bool, size) -> torch.Tensor | None:
+        if self.background_weight is None:
+            return None
+        if is_prior or example.mask is None:
+            return torch.ones(1, size[1], size[0])
+        return self.background_weight + (1 - self.background_weight) * _fit(example.mask, size)
+
+    def _sample(self, example: Example, size, step: int, slot: int, is_prior: bool):
+        """(latents or pixels, caption, loss weights or None) of one sample."""
         generator = augment.sample_generator(self.seed, step, slot)
         flip = augment.decide_flip(self.plan, generator)
         pixels = _fit(example.pixels, size)
+        weights = self._loss_weights(example, is_prior, size)
         if torch.rand((), generator=generator) < self.caption_dropout:
             caption = ""
         else:
             caption = example.caption
         if self.latent_encoder is not None:
             key = f"{example.content_hash}|{size}|flip={flip}"
-            return self.latent_encoder(pixels.flip(-1) if flip else pixels, key), caption
-        return augment.apply_pixels(pixels, self.plan, flip, generator), caption
+            if flip and weights is not None:
+                weights = weights.flip(-1)
+            return self.latent_encoder(pixels.flip(-1) if flip else pixels, key), caption, weights
+        pixels, weights = augment.apply_pixels_and_mask(pixels, weights, self.plan, flip, generator)
+        return pixels, caption, weights
 
     def batch(self, step: int) -> dict:
         chosen = [self.instances.examples[i] for i in self._instance_indices(step)]
@@ -177,11 +212,15 @@ class DatasetBatches:
         # slots numbered across the global batch (instances, then class images), as one process would number them
         b, n, r = self.batch_size, self.num_processes, self.process_index
         slots = [r * b + j for j in range(b)] + [n * b + r * b + k for k in range(len(chosen) - b)]
-        tensors, prompts = zip(*(self._sample(ex, size, step, slot) for slot, ex in zip(slots, chosen)))
+        samples = [self._sample(ex, size, step, slot, prior) for slot, ex, prior in zip(slots, chosen, is_prior)]
+        tensors, prompts, weights = zip(*samples)
         key = "latents" if self.latent_encoder is not None else "pixels"
-        return {
+        batch = {
             key: torch.stack(tensors),
             "prompts": list(prompts),
             "is_prior": torch.tensor(is_prior),
             "sizes": torch.tensor([[size[1], size[0]]] * len(chosen)),
         }
+        if self.background_weight is not None:
+            batch["loss_weights"] = torch.stack(weights)
+        return batch

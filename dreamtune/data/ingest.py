@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from dreamtune.data import masks
 from dreamtune.errors import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif"}
@@ -35,9 +36,10 @@ class Entry:
     notes: list[str] = field(default_factory=list)
     image: Image.Image | None = None
     content_hash: str = ""
+    mask: Image.Image | None = None  # the subject's mask (L, upright photo's size), when the photo has one
 
     def skip(self, reason: str) -> "Entry":
-        self.kept, self.reason, self.image = False, reason, None
+        self.kept, self.reason, self.image, self.mask = False, reason, None, None
         return self
 
 
@@ -74,12 +76,13 @@ def prepared_records(folder: Path) -> list[dict]:
                 f"{manifest} line {number} is damaged (not a JSON record with a file_name); "
                 f"prepare the photos again with dreamtune prepare."
             )
-        name = record["file_name"]
-        if "\x00" in name or Path(name).is_absolute() or not (root / name).resolve().is_relative_to(root):
-            raise UserError(
-                f"{manifest} line {number} names {name!r}, outside the prepared folder; a prepared folder "
-                "lists only its own images — prepare the photos again with dreamtune prepare."
-            )
+        for name in (record["file_name"], record.get("mask", "")):
+            inside = isinstance(name, str) and "\x00" not in name and not Path(name).is_absolute()
+            if not inside or not (root / name).resolve().is_relative_to(root):
+                raise UserError(
+                    f"{manifest} line {number} names {name!r}, outside the prepared folder; a prepared folder "
+                    "lists only its own images — prepare the photos again with dreamtune prepare."
+                )
         records.append(record)
     return records
 
@@ -161,10 +164,14 @@ def scan(src: Path, min_size: int, default_caption: str | None) -> list[Entry]:
     manifest_captions = _read_manifest(src, problems)
     entries: list[Entry] = []
     seen_hashes: dict[str, Path] = {}
+    mask_files: list[Path] = []
     for path in sorted(src.iterdir()):
         name = path.name
         if name == MANIFEST or name.startswith(".") or path.suffix.lower() in CAPTION_SUFFIXES:
             continue  # captions and the manifest are read with their images
+        if masks.is_mask_file(path, IMAGE_SUFFIXES):
+            mask_files.append(path)  # read with its photo
+            continue
         entry = Entry(path)
         entries.append(entry)
         if path.is_symlink() and not path.exists():
@@ -187,7 +194,30 @@ def scan(src: Path, min_size: int, default_caption: str | None) -> list[Entry]:
             continue
         seen_hashes[entry.content_hash] = path
         entry.caption = _caption_for(path, src, manifest_captions, default_caption, entry)
-    return entries + problems
+        _attach_mask(entry)
+    return entries + _orphan_masks(mask_files, entries) + problems
+
+
+def _attach_mask(entry: Entry) -> None:
+    if not entry.kept:
+        return
+    try:
+        entry.mask, source = masks.subject_mask(entry.path, entry.image, IMAGE_SUFFIXES)
+    except ValueError as exc:
+        entry.skip(str(exc))
+        return
+    if entry.mask is not None:
+        entry.notes.append(f"subject mask from {source}")
+
+
+def _orphan_masks(mask_files: list[Path], entries: list[Entry]) -> list[Entry]:
+    """Mask files whose photo is not in the folder: reported, so a misspelt name does not pass in silence."""
+    photos = {e.path.stem for e in entries if e.path.suffix.lower() in IMAGE_SUFFIXES}
+    return [
+        Entry(path).skip(f"a subject mask, but there is no photo named {Path(path.stem).stem}.* beside it")
+        for path in mask_files
+        if Path(path.stem).stem not in photos
+    ]
 
 
 def _caption_for(path: Path, src: Path, manifest: dict[str, str], default: str | None, entry: Entry) -> str | None:

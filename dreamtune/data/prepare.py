@@ -2,7 +2,8 @@
 
 DST layout (written atomically, the whole folder at once):
     images/NNNN.png     standardized RGB images (square, or bucket-sized when buckets=True)
-    metadata.jsonl      {"file_name": "images/NNNN.png", "text": caption, "source": name}
+    masks/NNNN.png      the subject masks of the photos that have one, cropped and scaled as the image
+    metadata.jsonl      {"file_name": "images/NNNN.png", "text": caption, "source": name[, "mask": "masks/NNNN.png"]}
     report.json         every source entry with kept/skipped and the reason
 """
 
@@ -42,13 +43,17 @@ def _target_size(image_size, options: PrepareOptions) -> tuple[int, int]:
 
 
 def _standardize(entry: ingest.Entry, options: PrepareOptions, rng: random.Random):
+    """(the standardized image, its subject mask cropped and scaled the same way, or None)."""
     image = standardize.to_rgb(entry.image, options.background, options.grayscale)
     target = _target_size(image.size, options)
     image = standardize.cover_resize(image, target, options.resample)
     decision = cropping.choose_crop(image, target, options.crop, rng)
     if decision.note:
         entry.notes.append(decision.note)
-    return image.crop(decision.box)
+    mask = None
+    if entry.mask is not None:
+        mask = standardize.cover_resize(entry.mask, target, "bilinear").crop(decision.box)
+    return image.crop(decision.box), mask
 
 
 def prepare(src: Path, dst: Path, options: PrepareOptions) -> dict:
@@ -86,18 +91,21 @@ def prepare(src: Path, dst: Path, options: PrepareOptions) -> dict:
         (temp / "images").mkdir()
         for entry in entries:
             if entry.kept:
-                image = _standardize(entry, options, rng)
+                image, mask = _standardize(entry, options, rng)
                 name = f"images/{len(records):04d}.png"
                 image.save(temp / name)
-                records.append(
-                    {
-                        "file_name": name,
-                        "text": entry.caption or "",
-                        "source": entry.path.name,
-                        "content_hash": entry.content_hash,
-                        "size": list(image.size),
-                    }
-                )
+                record = {
+                    "file_name": name,
+                    "text": entry.caption or "",
+                    "source": entry.path.name,
+                    "content_hash": entry.content_hash,
+                    "size": list(image.size),
+                }
+                if mask is not None:
+                    (temp / "masks").mkdir(exist_ok=True)
+                    record["mask"] = f"masks/{len(records):04d}.png"
+                    mask.save(temp / record["mask"])
+                records.append(record)
             verdicts.append(
                 {
                     "file": entry.path.name if entry.path.parent == src else str(entry.path),

@@ -18,6 +18,7 @@ from PIL import Image
 
 from dreamtune import config
 from dreamtune.atomic import claim_output_dir, write_json
+from dreamtune.data.masks import MASK_SUFFIX
 from dreamtune.errors import UserError
 from dreamtune.evaluation.features import load_clip
 from dreamtune.evaluation.metrics import prompt_fidelity, subject_fidelity
@@ -37,13 +38,16 @@ IDENTIFIER = "sks"
 
 
 def photograph(subject: str, folder: Path, count: int = 5, identifier: str = IDENTIFIER) -> Path:
-    """``count`` renders of ``subject`` in TRAIN_CONTEXTS, captioned, as an imagefolder."""
+    """``count`` renders of ``subject`` in TRAIN_CONTEXTS, captioned, as an imagefolder; each with the subject's
+    mask beside it (``photoN.mask.png``, what ``data.subject_masks`` reads)."""
     folder.mkdir(parents=True, exist_ok=True)
     records = []
     for index in range(count):
         scene = world.Scene(subject, TRAIN_CONTEXTS[index % len(TRAIN_CONTEXTS)])
         name = f"photo{index}.png"
-        world.render(scene, 50_000 + index).save(folder / name)
+        image, mask = world.render_with_mask(scene, 50_000 + index)
+        image.save(folder / name)
+        mask.save(folder / f"photo{index}{MASK_SUFFIX}.png")
         records.append({"file_name": name, "text": scene.caption(identifier)})
     (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return folder

@@ -171,8 +171,19 @@ def render(scene: Scene, seed: int) -> Image.Image:
     return compose(object_sprite(scene.instance, scene.recolor), scene.context, seed)
 
 
+def render_with_mask(scene: Scene, seed: int) -> tuple[Image.Image, Image.Image]:
+    """``render``'s picture and the subject's mask (L, 255 where the subject is), as a photographer with a
+    cut-out tool would give them."""
+    return compose_with_mask(object_sprite(scene.instance, scene.recolor), scene.context, seed)
+
+
 def compose(sprite: Image.Image, context: str | None, seed: int) -> Image.Image:
     """A 64×64 RGB picture of ``sprite`` in ``context`` (None: plain studio background)."""
+    return compose_with_mask(sprite, context, seed)[0]
+
+
+def compose_with_mask(sprite: Image.Image, context: str | None, seed: int) -> tuple[Image.Image, Image.Image]:
+    """``compose``'s picture and the sprite's alpha where it was pasted (its reflection is not the subject)."""
     rng = random.Random(seed)
     canvas = Image.new("RGB", (CANVAS, CANVAS))
     draw = ImageDraw.Draw(canvas)
@@ -190,7 +201,9 @@ def compose(sprite: Image.Image, context: str | None, seed: int) -> Image.Image:
         faded.putalpha(reflection.getchannel("A").point(lambda a: a * 0.45))
         canvas.paste(faded, (x, y + sprite.height), faded)
     canvas.paste(sprite, (x, y), sprite)
-    return canvas.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
+    mask = Image.new("L", (CANVAS, CANVAS))
+    mask.paste(sprite.getchannel("A"), (x, y))
+    return canvas.resize((SIZE, SIZE), Image.Resampling.LANCZOS), mask.resize((SIZE, SIZE), Image.Resampling.BILINEAR)
 
 
 def random_scene(

@@ -55,6 +55,18 @@ class DenoisingPass:
         )
 
 
+def weighted_mean(error: Tensor, pixel_weights: Tensor | None) -> Tensor:
+    """(B,) mean of a (B,C,h,w) latent error per sample; with (B,1,H,W) pixel weights (subject masks), each
+    latent cell counts by its pixels' mean weight and the mean is over the weight (a small subject's loss is
+    as large as a big one's)."""
+    dims = tuple(range(1, error.ndim))
+    if pixel_weights is None:
+        return error.mean(dim=dims)
+    weights = F.adaptive_avg_pool2d(pixel_weights.to(error.device, torch.float32), error.shape[-2:])
+    weights = weights.reshape(error.shape[0], *[1] * (error.ndim - 3), *error.shape[-2:]).expand_as(error)
+    return (error * weights).sum(dim=dims) / weights.sum(dim=dims).clamp_min(1e-8)
+
+
 class DenoisingObjective(Objective):
     """Per-sample MSE between the denoiser's output and the noise process's target, weighted
     as the process says (Min-SNR for DDPM, SD3's σ-weightings for flow)."""
@@ -138,9 +150,8 @@ class DenoisingObjective(Objective):
         out = self.forward_pass(batch, step)
         noise = self.components.noise
         wanted = noise.target(out.latents, out.noise, out.timesteps)
-        loss = F.mse_loss(out.prediction.float(), wanted.float(), reduction="none").mean(
-            dim=tuple(range(1, wanted.ndim))
-        )
+        error = F.mse_loss(out.prediction.float(), wanted.float(), reduction="none")
+        loss = weighted_mean(error, batch.get("loss_weights"))
         weights = noise.loss_weights(out.timesteps, self.settings.loss_weighting, self.settings.min_snr_gamma)
         if weights is not None:
             loss = loss * weights.to(loss.device)

@@ -141,6 +141,7 @@ def photo_batches(config: Config, instance_dir: Path, class_dir: Path | None, ac
         accelerator.process_index,
         accelerator.num_processes,
         encoder,
+        d.background_weight if d.subject_masks else None,
     )
 
 
