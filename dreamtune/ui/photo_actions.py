@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 
 from dreamtune.atomic import atomic_file
+from dreamtune.data.ingest import IMAGE_SUFFIXES
+from dreamtune.data.masks import is_mask_file
 from dreamtune.errors import UserError
 from dreamtune.ui import runs
 from dreamtune.ui.safety import HUB_ID, safe_name
@@ -34,7 +36,8 @@ class PhotoActions:
         with atomic_file(target) as temp:
             temp.write_bytes(body)
         captions = sum(1 for f in folder.iterdir() if f.suffix.lower() in CAPTION_SUFFIXES)
-        return {"saved": target.name, "count": count + 1 - captions, "captions": captions}
+        masks = sum(1 for f in folder.iterdir() if is_mask_file(f, IMAGE_SUFFIXES))
+        return {"saved": target.name, "count": count + 1 - captions - masks, "captions": captions, "masks": masks}
 
     def uploads(self, photo_set: str) -> dict:
         """The files uploaded to ``photo_set`` so far (photos and caption files), for the thumbnails."""

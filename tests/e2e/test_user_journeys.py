@@ -266,3 +266,22 @@ def test_model_card_and_offline_push_to_hub(tiny_models, photos, tmp_path):
     assert "lora" in front["tags"] and front["widget"][0]["output"]["url"] == "images/validation.png"
     assert (tmp_path / "run" / "model" / "images" / "validation.png").is_file()
     assert "run.safetensors" in card  # how to use the kohya file
+
+
+def test_training_on_subject_masks_weighs_the_loss_and_a_full_background_weight_changes_nothing(tiny_models, tmp_path):
+    photos = make_photos(tmp_path / "photos")
+    for index, photo in enumerate(sorted(photos.glob("*.jpg"))):
+        mask = Image.new("L", Image.open(photo).size, 0)
+        mask.paste(255, (8 + index, 8, 30 + index, 30))  # the disc make_photos draws
+        mask.save(photos / f"{photo.stem}.mask.png")
+
+    def losses(name: str, *masks: str) -> list[float]:
+        overrides = tiny_overrides(tiny_models["sd1"], photos, tmp_path / name, **{"train.steps": 3})
+        cfg = config.load(None, [*overrides, "data.instance_prompt=a photo of sks dog", *masks])
+        return [record["loss"] for record in _quiet(cfg).history]
+
+    plain = losses("plain")
+    assert losses("whole", "data.subject_masks=true", "data.background_weight=1") == pytest.approx(plain, rel=1e-5)
+    subject_only = losses("subject", "data.subject_masks=true", "data.background_weight=0")
+    assert all(abs(a - b) > 1e-4 * abs(b) for a, b in zip(subject_only, plain))
+    assert "subject mask from photo0.mask.png" in (tmp_path / "subject" / "data" / "report.json").read_text()

@@ -54,9 +54,7 @@ def test_a_cut_out_photo_gives_its_alpha_as_the_mask_and_is_composited(tmp_path)
     opaque = Image.new("RGBA", (64, 64), (10, 200, 10, 255))  # alpha that hides nothing is no mask
     opaque.save(src / "opaque.png")
     report = prepare(src, tmp_path / "out", PrepareOptions(resolution=32, caption="x"))
-    records = {
-        r["source"]: r for r in map(json.loads, (tmp_path / "out" / "metadata.jsonl").read_text().splitlines())
-    }
+    records = {r["source"]: r for r in map(json.loads, (tmp_path / "out" / "metadata.jsonl").read_text().splitlines())}
     assert "mask" not in records["opaque.png"]
     mask = np.asarray(Image.open(tmp_path / "out" / records["cut.png"]["mask"]))
     assert mask[16, 16] == 255 and mask[2, 2] == 0
@@ -108,7 +106,9 @@ def test_loss_weights_are_one_on_the_subject_and_follow_every_flip_and_rotation(
             batch = batches.batch(step)
             weights, pixels = batch["loss_weights"], batch["pixels"]
             assert weights.shape == (2, 1, 32, 32)
-            assert torch.allclose(weights[1], torch.ones(1, 32, 32))  # the class image (prior preservation) counts everywhere
+            assert torch.allclose(
+                weights[1], torch.ones(1, 32, 32)
+            )  # the class image (prior preservation) counts everywhere
             subject = weights[0, 0] > 0.9
             assert weights[0].min() == pytest.approx(0.25, abs=0.01)
             red = pixels[0, 0] - pixels[0, 1]  # the square is red wherever the augmentation put it

@@ -462,6 +462,9 @@ def test_uploads_show_as_a_list_with_remove_and_caption_files_are_not_counted_as
     assert json.loads(_call(base + "/api/upload?set=s", b"png", {**post, "X-File-Name": "a.png"})[1])["count"] == 1
     answer = json.loads(_call(base + "/api/upload?set=s", b"a sks dog", {**post, "X-File-Name": "a.txt"})[1])
     assert (answer["count"], answer["captions"]) == (1, 1)  # a caption file is not a photo (issue 37)
+    answer = json.loads(_call(base + "/api/upload?set=s", b"png", {**post, "X-File-Name": "a.mask.png"})[1])
+    assert (answer["count"], answer["masks"]) == (1, 1)  # nor is a subject mask
+    _call(base + "/api/remove_upload", {"set": "s", "file": "a.mask.png"}, post)
     listed = json.loads(_call(base + "/api/uploads?set=s")[1])["files"]
     assert [(f["name"], f["photo"], f["path"]) for f in listed] == [
         ("a.png", True, "uploads/s/a.png"),

@@ -40,14 +40,15 @@ async function upload(files) {
   const set = $("set-name").value;
   $("upload-status").textContent = "";
   const problems = [];
-  let saved = 0, captions = 0;
+  let saved = 0, captions = 0, masks = 0;
   for (const file of files) {
     const response = await fetch("/api/upload?set=" + encodeURIComponent(set), {
       method: "POST", body: file, headers: { "X-Dreamtune": "1", "X-File-Name": encodeURIComponent(file.name) } });
     const data = await response.json().catch(() => ({ error: file.name + ": the upload was refused." }));
-    if (response.ok) [saved, captions] = [data.count, data.captions]; else problems.push(data.error);
+    if (response.ok) [saved, captions, masks] = [data.count, data.captions, data.masks]; else problems.push(data.error);
   }
-  const notes = captions ? ` (${captions} of them caption files, not photos)` : "";
+  const extras = [captions ? `${captions} caption file(s)` : "", masks ? `${masks} subject mask(s)` : ""].filter(Boolean);
+  const notes = extras.length ? ` (besides ${extras.join(" and ")})` : "";
   $("upload-status").textContent = `${saved} file(s) in photo set ${set}${notes}.` + (problems.length ? " " : "");
   if (problems.length) $("upload-status").append(el("div", { class: "error", text: problems.join("\n") }));
   showUploads();
