@@ -170,11 +170,10 @@ def evaluate(
     import shutil
 
     from miniature_sharpness import high_frequency
-    from PIL import Image
 
     from dreamtune.miniature import judge, scenery, world
     from dreamtune.miniature.assemble import MODEL_DIR
-    from dreamtune.miniature.demo import EVAL_CONTEXTS, judge_rows
+    from dreamtune.miniature.demo import EVAL_CONTEXTS, judge_rows, photographs
 
     done = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else None
     rows: dict = done["rows"] if done else {}  # a finished evaluation gains only the rows it lacks
@@ -203,7 +202,7 @@ def evaluate(
     truth = [world.render(world.Scene(subject, c), 90_000 + s) for c in EVAL_CONTEXTS for s in range(images)]
     if not done:
         rows_images["ground truth"] = truth
-    photos = [Image.open(p).convert("RGB") for p in sorted((teacher / "photos").glob("*.png"))]
+    photos = photographs(teacher / "photos")
     judge_rows(rows, MODEL_DIR / "judge", MODEL_DIR, subject, rows_images, photos, images)
     sharpness = lambda images: high_frequency(judge.to_pixels(images))
     sharp_truth = sharpness(truth)

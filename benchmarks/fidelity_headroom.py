@@ -39,7 +39,7 @@ from subject_runs import mean_se  # noqa: E402
 
 from dreamtune.miniature import scenery, world  # noqa: E402
 from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
-from dreamtune.miniature.demo import IDENTIFIER  # noqa: E402
+from dreamtune.miniature.demo import IDENTIFIER, photographs  # noqa: E402
 
 LAMBDAS = (0.5, 0.7, 0.9)  # weight of identity in the harmonic mean
 SCORES_VERSION = 2  # 2: subject_in_context's identity is the margin, not the saturating probability
@@ -93,7 +93,7 @@ def score_subject(start: Path, subject: str, samples: int, out: Path, cache: dic
     record = json.loads((out / "images" / "generations.json").read_text())
     images = [Image.open(out / "images" / r["file"]).convert("RGB") for r in record["images"]]
     image_prompts = [r["prompt"] for r in record["images"]]
-    photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
+    photos = photographs(start / "photos")
     class_images = [Image.open(p).convert("RGB") for p in sorted((start / "run" / "class_images").glob("**/*.png"))]
     if "clip" not in cache:
         cache["clip"] = load_clip(MODEL_DIR / "clip")
@@ -144,7 +144,7 @@ def with_identity_model(scores: dict, start: Path, out: Path, cache: dict) -> di
         cache["identity"] = JudgeFeatures(load_judge(Path(folder))) if judged else load_dino(folder)
     record = json.loads((out / "images" / "generations.json").read_text())
     images = [Image.open(out / "images" / r["file"]).convert("RGB") for r in record["images"]]
-    photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
+    photos = photographs(start / "photos")
     class_images = [Image.open(p).convert("RGB") for p in sorted((start / "run" / "class_images").glob("**/*.png"))]
     seen = cache["identity"]
     pixels = torch.stack([torch.from_numpy(np.array(i)).permute(2, 0, 1) for i in images]).float() / 255

@@ -43,7 +43,7 @@ from subject_runs import mean_se  # noqa: E402
 
 from dreamtune.miniature import scenery, world  # noqa: E402
 from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
-from dreamtune.miniature.demo import EVAL_CONTEXTS, IDENTIFIER, judge_rows  # noqa: E402
+from dreamtune.miniature.demo import EVAL_CONTEXTS, IDENTIFIER, judge_rows, photographs  # noqa: E402
 
 REWARD = ("rl.rewards.print_proof=0", "rl.rewards.subject_in_context=1")
 FIGURES = (
@@ -88,7 +88,7 @@ def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
     )
     after, again = _generated(out / "after")
     assert [r["seed"] for r in again] == [r["seed"] for r in records], "before and after must pair by seed"
-    photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
+    photos = photographs(start / "photos")
     rows: dict = {}
     judge_rows(rows, MODEL_DIR / "judge", MODEL_DIR, subject, {"before": before, "after": after}, photos, 2, cache)
     printed = {"before": littlecms_prints(before), "after": littlecms_prints(after)}

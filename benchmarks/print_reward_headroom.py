@@ -41,7 +41,7 @@ from rl_test_half import RL_CONTEXTS  # noqa: E402
 from subject_runs import mean_se  # noqa: E402
 
 from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
-from dreamtune.miniature.demo import IDENTIFIER  # noqa: E402
+from dreamtune.miniature.demo import IDENTIFIER, photographs  # noqa: E402
 
 
 def _to_tensor(images) -> torch.Tensor:
@@ -122,7 +122,7 @@ def score_subject(subject: str, start: Path, sampled: Path, args, cache: dict) -
     record = json.loads((sampled / "images" / "generations.json").read_text())
     images = _to_tensor([Image.open(sampled / "images" / r["file"]).convert("RGB") for r in record["images"]])
     prompts = [r["prompt"] for r in record["images"]]
-    photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
+    photos = photographs(start / "photos")
     class_images = [Image.open(p).convert("RGB") for p in sorted((start / "run" / "class_images").glob("**/*.png"))]
     judged = SubjectInContext(
         cache["clip"], photos, class_images, prompts, IDENTIFIER, 0.9, cache["identity"], view=printer, margin=False

@@ -43,7 +43,7 @@ from subject_runs import mean_se  # noqa: E402
 
 from dreamtune.miniature import scenery, world  # noqa: E402
 from dreamtune.miniature.assemble import MODEL_DIR  # noqa: E402
-from dreamtune.miniature.demo import EVAL_CONTEXTS, IDENTIFIER, judge_rows  # noqa: E402
+from dreamtune.miniature.demo import EVAL_CONTEXTS, IDENTIFIER, judge_rows, photographs  # noqa: E402
 
 HELD_OUT = ROOT / "runs" / "judge-v4" / "judge"
 WIDTH_CM = 4.0  # a 64-pixel image printed as a thumbnail, seen from 40 cm
@@ -90,7 +90,7 @@ def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
     generate(request, out / "after", show_progress=False)
     after, again = _generated(out / "after")
     assert [r["seed"] for r in again] == [r["seed"] for r in records], "before and after must pair by seed"
-    photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
+    photos = photographs(start / "photos")
     if "clip" not in cache:
         cache["clip"] = load_clip(MODEL_DIR / "clip")
         cache["identity"] = JudgeFeatures(load_judge(MODEL_DIR / "judge"))
@@ -131,10 +131,9 @@ def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
 
 def held_out(start: Path, out: Path, subject: str, cache: dict) -> dict:
     """The hard-negative judge's verdicts (used by no reward) on the before and after prints."""
-    from PIL import Image
 
     images = {"before": _generated(start / "personalized")[0], "after": _generated(out / "after")[0]}
-    photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
+    photos = photographs(start / "photos")
     held: dict = {}
     prints = {when: littlecms_prints(x) for when, x in images.items()}
     judge_rows(held, HELD_OUT, MODEL_DIR, subject, prints, photos, 2, cache.setdefault("held", {}))

@@ -40,7 +40,7 @@ from subject_runs import mean_se  # noqa: E402
 
 from dreamtune import config  # noqa: E402
 from dreamtune.miniature import scenery, world  # noqa: E402
-from dreamtune.miniature.demo import EVAL_CONTEXTS, IDENTIFIER  # noqa: E402
+from dreamtune.miniature.demo import EVAL_CONTEXTS, IDENTIFIER, photographs  # noqa: E402
 from dreamtune.recipes import RECIPES_DIR  # noqa: E402
 
 RL_CONTEXTS = (
@@ -133,7 +133,7 @@ def measure(start: Path, out: Path, subject: str, cache: dict) -> dict:
     assert [r["seed"] for r in again["images"]] == [r["seed"] for r in record["images"]], (
         "before and after must pair by seed"
     )
-    photos = [Image.open(p).convert("RGB") for p in sorted((start / "photos").glob("*.png"))]
+    photos = photographs(start / "photos")
     return {"subject": subject, **score(before, after, subject, photos, cache)}
 
 

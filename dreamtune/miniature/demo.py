@@ -53,6 +53,11 @@ def photograph(subject: str, folder: Path, count: int = 5, identifier: str = IDE
     return folder
 
 
+def photographs(folder: Path) -> list[Image.Image]:
+    """The photos ``photograph`` wrote into ``folder``, in order (their masks beside them left out)."""
+    return [Image.open(p).convert("RGB") for p in sorted(folder.glob("photo*.png")) if MASK_SUFFIX not in p.name]
+
+
 def _images(record: dict, folder: Path) -> list[Image.Image]:
     return [Image.open(folder / r["file"]).convert("RGB") for r in record["images"]]
 
@@ -161,7 +166,7 @@ def _judge_rows(
     """The miniature judge's verdicts for each row, when the model ships a judge (``judge/``)."""
     if not (model_dir / "judge" / "judge.safetensors").is_file():
         return
-    photos = [Image.open(p).convert("RGB") for p in sorted((out / "photos").glob("*.png"))]
+    photos = photographs(out / "photos")
     images = {
         "floor": _images(base, out / "floor"),
         "personalized": _images(tuned, out / "personalized"),

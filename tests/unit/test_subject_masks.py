@@ -162,3 +162,19 @@ def test_weighted_mean_is_the_plain_mean_without_weights_and_ignores_a_zero_weig
 def test_background_weight_outside_zero_to_one_is_refused():
     with pytest.raises(UserError, match=r"data\.background_weight is 1\.5"):
         config.load(None, ["data.background_weight=1.5"])
+
+
+def test_the_demo_photographs_its_subject_with_masks_that_are_never_taken_for_photos(tmp_path):
+    from dreamtune.miniature import world
+    from dreamtune.miniature.demo import TRAIN_CONTEXTS, photograph, photographs
+
+    folder = photograph("dog3", tmp_path / "photos", count=3)
+    assert len(list(folder.glob("*.mask.png"))) == 3
+    shots = photographs(folder)  # what the judge takes as the subject's references
+    expected = [world.render(world.Scene("dog3", TRAIN_CONTEXTS[i % 2]), 50_000 + i) for i in range(3)]
+    assert [np.asarray(s).tobytes() for s in shots] == [np.asarray(e).tobytes() for e in expected]
+    mask = np.asarray(Image.open(folder / "photo0.mask.png"))
+    photo = np.asarray(shots[0], dtype=np.int16)
+    backdrop = photo[1, 1]  # the studio's plain colour in the corner, outside the subject
+    assert mask[1, 1] == 0 and 0.03 < (mask > 127).mean() < 0.6
+    assert (np.abs(photo - backdrop).sum(-1)[mask > 200] > 30).mean() > 0.8  # the mask covers what is not backdrop
