@@ -180,7 +180,7 @@ class DatasetBatches:
     def _loss_weights(self, example: Example, is_prior: bool, size) -> torch.Tensor | None:
         if self.background_weight is None:
             return None
-        if is_prior or example.mask is None:
+        if is_prior:  # every subject photo has a mask (checked in __init__); class images count everywhere
             return torch.ones(1, size[1], size[0])
         return self.background_weight + (1 - self.background_weight) * _fit(example.mask, size)
 

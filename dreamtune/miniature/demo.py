@@ -18,7 +18,8 @@ from PIL import Image
 
 from dreamtune import config
 from dreamtune.atomic import claim_output_dir, write_json
-from dreamtune.data.masks import MASK_SUFFIX
+from dreamtune.data.ingest import IMAGE_SUFFIXES
+from dreamtune.data.masks import MASK_SUFFIX, is_mask_file
 from dreamtune.errors import UserError
 from dreamtune.evaluation.features import load_clip
 from dreamtune.evaluation.metrics import prompt_fidelity, subject_fidelity
@@ -55,7 +56,9 @@ def photograph(subject: str, folder: Path, count: int = 5, identifier: str = IDE
 
 def photographs(folder: Path) -> list[Image.Image]:
     """The photos ``photograph`` wrote into ``folder``, in order (their masks beside them left out)."""
-    return [Image.open(p).convert("RGB") for p in sorted(folder.glob("photo*.png")) if MASK_SUFFIX not in p.name]
+    return [
+        Image.open(p).convert("RGB") for p in sorted(folder.glob("photo*.png")) if not is_mask_file(p, IMAGE_SUFFIXES)
+    ]
 
 
 def _images(record: dict, folder: Path) -> list[Image.Image]:
