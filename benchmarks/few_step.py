@@ -209,10 +209,22 @@ def evaluate(
     for name in rows_images:
         rows[name]["sharpness"] = round(sharpness(rows_images[name]) / sharp_truth, 4)
         rows[name]["seconds_per_image"] = round(seconds.get(name, 0.0), 4)
-    truth_row = rows.pop("ground truth")  # the table's last row
-    rows["ground truth"] = truth_row
-    metrics = {"subject": subject, "seed": seed, "rows": rows}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return _merge_rows(out / "metrics.json", {"subject": subject, "seed": seed, "rows": rows})
+
+
+def _merge_rows(path: Path, metrics: dict) -> dict:
+    """Write ``metrics`` to ``path`` keeping the rows another process (another variant of the same subject
+    and seed) wrote there meanwhile: read, merge and replace under an exclusive lock."""
+    import fcntl
+
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.is_file():
+            metrics["rows"] = {**json.loads(path.read_text())["rows"], **metrics["rows"]}
+        metrics["rows"]["ground truth"] = metrics["rows"].pop("ground truth")  # the table's last row
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(metrics, indent=1))
+        partial.replace(path)
     return metrics
 
 
