@@ -125,6 +125,9 @@ VARIANTS: tuple[Method, ...] = (
     # unmasked weight allows) or not at all (as kohya's masked loss)
     Method("lora+prior+mask", "miniature-lora.yaml", ("data.subject_masks=true", "data.background_weight=0.1")),
     Method("lora+prior+mask0", "miniature-lora.yaml", ("data.subject_masks=true", "data.background_weight=0")),
+    # in busy scenes the class's usual shape replaces the subject's: is the class noun in the caption what pulls
+    # it there? Trained and asked as "a sks" (class images still "a dog")
+    Method("lora+prior-nonoun", "miniature-lora.yaml", ("data.instance_prompt=a sks",)),
 )
 
 

@@ -116,28 +116,27 @@ def run_demo(
         if any(o.startswith("rl.algorithm=") for o in overrides)
         else []
     )
-    run = train(
-        config.load(
-            recipe,
-            [
-                f"model.pretrained={model_dir}",
-                f"data.instance_dir={photos}",
-                f"data.instance_prompt=a {identifier} {noun}",
-                f"train.output_dir={out / 'run'}",
-                f"prior.class_prompt=a {noun}",
-                *rewards,
-                *overrides,
-            ],
-        ),
-        replace=True,
+    recipe_config = config.load(
+        recipe,
+        [
+            f"model.pretrained={model_dir}",
+            f"data.instance_dir={photos}",
+            f"data.instance_prompt=a {identifier} {noun}",
+            f"train.output_dir={out / 'run'}",
+            f"prior.class_prompt=a {noun}",
+            *rewards,
+            *overrides,
+        ],
     )
+    run = train(recipe_config, replace=True)
     phrases = [scenery.PHRASES[c] for c in EVAL_CONTEXTS]
     pairs = [(p, s) for p in phrases for s in range(seeds)]
     common = dict(images_per_prompt=seeds, steps=25, guidance_scale=guidance_scale, resolution=64)
+    # the personalized model is asked for its subject in the words it was trained on (an override of
+    # data.instance_prompt, e.g. "a sks" without the class noun, changes both)
+    instance = recipe_config.data.instance_prompt
     tuned = generate(
-        GenerateRequest(
-            trained=str(run.model_dir), prompts=tuple(f"a {identifier} {noun} {p}" for p in phrases), **common
-        ),
+        GenerateRequest(trained=str(run.model_dir), prompts=tuple(f"{instance} {p}" for p in phrases), **common),
         out / "personalized",
     )
     base = generate(

@@ -124,6 +124,20 @@ def test_a_demo_on_your_own_photos_names_them_and_says_what_it_cannot_measure(tm
         run_demo(tmp_path / "both", subject="cat3", images=photos, overrides=short)
 
 
+def test_the_demo_asks_the_personalized_model_in_the_words_it_was_trained_on(tmp_path, photos):
+    """An instance prompt given as an override (here without the class noun) is the prompt the personalized
+    images are generated from; the base model keeps the class prompt."""
+    from dreamtune.miniature.demo import run_demo
+
+    short = ["train.steps=2", "prior.num_class_images=2", "prior.sample_steps=2", "data.instance_prompt=a sks"]
+    run_demo(tmp_path / "bare", images=photos, class_noun="dog", seeds=1, overrides=short)
+    tuned = json.loads((tmp_path / "bare" / "personalized" / "generations.json").read_text())
+    base = json.loads((tmp_path / "bare" / "floor" / "generations.json").read_text())
+    assert "a sks in the jungle" in {i["prompt"] for i in tuned["images"]}
+    assert [i["prompt"] for i in tuned["images"]] == [i["prompt"].replace("a dog ", "a sks ") for i in base["images"]]
+    assert all(i["prompt"].startswith("a dog ") for i in base["images"])
+
+
 def test_the_demo_headline_puts_identity_among_all_instances_beside_identity_in_the_class():
     from dreamtune.miniature.demo import headline
 
