@@ -84,6 +84,12 @@ def main() -> None:
         "(written to --root-rejudged), then tabulate those",
     )
     parser.add_argument(
+        "--resample",
+        metavar="SAMPLER:STEPS:GUIDANCE",
+        help="draw the finished runs' personalized images again from their trained models with this sampler "
+        "(e.g. euler_a:25:4; written to --root-SAMPLER-STEPS-gGUIDANCE, resumable), judge and tabulate those",
+    )
+    parser.add_argument(
         "--sheet",
         metavar="SUBJECTS",
         help="run nothing: a contact sheet of the finished runs under --root "
@@ -118,6 +124,15 @@ def main() -> None:
 
         target = Path(f"{args.root.rstrip('/')}-rejudged")
         print(f"{rejudge(Path(args.root), target, Path(args.rejudge))} runs judged again into {target}")
+        args.root, args.collect = str(target), True
+    if args.resample:
+        from subject_runs import resample
+
+        scheduler, steps, guidance = args.resample.split(":")
+        target = Path(f"{args.root.rstrip('/')}-{scheduler}-{steps}-g{guidance}")
+        labels = [m.label for m in chosen]
+        drawn = resample(Path(args.root), target, labels, scheduler, int(steps), float(guidance))
+        print(f"{drawn} runs drawn again into {target}")
         args.root, args.collect = str(target), True
     deadline = time.time() if args.collect else time.time() + 60 * args.minutes if args.minutes else None
     results = run_jobs(jobs, Path(args.root), args.jobs, deadline)

@@ -378,42 +378,85 @@ def markdown(summary: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def rejudge(source: Path, target: Path, judge_dir: Path, model_dir: Path | None = None, seeds: int = 2) -> int:
-    """Judge the saved images of every finished run under ``source`` again with the judge in
-    ``judge_dir``; write each run's updated metrics to the same place under ``target`` (the source
-    is left as it is). A run without its own floor images borrows the floor of any other run of the
-    same subject (the floor is the base model with the class prompt: the same for every method and
-    training seed). Returns the number of runs judged."""
+def _judge_run(
+    run: Path, source: Path, metrics: dict, judge_dir: Path, model_dir: Path, seeds: int, cache: dict
+) -> dict:
+    """One finished run's metrics with every judge verdict made again from the images in ``run``'s floor and
+    personalized folders (a run without its own floor borrows any other run's of the same subject under
+    ``source``: the floor is the base model with the class prompt, the same for every method and seed)."""
     from PIL import Image
 
     from dreamtune.miniature import world
-    from dreamtune.miniature.assemble import MODEL_DIR
     from dreamtune.miniature.demo import EVAL_CONTEXTS, judge_rows, summarize
     from dreamtune.miniature.judge import reference_photos
+
+    subject = metrics["subject"]
+    floors = [run / "floor"] + sorted(Path(source).glob(f"*/{subject}-s*/floor"))
+    floor = next(f for f in floors if (f / "generations.json").is_file())
+    images = {}
+    for row, folder in (("floor", floor), ("personalized", run / "personalized")):
+        record = json.loads((folder / "generations.json").read_text())
+        images[row] = [Image.open(folder / r["file"]).convert("RGB") for r in record["images"]]
+    images["ceiling"] = [world.render(world.Scene(subject, c), 90_000 + s) for c in EVAL_CONTEXTS for s in range(seeds)]
+    rows = {
+        k: {m: v for m, v in metrics[k].items() if not m.startswith("judge_")}
+        for k in ("floor", "personalized", "ceiling")
+    }
+    judge_rows(rows, judge_dir, model_dir, subject, images, reference_photos(subject), seeds, cache)
+    return summarize(rows, metrics["wall_seconds"], subject, metrics["class"]) | {"judge": str(judge_dir)}
+
+
+def rejudge(source: Path, target: Path, judge_dir: Path, model_dir: Path | None = None, seeds: int = 2) -> int:
+    """Judge the saved images of every finished run under ``source`` again with the judge in
+    ``judge_dir``; write each run's updated metrics to the same place under ``target`` (the source
+    is left as it is). Returns the number of runs judged."""
+    from dreamtune.miniature.assemble import MODEL_DIR
 
     model_dir = Path(model_dir or MODEL_DIR)
     judged, cache = 0, {}
     for metrics_file in sorted(Path(source).glob("*/*-s*/metrics.json")):
         run = metrics_file.parent
-        metrics = json.loads(metrics_file.read_text())
-        subject = metrics["subject"]
-        floors = [run / "floor"] + sorted(Path(source).glob(f"*/{subject}-s*/floor"))
-        floor = next(f for f in floors if (f / "generations.json").is_file())
-        images = {}
-        for row, folder in (("floor", floor), ("personalized", run / "personalized")):
-            record = json.loads((folder / "generations.json").read_text())
-            images[row] = [Image.open(folder / r["file"]).convert("RGB") for r in record["images"]]
-        images["ceiling"] = [
-            world.render(world.Scene(subject, c), 90_000 + s) for c in EVAL_CONTEXTS for s in range(seeds)
-        ]
-        rows = {
-            k: {m: v for m, v in metrics[k].items() if not m.startswith("judge_")}
-            for k in ("floor", "personalized", "ceiling")
-        }
-        judge_rows(rows, judge_dir, model_dir, subject, images, reference_photos(subject), seeds, cache)
-        updated = summarize(rows, metrics["wall_seconds"], subject, metrics["class"]) | {"judge": str(judge_dir)}
+        updated = _judge_run(run, source, json.loads(metrics_file.read_text()), judge_dir, model_dir, seeds, cache)
         out = Path(target) / run.relative_to(source)
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(updated, indent=1))
         judged += 1
     return judged
+
+
+def resample(source: Path, target: Path, labels: list[str], scheduler: str, steps: int, guidance: float) -> int:
+    """Draw the personalized images of every finished run of the methods ``labels`` under ``source`` again from
+    its trained model with another sampler (same prompts, same seeds) and judge them with the shipped judge; each
+    run's images and metrics go to the same place under ``target`` (the source is left as it is; a run already
+    there is kept, so an interrupted call resumes). Returns the number of runs drawn."""
+    import shutil
+
+    from dreamtune.miniature.assemble import MODEL_DIR
+    from dreamtune.sampling.generate import GenerateRequest, generate
+
+    drawn, cache = 0, {}
+    for label in labels:
+        for metrics_file in sorted((Path(source) / label).glob("*-s*/metrics.json")):
+            run = metrics_file.parent
+            out = Path(target) / run.relative_to(source)
+            if (out / "metrics.json").is_file():
+                continue
+            record = json.loads((run / "personalized" / "generations.json").read_text())
+            prompts = tuple(dict.fromkeys(image["prompt"] for image in record["images"]))
+            per_prompt = len(record["images"]) // len(prompts)
+            shutil.rmtree(out, ignore_errors=True)
+            request = GenerateRequest(
+                trained=str(run / "run" / "model"),
+                prompts=prompts,
+                images_per_prompt=per_prompt,
+                steps=steps,
+                guidance_scale=guidance,
+                scheduler=scheduler,
+                resolution=64,
+            )
+            generate(request, out / "personalized")
+            metrics = json.loads(metrics_file.read_text())
+            updated = _judge_run(out, source, metrics, MODEL_DIR / "judge", MODEL_DIR, per_prompt, cache)
+            (out / "metrics.json").write_text(json.dumps(updated | {"sampler": [scheduler, steps, guidance]}, indent=1))
+            drawn += 1
+    return drawn
