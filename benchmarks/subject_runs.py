@@ -30,6 +30,7 @@ class Method:
     label: str
     recipe: str = "miniature-lora.yaml"
     overrides: tuple[str, ...] = ()
+    photo_contexts: tuple[str | None, ...] = ()  # the scenes the subject is photographed in ((): the demo's)
 
 
 # The method table (TI / LoRA / DreamBooth, each with and without prior preservation): the shipped
@@ -128,6 +129,13 @@ VARIANTS: tuple[Method, ...] = (
     # in busy scenes the class's usual shape replaces the subject's: is the class noun in the caption what pulls
     # it there? Trained and asked as "a sks" (class images still "a dog")
     Method("lora+prior-nonoun", "miniature-lora.yaml", ("data.instance_prompt=a sks",)),
+    # or is it that every photo shows the subject on plain ground? The same subject photographed in five busy
+    # scenes the evaluation does not use (a diagnostic: what varied photos would buy)
+    Method(
+        "lora+prior-scenes",
+        "miniature-lora.yaml",
+        photo_contexts=("wheat_field", "crowded_street", "sunflowers", "purple_rug_forest", "eiffel_tower"),
+    ),
 )
 
 
@@ -258,6 +266,7 @@ def run_job(job: Job, root: str, deadline: float | None = None) -> tuple[Job, di
             subject=job.subject,
             recipe=RECIPES_DIR / job.method.recipe,
             overrides=[f"train.seed={job.seed}", *job.method.overrides, *job.extra],
+            **({"photo_contexts": job.method.photo_contexts} if job.method.photo_contexts else {}),
             **({"model_dir": Path(job.model)} if job.model else {}),
         )
     return job, json.loads((out / "metrics.json").read_text()), time.perf_counter() - started

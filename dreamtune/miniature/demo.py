@@ -38,18 +38,28 @@ EVAL_CONTEXTS = ("jungle", "snow", "beach", "cobblestone", "city", "mountain", "
 IDENTIFIER = "sks"
 
 
-def photograph(subject: str, folder: Path, count: int = 5, identifier: str = IDENTIFIER) -> Path:
-    """``count`` renders of ``subject`` in TRAIN_CONTEXTS, captioned, as an imagefolder; each with the subject's
-    mask beside it (``photoN.mask.png``, what ``data.subject_masks`` reads)."""
+def photograph(
+    subject: str,
+    folder: Path,
+    count: int = 5,
+    identifier: str = IDENTIFIER,
+    contexts: tuple[str | None, ...] = TRAIN_CONTEXTS,
+    caption: str = "",
+) -> Path:
+    """``count`` renders of ``subject`` in ``contexts`` (in turn; None: the plain studio) as an imagefolder, each
+    captioned ``caption`` (default "a IDENTIFIER CLASS") and its scene's phrase, with the subject's mask beside it
+    (``photoN.mask.png``, what ``data.subject_masks`` reads)."""
     folder.mkdir(parents=True, exist_ok=True)
+    caption = caption or world.Scene(subject, None).caption(identifier)
     records = []
     for index in range(count):
-        scene = world.Scene(subject, TRAIN_CONTEXTS[index % len(TRAIN_CONTEXTS)])
+        scene = world.Scene(subject, contexts[index % len(contexts)])
         name = f"photo{index}.png"
         image, mask = world.render_with_mask(scene, 50_000 + index)
         image.save(folder / name)
         mask.save(folder / f"photo{index}{MASK_SUFFIX}.png")
-        records.append({"file_name": name, "text": scene.caption(identifier)})
+        text = f"{caption} {scenery.PHRASES[scene.context]}" if scene.context else caption
+        records.append({"file_name": name, "text": text})
     (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return folder
 
@@ -92,8 +102,13 @@ def run_demo(
     model_dir: Path = MODEL_DIR,
     guidance_scale: float = 4.0,
     recipe: Path = RECIPE,
+    photo_contexts: tuple[str | None, ...] = TRAIN_CONTEXTS,
 ) -> dict:
+    """Personalize the miniature on a subject (a world subject photographed in ``photo_contexts``, or ``images``)
+    and judge it against the base model and ground truth in the held-out EVAL_CONTEXTS."""
     started = time.perf_counter()
+    if set(photo_contexts) & set(EVAL_CONTEXTS):
+        raise ValueError(f"photo contexts {photo_contexts} include held-out evaluation contexts {EVAL_CONTEXTS}")
     out, model_dir = Path(out), Path(model_dir)
     claim_output_dir(out, "--out")
     if not (model_dir / "model_index.json").is_file():
@@ -110,7 +125,7 @@ def run_demo(
         )
     noun = class_noun or (world.instance(subject).class_noun if images is None else "object")
     identifier = identifier_of(config.load(recipe, list(overrides)))
-    photos = Path(images) if images else photograph(subject, out / "photos", identifier=identifier)
+    photos = Path(images) if images else out / "photos"
     rewards = (
         [f"rl.subject={identifier}", f"rl.class_noun={noun}"]
         if any(o.startswith("rl.algorithm=") for o in overrides)
@@ -128,13 +143,15 @@ def run_demo(
             *overrides,
         ],
     )
+    # the personalized model is trained and asked in the same words: the run's instance prompt (an override of
+    # data.instance_prompt, e.g. "a sks" without the class noun, changes both), then each scene's phrase
+    instance = recipe_config.data.instance_prompt
+    if images is None:
+        photograph(subject, photos, identifier=identifier, contexts=photo_contexts, caption=instance)
     run = train(recipe_config, replace=True)
     phrases = [scenery.PHRASES[c] for c in EVAL_CONTEXTS]
     pairs = [(p, s) for p in phrases for s in range(seeds)]
     common = dict(images_per_prompt=seeds, steps=25, guidance_scale=guidance_scale, resolution=64)
-    # the personalized model is asked for its subject in the words it was trained on (an override of
-    # data.instance_prompt, e.g. "a sks" without the class noun, changes both)
-    instance = recipe_config.data.instance_prompt
     tuned = generate(
         GenerateRequest(trained=str(run.model_dir), prompts=tuple(f"{instance} {p}" for p in phrases), **common),
         out / "personalized",
@@ -168,7 +185,9 @@ def _judge_rows(
     """The miniature judge's verdicts for each row, when the model ships a judge (``judge/``)."""
     if not (model_dir / "judge" / "judge.safetensors").is_file():
         return
-    photos = photographs(out / "photos")
+    from dreamtune.miniature.judge import reference_photos
+
+    photos = reference_photos(subject)  # the subject's references, the same whatever photos the run trained on
     images = {
         "floor": _images(base, out / "floor"),
         "personalized": _images(tuned, out / "personalized"),

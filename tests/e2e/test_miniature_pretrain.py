@@ -124,18 +124,25 @@ def test_a_demo_on_your_own_photos_names_them_and_says_what_it_cannot_measure(tm
         run_demo(tmp_path / "both", subject="cat3", images=photos, overrides=short)
 
 
-def test_the_demo_asks_the_personalized_model_in_the_words_it_was_trained_on(tmp_path, photos):
-    """An instance prompt given as an override (here without the class noun) is the prompt the personalized
-    images are generated from; the base model keeps the class prompt."""
+def test_the_demo_trains_and_asks_the_personalized_model_in_the_same_words(tmp_path):
+    """An instance prompt given as an override (here without the class noun) is the photos' caption (with each
+    photo's scene) and the prompt the personalized images are drawn from; the base model keeps the class prompt.
+    Photos in other scenes are allowed, the held-out evaluation scenes are not."""
+    import pytest
+
     from dreamtune.miniature.demo import run_demo
 
     short = ["train.steps=2", "prior.num_class_images=2", "prior.sample_steps=2", "data.instance_prompt=a sks"]
-    run_demo(tmp_path / "bare", images=photos, class_noun="dog", seeds=1, overrides=short)
+    run_demo(tmp_path / "bare", subject="cat3", seeds=1, overrides=short, photo_contexts=(None, "wheat_field"))
+    captions = [json.loads(line)["text"] for line in (tmp_path / "bare" / "run" / "data" / "metadata.jsonl").open()]
+    assert captions == ["a sks", "a sks with a wheat field in the background"] * 2 + ["a sks"]
     tuned = json.loads((tmp_path / "bare" / "personalized" / "generations.json").read_text())
     base = json.loads((tmp_path / "bare" / "floor" / "generations.json").read_text())
     assert "a sks in the jungle" in {i["prompt"] for i in tuned["images"]}
-    assert [i["prompt"] for i in tuned["images"]] == [i["prompt"].replace("a dog ", "a sks ") for i in base["images"]]
-    assert all(i["prompt"].startswith("a dog ") for i in base["images"])
+    assert [i["prompt"] for i in tuned["images"]] == [i["prompt"].replace("a cat ", "a sks ") for i in base["images"]]
+    assert all(i["prompt"].startswith("a cat ") for i in base["images"])
+    with pytest.raises(ValueError, match="held-out evaluation contexts"):
+        run_demo(tmp_path / "leak", subject="cat3", overrides=short, photo_contexts=("beach",))
 
 
 def test_the_demo_headline_puts_identity_among_all_instances_beside_identity_in_the_class():
