@@ -214,17 +214,17 @@ def evaluate(
 
 def _merge_rows(path: Path, metrics: dict) -> dict:
     """Write ``metrics`` to ``path`` keeping the rows another process (another variant of the same subject
-    and seed) wrote there meanwhile: read, merge and replace under an exclusive lock."""
+    and seed) wrote there meanwhile: read, merge and replace (atomically) under an exclusive lock."""
     import fcntl
+
+    from dreamtune.atomic import write_json
 
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.is_file():
             metrics["rows"] = {**json.loads(path.read_text())["rows"], **metrics["rows"]}
         metrics["rows"]["ground truth"] = metrics["rows"].pop("ground truth")  # the table's last row
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(metrics, indent=1))
-        partial.replace(path)
+        write_json(path, metrics)
     return metrics
 
 

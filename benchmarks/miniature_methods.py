@@ -131,7 +131,7 @@ def main() -> None:
         scheduler, steps, guidance = args.resample.split(":")
         target = Path(f"{args.root.rstrip('/')}-{scheduler}-{steps}-g{guidance}")
         labels = [m.label for m in chosen]
-        drawn = resample(Path(args.root), target, labels, scheduler, int(steps), float(guidance))
+        drawn = resample(Path(args.root), target, labels, scheduler, int(steps), float(guidance), args.model or None)
         print(f"{drawn} runs drawn again into {target}")
         args.root, args.collect = str(target), True
     deadline = time.time() if args.collect else time.time() + 60 * args.minutes if args.minutes else None

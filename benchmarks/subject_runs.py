@@ -433,9 +433,18 @@ def rejudge(source: Path, target: Path, judge_dir: Path, model_dir: Path | None 
     return judged
 
 
-def resample(source: Path, target: Path, labels: list[str], scheduler: str, steps: int, guidance: float) -> int:
+def resample(
+    source: Path,
+    target: Path,
+    labels: list[str],
+    scheduler: str,
+    steps: int,
+    guidance: float,
+    model_dir: Path | None = None,
+) -> int:
     """Draw the personalized images of every finished run of the methods ``labels`` under ``source`` again from
-    its trained model with another sampler (same prompts, same seeds) and judge them with the shipped judge; each
+    its trained model with another sampler (same prompts, same seeds) and judge them with the shipped judge (through
+    ``model_dir``'s VAE, the base the runs personalized; default the shipped one, as ``rejudge``); each
     run's images and metrics go to the same place under ``target`` (the source is left as it is; a run already
     there is kept, so an interrupted call resumes). Returns the number of runs drawn."""
     import shutil
@@ -443,6 +452,7 @@ def resample(source: Path, target: Path, labels: list[str], scheduler: str, step
     from dreamtune.miniature.assemble import MODEL_DIR
     from dreamtune.sampling.generate import GenerateRequest, generate
 
+    model_dir = Path(model_dir or MODEL_DIR)
     drawn, cache = 0, {}
     for label in labels:
         for metrics_file in sorted((Path(source) / label).glob("*-s*/metrics.json")):
@@ -465,7 +475,7 @@ def resample(source: Path, target: Path, labels: list[str], scheduler: str, step
             )
             generate(request, out / "personalized")
             metrics = json.loads(metrics_file.read_text())
-            updated = _judge_run(out, source, metrics, MODEL_DIR / "judge", MODEL_DIR, per_prompt, cache)
+            updated = _judge_run(out, source, metrics, MODEL_DIR / "judge", model_dir, per_prompt, cache)
             (out / "metrics.json").write_text(json.dumps(updated | {"sampler": [scheduler, steps, guidance]}, indent=1))
             drawn += 1
     return drawn
